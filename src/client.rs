@@ -1,0 +1,154 @@
+//! Everything known about client addresses: the GeoIP databases and BGP tables of one
+//! configuration, loaded together, and the combined per-address answer used by
+//! `signpost lookup`, explanations and compilation.
+//!
+//! Loading happens off the query path; a bad input is an error naming the file, so that the
+//! caller can keep the previous data serving.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::bgp::BgpTable;
+use crate::config::DataFile;
+use crate::geo::{GeoDb, GeoInfo, Layout};
+use crate::source::Errors;
+
+/// The client data of one configuration.
+#[derive(Debug, Default)]
+pub struct ClientData {
+    /// GeoIP databases, in configuration order (earlier ones win).
+    pub geo: Vec<GeoDb>,
+    /// BGP tables, in configuration order (earlier ones win).
+    pub bgp: Vec<BgpTable>,
+}
+
+/// A value with where it came from and the prefix length it holds for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sourced<T> {
+    /// The value.
+    pub value: T,
+    /// The input it came from.
+    pub source: String,
+    /// The length of the network it is valid for.
+    pub prefix_len: u8,
+}
+
+/// Everything known about one address.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientInfo {
+    /// Continent code.
+    pub continent: Option<Sourced<String>>,
+    /// Country code.
+    pub country: Option<Sourced<String>>,
+    /// Subdivision code (`US-CA`).
+    pub subdivision: Option<Sourced<String>>,
+    /// Latitude, longitude.
+    pub location: Option<Sourced<(f64, f64)>>,
+    /// Origin ASN.
+    pub asn: Option<Sourced<u32>>,
+    /// The routed prefix the ASN came from (BGP tables only).
+    pub prefix: Option<String>,
+}
+
+impl ClientData {
+    /// Loads every input; all failures are reported, each naming its file.
+    pub fn load(geo: &[DataFile], bgp: &[DataFile]) -> Result<ClientData, Errors> {
+        let mut errors = Errors::default();
+        let mut data = ClientData::default();
+        for f in geo {
+            let name = f.source.display();
+            match f.source.read().and_then(|b| GeoDb::open(&name, b, &f.format)) {
+                Ok(db) => data.geo.push(db),
+                Err(e) => errors.file(&name, e),
+            }
+        }
+        for f in bgp {
+            let name = f.source.display();
+            match f.source.read().and_then(|b| BgpTable::load(&name, &b, &f.format)) {
+                Ok(t) => {
+                    if t.skipped > 0 {
+                        tracing::warn!(file = %name, skipped = t.skipped, first = ?t.problems, "prefix table lines skipped");
+                    }
+                    data.bgp.push(t)
+                }
+                Err(e) => errors.file(&name, e),
+            }
+        }
+        errors.into_result(data)
+    }
+
+    /// Looks `addr` up in every input.
+    pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
+        let mut out = ClientInfo::default();
+        for db in &self.geo {
+            let Ok(Some((info, len))) = db.lookup(addr) else { continue };
+            let GeoInfo { continent, country, subdivision, location, asn } = info;
+            let src = |v| Some(Sourced { value: v, source: db.name.clone(), prefix_len: len });
+            if out.continent.is_none() {
+                out.continent = continent.and_then(src);
+            }
+            if out.country.is_none() {
+                out.country = country.and_then(src);
+            }
+            if out.subdivision.is_none() {
+                out.subdivision = subdivision.and_then(src);
+            }
+            if out.location.is_none() {
+                out.location = location.and_then(|v| Some(Sourced { value: v, source: db.name.clone(), prefix_len: len }));
+            }
+            if db.layout == Layout::Asn && out.asn.is_none() {
+                out.asn = asn.and_then(|v| Some(Sourced { value: v, source: db.name.clone(), prefix_len: len }));
+            }
+        }
+        for t in &self.bgp {
+            if let Some((net, asn)) = t.lookup(addr) {
+                out.asn = Some(Sourced { value: asn, source: t.name.clone(), prefix_len: net.netmask() });
+                out.prefix = Some(net.to_string());
+                break;
+            }
+        }
+        out
+    }
+
+    /// A one-line description of the inputs, for `status` and `_why`.
+    pub fn versions(&self) -> String {
+        let mut s = String::new();
+        for db in &self.geo {
+            let _ = write!(s, "geoip {} ({}); ", short(&db.name), db.version);
+        }
+        for t in &self.bgp {
+            let _ = write!(s, "bgp {} ({} v4 + {} v6 prefixes); ", short(&t.name), t.v4.len(), t.v6.len());
+        }
+        s.trim_end_matches("; ").to_string()
+    }
+}
+
+fn short(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+impl ClientInfo {
+    /// Human-readable lines, one per attribute.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        fn line<T: std::fmt::Display>(out: &mut Vec<String>, key: &str, v: &Option<Sourced<T>>) {
+            match v {
+                Some(s) => out.push(format!("{key}: {} (from {}, valid for /{})", s.value, s.source, s.prefix_len)),
+                None => out.push(format!("{key}: unknown")),
+            }
+        }
+        line(&mut out, "continent", &self.continent);
+        line(&mut out, "country", &self.country);
+        line(&mut out, "subdivision", &self.subdivision);
+        match &self.location {
+            Some(s) => out.push(format!("location: {:.4},{:.4} (from {}, valid for /{})", s.value.0, s.value.1, s.source, s.prefix_len)),
+            None => out.push("location: unknown".into()),
+        }
+        match (&self.asn, &self.prefix) {
+            (Some(a), Some(p)) => out.push(format!("asn: AS{} (prefix {p}, from {})", a.value, a.source)),
+            (Some(a), None) => out.push(format!("asn: AS{} (from {}, valid for /{})", a.value, a.source, a.prefix_len)),
+            _ => out.push("asn: unknown".into()),
+        }
+        out
+    }
+}

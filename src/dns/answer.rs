@@ -1,0 +1,309 @@
+//! The answer path: one query in, one response out, synchronously, from one snapshot.
+//!
+//! Staged: decode (cheapest rejection first) → CHAOS identity → zone → name → records or the
+//! service's `route` + `pick` → encode, then truncate for UDP. [`respond`] is the one function
+//! the transports call; it does not allocate, lock or block, except when it builds the text
+//! of a `_why` explanation, which is a debugging aid and not on the path of real answers.
+
+use std::net::IpAddr;
+
+use super::wire::{self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, Query, RD, Reject, Section, Writer, rcode, rtype};
+use crate::snapshot::{Snapshot, client_key};
+use crate::zone::Zone;
+
+/// How the query arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: responses are limited in size and truncated with TC.
+    Udp,
+    /// TCP: up to 65535 bytes.
+    Tcp,
+}
+
+/// What happened, for counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing sent.
+    Dropped,
+    /// A response of this many bytes is in the buffer, with this rcode.
+    Answered {
+        /// Length of the response.
+        len: usize,
+        /// Its rcode (extended rcodes included).
+        rcode: u16,
+        /// It was truncated.
+        truncated: bool,
+    },
+}
+
+/// A pointer to the question name (offset 12).
+const QNAME_PTR: [u8; 2] = [0xc0, 12];
+
+/// Answers `packet` from `src` into `out` (which should hold 65535 bytes).
+pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport, out: &mut [u8]) -> Outcome {
+    let q = match Query::parse(packet) {
+        Ok(q) => q,
+        Err((Reject::Drop, _)) => return Outcome::Dropped,
+        Err((Reject::Rcode(code), q)) => return error(snap, q, packet, code, out),
+    };
+    let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
+    let question_end = w.len();
+    let mut scope: u8 = 0;
+    let code = if q.qclass == CLASS_CH {
+        chaos(snap, &q, &mut w)
+    } else if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
+        rcode::REFUSED
+    } else if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
+        rcode::REFUSED
+    } else {
+        match snap.zone_for(q.name()) {
+            None => rcode::REFUSED,
+            Some(zone) => {
+                w.set_flags(AA);
+                lookup(snap, zone, &q, src, &mut w, &mut scope)
+            }
+        }
+    };
+    w.set_rcode(code);
+    finish(snap, &q, w, question_end, code, scope, transport)
+}
+
+/// Adds OPT, applies the size limit, and completes the message.
+fn finish(snap: &Snapshot, q: &Query<'_>, mut w: Writer<'_>, question_end: usize, code: u16, scope: u8, transport: Transport) -> Outcome {
+    let limit = match (transport, q.edns) {
+        (Transport::Tcp, _) => 65535,
+        (Transport::Udp, Some(e)) => e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize,
+        (Transport::Udp, None) => 512,
+    };
+    let opt_len = q.edns.map(|e| 11 + e.ecs.map(|s| 8 + (s.source_prefix as usize).div_ceil(8)).unwrap_or(0)).unwrap_or(0);
+    let mut truncated = false;
+    if w.overflow || w.len() + opt_len > limit {
+        // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
+        w.truncate_to_question(question_end);
+        w.set_flags(wire::TC);
+        truncated = true;
+    }
+    if let Some(e) = q.edns {
+        w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, e.ecs.map(|s| (s, scope)));
+    }
+    let len = w.finish();
+    Outcome::Answered { len, rcode: code, truncated }
+}
+
+/// A response to a query that could not be accepted.
+fn error(snap: &Snapshot, q: Option<Query<'_>>, packet: &[u8], code: u16, out: &mut [u8]) -> Outcome {
+    let (id, flags, question) = match &q {
+        Some(q) => (q.id, q.flags, q.question),
+        None => (u16::from_be_bytes([packet[0], packet[1]]), u16::from_be_bytes([packet[2], packet[3]]), &[][..]),
+    };
+    let mut w = Writer::new(out, id, flags & (RD | CD | 0x7800), question);
+    w.set_rcode(code);
+    if code == rcode::BADVERS
+        && let Some(q) = &q
+        && let Some(e) = q.edns
+    {
+        // RFC 6891 §6.1.3: BADVERS is carried in the OPT record; answer with version 0.
+        w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, None);
+    }
+    let len = w.finish();
+    Outcome::Answered { len, rcode: code, truncated: false }
+}
+
+/// CHAOS TXT `id.server`, `hostname.bind`, `version.bind`.
+fn chaos(snap: &Snapshot, q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
+    let text = match q.name() {
+        b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => snap.settings.server_id.as_deref(),
+        b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => snap.settings.version.as_deref(),
+        _ => return rcode::REFUSED,
+    };
+    let Some(text) = text else { return rcode::REFUSED };
+    if q.qtype != rtype::TXT && q.qtype != rtype::ANY {
+        return rcode::NOERROR;
+    }
+    let bytes = &text.as_bytes()[..text.len().min(255)];
+    let mut body = [0u8; 10 + 256];
+    body[..2].copy_from_slice(&rtype::TXT.to_be_bytes());
+    body[2..4].copy_from_slice(&CLASS_CH.to_be_bytes());
+    body[8..10].copy_from_slice(&((bytes.len() + 1) as u16).to_be_bytes());
+    body[10] = bytes.len() as u8;
+    body[11..11 + bytes.len()].copy_from_slice(bytes);
+    w.record(Section::Answer, &QNAME_PTR, &body[..11 + bytes.len()], None);
+    rcode::NOERROR
+}
+
+/// A compression pointer to where `suffix` (a suffix of the question name) starts.
+fn pointer_to_suffix(q: &Query<'_>, suffix_len: usize) -> [u8; 2] {
+    let off = 12 + q.name_len - suffix_len;
+    [0xc0 | (off >> 8) as u8, off as u8]
+}
+
+/// Writes the zone's SOA into the authority section (negative answers).
+fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
+    let owner = pointer_to_suffix(q, zone.apex.len());
+    w.record(Section::Authority, &owner, &zone.soa, Some(zone.negative_ttl));
+}
+
+/// Answers a name inside `zone`.
+fn lookup(snap: &Snapshot, zone: &Zone, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>, scope: &mut u8) -> u16 {
+    let Some(node) = zone.node(q.name()) else {
+        soa_authority(zone, q, w);
+        return rcode::NXDOMAIN;
+    };
+    if let Some(s) = node.service
+        && (q.qtype == rtype::A || q.qtype == rtype::AAAA)
+    {
+        return service_answer(snap, zone, s, q, src, w, scope);
+    }
+    if let Some(s) = node.why
+        && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
+    {
+        return why_answer(snap, s, q, src, w);
+    }
+    if let Some(target) = &node.cname_target
+        && q.qtype != rtype::CNAME
+    {
+        return cname_chain(snap, zone, node, target, q, w);
+    }
+    if q.qtype == rtype::ANY {
+        // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here.
+        match node.sets.first() {
+            Some(set) => {
+                for r in &set.records {
+                    w.record(Section::Answer, &QNAME_PTR, r, None);
+                }
+            }
+            None if node.service.is_some() => {
+                const HINFO: &[u8] = b"\x00\x0d\x00\x01\x00\x00\x0e\x10\x00\x09\x07RFC8482\x00";
+                w.record(Section::Answer, &QNAME_PTR, HINFO, None);
+            }
+            None => soa_authority(zone, q, w),
+        }
+        return rcode::NOERROR;
+    }
+    match node.set(q.qtype) {
+        Some(set) => {
+            for r in &set.records {
+                w.record(Section::Answer, &QNAME_PTR, r, None);
+            }
+            if q.qtype == rtype::NS && q.name() == &*zone.apex {
+                for g in &zone.glue {
+                    w.record(Section::Additional, &g.owner, &g.body, None);
+                }
+            }
+        }
+        None => soa_authority(zone, q, w),
+    }
+    rcode::NOERROR
+}
+
+/// Follows a CNAME chain inside the zone (at most 8 links).
+fn cname_chain(snap: &Snapshot, zone: &Zone, first: &crate::zone::ZoneNode, target: &[u8], q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
+    let _ = snap;
+    if let Some(set) = first.set(rtype::CNAME) {
+        w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
+    }
+    let mut target: &[u8] = target;
+    for _ in 0..8 {
+        if !crate::zone::is_within(target, &zone.apex) {
+            return rcode::NOERROR;
+        }
+        let Some(node) = zone.node(target) else {
+            soa_authority(zone, q, w);
+            return rcode::NXDOMAIN;
+        };
+        if let Some(set) = node.set(rtype::CNAME) {
+            w.record(Section::Answer, target, &set.records[0], None);
+            match &node.cname_target {
+                Some(t) => target = t,
+                None => return rcode::NOERROR,
+            }
+            continue;
+        }
+        match node.set(q.qtype) {
+            Some(set) => {
+                for r in &set.records {
+                    w.record(Section::Answer, target, r, None);
+                }
+            }
+            None => soa_authority(zone, q, w),
+        }
+        return rcode::NOERROR;
+    }
+    rcode::NOERROR
+}
+
+/// True for addresses that may not stand for a client on the Internet.
+fn is_global(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !(a.is_private() || a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast() || a.is_documentation() || a.octets()[0] == 100 && a.octets()[1] & 0xc0 == 64 || a.octets()[0] >= 240),
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            !(a.is_loopback() || a.is_unspecified() || s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfe80 || (s[0] == 0x2001 && s[1] == 0x0db8))
+        }
+    }
+}
+
+/// The address a service decides by, how it was chosen, and whether the ECS scope applies.
+fn client_address(use_ecs: bool, ecs: Option<ClientSubnet>, src: IpAddr) -> (IpAddr, &'static str, bool) {
+    match ecs {
+        Some(s) if use_ecs && s.source_prefix > 0 && is_global(s.addr) => (s.addr, "ECS", true),
+        Some(_) if !use_ecs => (src, "source address; ECS ignored by policy", false),
+        Some(s) if s.source_prefix == 0 => (src, "source address; ECS /0", false),
+        Some(_) => (src, "source address; ECS not global", false),
+        None => (src, "source address", false),
+    }
+}
+
+/// A/AAAA for a service name.
+fn service_answer(snap: &Snapshot, zone: &Zone, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>, scope: &mut u8) -> u16 {
+    let svc = &snap.services[s];
+    let (client, _, ecs_used) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
+    let Some((decision, block)) = svc.route(client) else {
+        return rcode::SERVFAIL;
+    };
+    let v6 = q.qtype == rtype::AAAA;
+    let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
+    if ecs_used {
+        let unit = if client.is_ipv4() { 24 } else { 48 };
+        *scope = if svc.spread { block.max(unit) } else { block };
+    }
+    if pick.servfail {
+        return rcode::SERVFAIL;
+    }
+    let ttl = if pick.degraded { svc.degraded_ttl } else { svc.ttl };
+    for &n in pick.nodes() {
+        for r in snap.nodes[n].records(v6) {
+            w.record(Section::Answer, &QNAME_PTR, r, Some(ttl));
+        }
+    }
+    if pick.count == 0 {
+        soa_authority(zone, q, w);
+    }
+    rcode::NOERROR
+}
+
+/// TXT `_why.<service name>`: the explanation of the decision for this query's client.
+fn why_answer(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>) -> u16 {
+    if !snap.settings.why_allow.is_empty() && !snap.settings.why_allow.iter().any(|n| n.contains(src)) {
+        return rcode::REFUSED;
+    }
+    let svc = &snap.services[s];
+    let (client, how, _) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
+    let lines = crate::compile::explain(snap, s, client, how, false);
+    for line in lines {
+        let bytes = line.as_bytes();
+        let mut body = Vec::with_capacity(bytes.len() + 16);
+        body.extend_from_slice(&rtype::TXT.to_be_bytes());
+        body.extend_from_slice(&CLASS_IN.to_be_bytes());
+        body.extend_from_slice(&0u32.to_be_bytes());
+        let chunks: Vec<&[u8]> = bytes.chunks(255).collect();
+        let rdlen: usize = chunks.iter().map(|c| c.len() + 1).sum();
+        body.extend_from_slice(&(rdlen as u16).to_be_bytes());
+        for c in chunks {
+            body.push(c.len() as u8);
+            body.extend_from_slice(c);
+        }
+        w.record(Section::Answer, &QNAME_PTR, &body, None);
+    }
+    rcode::NOERROR
+}

@@ -1,0 +1,541 @@
+//! The DNS wire format, as far as an authoritative server needs it, without allocation.
+//!
+//! [`Query::parse`] decodes a request in stages, cheapest rejection first (header, then
+//! question, then the additional section with EDNS), and borrows everything from the packet.
+//! [`Writer`] encodes a response into a caller-owned buffer. Neither allocates: both run for
+//! every packet. Record data that does not depend on the query is encoded once, ahead of time,
+//! by `zone` and `snapshot`, and copied here.
+
+use std::net::IpAddr;
+
+/// Header flag bits (RFC 1035 §4.1.1).
+pub const QR: u16 = 0x8000;
+/// Authoritative answer.
+pub const AA: u16 = 0x0400;
+/// Truncated.
+pub const TC: u16 = 0x0200;
+/// Recursion desired.
+pub const RD: u16 = 0x0100;
+/// Checking disabled (RFC 4035), copied back.
+pub const CD: u16 = 0x0010;
+
+/// Response codes used by Signpost.
+pub mod rcode {
+    /// No error.
+    pub const NOERROR: u16 = 0;
+    /// Format error.
+    pub const FORMERR: u16 = 1;
+    /// Server failure.
+    pub const SERVFAIL: u16 = 2;
+    /// Name does not exist.
+    pub const NXDOMAIN: u16 = 3;
+    /// Not implemented.
+    pub const NOTIMP: u16 = 4;
+    /// Refused.
+    pub const REFUSED: u16 = 5;
+    /// Bad EDNS version (extended, RFC 6891): 16.
+    pub const BADVERS: u16 = 16;
+}
+
+/// Record types used by Signpost.
+pub mod rtype {
+    #![allow(missing_docs)]
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
+    pub const HINFO: u16 = 13;
+    pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const SRV: u16 = 33;
+    pub const OPT: u16 = 41;
+    pub const IXFR: u16 = 251;
+    pub const AXFR: u16 = 252;
+    pub const ANY: u16 = 255;
+    pub const CAA: u16 = 257;
+}
+
+/// Class IN.
+pub const CLASS_IN: u16 = 1;
+/// Class CHAOS.
+pub const CLASS_CH: u16 = 3;
+/// Class ANY (as a query class).
+pub const CLASS_ANY: u16 = 255;
+
+/// EDNS option code of the Client Subnet option (RFC 7871).
+pub const OPT_ECS: u16 = 8;
+
+/// The longest name in wire form (RFC 1035 §2.3.4).
+pub const MAX_NAME: usize = 255;
+
+/// An EDNS Client Subnet option as received (RFC 7871 §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSubnet {
+    /// The address with every bit past `source_prefix` zero.
+    pub addr: IpAddr,
+    /// SOURCE PREFIX-LENGTH.
+    pub source_prefix: u8,
+}
+
+/// The EDNS(0) part of a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    /// The requester's UDP payload size (values below 512 are treated as 512).
+    pub udp_size: u16,
+    /// EDNS version; only 0 is supported.
+    pub version: u8,
+    /// The DO bit, copied back (RFC 3225 §3).
+    pub dnssec_ok: bool,
+    /// The client subnet, when the query carried a valid one.
+    pub ecs: Option<ClientSubnet>,
+}
+
+/// Why a query is rejected before it is answered normally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Not even a header, or a response: do not answer at all.
+    Drop,
+    /// Answer with this rcode, echoing the question when it could be read.
+    Rcode(u16),
+}
+
+/// A decoded query; everything borrows from the packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    /// Message ID.
+    pub id: u16,
+    /// Header flags and opcode as received.
+    pub flags: u16,
+    /// The question section as received (name in original case, type, class).
+    pub question: &'a [u8],
+    /// The question name in lowercase wire form.
+    pub name: [u8; MAX_NAME],
+    /// Length of `name`.
+    pub name_len: usize,
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+    /// EDNS(0), when the query had an OPT record.
+    pub edns: Option<Edns>,
+}
+
+impl<'a> Query<'a> {
+    /// The lowercase question name in wire form.
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+
+    /// Decodes `packet`. On error, also returns the question when it was readable so that the
+    /// error response can echo it.
+    pub fn parse(packet: &'a [u8]) -> Result<Query<'a>, (Reject, Option<Query<'a>>)> {
+        // Stage 1: the header.
+        if packet.len() < 12 {
+            return Err((Reject::Drop, None));
+        }
+        let id = u16::from_be_bytes([packet[0], packet[1]]);
+        let flags = u16::from_be_bytes([packet[2], packet[3]]);
+        if flags & QR != 0 {
+            return Err((Reject::Drop, None));
+        }
+        let qdcount = u16::from_be_bytes([packet[4], packet[5]]);
+        let ancount = u16::from_be_bytes([packet[6], packet[7]]);
+        let nscount = u16::from_be_bytes([packet[8], packet[9]]);
+        let arcount = u16::from_be_bytes([packet[10], packet[11]]);
+        let opcode = (flags >> 11) & 0xf;
+        let mut q = Query {
+            id,
+            flags,
+            question: &[],
+            name: [0; MAX_NAME],
+            name_len: 0,
+            qtype: 0,
+            qclass: 0,
+            edns: None,
+        };
+        if qdcount != 1 {
+            let code = if opcode != 0 { rcode::NOTIMP } else { rcode::FORMERR };
+            return Err((Reject::Rcode(code), Some(q)));
+        }
+        // Stage 2: the question.
+        let Some(end) = read_question(packet, 12, &mut q) else {
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q)));
+        };
+        q.question = &packet[12..end];
+        if opcode != 0 {
+            return Err((Reject::Rcode(rcode::NOTIMP), Some(q)));
+        }
+        if ancount != 0 || nscount != 0 {
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q)));
+        }
+        // Stage 3: the additional section (EDNS).
+        let mut pos = end;
+        for _ in 0..arcount {
+            match read_additional(packet, pos, &mut q) {
+                Ok(next) => pos = next,
+                Err(code) => return Err((Reject::Rcode(code), Some(q))),
+            }
+        }
+        if pos != packet.len() {
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q)));
+        }
+        if let Some(e) = q.edns
+            && e.version > 0
+        {
+            return Err((Reject::Rcode(rcode::BADVERS), Some(q)));
+        }
+        Ok(q)
+    }
+}
+
+/// Reads the question at `pos` into `q`; returns the offset after it.
+fn read_question(packet: &[u8], mut pos: usize, q: &mut Query<'_>) -> Option<usize> {
+    let mut len = 0;
+    loop {
+        let l = *packet.get(pos)? as usize;
+        if l == 0 {
+            q.name[len] = 0;
+            len += 1;
+            pos += 1;
+            break;
+        }
+        // Compression pointers and extended label types have no place in a question.
+        if l > 63 {
+            return None;
+        }
+        if len + 1 + l + 1 > MAX_NAME {
+            return None;
+        }
+        let label = packet.get(pos + 1..pos + 1 + l)?;
+        q.name[len] = l as u8;
+        for (d, s) in q.name[len + 1..len + 1 + l].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        len += 1 + l;
+        pos += 1 + l;
+    }
+    q.name_len = len;
+    let tail = packet.get(pos..pos + 4)?;
+    q.qtype = u16::from_be_bytes([tail[0], tail[1]]);
+    q.qclass = u16::from_be_bytes([tail[2], tail[3]]);
+    Some(pos + 4)
+}
+
+/// Skips a possibly compressed name in a record; returns the offset after it.
+fn skip_name(packet: &[u8], mut pos: usize) -> Option<usize> {
+    let mut total = 0;
+    loop {
+        let l = *packet.get(pos)? as usize;
+        if l == 0 {
+            return Some(pos + 1);
+        }
+        if l & 0xc0 == 0xc0 {
+            packet.get(pos + 1)?;
+            return Some(pos + 2);
+        }
+        if l > 63 {
+            return None;
+        }
+        total += l + 1;
+        if total > MAX_NAME {
+            return None;
+        }
+        pos += 1 + l;
+    }
+}
+
+/// Reads one additional record; OPT is decoded, anything else skipped.
+fn read_additional(packet: &[u8], pos: usize, q: &mut Query<'_>) -> Result<usize, u16> {
+    let name_end = skip_name(packet, pos).ok_or(rcode::FORMERR)?;
+    let fixed = packet.get(name_end..name_end + 10).ok_or(rcode::FORMERR)?;
+    let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+    let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+    let rdata = packet.get(name_end + 10..name_end + 10 + rdlen).ok_or(rcode::FORMERR)?;
+    if rtype == rtype::OPT {
+        // RFC 6891 §6.1.1: the owner is the root, and there is at most one OPT.
+        if name_end != pos + 1 || q.edns.is_some() {
+            return Err(rcode::FORMERR);
+        }
+        let mut edns = Edns {
+            udp_size: class.max(512),
+            version: (ttl >> 16) as u8,
+            dnssec_ok: ttl & 0x8000 != 0,
+            ecs: None,
+        };
+        let mut o = 0;
+        while o < rdata.len() {
+            let head = rdata.get(o..o + 4).ok_or(rcode::FORMERR)?;
+            let code = u16::from_be_bytes([head[0], head[1]]);
+            let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+            let body = rdata.get(o + 4..o + 4 + len).ok_or(rcode::FORMERR)?;
+            if code == OPT_ECS {
+                if edns.ecs.is_some() {
+                    return Err(rcode::FORMERR);
+                }
+                edns.ecs = Some(parse_ecs(body)?);
+            }
+            o += 4 + len;
+        }
+        q.edns = Some(edns);
+    }
+    Ok(name_end + 10 + rdlen)
+}
+
+/// Decodes and validates an ECS option body (RFC 7871 §6 and §7.1.1).
+fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
+    let head = body.get(..4).ok_or(rcode::FORMERR)?;
+    let family = u16::from_be_bytes([head[0], head[1]]);
+    let source = head[2];
+    let scope = head[3];
+    let addr = &body[4..];
+    // "ADDRESS ... MUST be truncated to the number of bits indicated by the SOURCE
+    // PREFIX-LENGTH field, padding with 0 bits to pad to the end of the last octet needed."
+    let needed = (source as usize).div_ceil(8);
+    // "SCOPE PREFIX-LENGTH ... In queries, it MUST be set to 0."
+    if scope != 0 || addr.len() != needed {
+        return Err(rcode::FORMERR);
+    }
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return Err(rcode::FORMERR),
+    };
+    if source > max {
+        return Err(rcode::FORMERR);
+    }
+    // "... the Server MUST return FORMERR" when bits beyond the source prefix are set.
+    if source % 8 != 0 {
+        let last = addr[needed - 1];
+        let mask = 0xffu8 >> (source % 8);
+        if last & mask != 0 {
+            return Err(rcode::FORMERR);
+        }
+    }
+    let addr = if family == 1 {
+        let mut b = [0u8; 4];
+        b[..needed].copy_from_slice(addr);
+        IpAddr::from(b)
+    } else {
+        let mut b = [0u8; 16];
+        b[..needed].copy_from_slice(addr);
+        IpAddr::from(b)
+    };
+    Ok(ClientSubnet { addr, source_prefix: source })
+}
+
+/// Encodes a response into a borrowed buffer; never allocates.
+///
+/// The buffer holds the header and question first; sections are appended in order and the
+/// section counts patched as records are added. A write past the buffer's end sets
+/// `overflow` instead of panicking.
+pub struct Writer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    counts: [u16; 3],
+    /// Set when a write did not fit.
+    pub overflow: bool,
+}
+
+/// Response sections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    /// Answer.
+    Answer = 0,
+    /// Authority.
+    Authority = 1,
+    /// Additional.
+    Additional = 2,
+}
+
+impl<'b> Writer<'b> {
+    /// Starts a response to `q` with `flags` (QR is added) and `rcode` (low 4 bits).
+    pub fn new(buf: &'b mut [u8], id: u16, flags: u16, question: &[u8]) -> Writer<'b> {
+        let mut w = Writer { buf, len: 0, counts: [0; 3], overflow: false };
+        w.put(&id.to_be_bytes());
+        w.put(&(flags | QR).to_be_bytes());
+        let qd: u16 = if question.is_empty() { 0 } else { 1 };
+        w.put(&qd.to_be_bytes());
+        w.put(&[0; 6]);
+        w.put(question);
+        w
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when only the header has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len <= 12
+    }
+
+    /// Appends raw bytes.
+    pub fn put(&mut self, b: &[u8]) {
+        match self.buf.get_mut(self.len..self.len + b.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(b);
+                self.len += b.len();
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    /// Appends one record: `owner` (wire form or a compression pointer) then `body`
+    /// (type, class, TTL, RDLENGTH, RDATA), with the TTL replaced by `ttl` when given.
+    pub fn record(&mut self, section: Section, owner: &[u8], body: &[u8], ttl: Option<u32>) {
+        let start = self.len;
+        self.put(owner);
+        let body_start = self.len;
+        self.put(body);
+        if self.overflow {
+            self.len = start;
+            return;
+        }
+        if let Some(t) = ttl {
+            self.buf[body_start + 4..body_start + 8].copy_from_slice(&t.to_be_bytes());
+        }
+        self.counts[section as usize] += 1;
+    }
+
+    /// Appends the OPT record of a response (RFC 6891 §6.1.2), with the ECS option echoed
+    /// with `scope` when the query had one (RFC 7871 §7.2.1).
+    pub fn opt(&mut self, udp_size: u16, ext_rcode: u16, dnssec_ok: bool, ecs: Option<(ClientSubnet, u8)>) {
+        let start = self.len;
+        self.put(&[0]);
+        self.put(&rtype::OPT.to_be_bytes());
+        self.put(&udp_size.to_be_bytes());
+        let ttl: u32 = ((ext_rcode as u32 >> 4) << 24) | if dnssec_ok { 0x8000 } else { 0 };
+        self.put(&ttl.to_be_bytes());
+        match ecs {
+            Some((s, scope)) => {
+                let n = (s.source_prefix as usize).div_ceil(8);
+                self.put(&((8 + n) as u16).to_be_bytes());
+                self.put(&OPT_ECS.to_be_bytes());
+                self.put(&((4 + n) as u16).to_be_bytes());
+                let family: u16 = if s.addr.is_ipv4() { 1 } else { 2 };
+                self.put(&family.to_be_bytes());
+                self.put(&[s.source_prefix, scope]);
+                match s.addr {
+                    IpAddr::V4(a) => self.put(&a.octets()[..n]),
+                    IpAddr::V6(a) => self.put(&a.octets()[..n]),
+                }
+            }
+            None => self.put(&0u16.to_be_bytes()),
+        }
+        if self.overflow {
+            self.len = start;
+            return;
+        }
+        self.counts[Section::Additional as usize] += 1;
+    }
+
+    /// Drops every record after the question, for a truncated (TC) response.
+    pub fn truncate_to_question(&mut self, question_end: usize) {
+        self.len = question_end;
+        self.counts = [0; 3];
+        self.overflow = false;
+    }
+
+    /// Sets header bits after the fact.
+    pub fn set_flags(&mut self, flags: u16) {
+        let f = u16::from_be_bytes([self.buf[2], self.buf[3]]) | flags;
+        self.buf[2..4].copy_from_slice(&f.to_be_bytes());
+    }
+
+    /// Sets the (low 4 bits of the) rcode.
+    pub fn set_rcode(&mut self, code: u16) {
+        self.buf[3] = (self.buf[3] & 0xf0) | (code & 0xf) as u8;
+    }
+
+    /// Writes the section counts and returns the length of the message.
+    pub fn finish(self) -> usize {
+        for (i, c) in self.counts.iter().enumerate() {
+            self.buf[6 + 2 * i..8 + 2 * i].copy_from_slice(&c.to_be_bytes());
+        }
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[&str], qtype: u16, extra: &[u8], arcount: u16) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&arcount.to_be_bytes());
+        for l in name {
+            p.push(l.len() as u8);
+            p.extend_from_slice(l.as_bytes());
+        }
+        p.push(0);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        p.extend_from_slice(extra);
+        p
+    }
+
+    fn opt(options: &[u8], version: u8) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, version, 0, 0];
+        o.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        o.extend_from_slice(options);
+        o
+    }
+
+    #[test]
+    fn plain_query_is_lowercased_and_keeps_the_original_question() {
+        let p = query(&["Dl", "EXAMPLE", "test"], rtype::A, &[], 0);
+        let q = Query::parse(&p).unwrap();
+        assert_eq!(q.name(), b"\x02dl\x07example\x04test\x00");
+        assert_eq!(&q.question[1..3], b"Dl");
+        assert_eq!(q.qtype, rtype::A);
+        assert!(q.edns.is_none());
+    }
+
+    #[test]
+    fn ecs_is_validated() {
+        let ok = opt(&[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69], 0);
+        let packet = query(&["a"], 1, &ok, 1);
+        let q = Query::parse(&packet).unwrap();
+        let ecs = q.edns.unwrap().ecs.unwrap();
+        assert_eq!(ecs.addr, "81.2.69.0".parse::<IpAddr>().unwrap());
+        assert_eq!(ecs.source_prefix, 24);
+        let cases: &[&[u8]] = &[
+            &[0, 8, 0, 7, 0, 3, 24, 0, 81, 2, 69],     // bad family
+            &[0, 8, 0, 6, 0, 1, 24, 0, 81, 2],         // address too short
+            &[0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69],     // bits past the prefix
+            &[0, 8, 0, 7, 0, 1, 24, 8, 81, 2, 69],     // scope set in a query
+            &[0, 8, 0, 8, 0, 1, 33, 0, 81, 2, 69, 1],  // prefix longer than the family
+            &[0, 8, 0, 9, 0, 1, 24, 0, 81, 2, 69],     // option overruns
+        ];
+        for c in cases {
+            let p = query(&["a"], 1, &opt(c, 0), 1);
+            assert_eq!(Query::parse(&p).err().unwrap().0, Reject::Rcode(rcode::FORMERR), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_packets() {
+        assert_eq!(Query::parse(&[0; 5]).err().unwrap().0, Reject::Drop);
+        let mut resp = query(&["a"], 1, &[], 0);
+        resp[2] |= 0x80;
+        assert_eq!(Query::parse(&resp).err().unwrap().0, Reject::Drop);
+        let mut garbage = query(&["a"], 1, &[], 0);
+        garbage.push(0);
+        assert_eq!(Query::parse(&garbage).err().unwrap().0, Reject::Rcode(rcode::FORMERR));
+        let short = query(&["a"], 1, &[], 0);
+        assert_eq!(
+            Query::parse(&short[..short.len() - 1]).err().unwrap().0,
+            Reject::Rcode(rcode::FORMERR)
+        );
+        let mut notify = query(&["a"], 1, &[], 0);
+        notify[2] = 4 << 3;
+        assert_eq!(Query::parse(&notify).err().unwrap().0, Reject::Rcode(rcode::NOTIMP));
+        let v1 = query(&["a"], 1, &opt(&[], 1), 1);
+        assert_eq!(Query::parse(&v1).err().unwrap().0, Reject::Rcode(rcode::BADVERS));
+    }
+}

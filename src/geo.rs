@@ -1,0 +1,264 @@
+//! GeoIP databases (MaxMind DB format): opening, layout detection, per-address lookup and
+//! walking every network for compilation.
+//!
+//! Three layouts are understood: GeoIP2/GeoLite2 City and Country (`continent.code`,
+//! `country.iso_code`, `subdivisions[0].iso_code`, `location.latitude/longitude`),
+//! GeoLite2-ASN (`autonomous_system_number`), and the flat layout of DB-IP Lite and
+//! ip-location-db (`country_code`, `latitude`, `longitude`). The continent is derived from the
+//! country when the database has none. This module is only used off the query path.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use maxminddb::{Reader, WithinOptions};
+use serde::Deserialize;
+
+/// How a database stores its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// GeoIP2 / GeoLite2 City or Country.
+    GeoIp2,
+    /// GeoLite2-ASN.
+    Asn,
+    /// `country_code` at the top level.
+    Flat,
+}
+
+/// What a database says about an address.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GeoInfo {
+    /// Two-letter continent code.
+    pub continent: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    /// ISO 3166-2 subdivision code, with the country: `US-CA`.
+    pub subdivision: Option<String>,
+    /// Latitude and longitude.
+    pub location: Option<(f64, f64)>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CodeOrText<'a> {
+    Text(&'a str),
+    Code {
+        #[serde(default)]
+        code: Option<&'a str>,
+    },
+}
+
+#[derive(Deserialize)]
+struct IsoCode<'a> {
+    #[serde(default, borrow)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(default, borrow)]
+    continent: Option<CodeOrText<'a>>,
+    #[serde(default, borrow)]
+    country: Option<IsoCode<'a>>,
+    #[serde(default, borrow)]
+    registered_country: Option<IsoCode<'a>>,
+    #[serde(default, borrow)]
+    subdivisions: Option<Vec<IsoCode<'a>>>,
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(default, borrow)]
+    country_code: Option<&'a str>,
+    #[serde(default, borrow)]
+    continent_code: Option<&'a str>,
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+    #[serde(default)]
+    autonomous_system_number: Option<u32>,
+}
+
+impl Record<'_> {
+    fn info(&self) -> GeoInfo {
+        let country = self
+            .country
+            .as_ref()
+            .and_then(|c| c.iso_code)
+            .or(self.country_code)
+            .or_else(|| self.registered_country.as_ref().and_then(|c| c.iso_code))
+            .filter(|c| c.len() == 2)
+            .map(|c| c.to_ascii_uppercase());
+        let continent = match &self.continent {
+            Some(CodeOrText::Text(t)) => Some(*t),
+            Some(CodeOrText::Code { code }) => *code,
+            None => self.continent_code,
+        }
+        .map(|c| c.to_ascii_uppercase())
+        .or_else(|| country.as_deref().and_then(continent_of).map(str::to_string));
+        let subdivision = match (&country, self.subdivisions.as_ref().and_then(|s| s.first()).and_then(|s| s.iso_code)) {
+            (Some(c), Some(s)) => Some(format!("{c}-{}", s.to_ascii_uppercase())),
+            _ => None,
+        };
+        let location = match (&self.location, self.latitude, self.longitude) {
+            (Some(Location { latitude: Some(a), longitude: Some(o) }), _, _) => Some((*a, *o)),
+            (_, Some(a), Some(o)) => Some((a, o)),
+            _ => None,
+        };
+        GeoInfo { continent, country, subdivision, location, asn: self.autonomous_system_number }
+    }
+}
+
+/// An open GeoIP database.
+pub struct GeoDb {
+    /// Where it came from, for messages.
+    pub name: String,
+    /// Its layout.
+    pub layout: Layout,
+    /// `database_type` and build time from the metadata.
+    pub version: String,
+    reader: Reader<Vec<u8>>,
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GeoDb({}, {:?})", self.name, self.layout)
+    }
+}
+
+impl GeoDb {
+    /// Opens a database from its bytes, checking its search tree and data section so that a
+    /// corrupt file is refused here and never reaches the query path. `format` is `auto`,
+    /// `geoip2`, `asn` or `flat`.
+    pub fn open(name: &str, bytes: Vec<u8>, format: &str) -> Result<GeoDb, String> {
+        if bytes.is_empty() {
+            return Err("empty file".into());
+        }
+        let reader = Reader::from_source(bytes).map_err(|e| format!("not a MaxMind DB: {e}"))?;
+        reader.verify().map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
+        let db_type = reader.metadata().database_type.clone();
+        let layout = match format {
+            "geoip2" => Layout::GeoIp2,
+            "asn" => Layout::Asn,
+            "flat" => Layout::Flat,
+            "auto" => {
+                let t = db_type.to_ascii_lowercase();
+                if t.contains("asn") && !t.contains("country") && !t.contains("city") {
+                    Layout::Asn
+                } else if t.starts_with("geoip2") || t.starts_with("geolite2") || t.contains("geoip2") {
+                    Layout::GeoIp2
+                } else {
+                    Layout::Flat
+                }
+            }
+            other => return Err(format!("unknown GeoIP format {other:?}; expected auto, geoip2, asn or flat")),
+        };
+        let version = format!("{} built {}", db_type, reader.metadata().build_epoch);
+        let db = GeoDb { name: name.to_string(), layout, version, reader };
+        // A database that maps nothing is as useless as a missing one.
+        let mut any = false;
+        for v6 in [false, true] {
+            let mut n = 0;
+            db.walk(v6, |_, _, _| n += 1).map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
+            any |= n > 0;
+        }
+        if !any {
+            return Err("the database holds no network".into());
+        }
+        Ok(db)
+    }
+
+    /// Looks `addr` up: its info and the prefix length of the network it came from.
+    pub fn lookup(&self, addr: IpAddr) -> Result<Option<(GeoInfo, u8)>, String> {
+        let r = self.reader.lookup(addr).map_err(|e| e.to_string())?;
+        let len = r.network().map_err(|e| e.to_string())?.prefix();
+        match r.decode::<Record>() {
+            Ok(Some(rec)) => Ok(Some((rec.info(), len))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Calls `f(start, prefix_len, info)` for every network of one family that has data.
+    /// IPv4 networks come from the IPv4 subtree; in IPv6, the IPv4-compatible and aliased
+    /// ranges are skipped. Records are decoded once per distinct data offset.
+    pub fn walk(&self, v6: bool, mut f: impl FnMut(u128, u8, &GeoInfo)) -> Result<(), String> {
+        if v6 && self.reader.metadata().ip_version != 6 {
+            return Ok(());
+        }
+        let cidr = if v6 { "::/0" } else { "0.0.0.0/0" };
+        let mut cache: HashMap<usize, GeoInfo> = HashMap::new();
+        let iter = self.reader.within(cidr.parse().expect("valid CIDR"), WithinOptions::default()).map_err(|e| e.to_string())?;
+        for item in iter {
+            let item = item.map_err(|e| e.to_string())?;
+            let net = item.network().map_err(|e| e.to_string())?;
+            let (start, len) = match net.ip() {
+                IpAddr::V4(a) if !v6 => (u32::from(a) as u128, net.prefix()),
+                IpAddr::V6(a) if v6 => {
+                    let s = u128::from(a);
+                    // ::/96 mirrors the IPv4 subtree.
+                    if s >> 32 == 0 && net.prefix() >= 96 {
+                        continue;
+                    }
+                    (s, net.prefix())
+                }
+                _ => continue,
+            };
+            let Some(offset) = item.offset() else { continue };
+            if !cache.contains_key(&offset) {
+                let info = match item.decode::<Record>() {
+                    Ok(Some(r)) => r.info(),
+                    Ok(None) => continue,
+                    Err(e) => return Err(e.to_string()),
+                };
+                cache.insert(offset, info);
+            }
+            f(start, len, &cache[&offset]);
+        }
+        Ok(())
+    }
+}
+
+/// The continent of a country (ISO 3166-1 alpha-2), per the continent codes MaxMind uses.
+pub fn continent_of(country: &str) -> Option<&'static str> {
+    const AF: &str = "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW";
+    const AN: &str = "AQ BV GS HM TF";
+    const AS: &str = "AE AF AM AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE";
+    const EU: &str = "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK";
+    const NA: &str = "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA PM PR SV SX TC TT US VC VG VI";
+    const OC: &str = "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS";
+    const SA: &str = "AR BO BR CL CO EC FK GF GY PE PY SR UY VE";
+    let c = country.to_ascii_uppercase();
+    for (code, list) in [("AF", AF), ("AN", AN), ("AS", AS), ("EU", EU), ("NA", NA), ("OC", OC), ("SA", SA)] {
+        if list.split(' ').any(|x| x == c) {
+            return Some(code);
+        }
+    }
+    None
+}
+
+/// True for a known ISO 3166-1 alpha-2 code (one that has a continent).
+pub fn is_country(code: &str) -> bool {
+    code.len() == 2 && continent_of(code).is_some()
+}
+
+/// The continent codes.
+pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continents() {
+        assert_eq!(continent_of("gb"), Some("EU"));
+        assert_eq!(continent_of("AU"), Some("OC"));
+        assert_eq!(continent_of("ZZ"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Node health as the answer path sees it: one byte per node, read with a relaxed atomic load.
+//!
+//! The table is shared by every snapshot built from the same node list; a reload that changes
+//! the node list builds a new table and carries the state of nodes that stay (by name). Writers
+//! (admin overrides, pushes, the poller) store the *effective* state here after applying the
+//! precedence rules in [`crate::control`]; readers never lock.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The effective state of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Serving.
+    Up = 0,
+    /// Not serving.
+    Down = 1,
+    /// Serving only when nothing else in the chain is up.
+    Drain = 2,
+}
+
+impl State {
+    /// Parses `up`, `down` or `drain`.
+    pub fn parse(s: &str) -> Option<State> {
+        match s {
+            "up" => Some(State::Up),
+            "down" => Some(State::Down),
+            "drain" => Some(State::Drain),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Drain => "drain",
+        }
+    }
+
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Up,
+            2 => State::Drain,
+            _ => State::Down,
+        }
+    }
+}
+
+/// Effective state per node index.
+#[derive(Debug)]
+pub struct HealthTable {
+    names: Vec<String>,
+    states: Box<[AtomicU8]>,
+}
+
+impl HealthTable {
+    /// A table for `names`, every node starting in `initial`.
+    pub fn new(names: Vec<String>, initial: State) -> HealthTable {
+        let states = names.iter().map(|_| AtomicU8::new(initial as u8)).collect();
+        HealthTable { names, states }
+    }
+
+    /// The state of node `i` (nodes past the end are down).
+    #[inline]
+    pub fn get(&self, i: usize) -> State {
+        self.states.get(i).map(|s| State::from_u8(s.load(Ordering::Relaxed))).unwrap_or(State::Down)
+    }
+
+    /// Sets the state of node `i`.
+    pub fn set(&self, i: usize, state: State) {
+        if let Some(s) = self.states.get(i) {
+            s.store(state as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// The index of node `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Node names, by index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_and_get() {
+        let t = HealthTable::new(vec!["a".into(), "b".into()], State::Up);
+        t.set(1, State::Drain);
+        assert_eq!(t.get(0), State::Up);
+        assert_eq!(t.get(1), State::Drain);
+        assert_eq!(t.get(7), State::Down);
+        assert_eq!(t.index("b"), Some(1));
+    }
+}

@@ -1,0 +1,14 @@
+//! The `signpost` binary: parse the command line, set up logging, run, exit.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = signpost::cli::Cli::parse();
+    let filter = match &cli.log {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    signpost::cli::run(cli)
+}

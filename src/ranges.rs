@@ -1,0 +1,195 @@
+//! Address-range algebra for compiling maps: flatten nested prefixes by longest match, overlay
+//! several layers, merge equal neighbours, and cut the result into CIDR blocks.
+//!
+//! Addresses are `u128` for both families; `bits` (32 or 128) says which. Ranges are
+//! inclusive `(start, end, value)` triples, sorted and non-overlapping. This module is pure
+//! computation, used only when a snapshot is built.
+
+/// An inclusive range of addresses with a value.
+pub type Range = (u128, u128, u32);
+
+/// The last address of a family.
+pub fn max_addr(bits: u8) -> u128 {
+    if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 }
+}
+
+/// The last address of the block `start/len`.
+pub fn block_end(start: u128, len: u8, bits: u8) -> u128 {
+    let host = bits - len;
+    if host >= 128 { u128::MAX } else { start | ((1u128 << host) - 1) }
+}
+
+/// Masks `addr` to `len` bits.
+pub fn mask(addr: u128, len: u8, bits: u8) -> u128 {
+    let host = bits - len;
+    if host >= 128 { 0 } else { addr & !((1u128 << host) - 1) }
+}
+
+/// Turns possibly nested prefixes into non-overlapping ranges where each address carries the
+/// value of its longest matching prefix. For a prefix given twice, the last one wins.
+pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
+    for p in prefixes.iter_mut() {
+        p.0 = mask(p.0, p.1, bits);
+    }
+    // Sort by start, shorter (enclosing) first; keep the last of equal prefixes.
+    let mut indexed: Vec<(usize, (u128, u8, u32))> = prefixes.into_iter().enumerate().collect();
+    indexed.sort_by(|a, b| (a.1.0, a.1.1, a.0).cmp(&(b.1.0, b.1.1, b.0)));
+    let mut dedup: Vec<(u128, u8, u32)> = Vec::with_capacity(indexed.len());
+    for (_, p) in indexed {
+        match dedup.last_mut() {
+            Some(last) if last.0 == p.0 && last.1 == p.1 => *last = p,
+            _ => dedup.push(p),
+        }
+    }
+    let mut out: Vec<Range> = Vec::with_capacity(dedup.len() * 2);
+    // Stack of enclosing prefixes: (end, value); `cursor` is the first address not yet emitted.
+    let mut stack: Vec<(u128, u32)> = Vec::new();
+    let mut cursor: Option<u128> = Some(0);
+    let emit = |out: &mut Vec<Range>, from: u128, to: u128, v: u32| {
+        if from <= to {
+            out.push((from, to, v));
+        }
+    };
+    for (start, len, v) in dedup {
+        let end = block_end(start, len, bits);
+        // Close enclosing prefixes that end before this one starts.
+        while let Some(&(top_end, top_v)) = stack.last() {
+            if top_end >= start {
+                break;
+            }
+            if let Some(c) = cursor {
+                emit(&mut out, c, top_end, top_v);
+            }
+            cursor = top_end.checked_add(1);
+            stack.pop();
+        }
+        if let (Some(c), Some(&(_, top_v))) = (cursor, stack.last())
+            && c < start
+        {
+            emit(&mut out, c, start - 1, top_v);
+        }
+        cursor = Some(start);
+        stack.push((end, v));
+    }
+    while let Some((top_end, top_v)) = stack.pop() {
+        if let Some(c) = cursor {
+            emit(&mut out, c, top_end, top_v);
+        }
+        cursor = top_end.checked_add(1);
+    }
+    out
+}
+
+/// Overlays `layers` (each sorted and non-overlapping) over the whole space of `bits`,
+/// calling `decide` with each layer's value (None in gaps) for every elementary piece, and
+/// returns the covering ranges with equal neighbours merged.
+pub fn overlay(layers: &[Vec<Range>], bits: u8, mut decide: impl FnMut(&[Option<u32>]) -> u32) -> Vec<Range> {
+    let top = max_addr(bits);
+    let mut cuts: Vec<u128> = Vec::new();
+    for l in layers {
+        for &(s, e, _) in l {
+            cuts.push(s);
+            if e < top {
+                cuts.push(e + 1);
+            }
+        }
+    }
+    cuts.push(0);
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut idx = vec![0usize; layers.len()];
+    let mut values = vec![None; layers.len()];
+    let mut out: Vec<Range> = Vec::new();
+    for (ci, &start) in cuts.iter().enumerate() {
+        let end = cuts.get(ci + 1).map(|n| n - 1).unwrap_or(top);
+        for (li, l) in layers.iter().enumerate() {
+            while idx[li] < l.len() && l[idx[li]].1 < start {
+                idx[li] += 1;
+            }
+            values[li] = l.get(idx[li]).filter(|r| r.0 <= start).map(|r| r.2);
+        }
+        let v = decide(&values);
+        match out.last_mut() {
+            Some(last) if last.2 == v && last.1.checked_add(1) == Some(start) => last.1 = end,
+            _ => out.push((start, end, v)),
+        }
+    }
+    out
+}
+
+/// Cuts covering ranges into the minimal list of CIDR blocks: `(start, len, value)`.
+/// Each block is the largest aligned block around its addresses inside its range, so its
+/// length is the ECS scope for every address in it.
+pub fn blocks(ranges: &[Range], bits: u8) -> Vec<(u128, u8, u32)> {
+    let mut out = Vec::new();
+    for &(s, e, v) in ranges {
+        let mut cur = s;
+        loop {
+            // Largest block aligned at `cur` that fits before `e`.
+            let align = if cur == 0 { bits as u32 } else { cur.trailing_zeros().min(bits as u32) };
+            let mut host = align;
+            while host > 0 && block_end(cur, bits - host as u8, bits) > e {
+                host -= 1;
+            }
+            let len = bits - host as u8;
+            out.push((cur, len, v));
+            let end = block_end(cur, len, bits);
+            if end >= e {
+                break;
+            }
+            cur = end + 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_longest_match() {
+        // 10/8 → 1, 10.1/16 → 2, 10.1.2/24 → 3, 11/8 → 4 (as u32 space)
+        let p = vec![(10u128 << 24, 8, 1), (11 << 24, 8, 4), ((10 << 24) | (1 << 16), 16, 2), ((10 << 24) | (1 << 16) | (2 << 8), 24, 3)];
+        let r = flatten(p, 32);
+        let a = |x: u128, y: u128, z: u128, w: u128| (x << 24) | (y << 16) | (z << 8) | w;
+        assert_eq!(
+            r,
+            vec![
+                (a(10, 0, 0, 0), a(10, 0, 255, 255), 1),
+                (a(10, 1, 0, 0), a(10, 1, 1, 255), 2),
+                (a(10, 1, 2, 0), a(10, 1, 2, 255), 3),
+                (a(10, 1, 3, 0), a(10, 1, 255, 255), 2),
+                (a(10, 2, 0, 0), a(10, 255, 255, 255), 1),
+                (a(11, 0, 0, 0), a(11, 255, 255, 255), 4),
+            ]
+        );
+        // The whole IPv6 space does not overflow.
+        assert_eq!(flatten(vec![(0, 0, 9)], 128), vec![(0, u128::MAX, 9)]);
+    }
+
+    #[test]
+    fn overlay_merges_and_covers() {
+        let geo = vec![(0, 99, 1), (100, 199, 2)];
+        let op = vec![(150, 159, 7)];
+        let r = overlay(&[geo, op], 8, |v| v[1].unwrap_or(v[0].unwrap_or(0)));
+        assert_eq!(r, vec![(0, 99, 1), (100, 149, 2), (150, 159, 7), (160, 199, 2), (200, 255, 0)]);
+    }
+
+    #[test]
+    fn blocks_are_maximal() {
+        let b = blocks(&[(0, 99, 1), (100, 255, 2)], 8);
+        assert_eq!(b, vec![(0, 2, 1), (64, 3, 1), (96, 6, 1), (100, 6, 2), (104, 5, 2), (112, 4, 2), (128, 1, 2)]);
+        // Brute force: every block is the largest aligned block around each of its
+        // addresses that stays inside its range.
+        let ranges = vec![(0, 36, 1), (37, 200, 2), (201, 255, 3)];
+        for (s, len, v) in blocks(&ranges, 8) {
+            let (rs, re, _) = ranges.iter().find(|r| r.2 == v).unwrap();
+            if len > 0 {
+                let parent = mask(s, len - 1, 8);
+                assert!(parent < *rs || block_end(parent, len - 1, 8) > *re, "block {s}/{len} is not maximal");
+            }
+        }
+        assert_eq!(blocks(&[(0, u128::MAX, 5)], 128), vec![(0, 0, 5)]);
+    }
+}

@@ -1,0 +1,337 @@
+//! YAML sources with positions: every error points at `file:line:column`.
+//!
+//! `serde_yaml` turns a document into typed specs but reports only the first problem, without
+//! a position once the document is a `Value`. This module parses each document twice: once
+//! into a `serde_yaml::Value` (the data) and once through `yaml-rust2`'s event stream (an index
+//! from every YAML path, such as `zones[0].records[2].ttl`, to its line and column). Typed
+//! decoding then runs item by item through `serde_path_to_error`, so that every broken item is
+//! reported, each with its path and position, instead of stopping at the first.
+//!
+//! This module owns no format: `config` and `spec` say what the documents mean.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// One problem found in an input file, with where it is and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceError {
+    /// The file (or embedded name) the problem is in.
+    pub file: String,
+    /// 1-based line; 0 when the problem is about the file as a whole.
+    pub line: usize,
+    /// 1-based column; 0 when unknown.
+    pub column: usize,
+    /// The YAML path of the offending node (`.` for the document).
+    pub path: String,
+    /// What is wrong and, where possible, what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        } else {
+            write!(f, "{}: ", self.file)?;
+        }
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// All the problems found in a set of inputs; never empty when returned as an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Errors(pub Vec<SourceError>);
+
+impl Errors {
+    /// True when nothing was reported.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a problem that is about a whole file (I/O, format detection).
+    pub fn file(&mut self, file: &str, message: impl Into<String>) {
+        self.0.push(SourceError {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: message.into(),
+        });
+    }
+
+    /// Appends every problem of `other`.
+    pub fn extend(&mut self, other: Errors) {
+        self.0.extend(other.0);
+    }
+
+    /// `Ok(value)` when no problem was reported, else all of them.
+    pub fn into_result<T>(self, value: T) -> Result<T, Errors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errors {}
+
+/// A parsed YAML document with the position of every node.
+pub struct Document {
+    /// The name used in messages.
+    pub file: String,
+    /// The data.
+    pub root: Value,
+    positions: HashMap<String, (usize, usize)>,
+    keys: HashMap<String, (usize, usize)>,
+}
+
+impl Document {
+    /// Parses `text`; a syntax error is returned with its position.
+    pub fn parse(file: &str, text: &str) -> Result<Document, Errors> {
+        let root: Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                let mut message = e.to_string();
+                // serde_yaml appends " at line L column C"; the prefix already says where.
+                if let Some(i) = message.find(" at line ") {
+                    message.truncate(i);
+                }
+                return Err(Errors(vec![SourceError {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    path: ".".into(),
+                    message: format!("YAML syntax: {message}"),
+                }]));
+            }
+        };
+        let mut index = PositionIndex::default();
+        // The data parsed above, so this parse succeeds too; positions are best effort.
+        let _ = Parser::new_from_str(text).load(&mut index, false);
+        Ok(Document { file: file.to_string(), root, positions: index.positions, keys: index.keys })
+    }
+
+    /// The position of `path`, or of its nearest ancestor that has one.
+    pub fn position(&self, path: &str) -> (usize, usize) {
+        let mut p = path.to_string();
+        loop {
+            if let Some(&pos) = self.positions.get(&p) {
+                return pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p.truncate(i),
+                None => return self.positions.get("").copied().unwrap_or((1, 1)),
+            }
+        }
+    }
+
+    /// Builds an error located at `path`.
+    pub fn error(&self, path: &str, message: impl Into<String>) -> SourceError {
+        let (line, column) = self.position(path);
+        SourceError {
+            file: self.file.clone(),
+            line,
+            column,
+            path: if path.is_empty() { ".".into() } else { path.to_string() },
+            message: message.into(),
+        }
+    }
+
+    /// Decodes `value` (found at `path`) as `T`, reporting a failure into `errors`.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        value: &Value,
+        errors: &mut Errors,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = join_path(path, &inner);
+                let message = e.into_inner().to_string();
+                let mut err = self.error(&full, message);
+                // An unknown key is best pointed at by the key itself.
+                if err.message.starts_with("unknown field")
+                    && let Some(&(line, column)) = self.keys.get(&full)
+                {
+                    (err.line, err.column) = (line, column);
+                }
+                errors.0.push(err);
+                None
+            }
+        }
+    }
+
+    /// Decodes each element of the sequence `value` (at `path`) independently, so that one
+    /// broken element does not hide the problems of the others.
+    pub fn decode_each<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        value: &Value,
+        errors: &mut Errors,
+    ) -> Vec<(String, T)> {
+        match value {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let p = format!("{path}[{i}]");
+                    self.decode(&p, item, errors).map(|v| (p, v))
+                })
+                .collect(),
+            _ => {
+                errors.0.push(self.error(path, "expected a list"));
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Joins a parent path and a path relative to it.
+pub fn join_path(parent: &str, child: &str) -> String {
+    if child.is_empty() || child == "." {
+        parent.to_string()
+    } else if parent.is_empty() {
+        child.to_string()
+    } else if child.starts_with('[') {
+        format!("{parent}{child}")
+    } else {
+        format!("{parent}.{child}")
+    }
+}
+
+/// Builds the path → position index from the event stream.
+#[derive(Default)]
+struct PositionIndex {
+    positions: HashMap<String, (usize, usize)>,
+    keys: HashMap<String, (usize, usize)>,
+    stack: Vec<Frame>,
+}
+
+enum Frame {
+    Seq { path: String, next: usize },
+    Map { path: String, key: Option<String> },
+}
+
+impl PositionIndex {
+    /// The path of the node that starts now, advancing the parent's cursor.
+    fn next_path(&mut self, scalar: Option<&str>) -> Option<String> {
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                Some(p)
+            }
+            Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) => Some(join_path(path, &k)),
+                None => {
+                    // This node is a key; remember it for the value that follows.
+                    *key = Some(scalar.unwrap_or("?").to_string());
+                    None
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for PositionIndex {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = (mark.line(), mark.col() + 1);
+        match ev {
+            Event::Scalar(ref s, ..) => {
+                let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
+                if is_key {
+                    if let Some(Frame::Map { path, .. }) = self.stack.last() {
+                        // A key's position is where its entry starts.
+                        let p = join_path(path, s);
+                        self.keys.entry(p).or_insert(pos);
+                    }
+                    self.next_path(Some(s));
+                } else if let Some(p) = self.next_path(None) {
+                    self.positions.insert(p, pos);
+                }
+            }
+            Event::Alias(_) => {
+                self.next_path(Some("*"));
+            }
+            Event::SequenceStart(..) => {
+                let p = self.next_path(None).unwrap_or_default();
+                self.positions.entry(p.clone()).or_insert(pos);
+                self.stack.push(Frame::Seq { path: p, next: 0 });
+            }
+            Event::MappingStart(..) => {
+                let p = self.next_path(None).unwrap_or_default();
+                self.positions.entry(p.clone()).or_insert(pos);
+                self.stack.push(Frame::Map { path: p, key: None });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+        weight: u16,
+    }
+
+    #[test]
+    fn every_bad_item_is_reported_with_its_position() {
+        let text = "items:\n  - name: a\n    weight: 1\n  - name: b\n    weight: many\n  - name: c\n    colour: red\n";
+        let doc = Document::parse("t.yaml", text).unwrap();
+        let mut errors = Errors::default();
+        let items: Vec<(String, Item)> =
+            doc.decode_each("items", &doc.root["items"], &mut errors);
+        assert_eq!(items.len(), 1);
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        assert_eq!(errors.0[0].path, "items[1].weight");
+        assert_eq!((errors.0[0].line, errors.0[0].column), (5, 13));
+        assert_eq!(errors.0[1].path, "items[2].colour");
+        assert_eq!(errors.0[1].line, 7);
+        assert!(errors.0[1].message.contains("unknown field `colour`"), "{}", errors.0[1]);
+        assert!(errors.to_string().starts_with("t.yaml:5:13: items[1].weight: "));
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let err = Document::parse("bad.yaml", "a: [1, 2\nb: 3\n").err().unwrap();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.0[0].line >= 1, "{err}");
+        assert!(err.0[0].message.starts_with("YAML syntax"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The map file format (`maps/*.yaml`): nodes, regions and services, as operators write them.
+//!
+//! These `*Spec` types only describe the files; they are deserialised with unknown keys
+//! refused, and [`crate::compile`] validates them as a whole set and turns them into the
+//! runtime model. Several files may each hold any of the three sections.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ip_network::IpNetwork;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+/// One map file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MapFileSpec {
+    /// Nodes; decoded one by one.
+    #[serde(default)]
+    pub nodes: Value,
+    /// Regions; decoded one by one.
+    #[serde(default)]
+    pub regions: Value,
+    /// Services; decoded one by one.
+    #[serde(default)]
+    pub services: Value,
+}
+
+/// A node: one server (or load-balanced address set) that can serve clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique name.
+    pub name: String,
+    /// IPv4 addresses answered for A queries.
+    #[serde(default)]
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses answered for AAAA queries.
+    #[serde(default)]
+    pub ipv6: Vec<Ipv6Addr>,
+    /// Weight, 1..=65535; default 100.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Where the node is.
+    pub location: Option<LocationSpec>,
+    /// The node's own ASNs (sponsor networks).
+    #[serde(default)]
+    pub asns: Vec<u32>,
+    /// The node's own prefixes.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Serve only clients inside `asns` / `prefixes`.
+    #[serde(default)]
+    pub local_only: bool,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// Latitude and longitude.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSpec {
+    /// Degrees north.
+    pub lat: f64,
+    /// Degrees east.
+    pub lon: f64,
+}
+
+/// A node reference inside a region or a last-resort set: a name, or a name and a weight.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MemberSpec {
+    /// The node with its own weight.
+    Name(String),
+    /// The node with a weight for this group.
+    Weighted {
+        /// Node name.
+        node: String,
+        /// Weight in this group.
+        weight: u32,
+    },
+}
+
+impl MemberSpec {
+    /// The node name.
+    pub fn node(&self) -> &str {
+        match self {
+            MemberSpec::Name(n) => n,
+            MemberSpec::Weighted { node, .. } => node,
+        }
+    }
+
+    /// The weight given here, if any.
+    pub fn weight(&self) -> Option<u32> {
+        match self {
+            MemberSpec::Name(_) => None,
+            MemberSpec::Weighted { weight, .. } => Some(*weight),
+        }
+    }
+}
+
+/// A named group of nodes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    /// Unique name.
+    pub name: String,
+    /// Members.
+    pub nodes: Vec<MemberSpec>,
+}
+
+/// A redirecting service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Host names, each inside a served zone.
+    pub names: Vec<String>,
+    /// Answer TTL.
+    #[serde(default = "default_service_ttl")]
+    pub ttl: u32,
+    /// TTL while degraded; `ttl` when absent.
+    pub degraded_ttl: Option<u32>,
+    /// Addresses per answer (1..=8).
+    #[serde(default = "one")]
+    pub answers: usize,
+    /// `none` (heaviest first) or `weighted`.
+    #[serde(default = "none")]
+    pub spread: String,
+    /// `use` or `ignore` the EDNS Client Subnet.
+    #[serde(default = "use_")]
+    pub ecs: String,
+    /// `any_region`, `last_resort`, `servfail` or `empty`.
+    #[serde(default = "any_region")]
+    pub all_down: String,
+    /// Nodes for `all_down: last_resort`.
+    #[serde(default)]
+    pub last_resort: Vec<MemberSpec>,
+    /// Client → region chain rules; decoded one by one.
+    pub rules: Value,
+}
+
+fn default_service_ttl() -> u32 {
+    60
+}
+fn one() -> usize {
+    1
+}
+fn none() -> String {
+    "none".into()
+}
+fn use_() -> String {
+    "use".into()
+}
+fn any_region() -> String {
+    "any_region".into()
+}
+
+/// A rule: exactly one selector, and the region chain for clients it selects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Client prefixes (CIDR).
+    pub prefixes: Option<Vec<String>>,
+    /// A file of client prefixes, one per line, relative to the map file.
+    pub prefix_file: Option<String>,
+    /// Origin ASNs.
+    pub asns: Option<Vec<u32>>,
+    /// ISO 3166-2 subdivision codes (`US-CA`).
+    pub subdivisions: Option<Vec<String>>,
+    /// ISO 3166-1 country codes.
+    pub countries: Option<Vec<String>>,
+    /// Continent codes (AF AN AS EU NA OC SA).
+    pub continents: Option<Vec<String>>,
+    /// The fallback rule.
+    #[serde(default)]
+    pub default: bool,
+    /// The region chain, most preferred first.
+    pub regions: Vec<String>,
+}
+
+/// Parses a CIDR (`192.0.2.0/24`, `2001:db8::/32`) or a single address; host bits must be
+/// zero.
+pub fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
+    let s = s.trim();
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (s, None),
+    };
+    let ip: IpAddr = ip.parse().map_err(|_| format!("{s:?} is not a CIDR prefix"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = match len {
+        Some(l) => l.parse().ok().filter(|&l| l <= max).ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+        None => max,
+    };
+    IpNetwork::new(ip, len).map_err(|_| format!("{s:?} has bits set past /{len}; did you mean {}?", IpNetwork::new_truncate(ip, len).map(|n| n.to_string()).unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(parse_cidr("192.0.2.0/24").unwrap().to_string(), "192.0.2.0/24");
+        assert_eq!(parse_cidr("2001:db8::1").unwrap().netmask(), 128);
+        let e = parse_cidr("192.0.2.1/24").unwrap_err();
+        assert!(e.contains("did you mean 192.0.2.0/24"), "{e}");
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("banana").is_err());
+    }
+}

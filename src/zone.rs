@@ -1,0 +1,275 @@
+//! The runtime model of the served zones: names, record sets encoded ahead of time, and the
+//! lookups the answer path needs (exact node, empty non-terminal, enclosing zone).
+//!
+//! Everything here is built once per configuration load and then only read. Record data is
+//! stored as wire-format bodies (type, class, TTL, RDLENGTH, RDATA) without the owner name,
+//! so the answer path writes the owner as a compression pointer into the question and copies
+//! the body. Parsing record values from their presentation form lives here too.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::rr::Name;
+
+use crate::dns::wire::{CLASS_IN, rtype};
+
+/// One record set at a name, encoded.
+#[derive(Clone, Debug)]
+pub struct RecordSet {
+    /// The record type.
+    pub rtype: u16,
+    /// Each record's body (type, class, TTL, RDLENGTH, RDATA).
+    pub records: Vec<Box<[u8]>>,
+}
+
+/// Everything at one name of a zone.
+#[derive(Clone, Debug, Default)]
+pub struct ZoneNode {
+    /// Static record sets, in configuration order.
+    pub sets: Vec<RecordSet>,
+    /// The CNAME target (lowercase wire form), when the name is an alias.
+    pub cname_target: Option<Box<[u8]>>,
+    /// The service answering A/AAAA here, by index into the snapshot's services.
+    pub service: Option<usize>,
+    /// Set on `_why.<service name>`: the service this name explains.
+    pub why: Option<usize>,
+}
+
+impl ZoneNode {
+    /// The record set of `rtype`, if present.
+    pub fn set(&self, rtype: u16) -> Option<&RecordSet> {
+        self.sets.iter().find(|s| s.rtype == rtype)
+    }
+
+    /// True when nothing lives here (an empty non-terminal).
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.service.is_none() && self.why.is_none()
+    }
+}
+
+/// Additional-section record: owner and body.
+#[derive(Clone, Debug)]
+pub struct Glue {
+    /// Owner name in wire form.
+    pub owner: Box<[u8]>,
+    /// Record body.
+    pub body: Box<[u8]>,
+}
+
+/// A served zone.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    /// The apex in lowercase wire form.
+    pub apex: Box<[u8]>,
+    /// The apex as text, for messages.
+    pub apex_text: String,
+    /// The SOA record body.
+    pub soa: Box<[u8]>,
+    /// The TTL of negative answers: min(SOA TTL, SOA minimum) (RFC 2308 §5).
+    pub negative_ttl: u32,
+    /// Nodes by lowercase wire name, including empty non-terminals.
+    pub nodes: HashMap<Box<[u8]>, ZoneNode>,
+    /// Address records of in-zone name servers, for the additional section of NS answers.
+    pub glue: Vec<Glue>,
+}
+
+impl Zone {
+    /// The node at `name` (lowercase wire form).
+    pub fn node(&self, name: &[u8]) -> Option<&ZoneNode> {
+        self.nodes.get(name)
+    }
+}
+
+/// Lowercase wire form of `name` (which must be fully qualified).
+pub fn wire(name: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(64);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(|b| b.to_ascii_lowercase()));
+    }
+    out.push(0);
+    out.into_boxed_slice()
+}
+
+/// Parses `text` as a name; relative names (no trailing dot) are relative to `origin`, and
+/// `@` is the origin itself.
+pub fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
+    let text = text.trim();
+    if text == "@" {
+        return Ok(origin.clone());
+    }
+    if text.is_empty() {
+        return Err("empty name".into());
+    }
+    let n = Name::from_ascii(text).map_err(|e| format!("bad name {text:?}: {e}"))?;
+    if n.is_fqdn() {
+        Ok(n)
+    } else {
+        n.append_domain(origin).map_err(|e| format!("bad name {text:?}: {e}"))
+    }
+}
+
+/// True when `name` is `apex` or below it (both lowercase wire form).
+pub fn is_within(name: &[u8], apex: &[u8]) -> bool {
+    if name.len() < apex.len() || !name.ends_with(apex) {
+        return false;
+    }
+    // The suffix must start on a label boundary.
+    let cut = name.len() - apex.len();
+    let mut i = 0;
+    while i < cut {
+        i += 1 + name[i] as usize;
+    }
+    i == cut
+}
+
+/// Builds one record body.
+pub fn body(rtype: u16, ttl: u32, rdata: &[u8]) -> Box<[u8]> {
+    let mut b = Vec::with_capacity(10 + rdata.len());
+    b.extend_from_slice(&rtype.to_be_bytes());
+    b.extend_from_slice(&CLASS_IN.to_be_bytes());
+    b.extend_from_slice(&ttl.to_be_bytes());
+    b.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    b.extend_from_slice(rdata);
+    b.into_boxed_slice()
+}
+
+/// The record type for a mnemonic, if Signpost serves it statically.
+pub fn type_from_str(s: &str) -> Option<u16> {
+    Some(match s.to_ascii_uppercase().as_str() {
+        "A" => rtype::A,
+        "AAAA" => rtype::AAAA,
+        "CNAME" => rtype::CNAME,
+        "TXT" => rtype::TXT,
+        "MX" => rtype::MX,
+        "CAA" => rtype::CAA,
+        "SRV" => rtype::SRV,
+        "NS" => rtype::NS,
+        "PTR" => rtype::PTR,
+        _ => return None,
+    })
+}
+
+/// Encodes a record value in presentation form (as in a zone file) into RDATA.
+pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> {
+    let value = value.trim();
+    let mut out = Vec::new();
+    match rtype {
+        rtype::A => {
+            let a: Ipv4Addr = value.parse().map_err(|_| format!("{value:?} is not an IPv4 address"))?;
+            out.extend_from_slice(&a.octets());
+        }
+        rtype::AAAA => {
+            let a: Ipv6Addr = value.parse().map_err(|_| format!("{value:?} is not an IPv6 address"))?;
+            out.extend_from_slice(&a.octets());
+        }
+        rtype::CNAME | rtype::NS | rtype::PTR => {
+            out.extend_from_slice(&wire(&parse_name(value, origin)?));
+        }
+        rtype::MX => {
+            let (pref, host) = split2(value, "MX wants \"PREFERENCE HOST\"")?;
+            let pref: u16 = pref.parse().map_err(|_| format!("bad MX preference {pref:?}"))?;
+            out.extend_from_slice(&pref.to_be_bytes());
+            out.extend_from_slice(&wire(&parse_name(host, origin)?));
+        }
+        rtype::SRV => {
+            let parts: Vec<&str> = value.split_whitespace().collect();
+            if parts.len() != 4 {
+                return Err("SRV wants \"PRIORITY WEIGHT PORT TARGET\"".into());
+            }
+            for p in &parts[..3] {
+                let n: u16 = p.parse().map_err(|_| format!("bad SRV number {p:?}"))?;
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            out.extend_from_slice(&wire(&parse_name(parts[3], origin)?));
+        }
+        rtype::TXT => {
+            // A TXT value is text; strings longer than 255 octets are split (RFC 1035 §3.3.14).
+            let bytes = value.as_bytes();
+            if bytes.is_empty() {
+                out.push(0);
+            }
+            for chunk in bytes.chunks(255) {
+                out.push(chunk.len() as u8);
+                out.extend_from_slice(chunk);
+            }
+        }
+        rtype::CAA => {
+            // RFC 8659 §4.1: FLAGS TAG "VALUE".
+            let mut it = value.splitn(3, char::is_whitespace);
+            let (Some(flags), Some(tag), Some(val)) = (it.next(), it.next(), it.next()) else {
+                return Err("CAA wants \"FLAGS TAG VALUE\"".into());
+            };
+            let flags: u8 = flags.parse().map_err(|_| format!("bad CAA flags {flags:?}"))?;
+            if tag.is_empty() || tag.len() > 15 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("bad CAA tag {tag:?}"));
+            }
+            let val = val.trim();
+            let val = val.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(val);
+            out.push(flags);
+            out.push(tag.len() as u8);
+            out.extend_from_slice(tag.to_ascii_lowercase().as_bytes());
+            out.extend_from_slice(val.as_bytes());
+        }
+        _ => return Err("unsupported record type".into()),
+    }
+    if out.len() > 65535 {
+        return Err("record data too long".into());
+    }
+    Ok(out)
+}
+
+fn split2<'a>(value: &'a str, usage: &str) -> Result<(&'a str, &'a str), String> {
+    let mut it = value.split_whitespace();
+    match (it.next(), it.next(), it.next()) {
+        (Some(a), Some(b), None) => Ok((a, b)),
+        _ => Err(usage.to_string()),
+    }
+}
+
+/// SOA RDATA (RFC 1035 §3.3.13).
+pub fn soa_rdata(mname: &Name, rname: &Name, fields: [u32; 5]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&wire(mname));
+    out.extend_from_slice(&wire(rname));
+    for f in fields {
+        out.extend_from_slice(&f.to_be_bytes());
+    }
+    out
+}
+
+/// Adds every ancestor of `name` below `apex` as an (empty) node, so that empty
+/// non-terminals answer NODATA instead of NXDOMAIN.
+pub fn add_ancestors(nodes: &mut HashMap<Box<[u8]>, ZoneNode>, name: &[u8], apex: &[u8]) {
+    let mut i = 0;
+    while name.len() - i > apex.len() {
+        i += 1 + name[i] as usize;
+        nodes.entry(name[i..].into()).or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_rdata() {
+        let origin = Name::from_ascii("Example.TEST.").unwrap();
+        assert_eq!(&*wire(&parse_name("www", &origin).unwrap()), b"\x03www\x07example\x04test\x00");
+        assert_eq!(&*wire(&parse_name("@", &origin).unwrap()), b"\x07example\x04test\x00");
+        assert_eq!(rdata(rtype::MX, "10 mail", &origin).unwrap()[..2], [0, 10]);
+        assert!(rdata(rtype::A, "1.2.3", &origin).is_err());
+        let caa = rdata(rtype::CAA, "0 issue \"ca.example\"", &origin).unwrap();
+        assert_eq!(caa, b"\x00\x05issueca.example");
+        let long = "x".repeat(300);
+        let txt = rdata(rtype::TXT, &long, &origin).unwrap();
+        assert_eq!((txt[0], txt[256]), (255, 45));
+    }
+
+    #[test]
+    fn within_respects_label_boundaries() {
+        assert!(is_within(b"\x01a\x07example\x04test\x00", b"\x07example\x04test\x00"));
+        assert!(!is_within(b"\x08xexample\x04test\x00", b"\x07example\x04test\x00"));
+        assert!(is_within(b"\x00", b"\x00"));
+    }
+}
