@@ -1,0 +1,224 @@
+//! Helpers for end-to-end tests: start the real `signpost` binary on a free port, query it
+//! with the real `dig`, talk to its control socket, and stop it when the test ends.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("signpost-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `name` atomically (temporary file + rename), as editors and deploy tools do.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        let tmp = self.path(&format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub control: Option<PathBuf>,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `signpost serve` with `args` plus a listen address on a free port.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_on(args, "127.0.0.1:0")
+    }
+
+    pub fn start_on(args: &[&str], listen: &str) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+        cmd.arg("serve").args(args).args(["--listen", listen]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start signpost");
+        let control = args.iter().position(|a| *a == "--control").map(|i| PathBuf::from(args[i + 1]));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        {
+            let err = child.stderr.take().unwrap();
+            let buf = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    buf.lock().unwrap().push_str(&line);
+                    buf.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("signpost did not start: {}", stderr.lock().unwrap());
+            }
+        };
+        let addr = |proto: &str| -> SocketAddr {
+            let part = line.split("; ").find(|p| p.starts_with(proto)).unwrap_or_else(|| panic!("no {proto} in {line}"));
+            part[proto.len() + 1..].parse().unwrap()
+        };
+        let (udp, tcp) = (addr("udp"), addr("tcp"));
+        Server { child, udp, tcp, control, stderr }
+    }
+
+    /// Runs dig against this server; returns its stdout.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .arg(format!("@{}", self.udp.ip()))
+            .args(["-p", &self.udp.port().to_string(), "+time=2", "+tries=2"])
+            .args(args)
+            .output()
+            .expect("dig is installed (the test command installs bind9-dnsutils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `dig +short`.
+    pub fn short(&self, args: &[&str]) -> String {
+        let mut a = vec!["+short"];
+        a.extend_from_slice(args);
+        self.dig(&a).trim().to_string()
+    }
+
+    /// Runs `signpost ctl --json ...` against this server.
+    pub fn ctl(&self, args: &[&str]) -> (bool, serde_json::Value) {
+        let sock = self.control.as_ref().expect("started with --control");
+        let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
+            .args(["ctl", "--json", "--socket", sock.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.success(), v)
+    }
+
+    /// Sends raw bytes over UDP; returns the response, if any arrives within a second.
+    pub fn udp_raw(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+        s.send_to(packet, self.udp).unwrap();
+        let mut buf = vec![0u8; 65535];
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => Some(buf[..n].to_vec()),
+            Err(_) => None,
+        }
+    }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "signpost did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `f` returns true, for at most `secs` seconds.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A minimal query packet.
+pub fn query(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&flags.to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    for l in name.trim_end_matches('.').split('.') {
+        p.push(l.len() as u8);
+        p.extend_from_slice(l.as_bytes());
+    }
+    p.push(0);
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&1u16.to_be_bytes());
+    p
+}
+
+/// The rcode of a response.
+pub fn rcode(resp: &[u8]) -> u8 {
+    resp[3] & 0x0f
+}
+
+/// The path of a file under `testdata/`.
+pub fn testdata(rel: &str) -> String {
+    root().join("testdata").join(rel).to_str().unwrap().to_string()
+}
+
+/// Writes a configuration for `example.test` using the demo data and the given map files.
+pub fn config_with_maps(dir: &TempDir, maps: &[&str], extra: &str) -> PathBuf {
+    let maps: Vec<String> = maps.iter().map(|m| format!("  - {m}\n")).collect();
+    let text = format!(
+        "zones:\n  - apex: example.test\n    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}\n    ns: [ns1.example.test.]\n    records:\n      - {{ name: www, type: A, value: 192.0.2.80 }}\nmaps:\n{}geoip:\n  - path: {}\nbgp:\n  - path: {}\n    format: pyasn\nreload_debounce_ms: 200\n{extra}",
+        maps.concat(),
+        testdata("geoip/GeoLite2-Country-2018-08-07.mmdb"),
+        testdata("bgp/demo-ipasn-20151101.txt"),
+    );
+    dir.write("signpost.yaml", &text)
+}
+
+/// Is `path` a file under the system's control (helper for readability).
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
