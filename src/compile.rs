@@ -213,7 +213,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             match node_index.get(m.node()) {
                 Some(&n) => {
                     let w = m.weight().unwrap_or(nodes[n].weight);
-                    if !(1..=65535).contains(&w) {
+                    if m.weight().is_some() && !(1..=65535).contains(&w) {
                         errors.0.push(d.error(&format!("{p}[{i}].weight"), "must be 1..=65535"));
                     }
                     if out.iter().any(|&(o, _)| o == n) {

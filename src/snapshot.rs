@@ -222,7 +222,15 @@ impl Service {
                 let total: u64 = self.last_resort.iter().filter(|&&(n, _)| eligible(n)).map(|&(_, w)| w as u64).sum();
                 if total > 0 {
                     let want = self.answers.min(MAX_ANSWERS);
-                    let mut tick = self.rr.fetch_add(1, Ordering::Relaxed) % total;
+                    // Stride through the weight space with a step coprime to the total, near
+                    // the golden ratio: every `total` queries visit each unit of weight once, and
+                    // consecutive queries alternate between nodes.
+                    let mut step = (total * 618 / 1000).max(1);
+                    while gcd(step, total) != 1 {
+                        step -= 1;
+                    }
+                    let n = self.rr.fetch_add(1, Ordering::Relaxed);
+                    let mut tick = (n % total) * step % total;
                     let start = self
                         .last_resort
                         .iter()
@@ -300,6 +308,10 @@ impl Service {
         }
         pick
     }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// A 64-bit mixer (splitmix64's finaliser).

@@ -235,7 +235,7 @@ struct PositionIndex {
 
 enum Frame {
     Seq { path: String, next: usize },
-    Map { path: String, key: Option<String> },
+    Map { path: String, key: Option<String>, first: bool },
 }
 
 impl PositionIndex {
@@ -248,7 +248,7 @@ impl PositionIndex {
                 *next += 1;
                 Some(p)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 Some(k) => Some(join_path(path, &k)),
                 None => {
                     // This node is a key; remember it for the value that follows.
@@ -267,10 +267,15 @@ impl MarkedEventReceiver for PositionIndex {
             Event::Scalar(ref s, ..) => {
                 let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
                 if is_key {
-                    if let Some(Frame::Map { path, .. }) = self.stack.last() {
-                        // A key's position is where its entry starts.
+                    if let Some(Frame::Map { path, first, .. }) = self.stack.last_mut() {
+                        // A key's position is where its entry starts; a block mapping starts
+                        // where its first key does.
                         let p = join_path(path, s);
                         self.keys.entry(p).or_insert(pos);
+                        if *first {
+                            *first = false;
+                            self.positions.insert(path.clone(), pos);
+                        }
                     }
                     self.next_path(Some(s));
                 } else if let Some(p) = self.next_path(None) {
@@ -288,7 +293,7 @@ impl MarkedEventReceiver for PositionIndex {
             Event::MappingStart(..) => {
                 let p = self.next_path(None).unwrap_or_default();
                 self.positions.entry(p.clone()).or_insert(pos);
-                self.stack.push(Frame::Map { path: p, key: None });
+                self.stack.push(Frame::Map { path: p, key: None, first: true });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 self.stack.pop();

@@ -33,7 +33,8 @@ impl TempDir {
     /// Writes `name` atomically (temporary file + rename), as editors and deploy tools do.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
-        let tmp = self.path(&format!(".{name}.tmp"));
+        let file = p.file_name().unwrap().to_str().unwrap().to_string();
+        let tmp = p.with_file_name(format!(".{file}.tmp"));
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, &p).unwrap();
         p
