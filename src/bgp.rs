@@ -31,7 +31,13 @@ pub struct BgpTable {
 
 impl std::fmt::Debug for BgpTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BgpTable({}, {} v4, {} v6)", self.name, self.v4.len(), self.v6.len())
+        write!(
+            f,
+            "BgpTable({}, {} v4, {} v6)",
+            self.name,
+            self.v4.len(),
+            self.v6.len()
+        )
     }
 }
 
@@ -48,12 +54,23 @@ impl BgpTable {
                 .map_err(|e| format!("bad gzip data: {e}"))?;
             s
         } else {
-            String::from_utf8(bytes.to_vec()).map_err(|_| "not a text prefix table (not UTF-8); MRT files are not supported yet".to_string())?
+            String::from_utf8(bytes.to_vec()).map_err(|_| {
+                "not a text prefix table (not UTF-8); MRT files are not supported yet".to_string()
+            })?
         };
         if !matches!(format, "auto" | "pyasn" | "pfx2as") {
-            return Err(format!("unknown BGP table format {format:?}; expected auto, pyasn or pfx2as"));
+            return Err(format!(
+                "unknown BGP table format {format:?}; expected auto, pyasn or pfx2as"
+            ));
         }
-        let mut t = BgpTable { name: name.into(), v4: Vec::new(), v6: Vec::new(), table: IpNetworkTable::new(), skipped: 0, problems: Vec::new() };
+        let mut t = BgpTable {
+            name: name.into(),
+            v4: Vec::new(),
+            v6: Vec::new(),
+            table: IpNetworkTable::new(),
+            skipped: 0,
+            problems: Vec::new(),
+        };
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
@@ -81,7 +98,11 @@ impl BgpTable {
             }
         }
         if t.v4.is_empty() && t.v6.is_empty() {
-            let why = t.problems.first().cloned().unwrap_or_else(|| "no prefix lines".into());
+            let why = t
+                .problems
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "no prefix lines".into());
             return Err(format!("no usable prefix ({why})"));
         }
         Ok(t)
@@ -94,7 +115,7 @@ impl BgpTable {
 }
 
 fn parse_line(line: &str) -> Result<(IpNetwork, u32), String> {
-    let fields: Vec<&str> = line.split(|c: char| c == '\t' || c == ' ').filter(|f| !f.is_empty()).collect();
+    let fields: Vec<&str> = line.split(['\t', ' ']).filter(|f| !f.is_empty()).collect();
     let (prefix, len, asn) = match fields.as_slice() {
         [p, a] => {
             let (ip, l) = p.split_once('/').ok_or("expected PREFIX/LEN")?;
@@ -103,8 +124,12 @@ fn parse_line(line: &str) -> Result<(IpNetwork, u32), String> {
         [p, l, a] => (*p, *l, *a),
         _ => return Err("expected 2 or 3 fields".into()),
     };
-    let ip: IpAddr = prefix.parse().map_err(|_| format!("bad address {prefix:?}"))?;
-    let len: u8 = len.parse().map_err(|_| format!("bad prefix length {len:?}"))?;
+    let ip: IpAddr = prefix
+        .parse()
+        .map_err(|_| format!("bad address {prefix:?}"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("bad prefix length {len:?}"))?;
     let first = asn.split(['_', ',']).next().unwrap_or("");
     let asn: u32 = first.parse().map_err(|_| format!("bad ASN {asn:?}"))?;
     let net = IpNetwork::new_truncate(ip, len).map_err(|e| format!("bad prefix: {e}"))?;

@@ -141,7 +141,17 @@ pub enum CtlRequest {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve { config, listen, control, state_file } => match daemon::serve(ServeOptions { config, listen, control, state_file }) {
+        Command::Serve {
+            config,
+            listen,
+            control,
+            state_file,
+        } => match daemon::serve(ServeOptions {
+            config,
+            listen,
+            control,
+            state_file,
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
@@ -166,9 +176,19 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Lookup { config, addresses } => lookup(config, addresses),
-        Command::Explain { config, health, ipv6, address, name } => explain(config, health, ipv6, address, &name),
+        Command::Explain {
+            config,
+            health,
+            ipv6,
+            address,
+            name,
+        } => explain(config, health, ipv6, address, &name),
         Command::Diff { config, old, new } => diff(config, old, new),
-        Command::Ctl { socket, json, request } => ctl(&socket, json, request),
+        Command::Ctl {
+            socket,
+            json,
+            request,
+        } => ctl(&socket, json, request),
     }
 }
 
@@ -185,7 +205,13 @@ fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> ExitCode {
         }
     };
     let list: Vec<String> = if addresses.is_empty() {
-        std::io::stdin().lock().lines().map_while(Result::ok).map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+        std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
     } else {
         addresses
     };
@@ -204,10 +230,20 @@ fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> ExitCode {
             }
         }
     }
-    if bad { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
-fn explain(config: Option<PathBuf>, health: Option<PathBuf>, ipv6: bool, address: IpAddr, name: &str) -> ExitCode {
+fn explain(
+    config: Option<PathBuf>,
+    health: Option<PathBuf>,
+    ipv6: bool,
+    address: IpAddr,
+    name: &str,
+) -> ExitCode {
     let snap = match crate::reload::load(config.as_deref(), None) {
         Ok((_, s)) => s,
         Err(e) => {
@@ -225,7 +261,11 @@ fn explain(config: Option<PathBuf>, health: Option<PathBuf>, ipv6: bool, address
         }
     }
     let wanted = name.trim_end_matches('.').to_ascii_lowercase();
-    let Some(s) = snap.services.iter().position(|s| s.names.iter().any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(&wanted))) else {
+    let Some(s) = snap.services.iter().position(|s| {
+        s.names
+            .iter()
+            .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(&wanted))
+    }) else {
         eprintln!("{name} is not a service name of this configuration");
         return ExitCode::from(1);
     };
@@ -244,7 +284,14 @@ fn diff(config: Option<PathBuf>, old: PathBuf, new: PathBuf) -> ExitCode {
         c.maps = vec![crate::config::DataSource::File(maps)];
         let client = std::sync::Arc::new(crate::client::ClientData::load(&c.geoip, &c.bgp)?);
         let texts = crate::compile::read_maps(&c)?;
-        crate::compile::build(&c, crate::compile::Inputs { client, maps: &texts, previous_health: None })
+        crate::compile::build(
+            &c,
+            crate::compile::Inputs {
+                client,
+                maps: &texts,
+                previous_health: None,
+            },
+        )
     };
     match (load(old), load(new)) {
         (Ok(o), Ok(n)) => {
@@ -264,7 +311,14 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> ExitCode {
     let req = match &request {
         CtlRequest::Status => json!({"cmd": "status"}),
         CtlRequest::Nodes => json!({"cmd": "nodes"}),
-        CtlRequest::Set { node, state, reason, expires } => json!({"cmd": "set", "node": node, "state": state, "reason": reason, "expires_in": expires}),
+        CtlRequest::Set {
+            node,
+            state,
+            reason,
+            expires,
+        } => {
+            json!({"cmd": "set", "node": node, "state": state, "reason": reason, "expires_in": expires})
+        }
         CtlRequest::Clear { node } => json!({"cmd": "clear", "node": node}),
         CtlRequest::Push { source, states } => {
             let mut items = Vec::new();
@@ -312,7 +366,12 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> ExitCode {
             CtlRequest::Nodes => {
                 println!("{:<16} {:<6} WHY", "NODE", "STATE");
                 for n in resp["nodes"].as_array().into_iter().flatten() {
-                    println!("{:<16} {:<6} {}", n["name"].as_str().unwrap_or(""), n["state"].as_str().unwrap_or(""), n["why"].as_str().unwrap_or(""));
+                    println!(
+                        "{:<16} {:<6} {}",
+                        n["name"].as_str().unwrap_or(""),
+                        n["state"].as_str().unwrap_or(""),
+                        n["why"].as_str().unwrap_or("")
+                    );
                 }
             }
             CtlRequest::Status => {
@@ -321,7 +380,14 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> ExitCode {
                 println!("data:        {}", resp["data"].as_str().unwrap_or(""));
                 println!("generation:  {}", resp["generation"]);
                 let lr = &resp["last_reload"];
-                println!("last reload: {}", if lr["ok"].as_bool().unwrap_or(false) { "ok" } else { "FAILED" });
+                println!(
+                    "last reload: {}",
+                    if lr["ok"].as_bool().unwrap_or(false) {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    }
+                );
                 for e in lr["errors"].as_array().into_iter().flatten() {
                     println!("  {}", e.as_str().unwrap_or(""));
                 }
@@ -334,5 +400,9 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> ExitCode {
             _ => println!("ok"),
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

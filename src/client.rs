@@ -57,14 +57,22 @@ impl ClientData {
         let mut data = ClientData::default();
         for f in geo {
             let name = f.source.display();
-            match f.source.read().and_then(|b| GeoDb::open(&name, b, &f.format)) {
+            match f
+                .source
+                .read()
+                .and_then(|b| GeoDb::open(&name, b, &f.format))
+            {
                 Ok(db) => data.geo.push(db),
                 Err(e) => errors.file(&name, e),
             }
         }
         for f in bgp {
             let name = f.source.display();
-            match f.source.read().and_then(|b| BgpTable::load(&name, &b, &f.format)) {
+            match f
+                .source
+                .read()
+                .and_then(|b| BgpTable::load(&name, &b, &f.format))
+            {
                 Ok(t) => {
                     if t.skipped > 0 {
                         tracing::warn!(file = %name, skipped = t.skipped, first = ?t.problems, "prefix table lines skipped");
@@ -81,9 +89,23 @@ impl ClientData {
     pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
         let mut out = ClientInfo::default();
         for db in &self.geo {
-            let Ok(Some((info, len))) = db.lookup(addr) else { continue };
-            let GeoInfo { continent, country, subdivision, location, asn } = info;
-            let src = |v| Some(Sourced { value: v, source: db.name.clone(), prefix_len: len });
+            let Ok(Some((info, len))) = db.lookup(addr) else {
+                continue;
+            };
+            let GeoInfo {
+                continent,
+                country,
+                subdivision,
+                location,
+                asn,
+            } = info;
+            let src = |v| {
+                Some(Sourced {
+                    value: v,
+                    source: db.name.clone(),
+                    prefix_len: len,
+                })
+            };
             if out.continent.is_none() {
                 out.continent = continent.and_then(src);
             }
@@ -94,15 +116,27 @@ impl ClientData {
                 out.subdivision = subdivision.and_then(src);
             }
             if out.location.is_none() {
-                out.location = location.and_then(|v| Some(Sourced { value: v, source: db.name.clone(), prefix_len: len }));
+                out.location = location.map(|v| Sourced {
+                    value: v,
+                    source: db.name.clone(),
+                    prefix_len: len,
+                });
             }
             if db.layout == Layout::Asn && out.asn.is_none() {
-                out.asn = asn.and_then(|v| Some(Sourced { value: v, source: db.name.clone(), prefix_len: len }));
+                out.asn = asn.map(|v| Sourced {
+                    value: v,
+                    source: db.name.clone(),
+                    prefix_len: len,
+                });
             }
         }
         for t in &self.bgp {
             if let Some((net, asn)) = t.lookup(addr) {
-                out.asn = Some(Sourced { value: asn, source: t.name.clone(), prefix_len: net.netmask() });
+                out.asn = Some(Sourced {
+                    value: asn,
+                    source: t.name.clone(),
+                    prefix_len: net.netmask(),
+                });
                 out.prefix = Some(net.to_string());
                 break;
             }
@@ -117,7 +151,13 @@ impl ClientData {
             let _ = write!(s, "geoip {} ({}); ", short(&db.name), db.version);
         }
         for t in &self.bgp {
-            let _ = write!(s, "bgp {} ({} v4 + {} v6 prefixes); ", short(&t.name), t.v4.len(), t.v6.len());
+            let _ = write!(
+                s,
+                "bgp {} ({} v4 + {} v6 prefixes); ",
+                short(&t.name),
+                t.v4.len(),
+                t.v6.len()
+            );
         }
         s.trim_end_matches("; ").to_string()
     }
@@ -133,7 +173,10 @@ impl ClientInfo {
         let mut out = Vec::new();
         fn line<T: std::fmt::Display>(out: &mut Vec<String>, key: &str, v: &Option<Sourced<T>>) {
             match v {
-                Some(s) => out.push(format!("{key}: {} (from {}, valid for /{})", s.value, s.source, s.prefix_len)),
+                Some(s) => out.push(format!(
+                    "{key}: {} (from {}, valid for /{})",
+                    s.value, s.source, s.prefix_len
+                )),
                 None => out.push(format!("{key}: unknown")),
             }
         }
@@ -141,12 +184,21 @@ impl ClientInfo {
         line(&mut out, "country", &self.country);
         line(&mut out, "subdivision", &self.subdivision);
         match &self.location {
-            Some(s) => out.push(format!("location: {:.4},{:.4} (from {}, valid for /{})", s.value.0, s.value.1, s.source, s.prefix_len)),
+            Some(s) => out.push(format!(
+                "location: {:.4},{:.4} (from {}, valid for /{})",
+                s.value.0, s.value.1, s.source, s.prefix_len
+            )),
             None => out.push("location: unknown".into()),
         }
         match (&self.asn, &self.prefix) {
-            (Some(a), Some(p)) => out.push(format!("asn: AS{} (prefix {p}, from {})", a.value, a.source)),
-            (Some(a), None) => out.push(format!("asn: AS{} (from {}, valid for /{})", a.value, a.source, a.prefix_len)),
+            (Some(a), Some(p)) => out.push(format!(
+                "asn: AS{} (prefix {p}, from {})",
+                a.value, a.source
+            )),
+            (Some(a), None) => out.push(format!(
+                "asn: AS{} (from {}, valid for /{})",
+                a.value, a.source, a.prefix_len
+            )),
             _ => out.push("asn: unknown".into()),
         }
         out

@@ -21,9 +21,13 @@ use crate::dns::wire::rtype;
 use crate::geo::{self, Layout};
 use crate::health::{HealthTable, State};
 use crate::ranges::{self, Range};
-use crate::snapshot::{AllDown, Decision, MAX_ANSWERS, Node, Region, RouteTable, RuleInfo, Service, Settings, Snapshot};
+use crate::snapshot::{
+    AllDown, Decision, MAX_ANSWERS, Node, Region, RouteTable, RuleInfo, Service, Settings, Snapshot,
+};
 use crate::source::{Document, Errors};
-use crate::spec::{MapFileSpec, MemberSpec, NodeSpec, RegionSpec, RuleSpec, ServiceSpec, parse_cidr};
+use crate::spec::{
+    MapFileSpec, MemberSpec, NodeSpec, RegionSpec, RuleSpec, ServiceSpec, parse_cidr,
+};
 use crate::zone;
 
 /// A map file's text and where it came from.
@@ -48,28 +52,48 @@ pub fn read_maps(config: &Config) -> Result<Vec<MapText>, Errors> {
                         .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
                         .collect(),
                     Err(e) => {
-                        errors.file(&p.display().to_string(), format!("cannot read directory: {e}"));
+                        errors.file(
+                            &p.display().to_string(),
+                            format!("cannot read directory: {e}"),
+                        );
                         continue;
                     }
                 };
                 files.sort();
                 for f in files {
                     match std::fs::read_to_string(&f) {
-                        Ok(text) => out.push(MapText { source: DataSource::File(f), text }),
-                        Err(e) => errors.file(&f.display().to_string(), format!("cannot read: {e}")),
+                        Ok(text) => out.push(MapText {
+                            source: DataSource::File(f),
+                            text,
+                        }),
+                        Err(e) => {
+                            errors.file(&f.display().to_string(), format!("cannot read: {e}"))
+                        }
                     }
                 }
             }
             DataSource::Embedded(dir) if dir.ends_with('/') => {
                 for name in crate::embedded::list(dir) {
                     if name.ends_with(".yaml") || name.ends_with(".yml") {
-                        let text = String::from_utf8_lossy(crate::embedded::file(name).unwrap_or_default()).into_owned();
-                        out.push(MapText { source: DataSource::Embedded(name.to_string()), text });
+                        let text = String::from_utf8_lossy(
+                            crate::embedded::file(name).unwrap_or_default(),
+                        )
+                        .into_owned();
+                        out.push(MapText {
+                            source: DataSource::Embedded(name.to_string()),
+                            text,
+                        });
                     }
                 }
             }
-            other => match other.read().and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".into())) {
-                Ok(text) => out.push(MapText { source: other.clone(), text }),
+            other => match other
+                .read()
+                .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".into()))
+            {
+                Ok(text) => out.push(MapText {
+                    source: other.clone(),
+                    text,
+                }),
                 Err(e) => errors.file(&other.display(), e),
             },
         }
@@ -78,7 +102,14 @@ pub fn read_maps(config: &Config) -> Result<Vec<MapText>, Errors> {
 }
 
 /// Rule kinds, most specific first.
-const KINDS: [&str; 6] = ["prefix", "asn", "subdivision", "country", "continent", "default"];
+const KINDS: [&str; 6] = [
+    "prefix",
+    "asn",
+    "subdivision",
+    "country",
+    "continent",
+    "default",
+];
 
 struct RuleDraft {
     kind: usize,
@@ -88,22 +119,38 @@ struct RuleDraft {
 
 /// The GeoIP layer shared by all services: networks with an interned (continent, country,
 /// subdivision) key.
+/// (continent, country, subdivision).
+type GeoKey = (Option<String>, Option<String>, Option<String>);
+
+/// Resolves region or last-resort members, reporting problems.
+type MembersFn<'a> = dyn Fn(&Document, &str, &[MemberSpec], &mut Errors) -> Vec<(usize, u32)> + 'a;
+
 struct GeoLayer {
-    keys: Vec<(Option<String>, Option<String>, Option<String>)>,
+    keys: Vec<GeoKey>,
     v4: Vec<(u128, u8, u32)>,
     v6: Vec<(u128, u8, u32)>,
 }
 
 fn geo_layer(client: &ClientData) -> Result<GeoLayer, Errors> {
-    let mut layer = GeoLayer { keys: Vec::new(), v4: Vec::new(), v6: Vec::new() };
-    let mut ids: HashMap<(Option<String>, Option<String>, Option<String>), u32> = HashMap::new();
+    let mut layer = GeoLayer {
+        keys: Vec::new(),
+        v4: Vec::new(),
+        v6: Vec::new(),
+    };
+    let mut ids: HashMap<GeoKey, u32> = HashMap::new();
     // The first database with locations decides; later ones are for lookups only.
-    let Some(db) = client.geo.iter().find(|d| d.layout != Layout::Asn) else { return Ok(layer) };
+    let Some(db) = client.geo.iter().find(|d| d.layout != Layout::Asn) else {
+        return Ok(layer);
+    };
     for v6 in [false, true] {
         let out = if v6 { &mut layer.v6 } else { &mut layer.v4 };
         let keys = &mut layer.keys;
         db.walk(v6, |start, len, info| {
-            let key = (info.continent.clone(), info.country.clone(), info.subdivision.clone());
+            let key = (
+                info.continent.clone(),
+                info.country.clone(),
+                info.subdivision.clone(),
+            );
             let id = *ids.entry(key.clone()).or_insert_with(|| {
                 keys.push(key);
                 (keys.len() - 1) as u32
@@ -144,7 +191,9 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let mut region_specs: Vec<(&Document, String, RegionSpec)> = Vec::new();
     let mut service_specs: Vec<(&Document, &MapText, String, ServiceSpec)> = Vec::new();
     for (m, d) in &docs {
-        let Some(file) = d.decode::<MapFileSpec>("", &d.root, &mut errors) else { continue };
+        let Some(file) = d.decode::<MapFileSpec>("", &d.root, &mut errors) else {
+            continue;
+        };
         for (p, n) in d.decode_each::<NodeSpec>("nodes", &file.nodes, &mut errors) {
             node_specs.push((d, p, n));
         }
@@ -162,14 +211,21 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let mut local_nodes: Vec<(usize, Vec<IpNetwork>, Vec<u32>)> = Vec::new();
     for (d, p, n) in &node_specs {
         if node_index.contains_key(&n.name) {
-            errors.0.push(d.error(&format!("{p}.name"), format!("node {:?} is defined twice", n.name)));
+            errors.0.push(d.error(
+                &format!("{p}.name"),
+                format!("node {:?} is defined twice", n.name),
+            ));
             continue;
         }
         if !(1..=65535).contains(&n.weight) {
-            errors.0.push(d.error(&format!("{p}.weight"), "must be 1..=65535"));
+            errors
+                .0
+                .push(d.error(&format!("{p}.weight"), "must be 1..=65535"));
         }
         if n.ipv4.is_empty() && n.ipv6.is_empty() {
-            errors.0.push(d.error(p, "a node needs at least one address in `ipv4` or `ipv6`"));
+            errors
+                .0
+                .push(d.error(p, "a node needs at least one address in `ipv4` or `ipv6`"));
         }
         let mut prefixes = Vec::new();
         for (i, c) in n.prefixes.iter().enumerate() {
@@ -181,14 +237,23 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         if let Some(l) = n.location
             && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
         {
-            errors.0.push(d.error(&format!("{p}.location"), "lat must be -90..=90 and lon -180..=180"));
+            errors.0.push(d.error(
+                &format!("{p}.location"),
+                "lat must be -90..=90 and lon -180..=180",
+            ));
         }
         let local_bit = if n.local_only {
             if prefixes.is_empty() && n.asns.is_empty() {
-                errors.0.push(d.error(&format!("{p}.local_only"), "a local-only node needs `asns` or `prefixes`"));
+                errors.0.push(d.error(
+                    &format!("{p}.local_only"),
+                    "a local-only node needs `asns` or `prefixes`",
+                ));
             }
             if local_nodes.len() >= 64 {
-                errors.0.push(d.error(&format!("{p}.local_only"), "at most 64 local-only nodes are supported"));
+                errors.0.push(d.error(
+                    &format!("{p}.local_only"),
+                    "at most 64 local-only nodes are supported",
+                ));
             }
             local_nodes.push((nodes.len(), prefixes, n.asns.clone()));
             Some((local_nodes.len() - 1) as u32)
@@ -202,53 +267,88 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             v6: n.ipv6.clone(),
             weight: n.weight,
             local_bit,
-            a: n.ipv4.iter().map(|a| zone::body(rtype::A, 0, &a.octets())).collect(),
-            aaaa: n.ipv6.iter().map(|a| zone::body(rtype::AAAA, 0, &a.octets())).collect(),
+            a: n.ipv4
+                .iter()
+                .map(|a| zone::body(rtype::A, 0, &a.octets()))
+                .collect(),
+            aaaa: n
+                .ipv6
+                .iter()
+                .map(|a| zone::body(rtype::AAAA, 0, &a.octets()))
+                .collect(),
         });
     }
 
-    let members = |d: &Document, p: &str, list: &[MemberSpec], errors: &mut Errors| -> Vec<(usize, u32)> {
-        let mut out: Vec<(usize, u32)> = Vec::new();
-        for (i, m) in list.iter().enumerate() {
-            match node_index.get(m.node()) {
-                Some(&n) => {
-                    let w = m.weight().unwrap_or(nodes[n].weight);
-                    if m.weight().is_some() && !(1..=65535).contains(&w) {
-                        errors.0.push(d.error(&format!("{p}[{i}].weight"), "must be 1..=65535"));
+    let members =
+        |d: &Document, p: &str, list: &[MemberSpec], errors: &mut Errors| -> Vec<(usize, u32)> {
+            let mut out: Vec<(usize, u32)> = Vec::new();
+            for (i, m) in list.iter().enumerate() {
+                match node_index.get(m.node()) {
+                    Some(&n) => {
+                        let w = m.weight().unwrap_or(nodes[n].weight);
+                        if m.weight().is_some() && !(1..=65535).contains(&w) {
+                            errors
+                                .0
+                                .push(d.error(&format!("{p}[{i}].weight"), "must be 1..=65535"));
+                        }
+                        if out.iter().any(|&(o, _)| o == n) {
+                            errors.0.push(d.error(
+                                &format!("{p}[{i}]"),
+                                format!("node {:?} is listed twice", m.node()),
+                            ));
+                        }
+                        out.push((n, w));
                     }
-                    if out.iter().any(|&(o, _)| o == n) {
-                        errors.0.push(d.error(&format!("{p}[{i}]"), format!("node {:?} is listed twice", m.node())));
-                    }
-                    out.push((n, w));
+                    None => errors.0.push(d.error(
+                        &format!("{p}[{i}]"),
+                        format!(
+                            "unknown node {:?}{}",
+                            m.node(),
+                            hint(m.node(), node_index.keys())
+                        ),
+                    )),
                 }
-                None => errors.0.push(d.error(&format!("{p}[{i}]"), format!("unknown node {:?}{}", m.node(), hint(m.node(), node_index.keys())))),
             }
-        }
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| nodes[a.0].name.cmp(&nodes[b.0].name)));
-        out
-    };
+            out.sort_by(|a, b| {
+                b.1.cmp(&a.1)
+                    .then_with(|| nodes[a.0].name.cmp(&nodes[b.0].name))
+            });
+            out
+        };
 
     // Regions.
     let mut regions: Vec<Region> = Vec::new();
     let mut region_index: HashMap<String, usize> = HashMap::new();
     for (d, p, r) in &region_specs {
         if region_index.contains_key(&r.name) {
-            errors.0.push(d.error(&format!("{p}.name"), format!("region {:?} is defined twice", r.name)));
+            errors.0.push(d.error(
+                &format!("{p}.name"),
+                format!("region {:?} is defined twice", r.name),
+            ));
             continue;
         }
         let m = members(d, &format!("{p}.nodes"), &r.nodes, &mut errors);
         if r.nodes.is_empty() {
-            errors.0.push(d.error(&format!("{p}.nodes"), "a region needs at least one node"));
+            errors
+                .0
+                .push(d.error(&format!("{p}.nodes"), "a region needs at least one node"));
         }
         region_index.insert(r.name.clone(), regions.len());
-        regions.push(Region { name: r.name.clone(), members: m });
+        regions.push(Region {
+            name: r.name.clone(),
+            members: m,
+        });
     }
 
     // Zones, with services attached.
     let mut zones = config.zones.clone();
     zones.sort_by_key(|z| std::cmp::Reverse(z.apex.len()));
     let geo_layer = if service_specs.is_empty() {
-        GeoLayer { keys: Vec::new(), v4: Vec::new(), v6: Vec::new() }
+        GeoLayer {
+            keys: Vec::new(),
+            v4: Vec::new(),
+            v6: Vec::new(),
+        }
     } else {
         match geo_layer(&inputs.client) {
             Ok(g) => g,
@@ -263,7 +363,20 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     for (d, m, p, s) in &service_specs {
         let idx = services.len();
         let before = errors.0.len();
-        let svc = compile_service(d, m, p, s, &regions, &region_index, &members, &nodes, &local_nodes, &inputs.client, &geo_layer, &mut errors);
+        let svc = compile_service(
+            d,
+            m,
+            p,
+            s,
+            &regions,
+            &region_index,
+            &members,
+            &nodes,
+            &local_nodes,
+            &inputs.client,
+            &geo_layer,
+            &mut errors,
+        );
         for (i, name) in s.names.iter().enumerate() {
             let np = format!("{p}.names[{i}]");
             let n = match zone::parse_name(name, &hickory_proto::rr::Name::root()) {
@@ -274,16 +387,27 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
                 }
             };
             if seen_names.insert(n.clone(), ()).is_some() {
-                errors.0.push(d.error(&np, format!("{name} is served by two services")));
+                errors
+                    .0
+                    .push(d.error(&np, format!("{name} is served by two services")));
                 continue;
             }
             let Some(z) = zones.iter_mut().find(|z| zone::is_within(&n, &z.apex)) else {
-                errors.0.push(d.error(&np, format!("{name} is not inside any zone of the configuration")));
+                errors.0.push(d.error(
+                    &np,
+                    format!("{name} is not inside any zone of the configuration"),
+                ));
                 continue;
             };
             let node = z.nodes.entry(n.clone()).or_default();
-            if node.cname_target.is_some() || node.set(rtype::A).is_some() || node.set(rtype::AAAA).is_some() {
-                errors.0.push(d.error(&np, format!("{name} also has static A, AAAA or CNAME records")));
+            if node.cname_target.is_some()
+                || node.set(rtype::A).is_some()
+                || node.set(rtype::AAAA).is_some()
+            {
+                errors.0.push(d.error(
+                    &np,
+                    format!("{name} also has static A, AAAA or CNAME records"),
+                ));
                 continue;
             }
             node.service = Some(idx);
@@ -317,7 +441,11 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             }
         }
     }
-    let maps_hash = inputs.maps.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, m| m.text.bytes().fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
+    let maps_hash = inputs.maps.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, m| {
+        m.text
+            .bytes()
+            .fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    });
     let mut versions = format!("maps {:016x} ({} files)", maps_hash, inputs.maps.len());
     let cv = inputs.client.versions();
     if !cv.is_empty() {
@@ -364,10 +492,24 @@ fn placeholder() -> Service {
 fn hint<'a>(wanted: &str, known: impl Iterator<Item = &'a String>) -> String {
     let mut names: Vec<&String> = known.collect();
     names.sort();
-    let close: Vec<&&String> = names.iter().filter(|k| k.to_lowercase() == wanted.to_lowercase() || k.starts_with(wanted) || wanted.starts_with(k.as_str())).collect();
+    let close: Vec<&&String> = names
+        .iter()
+        .filter(|k| {
+            k.to_lowercase() == wanted.to_lowercase()
+                || k.starts_with(wanted)
+                || wanted.starts_with(k.as_str())
+        })
+        .collect();
     match close.first() {
         Some(c) => format!("; did you mean {c:?}?"),
-        None if names.len() <= 8 => format!("; known: {}", names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+        None if names.len() <= 8 => format!(
+            "; known: {}",
+            names
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         None => String::new(),
     }
 }
@@ -380,7 +522,7 @@ fn compile_service(
     s: &ServiceSpec,
     regions: &[Region],
     region_index: &HashMap<String, usize>,
-    members: &dyn Fn(&Document, &str, &[MemberSpec], &mut Errors) -> Vec<(usize, u32)>,
+    members: &MembersFn<'_>,
     nodes: &[Node],
     local_nodes: &[(usize, Vec<IpNetwork>, Vec<u32>)],
     client: &ClientData,
@@ -389,16 +531,23 @@ fn compile_service(
 ) -> Option<Service> {
     let before = errors.0.len();
     if s.names.is_empty() {
-        errors.0.push(d.error(&format!("{p}.names"), "a service needs at least one name"));
+        errors
+            .0
+            .push(d.error(&format!("{p}.names"), "a service needs at least one name"));
     }
     if !(1..=MAX_ANSWERS).contains(&s.answers) {
-        errors.0.push(d.error(&format!("{p}.answers"), format!("must be 1..={MAX_ANSWERS}")));
+        errors.0.push(d.error(
+            &format!("{p}.answers"),
+            format!("must be 1..={MAX_ANSWERS}"),
+        ));
     }
     let spread = match s.spread.as_str() {
         "none" => false,
         "weighted" => true,
         _ => {
-            errors.0.push(d.error(&format!("{p}.spread"), "expected `none` or `weighted`"));
+            errors
+                .0
+                .push(d.error(&format!("{p}.spread"), "expected `none` or `weighted`"));
             false
         }
     };
@@ -406,7 +555,9 @@ fn compile_service(
         "use" => true,
         "ignore" => false,
         _ => {
-            errors.0.push(d.error(&format!("{p}.ecs"), "expected `use` or `ignore`"));
+            errors
+                .0
+                .push(d.error(&format!("{p}.ecs"), "expected `use` or `ignore`"));
             true
         }
     };
@@ -416,17 +567,25 @@ fn compile_service(
         "servfail" => AllDown::ServFail,
         "empty" => AllDown::Empty,
         _ => {
-            errors.0.push(d.error(&format!("{p}.all_down"), "expected `any_region`, `last_resort`, `servfail` or `empty`"));
+            errors.0.push(d.error(
+                &format!("{p}.all_down"),
+                "expected `any_region`, `last_resort`, `servfail` or `empty`",
+            ));
             AllDown::AnyRegion
         }
     };
     let last_resort = members(d, &format!("{p}.last_resort"), &s.last_resort, errors);
     if all_down == AllDown::LastResort && last_resort.is_empty() {
-        errors.0.push(d.error(&format!("{p}.last_resort"), "`all_down: last_resort` needs a non-empty `last_resort` list"));
+        errors.0.push(d.error(
+            &format!("{p}.last_resort"),
+            "`all_down: last_resort` needs a non-empty `last_resort` list",
+        ));
     }
     let degraded_ttl = s.degraded_ttl.unwrap_or(s.ttl);
     if degraded_ttl > s.ttl {
-        errors.0.push(d.error(&format!("{p}.degraded_ttl"), "must not exceed `ttl`"));
+        errors
+            .0
+            .push(d.error(&format!("{p}.degraded_ttl"), "must not exceed `ttl`"));
     }
 
     // Rules.
@@ -440,8 +599,20 @@ fn compile_service(
     let mut default_rule: Option<u32> = None;
     for (rp, r) in d.decode_each::<RuleSpec>(&format!("{p}.rules"), &s.rules, errors) {
         let idx = rules.len() as u32;
-        let selectors = [r.prefixes.is_some() || r.prefix_file.is_some(), r.asns.is_some(), r.subdivisions.is_some(), r.countries.is_some(), r.continents.is_some(), r.default];
-        let kinds: Vec<usize> = selectors.iter().enumerate().filter(|(_, on)| **on).map(|(i, _)| i).collect();
+        let selectors = [
+            r.prefixes.is_some() || r.prefix_file.is_some(),
+            r.asns.is_some(),
+            r.subdivisions.is_some(),
+            r.countries.is_some(),
+            r.continents.is_some(),
+            r.default,
+        ];
+        let kinds: Vec<usize> = selectors
+            .iter()
+            .enumerate()
+            .filter(|(_, on)| **on)
+            .map(|(i, _)| i)
+            .collect();
         if kinds.len() != 1 {
             errors.0.push(d.error(&rp, "a rule needs exactly one of `prefixes`/`prefix_file`, `asns`, `subdivisions`, `countries`, `continents` or `default: true`"));
             continue;
@@ -450,29 +621,54 @@ fn compile_service(
         let mut chain = Vec::new();
         for (i, name) in r.regions.iter().enumerate() {
             match region_index.get(name) {
-                Some(&ri) if chain.contains(&ri) => errors.0.push(d.error(&format!("{rp}.regions[{i}]"), format!("region {name:?} is listed twice"))),
+                Some(&ri) if chain.contains(&ri) => errors.0.push(d.error(
+                    &format!("{rp}.regions[{i}]"),
+                    format!("region {name:?} is listed twice"),
+                )),
                 Some(&ri) => chain.push(ri),
-                None => errors.0.push(d.error(&format!("{rp}.regions[{i}]"), format!("unknown region {name:?}{}", hint(name, region_index.keys())))),
+                None => errors.0.push(d.error(
+                    &format!("{rp}.regions[{i}]"),
+                    format!("unknown region {name:?}{}", hint(name, region_index.keys())),
+                )),
             }
         }
         if r.regions.is_empty() {
-            errors.0.push(d.error(&format!("{rp}.regions"), "a rule needs at least one region"));
+            errors
+                .0
+                .push(d.error(&format!("{rp}.regions"), "a rule needs at least one region"));
         }
         let (line, col) = d.position(&rp);
         let location = format!("{}:{}:{}", d.file, line, col);
-        let claim = |map: &mut HashMap<String, u32>, key: String, path: String, errors: &mut Errors| {
-            if let Some(&other) = map.get(&key) {
-                errors.0.push(d.error(&path, format!("{key} is already matched by the rule at {}; this entry can never fire", rules_loc(&rules, other))));
-            } else {
-                map.insert(key, idx);
-            }
-        };
+        let claim =
+            |map: &mut HashMap<String, u32>, key: String, path: String, errors: &mut Errors| {
+                if let Some(&other) = map.get(&key) {
+                    errors.0.push(d.error(
+                        &path,
+                        format!(
+                            "{key} is already matched by the rule at {}; this entry can never fire",
+                            rules_loc(&rules, other)
+                        ),
+                    ));
+                } else {
+                    map.insert(key, idx);
+                }
+            };
         match kind {
             0 => {
-                let mut list: Vec<(String, String)> = r.prefixes.iter().flatten().enumerate().map(|(i, c)| (c.clone(), format!("{rp}.prefixes[{i}]"))).collect();
+                let mut list: Vec<(String, String)> = r
+                    .prefixes
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, c)| (c.clone(), format!("{rp}.prefixes[{i}]")))
+                    .collect();
                 if let Some(f) = &r.prefix_file {
                     match read_prefix_file(&map.source, f) {
-                        Ok(lines) => list.extend(lines.into_iter().map(|(n, c)| (c, format!("{rp}.prefix_file (line {n})")))),
+                        Ok(lines) => list.extend(
+                            lines
+                                .into_iter()
+                                .map(|(n, c)| (c, format!("{rp}.prefix_file (line {n})"))),
+                        ),
                         Err(e) => errors.0.push(d.error(&format!("{rp}.prefix_file"), e)),
                     }
                 }
@@ -506,9 +702,16 @@ fn compile_service(
             2 => {
                 for (i, c) in r.subdivisions.iter().flatten().enumerate() {
                     let c = c.to_ascii_uppercase();
-                    let ok = c.split_once('-').is_some_and(|(cc, sub)| geo::is_country(cc) && (1..=3).contains(&sub.len()) && sub.bytes().all(|b| b.is_ascii_alphanumeric()));
+                    let ok = c.split_once('-').is_some_and(|(cc, sub)| {
+                        geo::is_country(cc)
+                            && (1..=3).contains(&sub.len())
+                            && sub.bytes().all(|b| b.is_ascii_alphanumeric())
+                    });
                     if !ok {
-                        errors.0.push(d.error(&format!("{rp}.subdivisions[{i}]"), format!("{c:?} is not an ISO 3166-2 code like \"US-CA\"")));
+                        errors.0.push(d.error(
+                            &format!("{rp}.subdivisions[{i}]"),
+                            format!("{c:?} is not an ISO 3166-2 code like \"US-CA\""),
+                        ));
                         continue;
                     }
                     claim(&mut by_sub, c, format!("{rp}.subdivisions[{i}]"), errors);
@@ -518,7 +721,10 @@ fn compile_service(
                 for (i, c) in r.countries.iter().flatten().enumerate() {
                     let c = c.to_ascii_uppercase();
                     if !geo::is_country(&c) {
-                        errors.0.push(d.error(&format!("{rp}.countries[{i}]"), format!("{c:?} is not an ISO 3166-1 alpha-2 country code")));
+                        errors.0.push(d.error(
+                            &format!("{rp}.countries[{i}]"),
+                            format!("{c:?} is not an ISO 3166-1 alpha-2 country code"),
+                        ));
                         continue;
                     }
                     claim(&mut by_country, c, format!("{rp}.countries[{i}]"), errors);
@@ -528,7 +734,13 @@ fn compile_service(
                 for (i, c) in r.continents.iter().flatten().enumerate() {
                     let c = c.to_ascii_uppercase();
                     if !geo::CONTINENTS.contains(&c.as_str()) {
-                        errors.0.push(d.error(&format!("{rp}.continents[{i}]"), format!("{c:?} is not a continent code; expected one of {}", geo::CONTINENTS.join(" "))));
+                        errors.0.push(d.error(
+                            &format!("{rp}.continents[{i}]"),
+                            format!(
+                                "{c:?} is not a continent code; expected one of {}",
+                                geo::CONTINENTS.join(" ")
+                            ),
+                        ));
                         continue;
                     }
                     claim(&mut by_cont, c, format!("{rp}.continents[{i}]"), errors);
@@ -536,15 +748,28 @@ fn compile_service(
             }
             _ => {
                 if let Some(other) = default_rule {
-                    errors.0.push(d.error(&rp, format!("a default rule already exists at {}", rules_loc(&rules, other))));
+                    errors.0.push(d.error(
+                        &rp,
+                        format!(
+                            "a default rule already exists at {}",
+                            rules_loc(&rules, other)
+                        ),
+                    ));
                 }
                 default_rule = Some(idx);
             }
         }
-        rules.push(RuleDraft { kind, chain, location });
+        rules.push(RuleDraft {
+            kind,
+            chain,
+            location,
+        });
     }
     if default_rule.is_none() && errors.0.len() == before {
-        errors.0.push(d.error(&format!("{p}.rules"), "a service needs a rule with `default: true` for clients no other rule selects"));
+        errors.0.push(d.error(
+            &format!("{p}.rules"),
+            "a service needs a rule with `default: true` for clients no other rule selects",
+        ));
     }
     if errors.0.len() > before {
         return None;
@@ -591,10 +816,14 @@ fn compile_service(
 
     let mut decisions: Vec<Decision> = Vec::new();
     let mut decision_of: HashMap<(u32, u64), u32> = HashMap::new();
-    let mut tables: (RouteTable<u32>, RouteTable<u128>) = (RouteTable::default(), RouteTable::default());
+    let mut tables: (RouteTable<u32>, RouteTable<u128>) =
+        (RouteTable::default(), RouteTable::default());
     for (fam, bits) in [(0usize, 32u8), (1, 128)] {
         let geo_net = if fam == 0 { &geo.v4 } else { &geo.v6 };
-        let geo_ranges: Vec<Range> = geo_net.iter().map(|&(s, l, k)| (s, ranges::block_end(s, l, bits), geo_rule[k as usize])).collect();
+        let geo_ranges: Vec<Range> = geo_net
+            .iter()
+            .map(|&(s, l, k)| (s, ranges::block_end(s, l, bits), geo_rule[k as usize]))
+            .collect();
         // BGP: earlier tables win, so they go last into `flatten`.
         let mut bgp_prefixes = Vec::new();
         for t in client.bgp.iter().rev() {
@@ -609,8 +838,12 @@ fn compile_service(
             let list: Vec<(u128, u8, u32)> = prefixes
                 .iter()
                 .filter_map(|n| match (fam, n) {
-                    (0, IpNetwork::V4(v)) => Some((u32::from(v.network_address()) as u128, v.netmask(), 1)),
-                    (1, IpNetwork::V6(v)) => Some((u128::from(v.network_address()), v.netmask(), 1)),
+                    (0, IpNetwork::V4(v)) => {
+                        Some((u32::from(v.network_address()) as u128, v.netmask(), 1))
+                    }
+                    (1, IpNetwork::V6(v)) => {
+                        Some((u128::from(v.network_address()), v.netmask(), 1))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -626,7 +859,11 @@ fn compile_service(
                 }
             }
             *decision_of.entry((rule, mask)).or_insert_with(|| {
-                decisions.push(Decision { rule: rule as usize, chain: rules[rule as usize].chain.clone().into(), local_mask: mask });
+                decisions.push(Decision {
+                    rule: rule as usize,
+                    chain: rules[rule as usize].chain.clone().into(),
+                    local_mask: mask,
+                });
                 (decisions.len() - 1) as u32
             })
         });
@@ -651,7 +888,13 @@ fn compile_service(
         all_down,
         last_resort,
         regions: regions.to_vec(),
-        rules: rules.iter().map(|r| RuleInfo { kind: KINDS[r.kind], location: r.location.clone() }).collect(),
+        rules: rules
+            .iter()
+            .map(|r| RuleInfo {
+                kind: KINDS[r.kind],
+                location: r.location.clone(),
+            })
+            .collect(),
         decisions,
         v4: tables.0,
         v6: tables.1,
@@ -660,20 +903,28 @@ fn compile_service(
 }
 
 fn rules_loc(rules: &[RuleDraft], idx: u32) -> String {
-    rules.get(idx as usize).map(|r| r.location.clone()).unwrap_or_else(|| "this same rule".into())
+    rules
+        .get(idx as usize)
+        .map(|r| r.location.clone())
+        .unwrap_or_else(|| "this same rule".into())
 }
 
 /// Reads a file of prefixes (one per line, `#` comments) relative to the map file.
 fn read_prefix_file(map: &DataSource, rel: &str) -> Result<Vec<(usize, String)>, String> {
     let source = match map {
-        DataSource::File(p) => DataSource::File(p.parent().unwrap_or(std::path::Path::new(".")).join(rel)),
+        DataSource::File(p) => {
+            DataSource::File(p.parent().unwrap_or(std::path::Path::new(".")).join(rel))
+        }
         DataSource::Embedded(name) => {
             let dir = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             DataSource::Embedded(crate::embedded::resolve(&format!("{dir}/"), rel))
         }
     };
-    let bytes = source.read().map_err(|e| format!("{}: {e}", source.display()))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", source.display()))?;
+    let bytes = source
+        .read()
+        .map_err(|e| format!("{}: {e}", source.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", source.display()))?;
     Ok(text
         .lines()
         .enumerate()
@@ -683,7 +934,13 @@ fn read_prefix_file(map: &DataSource, rel: &str) -> Result<Vec<(usize, String)>,
 }
 
 /// The explanation of a decision, as lines (used by `_why` and `signpost explain`).
-pub fn explain(snap: &Snapshot, service: usize, client: IpAddr, how: &str, v6: bool) -> Vec<String> {
+pub fn explain(
+    snap: &Snapshot,
+    service: usize,
+    client: IpAddr,
+    how: &str,
+    v6: bool,
+) -> Vec<String> {
     let svc = &snap.services[service];
     let mut out = vec![format!("client {client} ({how})")];
     out.extend(snap.client.lookup(client).lines());
@@ -701,7 +958,10 @@ pub fn explain(snap: &Snapshot, service: usize, client: IpAddr, how: &str, v6: b
             .map(|&(n, w)| {
                 let node = &snap.nodes[n];
                 let mut s = format!("{} w{} {}", node.name, w, snap.health.get(n).as_str());
-                if node.local_bit.is_some_and(|b| decision.local_mask & (1 << b) == 0) {
+                if node
+                    .local_bit
+                    .is_some_and(|b| decision.local_mask & (1 << b) == 0)
+                {
                     s.push_str(" (local-only, not for this client)");
                 }
                 if node.records(v6).is_empty() {
@@ -710,19 +970,37 @@ pub fn explain(snap: &Snapshot, service: usize, client: IpAddr, how: &str, v6: b
                 s
             })
             .collect();
-        out.push(format!("region {}: {}: {}", i + 1, region.name, members.join(", ")));
+        out.push(format!(
+            "region {}: {}: {}",
+            i + 1,
+            region.name,
+            members.join(", ")
+        ));
     }
-    let pick = svc.pick(decision, v6, crate::snapshot::client_key(client), &snap.nodes, &snap.health);
+    let pick = svc.pick(
+        decision,
+        v6,
+        crate::snapshot::client_key(client),
+        &snap.nodes,
+        &snap.health,
+    );
     let answer: Vec<String> = pick
         .nodes()
         .iter()
         .flat_map(|&n| {
             let node = &snap.nodes[n];
-            let addrs: Vec<String> = if v6 { node.v6.iter().map(|a| a.to_string()).collect() } else { node.v4.iter().map(|a| a.to_string()).collect() };
+            let addrs: Vec<String> = if v6 {
+                node.v6.iter().map(|a| a.to_string()).collect()
+            } else {
+                node.v4.iter().map(|a| a.to_string()).collect()
+            };
             std::iter::once(format!("{} [{}]", node.name, addrs.join(" ")))
         })
         .collect();
-    let region = pick.region.map(|r| svc.regions[r].name.as_str()).unwrap_or("-");
+    let region = pick
+        .region
+        .map(|r| svc.regions[r].name.as_str())
+        .unwrap_or("-");
     let outcome = if pick.servfail {
         "SERVFAIL (all down)".to_string()
     } else if answer.is_empty() {
@@ -730,13 +1008,28 @@ pub fn explain(snap: &Snapshot, service: usize, client: IpAddr, how: &str, v6: b
     } else {
         answer.join(", ")
     };
-    let scope = if svc.spread { scope.max(if client.is_ipv4() { 24 } else { 48 }) } else { scope };
+    let scope = if svc.spread {
+        scope.max(if client.is_ipv4() { 24 } else { 48 })
+    } else {
+        scope
+    };
     out.push(format!(
         "answer: {outcome} from region {region}{}{}",
         if pick.degraded { " (degraded)" } else { "" },
-        if pick.all_down { " (all-down policy)" } else { "" }
+        if pick.all_down {
+            " (all-down policy)"
+        } else {
+            ""
+        }
     ));
-    out.push(format!("scope: /{scope}; ttl {}", if pick.degraded { svc.degraded_ttl } else { svc.ttl }));
+    out.push(format!(
+        "scope: /{scope}; ttl {}",
+        if pick.degraded {
+            svc.degraded_ttl
+        } else {
+            svc.ttl
+        }
+    ));
     out.push(format!("data: {}", snap.versions));
     out
 }
@@ -747,16 +1040,35 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let mut out = Vec::new();
     for (si, svc) in new.services.iter().enumerate() {
         let name = svc.names.first().cloned().unwrap_or_default();
-        let Some(old_svc) = old.services.iter().find(|o| o.names == svc.names).or_else(|| old.services.get(si)) else {
+        let Some(old_svc) = old
+            .services
+            .iter()
+            .find(|o| o.names == svc.names)
+            .or_else(|| old.services.get(si))
+        else {
             out.push(format!("{name}: new service"));
             continue;
         };
         let first = |snap: &Snapshot, s: &Service, addr: IpAddr| -> (String, String) {
             match s.route(addr) {
                 Some((d, _)) => {
-                    let region = d.chain.first().map(|&r| s.regions[r].name.clone()).unwrap_or_default();
-                    let p = s.pick(d, addr.is_ipv6(), crate::snapshot::client_key(addr), &snap.nodes, &snap.health);
-                    let node = p.nodes().first().map(|&n| snap.nodes[n].name.clone()).unwrap_or_else(|| "-".into());
+                    let region = d
+                        .chain
+                        .first()
+                        .map(|&r| s.regions[r].name.clone())
+                        .unwrap_or_default();
+                    let p = s.pick(
+                        d,
+                        addr.is_ipv6(),
+                        crate::snapshot::client_key(addr),
+                        &snap.nodes,
+                        &snap.health,
+                    );
+                    let node = p
+                        .nodes()
+                        .first()
+                        .map(|&n| snap.nodes[n].name.clone())
+                        .unwrap_or_else(|| "-".into());
                     (region, node)
                 }
                 None => ("-".into(), "-".into()),
@@ -765,9 +1077,19 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         for (fam, bits, unit) in [(0, 32u8, 24u8), (1, 128, 48)] {
             // Every boundary of either table, then one sample per /unit between boundaries.
             let mut starts: Vec<u128> = if fam == 0 {
-                svc.v4.starts.iter().chain(&old_svc.v4.starts).map(|&s| s as u128).collect()
+                svc.v4
+                    .starts
+                    .iter()
+                    .chain(&old_svc.v4.starts)
+                    .map(|&s| s as u128)
+                    .collect()
             } else {
-                svc.v6.starts.iter().chain(&old_svc.v6.starts).copied().collect()
+                svc.v6
+                    .starts
+                    .iter()
+                    .chain(&old_svc.v6.starts)
+                    .copied()
+                    .collect()
             };
             starts.sort_unstable();
             starts.dedup();
@@ -775,9 +1097,16 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<String> {
             let mut nodes_moved: u128 = 0;
             let shift = bits - unit;
             for (i, &s) in starts.iter().enumerate() {
-                let e = starts.get(i + 1).map(|n| n - 1).unwrap_or(ranges::max_addr(bits));
+                let e = starts
+                    .get(i + 1)
+                    .map(|n| n - 1)
+                    .unwrap_or(ranges::max_addr(bits));
                 let units = (e >> shift) - (s >> shift) + 1;
-                let addr = if fam == 0 { IpAddr::from(std::net::Ipv4Addr::from(s as u32)) } else { IpAddr::from(std::net::Ipv6Addr::from(s)) };
+                let addr = if fam == 0 {
+                    IpAddr::from(std::net::Ipv4Addr::from(s as u32))
+                } else {
+                    IpAddr::from(std::net::Ipv6Addr::from(s))
+                };
                 let (or, on) = first(old, old_svc, addr);
                 let (nr, nn) = first(new, svc, addr);
                 if or != nr {

@@ -75,7 +75,10 @@ pub struct ControlSpec {
 
 impl Default for ControlSpec {
     fn default() -> Self {
-        ControlSpec { socket: None, mode: "0660".into() }
+        ControlSpec {
+            socket: None,
+            mode: "0660".into(),
+        }
     }
 }
 
@@ -152,7 +155,10 @@ pub struct IdentitySpec {
 
 impl Default for IdentitySpec {
     fn default() -> Self {
-        IdentitySpec { server_id: "signpost".into(), version: None }
+        IdentitySpec {
+            server_id: "signpost".into(),
+            version: None,
+        }
     }
 }
 
@@ -168,7 +174,10 @@ pub struct WhySpec {
 
 impl Default for WhySpec {
     fn default() -> Self {
-        WhySpec { enabled: true, allow: Vec::new() }
+        WhySpec {
+            enabled: true,
+            allow: Vec::new(),
+        }
     }
 }
 
@@ -394,10 +403,19 @@ impl Config {
             errs
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Config::from_text(&path.display().to_string(), &text, DataSource::File(path.into()), &|rel| {
-            let p = Path::new(rel);
-            DataSource::File(if p.is_absolute() { p.to_path_buf() } else { base.join(p) })
-        })
+        Config::from_text(
+            &path.display().to_string(),
+            &text,
+            DataSource::File(path.into()),
+            &|rel| {
+                let p = Path::new(rel);
+                DataSource::File(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                })
+            },
+        )
     }
 
     /// The embedded default configuration.
@@ -442,7 +460,9 @@ impl Config {
             }
         }
         if spec.udp_payload_max < 512 {
-            errors.0.push(doc.error("udp_payload_max", "must be at least 512"));
+            errors
+                .0
+                .push(doc.error("udp_payload_max", "must be at least 512"));
         }
         let mut why_allow = Vec::new();
         for (i, a) in spec.why.allow.iter().enumerate() {
@@ -452,10 +472,14 @@ impl Config {
             }
         }
         let zones = load_zones(&doc, &spec.zones, &mut errors);
-        let control_mode = match u32::from_str_radix(spec.control.mode.trim_start_matches("0o"), 8) {
+        let control_mode = match u32::from_str_radix(spec.control.mode.trim_start_matches("0o"), 8)
+        {
             Ok(m) if m <= 0o777 => m,
             _ => {
-                errors.0.push(doc.error("control.mode", "expected an octal file mode such as \"0660\""));
+                errors.0.push(doc.error(
+                    "control.mode",
+                    "expected an octal file mode such as \"0660\"",
+                ));
                 0o660
             }
         };
@@ -464,14 +488,18 @@ impl Config {
             DataSource::Embedded(_) => Some(PathBuf::from(s)),
         };
         let workers = if spec.workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             spec.workers
         };
         let mut seen = HashMap::new();
         for z in &zones {
             if seen.insert(z.apex.clone(), ()).is_some() {
-                errors.0.push(doc.error("zones", format!("zone {} is declared twice", z.apex_text)));
+                errors
+                    .0
+                    .push(doc.error("zones", format!("zone {} is declared twice", z.apex_text)));
             }
         }
         let config = Config {
@@ -494,12 +522,18 @@ impl Config {
             geoip: spec
                 .geoip
                 .iter()
-                .map(|d| DataFile { source: resolve(&d.path), format: d.format.clone() })
+                .map(|d| DataFile {
+                    source: resolve(&d.path),
+                    format: d.format.clone(),
+                })
                 .collect(),
             bgp: spec
                 .bgp
                 .iter()
-                .map(|d| DataFile { source: resolve(&d.path), format: d.format.clone() })
+                .map(|d| DataFile {
+                    source: resolve(&d.path),
+                    format: d.format.clone(),
+                })
                 .collect(),
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
             control_socket: spec.control.socket.as_ref().and_then(as_path),
@@ -536,6 +570,9 @@ fn load_zones(doc: &Document, value: &Value, errors: &mut Errors) -> Vec<Zone> {
     zones
 }
 
+/// Record bodies by (owner, type), with the order of first appearance.
+type RecordSets = BTreeMap<(Box<[u8]>, u16), (usize, Vec<Box<[u8]>>)>;
+
 fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -> Option<Zone> {
     let before = errors.0.len();
     let root = Name::root();
@@ -547,7 +584,8 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         }
     };
     let apex_wire = zone::wire(&apex);
-    let name_of = |field: &str, text: &str, errors: &mut Errors| match zone::parse_name(text, &apex) {
+    let name_of = |field: &str, text: &str, errors: &mut Errors| match zone::parse_name(text, &apex)
+    {
         Ok(n) => Some(n),
         Err(e) => {
             errors.0.push(doc.error(&format!("{path}.{field}"), e));
@@ -557,24 +595,36 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
     let mname = name_of("soa.mname", &spec.soa.mname, errors);
     let rname = name_of("soa.rname", &spec.soa.rname, errors);
     let soa_ttl = spec.soa.ttl.unwrap_or(spec.ttl);
-    let mut sets: BTreeMap<(Box<[u8]>, u16), (usize, Vec<Box<[u8]>>)> = BTreeMap::new();
+    let mut sets: RecordSets = BTreeMap::new();
     let mut order = 0usize;
     let mut add = |owner: Box<[u8]>, rt: u16, body: Box<[u8]>| {
         order += 1;
-        sets.entry((owner, rt)).or_insert_with(|| (order, Vec::new())).1.push(body);
+        sets.entry((owner, rt))
+            .or_insert_with(|| (order, Vec::new()))
+            .1
+            .push(body);
     };
     let mut glue = Vec::new();
     if spec.ns.is_empty() {
-        errors.0.push(doc.error(&format!("{path}.ns"), "a zone needs at least one name server"));
+        errors.0.push(doc.error(
+            &format!("{path}.ns"),
+            "a zone needs at least one name server",
+        ));
     }
     for (i, ns) in spec.ns.iter().enumerate() {
         let (name, addrs) = match ns {
             NsSpec::Name(n) => (n, &[][..]),
             NsSpec::WithGlue { name, addresses } => (name, &addresses[..]),
         };
-        let Some(n) = name_of(&format!("ns[{i}]"), name, errors) else { continue };
+        let Some(n) = name_of(&format!("ns[{i}]"), name, errors) else {
+            continue;
+        };
         let w = zone::wire(&n);
-        add(apex_wire.clone(), rtype::NS, zone::body(rtype::NS, spec.ttl, &w));
+        add(
+            apex_wire.clone(),
+            rtype::NS,
+            zone::body(rtype::NS, spec.ttl, &w),
+        );
         if !addrs.is_empty() && !zone::is_within(&w, &apex_wire) {
             errors.0.push(doc.error(
                 &format!("{path}.ns[{i}].addresses"),
@@ -588,14 +638,22 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             };
             let b = zone::body(rt, spec.ttl, &rd);
             add(w.clone(), rt, b.clone());
-            glue.push(Glue { owner: w.clone(), body: b });
+            glue.push(Glue {
+                owner: w.clone(),
+                body: b,
+            });
         }
     }
-    for (rpath, r) in doc.decode_each::<RecordSpec>(&format!("{path}.records"), &spec.records, errors) {
+    for (rpath, r) in
+        doc.decode_each::<RecordSpec>(&format!("{path}.records"), &spec.records, errors)
+    {
         let Some(rt) = zone::type_from_str(&r.rtype) else {
             errors.0.push(doc.error(
                 &format!("{rpath}.type"),
-                format!("unsupported type {:?}; expected A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR", r.rtype),
+                format!(
+                    "unsupported type {:?}; expected A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR",
+                    r.rtype
+                ),
             ));
             continue;
         };
@@ -607,14 +665,20 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             }
         };
         if !zone::is_within(&owner, &apex_wire) {
-            errors.0.push(doc.error(&format!("{rpath}.name"), format!("{} is outside the zone {}", r.name, apex)));
+            errors.0.push(doc.error(
+                &format!("{rpath}.name"),
+                format!("{} is outside the zone {}", r.name, apex),
+            ));
             continue;
         }
         let values: Vec<&String> = match (&r.value, &r.values) {
             (Some(v), None) => vec![v],
             (None, Some(vs)) if !vs.is_empty() => vs.iter().collect(),
             _ => {
-                errors.0.push(doc.error(&rpath, "give exactly one of `value` or `values` (non-empty)"));
+                errors.0.push(doc.error(
+                    &rpath,
+                    "give exactly one of `value` or `values` (non-empty)",
+                ));
                 continue;
             }
         };
@@ -623,17 +687,38 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             match zone::rdata(rt, v, &apex) {
                 Ok(rd) => add(owner.clone(), rt, zone::body(rt, ttl, &rd)),
                 Err(e) => {
-                    let vp = if r.values.is_some() { format!("{rpath}.values[{vi}]") } else { format!("{rpath}.value") };
+                    let vp = if r.values.is_some() {
+                        format!("{rpath}.values[{vi}]")
+                    } else {
+                        format!("{rpath}.value")
+                    };
                     errors.0.push(doc.error(&vp, e));
                 }
             }
         }
     }
-    let (Some(mname), Some(rname)) = (mname, rname) else { return None };
+    let (Some(mname), Some(rname)) = (mname, rname) else {
+        return None;
+    };
     let s = &spec.soa;
-    let soa = zone::body(rtype::SOA, soa_ttl, &zone::soa_rdata(&mname, &rname, [s.serial, s.refresh, s.retry, s.expire, s.minimum]));
+    let soa = zone::body(
+        rtype::SOA,
+        soa_ttl,
+        &zone::soa_rdata(
+            &mname,
+            &rname,
+            [s.serial, s.refresh, s.retry, s.expire, s.minimum],
+        ),
+    );
     let mut nodes: HashMap<Box<[u8]>, ZoneNode> = HashMap::new();
-    nodes.entry(apex_wire.clone()).or_default().sets.push(RecordSet { rtype: rtype::SOA, records: vec![soa.clone()] });
+    nodes
+        .entry(apex_wire.clone())
+        .or_default()
+        .sets
+        .push(RecordSet {
+            rtype: rtype::SOA,
+            records: vec![soa.clone()],
+        });
     let mut ordered: Vec<_> = sets.into_iter().collect();
     ordered.sort_by_key(|(_, (o, _))| *o);
     for ((owner, rt), (_, records)) in ordered {
@@ -641,7 +726,10 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         let node = nodes.entry(owner.clone()).or_default();
         if rt == rtype::CNAME {
             if records.len() > 1 {
-                errors.0.push(doc.error(&format!("{path}.records"), format!("{} has more than one CNAME", show(&owner))));
+                errors.0.push(doc.error(
+                    &format!("{path}.records"),
+                    format!("{} has more than one CNAME", show(&owner)),
+                ));
             }
             node.cname_target = Some(records[0][10..].into());
         }
@@ -651,7 +739,10 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         if node.cname_target.is_some() && node.sets.len() > 1 {
             errors.0.push(doc.error(
                 &format!("{path}.records"),
-                format!("{} has a CNAME and other records (RFC 1034 §3.6.2)", show(owner)),
+                format!(
+                    "{} has a CNAME and other records (RFC 1034 §3.6.2)",
+                    show(owner)
+                ),
             ));
         }
     }
@@ -690,7 +781,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, Errors> {
-        Config::from_text("t.yaml", text, DataSource::Embedded("t".into()), &|p| DataSource::File(p.into()))
+        Config::from_text("t.yaml", text, DataSource::Embedded("t".into()), &|p| {
+            DataSource::File(p.into())
+        })
     }
 
     #[test]
@@ -707,14 +800,29 @@ mod tests {
         let s = err.to_string();
         assert_eq!(err.0.len(), 3, "{s}");
         assert!(s.contains("t.yaml:6:"), "{s}");
-        assert!(s.contains("zones[0].records[0].value: \"1.2.3\" is not an IPv4 address"), "{s}");
-        assert!(s.contains("zones[0].records[1].type: unsupported type"), "{s}");
-        assert!(s.contains("zones[0].records[2].colour: unknown field"), "{s}");
+        assert!(
+            s.contains("zones[0].records[0].value: \"1.2.3\" is not an IPv4 address"),
+            "{s}"
+        );
+        assert!(
+            s.contains("zones[0].records[1].type: unsupported type"),
+            "{s}"
+        );
+        assert!(
+            s.contains("zones[0].records[2].colour: unknown field"),
+            "{s}"
+        );
     }
 
     #[test]
     fn unknown_top_level_key_is_an_error() {
-        let err = parse("listen: ['127.0.0.1:53']\nlisten_extra: 1\n").err().unwrap();
-        assert!(err.to_string().contains("t.yaml:2:1: listen_extra: unknown field"), "{err}");
+        let err = parse("listen: ['127.0.0.1:53']\nlisten_extra: 1\n")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("t.yaml:2:1: listen_extra: unknown field"),
+            "{err}"
+        );
     }
 }

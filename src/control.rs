@@ -65,7 +65,10 @@ pub struct NodeStates {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -76,11 +79,15 @@ struct StateFile {
 impl NodeStates {
     /// Loads admin overrides from `state_file` (a missing file is an empty one).
     pub fn load(state_file: Option<PathBuf>) -> Result<NodeStates, String> {
-        let mut s = NodeStates { state_file, ..Default::default() };
+        let mut s = NodeStates {
+            state_file,
+            ..Default::default()
+        };
         if let Some(path) = &s.state_file {
             match std::fs::read(path) {
                 Ok(bytes) => {
-                    let f: StateFile = serde_json::from_slice(&bytes).map_err(|e| format!("{}: bad state file: {e}", path.display()))?;
+                    let f: StateFile = serde_json::from_slice(&bytes)
+                        .map_err(|e| format!("{}: bad state file: {e}", path.display()))?;
                     for o in f.overrides {
                         if State::parse(&o.state).is_some() {
                             s.admin.insert(o.node.clone(), o);
@@ -96,8 +103,12 @@ impl NodeStates {
 
     /// Writes the admin overrides atomically (temporary file, fsync, rename).
     pub fn save(&self) -> Result<(), String> {
-        let Some(path) = &self.state_file else { return Ok(()) };
-        let f = StateFile { overrides: self.admin.values().cloned().collect() };
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let f = StateFile {
+            overrides: self.admin.values().cloned().collect(),
+        };
         let text = serde_json::to_vec_pretty(&f).map_err(|e| e.to_string())?;
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
@@ -131,7 +142,14 @@ impl NodeStates {
             return (s, format!("admin override: {}", o.reason));
         }
         if let Some(p) = self.pushed.get(node) {
-            return (p.state, format!("pushed by {} (expires in {} s)", p.source, p.expires_at.saturating_sub(now())));
+            return (
+                p.state,
+                format!(
+                    "pushed by {} (expires in {} s)",
+                    p.source,
+                    p.expires_at.saturating_sub(now())
+                ),
+            );
         }
         (State::Up, "initial state".into())
     }
@@ -205,22 +223,36 @@ impl Control {
                 }
             });
         }
-        let path = opts.control.clone().or_else(|| config.control_socket.clone());
-        let Some(path) = path else { return Ok(Control { path: None, task: None }) };
+        let path = opts
+            .control
+            .clone()
+            .or_else(|| config.control_socket.clone());
+        let Some(path) = path else {
+            return Ok(Control {
+                path: None,
+                task: None,
+            });
+        };
         let _ = std::fs::remove_file(&path);
         let _guard = runtime.enter();
-        let listener = UnixListener::bind(&path).map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(config.control_mode))
             .map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
         let task = runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move { serve_connection(stream, shared).await });
             }
         });
-        Ok(Control { path: Some(path), task: Some(task) })
+        Ok(Control {
+            path: Some(path),
+            task: Some(task),
+        })
     }
 }
 
@@ -268,7 +300,9 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
         } else {
             let shared = shared.clone();
             let req = std::mem::take(&mut line);
-            tokio::task::spawn_blocking(move || handle(&shared, &req)).await.unwrap_or_else(|_| json!({"ok": false, "error": "internal error"}))
+            tokio::task::spawn_blocking(move || handle(&shared, &req))
+                .await
+                .unwrap_or_else(|_| json!({"ok": false, "error": "internal error"}))
         };
         let mut out = response.to_string();
         out.push('\n');
@@ -325,11 +359,19 @@ fn handle(shared: &Shared, line: &[u8]) -> Value {
 fn execute(shared: &Shared, req: Request) -> Result<Value, String> {
     let snap = shared.reloader_state.load_full();
     let known = |n: &str| -> Result<(), String> {
-        if snap.health.index(n).is_some() { Ok(()) } else { Err(format!("unknown node {n:?}")) }
+        if snap.health.index(n).is_some() {
+            Ok(())
+        } else {
+            Err(format!("unknown node {n:?}"))
+        }
     };
     match req.cmd.as_str() {
         "status" => {
-            let st = shared.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let st = shared
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             Ok(json!({
                 "ok": true,
                 "version": env!("CARGO_PKG_VERSION"),
@@ -366,11 +408,17 @@ fn execute(shared: &Shared, req: Request) -> Result<Value, String> {
             let node = req.node.ok_or("`set` needs `node`")?;
             known(&node)?;
             let state = req.state.ok_or("`set` needs `state`")?;
-            State::parse(&state).ok_or_else(|| format!("bad state {state:?}; expected up, down or drain"))?;
+            State::parse(&state)
+                .ok_or_else(|| format!("bad state {state:?}; expected up, down or drain"))?;
             let mut st = shared.states.lock().unwrap_or_else(|e| e.into_inner());
             st.admin.insert(
                 node.clone(),
-                Override { node: node.clone(), state, reason: req.reason.unwrap_or_default(), expires_at: req.expires_in.map(|s| now() + s) },
+                Override {
+                    node: node.clone(),
+                    state,
+                    reason: req.reason.unwrap_or_default(),
+                    expires_at: req.expires_in.map(|s| now() + s),
+                },
             );
             let saved = st.save();
             st.apply(&snap);
@@ -395,7 +443,8 @@ fn execute(shared: &Shared, req: Request) -> Result<Value, String> {
             let mut parsed = Vec::new();
             for it in &items {
                 known(&it.node)?;
-                let s = State::parse(&it.state).ok_or_else(|| format!("bad state {:?} for {}", it.state, it.node))?;
+                let s = State::parse(&it.state)
+                    .ok_or_else(|| format!("bad state {:?} for {}", it.state, it.node))?;
                 if it.ttl == 0 || it.ttl > 86_400 {
                     return Err(format!("ttl for {} must be 1..=86400 seconds", it.node));
                 }
@@ -403,40 +452,69 @@ fn execute(shared: &Shared, req: Request) -> Result<Value, String> {
             }
             let mut st = shared.states.lock().unwrap_or_else(|e| e.into_inner());
             for (node, state, ttl) in parsed {
-                st.pushed.insert(node, Pushed { state, expires_at: now() + ttl, source: source.clone() });
+                st.pushed.insert(
+                    node,
+                    Pushed {
+                        state,
+                        expires_at: now() + ttl,
+                        source: source.clone(),
+                    },
+                );
             }
             st.apply(&snap);
             Ok(json!({"ok": true, "accepted": items.len()}))
         }
         "reload" => {
-            let ok = crate::reload::reload_now(shared.config_path.as_deref(), &shared.reloader_state, &shared.status);
+            let ok = crate::reload::reload_now(
+                shared.config_path.as_deref(),
+                &shared.reloader_state,
+                &shared.status,
+            );
             let st = shared.states.lock().unwrap_or_else(|e| e.into_inner());
             st.apply(&shared.reloader_state.load());
             if ok {
                 Ok(json!({"ok": true, "data": shared.reloader_state.load().versions}))
             } else {
-                let errors = shared.status.lock().unwrap_or_else(|e| e.into_inner()).errors.clone();
-                Ok(json!({"ok": false, "error": "reload failed; previous data still serving", "errors": errors}))
+                let errors = shared
+                    .status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .errors
+                    .clone();
+                Ok(
+                    json!({"ok": false, "error": "reload failed; previous data still serving", "errors": errors}),
+                )
             }
         }
         "stats" => {
-            let map: serde_json::Map<String, Value> = shared.stats.snapshot().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let map: serde_json::Map<String, Value> = shared
+                .stats
+                .snapshot()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
             Ok(json!({"ok": true, "stats": map}))
         }
-        other => Err(format!("unknown command {other:?}; expected status, nodes, set, clear, push, reload or stats")),
+        other => Err(format!(
+            "unknown command {other:?}; expected status, nodes, set, clear, push, reload or stats"
+        )),
     }
 }
 
 /// Sends one request and returns the response (client side of `signpost ctl`).
 pub fn request(path: &Path, req: &Value) -> Result<Value, String> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let mut line = req.to_string();
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
     let mut resp = String::new();
-    std::io::BufReader::new(s).read_line(&mut resp).map_err(|e| e.to_string())?;
+    std::io::BufReader::new(s)
+        .read_line(&mut resp)
+        .map_err(|e| e.to_string())?;
     serde_json::from_str(&resp).map_err(|e| format!("bad response: {e}"))
 }
 
@@ -448,9 +526,24 @@ mod tests {
     fn precedence_and_expiry() {
         let mut s = NodeStates::default();
         assert_eq!(s.effective("a").0, State::Up);
-        s.pushed.insert("a".into(), Pushed { state: State::Down, expires_at: now() + 60, source: "m".into() });
+        s.pushed.insert(
+            "a".into(),
+            Pushed {
+                state: State::Down,
+                expires_at: now() + 60,
+                source: "m".into(),
+            },
+        );
         assert_eq!(s.effective("a").0, State::Down);
-        s.admin.insert("a".into(), Override { node: "a".into(), state: "drain".into(), reason: "r".into(), expires_at: None });
+        s.admin.insert(
+            "a".into(),
+            Override {
+                node: "a".into(),
+                state: "drain".into(),
+                reason: "r".into(),
+                expires_at: None,
+            },
+        );
         assert_eq!(s.effective("a").0, State::Drain);
         s.admin.get_mut("a").unwrap().expires_at = Some(now() - 1);
         s.pushed.get_mut("a").unwrap().expires_at = now() - 1;
@@ -464,7 +557,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
         let mut s = NodeStates::load(Some(path.clone())).unwrap();
-        s.admin.insert("fra1".into(), Override { node: "fra1".into(), state: "down".into(), reason: "maintenance".into(), expires_at: None });
+        s.admin.insert(
+            "fra1".into(),
+            Override {
+                node: "fra1".into(),
+                state: "down".into(),
+                reason: "maintenance".into(),
+                expires_at: None,
+            },
+        );
         s.save().unwrap();
         let back = NodeStates::load(Some(path.clone())).unwrap();
         assert_eq!(back.admin, s.admin);
@@ -475,7 +576,11 @@ mod tests {
     #[test]
     fn bad_requests() {
         assert!(parse_request(b"not json").is_err());
-        assert!(parse_request(br#"{"cmd":"set","colour":1}"#).unwrap_err().contains("unknown field"));
+        assert!(
+            parse_request(br#"{"cmd":"set","colour":1}"#)
+                .unwrap_err()
+                .contains("unknown field")
+        );
         assert_eq!(parse_request(br#"{"cmd":"status"}"#).unwrap().cmd, "status");
     }
 }

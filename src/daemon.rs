@@ -48,9 +48,15 @@ pub struct ServeOptions {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
-    let (config, snap) = reload::load(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
+    let (config, snap) =
+        reload::load(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
     // Admin overrides are applied before the first answer.
-    let states = crate::control::NodeStates::load(opts.state_file.clone().or_else(|| config.state_file.clone())).map_err(DaemonError::Io)?;
+    let states = crate::control::NodeStates::load(
+        opts.state_file
+            .clone()
+            .or_else(|| config.state_file.clone()),
+    )
+    .map_err(DaemonError::Io)?;
     states.apply(&snap);
     let states = Arc::new(std::sync::Mutex::new(states));
     let state = Arc::new(ArcSwap::from_pointee(snap));
@@ -65,28 +71,59 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
 
     let mut listen = config.listen.clone();
     if !opts.listen.is_empty() {
-        listen = opts.listen.iter().map(|&addr| crate::config::Listen { addr, udp: true, tcp: true }).collect();
+        listen = opts
+            .listen
+            .iter()
+            .map(|&addr| crate::config::Listen {
+                addr,
+                udp: true,
+                tcp: true,
+            })
+            .collect();
     }
     let mut threads = Vec::new();
     let mut bound = Vec::new();
     for l in &listen {
         let mut addr = l.addr;
         if l.udp {
-            let (b, t) = udp::spawn(addr, config.workers, state.clone(), stats.clone(), stop.clone())
-                .map_err(|e| DaemonError::Io(format!("cannot bind UDP {addr}: {e}")))?;
+            let (b, t) = udp::spawn(
+                addr,
+                config.workers,
+                state.clone(),
+                stats.clone(),
+                stop.clone(),
+            )
+            .map_err(|e| DaemonError::Io(format!("cannot bind UDP {addr}: {e}")))?;
             addr = b;
             threads.extend(t);
             bound.push(format!("udp {b}"));
         }
         if l.tcp {
-            let listener = tcp::bind(addr).map_err(|e| DaemonError::Io(format!("cannot bind TCP {addr}: {e}")))?;
-            bound.push(format!("tcp {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()));
+            let listener = tcp::bind(addr)
+                .map_err(|e| DaemonError::Io(format!("cannot bind TCP {addr}: {e}")))?;
+            bound.push(format!(
+                "tcp {}",
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            ));
             let (limits, state, stats) = (config.tcp, state.clone(), stats.clone());
             runtime.spawn(async move { tcp::serve(listener, limits, state, stats).await });
         }
     }
-    let (reloader, reload_thread) = reload::start(opts.config.clone(), &config, state.clone()).map_err(DaemonError::Io)?;
-    let control = crate::control::Control::start(&runtime, &config, &opts, &reloader, states, stats.clone(), started).map_err(DaemonError::Io)?;
+    let (reloader, reload_thread) =
+        reload::start(opts.config.clone(), &config, state.clone()).map_err(DaemonError::Io)?;
+    let control = crate::control::Control::start(
+        &runtime,
+        &config,
+        &opts,
+        &reloader,
+        states,
+        stats.clone(),
+        started,
+    )
+    .map_err(DaemonError::Io)?;
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
@@ -100,7 +137,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let trigger = reloader.trigger.clone();
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) else {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

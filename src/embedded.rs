@@ -8,12 +8,24 @@
 pub const CONFIG: &str = include_str!("../testdata/demo/signpost.yaml");
 
 const FILES: &[(&str, &[u8])] = &[
-    ("testdata/demo/signpost.yaml", include_bytes!("../testdata/demo/signpost.yaml")),
+    (
+        "testdata/demo/signpost.yaml",
+        include_bytes!("../testdata/demo/signpost.yaml"),
+    ),
     ("maps/nodes.yaml", include_bytes!("../maps/nodes.yaml")),
     ("maps/regions.yaml", include_bytes!("../maps/regions.yaml")),
-    ("maps/services.yaml", include_bytes!("../maps/services.yaml")),
-    ("testdata/geoip/GeoLite2-Country-2018-08-07.mmdb", include_bytes!("../testdata/geoip/GeoLite2-Country-2018-08-07.mmdb")),
-    ("testdata/bgp/demo-ipasn-20151101.txt", include_bytes!("../testdata/bgp/demo-ipasn-20151101.txt")),
+    (
+        "maps/services.yaml",
+        include_bytes!("../maps/services.yaml"),
+    ),
+    (
+        "testdata/geoip/GeoLite2-Country-2018-08-07.mmdb",
+        include_bytes!("../testdata/geoip/GeoLite2-Country-2018-08-07.mmdb"),
+    ),
+    (
+        "testdata/bgp/demo-ipasn-20151101.txt",
+        include_bytes!("../testdata/bgp/demo-ipasn-20151101.txt"),
+    ),
 ];
 
 /// The contents of an embedded file.
@@ -23,7 +35,11 @@ pub fn file(name: &str) -> Option<&'static [u8]> {
 
 /// Embedded files under a directory name ending in `/`.
 pub fn list(dir: &str) -> Vec<&'static str> {
-    FILES.iter().map(|(n, _)| *n).filter(|n| n.starts_with(dir)).collect()
+    FILES
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| n.starts_with(dir))
+        .collect()
 }
 
 /// Resolves `rel` against `base_dir` (`a/b/`), removing `.` and `..` components.
@@ -51,7 +67,10 @@ mod tests {
 
     #[test]
     fn resolves_relative_paths() {
-        assert_eq!(resolve("testdata/demo/", "../../maps/nodes.yaml"), "maps/nodes.yaml");
+        assert_eq!(
+            resolve("testdata/demo/", "../../maps/nodes.yaml"),
+            "maps/nodes.yaml"
+        );
         assert_eq!(resolve("maps/", "./x/../y.txt"), "maps/y.txt");
         assert!(file("maps/nodes.yaml").is_some());
     }

@@ -101,17 +101,41 @@ impl Record<'_> {
             None => self.continent_code,
         }
         .map(|c| c.to_ascii_uppercase())
-        .or_else(|| country.as_deref().and_then(continent_of).map(str::to_string));
-        let subdivision = match (&country, self.subdivisions.as_ref().and_then(|s| s.first()).and_then(|s| s.iso_code)) {
+        .or_else(|| {
+            country
+                .as_deref()
+                .and_then(continent_of)
+                .map(str::to_string)
+        });
+        let subdivision = match (
+            &country,
+            self.subdivisions
+                .as_ref()
+                .and_then(|s| s.first())
+                .and_then(|s| s.iso_code),
+        ) {
             (Some(c), Some(s)) => Some(format!("{c}-{}", s.to_ascii_uppercase())),
             _ => None,
         };
         let location = match (&self.location, self.latitude, self.longitude) {
-            (Some(Location { latitude: Some(a), longitude: Some(o) }), _, _) => Some((*a, *o)),
+            (
+                Some(Location {
+                    latitude: Some(a),
+                    longitude: Some(o),
+                }),
+                _,
+                _,
+            ) => Some((*a, *o)),
             (_, Some(a), Some(o)) => Some((a, o)),
             _ => None,
         };
-        GeoInfo { continent, country, subdivision, location, asn: self.autonomous_system_number }
+        GeoInfo {
+            continent,
+            country,
+            subdivision,
+            location,
+            asn: self.autonomous_system_number,
+        }
     }
 }
 
@@ -141,7 +165,9 @@ impl GeoDb {
             return Err("empty file".into());
         }
         let reader = Reader::from_source(bytes).map_err(|e| format!("not a MaxMind DB: {e}"))?;
-        reader.verify().map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
+        reader
+            .verify()
+            .map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
         let db_type = reader.metadata().database_type.clone();
         let layout = match format {
             "geoip2" => Layout::GeoIp2,
@@ -151,21 +177,34 @@ impl GeoDb {
                 let t = db_type.to_ascii_lowercase();
                 if t.contains("asn") && !t.contains("country") && !t.contains("city") {
                     Layout::Asn
-                } else if t.starts_with("geoip2") || t.starts_with("geolite2") || t.contains("geoip2") {
+                } else if t.starts_with("geoip2")
+                    || t.starts_with("geolite2")
+                    || t.contains("geoip2")
+                {
                     Layout::GeoIp2
                 } else {
                     Layout::Flat
                 }
             }
-            other => return Err(format!("unknown GeoIP format {other:?}; expected auto, geoip2, asn or flat")),
+            other => {
+                return Err(format!(
+                    "unknown GeoIP format {other:?}; expected auto, geoip2, asn or flat"
+                ));
+            }
         };
         let version = format!("{} built {}", db_type, reader.metadata().build_epoch);
-        let db = GeoDb { name: name.to_string(), layout, version, reader };
+        let db = GeoDb {
+            name: name.to_string(),
+            layout,
+            version,
+            reader,
+        };
         // A database that maps nothing is as useless as a missing one.
         let mut any = false;
         for v6 in [false, true] {
             let mut n = 0;
-            db.walk(v6, |_, _, _| n += 1).map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
+            db.walk(v6, |_, _, _| n += 1)
+                .map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
             any |= n > 0;
         }
         if !any {
@@ -194,7 +233,10 @@ impl GeoDb {
         }
         let cidr = if v6 { "::/0" } else { "0.0.0.0/0" };
         let mut cache: HashMap<usize, GeoInfo> = HashMap::new();
-        let iter = self.reader.within(cidr.parse().expect("valid CIDR"), WithinOptions::default()).map_err(|e| e.to_string())?;
+        let iter = self
+            .reader
+            .within(cidr.parse().expect("valid CIDR"), WithinOptions::default())
+            .map_err(|e| e.to_string())?;
         for item in iter {
             let item = item.map_err(|e| e.to_string())?;
             let net = item.network().map_err(|e| e.to_string())?;
@@ -210,14 +252,15 @@ impl GeoDb {
                 }
                 _ => continue,
             };
-            let Some(offset) = item.offset() else { continue };
-            if !cache.contains_key(&offset) {
-                let info = match item.decode::<Record>() {
-                    Ok(Some(r)) => r.info(),
+            let Some(offset) = item.offset() else {
+                continue;
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(offset) {
+                match item.decode::<Record>() {
+                    Ok(Some(r)) => slot.insert(r.info()),
                     Ok(None) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
-                cache.insert(offset, info);
             }
             f(start, len, &cache[&offset]);
         }
@@ -232,10 +275,19 @@ pub fn continent_of(country: &str) -> Option<&'static str> {
     const AS: &str = "AE AF AM AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE";
     const EU: &str = "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK";
     const NA: &str = "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA PM PR SV SX TC TT US VC VG VI";
-    const OC: &str = "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS";
+    const OC: &str =
+        "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS";
     const SA: &str = "AR BO BR CL CO EC FK GF GY PE PY SR UY VE";
     let c = country.to_ascii_uppercase();
-    for (code, list) in [("AF", AF), ("AN", AN), ("AS", AS), ("EU", EU), ("NA", NA), ("OC", OC), ("SA", SA)] {
+    for (code, list) in [
+        ("AF", AF),
+        ("AN", AN),
+        ("AS", AS),
+        ("EU", EU),
+        ("NA", NA),
+        ("OC", OC),
+        ("SA", SA),
+    ] {
         if list.split(' ').any(|x| x == c) {
             return Some(code);
         }

@@ -64,7 +64,10 @@ impl HealthTable {
     /// The state of node `i` (nodes past the end are down).
     #[inline]
     pub fn get(&self, i: usize) -> State {
-        self.states.get(i).map(|s| State::from_u8(s.load(Ordering::Relaxed))).unwrap_or(State::Down)
+        self.states
+            .get(i)
+            .map(|s| State::from_u8(s.load(Ordering::Relaxed)))
+            .unwrap_or(State::Down)
     }
 
     /// Sets the state of node `i`.

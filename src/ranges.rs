@@ -10,19 +10,31 @@ pub type Range = (u128, u128, u32);
 
 /// The last address of a family.
 pub fn max_addr(bits: u8) -> u128 {
-    if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 }
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
 }
 
 /// The last address of the block `start/len`.
 pub fn block_end(start: u128, len: u8, bits: u8) -> u128 {
     let host = bits - len;
-    if host >= 128 { u128::MAX } else { start | ((1u128 << host) - 1) }
+    if host >= 128 {
+        u128::MAX
+    } else {
+        start | ((1u128 << host) - 1)
+    }
 }
 
 /// Masks `addr` to `len` bits.
 pub fn mask(addr: u128, len: u8, bits: u8) -> u128 {
     let host = bits - len;
-    if host >= 128 { 0 } else { addr & !((1u128 << host) - 1) }
+    if host >= 128 {
+        0
+    } else {
+        addr & !((1u128 << host) - 1)
+    }
 }
 
 /// Turns possibly nested prefixes into non-overlapping ranges where each address carries the
@@ -33,7 +45,7 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
     }
     // Sort by start, shorter (enclosing) first; keep the last of equal prefixes.
     let mut indexed: Vec<(usize, (u128, u8, u32))> = prefixes.into_iter().enumerate().collect();
-    indexed.sort_by(|a, b| (a.1.0, a.1.1, a.0).cmp(&(b.1.0, b.1.1, b.0)));
+    indexed.sort_by_key(|&(i, (start, len, _))| (start, len, i));
     let mut dedup: Vec<(u128, u8, u32)> = Vec::with_capacity(indexed.len());
     for (_, p) in indexed {
         match dedup.last_mut() {
@@ -83,7 +95,11 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
 /// Overlays `layers` (each sorted and non-overlapping) over the whole space of `bits`,
 /// calling `decide` with each layer's value (None in gaps) for every elementary piece, and
 /// returns the covering ranges with equal neighbours merged.
-pub fn overlay(layers: &[Vec<Range>], bits: u8, mut decide: impl FnMut(&[Option<u32>]) -> u32) -> Vec<Range> {
+pub fn overlay(
+    layers: &[Vec<Range>],
+    bits: u8,
+    mut decide: impl FnMut(&[Option<u32>]) -> u32,
+) -> Vec<Range> {
     let top = max_addr(bits);
     let mut cuts: Vec<u128> = Vec::new();
     for l in layers {
@@ -126,7 +142,11 @@ pub fn blocks(ranges: &[Range], bits: u8) -> Vec<(u128, u8, u32)> {
         let mut cur = s;
         loop {
             // Largest block aligned at `cur` that fits before `e`.
-            let align = if cur == 0 { bits as u32 } else { cur.trailing_zeros().min(bits as u32) };
+            let align = if cur == 0 {
+                bits as u32
+            } else {
+                cur.trailing_zeros().min(bits as u32)
+            };
             let mut host = align;
             while host > 0 && block_end(cur, bits - host as u8, bits) > e {
                 host -= 1;
@@ -150,7 +170,12 @@ mod tests {
     #[test]
     fn flatten_longest_match() {
         // 10/8 → 1, 10.1/16 → 2, 10.1.2/24 → 3, 11/8 → 4 (as u32 space)
-        let p = vec![(10u128 << 24, 8, 1), (11 << 24, 8, 4), ((10 << 24) | (1 << 16), 16, 2), ((10 << 24) | (1 << 16) | (2 << 8), 24, 3)];
+        let p = vec![
+            (10u128 << 24, 8, 1),
+            (11 << 24, 8, 4),
+            ((10 << 24) | (1 << 16), 16, 2),
+            ((10 << 24) | (1 << 16) | (2 << 8), 24, 3),
+        ];
         let r = flatten(p, 32);
         let a = |x: u128, y: u128, z: u128, w: u128| (x << 24) | (y << 16) | (z << 8) | w;
         assert_eq!(
@@ -173,13 +198,33 @@ mod tests {
         let geo = vec![(0, 99, 1), (100, 199, 2)];
         let op = vec![(150, 159, 7)];
         let r = overlay(&[geo, op], 8, |v| v[1].unwrap_or(v[0].unwrap_or(0)));
-        assert_eq!(r, vec![(0, 99, 1), (100, 149, 2), (150, 159, 7), (160, 199, 2), (200, 255, 0)]);
+        assert_eq!(
+            r,
+            vec![
+                (0, 99, 1),
+                (100, 149, 2),
+                (150, 159, 7),
+                (160, 199, 2),
+                (200, 255, 0)
+            ]
+        );
     }
 
     #[test]
     fn blocks_are_maximal() {
         let b = blocks(&[(0, 99, 1), (100, 255, 2)], 8);
-        assert_eq!(b, vec![(0, 2, 1), (64, 3, 1), (96, 6, 1), (100, 6, 2), (104, 5, 2), (112, 4, 2), (128, 1, 2)]);
+        assert_eq!(
+            b,
+            vec![
+                (0, 2, 1),
+                (64, 3, 1),
+                (96, 6, 1),
+                (100, 6, 2),
+                (104, 5, 2),
+                (112, 4, 2),
+                (128, 1, 2)
+            ]
+        );
         // Brute force: every block is the largest aligned block around each of its
         // addresses that stays inside its range.
         let ranges = vec![(0, 36, 1), (37, 200, 2), (201, 255, 3)];
@@ -187,7 +232,10 @@ mod tests {
             let (rs, re, _) = ranges.iter().find(|r| r.2 == v).unwrap();
             if len > 0 {
                 let parent = mask(s, len - 1, 8);
-                assert!(parent < *rs || block_end(parent, len - 1, 8) > *re, "block {s}/{len} is not maximal");
+                assert!(
+                    parent < *rs || block_end(parent, len - 1, 8) > *re,
+                    "block {s}/{len} is not maximal"
+                );
             }
         }
         assert_eq!(blocks(&[(0, u128::MAX, 5)], 128), vec![(0, 0, 5)]);

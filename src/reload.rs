@@ -22,14 +22,24 @@ use crate::snapshot::Snapshot;
 use crate::source::Errors;
 
 /// Loads everything named by `config_path` (or the embedded default) and builds a snapshot.
-pub fn load(config_path: Option<&Path>, previous_health: Option<&HealthTable>) -> Result<(Config, Snapshot), Errors> {
+pub fn load(
+    config_path: Option<&Path>,
+    previous_health: Option<&HealthTable>,
+) -> Result<(Config, Snapshot), Errors> {
     let config = match config_path {
         Some(p) => Config::load(p)?,
         None => Config::embedded()?,
     };
     let client = Arc::new(ClientData::load(&config.geoip, &config.bgp)?);
     let maps = compile::read_maps(&config)?;
-    let snap = compile::build(&config, Inputs { client, maps: &maps, previous_health })?;
+    let snap = compile::build(
+        &config,
+        Inputs {
+            client,
+            maps: &maps,
+            previous_health,
+        },
+    )?;
     Ok((config, snap))
 }
 
@@ -68,11 +78,28 @@ pub struct Reloader {
 }
 
 /// Starts the reload thread and the file watcher. `config` is the configuration in force.
-pub fn start(config_path: Option<PathBuf>, config: &Config, state: Arc<ArcSwap<Snapshot>>) -> Result<(Reloader, std::thread::JoinHandle<()>), String> {
+pub fn start(
+    config_path: Option<PathBuf>,
+    config: &Config,
+    state: Arc<ArcSwap<Snapshot>>,
+) -> Result<(Reloader, std::thread::JoinHandle<()>), String> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let status = Arc::new(Mutex::new(ReloadStatus { at: SystemTime::now(), ok: true, errors: Vec::new(), generation: 1 }));
-    let watcher = if config_path.is_some() { Some(watch(config, tx.clone())?) } else { None };
-    let reloader = Reloader { state: state.clone(), status: status.clone(), trigger: tx };
+    let status = Arc::new(Mutex::new(ReloadStatus {
+        at: SystemTime::now(),
+        ok: true,
+        errors: Vec::new(),
+        generation: 1,
+    }));
+    let watcher = if config_path.is_some() {
+        Some(watch(config, tx.clone())?)
+    } else {
+        None
+    };
+    let reloader = Reloader {
+        state: state.clone(),
+        status: status.clone(),
+        trigger: tx,
+    };
     let debounce = config.reload_debounce;
     let handle = std::thread::Builder::new()
         .name("reload".into())
@@ -85,7 +112,11 @@ pub fn start(config_path: Option<PathBuf>, config: &Config, state: Arc<ArcSwap<S
 }
 
 fn watch(config: &Config, tx: Sender<Trigger>) -> Result<notify::RecommendedWatcher, String> {
-    let files: HashSet<PathBuf> = config.watched_files().into_iter().map(|p| absolute(&p)).collect();
+    let files: HashSet<PathBuf> = config
+        .watched_files()
+        .into_iter()
+        .map(|p| absolute(&p))
+        .collect();
     let mut dirs: HashSet<PathBuf> = HashSet::new();
     for f in &files {
         if f.is_dir() {
@@ -110,7 +141,9 @@ fn watch(config: &Config, tx: Sender<Trigger>) -> Result<notify::RecommendedWatc
     })
     .map_err(|e| format!("cannot watch files: {e}"))?;
     for d in &dirs {
-        watcher.watch(d, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", d.display()))?;
+        watcher
+            .watch(d, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", d.display()))?;
     }
     Ok(watcher)
 }
@@ -119,7 +152,13 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn run(rx: Receiver<Trigger>, config_path: Option<PathBuf>, state: Arc<ArcSwap<Snapshot>>, status: Arc<Mutex<ReloadStatus>>, debounce: Duration) {
+fn run(
+    rx: Receiver<Trigger>,
+    config_path: Option<PathBuf>,
+    state: Arc<ArcSwap<Snapshot>>,
+    status: Arc<Mutex<ReloadStatus>>,
+    debounce: Duration,
+) {
     loop {
         let first = match rx.recv() {
             Ok(t) => t,
@@ -151,7 +190,11 @@ fn run(rx: Receiver<Trigger>, config_path: Option<PathBuf>, state: Arc<ArcSwap<S
 }
 
 /// Builds a new snapshot and swaps it in, or keeps the old one and records why.
-pub fn reload_now(config_path: Option<&Path>, state: &ArcSwap<Snapshot>, status: &Mutex<ReloadStatus>) -> bool {
+pub fn reload_now(
+    config_path: Option<&Path>,
+    state: &ArcSwap<Snapshot>,
+    status: &Mutex<ReloadStatus>,
+) -> bool {
     let started = Instant::now();
     let old = state.load_full();
     let result = load(config_path, Some(&old.health));

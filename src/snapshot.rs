@@ -158,7 +158,14 @@ pub struct Pick {
 
 impl Pick {
     fn empty() -> Pick {
-        Pick { nodes: [0; MAX_ANSWERS], count: 0, region: None, degraded: true, servfail: false, all_down: false }
+        Pick {
+            nodes: [0; MAX_ANSWERS],
+            count: 0,
+            region: None,
+            degraded: true,
+            servfail: false,
+            all_down: false,
+        }
     }
 
     /// The chosen nodes.
@@ -180,11 +187,20 @@ impl Service {
 
     /// Chooses the nodes for a client with `decision`, answering `v6` (AAAA) or A.
     /// `client_key` identifies the client's /24 or /48 for `spread`.
-    pub fn pick(&self, decision: &Decision, v6: bool, client_key: u64, nodes: &[Node], health: &HealthTable) -> Pick {
+    pub fn pick(
+        &self,
+        decision: &Decision,
+        v6: bool,
+        client_key: u64,
+        nodes: &[Node],
+        health: &HealthTable,
+    ) -> Pick {
         let eligible = |n: usize| {
             let node = &nodes[n];
             !node.records(v6).is_empty()
-                && node.local_bit.is_none_or(|b| decision.local_mask & (1u64 << b) != 0)
+                && node
+                    .local_bit
+                    .is_none_or(|b| decision.local_mask & (1u64 << b) != 0)
         };
         for wanted in [State::Up, State::Drain] {
             for (pos, &r) in decision.chain.iter().enumerate() {
@@ -194,7 +210,10 @@ impl Service {
                     pick.region = Some(r);
                     pick.degraded = pos > 0
                         || wanted == State::Drain
-                        || region.members.iter().any(|&(n, _)| eligible(n) && health.get(n) != State::Up);
+                        || region
+                            .members
+                            .iter()
+                            .any(|&(n, _)| eligible(n) && health.get(n) != State::Up);
                     return pick;
                 }
             }
@@ -219,7 +238,12 @@ impl Service {
                 }
             }
             AllDown::LastResort => {
-                let total: u64 = self.last_resort.iter().filter(|&&(n, _)| eligible(n)).map(|&(_, w)| w as u64).sum();
+                let total: u64 = self
+                    .last_resort
+                    .iter()
+                    .filter(|&&(n, _)| eligible(n))
+                    .map(|&(_, w)| w as u64)
+                    .sum();
                 if total > 0 {
                     let want = self.answers.min(MAX_ANSWERS);
                     // Stride through the weight space with a step coprime to the total, near
@@ -263,7 +287,14 @@ impl Service {
     }
 
     /// Up to `answers` nodes of `region` in state `wanted`.
-    fn choose(&self, region: &Region, wanted: State, client_key: u64, eligible: &dyn Fn(usize) -> bool, health: &HealthTable) -> Pick {
+    fn choose(
+        &self,
+        region: &Region,
+        wanted: State,
+        client_key: u64,
+        eligible: &dyn Fn(usize) -> bool,
+        health: &HealthTable,
+    ) -> Pick {
         let mut pick = Pick::empty();
         let want = self.answers.min(MAX_ANSWERS);
         if !self.spread {
@@ -368,7 +399,9 @@ impl Snapshot {
     /// The zone holding `name` (lowercase wire form): the longest enclosing apex.
     #[inline]
     pub fn zone_for(&self, name: &[u8]) -> Option<&Zone> {
-        self.zones.iter().find(|z| crate::zone::is_within(name, &z.apex))
+        self.zones
+            .iter()
+            .find(|z| crate::zone::is_within(name, &z.apex))
     }
 
     /// A snapshot that serves nothing (used before the first load and in tests).
@@ -378,7 +411,13 @@ impl Snapshot {
             services: Vec::new(),
             nodes: Vec::new(),
             health: Arc::new(HealthTable::new(Vec::new(), State::Up)),
-            settings: Settings { server_id: None, version: None, udp_payload_max: 1232, why_enabled: false, why_allow: Vec::new() },
+            settings: Settings {
+                server_id: None,
+                version: None,
+                udp_payload_max: 1232,
+                why_enabled: false,
+                why_allow: Vec::new(),
+            },
             client: Arc::new(crate::client::ClientData::default()),
             versions: String::new(),
         }
@@ -412,8 +451,14 @@ mod tests {
             all_down: AllDown::ServFail,
             last_resort: vec![],
             regions: vec![
-                Region { name: "r0".into(), members: vec![(0, 100), (1, 50), (2, 50)] },
-                Region { name: "r1".into(), members: vec![(3, 10)] },
+                Region {
+                    name: "r0".into(),
+                    members: vec![(0, 100), (1, 50), (2, 50)],
+                },
+                Region {
+                    name: "r1".into(),
+                    members: vec![(3, 10)],
+                },
             ],
             rules: vec![],
             decisions: vec![],
@@ -428,9 +473,16 @@ mod tests {
         let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
         let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
         let s = service(false, 1);
-        let d = Decision { rule: 0, chain: vec![0, 1].into(), local_mask: 0 };
+        let d = Decision {
+            rule: 0,
+            chain: vec![0, 1].into(),
+            local_mask: 0,
+        };
         let p = s.pick(&d, false, 0, &nodes, &health);
-        assert_eq!((p.nodes(), p.region, p.degraded), (&[0][..], Some(0), false));
+        assert_eq!(
+            (p.nodes(), p.region, p.degraded),
+            (&[0][..], Some(0), false)
+        );
         health.set(0, State::Down);
         let p = s.pick(&d, false, 0, &nodes, &health);
         assert_eq!((p.nodes(), p.degraded), (&[1][..], true));
@@ -443,7 +495,10 @@ mod tests {
         assert!(s.pick(&d, false, 0, &nodes, &health).servfail);
         health.set(2, State::Drain);
         assert_eq!(s.pick(&d, false, 0, &nodes, &health).nodes(), &[2]);
-        assert!(s.pick(&d, true, 0, &nodes, &health).servfail, "no node has IPv6");
+        assert!(
+            s.pick(&d, true, 0, &nodes, &health).servfail,
+            "no node has IPv6"
+        );
     }
 
     #[test]
@@ -451,7 +506,11 @@ mod tests {
         let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
         let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
         let s = service(true, 1);
-        let d = Decision { rule: 0, chain: vec![0].into(), local_mask: 0 };
+        let d = Decision {
+            rule: 0,
+            chain: vec![0].into(),
+            local_mask: 0,
+        };
         let mut counts = [0usize; 3];
         for k in 0..20_000u64 {
             let a = s.pick(&d, false, k, &nodes, &health).nodes()[0];
@@ -462,7 +521,9 @@ mod tests {
         assert!((9_000..11_000).contains(&counts[0]), "{counts:?}");
         assert!((4_000..6_000).contains(&counts[1]), "{counts:?}");
         // Taking node 1 down moves only node 1's clients.
-        let before: Vec<usize> = (0..2000).map(|k| s.pick(&d, false, k, &nodes, &health).nodes()[0]).collect();
+        let before: Vec<usize> = (0..2000)
+            .map(|k| s.pick(&d, false, k, &nodes, &health).nodes()[0])
+            .collect();
         health.set(1, State::Down);
         for (k, b) in before.iter().enumerate() {
             let now = s.pick(&d, false, k as u64, &nodes, &health).nodes()[0];
@@ -477,7 +538,10 @@ mod tests {
 
     #[test]
     fn route_table_lookup() {
-        let t = RouteTable { starts: vec![0u32, 10, 20], blocks: vec![(0, 1), (1, 2), (2, 3)] };
+        let t = RouteTable {
+            starts: vec![0u32, 10, 20],
+            blocks: vec![(0, 1), (1, 2), (2, 3)],
+        };
         assert_eq!(t.lookup(0), Some((0, 1)));
         assert_eq!(t.lookup(15), Some((1, 2)));
         assert_eq!(t.lookup(u32::MAX), Some((2, 3)));

@@ -113,7 +113,10 @@ impl Document {
         let root: Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
                 let mut message = e.to_string();
                 // serde_yaml appends " at line L column C"; the prefix already says where.
                 if let Some(i) = message.find(" at line ") {
@@ -131,7 +134,12 @@ impl Document {
         let mut index = PositionIndex::default();
         // The data parsed above, so this parse succeeds too; positions are best effort.
         let _ = Parser::new_from_str(text).load(&mut index, false);
-        Ok(Document { file: file.to_string(), root, positions: index.positions, keys: index.keys })
+        Ok(Document {
+            file: file.to_string(),
+            root,
+            positions: index.positions,
+            keys: index.keys,
+        })
     }
 
     /// The position of `path`, or of its nearest ancestor that has one.
@@ -155,7 +163,11 @@ impl Document {
             file: self.file.clone(),
             line,
             column,
-            path: if path.is_empty() { ".".into() } else { path.to_string() },
+            path: if path.is_empty() {
+                ".".into()
+            } else {
+                path.to_string()
+            },
             message: message.into(),
         }
     }
@@ -234,8 +246,15 @@ struct PositionIndex {
 }
 
 enum Frame {
-    Seq { path: String, next: usize },
-    Map { path: String, key: Option<String>, first: bool },
+    Seq {
+        path: String,
+        next: usize,
+    },
+    Map {
+        path: String,
+        key: Option<String>,
+        first: bool,
+    },
 }
 
 impl PositionIndex {
@@ -293,7 +312,11 @@ impl MarkedEventReceiver for PositionIndex {
             Event::MappingStart(..) => {
                 let p = self.next_path(None).unwrap_or_default();
                 self.positions.entry(p.clone()).or_insert(pos);
-                self.stack.push(Frame::Map { path: p, key: None, first: true });
+                self.stack.push(Frame::Map {
+                    path: p,
+                    key: None,
+                    first: true,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 self.stack.pop();
@@ -320,21 +343,30 @@ mod tests {
         let text = "items:\n  - name: a\n    weight: 1\n  - name: b\n    weight: many\n  - name: c\n    colour: red\n";
         let doc = Document::parse("t.yaml", text).unwrap();
         let mut errors = Errors::default();
-        let items: Vec<(String, Item)> =
-            doc.decode_each("items", &doc.root["items"], &mut errors);
+        let items: Vec<(String, Item)> = doc.decode_each("items", &doc.root["items"], &mut errors);
         assert_eq!(items.len(), 1);
         assert_eq!(errors.0.len(), 2, "{errors}");
         assert_eq!(errors.0[0].path, "items[1].weight");
         assert_eq!((errors.0[0].line, errors.0[0].column), (5, 13));
         assert_eq!(errors.0[1].path, "items[2].colour");
         assert_eq!(errors.0[1].line, 7);
-        assert!(errors.0[1].message.contains("unknown field `colour`"), "{}", errors.0[1]);
-        assert!(errors.to_string().starts_with("t.yaml:5:13: items[1].weight: "));
+        assert!(
+            errors.0[1].message.contains("unknown field `colour`"),
+            "{}",
+            errors.0[1]
+        );
+        assert!(
+            errors
+                .to_string()
+                .starts_with("t.yaml:5:13: items[1].weight: ")
+        );
     }
 
     #[test]
     fn syntax_error_has_a_position() {
-        let err = Document::parse("bad.yaml", "a: [1, 2\nb: 3\n").err().unwrap();
+        let err = Document::parse("bad.yaml", "a: [1, 2\nb: 3\n")
+            .err()
+            .unwrap();
         assert_eq!(err.0.len(), 1);
         assert!(err.0[0].line >= 1, "{err}");
         assert!(err.0[0].message.starts_with("YAML syntax"));

@@ -190,13 +190,26 @@ pub fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
         Some((ip, len)) => (ip, Some(len)),
         None => (s, None),
     };
-    let ip: IpAddr = ip.parse().map_err(|_| format!("{s:?} is not a CIDR prefix"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{s:?} is not a CIDR prefix"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len: u8 = match len {
-        Some(l) => l.parse().ok().filter(|&l| l <= max).ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|&l| l <= max)
+            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
         None => max,
     };
-    IpNetwork::new(ip, len).map_err(|_| format!("{s:?} has bits set past /{len}; did you mean {}?", IpNetwork::new_truncate(ip, len).map(|n| n.to_string()).unwrap_or_default()))
+    IpNetwork::new(ip, len).map_err(|_| {
+        format!(
+            "{s:?} has bits set past /{len}; did you mean {}?",
+            IpNetwork::new_truncate(ip, len)
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -205,7 +218,10 @@ mod tests {
 
     #[test]
     fn cidrs() {
-        assert_eq!(parse_cidr("192.0.2.0/24").unwrap().to_string(), "192.0.2.0/24");
+        assert_eq!(
+            parse_cidr("192.0.2.0/24").unwrap().to_string(),
+            "192.0.2.0/24"
+        );
         assert_eq!(parse_cidr("2001:db8::1").unwrap().netmask(), 128);
         let e = parse_cidr("192.0.2.1/24").unwrap_err();
         assert!(e.contains("did you mean 192.0.2.0/24"), "{e}");

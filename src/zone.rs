@@ -105,7 +105,8 @@ pub fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
     if n.is_fqdn() {
         Ok(n)
     } else {
-        n.append_domain(origin).map_err(|e| format!("bad name {text:?}: {e}"))
+        n.append_domain(origin)
+            .map_err(|e| format!("bad name {text:?}: {e}"))
     }
 }
 
@@ -156,11 +157,15 @@ pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> 
     let mut out = Vec::new();
     match rtype {
         rtype::A => {
-            let a: Ipv4Addr = value.parse().map_err(|_| format!("{value:?} is not an IPv4 address"))?;
+            let a: Ipv4Addr = value
+                .parse()
+                .map_err(|_| format!("{value:?} is not an IPv4 address"))?;
             out.extend_from_slice(&a.octets());
         }
         rtype::AAAA => {
-            let a: Ipv6Addr = value.parse().map_err(|_| format!("{value:?} is not an IPv6 address"))?;
+            let a: Ipv6Addr = value
+                .parse()
+                .map_err(|_| format!("{value:?} is not an IPv6 address"))?;
             out.extend_from_slice(&a.octets());
         }
         rtype::CNAME | rtype::NS | rtype::PTR => {
@@ -168,7 +173,9 @@ pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> 
         }
         rtype::MX => {
             let (pref, host) = split2(value, "MX wants \"PREFERENCE HOST\"")?;
-            let pref: u16 = pref.parse().map_err(|_| format!("bad MX preference {pref:?}"))?;
+            let pref: u16 = pref
+                .parse()
+                .map_err(|_| format!("bad MX preference {pref:?}"))?;
             out.extend_from_slice(&pref.to_be_bytes());
             out.extend_from_slice(&wire(&parse_name(host, origin)?));
         }
@@ -200,12 +207,17 @@ pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> 
             let (Some(flags), Some(tag), Some(val)) = (it.next(), it.next(), it.next()) else {
                 return Err("CAA wants \"FLAGS TAG VALUE\"".into());
             };
-            let flags: u8 = flags.parse().map_err(|_| format!("bad CAA flags {flags:?}"))?;
+            let flags: u8 = flags
+                .parse()
+                .map_err(|_| format!("bad CAA flags {flags:?}"))?;
             if tag.is_empty() || tag.len() > 15 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(format!("bad CAA tag {tag:?}"));
             }
             let val = val.trim();
-            let val = val.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(val);
+            let val = val
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(val);
             out.push(flags);
             out.push(tag.len() as u8);
             out.extend_from_slice(tag.to_ascii_lowercase().as_bytes());
@@ -255,8 +267,14 @@ mod tests {
     #[test]
     fn names_and_rdata() {
         let origin = Name::from_ascii("Example.TEST.").unwrap();
-        assert_eq!(&*wire(&parse_name("www", &origin).unwrap()), b"\x03www\x07example\x04test\x00");
-        assert_eq!(&*wire(&parse_name("@", &origin).unwrap()), b"\x07example\x04test\x00");
+        assert_eq!(
+            &*wire(&parse_name("www", &origin).unwrap()),
+            b"\x03www\x07example\x04test\x00"
+        );
+        assert_eq!(
+            &*wire(&parse_name("@", &origin).unwrap()),
+            b"\x07example\x04test\x00"
+        );
         assert_eq!(rdata(rtype::MX, "10 mail", &origin).unwrap()[..2], [0, 10]);
         assert!(rdata(rtype::A, "1.2.3", &origin).is_err());
         let caa = rdata(rtype::CAA, "0 issue \"ca.example\"", &origin).unwrap();
@@ -268,8 +286,14 @@ mod tests {
 
     #[test]
     fn within_respects_label_boundaries() {
-        assert!(is_within(b"\x01a\x07example\x04test\x00", b"\x07example\x04test\x00"));
-        assert!(!is_within(b"\x08xexample\x04test\x00", b"\x07example\x04test\x00"));
+        assert!(is_within(
+            b"\x01a\x07example\x04test\x00",
+            b"\x07example\x04test\x00"
+        ));
+        assert!(!is_within(
+            b"\x08xexample\x04test\x00",
+            b"\x07example\x04test\x00"
+        ));
         assert!(is_within(b"\x00", b"\x00"));
     }
 }

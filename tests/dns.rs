@@ -7,7 +7,9 @@ use common::*;
 /// bytes.
 fn static_server(extra: &str) -> (TempDir, Server) {
     let dir = TempDir::new("dns");
-    let big: Vec<String> = (0..12).map(|i| format!("\"{} {}\"", i, "x".repeat(60))).collect();
+    let big: Vec<String> = (0..12)
+        .map(|i| format!("\"{} {}\"", i, "x".repeat(60)))
+        .collect();
     let text = format!(
         r#"identity:
   server_id: test-node-1
@@ -46,28 +48,49 @@ fn authoritative_answers_flags_and_negative_answers() {
     let (_d, s) = static_server("");
     let out = s.dig(&["example.test", "SOA"]);
     assert!(out.contains("status: NOERROR"), "{out}");
-    assert!(out.contains("flags: qr aa rd;"), "AA set, RD copied, RA clear: {out}");
+    assert!(
+        out.contains("flags: qr aa rd;"),
+        "AA set, RD copied, RA clear: {out}"
+    );
     let out = s.dig(&["+norec", "example.test", "SOA"]);
-    assert!(out.contains("flags: qr aa;"), "RD not set when not asked: {out}");
+    assert!(
+        out.contains("flags: qr aa;"),
+        "RD not set when not asked: {out}"
+    );
 
     // 0x20: the question comes back as asked; matching ignores case.
     let out = s.dig(&["WwW.ExAmPlE.TeSt", "A"]);
     assert!(out.contains(";WwW.ExAmPlE.TeSt.\t\tIN\tA"), "{out}");
-    assert!(out.contains("WwW.ExAmPlE.TeSt.\t3600\tIN\tA\t192.0.2.80"), "{out}");
+    assert!(
+        out.contains("WwW.ExAmPlE.TeSt.\t3600\tIN\tA\t192.0.2.80"),
+        "{out}"
+    );
 
     // NODATA: the SOA in authority with TTL min(SOA TTL, minimum) = 300.
     let out = s.dig(&["www.example.test", "MX"]);
-    assert!(out.contains("status: NOERROR") && out.contains("ANSWER: 0, AUTHORITY: 1"), "{out}");
-    assert!(out.contains("example.test.\t\t300\tIN\tSOA\tns1.example.test. hostmaster.example.test. 7"), "{out}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 0, AUTHORITY: 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("example.test.\t\t300\tIN\tSOA\tns1.example.test. hostmaster.example.test. 7"),
+        "{out}"
+    );
 
     // NXDOMAIN with SOA.
     let out = s.dig(&["nope.example.test", "A"]);
-    assert!(out.contains("status: NXDOMAIN") && out.contains("AUTHORITY: 1"), "{out}");
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("AUTHORITY: 1"),
+        "{out}"
+    );
 
     // Empty non-terminals are NODATA, not NXDOMAIN.
     for ent in ["b.c.example.test", "c.example.test", "_udp.example.test"] {
         let out = s.dig(&[ent, "A"]);
-        assert!(out.contains("status: NOERROR") && out.contains("ANSWER: 0"), "{ent}: {out}");
+        assert!(
+            out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+            "{ent}: {out}"
+        );
     }
 
     // The longest enclosing zone answers.
@@ -75,8 +98,14 @@ fn authoritative_answers_flags_and_negative_answers() {
 
     // Outside every zone: REFUSED, no referral.
     let out = s.dig(&["example.com", "A"]);
-    assert!(out.contains("status: REFUSED") && out.contains("AUTHORITY: 0"), "{out}");
-    assert!(!out.contains("flags: qr aa"), "no AA outside the zones: {out}");
+    assert!(
+        out.contains("status: REFUSED") && out.contains("AUTHORITY: 0"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("flags: qr aa"),
+        "no AA outside the zones: {out}"
+    );
 }
 
 #[test]
@@ -85,18 +114,33 @@ fn record_types_and_cname_chains() {
     assert_eq!(s.short(&["www.example.test", "AAAA"]), "2001:db8::80");
     assert_eq!(s.short(&["example.test", "MX"]), "10 mail.example.test.");
     assert_eq!(s.short(&["example.test", "CAA"]), "0 issue \"ca.example\"");
-    assert_eq!(s.short(&["_sip._udp.example.test", "SRV"]), "10 5 5060 sip.example.test.");
+    assert_eq!(
+        s.short(&["_sip._udp.example.test", "SRV"]),
+        "10 5 5060 sip.example.test."
+    );
     assert_eq!(s.short(&["a.b.c.example.test", "TXT"]), "\"deep\"");
     // CNAME chased inside the zone, two links.
-    assert_eq!(s.short(&["alias2.example.test", "A"]), "alias.example.test.\nwww.example.test.\n192.0.2.80");
+    assert_eq!(
+        s.short(&["alias2.example.test", "A"]),
+        "alias.example.test.\nwww.example.test.\n192.0.2.80"
+    );
     // Asked for the CNAME itself.
-    assert_eq!(s.short(&["alias.example.test", "CNAME"]), "www.example.test.");
+    assert_eq!(
+        s.short(&["alias.example.test", "CNAME"]),
+        "www.example.test."
+    );
     // A CNAME to a missing name: NXDOMAIN for the target (RFC 6604), CNAME kept.
     let out = s.dig(&["dangling.example.test", "A"]);
-    assert!(out.contains("status: NXDOMAIN") && out.contains("CNAME\tmissing.example.test."), "{out}");
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("CNAME\tmissing.example.test."),
+        "{out}"
+    );
     // NS with glue.
     let out = s.dig(&["example.test", "NS"]);
-    assert!(out.contains("ns1.example.test.\t3600\tIN\tA\t192.0.2.53"), "glue in additional: {out}");
+    assert!(
+        out.contains("ns1.example.test.\t3600\tIN\tA\t192.0.2.53"),
+        "glue in additional: {out}"
+    );
 }
 
 #[test]
@@ -107,13 +151,22 @@ fn any_axfr_chaos_and_opcodes() {
     assert!(out.contains("ANSWER: 1,"), "{out}");
     // Zone transfers are refused.
     let out = s.dig(&["example.test", "AXFR"]);
-    assert!(out.contains("Transfer failed") || out.contains("REFUSED"), "{out}");
+    assert!(
+        out.contains("Transfer failed") || out.contains("REFUSED"),
+        "{out}"
+    );
     let out = s.dig(&["example.test", "IXFR=1"]);
-    assert!(out.contains("REFUSED") || out.contains("Transfer failed"), "{out}");
+    assert!(
+        out.contains("REFUSED") || out.contains("Transfer failed"),
+        "{out}"
+    );
     // CHAOS identity; version.bind is off unless configured.
     assert_eq!(s.short(&["id.server", "TXT", "CH"]), "\"test-node-1\"");
     assert_eq!(s.short(&["hostname.bind", "TXT", "CH"]), "\"test-node-1\"");
-    assert!(s.dig(&["version.bind", "TXT", "CH"]).contains("status: REFUSED"));
+    assert!(
+        s.dig(&["version.bind", "TXT", "CH"])
+            .contains("status: REFUSED")
+    );
     // Other opcodes: NOTIMP.
     let out = s.dig(&["+opcode=2", "example.test"]);
     assert!(out.contains("status: NOTIMP"), "{out}");
@@ -128,16 +181,26 @@ fn version_bind_when_configured() {
     );
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(s.short(&["version.bind", "TXT", "CH"]), "\"signpost 1\"");
-    assert!(s.dig(&["id.server", "TXT", "CH"]).contains("status: REFUSED"), "empty server_id disables id.server");
+    assert!(
+        s.dig(&["id.server", "TXT", "CH"])
+            .contains("status: REFUSED"),
+        "empty server_id disables id.server"
+    );
 }
 
 #[test]
 fn edns_and_client_subnet() {
     let (_d, s) = static_server("");
     let out = s.dig(&["+bufsize=4096", "www.example.test"]);
-    assert!(out.contains("; EDNS: version: 0, flags:; udp: 1232"), "OPT echoed with the server cap: {out}");
+    assert!(
+        out.contains("; EDNS: version: 0, flags:; udp: 1232"),
+        "OPT echoed with the server cap: {out}"
+    );
     let out = s.dig(&["+noedns", "www.example.test"]);
-    assert!(!out.contains("EDNS"), "no OPT when the query had none: {out}");
+    assert!(
+        !out.contains("EDNS"),
+        "no OPT when the query had none: {out}"
+    );
     let out = s.dig(&["+edns=1", "+noednsnegotiation", "www.example.test"]);
     assert!(out.contains("status: BADVERS"), "{out}");
     // Static names: ECS echoed with scope 0.
@@ -145,7 +208,10 @@ fn edns_and_client_subnet() {
     assert!(out.contains("CLIENT-SUBNET: 81.2.69.0/24/0"), "{out}");
     // Unknown options are ignored.
     let out = s.dig(&["+ednsopt=65001:abcd", "www.example.test"]);
-    assert!(out.contains("status: NOERROR") && out.contains("192.0.2.80"), "{out}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("192.0.2.80"),
+        "{out}"
+    );
 
     // Invalid ECS: FORMERR (raw packets: dig refuses to send most of these).
     let opt = |ecs: &[u8]| {
@@ -156,7 +222,12 @@ fn edns_and_client_subnet() {
         o.extend_from_slice(ecs);
         o
     };
-    for bad in [&[0u8, 3, 24, 0, 81, 2, 69][..], &[0, 1, 23, 0, 81, 2, 69], &[0, 1, 24, 0, 81, 2], &[0, 1, 40, 0, 1, 2, 3, 4, 5]] {
+    for bad in [
+        &[0u8, 3, 24, 0, 81, 2, 69][..],
+        &[0, 1, 23, 0, 81, 2, 69],
+        &[0, 1, 24, 0, 81, 2],
+        &[0, 1, 40, 0, 1, 2, 3, 4, 5],
+    ] {
         let mut p = query(7, 0x0100, "www.example.test", 1);
         p[11] = 1;
         p.extend_from_slice(&opt(bad));
@@ -197,7 +268,10 @@ fn malformed_packets_get_formerr_or_nothing() {
 fn truncation_and_tcp() {
     let (_d, s) = static_server("");
     let out = s.dig(&["+ignore", "+noedns", "big.example.test", "TXT"]);
-    assert!(out.contains("flags: qr aa tc rd;") && out.contains("ANSWER: 0"), "{out}");
+    assert!(
+        out.contains("flags: qr aa tc rd;") && out.contains("ANSWER: 0"),
+        "{out}"
+    );
     let out = s.dig(&["+ignore", "+bufsize=1232", "big.example.test", "TXT"]);
     assert!(out.contains("ANSWER: 12"), "fits in 1232 with EDNS: {out}");
     // dig retries over TCP by itself when TC is set.
@@ -209,9 +283,13 @@ fn truncation_and_tcp() {
     // Pipelining: three queries in one write, three answers.
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(s.tcp).unwrap();
-    c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let mut batch = Vec::new();
-    for (i, name) in ["www.example.test", "example.test", "nope.example.test"].iter().enumerate() {
+    for (i, name) in ["www.example.test", "example.test", "nope.example.test"]
+        .iter()
+        .enumerate()
+    {
         let q = query(100 + i as u16, 0, name, 1);
         batch.extend_from_slice(&(q.len() as u16).to_be_bytes());
         batch.extend_from_slice(&q);
@@ -231,19 +309,28 @@ fn truncation_and_tcp() {
 
 #[test]
 fn tcp_idle_timeout_and_connection_cap() {
-    let (_d, s) = static_server("tcp: { idle_timeout_ms: 300, max_connections: 2, max_connections_per_client: 2 }\n");
+    let (_d, s) = static_server(
+        "tcp: { idle_timeout_ms: 300, max_connections: 2, max_connections_per_client: 2 }\n",
+    );
     use std::io::Read;
     let mut a = std::net::TcpStream::connect(s.tcp).unwrap();
     let mut b = std::net::TcpStream::connect(s.tcp).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     // A third connection is over the cap: closed at once.
     let mut c = std::net::TcpStream::connect(s.tcp).unwrap();
-    c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "over-cap connection closed");
+    assert_eq!(
+        c.read(&mut buf).unwrap_or(0),
+        0,
+        "over-cap connection closed"
+    );
     // Idle connections are closed after the timeout.
-    a.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
-    b.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    a.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    b.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
     let t = std::time::Instant::now();
     assert_eq!(a.read(&mut buf).unwrap_or(0), 0);
     assert_eq!(b.read(&mut buf).unwrap_or(0), 0);

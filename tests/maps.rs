@@ -17,7 +17,14 @@ fn start_demo(dir: &TempDir) -> Server {
     let cfg = demo(dir, "");
     let sock = dir.path("ctl.sock");
     let state = dir.path("state.json");
-    Server::start(&["--config", cfg.to_str().unwrap(), "--control", sock.to_str().unwrap(), "--state-file", state.to_str().unwrap()])
+    Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--control",
+        sock.to_str().unwrap(),
+        "--state-file",
+        state.to_str().unwrap(),
+    ])
 }
 
 /// (answer, scope, ttl) for an A or AAAA query with ECS.
@@ -87,17 +94,32 @@ fn scopes_are_correct() {
     let dir = TempDir::new("scope");
     let s = start_demo(&dir);
     // Every address inside a returned scope gets the same answer.
-    for subnet in ["81.2.69.0/24", "8.8.8.0/24", "1.1.1.0/24", "80.128.0.0/24", "198.18.7.0/24", "121.98.0.0/24", "41.0.0.0/24"] {
+    for subnet in [
+        "81.2.69.0/24",
+        "8.8.8.0/24",
+        "1.1.1.0/24",
+        "80.128.0.0/24",
+        "198.18.7.0/24",
+        "121.98.0.0/24",
+        "41.0.0.0/24",
+    ] {
         let (answer, scope, _) = ask(&s, "A", subnet);
         assert!(scope <= 24 && scope > 0, "{subnet}: scope {scope}");
         let base: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
         let base = u32::from(base) & (u32::MAX << (32 - scope));
         for k in [0u32, 1, 2, 3] {
-            let off = if scope == 32 { 0 } else { ((1u64 << (32 - scope)) - 1) as u32 / 3 * k };
+            let off = if scope == 32 {
+                0
+            } else {
+                ((1u64 << (32 - scope)) - 1) as u32 / 3 * k
+            };
             let probe = std::net::Ipv4Addr::from((base | off) & 0xffff_ff00);
             let (a2, s2, _) = ask(&s, "A", &format!("{probe}/24"));
             assert_eq!(a2, answer, "{probe} is inside {subnet}'s scope /{scope}");
-            assert!(s2 >= scope, "{probe}: inner scope /{s2} is wider than /{scope}");
+            assert!(
+                s2 >= scope,
+                "{probe}: inner scope /{s2} is wider than /{scope}"
+            );
         }
     }
 }
@@ -107,13 +129,30 @@ fn why_explains_the_decision() {
     let dir = TempDir::new("why");
     let s = start_demo(&dir);
     let out = s.short(&["TXT", "_why.dl.example.test", "+subnet=81.2.69.0/24"]);
-    for want in ["client 81.2.69.0 (ECS)", "country: GB", "continent: EU", "asn: AS20712 (prefix 81.2.64.0/18", "rule: continent at", "maps/services.yaml:", "region 1: europe: dtag1 w200 up (local-only, not for this client), fra1 w100 up, ams1 w50 up", "answer: fra1 [192.0.2.10] from region europe", "scope: /", "data: maps "] {
+    for want in [
+        "client 81.2.69.0 (ECS)",
+        "country: GB",
+        "continent: EU",
+        "asn: AS20712 (prefix 81.2.64.0/18",
+        "rule: continent at",
+        "maps/services.yaml:",
+        "region 1: europe: dtag1 w200 up (local-only, not for this client), fra1 w100 up, ams1 w50 up",
+        "answer: fra1 [192.0.2.10] from region europe",
+        "scope: /",
+        "data: maps ",
+    ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     let out = s.short(&["TXT", "_why.dl.example.test", "+subnet=80.128.0.0/24"]);
-    assert!(out.contains("rule: asn at") && out.contains("answer: dtag1"), "{out}");
+    assert!(
+        out.contains("rule: asn at") && out.contains("answer: dtag1"),
+        "{out}"
+    );
     // _why works without ECS too, and says the source address was used.
-    assert!(s.short(&["TXT", "_why.dl.example.test"]).contains("client 127.0.0.1 (source address)"));
+    assert!(
+        s.short(&["TXT", "_why.dl.example.test"])
+            .contains("client 127.0.0.1 (source address)")
+    );
 }
 
 #[test]
@@ -121,12 +160,18 @@ fn why_can_be_limited_or_disabled() {
     let dir = TempDir::new("whyoff");
     let cfg = demo(&dir, "why: { allow: [192.0.2.0/24] }\n");
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
-    assert!(s.dig(&["TXT", "_why.dl.example.test"]).contains("status: REFUSED"));
+    assert!(
+        s.dig(&["TXT", "_why.dl.example.test"])
+            .contains("status: REFUSED")
+    );
     drop(s);
     let dir = TempDir::new("whyoff2");
     let cfg = demo(&dir, "why: { enabled: false }\n");
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
-    assert!(s.dig(&["TXT", "_why.dl.example.test"]).contains("status: NXDOMAIN"));
+    assert!(
+        s.dig(&["TXT", "_why.dl.example.test"])
+            .contains("status: NXDOMAIN")
+    );
 }
 
 #[test]
@@ -138,10 +183,16 @@ fn health_fall_through_degraded_ttl_and_last_resort() {
     let (ok, _) = s.ctl(&["set", "fra1", "down", "--reason", "disk"]);
     assert!(ok);
     // Next node of the region, with the degraded TTL (the region is not whole).
-    assert_eq!((ask(&s, "A", gb).0, ask(&s, "A", gb).2), ("192.0.2.11".into(), 20));
+    assert_eq!(
+        (ask(&s, "A", gb).0, ask(&s, "A", gb).2),
+        ("192.0.2.11".into(), 20)
+    );
     s.ctl(&["set", "ams1", "down"]);
     // Region empty: the next region of the chain.
-    assert_eq!((ask(&s, "A", gb).0, ask(&s, "A", gb).2), ("198.51.100.10".into(), 20));
+    assert_eq!(
+        (ask(&s, "A", gb).0, ask(&s, "A", gb).2),
+        ("198.51.100.10".into(), 20)
+    );
     s.ctl(&["set", "iad1", "down"]);
     s.ctl(&["set", "sjc1", "down"]);
     // Nothing in the chain: the last-resort set (fra1, iad1), round robin, whatever the health.
@@ -149,7 +200,10 @@ fn health_fall_through_degraded_ttl_and_last_resort() {
     for _ in 0..6 {
         seen.insert(ask(&s, "A", gb).0);
     }
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["192.0.2.10".to_string(), "198.51.100.10".to_string()]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        vec!["192.0.2.10".to_string(), "198.51.100.10".to_string()]
+    );
     // Drain: used only when nothing else in the chain is up.
     s.ctl(&["set", "ams1", "drain"]);
     assert_eq!(ask(&s, "A", gb).0, "192.0.2.11");
@@ -174,7 +228,12 @@ fn overrides_persist_across_restart_pushes_do_not() {
     assert!(s.ctl(&["push", "--source", "nagios", "ams1=down:600"]).0);
     assert_eq!(ask(&s, "A", "81.2.69.0/24").0, "198.51.100.10");
     let (_, nodes) = s.ctl(&["nodes"]);
-    let fra1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "fra1").unwrap();
+    let fra1 = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "fra1")
+        .unwrap();
     assert_eq!(fra1["state"], "down");
     assert!(fra1["why"].as_str().unwrap().contains("maintenance"));
     // kill -9: nothing is flushed at exit, the state file was already written.
@@ -199,12 +258,21 @@ fn reload_good_and_broken_maps() {
     assert_eq!(ask(&s, "A", "81.2.69.0/24").0, "192.0.2.10");
     // A good edit: Europe goes to North America. Written by rename, as tools do.
     let services = std::fs::read_to_string(dir.path("maps/services.yaml")).unwrap();
-    let edited = services.replace("continents: [EU, AF]\n        regions: [europe, north-america]", "continents: [EU, AF]\n        regions: [north-america, europe]");
+    let edited = services.replace(
+        "continents: [EU, AF]\n        regions: [europe, north-america]",
+        "continents: [EU, AF]\n        regions: [north-america, europe]",
+    );
     assert_ne!(edited, services);
     dir.write("maps/services.yaml", &edited);
-    assert!(wait_for(10, || ask(&s, "A", "81.2.69.0/24").0 == "198.51.100.10"), "the edit went live");
+    assert!(
+        wait_for(10, || ask(&s, "A", "81.2.69.0/24").0 == "198.51.100.10"),
+        "the edit went live"
+    );
     // A broken edit: an unknown region. The old map keeps serving; status says why.
-    let broken = edited.replace("regions: [north-america, europe]", "regions: [north-amrica, europe]");
+    let broken = edited.replace(
+        "regions: [north-america, europe]",
+        "regions: [north-amrica, europe]",
+    );
     dir.write("maps/services.yaml", &broken);
     assert!(wait_for(10, || {
         let (_, st) = s.ctl(&["status"]);
@@ -212,9 +280,16 @@ fn reload_good_and_broken_maps() {
     }));
     let (_, st) = s.ctl(&["status"]);
     let err = st["last_reload"]["errors"][0].as_str().unwrap().to_string();
-    assert!(err.contains("maps/services.yaml:") && err.contains("unknown region \"north-amrica\""), "{err}");
+    assert!(
+        err.contains("maps/services.yaml:") && err.contains("unknown region \"north-amrica\""),
+        "{err}"
+    );
     assert!(err.contains(".rules[3].regions[0]"), "{err}");
-    assert_eq!(ask(&s, "A", "81.2.69.0/24").0, "198.51.100.10", "old map still serving");
+    assert_eq!(
+        ask(&s, "A", "81.2.69.0/24").0,
+        "198.51.100.10",
+        "old map still serving"
+    );
     // Broken YAML, too.
     dir.write("maps/services.yaml", "services: [\n");
     std::thread::sleep(std::time::Duration::from_millis(800));
@@ -261,7 +336,12 @@ services:
     );
     let cfg = config_with_maps(&dir, &["maps/"], "");
     let sock = dir.path("ctl.sock");
-    let s = Server::start(&["--config", cfg.to_str().unwrap(), "--control", sock.to_str().unwrap()]);
+    let s = Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--control",
+        sock.to_str().unwrap(),
+    ]);
     // Spread: stable per /24, scope at least /24, spread over the nodes by weight.
     let mut counts = std::collections::BTreeMap::new();
     for i in 0..60u32 {
@@ -279,10 +359,19 @@ services:
     for n in ["fra1", "ams1", "iad1"] {
         assert!(s.ctl(&["set", n, "down"]).0);
     }
-    assert!(s.dig(&["dl.example.test", "+subnet=81.2.69.0/24"]).contains("status: SERVFAIL"));
+    assert!(
+        s.dig(&["dl.example.test", "+subnet=81.2.69.0/24"])
+            .contains("status: SERVFAIL")
+    );
     let out = s.dig(&["two.example.test", "+subnet=81.2.69.0/24"]);
-    assert!(out.contains("status: NOERROR") && out.contains("ANSWER: 0"), "{out}");
-    assert_eq!(s.short(&["any.example.test", "+subnet=81.2.69.0/24"]), "203.0.113.10");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+        "{out}"
+    );
+    assert_eq!(
+        s.short(&["any.example.test", "+subnet=81.2.69.0/24"]),
+        "203.0.113.10"
+    );
 }
 
 #[test]
@@ -317,7 +406,10 @@ services:
 "#,
     );
     let cfg = config_with_maps(&dir, &["maps/"], "");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let f = dir.path("maps/bad.yaml").display().to_string();
@@ -326,9 +418,15 @@ services:
         format!("{f}:5:11: nodes[1].name: node \"a\" is defined twice"),
         format!("{f}:8:12: nodes[2].ipv4[0]:"),
         format!("{f}:11:16: regions[0].nodes[1]: unknown node \"c\""),
-        format!("{f}:15:25: services[0].rules[0].countries[1]: \"XX\" is not an ISO 3166-1 alpha-2 country code"),
-        format!("{f}:17:21: services[0].rules[1].countries[0]: GB is already matched by the rule at {f}:15:9; this entry can never fire"),
-        format!("{f}:19:20: services[0].rules[2].prefixes[0]: \"10.0.0.1/8\" has bits set past /8; did you mean 10.0.0.0/8?"),
+        format!(
+            "{f}:15:25: services[0].rules[0].countries[1]: \"XX\" is not an ISO 3166-1 alpha-2 country code"
+        ),
+        format!(
+            "{f}:17:21: services[0].rules[1].countries[0]: GB is already matched by the rule at {f}:15:9; this entry can never fire"
+        ),
+        format!(
+            "{f}:19:20: services[0].rules[2].prefixes[0]: \"10.0.0.1/8\" has bits set past /8; did you mean 10.0.0.0/8?"
+        ),
         format!("{f}:21:9: services[0].rules[3]: a rule needs exactly one of"),
         format!("{f}:13:30: services[0].names[1]: elsewhere.example.org is not inside any zone"),
     ] {
@@ -339,30 +437,76 @@ services:
 #[test]
 fn offline_tools_lookup_explain_diff() {
     let bin = env!("CARGO_BIN_EXE_signpost");
-    let out = std::process::Command::new(bin).args(["lookup", "81.2.69.142", "2001:4860:4860::8888"]).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["lookup", "81.2.69.142", "2001:4860:4860::8888"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("country: GB") && text.contains("AS20712 (prefix 81.2.64.0/18"), "{text}");
-    assert!(text.contains("country: US") && text.contains("AS15169"), "{text}");
-    let out = std::process::Command::new(bin).args(["lookup", "81.2.69.142", "not-an-ip"]).output().unwrap();
+    assert!(
+        text.contains("country: GB") && text.contains("AS20712 (prefix 81.2.64.0/18"),
+        "{text}"
+    );
+    assert!(
+        text.contains("country: US") && text.contains("AS15169"),
+        "{text}"
+    );
+    let out = std::process::Command::new(bin)
+        .args(["lookup", "81.2.69.142", "not-an-ip"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     // Addresses on stdin.
-    let mut child = std::process::Command::new(bin).arg("lookup").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .arg("lookup")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"8.8.8.8\n1.1.1.1\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"8.8.8.8\n1.1.1.1\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("country: US") && text.contains("country: AU"), "{text}");
+    assert!(
+        text.contains("country: US") && text.contains("country: AU"),
+        "{text}"
+    );
 
-    let out = std::process::Command::new(bin).args(["explain", "8.8.8.8", "dl.example.test"]).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["explain", "8.8.8.8", "dl.example.test"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("answer: iad1 [198.51.100.10] from region north-america"), "{text}");
+    assert!(
+        text.contains("answer: iad1 [198.51.100.10] from region north-america"),
+        "{text}"
+    );
     // With a state file from a server: fra1 down.
     let dir = TempDir::new("explain");
-    let state = dir.write("state.json", r#"{"overrides":[{"node":"fra1","state":"down","reason":"test"}]}"#);
-    let out = std::process::Command::new(bin).args(["explain", "--health", state.to_str().unwrap(), "81.2.69.1", "dl.example.test"]).output().unwrap();
+    let state = dir.write(
+        "state.json",
+        r#"{"overrides":[{"node":"fra1","state":"down","reason":"test"}]}"#,
+    );
+    let out = std::process::Command::new(bin)
+        .args([
+            "explain",
+            "--health",
+            state.to_str().unwrap(),
+            "81.2.69.1",
+            "dl.example.test",
+        ])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("fra1 w100 down") && text.contains("answer: ams1"), "{text}");
+    assert!(
+        text.contains("fra1 w100 down") && text.contains("answer: ams1"),
+        "{text}"
+    );
 
     // diff: send Europe to North America and measure it.
     std::fs::create_dir_all(dir.path("old")).unwrap();
@@ -370,13 +514,29 @@ fn offline_tools_lookup_explain_diff() {
     for f in ["nodes.yaml", "regions.yaml", "services.yaml"] {
         let text = std::fs::read_to_string(root().join("maps").join(f)).unwrap();
         std::fs::write(dir.path("old").join(f), &text).unwrap();
-        let text = text.replace("continents: [EU, AF]\n        regions: [europe, north-america]", "continents: [EU, AF]\n        regions: [north-america, europe]");
+        let text = text.replace(
+            "continents: [EU, AF]\n        regions: [europe, north-america]",
+            "continents: [EU, AF]\n        regions: [north-america, europe]",
+        );
         std::fs::write(dir.path("new").join(f), text).unwrap();
     }
     let cfg = config_with_maps(&dir, &["old/"], "");
-    let out = std::process::Command::new(bin).args(["diff", "--config", cfg.to_str().unwrap(), dir.path("old").to_str().unwrap(), dir.path("new").to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args([
+            "diff",
+            "--config",
+            cfg.to_str().unwrap(),
+            dir.path("old").to_str().unwrap(),
+            dir.path("new").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("europe -> north-america"), "{text}");
     assert!(!text.contains("oceania ->"), "{text}");
 }

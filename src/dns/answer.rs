@@ -7,7 +7,10 @@
 
 use std::net::IpAddr;
 
-use super::wire::{self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, Query, RD, Reject, Section, Writer, rcode, rtype};
+use super::wire::{
+    self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, Query, RD, Reject, Section, Writer,
+    rcode, rtype,
+};
 use crate::snapshot::{Snapshot, client_key};
 use crate::zone::Zone;
 
@@ -40,7 +43,13 @@ pub enum Outcome {
 const QNAME_PTR: [u8; 2] = [0xc0, 12];
 
 /// Answers `packet` from `src` into `out` (which should hold 65535 bytes).
-pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport, out: &mut [u8]) -> Outcome {
+pub fn respond(
+    snap: &Snapshot,
+    packet: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut [u8],
+) -> Outcome {
     let q = match Query::parse(packet) {
         Ok(q) => q,
         Err((Reject::Drop, _)) => return Outcome::Dropped,
@@ -51,9 +60,10 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     let mut scope: u8 = 0;
     let code = if q.qclass == CLASS_CH {
         chaos(snap, &q, &mut w)
-    } else if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
-        rcode::REFUSED
-    } else if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
+    } else if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
+        || q.qtype == rtype::AXFR
+        || q.qtype == rtype::IXFR
+    {
         rcode::REFUSED
     } else {
         match snap.zone_for(q.name()) {
@@ -69,13 +79,31 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
 }
 
 /// Adds OPT, applies the size limit, and completes the message.
-fn finish(snap: &Snapshot, q: &Query<'_>, mut w: Writer<'_>, question_end: usize, code: u16, scope: u8, transport: Transport) -> Outcome {
+fn finish(
+    snap: &Snapshot,
+    q: &Query<'_>,
+    mut w: Writer<'_>,
+    question_end: usize,
+    code: u16,
+    scope: u8,
+    transport: Transport,
+) -> Outcome {
     let limit = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
-        (Transport::Udp, Some(e)) => e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize,
+        (Transport::Udp, Some(e)) => {
+            e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize
+        }
         (Transport::Udp, None) => 512,
     };
-    let opt_len = q.edns.map(|e| 11 + e.ecs.map(|s| 8 + (s.source_prefix as usize).div_ceil(8)).unwrap_or(0)).unwrap_or(0);
+    let opt_len = q
+        .edns
+        .map(|e| {
+            11 + e
+                .ecs
+                .map(|s| 8 + (s.source_prefix as usize).div_ceil(8))
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
     let mut truncated = false;
     if w.overflow || w.len() + opt_len > limit {
         // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
@@ -84,17 +112,36 @@ fn finish(snap: &Snapshot, q: &Query<'_>, mut w: Writer<'_>, question_end: usize
         truncated = true;
     }
     if let Some(e) = q.edns {
-        w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, e.ecs.map(|s| (s, scope)));
+        w.opt(
+            snap.settings.udp_payload_max,
+            code,
+            e.dnssec_ok,
+            e.ecs.map(|s| (s, scope)),
+        );
     }
     let len = w.finish();
-    Outcome::Answered { len, rcode: code, truncated }
+    Outcome::Answered {
+        len,
+        rcode: code,
+        truncated,
+    }
 }
 
 /// A response to a query that could not be accepted.
-fn error(snap: &Snapshot, q: Option<Query<'_>>, packet: &[u8], code: u16, out: &mut [u8]) -> Outcome {
+fn error(
+    snap: &Snapshot,
+    q: Option<wire::Echo<'_>>,
+    packet: &[u8],
+    code: u16,
+    out: &mut [u8],
+) -> Outcome {
     let (id, flags, question) = match &q {
         Some(q) => (q.id, q.flags, q.question),
-        None => (u16::from_be_bytes([packet[0], packet[1]]), u16::from_be_bytes([packet[2], packet[3]]), &[][..]),
+        None => (
+            u16::from_be_bytes([packet[0], packet[1]]),
+            u16::from_be_bytes([packet[2], packet[3]]),
+            &[][..],
+        ),
     };
     let mut w = Writer::new(out, id, flags & (RD | CD | 0x7800), question);
     w.set_rcode(code);
@@ -106,17 +153,25 @@ fn error(snap: &Snapshot, q: Option<Query<'_>>, packet: &[u8], code: u16, out: &
         w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, None);
     }
     let len = w.finish();
-    Outcome::Answered { len, rcode: code, truncated: false }
+    Outcome::Answered {
+        len,
+        rcode: code,
+        truncated: false,
+    }
 }
 
 /// CHAOS TXT `id.server`, `hostname.bind`, `version.bind`.
 fn chaos(snap: &Snapshot, q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
     let text = match q.name() {
         b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => snap.settings.server_id.as_deref(),
-        b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => snap.settings.version.as_deref(),
+        b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
+            snap.settings.version.as_deref()
+        }
         _ => return rcode::REFUSED,
     };
-    let Some(text) = text else { return rcode::REFUSED };
+    let Some(text) = text else {
+        return rcode::REFUSED;
+    };
     if q.qtype != rtype::TXT && q.qtype != rtype::ANY {
         return rcode::NOERROR;
     }
@@ -140,11 +195,23 @@ fn pointer_to_suffix(q: &Query<'_>, suffix_len: usize) -> [u8; 2] {
 /// Writes the zone's SOA into the authority section (negative answers).
 fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
     let owner = pointer_to_suffix(q, zone.apex.len());
-    w.record(Section::Authority, &owner, &zone.soa, Some(zone.negative_ttl));
+    w.record(
+        Section::Authority,
+        &owner,
+        &zone.soa,
+        Some(zone.negative_ttl),
+    );
 }
 
 /// Answers a name inside `zone`.
-fn lookup(snap: &Snapshot, zone: &Zone, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>, scope: &mut u8) -> u16 {
+fn lookup(
+    snap: &Snapshot,
+    zone: &Zone,
+    q: &Query<'_>,
+    src: IpAddr,
+    w: &mut Writer<'_>,
+    scope: &mut u8,
+) -> u16 {
     let Some(node) = zone.node(q.name()) else {
         soa_authority(zone, q, w);
         return rcode::NXDOMAIN;
@@ -197,7 +264,14 @@ fn lookup(snap: &Snapshot, zone: &Zone, q: &Query<'_>, src: IpAddr, w: &mut Writ
 }
 
 /// Follows a CNAME chain inside the zone (at most 8 links).
-fn cname_chain(snap: &Snapshot, zone: &Zone, first: &crate::zone::ZoneNode, target: &[u8], q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
+fn cname_chain(
+    snap: &Snapshot,
+    zone: &Zone,
+    first: &crate::zone::ZoneNode,
+    target: &[u8],
+    q: &Query<'_>,
+    w: &mut Writer<'_>,
+) -> u16 {
     let _ = snap;
     if let Some(set) = first.set(rtype::CNAME) {
         w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
@@ -235,16 +309,33 @@ fn cname_chain(snap: &Snapshot, zone: &Zone, first: &crate::zone::ZoneNode, targ
 /// True for addresses that may not stand for a client on the Internet.
 fn is_global(addr: IpAddr) -> bool {
     match addr {
-        IpAddr::V4(a) => !(a.is_private() || a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast() || a.is_documentation() || a.octets()[0] == 100 && a.octets()[1] & 0xc0 == 64 || a.octets()[0] >= 240),
+        IpAddr::V4(a) => {
+            !(a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || a.octets()[0] == 100 && a.octets()[1] & 0xc0 == 64
+                || a.octets()[0] >= 240)
+        }
         IpAddr::V6(a) => {
             let s = a.segments();
-            !(a.is_loopback() || a.is_unspecified() || s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfe80 || (s[0] == 0x2001 && s[1] == 0x0db8))
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || s[0] & 0xfe00 == 0xfc00
+                || s[0] & 0xffc0 == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
     }
 }
 
 /// The address a service decides by, how it was chosen, and whether the ECS scope applies.
-fn client_address(use_ecs: bool, ecs: Option<ClientSubnet>, src: IpAddr) -> (IpAddr, &'static str, bool) {
+fn client_address(
+    use_ecs: bool,
+    ecs: Option<ClientSubnet>,
+    src: IpAddr,
+) -> (IpAddr, &'static str, bool) {
     match ecs {
         Some(s) if use_ecs && s.source_prefix > 0 && is_global(s.addr) => (s.addr, "ECS", true),
         Some(_) if !use_ecs => (src, "source address; ECS ignored by policy", false),
@@ -255,7 +346,15 @@ fn client_address(use_ecs: bool, ecs: Option<ClientSubnet>, src: IpAddr) -> (IpA
 }
 
 /// A/AAAA for a service name.
-fn service_answer(snap: &Snapshot, zone: &Zone, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>, scope: &mut u8) -> u16 {
+fn service_answer(
+    snap: &Snapshot,
+    zone: &Zone,
+    s: usize,
+    q: &Query<'_>,
+    src: IpAddr,
+    w: &mut Writer<'_>,
+    scope: &mut u8,
+) -> u16 {
     let svc = &snap.services[s];
     let (client, _, ecs_used) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
     let Some((decision, block)) = svc.route(client) else {
@@ -270,7 +369,11 @@ fn service_answer(snap: &Snapshot, zone: &Zone, s: usize, q: &Query<'_>, src: Ip
     if pick.servfail {
         return rcode::SERVFAIL;
     }
-    let ttl = if pick.degraded { svc.degraded_ttl } else { svc.ttl };
+    let ttl = if pick.degraded {
+        svc.degraded_ttl
+    } else {
+        svc.ttl
+    };
     for &n in pick.nodes() {
         for r in snap.nodes[n].records(v6) {
             w.record(Section::Answer, &QNAME_PTR, r, Some(ttl));
@@ -284,7 +387,9 @@ fn service_answer(snap: &Snapshot, zone: &Zone, s: usize, q: &Query<'_>, src: Ip
 
 /// TXT `_why.<service name>`: the explanation of the decision for this query's client.
 fn why_answer(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>) -> u16 {
-    if !snap.settings.why_allow.is_empty() && !snap.settings.why_allow.iter().any(|n| n.contains(src)) {
+    if !snap.settings.why_allow.is_empty()
+        && !snap.settings.why_allow.iter().any(|n| n.contains(src))
+    {
         return rcode::REFUSED;
     }
     let svc = &snap.services[s];

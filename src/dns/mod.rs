@@ -41,7 +41,11 @@ impl Stats {
             answer::Outcome::Dropped => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            answer::Outcome::Answered { rcode: code, truncated, .. } => {
+            answer::Outcome::Answered {
+                rcode: code,
+                truncated,
+                ..
+            } => {
                 if truncated {
                     self.truncated.fetch_add(1, Ordering::Relaxed);
                 }

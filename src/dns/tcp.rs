@@ -45,7 +45,11 @@ impl PerClient {
 
 /// Binds a TCP listener.
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -58,7 +62,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Accepts connections until the task is dropped.
-pub async fn serve(listener: std::net::TcpListener, limits: TcpLimits, state: Arc<ArcSwap<Snapshot>>, stats: Arc<Stats>) {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    limits: TcpLimits,
+    state: Arc<ArcSwap<Snapshot>>,
+    stats: Arc<Stats>,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -96,7 +105,13 @@ pub async fn serve(listener: std::net::TcpListener, limits: TcpLimits, state: Ar
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, limits: TcpLimits, state: Arc<ArcSwap<Snapshot>>, stats: Arc<Stats>) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    limits: TcpLimits,
+    state: Arc<ArcSwap<Snapshot>>,
+    stats: Arc<Stats>,
+) {
     let _ = stream.set_nodelay(true);
     let mut inbuf = vec![0u8; 65535];
     let mut outbuf = vec![0u8; 65537];
@@ -115,7 +130,13 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, limits: TcpLimits, 
         stats.tcp_queries.fetch_add(1, Ordering::Relaxed);
         let outcome = {
             let snap = state.load();
-            respond(&snap, &inbuf[..n], peer.ip(), Transport::Tcp, &mut outbuf[2..])
+            respond(
+                &snap,
+                &inbuf[..n],
+                peer.ip(),
+                Transport::Tcp,
+                &mut outbuf[2..],
+            )
         };
         stats.count(&outcome);
         match outcome {

@@ -18,7 +18,11 @@ use crate::snapshot::Snapshot;
 
 /// Binds one UDP socket to `addr` with `SO_REUSEPORT` (and `IPV6_V6ONLY` for IPv6).
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -60,13 +64,27 @@ pub fn spawn(
     Ok((bound, threads))
 }
 
-fn worker(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+fn worker(
+    sock: UdpSocket,
+    state: Arc<ArcSwap<Snapshot>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
     let mut inbuf = vec![0u8; 65535];
     let mut outbuf = vec![0u8; 65535];
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match sock.recv_from(&mut inbuf) {
             Ok(x) => x,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "UDP receive failed");
                 continue;
@@ -74,7 +92,10 @@ fn worker(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, stats: Arc<Stats>, sto
         };
         stats.udp_queries.fetch_add(1, Ordering::Relaxed);
         // Port 0 and unspecified or broadcast sources cannot be answered honestly.
-        if peer.port() == 0 || peer.ip().is_unspecified() || matches!(peer.ip(), std::net::IpAddr::V4(a) if a.is_broadcast()) {
+        if peer.port() == 0
+            || peer.ip().is_unspecified()
+            || matches!(peer.ip(), std::net::IpAddr::V4(a) if a.is_broadcast())
+        {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }

@@ -101,6 +101,19 @@ pub enum Reject {
     Rcode(u16),
 }
 
+/// What an error response needs from a query that was not accepted.
+#[derive(Clone, Copy, Debug)]
+pub struct Echo<'a> {
+    /// Message ID.
+    pub id: u16,
+    /// Header flags and opcode as received.
+    pub flags: u16,
+    /// The question section, when it could be read (else empty).
+    pub question: &'a [u8],
+    /// EDNS(0), when it could be read.
+    pub edns: Option<Edns>,
+}
+
 /// A decoded query; everything borrows from the packet.
 #[derive(Clone, Copy, Debug)]
 pub struct Query<'a> {
@@ -123,6 +136,16 @@ pub struct Query<'a> {
 }
 
 impl<'a> Query<'a> {
+    /// The parts an error response echoes.
+    pub fn echo(&self) -> Echo<'a> {
+        Echo {
+            id: self.id,
+            flags: self.flags,
+            question: self.question,
+            edns: self.edns,
+        }
+    }
+
     /// The lowercase question name in wire form.
     pub fn name(&self) -> &[u8] {
         &self.name[..self.name_len]
@@ -130,7 +153,7 @@ impl<'a> Query<'a> {
 
     /// Decodes `packet`. On error, also returns the question when it was readable so that the
     /// error response can echo it.
-    pub fn parse(packet: &'a [u8]) -> Result<Query<'a>, (Reject, Option<Query<'a>>)> {
+    pub fn parse(packet: &'a [u8]) -> Result<Query<'a>, (Reject, Option<Echo<'a>>)> {
         // Stage 1: the header.
         if packet.len() < 12 {
             return Err((Reject::Drop, None));
@@ -156,35 +179,39 @@ impl<'a> Query<'a> {
             edns: None,
         };
         if qdcount != 1 {
-            let code = if opcode != 0 { rcode::NOTIMP } else { rcode::FORMERR };
-            return Err((Reject::Rcode(code), Some(q)));
+            let code = if opcode != 0 {
+                rcode::NOTIMP
+            } else {
+                rcode::FORMERR
+            };
+            return Err((Reject::Rcode(code), Some(q.echo())));
         }
         // Stage 2: the question.
         let Some(end) = read_question(packet, 12, &mut q) else {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q)));
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
         };
         q.question = &packet[12..end];
         if opcode != 0 {
-            return Err((Reject::Rcode(rcode::NOTIMP), Some(q)));
+            return Err((Reject::Rcode(rcode::NOTIMP), Some(q.echo())));
         }
         if ancount != 0 || nscount != 0 {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q)));
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
         }
         // Stage 3: the additional section (EDNS).
         let mut pos = end;
         for _ in 0..arcount {
             match read_additional(packet, pos, &mut q) {
                 Ok(next) => pos = next,
-                Err(code) => return Err((Reject::Rcode(code), Some(q))),
+                Err(code) => return Err((Reject::Rcode(code), Some(q.echo()))),
             }
         }
         if pos != packet.len() {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q)));
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
         }
         if let Some(e) = q.edns
             && e.version > 0
         {
-            return Err((Reject::Rcode(rcode::BADVERS), Some(q)));
+            return Err((Reject::Rcode(rcode::BADVERS), Some(q.echo())));
         }
         Ok(q)
     }
@@ -254,7 +281,9 @@ fn read_additional(packet: &[u8], pos: usize, q: &mut Query<'_>) -> Result<usize
     let class = u16::from_be_bytes([fixed[2], fixed[3]]);
     let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
     let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-    let rdata = packet.get(name_end + 10..name_end + 10 + rdlen).ok_or(rcode::FORMERR)?;
+    let rdata = packet
+        .get(name_end + 10..name_end + 10 + rdlen)
+        .ok_or(rcode::FORMERR)?;
     if rtype == rtype::OPT {
         // RFC 6891 §6.1.1: the owner is the root, and there is at most one OPT.
         if name_end != pos + 1 || q.edns.is_some() {
@@ -324,7 +353,10 @@ fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
         b[..needed].copy_from_slice(addr);
         IpAddr::from(b)
     };
-    Ok(ClientSubnet { addr, source_prefix: source })
+    Ok(ClientSubnet {
+        addr,
+        source_prefix: source,
+    })
 }
 
 /// Encodes a response into a borrowed buffer; never allocates.
@@ -354,7 +386,12 @@ pub enum Section {
 impl<'b> Writer<'b> {
     /// Starts a response to `q` with `flags` (QR is added) and `rcode` (low 4 bits).
     pub fn new(buf: &'b mut [u8], id: u16, flags: u16, question: &[u8]) -> Writer<'b> {
-        let mut w = Writer { buf, len: 0, counts: [0; 3], overflow: false };
+        let mut w = Writer {
+            buf,
+            len: 0,
+            counts: [0; 3],
+            overflow: false,
+        };
         w.put(&id.to_be_bytes());
         w.put(&(flags | QR).to_be_bytes());
         let qd: u16 = if question.is_empty() { 0 } else { 1 };
@@ -404,7 +441,13 @@ impl<'b> Writer<'b> {
 
     /// Appends the OPT record of a response (RFC 6891 §6.1.2), with the ECS option echoed
     /// with `scope` when the query had one (RFC 7871 §7.2.1).
-    pub fn opt(&mut self, udp_size: u16, ext_rcode: u16, dnssec_ok: bool, ecs: Option<(ClientSubnet, u8)>) {
+    pub fn opt(
+        &mut self,
+        udp_size: u16,
+        ext_rcode: u16,
+        dnssec_ok: bool,
+        ecs: Option<(ClientSubnet, u8)>,
+    ) {
         let start = self.len;
         self.put(&[0]);
         self.put(&rtype::OPT.to_be_bytes());
@@ -505,16 +548,20 @@ mod tests {
         assert_eq!(ecs.addr, "81.2.69.0".parse::<IpAddr>().unwrap());
         assert_eq!(ecs.source_prefix, 24);
         let cases: &[&[u8]] = &[
-            &[0, 8, 0, 7, 0, 3, 24, 0, 81, 2, 69],     // bad family
-            &[0, 8, 0, 6, 0, 1, 24, 0, 81, 2],         // address too short
-            &[0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69],     // bits past the prefix
-            &[0, 8, 0, 7, 0, 1, 24, 8, 81, 2, 69],     // scope set in a query
-            &[0, 8, 0, 8, 0, 1, 33, 0, 81, 2, 69, 1],  // prefix longer than the family
-            &[0, 8, 0, 9, 0, 1, 24, 0, 81, 2, 69],     // option overruns
+            &[0, 8, 0, 7, 0, 3, 24, 0, 81, 2, 69],    // bad family
+            &[0, 8, 0, 6, 0, 1, 24, 0, 81, 2],        // address too short
+            &[0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69],    // bits past the prefix
+            &[0, 8, 0, 7, 0, 1, 24, 8, 81, 2, 69],    // scope set in a query
+            &[0, 8, 0, 8, 0, 1, 33, 0, 81, 2, 69, 1], // prefix longer than the family
+            &[0, 8, 0, 9, 0, 1, 24, 0, 81, 2, 69],    // option overruns
         ];
         for c in cases {
             let p = query(&["a"], 1, &opt(c, 0), 1);
-            assert_eq!(Query::parse(&p).err().unwrap().0, Reject::Rcode(rcode::FORMERR), "{c:?}");
+            assert_eq!(
+                Query::parse(&p).err().unwrap().0,
+                Reject::Rcode(rcode::FORMERR),
+                "{c:?}"
+            );
         }
     }
 
@@ -526,7 +573,10 @@ mod tests {
         assert_eq!(Query::parse(&resp).err().unwrap().0, Reject::Drop);
         let mut garbage = query(&["a"], 1, &[], 0);
         garbage.push(0);
-        assert_eq!(Query::parse(&garbage).err().unwrap().0, Reject::Rcode(rcode::FORMERR));
+        assert_eq!(
+            Query::parse(&garbage).err().unwrap().0,
+            Reject::Rcode(rcode::FORMERR)
+        );
         let short = query(&["a"], 1, &[], 0);
         assert_eq!(
             Query::parse(&short[..short.len() - 1]).err().unwrap().0,
@@ -534,8 +584,14 @@ mod tests {
         );
         let mut notify = query(&["a"], 1, &[], 0);
         notify[2] = 4 << 3;
-        assert_eq!(Query::parse(&notify).err().unwrap().0, Reject::Rcode(rcode::NOTIMP));
+        assert_eq!(
+            Query::parse(&notify).err().unwrap().0,
+            Reject::Rcode(rcode::NOTIMP)
+        );
         let v1 = query(&["a"], 1, &opt(&[], 1), 1);
-        assert_eq!(Query::parse(&v1).err().unwrap().0, Reject::Rcode(rcode::BADVERS));
+        assert_eq!(
+            Query::parse(&v1).err().unwrap().0,
+            Reject::Rcode(rcode::BADVERS)
+        );
     }
 }

@@ -20,7 +20,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("signpost-test-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("signpost-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -64,9 +65,16 @@ impl Server {
 
     pub fn start_on(args: &[&str], listen: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
-        cmd.arg("serve").args(args).args(["--listen", listen]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .args(args)
+            .args(["--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start signpost");
-        let control = args.iter().position(|a| *a == "--control").map(|i| PathBuf::from(args[i + 1]));
+        let control = args
+            .iter()
+            .position(|a| *a == "--control")
+            .map(|i| PathBuf::from(args[i + 1]));
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         {
             let err = child.stderr.take().unwrap();
@@ -94,11 +102,20 @@ impl Server {
             }
         };
         let addr = |proto: &str| -> SocketAddr {
-            let part = line.split("; ").find(|p| p.starts_with(proto)).unwrap_or_else(|| panic!("no {proto} in {line}"));
+            let part = line
+                .split("; ")
+                .find(|p| p.starts_with(proto))
+                .unwrap_or_else(|| panic!("no {proto} in {line}"));
             part[proto.len() + 1..].parse().unwrap()
         };
         let (udp, tcp) = (addr("udp"), addr("tcp"));
-        Server { child, udp, tcp, control, stderr }
+        Server {
+            child,
+            udp,
+            tcp,
+            control,
+            stderr,
+        }
     }
 
     /// Runs dig against this server; returns its stdout.
@@ -134,7 +151,8 @@ impl Server {
     /// Sends raw bytes over UDP; returns the response, if any arrives within a second.
     pub fn udp_raw(&self, packet: &[u8]) -> Option<Vec<u8>> {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1000)))
+            .unwrap();
         s.send_to(packet, self.udp).unwrap();
         let mut buf = vec![0u8; 65535];
         match s.recv_from(&mut buf) {
@@ -152,7 +170,10 @@ impl Server {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "signpost did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "signpost did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -204,7 +225,12 @@ pub fn rcode(resp: &[u8]) -> u8 {
 
 /// The path of a file under `testdata/`.
 pub fn testdata(rel: &str) -> String {
-    root().join("testdata").join(rel).to_str().unwrap().to_string()
+    root()
+        .join("testdata")
+        .join(rel)
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Writes a configuration for `example.test` using the demo data and the given map files.
