@@ -276,7 +276,14 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
                 .iter()
                 .map(|a| zone::body(rtype::AAAA, 0, &a.octets()))
                 .collect(),
+            check: None,
         });
+        if let Some(c) = &n.check {
+            match crate::probe::Check::from_spec(c, n) {
+                Ok(c) => nodes.last_mut().expect("just pushed").check = Some(c),
+                Err(e) => errors.0.push(d.error(&format!("{p}.check"), e)),
+            }
+        }
     }
 
     let members =
@@ -319,6 +326,8 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     // Regions.
     let mut regions: Vec<Region> = Vec::new();
     let mut region_index: HashMap<String, usize> = HashMap::new();
+    // Region default checks, applied once `members` no longer borrows `nodes`.
+    let mut region_checks: Vec<(usize, crate::probe::Check)> = Vec::new();
     for (d, p, r) in &region_specs {
         if region_index.contains_key(&r.name) {
             errors.0.push(d.error(
@@ -332,6 +341,25 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             errors
                 .0
                 .push(d.error(&format!("{p}.nodes"), "a region needs at least one node"));
+        }
+        if let Some(c) = &r.check {
+            for &(n, _) in &m {
+                let Some((_, _, spec)) =
+                    node_specs.iter().find(|(_, _, s)| s.name == nodes[n].name)
+                else {
+                    continue;
+                };
+                if spec.check.is_some() || region_checks.iter().any(|(k, _)| *k == n) {
+                    continue;
+                }
+                match crate::probe::Check::from_spec(c, spec) {
+                    Ok(chk) => region_checks.push((n, chk)),
+                    Err(e) => errors.0.push(d.error(
+                        &format!("{p}.check"),
+                        format!("for node {}: {e}", spec.name),
+                    )),
+                }
+            }
         }
         region_index.insert(r.name.clone(), regions.len());
         regions.push(Region {
@@ -429,6 +457,9 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     }
     if !errors.is_empty() {
         return Err(errors);
+    }
+    for (n, c) in region_checks {
+        nodes[n].check = Some(c);
     }
 
     // Health: carry the state of nodes that stay.

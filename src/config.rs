@@ -61,6 +61,31 @@ pub struct ConfigSpec {
     pub control: ControlSpec,
     /// Where admin overrides are kept across restarts.
     pub state_file: Option<String>,
+    /// Health-check settings.
+    #[serde(default)]
+    pub health: HealthSpec,
+}
+
+/// Health-check settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSpec {
+    /// State of a checked node before its first result: `up` or `down`.
+    pub initial: String,
+    /// How long the first round of checks may delay answering, in milliseconds.
+    pub startup_wait_ms: u64,
+    /// Checks running at once.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            initial: "up".into(),
+            startup_wait_ms: 3000,
+            max_concurrent_checks: 64,
+        }
+    }
 }
 
 /// The local control socket.
@@ -392,6 +417,12 @@ pub struct Config {
     pub control_mode: u32,
     /// Admin override state file.
     pub state_file: Option<PathBuf>,
+    /// State of a checked node before its first result.
+    pub health_initial: crate::health::State,
+    /// Bound on the first round of checks.
+    pub health_startup_wait: Duration,
+    /// Checks running at once.
+    pub max_concurrent_checks: usize,
 }
 
 impl Config {
@@ -483,6 +514,16 @@ impl Config {
                 0o660
             }
         };
+        let health_initial = match spec.health.initial.as_str() {
+            "up" => crate::health::State::Up,
+            "down" => crate::health::State::Down,
+            _ => {
+                errors
+                    .0
+                    .push(doc.error("health.initial", "expected `up` or `down`"));
+                crate::health::State::Up
+            }
+        };
         let as_path = |s: &String| match resolve(s) {
             DataSource::File(p) => Some(p),
             DataSource::Embedded(_) => Some(PathBuf::from(s)),
@@ -539,6 +580,9 @@ impl Config {
             control_socket: spec.control.socket.as_ref().and_then(as_path),
             control_mode,
             state_file: spec.state_file.as_ref().and_then(as_path),
+            health_initial,
+            health_startup_wait: Duration::from_millis(spec.health.startup_wait_ms),
+            max_concurrent_checks: spec.health.max_concurrent_checks,
         };
         errors.into_result(config)
     }

@@ -62,6 +62,12 @@ pub struct NodeStates {
     pub pushed: BTreeMap<String, Pushed>,
     /// Where admin overrides are kept.
     pub state_file: Option<PathBuf>,
+    /// Health-check results.
+    pub poller: BTreeMap<String, crate::probe::PollerState>,
+    /// Nodes that have a health check.
+    pub checked: std::collections::HashSet<String>,
+    /// State of a checked node before its first result.
+    pub initial: Option<State>,
 }
 
 fn now() -> u64 {
@@ -151,7 +157,28 @@ impl NodeStates {
                 ),
             );
         }
-        (State::Up, "initial state".into())
+        if let Some(p) = self.poller.get(node) {
+            return match (&p.last_error, p.up) {
+                (None, true) => (State::Up, "health check passing".into()),
+                (None, false) => (
+                    State::Down,
+                    format!("health check recovering ({} of rise)", p.successes),
+                ),
+                (Some(e), true) => (
+                    State::Up,
+                    format!("health check failing ({} of fall): {e}", p.failures),
+                ),
+                (Some(e), false) => (State::Down, format!("health check failed: {e}")),
+            };
+        }
+        if self.checked.contains(node) {
+            let s = self.initial.unwrap_or(State::Up);
+            return (
+                s,
+                format!("initial state ({}) before the first check", s.as_str()),
+            );
+        }
+        (State::Up, "no health check".into())
     }
 
     /// Writes every node's effective state into the snapshot's health table.
@@ -399,6 +426,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Value, String> {
                         "why": why,
                         "admin": st.admin.get(&n.name),
                         "pushed": st.pushed.get(&n.name).map(|p| json!({"state": p.state.as_str(), "expires_at": p.expires_at, "source": p.source})),
+                        "poller": st.poller.get(&n.name).map(|p| json!({"up": p.up, "last_error": p.last_error, "at": p.at, "successes": p.successes, "failures": p.failures})),
                     })
                 })
                 .collect();

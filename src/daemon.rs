@@ -50,16 +50,22 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
     let (config, snap) =
         reload::load(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
-    // Admin overrides are applied before the first answer.
-    let states = crate::control::NodeStates::load(
+    // Admin overrides and the first round of health checks are applied before the first
+    // answer.
+    let mut states = crate::control::NodeStates::load(
         opts.state_file
             .clone()
             .or_else(|| config.state_file.clone()),
     )
     .map_err(DaemonError::Io)?;
-    states.apply(&snap);
+    states.initial = Some(config.health_initial);
+    states.checked = snap
+        .nodes
+        .iter()
+        .filter(|n| n.check.is_some())
+        .map(|n| n.name.clone())
+        .collect();
     let states = Arc::new(std::sync::Mutex::new(states));
-    let state = Arc::new(ArcSwap::from_pointee(snap));
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -68,6 +74,22 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         .thread_name("signpost-io")
         .build()
         .map_err(|e| DaemonError::Io(format!("cannot start runtime: {e}")))?;
+
+    runtime.block_on(crate::probe::first_round(
+        &snap,
+        &states,
+        config.health_startup_wait,
+    ));
+    states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .apply(&snap);
+    let state = Arc::new(ArcSwap::from_pointee(snap));
+    runtime.spawn(crate::probe::supervise(
+        state.clone(),
+        states.clone(),
+        config.max_concurrent_checks,
+    ));
 
     let mut listen = config.listen.clone();
     if !opts.listen.is_empty() {

@@ -43,6 +43,7 @@ pub mod dns;
 pub mod embedded;
 pub mod geo;
 pub mod health;
+pub mod probe;
 pub mod ranges;
 pub mod reload;
 pub mod snapshot;

@@ -34,6 +34,8 @@ pub struct Node {
     pub a: Vec<Box<[u8]>>,
     /// AAAA record bodies.
     pub aaaa: Vec<Box<[u8]>>,
+    /// The health check, if any.
+    pub check: Option<crate::probe::Check>,
 }
 
 impl Node {
@@ -437,6 +439,7 @@ mod tests {
             local_bit: None,
             a: vec![crate::zone::body(1, 60, &[192, 0, 2, 1])],
             aaaa: vec![],
+            check: None,
         }
     }
 

@@ -54,6 +54,67 @@ pub struct NodeSpec {
     /// Serve only clients inside `asns` / `prefixes`.
     #[serde(default)]
     pub local_only: bool,
+    /// The node's health check (else its first region's default check, else none).
+    pub check: Option<CheckSpec>,
+}
+
+/// A health check.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// `http` or `tcp`.
+    pub kind: String,
+    /// Address to probe; the node's first IPv4 (else IPv6) address when absent.
+    pub address: Option<IpAddr>,
+    /// Port; 80 for http when absent.
+    pub port: Option<u16>,
+    /// HTTP path.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// HTTP Host header; the address when absent.
+    pub host: Option<String>,
+    /// Acceptable HTTP status codes.
+    #[serde(default = "ok200")]
+    pub expect_status: Vec<u16>,
+    /// A string the HTTP body must contain.
+    pub expect_body: Option<String>,
+    /// Milliseconds between checks.
+    #[serde(default = "interval")]
+    pub interval_ms: u64,
+    /// Milliseconds before a check counts as failed.
+    #[serde(default = "timeout")]
+    pub timeout_ms: u64,
+    /// Up to this many milliseconds added to each interval, so checks do not move in step.
+    #[serde(default = "jitter")]
+    pub jitter_ms: u64,
+    /// Consecutive successes to go up.
+    #[serde(default = "rise")]
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    #[serde(default = "fall")]
+    pub fall: u32,
+}
+
+fn slash() -> String {
+    "/".into()
+}
+fn ok200() -> Vec<u16> {
+    vec![200]
+}
+fn interval() -> u64 {
+    5000
+}
+fn timeout() -> u64 {
+    2000
+}
+fn jitter() -> u64 {
+    500
+}
+fn rise() -> u32 {
+    2
+}
+fn fall() -> u32 {
+    3
 }
 
 fn default_weight() -> u32 {
@@ -111,6 +172,8 @@ pub struct RegionSpec {
     pub name: String,
     /// Members.
     pub nodes: Vec<MemberSpec>,
+    /// Default health check of members that have none.
+    pub check: Option<CheckSpec>,
 }
 
 /// A redirecting service.
