@@ -18,7 +18,7 @@ use ip_network::IpNetwork;
 use crate::client::ClientData;
 use crate::config::{Config, DataSource};
 use crate::dns::wire::rtype;
-use crate::geo::{self, Layout};
+use crate::geo::{self, GeoLayer, Layout};
 use crate::health::{HealthTable, State};
 use crate::ranges::{self, Range};
 use crate::snapshot::{
@@ -119,52 +119,8 @@ struct RuleDraft {
 
 /// The GeoIP layer shared by all services: networks with an interned (continent, country,
 /// subdivision) key.
-/// (continent, country, subdivision).
-type GeoKey = (Option<String>, Option<String>, Option<String>);
-
 /// Resolves region or last-resort members, reporting problems.
 type MembersFn<'a> = dyn Fn(&Document, &str, &[MemberSpec], &mut Errors) -> Vec<(usize, u32)> + 'a;
-
-struct GeoLayer {
-    keys: Vec<GeoKey>,
-    v4: Vec<(u128, u8, u32)>,
-    v6: Vec<(u128, u8, u32)>,
-}
-
-fn geo_layer(client: &ClientData) -> Result<GeoLayer, Errors> {
-    let mut layer = GeoLayer {
-        keys: Vec::new(),
-        v4: Vec::new(),
-        v6: Vec::new(),
-    };
-    let mut ids: HashMap<GeoKey, u32> = HashMap::new();
-    // The first database with locations decides; later ones are for lookups only.
-    let Some(db) = client.geo.iter().find(|d| d.layout != Layout::Asn) else {
-        return Ok(layer);
-    };
-    for v6 in [false, true] {
-        let out = if v6 { &mut layer.v6 } else { &mut layer.v4 };
-        let keys = &mut layer.keys;
-        db.walk(v6, |start, len, info| {
-            let key = (
-                info.continent.clone(),
-                info.country.clone(),
-                info.subdivision.clone(),
-            );
-            let id = *ids.entry(key.clone()).or_insert_with(|| {
-                keys.push(key);
-                (keys.len() - 1) as u32
-            });
-            out.push((start, len, id));
-        })
-        .map_err(|e| {
-            let mut errs = Errors::default();
-            errs.file(&db.name, e);
-            errs
-        })?;
-    }
-    Ok(layer)
-}
 
 /// Everything a build needs besides the configuration.
 pub struct Inputs<'a> {
@@ -371,21 +327,12 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     // Zones, with services attached.
     let mut zones = config.zones.clone();
     zones.sort_by_key(|z| std::cmp::Reverse(z.apex.len()));
-    let geo_layer = if service_specs.is_empty() {
-        GeoLayer {
-            keys: Vec::new(),
-            v4: Vec::new(),
-            v6: Vec::new(),
-        }
-    } else {
-        match geo_layer(&inputs.client) {
-            Ok(g) => g,
-            Err(e) => {
-                errors.extend(e);
-                return Err(errors);
-            }
-        }
-    };
+    let t = std::time::Instant::now();
+    let empty = Arc::new(GeoLayer::default());
+    // The first database with locations decides; later ones are for lookups only.
+    let geo_layer = inputs.client.geo.iter().find(|d| d.layout != Layout::Asn).map(|d| d.layer.clone()).unwrap_or(empty);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, v4 = geo_layer.v4.len(), v6 = geo_layer.v6.len(), keys = geo_layer.keys.len(), "geo layer");
+    let t = std::time::Instant::now();
     let mut services = Vec::new();
     let mut seen_names: HashMap<Box<[u8]>, ()> = HashMap::new();
     for (d, m, p, s) in &service_specs {
@@ -455,6 +402,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             services.push(placeholder());
         }
     }
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "services compiled");
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -825,8 +773,14 @@ fn compile_service(
     let mut classes: Vec<(Option<u32>, u64)> = vec![(None, 0)];
     let mut class_of: HashMap<(Option<u32>, u64), u32> = HashMap::from([((None, 0), 0)]);
     let mut asn_class_of: HashMap<u32, u32> = HashMap::new();
-    for t in &client.bgp {
-        for &(_, _, asn) in t.v4.iter().chain(&t.v6) {
+    let asn_dbs: Vec<&GeoLayer> = client.geo.iter().filter(|d| d.layout == Layout::Asn).map(|d| &*d.layer).collect();
+    let all_asns = client
+        .bgp
+        .iter()
+        .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
+        .chain(asn_dbs.iter().flat_map(|l| l.v4.iter().chain(&l.v6).map(|r| r.2)));
+    {
+        for asn in all_asns {
             if asn_class_of.contains_key(&asn) {
                 continue;
             }
@@ -851,10 +805,15 @@ fn compile_service(
         (RouteTable::default(), RouteTable::default());
     for (fam, bits) in [(0usize, 32u8), (1, 128)] {
         let geo_net = if fam == 0 { &geo.v4 } else { &geo.v6 };
-        let geo_ranges: Vec<Range> = geo_net
-            .iter()
-            .map(|&(s, l, k)| (s, ranges::block_end(s, l, bits), geo_rule[k as usize]))
-            .collect();
+        // Merge neighbours that select the same rule.
+        let mut geo_ranges: Vec<Range> = Vec::with_capacity(geo_net.len());
+        for &(start, end, k) in geo_net {
+            let rule = geo_rule[k as usize];
+            match geo_ranges.last_mut() {
+                Some(last) if last.2 == rule && last.1.checked_add(1) == Some(start) => last.1 = end,
+                _ => geo_ranges.push((start, end, rule)),
+            }
+        }
         // BGP: earlier tables win, so they go last into `flatten`.
         let mut bgp_prefixes = Vec::new();
         for t in client.bgp.iter().rev() {
@@ -862,6 +821,15 @@ fn compile_service(
             bgp_prefixes.extend(list.iter().map(|&(s, l, asn)| (s, l, asn_class_of[&asn])));
         }
         let mut asn_ranges = ranges::flatten(bgp_prefixes, bits);
+        // ASN databases fill what the BGP tables do not cover.
+        if !asn_dbs.is_empty() {
+            let mut layers = vec![asn_ranges];
+            for l in &asn_dbs {
+                let list = if fam == 0 { &l.v4 } else { &l.v6 };
+                layers.push(list.iter().map(|&(s, e, asn)| (s, e, asn_class_of[&asn])).collect());
+            }
+            asn_ranges = ranges::overlay(&layers, bits, |v| v.iter().flatten().next().copied().unwrap_or(0));
+        }
         asn_ranges.retain(|r| r.2 != 0);
         let op_ranges = ranges::flatten(std::mem::take(&mut prefix_rules[fam]), bits);
         let mut layers = vec![geo_ranges, asn_ranges, op_ranges];
@@ -900,14 +868,14 @@ fn compile_service(
         });
         for (start, len, dec) in ranges::blocks(&merged, bits) {
             if fam == 0 {
-                tables.0.starts.push(start as u32);
-                tables.0.blocks.push((dec, len));
+                tables.0.push(start as u32, dec, len);
             } else {
-                tables.1.starts.push(start);
-                tables.1.blocks.push((dec, len));
+                tables.1.push(start, dec, len);
             }
         }
     }
+    tables.0.finish();
+    tables.1.finish();
     let _ = nodes;
     Some(Service {
         names: s.names.clone(),
@@ -1108,19 +1076,9 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         for (fam, bits, unit) in [(0, 32u8, 24u8), (1, 128, 48)] {
             // Every boundary of either table, then one sample per /unit between boundaries.
             let mut starts: Vec<u128> = if fam == 0 {
-                svc.v4
-                    .starts
-                    .iter()
-                    .chain(&old_svc.v4.starts)
-                    .map(|&s| s as u128)
-                    .collect()
+                svc.v4.starts().chain(old_svc.v4.starts()).map(|s| s as u128).collect()
             } else {
-                svc.v6
-                    .starts
-                    .iter()
-                    .chain(&old_svc.v6.starts)
-                    .copied()
-                    .collect()
+                svc.v6.starts().chain(old_svc.v6.starts()).collect()
             };
             starts.sort_unstable();
             starts.dedup();

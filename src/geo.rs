@@ -9,9 +9,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
+
+use crate::ranges::{self, Range};
 
 /// How a database stores its fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +151,8 @@ pub struct GeoDb {
     /// `database_type` and build time from the metadata.
     pub version: String,
     reader: Reader<Vec<u8>>,
+    /// The whole database flattened, built when it is opened.
+    pub layer: Arc<GeoLayer>,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -165,9 +170,6 @@ impl GeoDb {
             return Err("empty file".into());
         }
         let reader = Reader::from_source(bytes).map_err(|e| format!("not a MaxMind DB: {e}"))?;
-        reader
-            .verify()
-            .map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
         let db_type = reader.metadata().database_type.clone();
         let layout = match format {
             "geoip2" => Layout::GeoIp2,
@@ -193,23 +195,10 @@ impl GeoDb {
             }
         };
         let version = format!("{} built {}", db_type, reader.metadata().build_epoch);
-        let db = GeoDb {
-            name: name.to_string(),
-            layout,
-            version,
-            reader,
-        };
-        // A database that maps nothing is as useless as a missing one.
-        let mut any = false;
-        for v6 in [false, true] {
-            let mut n = 0;
-            db.walk(v6, |_, _, _| n += 1)
-                .map_err(|e| format!("corrupt MaxMind DB: {e}"))?;
-            any |= n > 0;
-        }
-        if !any {
-            return Err("the database holds no network".into());
-        }
+        let mut db = GeoDb { name: name.to_string(), layout, version, reader, layer: Arc::new(GeoLayer::default()) };
+        let t = std::time::Instant::now();
+        db.layer = Arc::new(db.flatten().map_err(|e| format!("corrupt MaxMind DB: {e}"))?);
+        tracing::debug!(file = name, ms = t.elapsed().as_millis() as u64, v4 = db.layer.v4.len(), v6 = db.layer.v6.len(), "GeoIP database walked");
         Ok(db)
     }
 
@@ -224,19 +213,17 @@ impl GeoDb {
         }
     }
 
-    /// Calls `f(start, prefix_len, info)` for every network of one family that has data.
-    /// IPv4 networks come from the IPv4 subtree; in IPv6, the IPv4-compatible and aliased
-    /// ranges are skipped. Records are decoded once per distinct data offset.
-    pub fn walk(&self, v6: bool, mut f: impl FnMut(u128, u8, &GeoInfo)) -> Result<(), String> {
+    /// Walks every network of one family that has data: `intern` is called once per distinct
+    /// record (decoded once per data offset) and returns its id; `f` gets every network with
+    /// that id. IPv4 networks come from the IPv4 subtree; in IPv6, the IPv4-compatible range
+    /// (`::/96`) and the aliases of the IPv4 subtree are skipped.
+    fn walk_ids(&self, v6: bool, mut intern: impl FnMut(GeoInfo) -> u32, mut f: impl FnMut(u128, u8, u32)) -> Result<(), String> {
         if v6 && self.reader.metadata().ip_version != 6 {
             return Ok(());
         }
         let cidr = if v6 { "::/0" } else { "0.0.0.0/0" };
-        let mut cache: HashMap<usize, GeoInfo> = HashMap::new();
-        let iter = self
-            .reader
-            .within(cidr.parse().expect("valid CIDR"), WithinOptions::default())
-            .map_err(|e| e.to_string())?;
+        let mut ids: HashMap<usize, u32> = HashMap::new();
+        let iter = self.reader.within(cidr.parse().expect("valid CIDR"), WithinOptions::default()).map_err(|e| e.to_string())?;
         for item in iter {
             let item = item.map_err(|e| e.to_string())?;
             let net = item.network().map_err(|e| e.to_string())?;
@@ -252,20 +239,85 @@ impl GeoDb {
                 }
                 _ => continue,
             };
-            let Some(offset) = item.offset() else {
-                continue;
+            let Some(offset) = item.offset() else { continue };
+            let id = match ids.get(&offset) {
+                Some(&id) => id,
+                None => {
+                    let id = match item.decode::<Record>() {
+                        Ok(Some(r)) => intern(r.info()),
+                        Ok(None) => u32::MAX,
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    ids.insert(offset, id);
+                    id
+                }
             };
-            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(offset) {
-                match item.decode::<Record>() {
-                    Ok(Some(r)) => slot.insert(r.info()),
-                    Ok(None) => continue,
-                    Err(e) => return Err(e.to_string()),
-                };
+            if id != u32::MAX {
+                f(start, len, id);
             }
-            f(start, len, &cache[&offset]);
         }
         Ok(())
     }
+
+    /// Every network of the database as merged ranges, for compilation: for location
+    /// databases the value indexes `GeoLayer::keys`; for ASN databases it is the ASN. Walking
+    /// the whole tree and decoding every record also proves the file is sound.
+    pub fn flatten(&self) -> Result<GeoLayer, String> {
+        let mut layer = GeoLayer::default();
+        let mut key_ids: HashMap<GeoKey, u32> = HashMap::new();
+        let asn = self.layout == Layout::Asn;
+        for v6 in [false, true] {
+            let bits = if v6 { 128 } else { 32 };
+            let mut out: Vec<Range> = Vec::new();
+            let keys = &mut layer.keys;
+            self.walk_ids(
+                v6,
+                |info| {
+                    if asn {
+                        return info.asn.unwrap_or(u32::MAX);
+                    }
+                    let key = (info.continent, info.country, info.subdivision);
+                    *key_ids.entry(key.clone()).or_insert_with(|| {
+                        keys.push(key);
+                        (keys.len() - 1) as u32
+                    })
+                },
+                |start, len, id| {
+                    if id == u32::MAX {
+                        return;
+                    }
+                    let end = ranges::block_end(start, len, bits);
+                    match out.last_mut() {
+                        Some(last) if last.2 == id && last.1.checked_add(1) == Some(start) => last.1 = end,
+                        _ => out.push((start, end, id)),
+                    }
+                },
+            )?;
+            if v6 {
+                layer.v6 = out;
+            } else {
+                layer.v4 = out;
+            }
+        }
+        if layer.v4.is_empty() && layer.v6.is_empty() {
+            return Err("the database maps no network to usable data".into());
+        }
+        Ok(layer)
+    }
+}
+
+/// (continent, country, subdivision).
+pub type GeoKey = (Option<String>, Option<String>, Option<String>);
+
+/// A database flattened for compilation: sorted, non-overlapping, merged ranges per family.
+#[derive(Debug, Default)]
+pub struct GeoLayer {
+    /// Location keys (empty for ASN databases).
+    pub keys: Vec<GeoKey>,
+    /// IPv4 ranges.
+    pub v4: Vec<Range>,
+    /// IPv6 ranges.
+    pub v6: Vec<Range>,
 }
 
 /// The continent of a country (ISO 3166-1 alpha-2), per the continent codes MaxMind uses.

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Signpost vs gdnsd vs a trivial responder (the machine's ceiling), side by side, same data,
+# same map, same load. Loopback only; bounded in time (about 6 minutes with the defaults).
+#
+#   bash benches/compare.sh [ROUNDS] [SECONDS]
+#
+# Needs: the load generator and responder in ../shared/tools/loadgen (built out of tree into
+# /tmp/loadgen-target), gdnsd (installed from Debian when missing), and a GeoIP database:
+# ../shared/data/geoip/GeoLite2-City-2019-12-24.mmdb when present, else the demo country
+# database in testdata/. Results: see docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-10}
+ROOT=$(pwd)
+TOOLS=$ROOT/../shared/tools/loadgen
+LG=/tmp/loadgen-target/release
+W=$(mktemp -d /tmp/signpost-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+DB=$ROOT/../shared/data/geoip/GeoLite2-City-2019-12-24.mmdb
+[ -f "$DB" ] || DB=$ROOT/testdata/geoip/GeoLite2-Country-2018-08-07.mmdb
+command -v gdnsd >/dev/null || { apt-get update -qq && apt-get install -y -qq gdnsd >/dev/null; }
+[ -x "$LG/loadgen" ] || cargo build -q --release --manifest-path "$TOOLS/Cargo.toml" --target-dir /tmp/loadgen-target
+cargo build -q --release
+SP=$ROOT/target/release/signpost
+
+# The same continent → node map for both servers.
+conts="EU:eu:192.0.2.10 NA:na:198.51.100.10 OC:oc:203.0.113.10 AS:as:203.0.113.20 SA:sa:203.0.113.30 AF:af:192.0.2.40 AN:an:192.0.2.50"
+mkdir -p "$W/gd/zones" "$W/gd/run" "$W/gd/state" "$W/sp"
+{
+  echo "options => { listen => [ 127.0.0.1:5402 ], udp_threads => 1, tcp_threads => 1, run_dir => $W/gd/run, state_dir => $W/gd/state }"
+  echo "plugins => { geoip => { maps => { conts => { geoip2_db => $DB"
+  echo "  datacenters => [na, eu, oc, as, sa, af, an]"
+  echo -n "  map => { "; for c in $conts; do IFS=: read -r C d _ <<<"$c"; echo -n "$C => [$d], "; done; echo "}"
+  echo "} }"
+  echo -n "resources => { dl => { map => conts, dcmap => { "; for c in $conts; do IFS=: read -r _ d a <<<"$c"; echo -n "$d => $a, "; done; echo "} } } } }"
+} > "$W/gd/config"
+printf '@ 3600 SOA ns1 hostmaster 1 7200 900 1209600 300\n@ 3600 NS ns1\nns1 3600 A 127.0.0.1\ndl 60 DYNA geoip!dl\n' > "$W/gd/zones/example.test"
+{
+  echo "nodes:"; for c in $conts; do IFS=: read -r _ d a <<<"$c"; echo "  - { name: $d, ipv4: [$a] }"; done
+  echo "regions:"; for c in $conts; do IFS=: read -r _ d _ <<<"$c"; echo "  - { name: $d, nodes: [$d] }"; done
+  echo "services:"; echo "  - names: [dl.example.test]"; echo "    ttl: 60"; echo "    rules:"
+  for c in $conts; do IFS=: read -r C d _ <<<"$c"; echo "      - { continents: [$C], regions: [$d] }"; done
+  echo "      - { default: true, regions: [na] }"
+} > "$W/sp/map.yaml"
+cat > "$W/sp/signpost.yaml" <<YAML
+listen: ["127.0.0.1:5401"]
+workers: 1
+zones:
+  - apex: example.test
+    soa: { mname: ns1, rname: hostmaster, minimum: 300 }
+    ns: [{ name: ns1.example.test., addresses: [127.0.0.1] }]
+maps: [map.yaml]
+geoip: [{ path: $DB }]
+YAML
+
+# One core for the servers, the other for the load generator.
+# start NAME CMD...: runs CMD pinned to core 0, records its PID in the variable NAME.
+start() { local var=$1; shift; taskset -c 0 "$@" > "$W/$var.log" 2>&1 & PIDS+=($!); printf -v "$var" '%s' "$!"; }
+for p in 5401 5402 5403; do
+  if dig @127.0.0.1 -p $p example.test SOA +time=1 +tries=1 >/dev/null 2>&1; then echo "port $p is already in use"; exit 1; fi
+done
+t0=$(date +%s.%N)
+start SP_PID "$SP" serve --config "$W/sp/signpost.yaml"
+until dig @127.0.0.1 -p 5401 example.test SOA +short +time=1 +tries=1 >/dev/null 2>&1; do sleep 0.05; done
+t1=$(date +%s.%N)
+start GD_PID gdnsd -c "$W/gd" start
+until dig @127.0.0.1 -p 5402 example.test SOA +short +time=1 +tries=1 >/dev/null 2>&1; do sleep 0.05; done
+t2=$(date +%s.%N)
+start RS_PID "$LG/responder" --listen 127.0.0.1:5403 --threads 1 --batch 32 --max-seconds 1800
+sleep 0.5
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+echo "database: $DB"
+printf 'startup to first answer: signpost %.2f s (RSS %d MB), gdnsd %.2f s (RSS %d MB)\n' \
+  "$(echo "$t1 - $t0" | bc)" $(( $(rss "$SP_PID") / 1024 )) "$(echo "$t2 - $t1" | bc)" $(( $(rss "$GD_PID") / 1024 ))
+
+# Correctness first: the same answer for the same random /24s.
+"$LG/loadgen" --server 127.0.0.1:5401 --qname dl.example.test --ecs random --verify 3000 --seed 7 --out "$W/sp.verify" >/dev/null
+"$LG/loadgen" --server 127.0.0.1:5402 --qname dl.example.test --ecs random --verify 3000 --seed 7 --out "$W/gd.verify" >/dev/null
+diffs=$(paste "$W/sp.verify" "$W/gd.verify" | awk '$1 != $6 || $2 != $7' | wc -l)
+echo "verification: 3000 random /24s, answers that differ: $diffs"
+if [ "$diffs" -ne 0 ]; then paste "$W/sp.verify" "$W/gd.verify" | awk '$2 != $7' | head -5; echo "refusing to benchmark servers that disagree"; exit 1; fi
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+for f in sp gd; do
+  printf 'ECS scope of %s: median /%s, distribution (len:count) %s\n' "$f" \
+    "$(awk '{print $3}' "$W/$f.verify" | median)" \
+    "$(awk '{c[$3]++} END {for (k in c) printf "%s:%d ", k, c[k]}' "$W/$f.verify" | tr ' ' '\n' | sort -n | tr '\n' ' ')"
+done
+
+cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+declare -A QPS
+for case in none fixed:81.2.69.0/24 random; do
+  for r in $(seq 1 "$ROUNDS"); do
+    for s in signpost:5401:$SP_PID gdnsd:5402:$GD_PID responder:5403:$RS_PID; do
+      IFS=: read -r name port pid <<<"$s"
+      read -r u0 s0 < <(cpu "$pid")
+      out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:$port --qname dl.example.test --ecs "$case" --duration "$SECS" --threads 1 --sockets 16 --window 8 --label "$name")
+      read -r u1 s1 < <(cpu "$pid")
+      q=$(grep -o '"qps":[0-9]*' <<<"$out" | cut -d: -f2)
+      ans=$(grep -o '"answered":[0-9]*' <<<"$out" | cut -d: -f2)
+      p50=$(grep -o '"p50_us":[0-9]*' <<<"$out" | cut -d: -f2)
+      p99=$(grep -o '"p99_us":[0-9]*' <<<"$out" | cut -d: -f2)
+      to=$(grep -o '"timeouts":[0-9]*' <<<"$out" | cut -d: -f2)
+      us=$(echo "scale=2; ($u1 - $u0) * 1000000 / $TCK / $ans" | bc)
+      ss=$(echo "scale=2; ($s1 - $s0) * 1000000 / $TCK / $ans" | bc)
+      printf '%-22s round %d %-10s %8s qps  p50 %4s us  p99 %5s us  timeouts %s  cpu/query user %s us sys %s us  rss %d MB\n' \
+        "$case" "$r" "$name" "$q" "$p50" "$p99" "$to" "$us" "$ss" $(( $(rss "$pid") / 1024 ))
+      QPS[$case,$name]="${QPS[$case,$name]:-} $q"
+    done
+  done
+done
+# Unloaded latency: one query in flight.
+for s in signpost:5401 gdnsd:5402 responder:5403; do
+  IFS=: read -r name port <<<"$s"
+  out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:$port --qname dl.example.test --ecs random --duration 5 --threads 1 --sockets 1 --window 1)
+  printf 'unloaded (1 in flight) %-10s p50 %s us p99 %s us\n' "$name" "$(grep -o '"p50_us":[0-9]*' <<<"$out" | cut -d: -f2)" "$(grep -o '"p99_us":[0-9]*' <<<"$out" | cut -d: -f2)"
+done
+echo
+for case in none fixed:81.2.69.0/24 random; do
+  sp=$(tr ' ' '\n' <<<"${QPS[$case,signpost]}" | grep . | median)
+  gd=$(tr ' ' '\n' <<<"${QPS[$case,gdnsd]}" | grep . | median)
+  rs=$(tr ' ' '\n' <<<"${QPS[$case,responder]}" | grep . | median)
+  printf 'median %-22s signpost %7.0f  gdnsd %7.0f  responder %7.0f  signpost/gdnsd %.3f  signpost/ceiling %.3f\n' \
+    "$case" "$sp" "$gd" "$rs" "$(echo "scale=4; $sp/$gd" | bc)" "$(echo "scale=4; $sp/$rs" | bc)"
+done
