@@ -330,8 +330,20 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let t = std::time::Instant::now();
     let empty = Arc::new(GeoLayer::default());
     // The first database with locations decides; later ones are for lookups only.
-    let geo_layer = inputs.client.geo.iter().find(|d| d.layout != Layout::Asn).map(|d| d.layer.clone()).unwrap_or(empty);
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, v4 = geo_layer.v4.len(), v6 = geo_layer.v6.len(), keys = geo_layer.keys.len(), "geo layer");
+    let geo_layer = inputs
+        .client
+        .geo
+        .iter()
+        .find(|d| d.layout != Layout::Asn)
+        .map(|d| d.layer.clone())
+        .unwrap_or(empty);
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        v4 = geo_layer.v4.len(),
+        v6 = geo_layer.v6.len(),
+        keys = geo_layer.keys.len(),
+        "geo layer"
+    );
     let t = std::time::Instant::now();
     let mut services = Vec::new();
     let mut seen_names: HashMap<Box<[u8]>, ()> = HashMap::new();
@@ -773,12 +785,21 @@ fn compile_service(
     let mut classes: Vec<(Option<u32>, u64)> = vec![(None, 0)];
     let mut class_of: HashMap<(Option<u32>, u64), u32> = HashMap::from([((None, 0), 0)]);
     let mut asn_class_of: HashMap<u32, u32> = HashMap::new();
-    let asn_dbs: Vec<&GeoLayer> = client.geo.iter().filter(|d| d.layout == Layout::Asn).map(|d| &*d.layer).collect();
+    let asn_dbs: Vec<&GeoLayer> = client
+        .geo
+        .iter()
+        .filter(|d| d.layout == Layout::Asn)
+        .map(|d| &*d.layer)
+        .collect();
     let all_asns = client
         .bgp
         .iter()
         .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
-        .chain(asn_dbs.iter().flat_map(|l| l.v4.iter().chain(&l.v6).map(|r| r.2)));
+        .chain(
+            asn_dbs
+                .iter()
+                .flat_map(|l| l.v4.iter().chain(&l.v6).map(|r| r.2)),
+        );
     {
         for asn in all_asns {
             if asn_class_of.contains_key(&asn) {
@@ -810,7 +831,9 @@ fn compile_service(
         for &(start, end, k) in geo_net {
             let rule = geo_rule[k as usize];
             match geo_ranges.last_mut() {
-                Some(last) if last.2 == rule && last.1.checked_add(1) == Some(start) => last.1 = end,
+                Some(last) if last.2 == rule && last.1.checked_add(1) == Some(start) => {
+                    last.1 = end
+                }
                 _ => geo_ranges.push((start, end, rule)),
             }
         }
@@ -826,9 +849,15 @@ fn compile_service(
             let mut layers = vec![asn_ranges];
             for l in &asn_dbs {
                 let list = if fam == 0 { &l.v4 } else { &l.v6 };
-                layers.push(list.iter().map(|&(s, e, asn)| (s, e, asn_class_of[&asn])).collect());
+                layers.push(
+                    list.iter()
+                        .map(|&(s, e, asn)| (s, e, asn_class_of[&asn]))
+                        .collect(),
+                );
             }
-            asn_ranges = ranges::overlay(&layers, bits, |v| v.iter().flatten().next().copied().unwrap_or(0));
+            asn_ranges = ranges::overlay(&layers, bits, |v| {
+                v.iter().flatten().next().copied().unwrap_or(0)
+            });
         }
         asn_ranges.retain(|r| r.2 != 0);
         let op_ranges = ranges::flatten(std::mem::take(&mut prefix_rules[fam]), bits);
@@ -1076,7 +1105,11 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         for (fam, bits, unit) in [(0, 32u8, 24u8), (1, 128, 48)] {
             // Every boundary of either table, then one sample per /unit between boundaries.
             let mut starts: Vec<u128> = if fam == 0 {
-                svc.v4.starts().chain(old_svc.v4.starts()).map(|s| s as u128).collect()
+                svc.v4
+                    .starts()
+                    .chain(old_svc.v4.starts())
+                    .map(|s| s as u128)
+                    .collect()
             } else {
                 svc.v6.starts().chain(old_svc.v6.starts()).collect()
             };

@@ -195,10 +195,25 @@ impl GeoDb {
             }
         };
         let version = format!("{} built {}", db_type, reader.metadata().build_epoch);
-        let mut db = GeoDb { name: name.to_string(), layout, version, reader, layer: Arc::new(GeoLayer::default()) };
+        let mut db = GeoDb {
+            name: name.to_string(),
+            layout,
+            version,
+            reader,
+            layer: Arc::new(GeoLayer::default()),
+        };
         let t = std::time::Instant::now();
-        db.layer = Arc::new(db.flatten().map_err(|e| format!("corrupt MaxMind DB: {e}"))?);
-        tracing::debug!(file = name, ms = t.elapsed().as_millis() as u64, v4 = db.layer.v4.len(), v6 = db.layer.v6.len(), "GeoIP database walked");
+        db.layer = Arc::new(
+            db.flatten()
+                .map_err(|e| format!("corrupt MaxMind DB: {e}"))?,
+        );
+        tracing::debug!(
+            file = name,
+            ms = t.elapsed().as_millis() as u64,
+            v4 = db.layer.v4.len(),
+            v6 = db.layer.v6.len(),
+            "GeoIP database walked"
+        );
         Ok(db)
     }
 
@@ -217,13 +232,21 @@ impl GeoDb {
     /// record (decoded once per data offset) and returns its id; `f` gets every network with
     /// that id. IPv4 networks come from the IPv4 subtree; in IPv6, the IPv4-compatible range
     /// (`::/96`) and the aliases of the IPv4 subtree are skipped.
-    fn walk_ids(&self, v6: bool, mut intern: impl FnMut(GeoInfo) -> u32, mut f: impl FnMut(u128, u8, u32)) -> Result<(), String> {
+    fn walk_ids(
+        &self,
+        v6: bool,
+        mut intern: impl FnMut(GeoInfo) -> u32,
+        mut f: impl FnMut(u128, u8, u32),
+    ) -> Result<(), String> {
         if v6 && self.reader.metadata().ip_version != 6 {
             return Ok(());
         }
         let cidr = if v6 { "::/0" } else { "0.0.0.0/0" };
         let mut ids: HashMap<usize, u32> = HashMap::new();
-        let iter = self.reader.within(cidr.parse().expect("valid CIDR"), WithinOptions::default()).map_err(|e| e.to_string())?;
+        let iter = self
+            .reader
+            .within(cidr.parse().expect("valid CIDR"), WithinOptions::default())
+            .map_err(|e| e.to_string())?;
         for item in iter {
             let item = item.map_err(|e| e.to_string())?;
             let net = item.network().map_err(|e| e.to_string())?;
@@ -239,7 +262,9 @@ impl GeoDb {
                 }
                 _ => continue,
             };
-            let Some(offset) = item.offset() else { continue };
+            let Some(offset) = item.offset() else {
+                continue;
+            };
             let id = match ids.get(&offset) {
                 Some(&id) => id,
                 None => {
@@ -288,7 +313,9 @@ impl GeoDb {
                     }
                     let end = ranges::block_end(start, len, bits);
                     match out.last_mut() {
-                        Some(last) if last.2 == id && last.1.checked_add(1) == Some(start) => last.1 = end,
+                        Some(last) if last.2 == id && last.1.checked_add(1) == Some(start) => {
+                            last.1 = end
+                        }
                         _ => out.push((start, end, id)),
                     }
                 },

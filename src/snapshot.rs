@@ -141,7 +141,9 @@ impl<T: RouteKey> RouteTable<T> {
     /// Builds the directory; call once after the last `push`.
     pub fn finish(&mut self) {
         let block_of = |a: T| self.entries.partition_point(|e| e.0 <= a).saturating_sub(1);
-        let firsts: Vec<usize> = (0..65536usize).map(|k| block_of(T::from_top16(k))).collect();
+        let firsts: Vec<usize> = (0..65536usize)
+            .map(|k| block_of(T::from_top16(k)))
+            .collect();
         let last = self.entries.len().saturating_sub(1);
         self.dir = (0..=65536usize)
             .map(|k| {
@@ -175,7 +177,11 @@ impl<T: RouteKey> RouteTable<T> {
             Some(&d) if d & DIRECT != 0 => ((d >> 32) & 0x7fff_ffff) as u32,
             Some(&d) => {
                 let lo = (d & 0xffff_ffff) as usize;
-                let hi = self.dir.get(k + 1).map(|&n| (n & 0xffff_ffff) as usize + 1).unwrap_or(self.entries.len());
+                let hi = self
+                    .dir
+                    .get(k + 1)
+                    .map(|&n| (n & 0xffff_ffff) as usize + 1)
+                    .unwrap_or(self.entries.len());
                 let slice = self.entries.get(lo..hi.min(self.entries.len()))?;
                 let i = slice.partition_point(|e| e.0 <= addr);
                 slice.get(i.checked_sub(1)?)?.1
@@ -623,7 +629,15 @@ mod tests {
     #[test]
     fn route_table_lookup() {
         let mut t = RouteTable::default();
-        let blocks = [(0u32, 0), (10, 1), (20, 2), (0x0001_0000, 3), (0x0001_0005, 4), (0xffff_0000, 5), (0xffff_8000, 6)];
+        let blocks = [
+            (0u32, 0),
+            (10, 1),
+            (20, 2),
+            (0x0001_0000, 3),
+            (0x0001_0005, 4),
+            (0xffff_0000, 5),
+            (0xffff_8000, 6),
+        ];
         for (s, d) in blocks {
             t.push(s, d, 8);
         }
@@ -649,5 +663,4 @@ mod tests {
         u.push(0u128, 7, 0);
         assert_eq!(u.lookup(u128::MAX), Some((7, 0)));
     }
-
 }

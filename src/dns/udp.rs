@@ -64,48 +64,141 @@ pub fn spawn(
     Ok((bound, threads))
 }
 
+/// Messages per `recvmmsg`/`sendmmsg` call.
+const BATCH: usize = 32;
+/// Receive buffer per message: larger queries are cut by the kernel and answered FORMERR.
+const MAX_QUERY: usize = 4096;
+
 fn worker(
     sock: UdpSocket,
     state: Arc<ArcSwap<Snapshot>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut inbuf = vec![0u8; 65535];
-    let mut outbuf = vec![0u8; 65535];
+    use nix::sys::socket::{
+        ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+    };
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    let fd = sock.as_raw_fd();
+    let out_size = state.load().settings.udp_payload_max.max(512) as usize;
+    // Everything is allocated once, here.
+    let mut inbuf = vec![0u8; BATCH * MAX_QUERY];
+    let mut outbuf = vec![0u8; BATCH * out_size];
+    let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut received: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
+    let mut replies: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+    let mut reply_len = [0usize; BATCH];
+    let no_cmsgs: [ControlMessage<'_>; 0] = [];
     while !stop.load(Ordering::Relaxed) {
-        let (n, peer) = match sock.recv_from(&mut inbuf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "UDP receive failed");
-                continue;
+        // Receive up to BATCH datagrams; wait for the first one only.
+        let n = {
+            let mut chunks = inbuf.chunks_mut(MAX_QUERY);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            match recvmmsg(
+                fd,
+                &mut rx_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(msgs) => {
+                    let mut n = 0;
+                    for m in msgs {
+                        received[n] = (m.bytes, m.address);
+                        n += 1;
+                    }
+                    n
+                }
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    0
+                }
             }
         };
-        stats.udp_queries.fetch_add(1, Ordering::Relaxed);
-        // Port 0 and unspecified or broadcast sources cannot be answered honestly.
-        if peer.port() == 0
-            || peer.ip().is_unspecified()
-            || matches!(peer.ip(), std::net::IpAddr::V4(a) if a.is_broadcast())
-        {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
             continue;
         }
+        stats.udp_queries.fetch_add(n as u64, Ordering::Relaxed);
+        // Answer them all from one snapshot.
         let snap = state.load();
-        let outcome = respond(&snap, &inbuf[..n], peer.ip(), Transport::Udp, &mut outbuf);
-        stats.count(&outcome);
-        if let Outcome::Answered { len, .. } = outcome
-            && let Err(e) = sock.send_to(&outbuf[..len], peer)
-        {
-            tracing::debug!(error = %e, %peer, "UDP send failed");
+        let mut m = 0;
+        for (i, (len, addr)) in received[..n].iter().enumerate() {
+            let Some(peer) = addr.as_ref().and_then(to_std) else {
+                continue;
+            };
+            // Port 0 and unspecified or broadcast sources cannot be answered honestly.
+            if peer.port() == 0
+                || peer.ip().is_unspecified()
+                || matches!(peer.ip(), std::net::IpAddr::V4(a) if a.is_broadcast())
+            {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let query = &inbuf[i * MAX_QUERY..i * MAX_QUERY + (*len).min(MAX_QUERY)];
+            let out = &mut outbuf[m * out_size..(m + 1) * out_size];
+            let outcome = respond(&snap, query, peer.ip(), Transport::Udp, out);
+            stats.count(&outcome);
+            if let Outcome::Answered { len, .. } = outcome {
+                replies[m] = *addr;
+                reply_len[m] = len;
+                m += 1;
+            }
+        }
+        drop(snap);
+        // Send the answers in one call (and again for any the kernel did not take).
+        let mut sent = 0;
+        while sent < m {
+            let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|j| {
+                let k = (sent + j).min(m.saturating_sub(1));
+                [IoSlice::new(
+                    &outbuf[k * out_size..k * out_size + reply_len[k]],
+                )]
+            });
+            match sendmmsg(
+                fd,
+                &mut tx_headers,
+                iovs[..m - sent].iter(),
+                &replies[sent..m],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                Ok(r) => {
+                    let k = r.count();
+                    if k == 0 {
+                        break;
+                    }
+                    sent += k;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    // Skip the message the kernel refused (e.g. an unreachable peer).
+                    tracing::debug!(error = %e, "UDP send failed");
+                    sent += 1;
+                }
+            }
         }
     }
+}
+
+/// A socket address from the kernel as a std one.
+fn to_std(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4(std::net::SocketAddrV4::new(
+            v4.ip(),
+            v4.port(),
+        )));
+    }
+    a.as_sockaddr_in6().map(|v6| {
+        SocketAddr::V6(std::net::SocketAddrV6::new(
+            v6.ip(),
+            v6.port(),
+            v6.flowinfo(),
+            v6.scope_id(),
+        ))
+    })
 }
