@@ -1,17 +1,28 @@
 //! BGP prefix tables: prefix → origin ASN, loaded from text tables and kept for longest-match
 //! lookups and for compilation.
 //!
-//! Text formats: pyasn (`prefix/len<TAB>asn`) and CAIDA pfx2as (`prefix<TAB>len<TAB>asn`),
-//! plain or gzip, `;` or `#` comment lines. A multi-origin entry `a_b` and an AS-set entry
-//! `a,b` are recorded with their first ASN (the set is kept in the explanation text only).
-//! Malformed lines are counted and the first few reported with their line numbers; a file
-//! that yields no prefix is an error. Only used off the query path.
+//! Inputs, plain, gzip or bzip2:
+//! - MRT (RFC 6396), parsed with `bgpkit-parser`: RIB dumps (TABLE_DUMP, TABLE_DUMP_V2 with
+//!   ADD-PATH and IPv6) and BGP4MP update streams, applied in order (announce, withdraw) per
+//!   peer and path. For each prefix the origin is the most common origin ASN across the peers'
+//!   routes (ties: the smaller ASN), and the shortest AS path length seen is kept. The origin is
+//!   the last AS of the path; when the path ends in an AS_SET, the set's first ASN is used.
+//! - Text: pyasn (`prefix/len<TAB>asn`) and CAIDA pfx2as (`prefix<TAB>len<TAB>asn`), `;` or `#`
+//!   comment lines. A multi-origin entry `a_b` and an AS-set entry `a,b` are recorded with
+//!   their first ASN.
+//!
+//! Malformed lines and records are counted and the first few reported (line number, or MRT
+//! record number and reason); a file that yields no prefix is an error. Only used off the query
+//! path.
 
 use std::io::Read;
 use std::net::IpAddr;
 
 use ip_network::IpNetwork;
 use ip_network_table::IpNetworkTable;
+
+/// The current route of each (peer, ADD-PATH id) for one prefix: (origin ASN, AS path length).
+type PeerRoutes = std::collections::HashMap<(IpAddr, u32), (u32, u32)>;
 
 /// A loaded prefix table.
 pub struct BgpTable {
@@ -27,6 +38,8 @@ pub struct BgpTable {
     pub skipped: usize,
     /// The first few problems (`line N: reason`).
     pub problems: Vec<String>,
+    /// Shortest AS path length per prefix (MRT inputs only).
+    pub path_len: std::collections::HashMap<IpNetwork, u32>,
 }
 
 impl std::fmt::Debug for BgpTable {
@@ -42,53 +55,30 @@ impl std::fmt::Debug for BgpTable {
 }
 
 impl BgpTable {
-    /// Parses a table from its bytes; `format` is `auto`, `pyasn` or `pfx2as`.
+    /// Parses a table from its bytes; `format` is `auto`, `mrt`, `pyasn` or `pfx2as`.
     pub fn load(name: &str, bytes: &[u8], format: &str) -> Result<BgpTable, String> {
         if bytes.is_empty() {
             return Err("empty file".into());
         }
-        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut s = String::new();
-            flate2::read::MultiGzDecoder::new(bytes)
-                .read_to_string(&mut s)
-                .map_err(|e| format!("bad gzip data: {e}"))?;
-            s
-        } else {
-            String::from_utf8(bytes.to_vec()).map_err(|_| {
-                "not a text prefix table (not UTF-8); MRT files are not supported yet".to_string()
-            })?
-        };
-        if !matches!(format, "auto" | "pyasn" | "pfx2as") {
+        if !matches!(format, "auto" | "pyasn" | "pfx2as" | "mrt") {
             return Err(format!(
-                "unknown BGP table format {format:?}; expected auto, pyasn or pfx2as"
+                "unknown BGP table format {format:?}; expected auto, mrt, pyasn or pfx2as"
             ));
         }
-        let mut t = BgpTable {
-            name: name.into(),
-            v4: Vec::new(),
-            v6: Vec::new(),
-            table: IpNetworkTable::new(),
-            skipped: 0,
-            problems: Vec::new(),
-        };
+        let data = decompress(bytes)?;
+        if format == "mrt" || (format == "auto" && looks_like_mrt(&data)) {
+            return BgpTable::load_mrt(name, &data);
+        }
+        let text = String::from_utf8(data)
+            .map_err(|_| "neither MRT nor a text prefix table (not UTF-8)".to_string())?;
+        let mut t = BgpTable::empty(name);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
                 continue;
             }
             match parse_line(line) {
-                Ok((net, asn)) => {
-                    let (start, len) = match net {
-                        IpNetwork::V4(n) => (u32::from(n.network_address()) as u128, n.netmask()),
-                        IpNetwork::V6(n) => (u128::from(n.network_address()), n.netmask()),
-                    };
-                    if net.is_ipv4() {
-                        t.v4.push((start, len, asn));
-                    } else {
-                        t.v6.push((start, len, asn));
-                    }
-                    t.table.insert(net, asn);
-                }
+                Ok((net, asn)) => t.add(net, asn),
                 Err(e) => {
                     t.skipped += 1;
                     if t.problems.len() < 5 {
@@ -108,10 +98,166 @@ impl BgpTable {
         Ok(t)
     }
 
+    fn empty(name: &str) -> BgpTable {
+        BgpTable {
+            name: name.into(),
+            v4: Vec::new(),
+            v6: Vec::new(),
+            table: IpNetworkTable::new(),
+            skipped: 0,
+            problems: Vec::new(),
+            path_len: std::collections::HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, net: IpNetwork, asn: u32) {
+        match net {
+            IpNetwork::V4(n) => {
+                self.v4
+                    .push((u32::from(n.network_address()) as u128, n.netmask(), asn))
+            }
+            IpNetwork::V6(n) => self
+                .v6
+                .push((u128::from(n.network_address()), n.netmask(), asn)),
+        }
+        self.table.insert(net, asn);
+    }
+
+    /// Parses MRT data (already decompressed).
+    pub fn load_mrt(name: &str, data: &[u8]) -> Result<BgpTable, String> {
+        use bgpkit_parser::models::{ElemType, MrtMessage, TableDumpV2Message};
+        use std::collections::HashMap;
+        // Per prefix, the current route of each (peer, path id): (origin, path length).
+        let mut routes: HashMap<IpNetwork, PeerRoutes> = HashMap::new();
+        let mut t = BgpTable::empty(name);
+        let parser = bgpkit_parser::BgpkitParser::from_reader(std::io::Cursor::new(data));
+        let mut elementor = bgpkit_parser::Elementor::new();
+        let mut n = 0usize;
+        for item in parser.into_fallible_record_iter() {
+            n += 1;
+            let record = match item {
+                Ok(r) => r,
+                Err(e) => {
+                    t.skipped += 1;
+                    if t.problems.len() < 5 {
+                        t.problems.push(format!("MRT record {n}: {}", e.error));
+                    }
+                    if t.skipped > 10_000 {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            // The elements of an ADD-PATH RIB record do not carry their entries' path ids;
+            // they come out one per entry, in order, so take the ids from the record.
+            let path_ids: Vec<Option<u32>> = match &record.message {
+                MrtMessage::TableDumpV2Message(TableDumpV2Message::RibAfi(r)) => {
+                    r.rib_entries.iter().map(|e| e.path_id).collect()
+                }
+                _ => Vec::new(),
+            };
+            for (i, elem) in elementor.record_to_elems(record).into_iter().enumerate() {
+                let Ok(net) = IpNetwork::new_truncate(
+                    elem.prefix.prefix.addr(),
+                    elem.prefix.prefix.prefix_len(),
+                ) else {
+                    continue;
+                };
+                let path_id = path_ids
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .or(elem.prefix.path_id)
+                    .unwrap_or(0);
+                let key = (elem.peer_ip, path_id);
+                match elem.elem_type {
+                    ElemType::ANNOUNCE => {
+                        let origin = elem
+                            .origin_asns
+                            .as_ref()
+                            .and_then(|o| o.first())
+                            .map(|a| a.to_u32());
+                        let len = elem
+                            .as_path
+                            .as_ref()
+                            .map(|p| p.route_len() as u32)
+                            .unwrap_or(0);
+                        if let Some(origin) = origin {
+                            routes.entry(net).or_default().insert(key, (origin, len));
+                        }
+                    }
+                    ElemType::WITHDRAW => {
+                        if let Some(r) = routes.get_mut(&net) {
+                            r.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        let mut nets: Vec<_> = routes.into_iter().filter(|(_, r)| !r.is_empty()).collect();
+        nets.sort_by_key(|(n, _)| (n.is_ipv6(), *n));
+        for (net, peers) in nets {
+            let mut votes: HashMap<u32, usize> = HashMap::new();
+            for (origin, _) in peers.values() {
+                *votes.entry(*origin).or_default() += 1;
+            }
+            let origin = votes
+                .iter()
+                .map(|(a, c)| (std::cmp::Reverse(*c), *a))
+                .min()
+                .map(|(_, a)| a)
+                .unwrap_or(0);
+            let shortest = peers.values().map(|(_, l)| *l).min().unwrap_or(0);
+            t.path_len.insert(net, shortest);
+            t.add(net, origin);
+        }
+        if t.v4.is_empty() && t.v6.is_empty() {
+            let why = t
+                .problems
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "no route in the file".into());
+            return Err(format!("no usable prefix ({why})"));
+        }
+        Ok(t)
+    }
+
     /// The longest matching prefix of `addr` and its origin ASN.
     pub fn lookup(&self, addr: IpAddr) -> Option<(IpNetwork, u32)> {
         self.table.longest_match(addr).map(|(n, a)| (n, *a))
     }
+}
+
+/// Undoes gzip or bzip2 compression, recognised by their magic bytes.
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("bad gzip data: {e}"))?;
+    } else if bytes.starts_with(b"BZh") {
+        // A dump cut mid-stream still yields what came before the cut.
+        let r = bzip2::read::MultiBzDecoder::new(bytes).read_to_end(&mut out);
+        if let Err(e) = r
+            && out.is_empty()
+        {
+            return Err(format!("bad bzip2 data: {e}"));
+        }
+    } else {
+        out.extend_from_slice(bytes);
+    }
+    Ok(out)
+}
+
+/// True when `data` starts with an MRT header of a type Signpost reads.
+fn looks_like_mrt(data: &[u8]) -> bool {
+    let Some(h) = data.get(..12) else {
+        return false;
+    };
+    let mrt_type = u16::from_be_bytes([h[4], h[5]]);
+    // TABLE_DUMP, TABLE_DUMP_V2, BGP4MP, BGP4MP_ET.
+    matches!(mrt_type, 12 | 13 | 16 | 17)
+        && !h[..4].iter().all(|b| b.is_ascii_graphic() || *b == b'\t')
 }
 
 fn parse_line(line: &str) -> Result<(IpNetwork, u32), String> {
