@@ -23,9 +23,12 @@ fn gunzip(bytes: &[u8]) -> String {
     s
 }
 
+/// (peer, path id) → (origin, path length) for one prefix.
+type PeerRoutes = HashMap<(String, String), (u32, u32)>;
+
 /// Replays `bgpdump -m` lines: per prefix, (most common origin, shortest path length).
 fn expected(text: &str) -> HashMap<String, (u32, u32)> {
-    let mut routes: HashMap<String, HashMap<(String, String), (u32, u32)>> = HashMap::new();
+    let mut routes: HashMap<String, PeerRoutes> = HashMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split('|').collect();
         let (kind, peer, prefix) = (f[2], f[3], f.get(5).copied().unwrap_or(""));
