@@ -113,6 +113,21 @@ for case in none fixed:81.2.69.0/24 random; do
     done
   done
 done
+# Reloads under load: SIGHUP every second (maps, GeoIP database and all recompiled on the
+# reload thread, which shares the servers' core here) while random-ECS load runs.
+for r in $(seq 1 "$ROUNDS"); do
+  ( end=$((SECONDS + SECS)); while [ $SECONDS -lt $end ]; do kill -HUP "$SP_PID"; sleep 1; done ) &
+  hup=$!
+  out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:5401 --qname dl.example.test --ecs random --duration "$SECS" --threads 1 --sockets 16 --window 8)
+  wait "$hup" || true
+  q=$(grep -o '"qps":[0-9]*' <<<"$out" | cut -d: -f2)
+  printf '%-22s round %d %-10s %8s qps  timeouts %s  rcodes %s\n' "reload-every-1s" "$r" signpost "$q" \
+    "$(grep -o '"timeouts":[0-9]*' <<<"$out" | cut -d: -f2)" "$(grep -o '"rcodes":{[^}]*}' <<<"$out")"
+  QPS[reload,signpost]="${QPS[reload,signpost]:-} $q"
+done
+reloads=$(grep -c "reloaded" "$W/SP_PID.log" || true)
+echo "signpost completed $reloads reloads during the reload rounds"
+
 # Unloaded latency: one query in flight.
 for s in signpost:5401 gdnsd:5402 responder:5403; do
   IFS=: read -r name port <<<"$s"
@@ -127,3 +142,6 @@ for case in none fixed:81.2.69.0/24 random; do
   printf 'median %-22s signpost %7.0f  gdnsd %7.0f  responder %7.0f  signpost/gdnsd %.3f  signpost/ceiling %.3f\n' \
     "$case" "$sp" "$gd" "$rs" "$(echo "scale=4; $sp/$gd" | bc)" "$(echo "scale=4; $sp/$rs" | bc)"
 done
+rl=$(tr ' ' '\n' <<<"${QPS[reload,signpost]}" | grep . | median)
+sp=$(tr ' ' '\n' <<<"${QPS[random,signpost]}" | grep . | median)
+printf 'median random ECS with a reload every second: signpost %7.0f (%.3f of its qps without reloads)\n' "$rl" "$(echo "scale=4; $rl/$sp" | bc)"

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::bgp::BgpTable;
 use crate::config::DataFile;
@@ -16,10 +17,47 @@ use crate::source::Errors;
 /// The client data of one configuration.
 #[derive(Debug, Default)]
 pub struct ClientData {
-    /// GeoIP databases, in configuration order (earlier ones win).
-    pub geo: Vec<GeoDb>,
+    /// GeoIP databases, in configuration order (earlier ones win), with the file stamp they
+    /// were read at.
+    geo: Vec<(Option<Stamp>, Arc<GeoDb>)>,
     /// BGP tables, in configuration order (earlier ones win).
-    pub bgp: Vec<BgpTable>,
+    bgp: Vec<(Option<Stamp>, Arc<BgpTable>)>,
+}
+
+/// What identifies one version of an input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    source: crate::config::DataSource,
+    format: String,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    /// The stamp of `source` now; None when it cannot be read (it will be read, and fail).
+    fn of(source: &crate::config::DataSource, format: &str) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        match source {
+            crate::config::DataSource::File(p) => {
+                let m = std::fs::metadata(p).ok()?;
+                Some(Stamp {
+                    source: source.clone(),
+                    format: format.into(),
+                    len: m.len(),
+                    modified: m.modified().ok(),
+                    inode: m.ino(),
+                })
+            }
+            crate::config::DataSource::Embedded(_) => Some(Stamp {
+                source: source.clone(),
+                format: format.into(),
+                len: 0,
+                modified: None,
+                inode: 0,
+            }),
+        }
+    }
 }
 
 /// A value with where it came from and the prefix length it holds for.
@@ -53,21 +91,46 @@ pub struct ClientInfo {
 impl ClientData {
     /// Loads every input; all failures are reported, each naming its file.
     pub fn load(geo: &[DataFile], bgp: &[DataFile]) -> Result<ClientData, Errors> {
+        ClientData::load_reusing(geo, bgp, None)
+    }
+
+    /// Like [`ClientData::load`], but an input whose file is unchanged since `previous` was
+    /// loaded (same path, size, modification time and inode) is reused instead of read again,
+    /// so that a reload costs only what changed.
+    pub fn load_reusing(
+        geo: &[DataFile],
+        bgp: &[DataFile],
+        previous: Option<&ClientData>,
+    ) -> Result<ClientData, Errors> {
         let mut errors = Errors::default();
         let mut data = ClientData::default();
         for f in geo {
             let name = f.source.display();
+            let stamp = Stamp::of(&f.source, &f.format);
+            if let Some(old) =
+                previous.and_then(|p| p.geo.iter().find(|(s, _)| stamp.is_some() && *s == stamp))
+            {
+                data.geo.push(old.clone());
+                continue;
+            }
             match f
                 .source
                 .read()
                 .and_then(|b| GeoDb::open(&name, b, &f.format))
             {
-                Ok(db) => data.geo.push(db),
+                Ok(db) => data.geo.push((stamp, Arc::new(db))),
                 Err(e) => errors.file(&name, e),
             }
         }
         for f in bgp {
             let name = f.source.display();
+            let stamp = Stamp::of(&f.source, &f.format);
+            if let Some(old) =
+                previous.and_then(|p| p.bgp.iter().find(|(s, _)| stamp.is_some() && *s == stamp))
+            {
+                data.bgp.push(old.clone());
+                continue;
+            }
             match f
                 .source
                 .read()
@@ -77,7 +140,7 @@ impl ClientData {
                     if t.skipped > 0 {
                         tracing::warn!(file = %name, skipped = t.skipped, first = ?t.problems, "prefix table lines skipped");
                     }
-                    data.bgp.push(t)
+                    data.bgp.push((stamp, Arc::new(t)))
                 }
                 Err(e) => errors.file(&name, e),
             }
@@ -85,10 +148,20 @@ impl ClientData {
         errors.into_result(data)
     }
 
+    /// The GeoIP databases, in configuration order.
+    pub fn geo(&self) -> impl Iterator<Item = &GeoDb> {
+        self.geo.iter().map(|(_, d)| &**d)
+    }
+
+    /// The BGP tables, in configuration order.
+    pub fn bgp(&self) -> impl Iterator<Item = &BgpTable> + Clone {
+        self.bgp.iter().map(|(_, t)| &**t)
+    }
+
     /// Looks `addr` up in every input.
     pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
         let mut out = ClientInfo::default();
-        for db in &self.geo {
+        for db in self.geo() {
             let Ok(Some((info, len))) = db.lookup(addr) else {
                 continue;
             };
@@ -130,7 +203,7 @@ impl ClientData {
                 });
             }
         }
-        for t in &self.bgp {
+        for t in self.bgp() {
             if let Some((net, asn)) = t.lookup(addr) {
                 out.asn = Some(Sourced {
                     value: asn,
@@ -147,10 +220,10 @@ impl ClientData {
     /// A one-line description of the inputs, for `status` and `_why`.
     pub fn versions(&self) -> String {
         let mut s = String::new();
-        for db in &self.geo {
+        for db in self.geo() {
             let _ = write!(s, "geoip {} ({}); ", short(&db.name), db.version);
         }
-        for t in &self.bgp {
+        for t in self.bgp() {
             let _ = write!(
                 s,
                 "bgp {} ({} v4 + {} v6 prefixes); ",

@@ -332,8 +332,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     // The first database with locations decides; later ones are for lookups only.
     let geo_layer = inputs
         .client
-        .geo
-        .iter()
+        .geo()
         .find(|d| d.layout != Layout::Asn)
         .map(|d| d.layer.clone())
         .unwrap_or(empty);
@@ -786,14 +785,12 @@ fn compile_service(
     let mut class_of: HashMap<(Option<u32>, u64), u32> = HashMap::from([((None, 0), 0)]);
     let mut asn_class_of: HashMap<u32, u32> = HashMap::new();
     let asn_dbs: Vec<&GeoLayer> = client
-        .geo
-        .iter()
+        .geo()
         .filter(|d| d.layout == Layout::Asn)
         .map(|d| &*d.layer)
         .collect();
     let all_asns = client
-        .bgp
-        .iter()
+        .bgp()
         .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
         .chain(
             asn_dbs
@@ -839,7 +836,7 @@ fn compile_service(
         }
         // BGP: earlier tables win, so they go last into `flatten`.
         let mut bgp_prefixes = Vec::new();
-        for t in client.bgp.iter().rev() {
+        for t in client.bgp().collect::<Vec<_>>().into_iter().rev() {
             let list = if fam == 0 { &t.v4 } else { &t.v6 };
             bgp_prefixes.extend(list.iter().map(|&(s, l, asn)| (s, l, asn_class_of[&asn])));
         }

@@ -26,11 +26,24 @@ pub fn load(
     config_path: Option<&Path>,
     previous_health: Option<&HealthTable>,
 ) -> Result<(Config, Snapshot), Errors> {
+    load_reusing(config_path, previous_health, None)
+}
+
+/// Like [`load`], reusing the data files of `previous` that did not change on disk.
+pub fn load_reusing(
+    config_path: Option<&Path>,
+    previous_health: Option<&HealthTable>,
+    previous: Option<&ClientData>,
+) -> Result<(Config, Snapshot), Errors> {
     let config = match config_path {
         Some(p) => Config::load(p)?,
         None => Config::embedded()?,
     };
-    let client = Arc::new(ClientData::load(&config.geoip, &config.bgp)?);
+    let client = Arc::new(ClientData::load_reusing(
+        &config.geoip,
+        &config.bgp,
+        previous,
+    )?);
     let maps = compile::read_maps(&config)?;
     let snap = compile::build(
         &config,
@@ -197,7 +210,7 @@ pub fn reload_now(
 ) -> bool {
     let started = Instant::now();
     let old = state.load_full();
-    let result = load(config_path, Some(&old.health));
+    let result = load_reusing(config_path, Some(&old.health), Some(&old.client));
     let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
     st.at = SystemTime::now();
     match result {
