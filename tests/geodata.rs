@@ -1,0 +1,174 @@
+//! GeoIP layouts with exact expectations: databases written here with `mmdb-writer` (the flat
+//! DB-IP / ip-location-db layout, and a GeoIP2 City layout with subdivisions), read back by
+//! Signpost, and a map compiled over them served by the real binary.
+
+mod common;
+use common::*;
+
+use mmdb_writer::Writer;
+use serde_json::json;
+use signpost::geo::{GeoDb, Layout};
+
+fn flat_db() -> Vec<u8> {
+    let mut w = Writer::new("DBIP-Country-Lite");
+    w.insert(
+        "1.2.3.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &json!({"country_code": "NZ"}),
+    )
+    .unwrap();
+    w.insert(
+        "5.6.0.0/16".parse::<ipnet::IpNet>().unwrap(),
+        &json!({"country_code": "BR", "latitude": -23.5, "longitude": -46.6}),
+    )
+    .unwrap();
+    w.insert(
+        "2a01:1::/32".parse::<ipnet::IpNet>().unwrap(),
+        &json!({"country_code": "DE"}),
+    )
+    .unwrap();
+    w.to_bytes().unwrap()
+}
+
+fn city_db() -> Vec<u8> {
+    let mut w = Writer::new("GeoIP2-City");
+    let rec = |cont: &str, country: &str, sub: &str| json!({"continent": {"code": cont}, "country": {"iso_code": country}, "subdivisions": [{"iso_code": sub}], "location": {"latitude": 37.3, "longitude": -121.9}});
+    w.insert(
+        "9.9.8.0/22".parse::<ipnet::IpNet>().unwrap(),
+        &rec("NA", "US", "CA"),
+    )
+    .unwrap();
+    w.insert(
+        "9.9.12.0/22".parse::<ipnet::IpNet>().unwrap(),
+        &rec("NA", "US", "NY"),
+    )
+    .unwrap();
+    w.insert(
+        "9.9.16.0/20".parse::<ipnet::IpNet>().unwrap(),
+        &rec("NA", "US", "CA"),
+    )
+    .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn flat_and_city_layouts() {
+    let flat = GeoDb::open("flat", flat_db(), "auto").unwrap();
+    assert_eq!(flat.layout, Layout::Flat);
+    let (info, len) = flat.lookup("1.2.3.4".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(
+        (info.country.as_deref(), info.continent.as_deref(), len),
+        (Some("NZ"), Some("OC"), 24),
+        "continent derived from the country"
+    );
+    let (info, len) = flat.lookup("5.6.7.8".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(
+        (info.country.as_deref(), info.location, len),
+        (Some("BR"), Some((-23.5, -46.6)), 16)
+    );
+    assert_eq!(
+        flat.lookup("2a01:1::5".parse().unwrap())
+            .unwrap()
+            .unwrap()
+            .0
+            .continent
+            .as_deref(),
+        Some("EU")
+    );
+    assert!(flat.lookup("7.7.7.7".parse().unwrap()).unwrap().is_none());
+    // Layout forced by configuration.
+    assert_eq!(
+        GeoDb::open("flat", flat_db(), "flat").unwrap().layout,
+        Layout::Flat
+    );
+    assert!(GeoDb::open("flat", flat_db(), "banana").is_err());
+
+    let city = GeoDb::open("city", city_db(), "auto").unwrap();
+    assert_eq!(city.layout, Layout::GeoIp2);
+    let (info, len) = city.lookup("9.9.9.9".parse().unwrap()).unwrap().unwrap();
+    assert_eq!((info.subdivision.as_deref(), len), (Some("US-CA"), 22));
+    // The flattened layer: three ranges (CA, NY, CA), the first and last with the same key.
+    assert_eq!(city.layer.v4.len(), 3, "{:?}", city.layer.v4);
+    assert_eq!(city.layer.v4[0].2, city.layer.v4[2].2);
+    assert_ne!(city.layer.v4[0].2, city.layer.v4[1].2);
+}
+
+#[test]
+fn subdivision_and_country_rules_over_built_databases() {
+    let dir = TempDir::new("geodata");
+    std::fs::write(dir.path("city.mmdb"), city_db()).unwrap();
+    std::fs::write(dir.path("flat.mmdb"), flat_db()).unwrap();
+    std::fs::create_dir_all(dir.path("maps")).unwrap();
+    dir.write(
+        "maps/map.yaml",
+        r#"nodes:
+  - { name: west, ipv4: [192.0.2.1] }
+  - { name: east, ipv4: [192.0.2.2] }
+  - { name: nz, ipv4: [192.0.2.3] }
+  - { name: other, ipv4: [192.0.2.4] }
+regions:
+  - { name: west, nodes: [west] }
+  - { name: east, nodes: [east] }
+  - { name: nz, nodes: [nz] }
+  - { name: other, nodes: [other] }
+services:
+  - names: [dl.example.test]
+    rules:
+      - { subdivisions: [US-CA], regions: [west] }
+      - { countries: [US], regions: [east] }
+      - { countries: [NZ], regions: [nz] }
+      - { default: true, regions: [other] }
+"#,
+    );
+    let cfg = dir.write(
+        "signpost.yaml",
+        "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip:\n  - { path: city.mmdb }\n  - { path: flat.mmdb }\n",
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let ask = |subnet: &str| {
+        let out = s.dig(&["dl.example.test", &format!("+subnet={subnet}")]);
+        let a = out
+            .lines()
+            .find(|l| l.starts_with("dl.example.test."))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+            .unwrap_or_default();
+        let scope = out
+            .lines()
+            .find_map(|l| l.strip_prefix("; CLIENT-SUBNET: "))
+            .map(|c| c.rsplit('/').next().unwrap().trim().to_string())
+            .unwrap_or_default();
+        (a, scope)
+    };
+    assert_eq!(
+        ask("9.9.9.0/24"),
+        ("192.0.2.1".into(), "22".into()),
+        "subdivision US-CA"
+    );
+    assert_eq!(
+        ask("9.9.13.0/24"),
+        ("192.0.2.2".into(), "22".into()),
+        "country US (NY has no rule)"
+    );
+    assert_eq!(
+        ask("9.9.20.0/24"),
+        ("192.0.2.1".into(), "20".into()),
+        "US-CA again, merged to its /20"
+    );
+    // Only the first location database compiles into the map; the flat one answers lookups.
+    assert_eq!(ask("1.2.3.0/24").0, "192.0.2.4");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args([
+            "lookup",
+            "--config",
+            cfg.to_str().unwrap(),
+            "1.2.3.4",
+            "9.9.9.9",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("country: NZ") && text.contains("flat.mmdb, valid for /24"),
+        "{text}"
+    );
+    assert!(text.contains("subdivision: US-CA"), "{text}");
+}
