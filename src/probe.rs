@@ -1,4 +1,4 @@
-//! The built-in health-check poller: `http` and `tcp` checks per node, with interval, timeout,
+//! The built-in health-check poller: `http`, `https` (rustls) and `tcp` checks per node, with interval, timeout,
 //! jitter and rise/fall counting, bounded in concurrency, reconciled with the maps after every
 //! reload.
 //!
@@ -41,6 +41,15 @@ pub enum Kind {
     Tcp,
 }
 
+/// TLS settings of an `https` check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    /// The name to verify the certificate against (and send as SNI).
+    pub server_name: String,
+    /// Skip certificate verification (private CAs, self-signed certificates).
+    pub insecure: bool,
+}
+
 /// A resolved health check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
@@ -48,6 +57,8 @@ pub struct Check {
     pub kind: Kind,
     /// Where.
     pub target: SocketAddr,
+    /// TLS, for `https`.
+    pub tls: Option<Tls>,
     /// Between checks.
     pub interval: Duration,
     /// Per check.
@@ -99,16 +110,45 @@ impl Check {
                 )
             }
             "tcp" => (Kind::Tcp, c.port.ok_or("a tcp check needs a `port`")?),
-            "https" => return Err("https checks are not supported yet; use `http` or `tcp`".into()),
+            "https" => {
+                if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
+                    return Err(format!("bad HTTP path {:?}", c.path));
+                }
+                let host = c.host.clone().unwrap_or_else(|| addr.to_string());
+                if host.contains(['\r', '\n', ' ', '/']) {
+                    return Err(format!("bad Host {host:?}"));
+                }
+                (
+                    Kind::Http {
+                        path: c.path.clone(),
+                        host,
+                        expect_status: c.expect_status.clone(),
+                        expect_body: c.expect_body.clone(),
+                    },
+                    c.port.unwrap_or(443),
+                )
+            }
             other => {
                 return Err(format!(
-                    "unknown check kind {other:?}; expected http or tcp"
+                    "unknown check kind {other:?}; expected http, https or tcp"
                 ));
             }
         };
+        let tls = (c.kind == "https").then(|| Tls {
+            server_name: c
+                .host
+                .clone()
+                .map(|h| h.split(':').next().unwrap_or_default().to_string())
+                .unwrap_or_else(|| addr.to_string()),
+            insecure: c.insecure,
+        });
+        if c.insecure && tls.is_none() {
+            return Err("`insecure` applies to https checks only".into());
+        }
         Ok(Check {
             kind,
             target: SocketAddr::new(addr, port),
+            tls,
             interval: Duration::from_millis(c.interval_ms),
             timeout: Duration::from_millis(c.timeout_ms),
             jitter: Duration::from_millis(c.jitter_ms),
@@ -126,9 +166,27 @@ impl Check {
     }
 
     async fn attempt(&self) -> Result<(), String> {
-        let mut s = TcpStream::connect(self.target)
+        let s = TcpStream::connect(self.target)
             .await
             .map_err(|e| format!("connect {}: {e}", self.target))?;
+        let Some(tls) = &self.tls else {
+            return self.converse(s).await;
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls_config(tls.insecure));
+        let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+            .map_err(|e| format!("bad TLS server name {:?}: {e}", tls.server_name))?;
+        let stream = connector
+            .connect(name, s)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        self.converse(stream).await
+    }
+
+    /// The HTTP exchange (or nothing, for `tcp`) over an established connection.
+    async fn converse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        &self,
+        mut s: S,
+    ) -> Result<(), String> {
         let Kind::Http {
             path,
             host,
@@ -177,6 +235,81 @@ impl Check {
             }
         }
         Ok(())
+    }
+}
+
+/// The TLS client configuration of checks: webpki roots, or no verification at all.
+fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
+    static VERIFIED: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    static INSECURE: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let build = |insecure: bool| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut config = builder.with_root_certificates(roots).with_no_client_auth();
+        if insecure {
+            config
+                .dangerous()
+                .set_certificate_verifier(Arc::new(NoVerification(provider)));
+        }
+        Arc::new(config)
+    };
+    if insecure {
+        INSECURE.get_or_init(|| build(true)).clone()
+    } else {
+        VERIFIED.get_or_init(|| build(false)).clone()
+    }
+}
+
+/// Accepts any certificate (the handshake signatures are still checked), for `insecure: true`.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -62,16 +62,17 @@ pub struct NodeSpec {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
-    /// `http` or `tcp`.
+    /// `http`, `https` or `tcp`.
     pub kind: String,
     /// Address to probe; the node's first IPv4 (else IPv6) address when absent.
     pub address: Option<IpAddr>,
-    /// Port; 80 for http when absent.
+    /// Port; 80 for http and 443 for https when absent.
     pub port: Option<u16>,
     /// HTTP path.
     #[serde(default = "slash")]
     pub path: String,
-    /// HTTP Host header; the address when absent.
+    /// HTTP Host header (and, for https, the name the certificate must carry); the address
+    /// when absent.
     pub host: Option<String>,
     /// Acceptable HTTP status codes.
     #[serde(default = "ok200")]
@@ -93,6 +94,9 @@ pub struct CheckSpec {
     /// Consecutive failures to go down.
     #[serde(default = "fall")]
     pub fall: u32,
+    /// https: accept any certificate (private CAs, self-signed).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn slash() -> String {

@@ -215,3 +215,107 @@ fn reload_stops_checks_of_removed_nodes_and_keeps_state() {
         .collect();
     assert_eq!(names, vec!["z", "b"]);
 }
+
+/// An HTTPS server with a self-signed certificate for `localhost`, answering 200 "ok".
+fn https_server() -> (u16, std::thread::JoinHandle<()>, Arc<AtomicBool>) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !flag.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                let Ok(Ok((tcp, _))) =
+                    tokio::time::timeout(Duration::from_millis(100), listener.accept()).await
+                else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    });
+    (port, thread, stop)
+}
+
+#[test]
+fn https_checks_verify_certificates_unless_told_not_to() {
+    let (port, thread, stop) = https_server();
+    let dir = TempDir::new("https");
+    std::fs::create_dir_all(dir.path("maps")).unwrap();
+    let check = |extra: &str| {
+        format!(
+            "{{ kind: https, address: 127.0.0.1, port: {port}, host: localhost, path: /health, expect_body: ok, interval_ms: 300, timeout_ms: 1000, rise: 1, fall: 1{extra} }}"
+        )
+    };
+    dir.write(
+        "maps/map.yaml",
+        &format!(
+            "nodes:\n  - {{ name: verified, ipv4: [192.0.2.1], weight: 300, check: {} }}\n  - {{ name: private-ca, ipv4: [192.0.2.2], weight: 200, check: {} }}\n  - {{ name: plain, ipv4: [192.0.2.3], weight: 100 }}\nregions:\n  - {{ name: r, nodes: [verified, private-ca, plain] }}\nservices:\n  - names: [dl.example.test]\n    rules:\n      - {{ default: true, regions: [r] }}\n",
+            check(""),
+            check(", insecure: true")
+        ),
+    );
+    let cfg = config_with_maps(&dir, &["maps/"], "");
+    let sock = dir.path("ctl.sock");
+    let s = Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--control",
+        sock.to_str().unwrap(),
+    ]);
+    // The self-signed certificate fails verification; with `insecure: true` the node is up.
+    assert_eq!(s.short(&["dl.example.test"]), "192.0.2.2");
+    let (_, nodes) = s.ctl(&["nodes"]);
+    let why = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "verified")
+        .unwrap()["why"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("TLS") && why.to_lowercase().contains("certificate"),
+        "{why}"
+    );
+    // Stop the server: the insecure-checked node goes down too.
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    assert!(wait_for(10, || s.short(&["dl.example.test"]) == "192.0.2.3"));
+}
