@@ -41,6 +41,9 @@ pub struct ConfigSpec {
     /// The `_why` explanation names.
     #[serde(default)]
     pub why: WhySpec,
+    /// Response rate limiting on UDP.
+    #[serde(default)]
+    pub rrl: RrlSpec,
     /// Zones; decoded one by one for error reporting.
     #[serde(default)]
     pub zones: Value,
@@ -204,6 +207,53 @@ impl Default for WhySpec {
             allow: Vec::new(),
         }
     }
+}
+
+/// Response rate limiting (UDP only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RrlSpec {
+    /// Limit at all.
+    pub enabled: bool,
+    /// Responses per second to one client network.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated (TC, no records) so that real
+    /// clients retry over TCP; 0 drops them all.
+    pub slip: u32,
+    /// IPv4 client network length.
+    pub ipv4_prefix: u8,
+    /// IPv6 client network length.
+    pub ipv6_prefix: u8,
+    /// Source networks never limited.
+    pub exempt: Vec<String>,
+}
+
+impl Default for RrlSpec {
+    fn default() -> Self {
+        RrlSpec {
+            enabled: true,
+            responses_per_second: 1000,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+/// Response rate limiting, ready to use.
+#[derive(Clone, Debug)]
+pub struct Rrl {
+    /// Responses per second per client network (0: no limit).
+    pub responses_per_second: u32,
+    /// Slip ratio.
+    pub slip: u32,
+    /// IPv4 network length.
+    pub ipv4_prefix: u8,
+    /// IPv6 network length.
+    pub ipv6_prefix: u8,
+    /// Exempt source networks.
+    pub exempt: Vec<ip_network::IpNetwork>,
 }
 
 /// A data file and how to read it.
@@ -401,6 +451,8 @@ pub struct Config {
     pub why_enabled: bool,
     /// Networks allowed to ask `_why` (empty: all).
     pub why_allow: Vec<ip_network::IpNetwork>,
+    /// UDP response rate limiting, when enabled.
+    pub rrl: Option<Rrl>,
     /// Zones, in configuration order.
     pub zones: Vec<Zone>,
     /// Map files (directories expanded at load time).
@@ -503,6 +555,26 @@ impl Config {
             }
         }
         let zones = load_zones(&doc, &spec.zones, &mut errors);
+        let mut exempt = Vec::new();
+        for (i, a) in spec.rrl.exempt.iter().enumerate() {
+            match crate::spec::parse_cidr(a) {
+                Ok(n) => exempt.push(n),
+                Err(e) => errors.0.push(doc.error(&format!("rrl.exempt[{i}]"), e)),
+            }
+        }
+        if spec.rrl.ipv4_prefix > 32 || spec.rrl.ipv6_prefix > 128 {
+            errors.0.push(doc.error(
+                "rrl",
+                "`ipv4_prefix` must be 0..=32 and `ipv6_prefix` 0..=128",
+            ));
+        }
+        let rrl = (spec.rrl.enabled && spec.rrl.responses_per_second > 0).then(|| Rrl {
+            responses_per_second: spec.rrl.responses_per_second,
+            slip: spec.rrl.slip,
+            ipv4_prefix: spec.rrl.ipv4_prefix.min(32),
+            ipv6_prefix: spec.rrl.ipv6_prefix.min(128),
+            exempt,
+        });
         let control_mode = match u32::from_str_radix(spec.control.mode.trim_start_matches("0o"), 8)
         {
             Ok(m) if m <= 0o777 => m,
@@ -558,6 +630,7 @@ impl Config {
             version: spec.identity.version,
             why_enabled: spec.why.enabled,
             why_allow,
+            rrl,
             zones,
             maps: spec.maps.iter().map(|m| resolve(m)).collect(),
             geoip: spec

@@ -111,6 +111,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             let (b, t) = udp::spawn(
                 addr,
                 config.workers,
+                config.rrl.clone(),
                 state.clone(),
                 stats.clone(),
                 stop.clone(),

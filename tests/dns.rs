@@ -356,3 +356,39 @@ fn sigterm_stops_cleanly() {
     let status = s.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn response_rate_limiting_with_slip() {
+    let (_d, s) = static_server("rrl: { responses_per_second: 5, slip: 2, exempt: [] }\n");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+        .unwrap();
+    let n = 40u16;
+    for i in 0..n {
+        sock.send_to(&query(i, 0x0100, "www.example.test", 1), s.udp)
+            .unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = [0u8; 4096];
+    while let Ok((len, _)) = sock.recv_from(&mut buf) {
+        let r = &buf[..len];
+        if r[2] & 0x02 != 0 {
+            assert_eq!(&r[6..12], &[0; 6], "a slipped response carries no records");
+            truncated += 1;
+        } else {
+            assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
+            full += 1;
+        }
+    }
+    // 5 per second (the burst may straddle two seconds), every 2nd limited one slipped.
+    assert!((5..=10).contains(&full), "full answers: {full}");
+    let limited = n as usize - full;
+    assert!(
+        truncated >= limited / 2 - 1 && truncated <= limited / 2 + 1,
+        "{truncated} of {limited} limited were slipped"
+    );
+    // TCP is never limited, and the limit resets every second.
+    assert!(s.dig(&["+tcp", "www.example.test"]).contains("192.0.2.80"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(s.short(&["www.example.test"]), "192.0.2.80");
+}

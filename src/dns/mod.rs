@@ -4,6 +4,7 @@
 //! in here touches files or the maps' formats.
 
 pub mod answer;
+pub mod rrl;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
@@ -31,6 +32,10 @@ pub struct Stats {
     pub servfail: AtomicU64,
     /// TCP connections refused by the connection caps.
     pub tcp_refused: AtomicU64,
+    /// UDP responses dropped by rate limiting.
+    pub rrl_dropped: AtomicU64,
+    /// UDP responses sent truncated by rate limiting (slip).
+    pub rrl_slipped: AtomicU64,
 }
 
 impl Stats {
@@ -74,6 +79,8 @@ impl Stats {
             ("nxdomain", l(&self.nxdomain)),
             ("servfail", l(&self.servfail)),
             ("tcp_refused", l(&self.tcp_refused)),
+            ("rrl_dropped", l(&self.rrl_dropped)),
+            ("rrl_slipped", l(&self.rrl_slipped)),
         ]
     }
 }

@@ -42,6 +42,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub fn spawn(
     addr: SocketAddr,
     workers: usize,
+    rrl: Option<crate::config::Rrl>,
     state: Arc<ArcSwap<Snapshot>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
@@ -55,10 +56,11 @@ pub fn spawn(
     let mut threads = Vec::new();
     for (i, sock) in sockets.into_iter().enumerate() {
         let (state, stats, stop) = (state.clone(), stats.clone(), stop.clone());
+        let limiter = rrl.clone().map(super::rrl::RateLimiter::new);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("udp-{i}"))
-                .spawn(move || worker(sock, state, stats, stop))?,
+                .spawn(move || worker(sock, state, stats, stop, limiter))?,
         );
     }
     Ok((bound, threads))
@@ -74,7 +76,10 @@ fn worker(
     state: Arc<ArcSwap<Snapshot>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    mut limiter: Option<super::rrl::RateLimiter>,
 ) {
+    use super::rrl::Verdict;
+    let started = std::time::Instant::now();
     use nix::sys::socket::{
         ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
     };
@@ -126,6 +131,7 @@ fn worker(
         stats.udp_queries.fetch_add(n as u64, Ordering::Relaxed);
         // Answer them all from one snapshot.
         let snap = state.load();
+        let now = started.elapsed().as_secs() as u32;
         let mut m = 0;
         for (i, (len, addr)) in received[..n].iter().enumerate() {
             let Some(peer) = addr.as_ref().and_then(to_std) else {
@@ -143,7 +149,21 @@ fn worker(
             let out = &mut outbuf[m * out_size..(m + 1) * out_size];
             let outcome = respond(&snap, query, peer.ip(), Transport::Udp, out);
             stats.count(&outcome);
-            if let Outcome::Answered { len, .. } = outcome {
+            if let Outcome::Answered { mut len, .. } = outcome {
+                match limiter.as_mut().map(|l| l.check(peer.ip(), now)) {
+                    None | Some(Verdict::Send) => {}
+                    Some(Verdict::Slip) => {
+                        stats.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+                        match super::rrl::truncate(&mut out[..len]) {
+                            Some(n) => len = n,
+                            None => continue,
+                        }
+                    }
+                    Some(Verdict::Drop) => {
+                        stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
                 replies[m] = *addr;
                 reply_len[m] = len;
                 m += 1;
