@@ -11,15 +11,20 @@
 //! regions) and the ECS scope, then picks nodes by weight and health
 //! ([`snapshot::Service::pick`]) and copies pre-encoded records into the response.
 //!
+//! UDP workers ([`dns::udp`]) receive and send in batches with buffers allocated once, and rate
+//! limit per client network ([`dns::rrl`]); TCP ([`dns::tcp`]) runs on the I/O runtime and
+//! calls the same answer function.
+//!
 //! Off the query path, [`reload`] loads the configuration ([`config`]), the client data
 //! ([`client`]: [`geo`] and [`bgp`]) and the map files ([`spec`]), and [`compile`] validates
 //! them together and builds the next snapshot, using the range algebra of [`ranges`]. Health
-//! is a table of atomics shared by snapshots ([`health`]); the [`control`] socket writes it.
-//! [`daemon`] wires it all together and [`cli`] is the command line.
+//! is a table of atomics shared by snapshots ([`health`]); the [`control`] socket and the
+//! health-check poller ([`probe`]) write it. [`daemon`] wires it all together and [`cli`] is
+//! the command line; [`embedded`] holds the demo that runs without a configuration.
 //!
 //! Dependencies run one way: formats (`source`, `config`, `spec`) → data (`geo`, `bgp`,
 //! `client`, `health`) → `snapshot` ← `compile`; `dns` reads only the snapshot; `reload` and
-//! `control` write it; `daemon` wires all.
+//! `control` and `probe` write it; `daemon` wires all.
 //!
 //! # Reading order
 //!
@@ -27,7 +32,7 @@
 //! 2. [`dns::answer`] and [`dns::wire`]: one query, start to end.
 //! 3. [`compile`] and [`ranges`]: how maps and data become route tables and scopes.
 //! 4. [`config`], [`spec`], [`source`]: the file formats and their error reporting.
-//! 5. [`reload`], [`control`], [`daemon`]: the moving parts around the snapshot.
+//! 5. [`reload`], [`control`], [`probe`], [`daemon`]: the moving parts around the snapshot.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
