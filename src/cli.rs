@@ -124,7 +124,7 @@ pub enum CtlRequest {
         /// Node name.
         node: String,
     },
-    /// Push states from a monitor: NODE=STATE[:TTL] (TTL in seconds, default 60).
+    /// Push states from a monitor: `NODE=STATE[:TTL]` (TTL in seconds, default 60).
     Push {
         /// Who is pushing.
         #[arg(long, default_value = "monitor")]
