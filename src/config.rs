@@ -59,6 +59,10 @@ pub struct ConfigSpec {
     /// Milliseconds of quiet after a file change before reloading.
     #[serde(default = "default_debounce")]
     pub reload_debounce_ms: u64,
+    /// `low` (nice 19: a reload never takes CPU from the UDP workers, but takes longer on a
+    /// busy machine) or `normal`.
+    #[serde(default = "low")]
+    pub reload_priority: String,
     /// The control socket.
     #[serde(default)]
     pub control: ControlSpec,
@@ -112,6 +116,10 @@ impl Default for ControlSpec {
 
 fn default_udp_payload() -> u16 {
     1232
+}
+
+fn low() -> String {
+    "low".into()
 }
 
 fn default_debounce() -> u64 {
@@ -463,6 +471,8 @@ pub struct Config {
     pub bgp: Vec<DataFile>,
     /// Reload debounce.
     pub reload_debounce: Duration,
+    /// Run reloads at the lowest CPU priority.
+    pub reload_low_priority: bool,
     /// Control socket path.
     pub control_socket: Option<PathBuf>,
     /// Control socket file mode.
@@ -586,6 +596,16 @@ impl Config {
                 0o660
             }
         };
+        let reload_low_priority = match spec.reload_priority.as_str() {
+            "low" => true,
+            "normal" => false,
+            _ => {
+                errors
+                    .0
+                    .push(doc.error("reload_priority", "expected `low` or `normal`"));
+                true
+            }
+        };
         let health_initial = match spec.health.initial.as_str() {
             "up" => crate::health::State::Up,
             "down" => crate::health::State::Down,
@@ -650,6 +670,7 @@ impl Config {
                 })
                 .collect(),
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
+            reload_low_priority,
             control_socket: spec.control.socket.as_ref().and_then(as_path),
             control_mode,
             state_file: spec.state_file.as_ref().and_then(as_path),

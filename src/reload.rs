@@ -114,11 +114,14 @@ pub fn start(
         trigger: tx,
     };
     let debounce = config.reload_debounce;
+    let low_priority = config.reload_low_priority;
     let handle = std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || {
             let _watcher = watcher;
-            lower_priority();
+            if low_priority {
+                lower_priority();
+            }
             run(rx, config_path, state, status, debounce)
         })
         .map_err(|e| e.to_string())?;

@@ -320,7 +320,7 @@ fn a_broken_replacement_keeps_the_previous_data_serving() {
         let tmp = dir.path("geo.tmp");
         std::fs::write(&tmp, &bytes).unwrap();
         std::fs::rename(&tmp, &geo).unwrap();
-        assert!(wait_for(10, || failed(&s)), "{what}: reload refused");
+        assert!(wait_for(30, || failed(&s)), "{what}: reload refused");
         let (_, st) = s.ctl(&["status"]);
         let err = st["last_reload"]["errors"][0].as_str().unwrap().to_string();
         assert!(err.contains("geo.mmdb"), "{what}: {err}");
@@ -328,9 +328,9 @@ fn a_broken_replacement_keeps_the_previous_data_serving() {
         // Restore, and wait until the good data is back in force.
         std::fs::copy(testdata("geoip/GeoLite2-Country-2018-08-07.mmdb"), &tmp).unwrap();
         std::fs::rename(&tmp, &geo).unwrap();
-        assert!(wait_for(10, || !failed(&s)));
+        assert!(wait_for(30, || !failed(&s)));
     }
     dir.write("table.txt", "8.8.8.0/24\tnot-an-asn\n1.2.3.0/2");
-    assert!(wait_for(10, || failed(&s)));
+    assert!(wait_for(30, || failed(&s)));
     assert_eq!(dtag(), "192.0.2.12", "the BGP data still serving");
 }

@@ -99,7 +99,7 @@ fn socket_mode_and_override_expiry() {
     assert!(s.ctl(&["set", "fra1", "down", "--expires", "1"]).0);
     assert_eq!(gb(&s), "192.0.2.11");
     assert!(
-        wait_for(5, || gb(&s) == "192.0.2.10"),
+        wait_for(15, || gb(&s) == "192.0.2.10"),
         "the override lapsed"
     );
     let status = s.terminate();

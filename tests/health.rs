@@ -133,7 +133,7 @@ services:
     // Stop the good server: after `fall` failures the answer moves to the tcp-checked node.
     drop(good);
     assert!(
-        wait_for(10, || s.short(&["dl.example.test"]) == "192.0.2.4"),
+        wait_for(30, || s.short(&["dl.example.test"]) == "192.0.2.4"),
         "good went down"
     );
     let (_, nodes) = s.ctl(&["nodes"]);
@@ -145,7 +145,7 @@ services:
     // Start it again on the same port: back after `rise` successes.
     let good = Http::start(good_port, 200, "status: ok", Duration::ZERO);
     assert!(
-        wait_for(10, || s.short(&["dl.example.test"]) == "192.0.2.1"),
+        wait_for(30, || s.short(&["dl.example.test"]) == "192.0.2.1"),
         "good came back"
     );
 
@@ -157,7 +157,7 @@ services:
     // A push also beats the poller until it expires.
     assert!(s.ctl(&["push", "good=down:1"]).0);
     assert_eq!(s.short(&["dl.example.test"]), "192.0.2.4");
-    assert!(wait_for(5, || s.short(&["dl.example.test"]) == "192.0.2.1"));
+    assert!(wait_for(15, || s.short(&["dl.example.test"]) == "192.0.2.1"));
     drop(good);
     drop(s);
 }
@@ -193,7 +193,7 @@ fn reload_stops_checks_of_removed_nodes_and_keeps_state() {
         &map("  - { name: c, ipv4: [192.0.2.3], weight: 50 }\n")
             .replace("nodes: [a, b]", "nodes: [a, c]"),
     );
-    assert!(wait_for(10, || s.short(&["dl.example.test"]) == "192.0.2.3"));
+    assert!(wait_for(30, || s.short(&["dl.example.test"]) == "192.0.2.3"));
     // Remove the checked node: its check stops and it leaves the node list.
     dir.write(
         "maps/map.yaml",
@@ -204,7 +204,7 @@ fn reload_stops_checks_of_removed_nodes_and_keeps_state() {
             )
             .replace("nodes: [a, b]", "nodes: [b]"),
     );
-    assert!(wait_for(10, || s.short(&["dl.example.test"]) == "192.0.2.2"));
+    assert!(wait_for(30, || s.short(&["dl.example.test"]) == "192.0.2.2"));
     std::thread::sleep(Duration::from_millis(800));
     let (_, nodes) = s.ctl(&["nodes"]);
     let names: Vec<&str> = nodes["nodes"]
@@ -317,5 +317,5 @@ fn https_checks_verify_certificates_unless_told_not_to() {
     // Stop the server: the insecure-checked node goes down too.
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
-    assert!(wait_for(10, || s.short(&["dl.example.test"]) == "192.0.2.3"));
+    assert!(wait_for(30, || s.short(&["dl.example.test"]) == "192.0.2.3"));
 }
