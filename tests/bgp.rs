@@ -277,17 +277,14 @@ fn maxmind_test_databases_and_corrupt_ones() {
 #[test]
 fn a_broken_replacement_keeps_the_previous_data_serving() {
     let dir = TempDir::new("baddata");
-    std::fs::create_dir_all(dir.path("maps")).unwrap();
-    for f in ["nodes.yaml", "regions.yaml", "services.yaml"] {
-        std::fs::copy(root().join("maps").join(f), dir.path("maps").join(f)).unwrap();
-    }
+    copy_demo_maps(&dir);
     let geo = dir.path("geo.mmdb");
     std::fs::copy(testdata("geoip/GeoLite2-Country-2018-08-07.mmdb"), &geo).unwrap();
     let bgp = dir.path("table.txt");
     std::fs::copy(testdata("bgp/demo-ipasn-20151101.txt"), &bgp).unwrap();
     let cfg = dir.write(
         "signpost.yaml",
-        "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip: [{ path: geo.mmdb }]\nbgp: [{ path: table.txt }]\nreload_debounce_ms: 200\n",
+        "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip: [{ path: geo.mmdb }]\nbgp: [{ path: table.txt }]\nreload_debounce_ms: 200\nreload_priority: normal\n",
     );
     let sock = dir.path("ctl.sock");
     let s = Server::start(&[
@@ -328,7 +325,12 @@ fn a_broken_replacement_keeps_the_previous_data_serving() {
         // Restore, and wait until the good data is back in force.
         std::fs::copy(testdata("geoip/GeoLite2-Country-2018-08-07.mmdb"), &tmp).unwrap();
         std::fs::rename(&tmp, &geo).unwrap();
-        assert!(wait_for(30, || !failed(&s)));
+        assert!(
+            wait_for(30, || !failed(&s)),
+            "{what}: the good file is back: {}\n{}",
+            s.ctl(&["status"]).1,
+            s.stderr()
+        );
     }
     dir.write("table.txt", "8.8.8.0/24\tnot-an-asn\n1.2.3.0/2");
     assert!(wait_for(30, || failed(&s)));

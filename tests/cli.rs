@@ -51,10 +51,7 @@ fn version_help_and_check() {
 #[test]
 fn every_example_file_rejects_an_unknown_key() {
     let dir = TempDir::new("bogus");
-    std::fs::create_dir_all(dir.path("maps")).unwrap();
-    for f in ["nodes.yaml", "regions.yaml", "services.yaml"] {
-        std::fs::copy(root().join("maps").join(f), dir.path("maps").join(f)).unwrap();
-    }
+    copy_demo_maps(&dir);
     let demo = std::fs::read_to_string(root().join("testdata/demo/signpost.yaml")).unwrap();
     let demo = demo
         .replace("../../maps/", "maps/")

@@ -9,18 +9,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 
-fn demo(dir: &TempDir, extra: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.path("maps")).unwrap();
-    for f in ["nodes.yaml", "regions.yaml", "services.yaml"] {
-        std::fs::copy(root().join("maps").join(f), dir.path("maps").join(f)).unwrap();
-    }
-    config_with_maps(dir, &["maps/"], extra)
-}
-
 #[test]
 fn bad_requests_keep_the_connection_usable() {
     let dir = TempDir::new("ctlraw");
-    let cfg = demo(&dir, "");
+    let cfg = demo_config(&dir, "");
     let sock = dir.path("ctl.sock");
     let s = Server::start(&[
         "--config",
@@ -81,7 +73,7 @@ fn bad_requests_keep_the_connection_usable() {
 fn socket_mode_and_override_expiry() {
     let dir = TempDir::new("ctlmode");
     let sock = dir.path("ctl.sock");
-    let cfg = demo(
+    let cfg = demo_config(
         &dir,
         &format!(
             "control: {{ socket: {}, mode: \"0600\" }}\n",

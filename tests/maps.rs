@@ -4,17 +4,8 @@
 mod common;
 use common::*;
 
-/// Copies the demo maps into `dir/maps/` and writes a configuration using them.
-fn demo(dir: &TempDir, extra: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.path("maps")).unwrap();
-    for f in ["nodes.yaml", "regions.yaml", "services.yaml"] {
-        std::fs::copy(root().join("maps").join(f), dir.path("maps").join(f)).unwrap();
-    }
-    config_with_maps(dir, &["maps/"], extra)
-}
-
 fn start_demo(dir: &TempDir) -> Server {
-    let cfg = demo(dir, "");
+    let cfg = demo_config(dir, "");
     let sock = dir.path("ctl.sock");
     let state = dir.path("state.json");
     Server::start(&[
@@ -158,7 +149,7 @@ fn why_explains_the_decision() {
 #[test]
 fn why_can_be_limited_or_disabled() {
     let dir = TempDir::new("whyoff");
-    let cfg = demo(&dir, "why: { allow: [192.0.2.0/24] }\n");
+    let cfg = demo_config(&dir, "why: { allow: [192.0.2.0/24] }\n");
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     assert!(
         s.dig(&["TXT", "_why.dl.example.test"])
@@ -166,7 +157,7 @@ fn why_can_be_limited_or_disabled() {
     );
     drop(s);
     let dir = TempDir::new("whyoff2");
-    let cfg = demo(&dir, "why: { enabled: false }\n");
+    let cfg = demo_config(&dir, "why: { enabled: false }\n");
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     assert!(
         s.dig(&["TXT", "_why.dl.example.test"])

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -234,10 +234,12 @@ pub fn testdata(rel: &str) -> String {
 }
 
 /// Writes a configuration for `example.test` using the demo data and the given map files.
+/// Reloads run at normal priority: the tests share a busy machine, and at nice 19 a reload
+/// could wait for CPU longer than a test wants to wait for it.
 pub fn config_with_maps(dir: &TempDir, maps: &[&str], extra: &str) -> PathBuf {
     let maps: Vec<String> = maps.iter().map(|m| format!("  - {m}\n")).collect();
     let text = format!(
-        "zones:\n  - apex: example.test\n    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}\n    ns: [ns1.example.test.]\n    records:\n      - {{ name: www, type: A, value: 192.0.2.80 }}\nmaps:\n{}geoip:\n  - path: {}\nbgp:\n  - path: {}\n    format: pyasn\nreload_debounce_ms: 200\n{extra}",
+        "zones:\n  - apex: example.test\n    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}\n    ns: [ns1.example.test.]\n    records:\n      - {{ name: www, type: A, value: 192.0.2.80 }}\nmaps:\n{}geoip:\n  - path: {}\nbgp:\n  - path: {}\n    format: pyasn\nreload_debounce_ms: 200\nreload_priority: normal\n{extra}",
         maps.concat(),
         testdata("geoip/GeoLite2-Country-2018-08-07.mmdb"),
         testdata("bgp/demo-ipasn-20151101.txt"),
@@ -245,7 +247,17 @@ pub fn config_with_maps(dir: &TempDir, maps: &[&str], extra: &str) -> PathBuf {
     dir.write("signpost.yaml", &text)
 }
 
-/// Is `path` a file under the system's control (helper for readability).
-pub fn exists(p: &Path) -> bool {
-    p.exists()
+/// Copies the demo maps (`maps/*.yaml`) into `dir/maps/`.
+pub fn copy_demo_maps(dir: &TempDir) {
+    std::fs::create_dir_all(dir.path("maps")).unwrap();
+    for f in ["nodes.yaml", "regions.yaml", "services.yaml"] {
+        std::fs::copy(root().join("maps").join(f), dir.path("maps").join(f)).unwrap();
+    }
+}
+
+/// Copies the demo maps into `dir/maps/` and writes a configuration using them and the demo
+/// data.
+pub fn demo_config(dir: &TempDir, extra: &str) -> PathBuf {
+    copy_demo_maps(dir);
+    config_with_maps(dir, &["maps/"], extra)
 }
