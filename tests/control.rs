@@ -8,6 +8,7 @@ use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::process::Command;
 
 #[test]
 fn bad_requests_keep_the_connection_usable() {
@@ -130,4 +131,152 @@ fn region_default_checks_apply_to_members_without_their_own() {
             _ => assert_eq!(why, "no health check"),
         }
     }
+}
+
+#[test]
+fn tcp_query_bound_and_slow_senders() {
+    let dir = TempDir::new("tcplimits");
+    let cfg = demo_config(
+        &dir,
+        "tcp: { idle_timeout_ms: 500, max_queries_per_connection: 3 }\n",
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    use std::io::Read;
+    // Four pipelined queries on a connection that allows three: three answers, then EOF.
+    let mut c = std::net::TcpStream::connect(s.tcp).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut batch = Vec::new();
+    for i in 0..4u16 {
+        let q = query(i, 0, "dl.example.test", 1);
+        batch.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        batch.extend_from_slice(&q);
+    }
+    c.write_all(&batch).unwrap();
+    let mut answers = 0;
+    loop {
+        let mut len = [0u8; 2];
+        if c.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        c.read_exact(&mut msg).unwrap();
+        answers += 1;
+    }
+    assert_eq!(answers, 3);
+    // A client that sends half a length prefix and stalls is dropped after the timeout.
+    let mut slow = std::net::TcpStream::connect(s.tcp).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    slow.write_all(&[0]).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(slow.read(&mut buf).unwrap_or(0), 0, "closed");
+    // One that sends a length and then only part of the message, too.
+    let mut partial = std::net::TcpStream::connect(s.tcp).unwrap();
+    partial
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    partial.write_all(&[0, 40, 1, 2, 3]).unwrap();
+    assert_eq!(partial.read(&mut buf).unwrap_or(0), 0, "closed");
+}
+
+#[test]
+fn a_control_flood_does_not_stop_answers() {
+    let dir = TempDir::new("ctlflood");
+    let cfg = demo_config(&dir, "");
+    let sock = dir.path("ctl.sock");
+    let s = Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--control",
+        sock.to_str().unwrap(),
+    ]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for _ in 0..4 {
+        let (sock, stop) = (sock.clone(), stop.clone());
+        flooders.push(std::thread::spawn(move || {
+            let mut sent = 0u32;
+            let mut c = UnixStream::connect(&sock).unwrap();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            // Bounded: at most 20,000 requests or until told to stop.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 20_000 {
+                c.write_all(b"{\"cmd\":\"nodes\"}\n{\"cmd\":\"stats\"}\nnot json\n")
+                    .unwrap();
+                let mut line = String::new();
+                for _ in 0..3 {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                }
+                sent += 3;
+            }
+            sent
+        }));
+    }
+    // Answers stay right while the control socket is busy.
+    for subnet in ["81.2.69.0/24", "8.8.8.0/24", "1.1.1.0/24"]
+        .iter()
+        .cycle()
+        .take(30)
+    {
+        let a = s.short(&["dl.example.test", &format!("+subnet={subnet}")]);
+        let want = match *subnet {
+            "81.2.69.0/24" => "192.0.2.10",
+            "8.8.8.0/24" => "198.51.100.10",
+            _ => "203.0.113.10",
+        };
+        assert_eq!(a, want, "{subnet}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total: u32 = flooders.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(total > 100, "the flood ran ({total} requests)");
+}
+
+#[test]
+fn packets_from_port_zero_are_dropped() {
+    // A UDP header with source port 0 needs a raw socket (CAP_NET_RAW, as root in CI).
+    let dir = TempDir::new("port0");
+    let cfg = demo_config(&dir, "");
+    let sock = dir.path("ctl.sock");
+    let s = Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--control",
+        sock.to_str().unwrap(),
+    ]);
+    let raw = match socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skipping: no raw socket ({e}); run as root to exercise the port-0 drop");
+            return;
+        }
+    };
+    let payload = query(77, 0, "dl.example.test", 1);
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&0u16.to_be_bytes()); // source port 0
+    udp.extend_from_slice(&s.udp.port().to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&0u16.to_be_bytes()); // no checksum (allowed for IPv4)
+    udp.extend_from_slice(&payload);
+    let before = s.ctl(&["stats"]).1["stats"]["dropped"].as_u64().unwrap();
+    for _ in 0..3 {
+        raw.send_to(&udp, &socket2::SockAddr::from(s.udp)).unwrap();
+    }
+    assert!(
+        wait_for(10, || s.ctl(&["stats"]).1["stats"]["dropped"]
+            .as_u64()
+            .unwrap()
+            >= before + 3),
+        "{}",
+        s.ctl(&["stats"]).1
+    );
+    // Ordinary clients are still answered.
+    assert_eq!(
+        s.short(&["dl.example.test", "+subnet=8.8.8.0/24"]),
+        "198.51.100.10"
+    );
 }
