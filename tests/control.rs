@@ -88,6 +88,36 @@ fn socket_mode_and_override_expiry() {
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // Another user is refused by the kernel (only checkable when the tests run as root and can
+    // switch to `nobody`).
+    let other = Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            env!("CARGO_BIN_EXE_signpost"),
+            "ctl",
+            "--socket",
+            sock.to_str().unwrap(),
+            "status",
+        ])
+        .output();
+    match other {
+        Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("runuser:") => {
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        other => eprintln!("skipping the other-user check: {other:?}"),
+    }
     let gb = |s: &Server| s.short(&["dl.example.test", "+subnet=81.2.69.0/24"]);
     assert!(s.ctl(&["set", "fra1", "down", "--expires", "1"]).0);
     assert_eq!(gb(&s), "192.0.2.11");
