@@ -357,7 +357,6 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             &regions,
             &region_index,
             &members,
-            &nodes,
             &local_nodes,
             &inputs.client,
             &geo_layer,
@@ -513,7 +512,6 @@ fn compile_service(
     regions: &[Region],
     region_index: &HashMap<String, usize>,
     members: &MembersFn<'_>,
-    nodes: &[Node],
     local_nodes: &[(usize, Vec<IpNetwork>, Vec<u32>)],
     client: &ClientData,
     geo: &GeoLayer,
@@ -900,9 +898,13 @@ fn compile_service(
             }
         }
     }
+    // The route tables pack a decision into 23 bits.
+    if decisions.len() >= 1 << 23 {
+        errors.0.push(d.error(&format!("{p}.rules"), "too many distinct decisions (rules × local-only combinations); simplify the map"));
+        return None;
+    }
     tables.0.finish();
     tables.1.finish();
-    let _ = nodes;
     Some(Service {
         names: s.names.clone(),
         ttl: s.ttl,
