@@ -900,7 +900,10 @@ fn compile_service(
     }
     // The route tables pack a decision into 23 bits.
     if decisions.len() >= 1 << 23 {
-        errors.0.push(d.error(&format!("{p}.rules"), "too many distinct decisions (rules × local-only combinations); simplify the map"));
+        errors.0.push(d.error(
+            &format!("{p}.rules"),
+            "too many distinct decisions (rules × local-only combinations); simplify the map",
+        ));
         return None;
     }
     tables.0.finish();

@@ -107,6 +107,15 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let mut bound = Vec::new();
     for l in &listen {
         let mut addr = l.addr;
+        // The embedded demo also listens on [::1]; a machine without IPv6 still gets the demo.
+        if opts.config.is_none()
+            && opts.listen.is_empty()
+            && addr.is_ipv6()
+            && std::net::UdpSocket::bind(std::net::SocketAddr::new(addr.ip(), 0)).is_err()
+        {
+            tracing::warn!(%addr, "IPv6 loopback unavailable; the demo listens on IPv4 only");
+            continue;
+        }
         if l.udp {
             let (b, t) = udp::spawn(
                 addr,

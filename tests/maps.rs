@@ -531,3 +531,46 @@ fn offline_tools_lookup_explain_diff() {
     assert!(text.contains("europe -> north-america"), "{text}");
     assert!(!text.contains("oceania ->"), "{text}");
 }
+
+#[test]
+fn prefix_files_and_ipv6_prefix_rules() {
+    let dir = TempDir::new("prefixfile");
+    copy_demo_maps(&dir);
+    // Two European networks that the operator sends to Asia.
+    dir.write(
+        "maps/lab-networks.txt",
+        "# the lab\n193.0.0.0/21\n2a01:4f8::/32   # v6 lab\n\n",
+    );
+    let services = std::fs::read_to_string(dir.path("maps/services.yaml"))
+        .unwrap()
+        .replace(
+            "      - asns: [3320]",
+            "      - prefix_file: lab-networks.txt\n        regions: [asia]\n      - asns: [3320]",
+        );
+    dir.write("maps/services.yaml", &services);
+    let cfg = config_with_maps(&dir, &["maps/"], "");
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        ask(&s, "A", "193.0.4.0/24"),
+        ("203.0.113.20".into(), 21, 60)
+    );
+    assert_eq!(
+        ask(&s, "A", "193.0.8.0/24").0,
+        "192.0.2.10",
+        "outside the /21: Europe"
+    );
+    // The IPv6 network too, with the operator's /32 as the scope.
+    let (a, scope, _) = ask(&s, "A", "2a01:4f8:1::/48");
+    assert_eq!((a.as_str(), scope), ("203.0.113.20", 32));
+    // A bad line in the file is reported with the file's line number.
+    dir.write("maps/lab-networks.txt", "193.0.0.0/21\n10.0.0.1/8\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("prefix_file (line 2): \"10.0.0.1/8\" has bits set past /8"),
+        "{err}"
+    );
+}
