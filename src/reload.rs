@@ -198,27 +198,21 @@ fn run(
             Ok(t) => t,
             Err(_) => return,
         };
-        let mut forced = matches!(first, Trigger::Forced);
         if matches!(first, Trigger::Stop) {
             return;
         }
-        // Debounce: wait until the files have been quiet for `debounce`.
-        if !forced {
+        // Debounce file changes: wait until the files have been quiet for `debounce`. A forced
+        // reload (SIGHUP) goes ahead at once, and ends a debounce in progress.
+        if matches!(first, Trigger::FileChanged) {
             let mut deadline = Instant::now() + debounce;
             loop {
                 match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(Trigger::FileChanged) => deadline = Instant::now() + debounce,
-                    Ok(Trigger::Forced) => {
-                        forced = true;
-                        break;
-                    }
-                    Ok(Trigger::Stop) => return,
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => return,
+                    Ok(Trigger::Forced) | Err(RecvTimeoutError::Timeout) => break,
+                    Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
         }
-        let _ = forced;
         reload_now(config_path.as_deref(), &state, &status);
     }
 }

@@ -229,7 +229,7 @@ fn lookup(
     if let Some(target) = &node.cname_target
         && q.qtype != rtype::CNAME
     {
-        return cname_chain(snap, zone, node, target, q, w);
+        return cname_chain(zone, node, target, q, w);
     }
     if q.qtype == rtype::ANY {
         // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here.
@@ -265,14 +265,12 @@ fn lookup(
 
 /// Follows a CNAME chain inside the zone (at most 8 links).
 fn cname_chain(
-    snap: &Snapshot,
     zone: &Zone,
     first: &crate::zone::ZoneNode,
     target: &[u8],
     q: &Query<'_>,
     w: &mut Writer<'_>,
 ) -> u16 {
-    let _ = snap;
     if let Some(set) = first.set(rtype::CNAME) {
         w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
     }
