@@ -286,13 +286,7 @@ fn a_broken_replacement_keeps_the_previous_data_serving() {
         "signpost.yaml",
         "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip: [{ path: geo.mmdb }]\nbgp: [{ path: table.txt }]\nreload_debounce_ms: 200\nreload_priority: normal\n",
     );
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     let gb = || s.short(&["dl.example.test", "+subnet=81.2.69.0/24"]);
     let dtag = || s.short(&["dl.example.test", "+subnet=80.128.0.0/24"]);
     assert_eq!(gb(), "192.0.2.10");

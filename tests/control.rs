@@ -14,13 +14,8 @@ use std::process::Command;
 fn bad_requests_keep_the_connection_usable() {
     let dir = TempDir::new("ctlraw");
     let cfg = demo_config(&dir, "");
+    let s = Server::with_control(&cfg, &dir);
     let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
     assert_eq!(
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
         0o660
@@ -140,13 +135,7 @@ fn region_default_checks_apply_to_members_without_their_own() {
         "nodes:\n  - { name: a, ipv4: [192.0.2.1], weight: 200 }\n  - { name: b, ipv4: [192.0.2.2], weight: 100, check: { kind: tcp, address: 127.0.0.1, port: 1, interval_ms: 1000 } }\n  - { name: c, ipv4: [192.0.2.3], weight: 50 }\nregions:\n  - name: r\n    nodes: [a, b]\n    check: { kind: tcp, address: 127.0.0.1, port: 9, interval_ms: 1000, timeout_ms: 500 }\n  - { name: s, nodes: [c] }\nservices:\n  - names: [dl.example.test]\n    rules:\n      - { default: true, regions: [r, s] }\n",
     );
     let cfg = config_with_maps(&dir, &["maps/"], "");
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     assert_eq!(
         s.short(&["dl.example.test"]),
         "192.0.2.3",
@@ -214,13 +203,8 @@ fn tcp_query_bound_and_slow_senders() {
 fn a_control_flood_does_not_stop_answers() {
     let dir = TempDir::new("ctlflood");
     let cfg = demo_config(&dir, "");
+    let s = Server::with_control(&cfg, &dir);
     let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut flooders = Vec::new();
     for _ in 0..4 {
@@ -267,13 +251,7 @@ fn packets_from_port_zero_are_dropped() {
     // A UDP header with source port 0 needs a raw socket (CAP_NET_RAW, as root in CI).
     let dir = TempDir::new("port0");
     let cfg = demo_config(&dir, "");
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     let raw = match socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::RAW,

@@ -105,30 +105,14 @@ services:
         &["maps/"],
         "health: { initial: down, startup_wait_ms: 2000 }\n",
     );
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     // The first round ran before the first answer: good is up, bad (500) and slow (timeout) are down.
     assert_eq!(s.short(&["dl.example.test"]), "192.0.2.1");
-    let (_, nodes) = s.ctl(&["nodes"]);
-    let why = |nodes: &serde_json::Value, n: &str| {
-        nodes["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == n)
-            .unwrap()["why"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    assert!(why(&nodes, "bad").contains("HTTP status 500"), "{nodes}");
-    assert!(why(&nodes, "slow").contains("timed out"), "{nodes}");
-    assert_eq!(why(&nodes, "plain"), "no health check");
+    let bad = s.why("bad");
+    assert!(bad.contains("HTTP status 500"), "{bad}");
+    let slow = s.why("slow");
+    assert!(slow.contains("timed out"), "{slow}");
+    assert_eq!(s.why("plain"), "no health check");
 
     // Stop the good server: after `fall` failures the answer moves to the tcp-checked node.
     drop(good);
@@ -136,11 +120,8 @@ services:
         wait_for(30, || s.short(&["dl.example.test"]) == "192.0.2.4"),
         "good went down"
     );
-    let (_, nodes) = s.ctl(&["nodes"]);
-    assert!(
-        why(&nodes, "good").contains("health check failed"),
-        "{nodes}"
-    );
+    let good_why = s.why("good");
+    assert!(good_why.contains("health check failed"), "{good_why}");
 
     // Start it again on the same port: back after `rise` successes.
     let good = Http::start(good_port, 200, "status: ok", Duration::ZERO);
@@ -175,13 +156,7 @@ fn reload_stops_checks_of_removed_nodes_and_keeps_state() {
     };
     dir.write("maps/map.yaml", &map(""));
     let cfg = config_with_maps(&dir, &["maps/"], "");
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     assert_eq!(
         s.short(&["dl.example.test"]),
         "192.0.2.2",
@@ -291,25 +266,10 @@ fn https_checks_verify_certificates_unless_told_not_to() {
         ),
     );
     let cfg = config_with_maps(&dir, &["maps/"], "");
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     // The self-signed certificate fails verification; with `insecure: true` the node is up.
     assert_eq!(s.short(&["dl.example.test"]), "192.0.2.2");
-    let (_, nodes) = s.ctl(&["nodes"]);
-    let why = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "verified")
-        .unwrap()["why"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let why = s.why("verified");
     assert!(
         why.contains("TLS") && why.to_lowercase().contains("certificate"),
         "{why}"

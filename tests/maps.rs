@@ -326,13 +326,7 @@ services:
 "#,
     );
     let cfg = config_with_maps(&dir, &["maps/"], "");
-    let sock = dir.path("ctl.sock");
-    let s = Server::start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--control",
-        sock.to_str().unwrap(),
-    ]);
+    let s = Server::with_control(&cfg, &dir);
     // Spread: stable per /24, scope at least /24, spread over the nodes by weight.
     let mut counts = std::collections::BTreeMap::new();
     for i in 0..60u32 {

@@ -63,6 +63,31 @@ impl Server {
         Server::start_on(args, "127.0.0.1:0")
     }
 
+    /// Starts `signpost serve --config CONFIG --control DIR/ctl.sock`.
+    pub fn with_control(config: &std::path::Path, dir: &TempDir) -> Server {
+        let sock = dir.path("ctl.sock");
+        Server::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--control",
+            sock.to_str().unwrap(),
+        ])
+    }
+
+    /// `nodes` from the control socket: the `why` of node `name`.
+    pub fn why(&self, name: &str) -> String {
+        let (_, nodes) = self.ctl(&["nodes"]);
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no node {name} in {nodes}"))["why"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn start_on(args: &[&str], listen: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
         cmd.arg("serve")
