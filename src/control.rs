@@ -140,53 +140,77 @@ impl NodeStates {
         before != self.admin.len()
     }
 
-    /// The effective state of `node` and why.
-    pub fn effective(&self, node: &str) -> (State, String) {
+    /// The layer that decides `node`'s state: the precedence rules, in one place.
+    fn deciding(&self, node: &str) -> Decider<'_> {
         if let Some(o) = self.admin.get(node)
             && let Some(s) = State::parse(&o.state)
         {
-            return (s, format!("admin override: {}", o.reason));
+            return Decider::Admin(s, o);
         }
         if let Some(p) = self.pushed.get(node) {
-            return (
-                p.state,
-                format!(
-                    "pushed by {} (expires in {} s)",
-                    p.source,
-                    p.expires_at.saturating_sub(now())
-                ),
-            );
+            return Decider::Pushed(p);
         }
         if let Some(p) = self.poller.get(node) {
-            return match (&p.last_error, p.up) {
-                (None, true) => (State::Up, "health check passing".into()),
-                (None, false) => (
-                    State::Down,
-                    format!("health check recovering ({} of rise)", p.successes),
-                ),
-                (Some(e), true) => (
-                    State::Up,
-                    format!("health check failing ({} of fall): {e}", p.failures),
-                ),
-                (Some(e), false) => (State::Down, format!("health check failed: {e}")),
-            };
+            return Decider::Poller(p);
         }
         if self.checked.contains(node) {
-            let s = self.initial.unwrap_or(State::Up);
-            return (
-                s,
-                format!("initial state ({}) before the first check", s.as_str()),
-            );
+            return Decider::Initial(self.initial.unwrap_or(State::Up));
         }
-        (State::Up, "no health check".into())
+        Decider::Unchecked
+    }
+
+    /// The effective state of `node`.
+    pub fn state(&self, node: &str) -> State {
+        match self.deciding(node) {
+            Decider::Admin(s, _) | Decider::Initial(s) => s,
+            Decider::Pushed(p) => p.state,
+            Decider::Poller(p) => {
+                if p.up {
+                    State::Up
+                } else {
+                    State::Down
+                }
+            }
+            Decider::Unchecked => State::Up,
+        }
+    }
+
+    /// The effective state of `node` and why, for people.
+    pub fn effective(&self, node: &str) -> (State, String) {
+        let why = match self.deciding(node) {
+            Decider::Admin(_, o) => format!("admin override: {}", o.reason),
+            Decider::Pushed(p) => format!(
+                "pushed by {} (expires in {} s)",
+                p.source,
+                p.expires_at.saturating_sub(now())
+            ),
+            Decider::Poller(p) => match (&p.last_error, p.up) {
+                (None, true) => "health check passing".into(),
+                (None, false) => format!("health check recovering ({} of rise)", p.successes),
+                (Some(e), true) => format!("health check failing ({} of fall): {e}", p.failures),
+                (Some(e), false) => format!("health check failed: {e}"),
+            },
+            Decider::Initial(s) => format!("initial state ({}) before the first check", s.as_str()),
+            Decider::Unchecked => "no health check".into(),
+        };
+        (self.state(node), why)
     }
 
     /// Writes every node's effective state into the snapshot's health table.
     pub fn apply(&self, snap: &Snapshot) {
         for (i, name) in snap.health.names().iter().enumerate() {
-            snap.health.set(i, self.effective(name).0);
+            snap.health.set(i, self.state(name));
         }
     }
+}
+
+/// Which layer of the precedence decides a node's state.
+enum Decider<'a> {
+    Admin(State, &'a Override),
+    Pushed(&'a Pushed),
+    Poller(&'a crate::probe::PollerState),
+    Initial(State),
+    Unchecked,
 }
 
 /// The running control socket; dropping it removes the socket file.

@@ -398,9 +398,15 @@ pub async fn supervise(
     let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let mut running: HashMap<String, (Check, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last: Option<Arc<Snapshot>> = None;
     loop {
         tick.tick().await;
         let snap = state.load_full();
+        // Only a new snapshot (a reload) can change which checks should run.
+        if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &snap)) {
+            continue;
+        }
+        last = Some(snap.clone());
         let wanted: HashMap<&str, &Check> = snap
             .nodes
             .iter()

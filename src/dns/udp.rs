@@ -87,7 +87,9 @@ fn worker(
     use std::os::fd::AsRawFd;
 
     let fd = sock.as_raw_fd();
-    let out_size = state.load().settings.udp_payload_max.max(512) as usize;
+    // A slot per message as large as any UDP response can be, so that a reload that raises
+    // `udp_payload_max` needs no new buffers.
+    let out_size = u16::MAX as usize;
     // Everything is allocated once, here.
     let mut inbuf = vec![0u8; BATCH * MAX_QUERY];
     let mut outbuf = vec![0u8; BATCH * out_size];
