@@ -17,7 +17,7 @@ use serde_yaml::Value;
 
 use crate::dns::wire::rtype;
 use crate::source::{Document, Errors};
-use crate::zone::{self, Glue, RecordSet, Zone, ZoneNode};
+use crate::zone::{self, Glue, RecordSet, Zone};
 
 /// The top of `signpost.yaml`.
 #[derive(Debug, Deserialize)]
@@ -848,7 +848,7 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             [s.serial, s.refresh, s.retry, s.expire, s.minimum],
         ),
     );
-    let mut nodes: HashMap<Box<[u8]>, ZoneNode> = HashMap::new();
+    let mut nodes = zone::NodeMap::default();
     nodes
         .entry(apex_wire.clone())
         .or_default()

@@ -164,6 +164,36 @@ impl<T: RouteKey> RouteTable<T> {
             .collect();
     }
 
+    /// The directory word [`lookup`](Self::lookup) of `addr` reads first. A batch of
+    /// queries reads these in a tight loop before answering, so that their cache misses
+    /// overlap.
+    #[inline]
+    pub fn directory_entry(&self, addr: T) -> Option<&u64> {
+        self.dir.get(addr.top16())
+    }
+
+    /// Reads the block a binary search for `addr` reads first (nothing when the directory
+    /// answers by itself) and returns a value derived from it, for the same purpose as
+    /// [`directory_entry`](Self::directory_entry).
+    #[inline]
+    pub fn warm_blocks(&self, addr: T) -> u64 {
+        let k = addr.top16();
+        let Some(&d) = self.dir.get(k) else {
+            return 0;
+        };
+        if d & DIRECT != 0 {
+            return d;
+        }
+        let lo = (d & 0xffff_ffff) as usize;
+        let hi = self
+            .dir
+            .get(k + 1)
+            .map_or(lo, |&n| (n & 0xffff_ffff) as usize);
+        self.entries
+            .get(lo + hi.saturating_sub(lo).div_ceil(2))
+            .map_or(0, |e| e.1 as u64)
+    }
+
     /// Block starts, ascending.
     pub fn starts(&self) -> impl Iterator<Item = T> + '_ {
         self.entries.iter().map(|e| e.0)
@@ -272,6 +302,24 @@ impl Service {
             IpAddr::V6(a) => self.v6.lookup(u128::from(a))?,
         };
         Some((self.decisions.get(d as usize)?, len))
+    }
+
+    /// The directory word `route(addr)` reads first (see [`RouteTable::directory_entry`]).
+    #[inline]
+    pub fn directory_entry(&self, addr: IpAddr) -> Option<&u64> {
+        match addr {
+            IpAddr::V4(a) => self.v4.directory_entry(u32::from(a)),
+            IpAddr::V6(a) => self.v6.directory_entry(u128::from(a)),
+        }
+    }
+
+    /// Reads the first block `route(addr)` searches (see [`RouteTable::warm_blocks`]).
+    #[inline]
+    pub fn warm_blocks(&self, addr: IpAddr) -> u64 {
+        match addr {
+            IpAddr::V4(a) => self.v4.warm_blocks(u32::from(a)),
+            IpAddr::V6(a) => self.v6.warm_blocks(u128::from(a)),
+        }
     }
 
     /// Chooses the nodes for a client with `decision`, answering `v6` (AAAA) or A.

@@ -8,11 +8,11 @@
 use std::net::IpAddr;
 
 use super::wire::{
-    self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, Query, RD, Reject, Section, Writer,
-    rcode, rtype,
+    self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, MAX_NAME, Query, RD, Reject,
+    Section, Writer, rcode, rtype,
 };
 use crate::snapshot::{Snapshot, client_key};
-use crate::zone::Zone;
+use crate::zone::{Zone, ZoneNode};
 
 /// How the query arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,32 +50,175 @@ pub fn respond(
     transport: Transport,
     out: &mut [u8],
 ) -> Outcome {
-    let q = match Query::parse(packet) {
+    let mut scratch = [0; MAX_NAME];
+    complete(
+        snap,
+        &prepare(snap, packet, src, &mut scratch),
+        transport,
+        out,
+    )
+}
+
+/// A query decoded and placed in the snapshot, not yet answered: the first half of
+/// [`respond`]. A transport that holds a batch of queries prepares them all, calls
+/// [`Prepared::directory_entry`] and [`Prepared::warm_blocks`] on each, then completes them, so that the batch's cache misses on the
+/// route tables overlap instead of coming one after the other.
+#[derive(Debug)]
+pub enum Prepared<'s, 'p> {
+    /// Not answered at all.
+    Drop,
+    /// Answered with an error rcode, echoing what could be read.
+    Error {
+        /// The parts of the query that could be read.
+        echo: Option<wire::Echo<'p>>,
+        /// The packet (for the header when nothing else could be read).
+        packet: &'p [u8],
+        /// The rcode.
+        code: u16,
+    },
+    /// A well-formed query.
+    Query {
+        /// The decoded query.
+        q: Query<'p>,
+        /// Where it was sent from.
+        src: IpAddr,
+        /// What it asks for.
+        target: Target<'s>,
+    },
+}
+
+/// What a well-formed query is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'s> {
+    /// CHAOS identity.
+    Chaos,
+    /// Not ours, not a class we serve, or a zone transfer.
+    Refused,
+    /// A name (that may not exist) in one of our zones.
+    Name {
+        /// The zone.
+        zone: &'s Zone,
+        /// The name, when it exists.
+        node: Option<&'s ZoneNode>,
+        /// For A/AAAA of a service name: the service and the client it decides for.
+        route: Option<Route>,
+    },
+}
+
+/// The route-table lookup an A/AAAA query of a service name will make.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Index of the service in the snapshot.
+    pub service: usize,
+    /// The address it decides by.
+    pub client: IpAddr,
+    /// Whether that address came from ECS (the answer then carries a scope).
+    pub ecs_used: bool,
+}
+
+/// Decodes `packet` and finds what it asks for (the first half of [`respond`]); `scratch`
+/// receives the lowercase question name.
+#[inline]
+pub fn prepare<'s, 'p>(
+    snap: &'s Snapshot,
+    packet: &'p [u8],
+    src: IpAddr,
+    scratch: &'p mut [u8; MAX_NAME],
+) -> Prepared<'s, 'p> {
+    let q = match Query::parse(packet, scratch) {
         Ok(q) => q,
-        Err((Reject::Drop, _)) => return Outcome::Dropped,
-        Err((Reject::Rcode(code), q)) => return error(snap, q, packet, code, out),
+        Err((Reject::Drop, _)) => return Prepared::Drop,
+        Err((Reject::Rcode(code), echo)) => return Prepared::Error { echo, packet, code },
     };
-    let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
-    let question_end = w.len();
-    let mut scope: u8 = 0;
-    let code = if q.qclass == CLASS_CH {
-        chaos(snap, &q, &mut w)
+    let target = if q.qclass == CLASS_CH {
+        Target::Chaos
     } else if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
         || q.qtype == rtype::AXFR
         || q.qtype == rtype::IXFR
     {
-        rcode::REFUSED
+        Target::Refused
     } else {
         match snap.zone_for(q.name()) {
-            None => rcode::REFUSED,
+            None => Target::Refused,
             Some(zone) => {
-                w.set_flags(AA);
-                lookup(snap, zone, &q, src, &mut w, &mut scope)
+                let node = zone.node(q.name());
+                let route = match node.and_then(|n| n.service) {
+                    Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
+                        let svc = &snap.services[s];
+                        let (client, _, ecs_used) =
+                            client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
+                        Some(Route {
+                            service: s,
+                            client,
+                            ecs_used,
+                        })
+                    }
+                    _ => None,
+                };
+                Target::Name { zone, node, route }
             }
         }
     };
+    Prepared::Query { q, src, target }
+}
+
+impl<'s> Prepared<'s, '_> {
+    /// The route lookup this query will make, if any.
+    #[inline]
+    pub fn route(&self) -> Option<Route> {
+        match self {
+            Prepared::Query {
+                target: Target::Name { route, .. },
+                ..
+            } => *route,
+            _ => None,
+        }
+    }
+
+    /// The route-table directory word the answer will read first, if any. A batch reads
+    /// these for all its queries in a tight loop, then calls [`warm_blocks`](Self::warm_blocks)
+    /// on each, before completing them: the cache misses of the batch then overlap.
+    #[inline]
+    pub fn directory_entry(&self, snap: &'s Snapshot) -> Option<&'s u64> {
+        let r = self.route()?;
+        snap.services.get(r.service)?.directory_entry(r.client)
+    }
+
+    /// Reads the first route-table block the answer will search; returns a value derived
+    /// from it (for `std::hint::black_box`).
+    #[inline]
+    pub fn warm_blocks(&self, snap: &Snapshot) -> u64 {
+        self.route()
+            .and_then(|r| Some(snap.services.get(r.service)?.warm_blocks(r.client)))
+            .unwrap_or(0)
+    }
+}
+
+/// Writes the response to a prepared query into `out` (the second half of [`respond`]).
+pub fn complete(
+    snap: &Snapshot,
+    prepared: &Prepared<'_, '_>,
+    transport: Transport,
+    out: &mut [u8],
+) -> Outcome {
+    let (q, src, target) = match prepared {
+        Prepared::Drop => return Outcome::Dropped,
+        Prepared::Error { echo, packet, code } => return error(snap, *echo, packet, *code, out),
+        Prepared::Query { q, src, target } => (q, *src, *target),
+    };
+    let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
+    let question_end = w.len();
+    let mut scope: u8 = 0;
+    let code = match target {
+        Target::Chaos => chaos(snap, q, &mut w),
+        Target::Refused => rcode::REFUSED,
+        Target::Name { zone, node, route } => {
+            w.set_flags(AA);
+            lookup(snap, zone, node, route, q, src, &mut w, &mut scope)
+        }
+    };
     w.set_rcode(code);
-    finish(snap, &q, w, question_end, code, scope, transport)
+    finish(snap, q, w, question_end, code, scope, transport)
 }
 
 /// Adds OPT, applies the size limit, and completes the message.
@@ -188,7 +331,7 @@ fn chaos(snap: &Snapshot, q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
 
 /// A compression pointer to where `suffix` (a suffix of the question name) starts.
 fn pointer_to_suffix(q: &Query<'_>, suffix_len: usize) -> [u8; 2] {
-    let off = 12 + q.name_len - suffix_len;
+    let off = 12 + q.name.len() - suffix_len;
     [0xc0 | (off >> 8) as u8, off as u8]
 }
 
@@ -204,22 +347,23 @@ fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
 }
 
 /// Answers a name inside `zone`.
+#[allow(clippy::too_many_arguments)]
 fn lookup(
     snap: &Snapshot,
     zone: &Zone,
+    node: Option<&ZoneNode>,
+    route: Option<Route>,
     q: &Query<'_>,
     src: IpAddr,
     w: &mut Writer<'_>,
     scope: &mut u8,
 ) -> u16 {
-    let Some(node) = zone.node(q.name()) else {
+    let Some(node) = node else {
         soa_authority(zone, q, w);
         return rcode::NXDOMAIN;
     };
-    if let Some(s) = node.service
-        && (q.qtype == rtype::A || q.qtype == rtype::AAAA)
-    {
-        return service_answer(snap, zone, s, q, src, w, scope);
+    if let Some(route) = route {
+        return service_answer(snap, zone, route, q, w, scope);
     }
     if let Some(s) = node.why
         && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
@@ -347,14 +491,13 @@ fn client_address(
 fn service_answer(
     snap: &Snapshot,
     zone: &Zone,
-    s: usize,
+    route: Route,
     q: &Query<'_>,
-    src: IpAddr,
     w: &mut Writer<'_>,
     scope: &mut u8,
 ) -> u16 {
-    let svc = &snap.services[s];
-    let (client, _, ecs_used) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
+    let svc = &snap.services[route.service];
+    let (client, ecs_used) = (route.client, route.ecs_used);
     let Some((decision, block)) = svc.route(client) else {
         return rcode::SERVFAIL;
     };

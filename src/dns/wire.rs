@@ -123,10 +123,8 @@ pub struct Query<'a> {
     pub flags: u16,
     /// The question section as received (name in original case, type, class).
     pub question: &'a [u8],
-    /// The question name in lowercase wire form.
-    pub name: [u8; MAX_NAME],
-    /// Length of `name`.
-    pub name_len: usize,
+    /// The question name in lowercase wire form (in the caller's scratch buffer).
+    pub name: &'a [u8],
     /// QTYPE.
     pub qtype: u16,
     /// QCLASS.
@@ -147,13 +145,17 @@ impl<'a> Query<'a> {
     }
 
     /// The lowercase question name in wire form.
-    pub fn name(&self) -> &[u8] {
-        &self.name[..self.name_len]
+    pub fn name(&self) -> &'a [u8] {
+        self.name
     }
 
-    /// Decodes `packet`. On error, also returns the question when it was readable so that the
-    /// error response can echo it.
-    pub fn parse(packet: &'a [u8]) -> Result<Query<'a>, (Reject, Option<Echo<'a>>)> {
+    /// Decodes `packet`, writing the lowercase question name into `scratch` (which the query
+    /// then borrows: a query stays small enough to move around cheaply). On error, also
+    /// returns the question when it was readable so that the error response can echo it.
+    pub fn parse(
+        packet: &'a [u8],
+        scratch: &'a mut [u8; MAX_NAME],
+    ) -> Result<Query<'a>, (Reject, Option<Echo<'a>>)> {
         // Stage 1: the header.
         if packet.len() < 12 {
             return Err((Reject::Drop, None));
@@ -172,8 +174,7 @@ impl<'a> Query<'a> {
             id,
             flags,
             question: &[],
-            name: [0; MAX_NAME],
-            name_len: 0,
+            name: &[],
             qtype: 0,
             qclass: 0,
             edns: None,
@@ -187,9 +188,11 @@ impl<'a> Query<'a> {
             return Err((Reject::Rcode(code), Some(q.echo())));
         }
         // Stage 2: the question.
-        let Some(end) = read_question(packet, 12, &mut q) else {
+        let Some((end, name_len)) = read_question(packet, 12, &mut q, scratch) else {
             return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
         };
+        let scratch: &'a [u8; MAX_NAME] = scratch;
+        q.name = &scratch[..name_len];
         q.question = &packet[12..end];
         if opcode != 0 {
             return Err((Reject::Rcode(rcode::NOTIMP), Some(q.echo())));
@@ -217,13 +220,19 @@ impl<'a> Query<'a> {
     }
 }
 
-/// Reads the question at `pos` into `q`; returns the offset after it.
-fn read_question(packet: &[u8], mut pos: usize, q: &mut Query<'_>) -> Option<usize> {
+/// Reads the question at `pos` into `q` and its lowercase name into `name`; returns the
+/// offset after it and the name's length.
+fn read_question(
+    packet: &[u8],
+    mut pos: usize,
+    q: &mut Query<'_>,
+    name: &mut [u8; MAX_NAME],
+) -> Option<(usize, usize)> {
     let mut len = 0;
     loop {
         let l = *packet.get(pos)? as usize;
         if l == 0 {
-            q.name[len] = 0;
+            name[len] = 0;
             len += 1;
             pos += 1;
             break;
@@ -236,18 +245,17 @@ fn read_question(packet: &[u8], mut pos: usize, q: &mut Query<'_>) -> Option<usi
             return None;
         }
         let label = packet.get(pos + 1..pos + 1 + l)?;
-        q.name[len] = l as u8;
-        for (d, s) in q.name[len + 1..len + 1 + l].iter_mut().zip(label) {
+        name[len] = l as u8;
+        for (d, s) in name[len + 1..len + 1 + l].iter_mut().zip(label) {
             *d = s.to_ascii_lowercase();
         }
         len += 1 + l;
         pos += 1 + l;
     }
-    q.name_len = len;
     let tail = packet.get(pos..pos + 4)?;
     q.qtype = u16::from_be_bytes([tail[0], tail[1]]);
     q.qclass = u16::from_be_bytes([tail[2], tail[3]]);
-    Some(pos + 4)
+    Some((pos + 4, len))
 }
 
 /// Skips a possibly compressed name in a record; returns the offset after it.
@@ -532,7 +540,8 @@ mod tests {
     #[test]
     fn plain_query_is_lowercased_and_keeps_the_original_question() {
         let p = query(&["Dl", "EXAMPLE", "test"], rtype::A, &[], 0);
-        let q = Query::parse(&p).unwrap();
+        let mut scratch = [0; MAX_NAME];
+        let q = Query::parse(&p, &mut scratch).unwrap();
         assert_eq!(q.name(), b"\x02dl\x07example\x04test\x00");
         assert_eq!(&q.question[1..3], b"Dl");
         assert_eq!(q.qtype, rtype::A);
@@ -543,7 +552,8 @@ mod tests {
     fn ecs_is_validated() {
         let ok = opt(&[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69], 0);
         let packet = query(&["a"], 1, &ok, 1);
-        let q = Query::parse(&packet).unwrap();
+        let mut scratch = [0; MAX_NAME];
+        let q = Query::parse(&packet, &mut scratch).unwrap();
         let ecs = q.edns.unwrap().ecs.unwrap();
         assert_eq!(ecs.addr, "81.2.69.0".parse::<IpAddr>().unwrap());
         assert_eq!(ecs.source_prefix, 24);
@@ -558,7 +568,7 @@ mod tests {
         for c in cases {
             let p = query(&["a"], 1, &opt(c, 0), 1);
             assert_eq!(
-                Query::parse(&p).err().unwrap().0,
+                Query::parse(&p, &mut [0; MAX_NAME]).err().unwrap().0,
                 Reject::Rcode(rcode::FORMERR),
                 "{c:?}"
             );
@@ -567,30 +577,39 @@ mod tests {
 
     #[test]
     fn malformed_packets() {
-        assert_eq!(Query::parse(&[0; 5]).err().unwrap().0, Reject::Drop);
+        assert_eq!(
+            Query::parse(&[0; 5], &mut [0; MAX_NAME]).err().unwrap().0,
+            Reject::Drop
+        );
         let mut resp = query(&["a"], 1, &[], 0);
         resp[2] |= 0x80;
-        assert_eq!(Query::parse(&resp).err().unwrap().0, Reject::Drop);
+        assert_eq!(
+            Query::parse(&resp, &mut [0; MAX_NAME]).err().unwrap().0,
+            Reject::Drop
+        );
         let mut garbage = query(&["a"], 1, &[], 0);
         garbage.push(0);
         assert_eq!(
-            Query::parse(&garbage).err().unwrap().0,
+            Query::parse(&garbage, &mut [0; MAX_NAME]).err().unwrap().0,
             Reject::Rcode(rcode::FORMERR)
         );
         let short = query(&["a"], 1, &[], 0);
         assert_eq!(
-            Query::parse(&short[..short.len() - 1]).err().unwrap().0,
+            Query::parse(&short[..short.len() - 1], &mut [0; MAX_NAME])
+                .err()
+                .unwrap()
+                .0,
             Reject::Rcode(rcode::FORMERR)
         );
         let mut notify = query(&["a"], 1, &[], 0);
         notify[2] = 4 << 3;
         assert_eq!(
-            Query::parse(&notify).err().unwrap().0,
+            Query::parse(&notify, &mut [0; MAX_NAME]).err().unwrap().0,
             Reject::Rcode(rcode::NOTIMP)
         );
         let v1 = query(&["a"], 1, &opt(&[], 1), 1);
         assert_eq!(
-            Query::parse(&v1).err().unwrap().0,
+            Query::parse(&v1, &mut [0; MAX_NAME]).err().unwrap().0,
             Reject::Rcode(rcode::BADVERS)
         );
     }
