@@ -97,7 +97,9 @@ fn worker(
     let mut outbuf = vec![0u8; BATCH * out_size];
     let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut received: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
+    let mut lens = [0usize; BATCH];
+    let mut senders: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+    // Destinations when some query of the batch went unanswered (else `senders` serves).
     let mut replies: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut reply_len = [0usize; BATCH];
     let no_cmsgs: [ControlMessage<'_>; 0] = [];
@@ -118,7 +120,8 @@ fn worker(
                 Ok(msgs) => {
                     let mut n = 0;
                     for m in msgs {
-                        received[n] = (m.bytes, m.address);
+                        lens[n] = m.bytes;
+                        senders[n] = m.address;
                         n += 1;
                     }
                     n
@@ -141,7 +144,12 @@ fn worker(
         let now = started.elapsed().as_secs() as u32;
         let mut peers: [Option<IpAddr>; BATCH] = [None; BATCH];
         let mut prepared: [Prepared<'_, '_>; BATCH] = std::array::from_fn(|_| Prepared::Drop);
-        for (i, ((len, addr), scratch)) in received[..n].iter().zip(&mut names).enumerate() {
+        for (i, ((len, addr), scratch)) in lens[..n]
+            .iter()
+            .zip(&senders[..n])
+            .zip(&mut names)
+            .enumerate()
+        {
             let Some(peer) = addr.as_ref().and_then(to_std) else {
                 continue;
             };
@@ -170,6 +178,7 @@ fn worker(
         }
         std::hint::black_box(touched);
         let mut m = 0;
+        let mut compacted = false;
         for (i, p) in prepared[..n].iter().enumerate() {
             let Some(peer) = peers[i] else {
                 continue;
@@ -192,7 +201,14 @@ fn worker(
                         continue;
                     }
                 }
-                replies[m] = received[i].1;
+                // Reply m answers query i; while no query was skipped they are the same.
+                if m != i && !compacted {
+                    replies[..m].copy_from_slice(&senders[..m]);
+                    compacted = true;
+                }
+                if compacted {
+                    replies[m] = senders[i];
+                }
                 reply_len[m] = len;
                 m += 1;
             }
@@ -211,7 +227,11 @@ fn worker(
                 fd,
                 &mut tx_headers,
                 iovs[..m - sent].iter(),
-                &replies[sent..m],
+                if compacted {
+                    &replies[sent..m]
+                } else {
+                    &senders[sent..m]
+                },
                 no_cmsgs,
                 MsgFlags::empty(),
             ) {

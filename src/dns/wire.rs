@@ -224,38 +224,64 @@ impl<'a> Query<'a> {
 /// offset after it and the name's length.
 fn read_question(
     packet: &[u8],
-    mut pos: usize,
+    pos: usize,
     q: &mut Query<'_>,
     name: &mut [u8; MAX_NAME],
 ) -> Option<(usize, usize)> {
-    let mut len = 0;
+    // Walk the length bytes first, then copy and lowercase the whole name at once: length
+    // bytes are at most 63, below 'A', so lowercasing leaves them alone.
+    let mut end = pos;
     loop {
-        let l = *packet.get(pos)? as usize;
+        let l = *packet.get(end)? as usize;
+        end += 1;
         if l == 0 {
-            name[len] = 0;
-            len += 1;
-            pos += 1;
             break;
         }
         // Compression pointers and extended label types have no place in a question.
         if l > 63 {
             return None;
         }
-        if len + 1 + l + 1 > MAX_NAME {
+        end += l;
+        if end - pos + 1 > MAX_NAME {
             return None;
         }
-        let label = packet.get(pos + 1..pos + 1 + l)?;
-        name[len] = l as u8;
-        for (d, s) in name[len + 1..len + 1 + l].iter_mut().zip(label) {
-            *d = s.to_ascii_lowercase();
-        }
-        len += 1 + l;
-        pos += 1 + l;
     }
-    let tail = packet.get(pos..pos + 4)?;
+    let len = end - pos;
+    let wire = packet.get(pos..end)?;
+    lowercase_into(&mut name[..len], wire);
+    let tail = packet.get(end..end + 4)?;
     q.qtype = u16::from_be_bytes([tail[0], tail[1]]);
     q.qclass = u16::from_be_bytes([tail[2], tail[3]]);
-    Some((pos + 4, len))
+    Some((end + 4, len))
+}
+
+/// Copies `src` into `dst` (of the same length) with ASCII letters lowercased, eight bytes at
+/// a time.
+fn lowercase_into(dst: &mut [u8], src: &[u8]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(s);
+        d.copy_from_slice(&lowercase8(u64::from_le_bytes(w)).to_le_bytes());
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s.to_ascii_lowercase();
+    }
+}
+
+/// Lowercases the ASCII letters among eight bytes. For a byte b below 0x80, b + 0x3f has its
+/// top bit set when b >= 'A', and b + 0x25 when b > 'Z'; neither sum carries into the next
+/// byte. Bytes with the top bit set are left alone.
+#[inline]
+fn lowercase8(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    let low = x & LOW7;
+    let from_a = low + 0x3f3f_3f3f_3f3f_3f3f;
+    let past_z = low + 0x2525_2525_2525_2525;
+    let upper = from_a & !past_z & !x & TOP;
+    x | (upper >> 2)
 }
 
 /// Skips a possibly compressed name in a record; returns the offset after it.
@@ -400,11 +426,12 @@ impl<'b> Writer<'b> {
             counts: [0; 3],
             overflow: false,
         };
-        w.put(&id.to_be_bytes());
-        w.put(&(flags | QR).to_be_bytes());
-        let qd: u16 = if question.is_empty() { 0 } else { 1 };
-        w.put(&qd.to_be_bytes());
-        w.put(&[0; 6]);
+        // The header in one write: ID, flags, QDCOUNT, and zero counts (patched by `finish`).
+        let mut header = [0u8; 12];
+        header[..2].copy_from_slice(&id.to_be_bytes());
+        header[2..4].copy_from_slice(&(flags | QR).to_be_bytes());
+        header[5] = u8::from(!question.is_empty());
+        w.put(&header);
         w.put(question);
         w
     }
@@ -456,28 +483,33 @@ impl<'b> Writer<'b> {
         dnssec_ok: bool,
         ecs: Option<(ClientSubnet, u8)>,
     ) {
-        let start = self.len;
-        self.put(&[0]);
-        self.put(&rtype::OPT.to_be_bytes());
-        self.put(&udp_size.to_be_bytes());
+        // Assembled on the stack and appended in one write: at most 11 bytes of record, 8 of
+        // option header and 16 of address.
+        let mut rec = [0u8; 11 + 8 + 16];
+        rec[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
+        rec[3..5].copy_from_slice(&udp_size.to_be_bytes());
         let ttl: u32 = ((ext_rcode as u32 >> 4) << 24) | if dnssec_ok { 0x8000 } else { 0 };
-        self.put(&ttl.to_be_bytes());
-        match ecs {
+        rec[5..9].copy_from_slice(&ttl.to_be_bytes());
+        let len = match ecs {
             Some((s, scope)) => {
                 let n = (s.source_prefix as usize).div_ceil(8);
-                self.put(&((8 + n) as u16).to_be_bytes());
-                self.put(&OPT_ECS.to_be_bytes());
-                self.put(&((4 + n) as u16).to_be_bytes());
+                rec[9..11].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+                rec[11..13].copy_from_slice(&OPT_ECS.to_be_bytes());
+                rec[13..15].copy_from_slice(&((4 + n) as u16).to_be_bytes());
                 let family: u16 = if s.addr.is_ipv4() { 1 } else { 2 };
-                self.put(&family.to_be_bytes());
-                self.put(&[s.source_prefix, scope]);
+                rec[15..17].copy_from_slice(&family.to_be_bytes());
+                rec[17] = s.source_prefix;
+                rec[18] = scope;
                 match s.addr {
-                    IpAddr::V4(a) => self.put(&a.octets()[..n]),
-                    IpAddr::V6(a) => self.put(&a.octets()[..n]),
+                    IpAddr::V4(a) => rec[19..19 + n].copy_from_slice(&a.octets()[..n]),
+                    IpAddr::V6(a) => rec[19..19 + n].copy_from_slice(&a.octets()[..n]),
                 }
+                19 + n
             }
-            None => self.put(&0u16.to_be_bytes()),
-        }
+            None => 11,
+        };
+        let start = self.len;
+        self.put(&rec[..len]);
         if self.overflow {
             self.len = start;
             return;
@@ -535,6 +567,20 @@ mod tests {
         o.extend_from_slice(&(options.len() as u16).to_be_bytes());
         o.extend_from_slice(options);
         o
+    }
+
+    #[test]
+    fn lowercasing_eight_bytes_at_a_time_matches_the_byte_rule() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for start in 0..all.len() {
+            for len in [1, 7, 8, 9, 17, 64] {
+                let src = &all[start..(start + len).min(all.len())];
+                let mut dst = vec![0u8; src.len()];
+                lowercase_into(&mut dst, src);
+                let want: Vec<u8> = src.iter().map(|b| b.to_ascii_lowercase()).collect();
+                assert_eq!(dst, want, "{src:?}");
+            }
+        }
     }
 
     #[test]
