@@ -28,34 +28,7 @@ cargo build -q --release
 SP=$ROOT/target/release/signpost
 
 # The same continent → node map for both servers.
-conts="EU:eu:192.0.2.10 NA:na:198.51.100.10 OC:oc:203.0.113.10 AS:as:203.0.113.20 SA:sa:203.0.113.30 AF:af:192.0.2.40 AN:an:192.0.2.50"
-mkdir -p "$W/gd/zones" "$W/gd/run" "$W/gd/state" "$W/sp"
-{
-  echo "options => { listen => [ 127.0.0.1:5402 ], udp_threads => 1, tcp_threads => 1, run_dir => $W/gd/run, state_dir => $W/gd/state }"
-  echo "plugins => { geoip => { maps => { conts => { geoip2_db => $DB"
-  echo "  datacenters => [na, eu, oc, as, sa, af, an]"
-  echo -n "  map => { "; for c in $conts; do IFS=: read -r C d _ <<<"$c"; echo -n "$C => [$d], "; done; echo "}"
-  echo "} }"
-  echo -n "resources => { dl => { map => conts, dcmap => { "; for c in $conts; do IFS=: read -r _ d a <<<"$c"; echo -n "$d => $a, "; done; echo "} } } } }"
-} > "$W/gd/config"
-printf '@ 3600 SOA ns1 hostmaster 1 7200 900 1209600 300\n@ 3600 NS ns1\nns1 3600 A 127.0.0.1\ndl 60 DYNA geoip!dl\n' > "$W/gd/zones/example.test"
-{
-  echo "nodes:"; for c in $conts; do IFS=: read -r _ d a <<<"$c"; echo "  - { name: $d, ipv4: [$a] }"; done
-  echo "regions:"; for c in $conts; do IFS=: read -r _ d _ <<<"$c"; echo "  - { name: $d, nodes: [$d] }"; done
-  echo "services:"; echo "  - names: [dl.example.test]"; echo "    ttl: 60"; echo "    rules:"
-  for c in $conts; do IFS=: read -r C d _ <<<"$c"; echo "      - { continents: [$C], regions: [$d] }"; done
-  echo "      - { default: true, regions: [na] }"
-} > "$W/sp/map.yaml"
-cat > "$W/sp/signpost.yaml" <<YAML
-listen: ["127.0.0.1:5401"]
-workers: 1
-zones:
-  - apex: example.test
-    soa: { mname: ns1, rname: hostmaster, minimum: 300 }
-    ns: [{ name: ns1.example.test., addresses: [127.0.0.1] }]
-maps: [map.yaml]
-geoip: [{ path: $DB }]
-YAML
+source "$ROOT/benches/setup.sh"
 
 # One core for the servers, the other for the load generator.
 # start NAME CMD...: runs CMD pinned to core 0, records its PID in the variable NAME.
@@ -92,38 +65,56 @@ done
 
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
-declare -A QPS
+declare -A QPS USER RATIO_GD RATIO_RS
+# measure NAME PORT PID CASE ROUND: one load run; prints a line, records qps and user CPU.
+measure() {
+  local name=$1 port=$2 pid=$3 case=$4 r=$5
+  read -r u0 s0 < <(cpu "$pid")
+  out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:$port --qname dl.example.test --ecs "$case" --duration "$SECS" --threads 1 --sockets 16 --window 8 --label "$name")
+  read -r u1 s1 < <(cpu "$pid")
+  q=$(grep -o '"qps":[0-9]*' <<<"$out" | cut -d: -f2)
+  ans=$(grep -o '"answered":[0-9]*' <<<"$out" | cut -d: -f2)
+  p50=$(grep -o '"p50_us":[0-9]*' <<<"$out" | cut -d: -f2)
+  p99=$(grep -o '"p99_us":[0-9]*' <<<"$out" | cut -d: -f2)
+  to=$(grep -o '"timeouts":[0-9]*' <<<"$out" | cut -d: -f2)
+  us=$(echo "scale=2; ($u1 - $u0) * 1000000 / $TCK / $ans" | bc)
+  ss=$(echo "scale=2; ($s1 - $s0) * 1000000 / $TCK / $ans" | bc)
+  printf '%-22s round %d %-10s %8s qps  p50 %4s us  p99 %5s us  timeouts %s  cpu/query user %s us sys %s us  rss %d MB\n' \
+    "$case" "$r" "$name" "$q" "$p50" "$p99" "$to" "$us" "$ss" $(( $(rss "$pid") / 1024 ))
+  QPS[$case,$name]="${QPS[$case,$name]:-} $q"
+  USER[$case,$name]="${USER[$case,$name]:-} $us"
+  LAST[$name]=$q
+}
+declare -A LAST
 for case in none fixed:81.2.69.0/24 random; do
   for r in $(seq 1 "$ROUNDS"); do
-    for s in signpost:5401:$SP_PID gdnsd:5402:$GD_PID responder:5403:$RS_PID; do
+    # Alternate the order from round to round so that a drift of the machine's speed during a
+    # round does not favour whoever goes first.
+    order="signpost:5401:$SP_PID gdnsd:5402:$GD_PID responder:5403:$RS_PID"
+    (( r % 2 == 0 )) && order="responder:5403:$RS_PID gdnsd:5402:$GD_PID signpost:5401:$SP_PID"
+    for s in $order; do
       IFS=: read -r name port pid <<<"$s"
-      read -r u0 s0 < <(cpu "$pid")
-      out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:$port --qname dl.example.test --ecs "$case" --duration "$SECS" --threads 1 --sockets 16 --window 8 --label "$name")
-      read -r u1 s1 < <(cpu "$pid")
-      q=$(grep -o '"qps":[0-9]*' <<<"$out" | cut -d: -f2)
-      ans=$(grep -o '"answered":[0-9]*' <<<"$out" | cut -d: -f2)
-      p50=$(grep -o '"p50_us":[0-9]*' <<<"$out" | cut -d: -f2)
-      p99=$(grep -o '"p99_us":[0-9]*' <<<"$out" | cut -d: -f2)
-      to=$(grep -o '"timeouts":[0-9]*' <<<"$out" | cut -d: -f2)
-      us=$(echo "scale=2; ($u1 - $u0) * 1000000 / $TCK / $ans" | bc)
-      ss=$(echo "scale=2; ($s1 - $s0) * 1000000 / $TCK / $ans" | bc)
-      printf '%-22s round %d %-10s %8s qps  p50 %4s us  p99 %5s us  timeouts %s  cpu/query user %s us sys %s us  rss %d MB\n' \
-        "$case" "$r" "$name" "$q" "$p50" "$p99" "$to" "$us" "$ss" $(( $(rss "$pid") / 1024 ))
-      QPS[$case,$name]="${QPS[$case,$name]:-} $q"
+      measure "$name" "$port" "$pid" "$case" "$r"
     done
+    RATIO_GD[$case]="${RATIO_GD[$case]:-} $(echo "scale=4; ${LAST[signpost]}/${LAST[gdnsd]}" | bc)"
+    RATIO_RS[$case]="${RATIO_RS[$case]:-} $(echo "scale=4; ${LAST[signpost]}/${LAST[responder]}" | bc)"
   done
 done
 # Reloads under load: SIGHUP every second (maps, GeoIP database and all recompiled on the
-# reload thread, which shares the servers' core here) while random-ECS load runs.
+# reload thread, which shares the servers' core here) while random-ECS load runs; each such
+# round is paired with a round without reloads just before it.
 for r in $(seq 1 "$ROUNDS"); do
+  measure signpost 5401 "$SP_PID" random-paired "$r" >/dev/null
+  base=${LAST[signpost]}
   ( end=$((SECONDS + SECS)); while [ $SECONDS -lt $end ]; do kill -HUP "$SP_PID"; sleep 1; done ) &
   hup=$!
   out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:5401 --qname dl.example.test --ecs random --duration "$SECS" --threads 1 --sockets 16 --window 8)
   wait "$hup" || true
   q=$(grep -o '"qps":[0-9]*' <<<"$out" | cut -d: -f2)
-  printf '%-22s round %d %-10s %8s qps  timeouts %s  rcodes %s\n' "reload-every-1s" "$r" signpost "$q" \
+  printf '%-22s round %d %-10s %8s qps (without reloads just before: %s)  timeouts %s  rcodes %s\n' "reload-every-1s" "$r" signpost "$q" "$base" \
     "$(grep -o '"timeouts":[0-9]*' <<<"$out" | cut -d: -f2)" "$(grep -o '"rcodes":{[^}]*}' <<<"$out")"
   QPS[reload,signpost]="${QPS[reload,signpost]:-} $q"
+  RATIO_GD[reload]="${RATIO_GD[reload]:-} $(echo "scale=4; $q/$base" | bc)"
 done
 reloads=$(grep -c "reloaded" "$W/SP_PID.log" || true)
 echo "signpost completed $reloads reloads during the reload rounds"
@@ -135,13 +126,15 @@ for s in signpost:5401 gdnsd:5402 responder:5403; do
   printf 'unloaded (1 in flight) %-10s p50 %s us p99 %s us\n' "$name" "$(grep -o '"p50_us":[0-9]*' <<<"$out" | cut -d: -f2)" "$(grep -o '"p99_us":[0-9]*' <<<"$out" | cut -d: -f2)"
 done
 echo
+med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 for case in none fixed:81.2.69.0/24 random; do
-  sp=$(tr ' ' '\n' <<<"${QPS[$case,signpost]}" | grep . | median)
-  gd=$(tr ' ' '\n' <<<"${QPS[$case,gdnsd]}" | grep . | median)
-  rs=$(tr ' ' '\n' <<<"${QPS[$case,responder]}" | grep . | median)
-  printf 'median %-22s signpost %7.0f  gdnsd %7.0f  responder %7.0f  signpost/gdnsd %.3f  signpost/ceiling %.3f\n' \
-    "$case" "$sp" "$gd" "$rs" "$(echo "scale=4; $sp/$gd" | bc)" "$(echo "scale=4; $sp/$rs" | bc)"
+  sp=$(med "${QPS[$case,signpost]}"); gd=$(med "${QPS[$case,gdnsd]}"); rs=$(med "${QPS[$case,responder]}")
+  ahead=$(tr ' ' '\n' <<<"${RATIO_GD[$case]}" | grep . | awk '$1 >= 1' | wc -l)
+  printf 'median %-22s signpost %7.0f  gdnsd %7.0f  responder %7.0f  signpost/gdnsd %.3f (per round: median %.3f, signpost ahead in %d of %d)  signpost/ceiling %.3f (per round: median %.3f)\n' \
+    "$case" "$sp" "$gd" "$rs" "$(echo "scale=4; $sp/$gd" | bc)" "$(med "${RATIO_GD[$case]}")" "$ahead" "$ROUNDS" \
+    "$(echo "scale=4; $sp/$rs" | bc)" "$(med "${RATIO_RS[$case]}")"
+  printf '       %-22s user CPU per query, median: signpost %s us, gdnsd %s us, responder %s us\n' "$case" \
+    "$(med "${USER[$case,signpost]}")" "$(med "${USER[$case,gdnsd]}")" "$(med "${USER[$case,responder]}")"
 done
-rl=$(tr ' ' '\n' <<<"${QPS[reload,signpost]}" | grep . | median)
-sp=$(tr ' ' '\n' <<<"${QPS[random,signpost]}" | grep . | median)
-printf 'median random ECS with a reload every second: signpost %7.0f (%.3f of its qps without reloads)\n' "$rl" "$(echo "scale=4; $rl/$sp" | bc)"
+printf 'reloads every second, random ECS: signpost median %7.0f qps, %.3f of the paired rounds without reloads (median per round)\n' \
+  "$(med "${QPS[reload,signpost]}")" "$(med "${RATIO_GD[reload]}")"
