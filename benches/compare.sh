@@ -66,9 +66,10 @@ done
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 declare -A QPS USER RATIO_GD RATIO_RS
-# measure NAME PORT PID CASE ROUND: one load run; prints a line, records qps and user CPU.
+# measure NAME PORT PID CASE ROUND [KEY]: one load run with ECS setting CASE; prints a line,
+# records qps and user CPU under KEY (default CASE).
 measure() {
-  local name=$1 port=$2 pid=$3 case=$4 r=$5
+  local name=$1 port=$2 pid=$3 case=$4 r=$5 key=${6:-$4}
   read -r u0 s0 < <(cpu "$pid")
   out=$(taskset -c 1 "$LG/loadgen" --server 127.0.0.1:$port --qname dl.example.test --ecs "$case" --duration "$SECS" --threads 1 --sockets 16 --window 8 --label "$name")
   read -r u1 s1 < <(cpu "$pid")
@@ -81,8 +82,8 @@ measure() {
   ss=$(echo "scale=2; ($s1 - $s0) * 1000000 / $TCK / $ans" | bc)
   printf '%-22s round %d %-10s %8s qps  p50 %4s us  p99 %5s us  timeouts %s  cpu/query user %s us sys %s us  rss %d MB\n' \
     "$case" "$r" "$name" "$q" "$p50" "$p99" "$to" "$us" "$ss" $(( $(rss "$pid") / 1024 ))
-  QPS[$case,$name]="${QPS[$case,$name]:-} $q"
-  USER[$case,$name]="${USER[$case,$name]:-} $us"
+  QPS[$key,$name]="${QPS[$key,$name]:-} $q"
+  USER[$key,$name]="${USER[$key,$name]:-} $us"
   LAST[$name]=$q
 }
 declare -A LAST
@@ -104,7 +105,7 @@ done
 # reload thread, which shares the servers' core here) while random-ECS load runs; each such
 # round is paired with a round without reloads just before it.
 for r in $(seq 1 "$ROUNDS"); do
-  measure signpost 5401 "$SP_PID" random-paired "$r" >/dev/null
+  measure signpost 5401 "$SP_PID" random "$r" random-paired >/dev/null
   base=${LAST[signpost]}
   ( end=$((SECONDS + SECS)); while [ $SECONDS -lt $end ]; do kill -HUP "$SP_PID"; sleep 1; done ) &
   hup=$!

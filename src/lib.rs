@@ -12,8 +12,11 @@
 //! ([`snapshot::Service::pick`]) and copies pre-encoded records into the response.
 //!
 //! UDP workers ([`dns::udp`]) receive and send in batches with buffers allocated once, and rate
-//! limit per client network ([`dns::rrl`]); TCP ([`dns::tcp`]) runs on the I/O runtime and
-//! calls the same answer function.
+//! limit per client network ([`dns::rrl`]). A batch is answered in three passes: every query is
+//! decoded and placed ([`dns::answer::prepare`]), the route-table memory each will read is
+//! touched in a tight loop so that the batch's cache misses overlap, then each is answered
+//! ([`dns::answer::complete`]). TCP ([`dns::tcp`]) runs on the I/O runtime and calls the same
+//! functions, one query at a time ([`dns::answer::respond`]).
 //!
 //! Off the query path, [`reload`] loads the configuration ([`config`]), the client data
 //! ([`client`]: [`geo`] and [`bgp`]) and the map files ([`spec`]), and [`compile`] validates
