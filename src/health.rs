@@ -5,6 +5,7 @@
 //! (admin overrides, pushes, the poller) store the *effective* state here after applying the
 //! precedence rules in [`crate::control`]; readers never lock.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The effective state of a node.
@@ -51,6 +52,8 @@ impl State {
 #[derive(Debug)]
 pub struct HealthTable {
     names: Vec<String>,
+    /// Index by name (control requests, and carrying states across a reload).
+    by_name: HashMap<String, usize>,
     states: Box<[AtomicU8]>,
 }
 
@@ -58,7 +61,16 @@ impl HealthTable {
     /// A table for `names`, every node starting in `initial`.
     pub fn new(names: Vec<String>, initial: State) -> HealthTable {
         let states = names.iter().map(|_| AtomicU8::new(initial as u8)).collect();
-        HealthTable { names, states }
+        // Names are unique (compile refuses duplicates); the first wins if not.
+        let mut by_name = HashMap::with_capacity(names.len());
+        for (i, n) in names.iter().enumerate() {
+            by_name.entry(n.clone()).or_insert(i);
+        }
+        HealthTable {
+            names,
+            by_name,
+            states,
+        }
     }
 
     /// The state of node `i` (nodes past the end are down).
@@ -79,7 +91,7 @@ impl HealthTable {
 
     /// The index of node `name`.
     pub fn index(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
+        self.by_name.get(name).copied()
     }
 
     /// Node names, by index.
@@ -100,5 +112,6 @@ mod tests {
         assert_eq!(t.get(1), State::Drain);
         assert_eq!(t.get(7), State::Down);
         assert_eq!(t.index("b"), Some(1));
+        assert_eq!(t.index("c"), None);
     }
 }
