@@ -80,8 +80,9 @@ measure() {
   to=$(grep -o '"timeouts":[0-9]*' <<<"$out" | cut -d: -f2)
   us=$(echo "scale=2; ($u1 - $u0) * 1000000 / $TCK / $ans" | bc)
   ss=$(echo "scale=2; ($s1 - $s0) * 1000000 / $TCK / $ans" | bc)
-  printf '%-22s round %d %-10s %8s qps  p50 %4s us  p99 %5s us  timeouts %s  cpu/query user %s us sys %s us  rss %d MB\n' \
-    "$case" "$r" "$name" "$q" "$p50" "$p99" "$to" "$us" "$ss" $(( $(rss "$pid") / 1024 ))
+  rc=$(grep -o '"rcodes":{[^}]*}' <<<"$out" | cut -d: -f2- || true)
+  printf '%-22s round %d %-10s %8s qps  p50 %4s us  p99 %5s us  timeouts %s  rcodes %s  cpu/query user %s us sys %s us  rss %d MB\n' \
+    "$case" "$r" "$name" "$q" "$p50" "$p99" "$to" "$rc" "$us" "$ss" $(( $(rss "$pid") / 1024 ))
   QPS[$key,$name]="${QPS[$key,$name]:-} $q"
   USER[$key,$name]="${USER[$key,$name]:-} $us"
   LAST[$name]=$q
