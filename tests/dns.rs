@@ -392,3 +392,44 @@ fn response_rate_limiting_with_slip() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(s.short(&["www.example.test"]), "192.0.2.80");
 }
+
+#[test]
+fn replies_go_to_their_own_clients_when_rate_limiting_skips_some() {
+    // Rate limiting drops some queries of a batch and answers later ones (slip), so the UDP
+    // worker has to move those replies' destinations up: each must still reach the socket
+    // that asked, with that socket's query ID.
+    let (_d, s) = static_server("rrl: { responses_per_second: 5, slip: 2, exempt: [] }\n");
+    let clients: Vec<std::net::UdpSocket> = (0..8)
+        .map(|_| {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_millis(800)))
+                .unwrap();
+            c
+        })
+        .collect();
+    // Interleaved, so that a batch holds queries from every client.
+    for j in 0..10u16 {
+        for (k, c) in clients.iter().enumerate() {
+            c.send_to(
+                &query(k as u16 * 100 + j, 0x0100, "www.example.test", 1),
+                s.udp,
+            )
+            .unwrap();
+        }
+    }
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    for (k, c) in clients.iter().enumerate() {
+        while let Ok((len, _)) = c.recv_from(&mut buf) {
+            let id = u16::from_be_bytes([buf[0], buf[1]]);
+            assert!(
+                (k as u16 * 100..k as u16 * 100 + 10).contains(&id),
+                "client {k} got the reply to query {id}"
+            );
+            assert!(len > 12 && buf[2] & 0x80 != 0, "a response");
+            total += 1;
+        }
+    }
+    // 80 queries: a handful answered in full, about half of the rest slipped, the rest dropped.
+    assert!((25..=50).contains(&total), "{total} replies");
+}
