@@ -13,21 +13,12 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-10}
 ROOT=$(pwd)
-TOOLS=$ROOT/../shared/tools/loadgen
-LG=/tmp/loadgen-target/release
 W=$(mktemp -d /tmp/signpost-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
-DB=$ROOT/../shared/data/geoip/GeoLite2-City-2019-12-24.mmdb
-[ -f "$DB" ] || DB=$ROOT/testdata/geoip/GeoLite2-Country-2018-08-07.mmdb
-command -v gdnsd >/dev/null || { apt-get update -qq && apt-get install -y -qq gdnsd >/dev/null; }
-[ -x "$LG/loadgen" ] || cargo build -q --release --manifest-path "$TOOLS/Cargo.toml" --target-dir /tmp/loadgen-target
-cargo build -q --release
-SP=$ROOT/target/release/signpost
-
-# The same continent → node map for both servers.
+# Data, tools, builds, and the same continent → node map for both servers.
 source "$ROOT/benches/setup.sh"
 
 # One core for the servers, the other for the load generator.

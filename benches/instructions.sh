@@ -13,20 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
 ROOT=$(pwd)
-TOOLS=$ROOT/../shared/tools/loadgen
-LG=/tmp/loadgen-target/release
 W=$(mktemp -d /tmp/signpost-instr.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
-DB=$ROOT/../shared/data/geoip/GeoLite2-City-2019-12-24.mmdb
-[ -f "$DB" ] || DB=$ROOT/testdata/geoip/GeoLite2-Country-2018-08-07.mmdb
-command -v gdnsd >/dev/null || { apt-get update -qq && apt-get install -y -qq gdnsd >/dev/null; }
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-[ -x "$LG/loadgen" ] || cargo build -q --release --manifest-path "$TOOLS/Cargo.toml" --target-dir /tmp/loadgen-target
-cargo build -q --release
-SP=$ROOT/target/release/signpost
+# Data, tools, builds, and the same continent → node map for both servers.
 source "$ROOT/benches/setup.sh"
 
 # count NAME PORT CMD...: instructions per answered query of CMD under callgrind.

@@ -1,6 +1,17 @@
-# Shared by compare.sh and instructions.sh: writes the same continent -> node map for Signpost
-# and gdnsd into $W (signpost on 127.0.0.1:5401, gdnsd on 127.0.0.1:5402), over database $DB.
-# Usage: W=dir DB=path; source benches/setup.sh
+# Shared by compare.sh and instructions.sh (sourced with ROOT = the project, W = a scratch
+# directory): picks the GeoIP database ($DB), installs gdnsd and builds the load generator when
+# missing, builds Signpost ($SP), and writes the same continent -> node map for both servers
+# into $W (Signpost on 127.0.0.1:5401, gdnsd on 127.0.0.1:5402). Sets LG to the load
+# generator's directory.
+TOOLS=$ROOT/../shared/tools/loadgen
+LG=/tmp/loadgen-target/release
+DB=$ROOT/../shared/data/geoip/GeoLite2-City-2019-12-24.mmdb
+[ -f "$DB" ] || DB=$ROOT/testdata/geoip/GeoLite2-Country-2018-08-07.mmdb
+command -v gdnsd >/dev/null || { apt-get update -qq && apt-get install -y -qq gdnsd >/dev/null; }
+[ -x "$LG/loadgen" ] || cargo build -q --release --manifest-path "$TOOLS/Cargo.toml" --target-dir /tmp/loadgen-target
+cargo build -q --release
+SP=$ROOT/target/release/signpost
+
 conts="EU:eu:192.0.2.10 NA:na:198.51.100.10 OC:oc:203.0.113.10 AS:as:203.0.113.20 SA:sa:203.0.113.30 AF:af:192.0.2.40 AN:an:192.0.2.50"
 mkdir -p "$W/gd/zones" "$W/gd/run" "$W/gd/state" "$W/sp"
 {

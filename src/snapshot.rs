@@ -131,6 +131,12 @@ pub struct RouteTable<T> {
 
 const DIRECT: u64 = 1 << 63;
 
+/// A directory bucket: answered by the directory word, or by a search among these blocks.
+enum Bucket<'a, T> {
+    Direct(u32),
+    Blocks(&'a [(T, u32)]),
+}
+
 impl<T: RouteKey> RouteTable<T> {
     /// Adds a block; blocks must come in ascending order and cover the whole space. At most
     /// 2^23 distinct decisions.
@@ -177,21 +183,33 @@ impl<T: RouteKey> RouteTable<T> {
     /// [`directory_entry`](Self::directory_entry).
     #[inline]
     pub fn warm_blocks(&self, addr: T) -> u64 {
-        let k = addr.top16();
-        let Some(&d) = self.dir.get(k) else {
-            return 0;
-        };
-        if d & DIRECT != 0 {
-            return d;
+        match self.bucket(addr.top16()) {
+            Bucket::Direct(packed) => packed as u64,
+            Bucket::Blocks(slice) => slice.get(slice.len() / 2).map_or(0, |e| e.1 as u64),
         }
-        let lo = (d & 0xffff_ffff) as usize;
-        let hi = self
-            .dir
-            .get(k + 1)
-            .map_or(lo, |&n| (n & 0xffff_ffff) as usize);
-        self.entries
-            .get(lo + hi.saturating_sub(lo).div_ceil(2))
-            .map_or(0, |e| e.1 as u64)
+    }
+
+    /// Where bucket `k`'s answer is: in the directory itself, or among its own blocks.
+    #[inline]
+    fn bucket(&self, k: usize) -> Bucket<'_, T> {
+        match self.dir.get(k) {
+            Some(&d) if d & DIRECT != 0 => Bucket::Direct(((d >> 32) & 0x7fff_ffff) as u32),
+            Some(&d) => {
+                let lo = (d & 0xffff_ffff) as usize;
+                let hi = self
+                    .dir
+                    .get(k + 1)
+                    .map(|&n| (n & 0xffff_ffff) as usize + 1)
+                    .unwrap_or(self.entries.len());
+                Bucket::Blocks(
+                    self.entries
+                        .get(lo..hi.min(self.entries.len()))
+                        .unwrap_or_default(),
+                )
+            }
+            // No directory (an empty table): search everything.
+            None => Bucket::Blocks(&self.entries),
+        }
     }
 
     /// Block starts, ascending.
@@ -202,23 +220,11 @@ impl<T: RouteKey> RouteTable<T> {
     /// The block containing `addr`: (decision index, prefix length).
     #[inline]
     pub fn lookup(&self, addr: T) -> Option<(u32, u8)> {
-        let k = addr.top16();
-        let packed = match self.dir.get(k) {
-            Some(&d) if d & DIRECT != 0 => ((d >> 32) & 0x7fff_ffff) as u32,
-            Some(&d) => {
-                let lo = (d & 0xffff_ffff) as usize;
-                let hi = self
-                    .dir
-                    .get(k + 1)
-                    .map(|&n| (n & 0xffff_ffff) as usize + 1)
-                    .unwrap_or(self.entries.len());
-                let slice = self.entries.get(lo..hi.min(self.entries.len()))?;
+        let packed = match self.bucket(addr.top16()) {
+            Bucket::Direct(packed) => packed,
+            Bucket::Blocks(slice) => {
                 let i = slice.partition_point(|e| e.0 <= addr);
                 slice.get(i.checked_sub(1)?)?.1
-            }
-            None => {
-                let i = self.entries.partition_point(|e| e.0 <= addr);
-                self.entries.get(i.checked_sub(1)?)?.1
             }
         };
         Some((packed >> 8, packed as u8))
