@@ -133,7 +133,7 @@ fn main() {
     println!("prefix table longest match alone: median {prefix_only:.0} ns");
 
     // The query path: one lookup in a compiled route table (continent map over City + table).
-    let (_, snap) = signpost::reload::load(
+    let (_, snap) = signpost::load::load(
         Some(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("benches/data-config/signpost.yaml"),

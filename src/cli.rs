@@ -1,7 +1,8 @@
 //! The command line: `serve`, `check`, `lookup`, `explain`, `diff` and `ctl`.
 //!
-//! Each subcommand parses its arguments here and calls into the library; exit codes: 0
-//! success, 1 the inputs or the request are bad (messages on stderr), 2 usage, 3 the server
+//! Each subcommand parses its arguments here and calls into the library. Every failure is a
+//! [`CliError`], and [`CliError::exit_code`] is the one place that maps failures to exit codes:
+//! 0 success, 1 the inputs or the request are bad (messages on stderr), 2 usage, 3 the server
 //! could not be reached.
 
 use std::io::BufRead;
@@ -10,9 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::json;
 
-use crate::daemon::{self, ServeOptions};
+use crate::control::client::{self, ClientError};
+use crate::control::protocol::{PushItem, Reply, Request, Response};
+use crate::daemon::{self, DaemonError, ServeOptions};
+use crate::node_state::{NodeStates, StateFileError};
+use crate::source::Errors;
 
 /// Signpost: an authoritative DNS server that sends each client of a download hostname to
 /// the best healthy node, by GeoIP, BGP origin and operator maps.
@@ -138,43 +142,97 @@ pub enum CtlRequest {
     Stats,
 }
 
+/// Why a command failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// The configuration, maps or data are invalid.
+    Invalid(Errors),
+    /// The server could not run.
+    Daemon(DaemonError),
+    /// The state file given with `--health` cannot be used.
+    StateFile(StateFileError),
+    /// An argument is not what the command takes.
+    Usage(String),
+    /// Some of the input is bad (the rest was processed).
+    Bad(String),
+    /// The control socket cannot be reached.
+    Unreachable(ClientError),
+    /// The server refused the request.
+    Refused(Response),
+    /// The server refused the request, and the JSON printed already says why.
+    RefusedRaw,
+}
+
+impl CliError {
+    /// The process exit code for this failure: the one place that decides it.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            CliError::Invalid(_)
+            | CliError::Daemon(_)
+            | CliError::StateFile(_)
+            | CliError::Bad(_)
+            | CliError::Refused(_)
+            | CliError::RefusedRaw => 1,
+            CliError::Usage(_) => 2,
+            CliError::Unreachable(_) => 3,
+        })
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Invalid(e) => write!(f, "{e}\n{} problem(s) found", e.0.len()),
+            CliError::Daemon(e) => write!(f, "{e}"),
+            CliError::StateFile(e) => write!(f, "{e}"),
+            CliError::Usage(e) | CliError::Bad(e) => write!(f, "{e}"),
+            CliError::Unreachable(e) => write!(f, "{e}"),
+            CliError::RefusedRaw => Ok(()),
+            CliError::Refused(r) => {
+                write!(f, "error: {}", r.error.as_deref().unwrap_or("unknown"))?;
+                for e in &r.errors {
+                    write!(f, "\n  {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<Errors> for CliError {
+    fn from(e: Errors) -> CliError {
+        CliError::Invalid(e)
+    }
+}
+
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve {
             config,
             listen,
             control,
             state_file,
-        } => match daemon::serve(ServeOptions {
+        } => daemon::serve(ServeOptions {
             config,
             listen,
             control,
             state_file,
-        }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Check { config } => match crate::reload::load(config.as_deref(), None) {
-            Ok((c, snap)) => {
-                println!(
-                    "ok: {} zone(s), {} service(s), {} node(s); {}",
-                    c.zones.len(),
-                    snap.services.len(),
-                    snap.nodes.len(),
-                    snap.versions
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                eprintln!("{} problem(s) found", e.0.len());
-                ExitCode::from(1)
-            }
-        },
+        })
+        .map_err(CliError::Daemon),
+        Command::Check { config } => {
+            let (c, snap) = crate::load::load(config.as_deref(), None)?;
+            println!(
+                "ok: {} zone(s), {} service(s), {} node(s); {}",
+                c.zones.len(),
+                snap.services.len(),
+                snap.nodes.len(),
+                snap.versions
+            );
+            Ok(())
+        }
         Command::Lookup { config, addresses } => lookup(config, addresses),
         Command::Explain {
             config,
@@ -192,18 +250,9 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> ExitCode {
-    let cfg = match config {
-        Some(p) => crate::config::Config::load(&p),
-        None => crate::config::Config::embedded(),
-    };
-    let data = match cfg.and_then(|c| crate::client::ClientData::load(&c.geoip, &c.bgp)) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
+fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> Result<(), CliError> {
+    let cfg = crate::load::config(config.as_deref())?;
+    let data = crate::load::client_data(&cfg, None)?;
     let list: Vec<String> = if addresses.is_empty() {
         std::io::stdin()
             .lock()
@@ -215,7 +264,7 @@ fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> ExitCode {
     } else {
         addresses
     };
-    let mut bad = false;
+    let mut bad = Vec::new();
     for a in list {
         match a.parse::<IpAddr>() {
             Ok(ip) => {
@@ -224,16 +273,13 @@ fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> ExitCode {
                     println!("  {line}");
                 }
             }
-            Err(_) => {
-                eprintln!("{a:?} is not an IP address");
-                bad = true;
-            }
+            Err(_) => bad.push(format!("{a:?} is not an IP address")),
         }
     }
-    if bad {
-        ExitCode::from(1)
+    if bad.is_empty() {
+        Ok(())
     } else {
-        ExitCode::SUCCESS
+        Err(CliError::Bad(bad.join("\n")))
     }
 }
 
@@ -243,22 +289,12 @@ fn explain(
     ipv6: bool,
     address: IpAddr,
     name: &str,
-) -> ExitCode {
-    let snap = match crate::reload::load(config.as_deref(), None) {
-        Ok((_, s)) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
+) -> Result<(), CliError> {
+    let (_, snap) = crate::load::load(config.as_deref(), None)?;
     if let Some(h) = health {
-        match crate::control::NodeStates::load(Some(h)) {
-            Ok(st) => st.apply(&snap),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
-            }
-        }
+        NodeStates::load(Some(h))
+            .map_err(CliError::StateFile)?
+            .apply(&snap);
     }
     let wanted = name.trim_end_matches('.').to_ascii_lowercase();
     let Some(s) = snap.services.iter().position(|s| {
@@ -266,143 +302,116 @@ fn explain(
             .iter()
             .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(&wanted))
     }) else {
-        eprintln!("{name} is not a service name of this configuration");
-        return ExitCode::from(1);
+        return Err(CliError::Bad(format!(
+            "{name} is not a service name of this configuration"
+        )));
     };
-    for line in crate::compile::explain(&snap, s, address, "given on the command line", ipv6) {
+    for line in crate::explain::explain(&snap, s, address, "given on the command line", ipv6) {
         println!("{line}");
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-fn diff(config: Option<PathBuf>, old: PathBuf, new: PathBuf) -> ExitCode {
-    let load = |maps: PathBuf| -> Result<crate::snapshot::Snapshot, crate::source::Errors> {
-        let mut c = match &config {
-            Some(p) => crate::config::Config::load(p)?,
-            None => crate::config::Config::embedded()?,
-        };
+fn diff(config: Option<PathBuf>, old: PathBuf, new: PathBuf) -> Result<(), CliError> {
+    let load = |maps: PathBuf| -> Result<crate::snapshot::Snapshot, Errors> {
+        let mut c = crate::load::config(config.as_deref())?;
         c.maps = vec![crate::config::DataSource::File(maps)];
-        let client = std::sync::Arc::new(crate::client::ClientData::load(&c.geoip, &c.bgp)?);
-        let texts = crate::compile::read_maps(&c)?;
-        crate::compile::build(
-            &c,
-            crate::compile::Inputs {
-                client,
-                maps: &texts,
-                previous_health: None,
-            },
-        )
+        let client = crate::load::client_data(&c, None)?;
+        crate::load::compile(&c, client)
     };
-    match (load(old), load(new)) {
-        (Ok(o), Ok(n)) => {
-            for line in crate::compile::diff(&o, &n) {
-                println!("{line}");
-            }
-            ExitCode::SUCCESS
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
+    let (o, n) = (load(old)?, load(new)?);
+    for line in crate::explain::diff(&o, &n) {
+        println!("{line}");
     }
+    Ok(())
 }
 
-fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> ExitCode {
-    let req = match &request {
-        CtlRequest::Status => json!({"cmd": "status"}),
-        CtlRequest::Nodes => json!({"cmd": "nodes"}),
+/// The request `signpost ctl` sends for `request`.
+fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
+    Ok(match request {
+        CtlRequest::Status => Request::Status {},
+        CtlRequest::Nodes => Request::Nodes {},
         CtlRequest::Set {
             node,
             state,
             reason,
             expires,
-        } => {
-            json!({"cmd": "set", "node": node, "state": state, "reason": reason, "expires_in": expires})
-        }
-        CtlRequest::Clear { node } => json!({"cmd": "clear", "node": node}),
+        } => Request::Set {
+            node: node.clone(),
+            state: state.clone(),
+            reason: Some(reason.clone()),
+            expires_in: *expires,
+        },
+        CtlRequest::Clear { node } => Request::Clear { node: node.clone() },
         CtlRequest::Push { source, states } => {
             let mut items = Vec::new();
             for s in states {
                 let Some((node, rest)) = s.split_once('=') else {
-                    eprintln!("{s:?}: expected NODE=STATE[:TTL]");
-                    return ExitCode::from(2);
+                    return Err(CliError::Usage(format!("{s:?}: expected NODE=STATE[:TTL]")));
                 };
                 let (state, ttl) = match rest.split_once(':') {
                     Some((st, t)) => match t.parse::<u64>() {
                         Ok(t) => (st, t),
-                        Err(_) => {
-                            eprintln!("{s:?}: bad TTL");
-                            return ExitCode::from(2);
-                        }
+                        Err(_) => return Err(CliError::Usage(format!("{s:?}: bad TTL"))),
                     },
                     None => (rest, 60),
                 };
-                items.push(json!({"node": node, "state": state, "ttl": ttl}));
+                items.push(PushItem {
+                    node: node.into(),
+                    state: state.into(),
+                    ttl,
+                });
             }
-            json!({"cmd": "push", "source": source, "states": items})
+            Request::Push {
+                source: Some(source.clone()),
+                states: items,
+            }
         }
-        CtlRequest::Reload => json!({"cmd": "reload"}),
-        CtlRequest::Stats => json!({"cmd": "stats"}),
-    };
-    let resp = match crate::control::request(socket, &req) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(3);
-        }
-    };
-    let ok = resp["ok"].as_bool().unwrap_or(false);
+        CtlRequest::Reload => Request::Reload {},
+        CtlRequest::Stats => Request::Stats {},
+    })
+}
+
+fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), CliError> {
+    let req = ctl_request(&request)?;
+    let (resp, line) = client::request(socket, &req).map_err(CliError::Unreachable)?;
     if raw {
-        println!("{resp}");
-    } else if !ok {
-        eprintln!("error: {}", resp["error"].as_str().unwrap_or("unknown"));
-        if let Some(errs) = resp["errors"].as_array() {
-            for e in errs {
-                eprintln!("  {}", e.as_str().unwrap_or_default());
+        println!("{line}");
+        return if resp.ok {
+            Ok(())
+        } else {
+            Err(CliError::RefusedRaw)
+        };
+    }
+    if !resp.ok {
+        return Err(CliError::Refused(resp));
+    }
+    match resp.reply {
+        Reply::Nodes { nodes } => {
+            println!("{:<16} {:<6} WHY", "NODE", "STATE");
+            for n in nodes {
+                println!("{:<16} {:<6} {}", n.name, n.state, n.why);
             }
         }
-    } else {
-        match request {
-            CtlRequest::Nodes => {
-                println!("{:<16} {:<6} WHY", "NODE", "STATE");
-                for n in resp["nodes"].as_array().into_iter().flatten() {
-                    println!(
-                        "{:<16} {:<6} {}",
-                        n["name"].as_str().unwrap_or(""),
-                        n["state"].as_str().unwrap_or(""),
-                        n["why"].as_str().unwrap_or("")
-                    );
-                }
+        Reply::Status(s) => {
+            println!("version:     {}", s.version);
+            println!("uptime:      {} s", s.uptime_s);
+            println!("data:        {}", s.data);
+            println!("generation:  {}", s.generation);
+            println!(
+                "last reload: {}",
+                if s.last_reload.ok { "ok" } else { "FAILED" }
+            );
+            for e in s.last_reload.errors {
+                println!("  {e}");
             }
-            CtlRequest::Status => {
-                println!("version:     {}", resp["version"].as_str().unwrap_or(""));
-                println!("uptime:      {} s", resp["uptime_s"]);
-                println!("data:        {}", resp["data"].as_str().unwrap_or(""));
-                println!("generation:  {}", resp["generation"]);
-                let lr = &resp["last_reload"];
-                println!(
-                    "last reload: {}",
-                    if lr["ok"].as_bool().unwrap_or(false) {
-                        "ok"
-                    } else {
-                        "FAILED"
-                    }
-                );
-                for e in lr["errors"].as_array().into_iter().flatten() {
-                    println!("  {}", e.as_str().unwrap_or(""));
-                }
-            }
-            CtlRequest::Stats => {
-                for (k, v) in resp["stats"].as_object().into_iter().flatten() {
-                    println!("{k:<14} {v}");
-                }
-            }
-            _ => println!("ok"),
         }
+        Reply::Stats { stats } => {
+            for (k, v) in stats {
+                println!("{k:<14} {v}");
+            }
+        }
+        _ => println!("ok"),
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    Ok(())
 }

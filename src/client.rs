@@ -116,7 +116,8 @@ impl ClientData {
             match f
                 .source
                 .read()
-                .and_then(|b| GeoDb::open(&name, b, &f.format))
+                .map_err(|e| e.to_string())
+                .and_then(|b| GeoDb::open(&name, b, &f.format).map_err(|e| e.to_string()))
             {
                 Ok(db) => data.geo.push((stamp, Arc::new(db))),
                 Err(e) => errors.file(&name, e),
@@ -134,7 +135,8 @@ impl ClientData {
             match f
                 .source
                 .read()
-                .and_then(|b| BgpTable::load(&name, &b, &f.format))
+                .map_err(|e| e.to_string())
+                .and_then(|b| BgpTable::load(&name, &b, &f.format).map_err(|e| e.to_string()))
             {
                 Ok(t) => {
                     if t.skipped > 0 {

@@ -1,15 +1,19 @@
-//! The only module that wires everything together: load, bind, start the UDP workers, the TCP
-//! listeners, the reload thread and the control socket, then wait for a signal and stop.
+//! The only module that wires everything together: load, apply node states and the first
+//! round of health checks, bind, start the UDP workers, the TCP listeners, the prober, the
+//! reload thread and the control socket, then wait for a signal and stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
-
-use crate::dns::{Stats, tcp, udp};
-use crate::reload::{self, Trigger};
+use crate::control::Control;
+use crate::control::server::ControlError;
+use crate::counters::Stats;
+use crate::dns::{tcp, udp};
+use crate::node_state::{NodeStates, StateFileError};
+use crate::reload::{self, ReloadError, Timing};
+use crate::serving::{ReloadRequest, Serving};
 use crate::source::Errors;
 
 /// Why the daemon could not run.
@@ -17,15 +21,27 @@ use crate::source::Errors;
 pub enum DaemonError {
     /// The inputs are invalid.
     Invalid(Errors),
-    /// A socket could not be bound or another resource was unavailable.
-    Io(String),
+    /// The state file cannot be read.
+    StateFile(StateFileError),
+    /// The I/O runtime could not start.
+    Runtime(std::io::Error),
+    /// A listening socket could not be bound.
+    Bind(&'static str, SocketAddr, std::io::Error),
+    /// The reload thread could not start.
+    Reload(ReloadError),
+    /// The control socket could not be opened.
+    Control(ControlError),
 }
 
 impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DaemonError::Invalid(e) => write!(f, "{e}"),
-            DaemonError::Io(e) => write!(f, "{e}"),
+            DaemonError::StateFile(e) => write!(f, "{e}"),
+            DaemonError::Runtime(e) => write!(f, "cannot start runtime: {e}"),
+            DaemonError::Bind(what, addr, e) => write!(f, "cannot bind {what} {addr}: {e}"),
+            DaemonError::Reload(e) => write!(f, "{e}"),
+            DaemonError::Control(e) => write!(f, "{e}"),
         }
     }
 }
@@ -49,23 +65,17 @@ pub struct ServeOptions {
 pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
     let (config, snap) =
-        reload::load(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
+        crate::load::load(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
     // Admin overrides and the first round of health checks are applied before the first
     // answer.
-    let mut states = crate::control::NodeStates::load(
+    let mut states = NodeStates::load(
         opts.state_file
             .clone()
             .or_else(|| config.state_file.clone()),
     )
-    .map_err(DaemonError::Io)?;
+    .map_err(DaemonError::StateFile)?;
     states.initial = Some(config.health_initial);
-    states.checked = snap
-        .nodes
-        .iter()
-        .filter(|n| n.check.is_some())
-        .map(|n| n.name.clone())
-        .collect();
-    let states = Arc::new(std::sync::Mutex::new(states));
+    states.track(&snap);
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,21 +83,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         .enable_all()
         .thread_name("signpost-io")
         .build()
-        .map_err(|e| DaemonError::Io(format!("cannot start runtime: {e}")))?;
+        .map_err(DaemonError::Runtime)?;
 
     runtime.block_on(crate::probe::first_round(
         &snap,
-        &states,
+        &mut states,
         config.health_startup_wait,
     ));
-    states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .apply(&snap);
-    let state = Arc::new(ArcSwap::from_pointee(snap));
+    let (serving, reload_requests) = Serving::new(snap, states);
     runtime.spawn(crate::probe::supervise(
-        state.clone(),
-        states.clone(),
+        serving.clone(),
         config.max_concurrent_checks,
     ));
 
@@ -121,18 +126,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                 addr,
                 config.workers,
                 config.rrl.clone(),
-                state.clone(),
+                serving.swap(),
                 stats.clone(),
                 stop.clone(),
             )
-            .map_err(|e| DaemonError::Io(format!("cannot bind UDP {addr}: {e}")))?;
+            .map_err(|e| DaemonError::Bind("UDP", addr, e))?;
             addr = b;
             threads.extend(t);
             bound.push(format!("udp {b}"));
         }
         if l.tcp {
-            let listener = tcp::bind(addr)
-                .map_err(|e| DaemonError::Io(format!("cannot bind TCP {addr}: {e}")))?;
+            let listener = tcp::bind(addr).map_err(|e| DaemonError::Bind("TCP", addr, e))?;
             bound.push(format!(
                 "tcp {}",
                 listener
@@ -140,36 +144,43 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                     .map(|a| a.to_string())
                     .unwrap_or_default()
             ));
-            let (limits, state, stats) = (config.tcp, state.clone(), stats.clone());
+            let (limits, state, stats) = (config.tcp, serving.swap(), stats.clone());
             runtime.spawn(async move { tcp::serve(listener, limits, state, stats).await });
         }
     }
-    let (reloader, reload_thread) =
-        reload::start(opts.config.clone(), &config, state.clone()).map_err(DaemonError::Io)?;
-    let control = crate::control::Control::start(
-        &runtime,
+    let reload_thread = reload::start(
+        opts.config.clone(),
         &config,
-        &opts,
-        &reloader,
-        states,
+        Timing::of(&config),
+        serving.clone(),
+        reload_requests,
+    )
+    .map_err(DaemonError::Reload)?;
+    let control = Control::start(
+        &runtime,
+        opts.control
+            .clone()
+            .or_else(|| config.control_socket.clone()),
+        config.control_mode,
+        serving.clone(),
         stats.clone(),
         started,
     )
-    .map_err(DaemonError::Io)?;
+    .map_err(DaemonError::Control)?;
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
         ms = started.elapsed().as_millis() as u64,
-        versions = %state.load().versions,
+        versions = %serving.snapshot().versions,
         "serving"
     );
     // Machine-readable line for tests and scripts that bind port 0.
     println!("signpost: ready; {}", bound.join("; "));
 
-    let trigger = reloader.trigger.clone();
+    let hup = serving.clone();
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut sighup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
@@ -181,16 +192,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => {
+                _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    let _ = trigger.send(Trigger::Forced);
+                    hup.request_reload(ReloadRequest::Signal);
                 }
             }
         }
     });
     tracing::info!("stopping");
     stop.store(true, Ordering::Relaxed);
-    let _ = reloader.trigger.send(Trigger::Stop);
+    serving.request_reload(ReloadRequest::Stop);
     drop(control);
     for t in threads {
         let _ = t.join();

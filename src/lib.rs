@@ -41,20 +41,28 @@
 #![warn(missing_docs)]
 
 pub mod bgp;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod compile;
 pub mod config;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod dns;
 pub mod embedded;
+pub mod explain;
 pub mod geo;
+pub mod hash;
 pub mod health;
+pub mod load;
+pub mod node_state;
 pub mod probe;
 pub mod ranges;
 pub mod reload;
+pub mod serving;
 pub mod snapshot;
 pub mod source;
 pub mod spec;
+pub mod wire;
 pub mod zone;

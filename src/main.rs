@@ -1,4 +1,5 @@
-//! The `signpost` binary: parse the command line, set up logging, run, exit.
+//! The `signpost` binary: parse the command line, set up logging, run, map the error to an exit
+//! code.
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -13,5 +14,14 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    signpost::cli::run(cli)
+    match signpost::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let text = e.to_string();
+            if !text.is_empty() {
+                eprintln!("{text}");
+            }
+            e.exit_code()
+        }
+    }
 }

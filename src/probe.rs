@@ -1,241 +1,143 @@
-//! The built-in health-check poller: `http`, `https` (rustls) and `tcp` checks per node, with interval, timeout,
-//! jitter and rise/fall counting, bounded in concurrency, reconciled with the maps after every
-//! reload.
+//! The built-in health checks: `http`, `https` (rustls) and `tcp` checks per node, with
+//! interval, timeout, jitter and rise/fall counting, bounded in concurrency.
 //!
-//! Results go into [`crate::control::NodeStates`] (the poller's layer of the state precedence),
-//! which writes effective states into the snapshot's health table. Checks run on the I/O
-//! runtime and never touch the query path.
+//! Results go into the node states ([`crate::node_state`], the check layer of the state
+//! precedence) through [`Serving::update_states`], which writes effective states into the
+//! snapshot's health table. The supervisor follows publications ([`Serving::subscribe`]): a new
+//! snapshot starts, stops or changes checks at once. Checks run on the I/O runtime and never
+//! touch the query path.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::control::NodeStates;
+use crate::check::{Check, Kind};
+use crate::node_state::NodeStates;
+use crate::serving::Serving;
 use crate::snapshot::Snapshot;
-use crate::spec::{CheckSpec, NodeSpec};
 
 /// The most of an HTTP response a check reads.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// What a check does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// GET a path and look at the status and body.
-    Http {
-        /// Request path.
-        path: String,
-        /// Host header.
-        host: String,
-        /// Acceptable statuses.
-        expect_status: Vec<u16>,
-        /// Required body substring.
-        expect_body: Option<String>,
-    },
-    /// Connect.
-    Tcp,
+/// Why one check failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The TCP connection failed.
+    Connect(SocketAddr, std::io::Error),
+    /// No answer within the timeout.
+    TimedOut(Duration),
+    /// The TLS server name is not a valid name.
+    ServerName(String),
+    /// The TLS handshake failed.
+    Tls(std::io::Error),
+    /// The request could not be sent.
+    Send(std::io::Error),
+    /// The response could not be read.
+    Read(std::io::Error),
+    /// The response is not HTTP.
+    NotHttp,
+    /// An unexpected HTTP status.
+    Status(u16),
+    /// The body lacks the expected text.
+    Body(String),
 }
 
-/// TLS settings of an `https` check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tls {
-    /// The name to verify the certificate against (and send as SNI).
-    pub server_name: String,
-    /// Skip certificate verification (private CAs, self-signed certificates).
-    pub insecure: bool,
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(a, e) => write!(f, "connect {a}: {e}"),
+            Failure::TimedOut(t) => write!(f, "timed out after {} ms", t.as_millis()),
+            Failure::ServerName(n) => write!(f, "bad TLS server name {n:?}"),
+            Failure::Tls(e) => write!(f, "TLS: {e}"),
+            Failure::Send(e) => write!(f, "send: {e}"),
+            Failure::Read(e) => write!(f, "read: {e}"),
+            Failure::NotHttp => f.write_str("not an HTTP response"),
+            Failure::Status(s) => write!(f, "HTTP status {s}"),
+            Failure::Body(w) => write!(f, "body does not contain {w:?}"),
+        }
+    }
 }
 
-/// A resolved health check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    /// What to do.
-    pub kind: Kind,
-    /// Where.
-    pub target: SocketAddr,
-    /// TLS, for `https`.
-    pub tls: Option<Tls>,
-    /// Between checks.
-    pub interval: Duration,
-    /// Per check.
-    pub timeout: Duration,
-    /// Added to each interval, up to this much.
-    pub jitter: Duration,
-    /// Successes to go up.
-    pub rise: u32,
-    /// Failures to go down.
-    pub fall: u32,
+impl std::error::Error for Failure {}
+
+/// Runs `check` once.
+pub async fn run(check: &Check) -> Result<(), Failure> {
+    match tokio::time::timeout(check.timeout, attempt(check)).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::TimedOut(check.timeout)),
+    }
 }
 
-impl Check {
-    /// Resolves a check spec for a node.
-    pub fn from_spec(c: &CheckSpec, node: &NodeSpec) -> Result<Check, String> {
-        let addr: IpAddr = c
-            .address
-            .or_else(|| node.ipv4.first().map(|a| IpAddr::V4(*a)))
-            .or_else(|| node.ipv6.first().map(|a| IpAddr::V6(*a)))
-            .ok_or("the check needs an `address` (the node has none)")?;
-        if c.rise == 0 || c.fall == 0 {
-            return Err("`rise` and `fall` must be at least 1".into());
-        }
-        if c.interval_ms < 100 || c.timeout_ms == 0 || c.timeout_ms > c.interval_ms.max(1000) * 10 {
-            return Err(
-                "`interval_ms` must be ≥ 100 and `timeout_ms` between 1 and 10 intervals".into(),
-            );
-        }
-        let (kind, port) = match c.kind.as_str() {
-            "http" => {
-                if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
-                    return Err(format!("bad HTTP path {:?}", c.path));
-                }
-                let host = c.host.clone().unwrap_or_else(|| match addr {
-                    IpAddr::V4(a) => a.to_string(),
-                    IpAddr::V6(a) => format!("[{a}]"),
-                });
-                if host.contains(['\r', '\n', ' ']) {
-                    return Err(format!("bad Host {host:?}"));
-                }
-                (
-                    Kind::Http {
-                        path: c.path.clone(),
-                        host,
-                        expect_status: c.expect_status.clone(),
-                        expect_body: c.expect_body.clone(),
-                    },
-                    c.port.unwrap_or(80),
-                )
-            }
-            "tcp" => (Kind::Tcp, c.port.ok_or("a tcp check needs a `port`")?),
-            "https" => {
-                if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
-                    return Err(format!("bad HTTP path {:?}", c.path));
-                }
-                let host = c.host.clone().unwrap_or_else(|| addr.to_string());
-                if host.contains(['\r', '\n', ' ', '/']) {
-                    return Err(format!("bad Host {host:?}"));
-                }
-                (
-                    Kind::Http {
-                        path: c.path.clone(),
-                        host,
-                        expect_status: c.expect_status.clone(),
-                        expect_body: c.expect_body.clone(),
-                    },
-                    c.port.unwrap_or(443),
-                )
-            }
-            other => {
-                return Err(format!(
-                    "unknown check kind {other:?}; expected http, https or tcp"
-                ));
-            }
-        };
-        let tls = (c.kind == "https").then(|| Tls {
-            server_name: c
-                .host
-                .clone()
-                .map(|h| h.split(':').next().unwrap_or_default().to_string())
-                .unwrap_or_else(|| addr.to_string()),
-            insecure: c.insecure,
-        });
-        if c.insecure && tls.is_none() {
-            return Err("`insecure` applies to https checks only".into());
-        }
-        Ok(Check {
-            kind,
-            target: SocketAddr::new(addr, port),
-            tls,
-            interval: Duration::from_millis(c.interval_ms),
-            timeout: Duration::from_millis(c.timeout_ms),
-            jitter: Duration::from_millis(c.jitter_ms),
-            rise: c.rise,
-            fall: c.fall,
-        })
-    }
+async fn attempt(check: &Check) -> Result<(), Failure> {
+    let s = TcpStream::connect(check.target)
+        .await
+        .map_err(|e| Failure::Connect(check.target, e))?;
+    let Some(tls) = &check.tls else {
+        return converse(check, s).await;
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls_config(tls.insecure));
+    let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+        .map_err(|_| Failure::ServerName(tls.server_name.clone()))?;
+    let stream = connector.connect(name, s).await.map_err(Failure::Tls)?;
+    converse(check, stream).await
+}
 
-    /// Runs the check once.
-    pub async fn run(&self) -> Result<(), String> {
-        match tokio::time::timeout(self.timeout, self.attempt()).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {} ms", self.timeout.as_millis())),
+/// The HTTP exchange (or nothing, for `tcp`) over an established connection.
+async fn converse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    check: &Check,
+    mut s: S,
+) -> Result<(), Failure> {
+    let Kind::Http {
+        path,
+        host,
+        expect_status,
+        expect_body,
+    } = &check.kind
+    else {
+        return Ok(());
+    };
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: signpost-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.map_err(Failure::Send)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.map_err(Failure::Read)?;
+        if n == 0 {
+            break;
+        }
+        let room = MAX_RESPONSE - buf.len();
+        buf.extend_from_slice(&chunk[..n.min(room)]);
+        if buf.len() >= MAX_RESPONSE {
+            break;
+        }
+        // Without a body condition, the status line is all we need.
+        if expect_body.is_none() && buf.windows(2).any(|w| w == b"\r\n") {
+            break;
         }
     }
-
-    async fn attempt(&self) -> Result<(), String> {
-        let s = TcpStream::connect(self.target)
-            .await
-            .map_err(|e| format!("connect {}: {e}", self.target))?;
-        let Some(tls) = &self.tls else {
-            return self.converse(s).await;
-        };
-        let connector = tokio_rustls::TlsConnector::from(tls_config(tls.insecure));
-        let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
-            .map_err(|e| format!("bad TLS server name {:?}: {e}", tls.server_name))?;
-        let stream = connector
-            .connect(name, s)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        self.converse(stream).await
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .ok_or(Failure::NotHttp)?;
+    if !expect_status.contains(&status) {
+        return Err(Failure::Status(status));
     }
-
-    /// The HTTP exchange (or nothing, for `tcp`) over an established connection.
-    async fn converse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-        &self,
-        mut s: S,
-    ) -> Result<(), String> {
-        let Kind::Http {
-            path,
-            host,
-            expect_status,
-            expect_body,
-        } = &self.kind
-        else {
-            return Ok(());
-        };
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: signpost-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let mut buf = Vec::with_capacity(4096);
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            let room = MAX_RESPONSE - buf.len();
-            buf.extend_from_slice(&chunk[..n.min(room)]);
-            if buf.len() >= MAX_RESPONSE {
-                break;
-            }
-            // Without a body condition, the status line is all we need.
-            if expect_body.is_none() && buf.windows(2).any(|w| w == b"\r\n") {
-                break;
-            }
+    if let Some(want) = expect_body {
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        if !body.contains(want.as_str()) {
+            return Err(Failure::Body(want.clone()));
         }
-        let text = String::from_utf8_lossy(&buf);
-        let status: u16 = text
-            .strip_prefix("HTTP/1.")
-            .and_then(|r| r.get(2..5))
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| "not an HTTP response".to_string())?;
-        if !expect_status.contains(&status) {
-            return Err(format!("HTTP status {status}"));
-        }
-        if let Some(want) = expect_body {
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-            if !body.contains(want.as_str()) {
-                return Err(format!("body does not contain {want:?}"));
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The TLS client configuration of checks: webpki roots, or no verification at all.
@@ -313,100 +215,38 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
     }
 }
 
-/// The poller's view of one node.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PollerState {
-    /// Up according to the checks.
-    pub up: bool,
-    /// Consecutive successes.
-    pub successes: u32,
-    /// Consecutive failures.
-    pub failures: u32,
-    /// The last error, if the last check failed.
-    pub last_error: Option<String>,
-    /// Unix time of the last check.
-    pub at: u64,
-}
-
-/// Records one result with rise/fall; the first result decides at once.
-pub fn record(
-    states: &Mutex<NodeStates>,
-    node: &str,
-    check: &Check,
-    result: Result<(), String>,
-) -> bool {
-    let mut st = states.lock().unwrap_or_else(|e| e.into_inner());
-    let at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let ok = result.is_ok();
-    let entry = st.poller.entry(node.to_string());
-    let p = match entry {
-        std::collections::btree_map::Entry::Vacant(v) => v.insert(PollerState {
-            up: ok,
-            successes: 0,
-            failures: 0,
-            last_error: None,
-            at,
-        }),
-        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-    };
-    let was = p.up;
-    if ok {
-        p.successes += 1;
-        p.failures = 0;
-        if p.successes >= check.rise {
-            p.up = true;
-        }
-    } else {
-        p.failures += 1;
-        p.successes = 0;
-        if p.failures >= check.fall {
-            p.up = false;
-        }
-    }
-    p.last_error = result.err();
-    p.at = at;
-    if was != p.up {
-        tracing::warn!(node, up = p.up, error = ?p.last_error, "health check changed state");
-    }
-    was != p.up
-}
-
-/// Runs every node's check once, concurrently, for at most `wait`; used before answering.
-pub async fn first_round(snap: &Snapshot, states: &Arc<Mutex<NodeStates>>, wait: Duration) {
+/// Runs every node's check once, concurrently, for at most `wait`, and records the results
+/// that arrived in time; used before the first answer.
+pub async fn first_round(snap: &Snapshot, states: &mut NodeStates, wait: Duration) {
     let mut set = tokio::task::JoinSet::new();
     for n in &snap.nodes {
         if let Some(c) = n.check.clone() {
-            let (name, states) = (n.name.clone(), states.clone());
+            let name = n.name.clone();
             set.spawn(async move {
-                let r = c.run().await;
-                record(&states, &name, &c, r);
+                let r = run(&c).await.map_err(|e| e.to_string());
+                (name, c, r)
             });
         }
     }
-    let _ = tokio::time::timeout(wait, async { while set.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(done) = set.join_next().await {
+            if let Ok((name, c, r)) = done {
+                states.record_check(&name, c.rise, c.fall, r);
+            }
+        }
+    })
+    .await;
 }
 
-/// Keeps one task per checked node in step with the current snapshot, forever.
-pub async fn supervise(
-    state: Arc<ArcSwap<Snapshot>>,
-    states: Arc<Mutex<NodeStates>>,
-    max_concurrent: usize,
-) {
+/// Keeps one task per checked node in step with the published snapshot, forever: woken by
+/// each publication.
+pub async fn supervise(serving: Arc<Serving>, max_concurrent: usize) {
     let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let mut running: HashMap<String, (Check, tokio::task::JoinHandle<()>)> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut last: Option<Arc<Snapshot>> = None;
-    loop {
-        tick.tick().await;
-        let snap = state.load_full();
-        // Only a new snapshot (a reload) can change which checks should run.
-        if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &snap)) {
-            continue;
-        }
-        last = Some(snap.clone());
+    let mut published = serving.subscribe();
+    published.mark_changed();
+    while published.changed().await.is_ok() {
+        let snap = serving.snapshot();
         let wanted: HashMap<&str, &Check> = snap
             .nodes
             .iter()
@@ -420,46 +260,38 @@ pub async fn supervise(
             }
             keep
         });
-        {
-            let mut st = states.lock().unwrap_or_else(|e| e.into_inner());
-            st.checked = wanted.keys().map(|k| k.to_string()).collect();
-            st.poller.retain(|n, _| wanted.contains_key(n.as_str()));
-        }
         for (name, check) in wanted {
             if running.contains_key(name) {
                 continue;
             }
-            let (c, n, states, slots, state) = (
+            let handle = tokio::spawn(poll(
                 check.clone(),
                 name.to_string(),
-                states.clone(),
+                serving.clone(),
                 slots.clone(),
-                state.clone(),
-            );
-            let handle = tokio::spawn(async move {
-                let mut k: u64 = 0;
-                loop {
-                    k += 1;
-                    let jitter = if c.jitter.is_zero() {
-                        0
-                    } else {
-                        crate::snapshot::mix(k ^ n.len() as u64 ^ (n.as_ptr() as u64))
-                            % c.jitter.as_millis() as u64
-                    };
-                    tokio::time::sleep(c.interval + Duration::from_millis(jitter)).await;
-                    let result = {
-                        let Ok(_permit) = slots.acquire().await else {
-                            return;
-                        };
-                        c.run().await
-                    };
-                    if record(&states, &n, &c, result) {
-                        let st = states.lock().unwrap_or_else(|e| e.into_inner());
-                        st.apply(&state.load());
-                    }
-                }
-            });
+            ));
             running.insert(name.to_string(), (check.clone(), handle));
         }
+    }
+}
+
+/// One node's check, every interval (plus jitter), forever.
+async fn poll(c: Check, n: String, serving: Arc<Serving>, slots: Arc<Semaphore>) {
+    let mut k: u64 = 0;
+    loop {
+        k += 1;
+        let jitter = if c.jitter.is_zero() {
+            0
+        } else {
+            crate::hash::mix(k ^ n.len() as u64 ^ (n.as_ptr() as u64)) % c.jitter.as_millis() as u64
+        };
+        tokio::time::sleep(c.interval + Duration::from_millis(jitter)).await;
+        let result = {
+            let Ok(_permit) = slots.acquire().await else {
+                return;
+            };
+            run(&c).await.map_err(|e| e.to_string())
+        };
+        serving.update_states(|st, _| st.record_check(&n, c.rise, c.fall, result));
     }
 }

@@ -1,131 +1,89 @@
-//! Loading and reloading: read the configuration, the client data and the maps, build a
-//! snapshot off the query path, and publish it with one atomic store.
+//! The reload thread: every trigger (a watched file changed, SIGHUP, `signpost ctl reload`, a
+//! live BGP feed changed) arrives as a [`ReloadRequest`] on one channel; the thread coalesces
+//! them, builds the next snapshot off the query path ([`crate::load`]) and publishes it
+//! ([`Serving::publish`]: node states applied before the swap). A build that fails leaves the
+//! serving snapshot in place and records the errors for `status`; a `ctl reload` caller gets
+//! the outcome.
 //!
-//! Triggers are file changes (a `notify` watch on the directories of every input, since tools
-//! replace files by rename), SIGHUP and the control socket. Triggers are debounced; a build
-//! that fails leaves the serving snapshot in place and records the errors for `status`.
+//! Coalescing: file changes wait until the files have been quiet for the debounce; SIGHUP and
+//! `ctl reload` go ahead at once and end a debounce in progress; every request that arrived
+//! before a build starts is served by that build.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 
-use crate::client::ClientData;
-use crate::compile::{self, Inputs};
 use crate::config::Config;
-use crate::health::HealthTable;
-use crate::snapshot::Snapshot;
-use crate::source::Errors;
+use crate::serving::{ReloadOutcome, ReloadRequest, Serving};
 
-/// Loads everything named by `config_path` (or the embedded default) and builds a snapshot.
-pub fn load(
-    config_path: Option<&Path>,
-    previous_health: Option<&HealthTable>,
-) -> Result<(Config, Snapshot), Errors> {
-    load_reusing(config_path, previous_health, None)
+/// Why the reload thread could not start.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The file watcher could not be set up.
+    Watch(String, notify::Error),
+    /// The thread could not be spawned.
+    Thread(std::io::Error),
 }
 
-/// Like [`load`], reusing the data files of `previous` that did not change on disk.
-pub fn load_reusing(
-    config_path: Option<&Path>,
-    previous_health: Option<&HealthTable>,
-    previous: Option<&ClientData>,
-) -> Result<(Config, Snapshot), Errors> {
-    let config = match config_path {
-        Some(p) => Config::load(p)?,
-        None => Config::embedded()?,
-    };
-    let client = Arc::new(ClientData::load_reusing(
-        &config.geoip,
-        &config.bgp,
-        previous,
-    )?);
-    let maps = compile::read_maps(&config)?;
-    let snap = compile::build(
-        &config,
-        Inputs {
-            client,
-            maps: &maps,
-            previous_health,
-        },
-    )?;
-    Ok((config, snap))
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Watch(what, e) => write!(f, "cannot watch {what}: {e}"),
+            ReloadError::Thread(e) => write!(f, "cannot start the reload thread: {e}"),
+        }
+    }
 }
 
-/// The outcome of the last load, for `status`.
-#[derive(Clone, Debug)]
-pub struct ReloadStatus {
-    /// When it finished.
-    pub at: SystemTime,
-    /// True when the new snapshot is serving.
-    pub ok: bool,
-    /// The errors of a failed load.
-    pub errors: Vec<String>,
-    /// Successful loads since start (the first load included).
-    pub generation: u64,
+impl std::error::Error for ReloadError {}
+
+/// How the reload thread coalesces.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Quiet time after the last file change.
+    pub debounce: Duration,
+    /// Longest wait between a feed change and the build that follows it.
+    pub feed_delay: Duration,
+    /// Run builds at the lowest CPU priority.
+    pub low_priority: bool,
 }
 
-/// Why a reload was asked for.
-#[derive(Debug, Clone)]
-pub enum Trigger {
-    /// A watched file changed.
-    FileChanged,
-    /// SIGHUP or the control socket: reload now.
-    Forced,
-    /// Stop the reload thread.
-    Stop,
+impl Timing {
+    /// The timing the configuration asks for.
+    pub fn of(config: &Config) -> Timing {
+        Timing {
+            debounce: config.reload_debounce,
+            feed_delay: Duration::from_secs(1),
+            low_priority: config.reload_low_priority,
+        }
+    }
 }
 
-/// Shared reload state.
-pub struct Reloader {
-    /// The published snapshot.
-    pub state: Arc<ArcSwap<Snapshot>>,
-    /// The last outcome.
-    pub status: Arc<Mutex<ReloadStatus>>,
-    /// Send triggers here.
-    pub trigger: Sender<Trigger>,
-}
-
-/// Starts the reload thread and the file watcher. `config` is the configuration in force.
+/// Starts the reload thread (and the file watcher, when the configuration is a file).
 pub fn start(
     config_path: Option<PathBuf>,
     config: &Config,
-    state: Arc<ArcSwap<Snapshot>>,
-) -> Result<(Reloader, std::thread::JoinHandle<()>), String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let status = Arc::new(Mutex::new(ReloadStatus {
-        at: SystemTime::now(),
-        ok: true,
-        errors: Vec::new(),
-        generation: 1,
-    }));
-    let watcher = if config_path.is_some() {
-        Some(watch(config, tx.clone())?)
-    } else {
-        None
+    timing: Timing,
+    serving: Arc<Serving>,
+    requests: Receiver<ReloadRequest>,
+) -> Result<std::thread::JoinHandle<()>, ReloadError> {
+    let watcher = match config_path {
+        Some(_) => Some(watch(config, serving.reload_sender())?),
+        None => None,
     };
-    let reloader = Reloader {
-        state: state.clone(),
-        status: status.clone(),
-        trigger: tx,
-    };
-    let debounce = config.reload_debounce;
-    let low_priority = config.reload_low_priority;
-    let handle = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || {
             let _watcher = watcher;
-            if low_priority {
+            if timing.low_priority {
                 lower_priority();
             }
-            run(rx, config_path, state, status, debounce)
+            run(requests, config_path, serving, timing)
         })
-        .map_err(|e| e.to_string())?;
-    Ok((reloader, handle))
+        .map_err(ReloadError::Thread)
 }
 
 /// Gives this thread the lowest CPU priority (nice 19), so that compiling a new snapshot never
@@ -145,7 +103,12 @@ fn lower_priority() {
     }
 }
 
-fn watch(config: &Config, tx: Sender<Trigger>) -> Result<notify::RecommendedWatcher, String> {
+/// Watches the directories of every input (tools replace files by rename) and sends a request
+/// when one of the inputs changes.
+fn watch(
+    config: &Config,
+    tx: Sender<ReloadRequest>,
+) -> Result<notify::RecommendedWatcher, ReloadError> {
     let files: HashSet<PathBuf> = config
         .watched_files()
         .into_iter()
@@ -170,14 +133,14 @@ fn watch(config: &Config, tx: Sender<Trigger>) -> Result<notify::RecommendedWatc
             interesting.contains(&p) || p.parent().is_some_and(|d| interesting.contains(d))
         });
         if relevant {
-            let _ = tx.send(Trigger::FileChanged);
+            let _ = tx.send(ReloadRequest::FileChanged);
         }
     })
-    .map_err(|e| format!("cannot watch files: {e}"))?;
+    .map_err(|e| ReloadError::Watch("files".into(), e))?;
     for d in &dirs {
         watcher
             .watch(d, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", d.display()))?;
+            .map_err(|e| ReloadError::Watch(d.display().to_string(), e))?;
     }
     Ok(watcher)
 }
@@ -186,63 +149,100 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn run(
-    rx: Receiver<Trigger>,
-    config_path: Option<PathBuf>,
-    state: Arc<ArcSwap<Snapshot>>,
-    status: Arc<Mutex<ReloadStatus>>,
-    debounce: Duration,
-) {
-    loop {
-        let first = match rx.recv() {
-            Ok(t) => t,
-            Err(_) => return,
-        };
-        if matches!(first, Trigger::Stop) {
-            return;
-        }
-        // Debounce file changes: wait until the files have been quiet for `debounce`. A forced
-        // reload (SIGHUP) goes ahead at once, and ends a debounce in progress.
-        if matches!(first, Trigger::FileChanged) {
-            let mut deadline = Instant::now() + debounce;
-            loop {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(Trigger::FileChanged) => deadline = Instant::now() + debounce,
-                    Ok(Trigger::Forced) | Err(RecvTimeoutError::Timeout) => break,
-                    Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                }
+/// What a batch of requests asks for.
+#[derive(Default)]
+struct Batch {
+    /// Callers waiting for the outcome.
+    waiters: Vec<Sender<ReloadOutcome>>,
+    /// Build without waiting further.
+    now: bool,
+    /// Stop after this batch.
+    stop: bool,
+    /// The earliest deadline a request set.
+    deadline: Option<Instant>,
+}
+
+impl Batch {
+    /// Adds a request; file changes push the deadline back (debounce), feed changes set one
+    /// if none is set.
+    fn add(&mut self, r: ReloadRequest, timing: &Timing) {
+        match r {
+            ReloadRequest::FileChanged => {
+                let d = Instant::now() + timing.debounce;
+                self.deadline = Some(match self.deadline {
+                    Some(old) if !self.now => old.max(d),
+                    Some(old) => old,
+                    None => d,
+                });
             }
+            ReloadRequest::Feeds => {
+                let d = Instant::now() + timing.feed_delay;
+                self.deadline = Some(self.deadline.map_or(d, |old| old.min(d)));
+            }
+            ReloadRequest::Signal => self.now = true,
+            ReloadRequest::Control(tx) => {
+                self.waiters.push(tx);
+                self.now = true;
+            }
+            ReloadRequest::Stop => self.stop = true,
         }
-        reload_now(config_path.as_deref(), &state, &status);
     }
 }
 
-/// Builds a new snapshot and swaps it in, or keeps the old one and records why.
-pub fn reload_now(
-    config_path: Option<&Path>,
-    state: &ArcSwap<Snapshot>,
-    status: &Mutex<ReloadStatus>,
-) -> bool {
-    let started = Instant::now();
-    let old = state.load_full();
-    let result = load_reusing(config_path, Some(&old.health), Some(&old.client));
-    let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
-    st.at = SystemTime::now();
-    match result {
-        Ok((_, snap)) => {
-            let versions = snap.versions.clone();
-            state.store(Arc::new(snap));
-            st.ok = true;
-            st.errors.clear();
-            st.generation += 1;
-            tracing::info!(ms = started.elapsed().as_millis() as u64, %versions, "reloaded");
-            true
+fn run(
+    rx: Receiver<ReloadRequest>,
+    config_path: Option<PathBuf>,
+    serving: Arc<Serving>,
+    timing: Timing,
+) {
+    loop {
+        let Ok(first) = rx.recv() else { return };
+        let mut batch = Batch::default();
+        batch.add(first, &timing);
+        // Wait for the batch's deadline unless something asked for a reload now.
+        while !batch.now && !batch.stop {
+            let Some(deadline) = batch.deadline else {
+                break;
+            };
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(r) => batch.add(r, &timing),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
         }
-        Err(errors) => {
-            st.ok = false;
-            st.errors = errors.0.iter().map(|e| e.to_string()).collect();
-            tracing::error!("reload failed, using previously loaded data:\n{errors}");
-            false
+        // Everything already queued is served by this build.
+        while let Ok(r) = rx.try_recv() {
+            batch.add(r, &timing);
+        }
+        if batch.stop {
+            for w in batch.waiters {
+                let _ = w.send(ReloadOutcome::Failed(vec!["the server is stopping".into()]));
+            }
+            return;
+        }
+        let outcome = reload_once(config_path.as_deref(), &serving);
+        for w in batch.waiters {
+            let _ = w.send(outcome.clone());
         }
     }
+}
+
+/// Builds a new snapshot and publishes it, or keeps the old one and records why.
+fn reload_once(config_path: Option<&Path>, serving: &Serving) -> ReloadOutcome {
+    let started = Instant::now();
+    let old = serving.snapshot();
+    let outcome = match crate::load::load(config_path, Some(&old.client)) {
+        Ok((_, snap)) => {
+            let versions = snap.versions.clone();
+            serving.publish(snap);
+            tracing::info!(ms = started.elapsed().as_millis() as u64, %versions, "reloaded");
+            ReloadOutcome::Published(versions)
+        }
+        Err(errors) => {
+            tracing::error!("reload failed, using previously loaded data:\n{errors}");
+            ReloadOutcome::Failed(errors.0.iter().map(|e| e.to_string()).collect())
+        }
+    };
+    serving.record_reload(&outcome);
+    outcome
 }

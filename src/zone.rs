@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::Name;
 
-use crate::dns::wire::{CLASS_IN, rtype};
+use crate::wire::{CLASS_IN, rtype};
 
 /// One record set at a name, encoded.
 #[derive(Clone, Debug)]

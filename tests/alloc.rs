@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use signpost::dns::answer::{Outcome, Prepared, Transport, complete, prepare, respond};
-use signpost::dns::wire::MAX_NAME;
+use signpost::wire::MAX_NAME;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -80,7 +80,7 @@ fn queries() -> Vec<Vec<u8>> {
 #[test]
 fn answering_allocates_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_, snap) = signpost::reload::load(None, None).expect("embedded default loads");
+    let (_, snap) = signpost::load::load(None, None).expect("embedded default loads");
     let state = Arc::new(ArcSwap::from_pointee(snap));
     let queries = queries();
     let src: IpAddr = "127.0.0.1".parse().unwrap();
@@ -109,7 +109,7 @@ fn answering_allocates_nothing() {
 #[test]
 fn batched_answers_are_the_same_and_allocate_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_, snap) = signpost::reload::load(None, None).expect("embedded default loads");
+    let (_, snap) = signpost::load::load(None, None).expect("embedded default loads");
     let state = Arc::new(ArcSwap::from_pointee(snap));
     let queries = queries();
     let src: IpAddr = "192.0.2.1".parse().unwrap();

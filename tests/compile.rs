@@ -36,7 +36,7 @@ fn decided(snap: &Snapshot, a: IpAddr) -> (&'static str, String, u8) {
     let svc = &snap.services[0];
     let (d, len) = svc.route(a).expect("every address routes");
     (
-        svc.rules[d.rule].kind,
+        svc.rules[d.rule].kind.as_str(),
         svc.regions[d.chain[0]].name.clone(),
         len,
     )
@@ -44,7 +44,7 @@ fn decided(snap: &Snapshot, a: IpAddr) -> (&'static str, String, u8) {
 
 #[test]
 fn compiled_tables_agree_with_the_raw_data_and_scopes_are_exact() {
-    let (_, snap) = signpost::reload::load(None, None).expect("embedded default");
+    let (_, snap) = signpost::load::load(None, None).expect("embedded default");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
         x ^= x << 13;

@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let maps = [MapText { source: DataSource::Embedded("maps/fuzz.yaml".into()), text: text.to_string() }];
     let client = Arc::new(ClientData::default());
-    match build(config(), Inputs { client, maps: &maps, previous_health: None }) {
+    // No file exists for the compiler: a prefix file is refused like a missing one.
+    let files = |_: &DataSource| Err(signpost::config::ReadError::NotEmbedded);
+    match build(config(), Inputs { client, maps: &maps, files: &files }) {
         Ok(snap) => {
             // Every compiled table answers every address.
             for s in &snap.services {

@@ -11,7 +11,7 @@ use signpost::snapshot::Snapshot;
 
 fn snapshot() -> &'static Snapshot {
     static S: OnceLock<Snapshot> = OnceLock::new();
-    S.get_or_init(|| signpost::reload::load(None, None).expect("embedded default").1)
+    S.get_or_init(|| signpost::load::load(None, None).expect("embedded default").1)
 }
 
 fuzz_target!(|data: &[u8]| {

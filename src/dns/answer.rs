@@ -7,11 +7,11 @@
 
 use std::net::IpAddr;
 
-use super::wire::{
+use crate::snapshot::{Snapshot, client_key};
+use crate::wire::{
     self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, MAX_NAME, Query, RD, Reject,
     Section, Writer, rcode, rtype,
 };
-use crate::snapshot::{Snapshot, client_key};
 use crate::zone::{Zone, ZoneNode};
 
 /// How the query arrived.
@@ -504,17 +504,12 @@ fn service_answer(
     let v6 = q.qtype == rtype::AAAA;
     let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
     if ecs_used {
-        let unit = if client.is_ipv4() { 24 } else { 48 };
-        *scope = if svc.spread { block.max(unit) } else { block };
+        *scope = svc.scope(block, client);
     }
     if pick.servfail {
         return rcode::SERVFAIL;
     }
-    let ttl = if pick.degraded {
-        svc.degraded_ttl
-    } else {
-        svc.ttl
-    };
+    let ttl = svc.ttl(&pick);
     for &n in pick.nodes() {
         for r in snap.nodes[n].records(v6) {
             w.record(Section::Answer, &QNAME_PTR, r, Some(ttl));
@@ -535,7 +530,7 @@ fn why_answer(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Wri
     }
     let svc = &snap.services[s];
     let (client, how, _) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
-    let lines = crate::compile::explain(snap, s, client, how, false);
+    let lines = crate::explain::explain(snap, s, client, how, false);
     for line in lines {
         let bytes = line.as_bytes();
         let mut body = Vec::with_capacity(bytes.len() + 16);

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use crate::config::Rrl;
-use crate::snapshot::mix;
+use crate::hash::mix;
 
 /// Slots per worker.
 const SLOTS: usize = 1 << 16;

@@ -12,9 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::Stats;
 use super::answer::{Outcome, Transport, respond};
 use crate::config::TcpLimits;
+use crate::counters::Stats;
 use crate::snapshot::Snapshot;
 
 /// Connections per client address. Touched once per connection, never per query.
@@ -138,7 +138,7 @@ async fn connection(
                 &mut outbuf[2..],
             )
         };
-        stats.count(&outcome);
+        super::count(&stats, &outcome);
         match outcome {
             Outcome::Answered { len, .. } => {
                 outbuf[..2].copy_from_slice(&(len as u16).to_be_bytes());

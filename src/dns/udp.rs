@@ -13,10 +13,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Stats;
 use super::answer::{Outcome, Prepared, Transport, complete, prepare};
-use super::wire::MAX_NAME;
+use crate::counters::Stats;
 use crate::snapshot::Snapshot;
+use crate::wire::MAX_NAME;
 
 /// Binds one UDP socket to `addr` with `SO_REUSEPORT` (and `IPV6_V6ONLY` for IPv6).
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -185,7 +185,7 @@ fn worker(
             };
             let out = &mut outbuf[m * out_size..(m + 1) * out_size];
             let outcome = complete(&snap, p, Transport::Udp, out);
-            stats.count(&outcome);
+            super::count(&stats, &outcome);
             if let Outcome::Answered { mut len, .. } = outcome {
                 match limiter.as_mut().map(|l| l.check(peer, now)) {
                     None | Some(Verdict::Send) => {}

@@ -1,235 +1,14 @@
-//! The immutable state the answer path reads: zones, services with their compiled route
-//! tables, nodes with answers encoded ahead of time, and the health table.
-//!
-//! One [`Snapshot`] is built by [`crate::compile`] and published through an `ArcSwap`; the
-//! answer path loads it once per query. `route` is one binary search over a flat, sorted,
-//! non-overlapping table of CIDR blocks, which yields both the decision (rule and region chain)
-//! and the ECS scope. `pick` walks the chain's nodes, pre-sorted by weight, and reads health.
-//! Nothing here allocates, locks or does I/O on the query path.
+//! A service's answer logic over its compiled table: [`Service::route`] (one lookup: the
+//! decision and the ECS scope), [`Service::pick`] (nodes by weight and health), and the one
+//! place that decides an answer's scope and TTL ([`Service::scope`], [`Service::ttl`]), used by
+//! real answers and by explanations alike.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{AllDown, Decision, MAX_ANSWERS, Node, Region, RouteTable, RuleInfo};
+use crate::hash::mix;
 use crate::health::{HealthTable, State};
-use crate::zone::Zone;
-
-/// The most addresses a service can answer with.
-pub const MAX_ANSWERS: usize = 8;
-
-/// A node of the maps, ready to answer.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// Name, unique across the maps.
-    pub name: String,
-    /// IPv4 addresses.
-    pub v4: Vec<Ipv4Addr>,
-    /// IPv6 addresses.
-    pub v6: Vec<Ipv6Addr>,
-    /// Default weight.
-    pub weight: u32,
-    /// Only clients of the node's own networks may get it; the bit in `Decision::local_mask`.
-    pub local_bit: Option<u32>,
-    /// A record bodies (TTL patched per answer).
-    pub a: Vec<Box<[u8]>>,
-    /// AAAA record bodies.
-    pub aaaa: Vec<Box<[u8]>>,
-    /// The health check, if any.
-    pub check: Option<crate::probe::Check>,
-}
-
-impl Node {
-    /// The encoded records of the family of `qtype` (A or AAAA).
-    pub fn records(&self, v6: bool) -> &[Box<[u8]>] {
-        if v6 { &self.aaaa } else { &self.a }
-    }
-}
-
-/// A region: nodes with weights, heaviest first (ties by name).
-#[derive(Debug, Clone)]
-pub struct Region {
-    /// Region name.
-    pub name: String,
-    /// (node index, weight), sorted by weight descending then node name.
-    pub members: Vec<(usize, u32)>,
-}
-
-/// What a route lookup decides for a block of addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Decision {
-    /// Index into `Service::rules` of the rule that matched.
-    pub rule: usize,
-    /// Region indices, in order of preference.
-    pub chain: Box<[usize]>,
-    /// Bit i set: local-only node with `local_bit == i` may serve these clients.
-    pub local_mask: u64,
-}
-
-/// What happens when no node in the chain is healthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllDown {
-    /// Try every other region of the service, in declaration order.
-    AnyRegion,
-    /// Weighted round robin over the last-resort nodes, whatever their health.
-    LastResort,
-    /// Answer SERVFAIL.
-    ServFail,
-    /// Answer NOERROR with no address.
-    Empty,
-}
-
-/// A rule as the explanation shows it.
-#[derive(Debug, Clone)]
-pub struct RuleInfo {
-    /// `prefix`, `asn`, `subdivision`, `country`, `continent` or `default`.
-    pub kind: &'static str,
-    /// Where it is: `maps/x.yaml:12:5`.
-    pub location: String,
-}
-
-/// An address as a route table key.
-pub trait RouteKey: Ord + Copy {
-    /// The top 16 bits.
-    fn top16(self) -> usize;
-    /// The first address whose top 16 bits are `k`.
-    fn from_top16(k: usize) -> Self;
-}
-
-impl RouteKey for u32 {
-    #[inline]
-    fn top16(self) -> usize {
-        (self >> 16) as usize
-    }
-    fn from_top16(k: usize) -> Self {
-        (k as u32) << 16
-    }
-}
-
-impl RouteKey for u128 {
-    #[inline]
-    fn top16(self) -> usize {
-        (self >> 112) as usize
-    }
-    fn from_top16(k: usize) -> Self {
-        (k as u128) << 112
-    }
-}
-
-/// A flat table of non-overlapping CIDR blocks covering the whole address space, with a
-/// directory on the top 16 bits. A bucket that lies inside one block holds its answer in the
-/// directory itself (one memory access per lookup); other buckets point at their first block
-/// and are searched among their own few blocks.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable<T> {
-    /// (block start, decision << 8 | prefix length), ascending.
-    entries: Vec<(T, u32)>,
-    /// Per top-16 bucket (65536, plus one past the end): low 32 bits, the index of the block
-    /// holding the bucket's first address; bit 63 set when that block covers the whole bucket,
-    /// with the packed decision in bits 32..63.
-    dir: Vec<u64>,
-}
-
-const DIRECT: u64 = 1 << 63;
-
-/// A directory bucket: answered by the directory word, or by a search among these blocks.
-enum Bucket<'a, T> {
-    Direct(u32),
-    Blocks(&'a [(T, u32)]),
-}
-
-impl<T: RouteKey> RouteTable<T> {
-    /// Adds a block; blocks must come in ascending order and cover the whole space. At most
-    /// 2^23 distinct decisions.
-    pub fn push(&mut self, start: T, decision: u32, len: u8) {
-        self.entries.push((start, (decision << 8) | len as u32));
-    }
-
-    /// Builds the directory; call once after the last `push`.
-    pub fn finish(&mut self) {
-        let block_of = |a: T| self.entries.partition_point(|e| e.0 <= a).saturating_sub(1);
-        let firsts: Vec<usize> = (0..65536usize)
-            .map(|k| block_of(T::from_top16(k)))
-            .collect();
-        let last = self.entries.len().saturating_sub(1);
-        self.dir = (0..=65536usize)
-            .map(|k| {
-                if k == 65536 {
-                    return last as u64;
-                }
-                let lo = firsts[k];
-                // The bucket lies inside block `lo` when no other block starts within it.
-                let whole = match self.entries.get(lo + 1) {
-                    None => true,
-                    Some(next) => k + 1 < 65536 && next.0 >= T::from_top16(k + 1),
-                };
-                match (whole, self.entries.get(lo)) {
-                    (true, Some(e)) => DIRECT | ((e.1 as u64) << 32) | lo as u64,
-                    _ => lo as u64,
-                }
-            })
-            .collect();
-    }
-
-    /// The directory word [`lookup`](Self::lookup) of `addr` reads first. A batch of
-    /// queries reads these in a tight loop before answering, so that their cache misses
-    /// overlap.
-    #[inline]
-    pub fn directory_entry(&self, addr: T) -> Option<&u64> {
-        self.dir.get(addr.top16())
-    }
-
-    /// Reads the block a binary search for `addr` reads first (nothing when the directory
-    /// answers by itself) and returns a value derived from it, for the same purpose as
-    /// [`directory_entry`](Self::directory_entry).
-    #[inline]
-    pub fn warm_blocks(&self, addr: T) -> u64 {
-        match self.bucket(addr.top16()) {
-            Bucket::Direct(packed) => packed as u64,
-            Bucket::Blocks(slice) => slice.get(slice.len() / 2).map_or(0, |e| e.1 as u64),
-        }
-    }
-
-    /// Where bucket `k`'s answer is: in the directory itself, or among its own blocks.
-    #[inline]
-    fn bucket(&self, k: usize) -> Bucket<'_, T> {
-        match self.dir.get(k) {
-            Some(&d) if d & DIRECT != 0 => Bucket::Direct(((d >> 32) & 0x7fff_ffff) as u32),
-            Some(&d) => {
-                let lo = (d & 0xffff_ffff) as usize;
-                let hi = self
-                    .dir
-                    .get(k + 1)
-                    .map(|&n| (n & 0xffff_ffff) as usize + 1)
-                    .unwrap_or(self.entries.len());
-                Bucket::Blocks(
-                    self.entries
-                        .get(lo..hi.min(self.entries.len()))
-                        .unwrap_or_default(),
-                )
-            }
-            // No directory (an empty table): search everything.
-            None => Bucket::Blocks(&self.entries),
-        }
-    }
-
-    /// Block starts, ascending.
-    pub fn starts(&self) -> impl Iterator<Item = T> + '_ {
-        self.entries.iter().map(|e| e.0)
-    }
-
-    /// The block containing `addr`: (decision index, prefix length).
-    #[inline]
-    pub fn lookup(&self, addr: T) -> Option<(u32, u8)> {
-        let packed = match self.bucket(addr.top16()) {
-            Bucket::Direct(packed) => packed,
-            Bucket::Blocks(slice) => {
-                let i = slice.partition_point(|e| e.0 <= addr);
-                slice.get(i.checked_sub(1)?)?.1
-            }
-        };
-        Some((packed >> 8, packed as u8))
-    }
-}
 
 /// A redirecting service: hostnames answered from the maps.
 #[derive(Debug)]
@@ -300,6 +79,27 @@ impl Pick {
 }
 
 impl Service {
+    /// The ECS scope of an answer for `client` from a route-table block of `block` bits: the
+    /// block itself, widened to the client's /24 or /48 when nodes are spread per client.
+    #[inline]
+    pub fn scope(&self, block: u8, client: IpAddr) -> u8 {
+        if self.spread {
+            block.max(if client.is_ipv4() { 24 } else { 48 })
+        } else {
+            block
+        }
+    }
+
+    /// The TTL of an answer with `pick`: shorter while the answer is degraded.
+    #[inline]
+    pub fn ttl(&self, pick: &Pick) -> u32 {
+        if pick.degraded {
+            self.degraded_ttl
+        } else {
+            self.ttl
+        }
+    }
+
     /// The decision and prefix length of the block holding `addr`.
     #[inline]
     pub fn route(&self, addr: IpAddr) -> Option<(&Decision, u8)> {
@@ -488,14 +288,6 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// A 64-bit mixer (splitmix64's finaliser).
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// The key of a client's /24 (IPv4) or /48 (IPv6), for spreading.
 pub fn client_key(addr: IpAddr) -> u64 {
     match addr {
@@ -504,72 +296,10 @@ pub fn client_key(addr: IpAddr) -> u64 {
     }
 }
 
-/// Settings of the answer path that come from the daemon configuration.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `id.server` / `hostname.bind`.
-    pub server_id: Option<String>,
-    /// `version.bind`.
-    pub version: Option<String>,
-    /// UDP payload cap.
-    pub udp_payload_max: u16,
-    /// `_why` answered.
-    pub why_enabled: bool,
-    /// Networks allowed to ask `_why` (empty: all).
-    pub why_allow: Vec<ip_network::IpNetwork>,
-}
-
-/// Everything the answer path reads, immutable once published.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// Zones, longest apex first.
-    pub zones: Vec<Zone>,
-    /// Services, indexed by `ZoneNode::service`.
-    pub services: Vec<Service>,
-    /// Nodes of the maps.
-    pub nodes: Vec<Node>,
-    /// Node health, shared with writers.
-    pub health: Arc<HealthTable>,
-    /// Answer-path settings.
-    pub settings: Settings,
-    /// Client data used to build this snapshot, for explanations.
-    pub client: Arc<crate::client::ClientData>,
-    /// Human-readable versions of the maps and data in force.
-    pub versions: String,
-}
-
-impl Snapshot {
-    /// The zone holding `name` (lowercase wire form): the longest enclosing apex.
-    #[inline]
-    pub fn zone_for(&self, name: &[u8]) -> Option<&Zone> {
-        self.zones
-            .iter()
-            .find(|z| crate::zone::is_within(name, &z.apex))
-    }
-
-    /// A snapshot that serves nothing (used before the first load and in tests).
-    pub fn empty() -> Snapshot {
-        Snapshot {
-            zones: Vec::new(),
-            services: Vec::new(),
-            nodes: Vec::new(),
-            health: Arc::new(HealthTable::new(Vec::new(), State::Up)),
-            settings: Settings {
-                server_id: None,
-                version: None,
-                udp_payload_max: 1232,
-                why_enabled: false,
-                why_allow: Vec::new(),
-            },
-            client: Arc::new(crate::client::ClientData::default()),
-            versions: String::new(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn node(name: &str, weight: u32) -> Node {
         Node {
@@ -678,43 +408,5 @@ mod tests {
         let two = service(true, 2).pick(&d, false, 5, &nodes, &health);
         assert_eq!(two.count, 2);
         assert_ne!(two.nodes[0], two.nodes[1]);
-    }
-
-    #[test]
-    fn route_table_lookup() {
-        let mut t = RouteTable::default();
-        let blocks = [
-            (0u32, 0),
-            (10, 1),
-            (20, 2),
-            (0x0001_0000, 3),
-            (0x0001_0005, 4),
-            (0xffff_0000, 5),
-            (0xffff_8000, 6),
-        ];
-        for (s, d) in blocks {
-            t.push(s, d, 8);
-        }
-        t.finish();
-        assert_eq!(t.lookup(0), Some((0, 8)));
-        assert_eq!(t.lookup(15), Some((1, 8)));
-        assert_eq!(t.lookup(0xffff), Some((2, 8)));
-        assert_eq!(t.lookup(0x0001_0004), Some((3, 8)));
-        assert_eq!(t.lookup(0x0001_0005), Some((4, 8)));
-        assert_eq!(t.lookup(0x0002_0000), Some((4, 8)), "a direct bucket");
-        assert_eq!(t.lookup(0xfffe_ffff), Some((4, 8)));
-        assert_eq!(t.lookup(0xffff_7fff), Some((5, 8)));
-        assert_eq!(t.lookup(u32::MAX), Some((6, 8)));
-        // Against a plain search, everywhere near a boundary.
-        for (s, _) in blocks {
-            for a in [s.saturating_sub(1), s, s.saturating_add(1)] {
-                let want = blocks.iter().rev().find(|b| b.0 <= a).unwrap().1;
-                assert_eq!(t.lookup(a), Some((want, 8)), "{a:#x}");
-            }
-        }
-        // Unfinished tables still answer (by binary search).
-        let mut u = RouteTable::default();
-        u.push(0u128, 7, 0);
-        assert_eq!(u.lookup(u128::MAX), Some((7, 0)));
     }
 }

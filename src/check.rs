@@ -1,0 +1,185 @@
+//! Health-check definitions: what a node's check does, resolved from its map spec (address,
+//! port, HTTP path and Host, TLS, timing, rise and fall). Running checks is the prober's job
+//! ([`crate::probe`]); this module is only the data, so that the snapshot can carry it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::spec::{CheckSpec, NodeSpec};
+
+/// Why a check spec cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// Neither the check nor the node has an address.
+    NoAddress,
+    /// `rise` or `fall` is zero.
+    RiseFall,
+    /// `interval_ms` or `timeout_ms` is out of range.
+    Timing,
+    /// The HTTP path is not an absolute path without spaces or line breaks.
+    BadPath(String),
+    /// The Host header has spaces, line breaks (or, for https, a slash).
+    BadHost(String),
+    /// A `tcp` check without `port`.
+    NoPort,
+    /// Not `http`, `https` or `tcp`.
+    UnknownKind(String),
+    /// `insecure` on a check that is not https.
+    InsecureWithoutTls,
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::NoAddress => {
+                f.write_str("the check needs an `address` (the node has none)")
+            }
+            CheckError::RiseFall => f.write_str("`rise` and `fall` must be at least 1"),
+            CheckError::Timing => f.write_str(
+                "`interval_ms` must be ≥ 100 and `timeout_ms` between 1 and 10 intervals",
+            ),
+            CheckError::BadPath(p) => write!(f, "bad HTTP path {p:?}"),
+            CheckError::BadHost(h) => write!(f, "bad Host {h:?}"),
+            CheckError::NoPort => f.write_str("a tcp check needs a `port`"),
+            CheckError::UnknownKind(k) => {
+                write!(f, "unknown check kind {k:?}; expected http, https or tcp")
+            }
+            CheckError::InsecureWithoutTls => {
+                f.write_str("`insecure` applies to https checks only")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// GET a path and look at the status and body.
+    Http {
+        /// Request path.
+        path: String,
+        /// Host header.
+        host: String,
+        /// Acceptable statuses.
+        expect_status: Vec<u16>,
+        /// Required body substring.
+        expect_body: Option<String>,
+    },
+    /// Connect.
+    Tcp,
+}
+
+/// TLS settings of an `https` check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    /// The name to verify the certificate against (and send as SNI).
+    pub server_name: String,
+    /// Skip certificate verification (private CAs, self-signed certificates).
+    pub insecure: bool,
+}
+
+/// A resolved health check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What to do.
+    pub kind: Kind,
+    /// Where.
+    pub target: SocketAddr,
+    /// TLS, for `https`.
+    pub tls: Option<Tls>,
+    /// Between checks.
+    pub interval: Duration,
+    /// Per check.
+    pub timeout: Duration,
+    /// Added to each interval, up to this much.
+    pub jitter: Duration,
+    /// Successes to go up.
+    pub rise: u32,
+    /// Failures to go down.
+    pub fall: u32,
+}
+
+impl Check {
+    /// Resolves a check spec for a node.
+    pub fn from_spec(c: &CheckSpec, node: &NodeSpec) -> Result<Check, CheckError> {
+        let addr: IpAddr = c
+            .address
+            .or_else(|| node.ipv4.first().map(|a| IpAddr::V4(*a)))
+            .or_else(|| node.ipv6.first().map(|a| IpAddr::V6(*a)))
+            .ok_or(CheckError::NoAddress)?;
+        if c.rise == 0 || c.fall == 0 {
+            return Err(CheckError::RiseFall);
+        }
+        if c.interval_ms < 100 || c.timeout_ms == 0 || c.timeout_ms > c.interval_ms.max(1000) * 10 {
+            return Err(CheckError::Timing);
+        }
+        let (kind, port) = match c.kind.as_str() {
+            "http" => {
+                if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
+                    return Err(CheckError::BadPath(c.path.clone()));
+                }
+                let host = c.host.clone().unwrap_or_else(|| match addr {
+                    IpAddr::V4(a) => a.to_string(),
+                    IpAddr::V6(a) => format!("[{a}]"),
+                });
+                if host.contains(['\r', '\n', ' ']) {
+                    return Err(CheckError::BadHost(host));
+                }
+                (
+                    Kind::Http {
+                        path: c.path.clone(),
+                        host,
+                        expect_status: c.expect_status.clone(),
+                        expect_body: c.expect_body.clone(),
+                    },
+                    c.port.unwrap_or(80),
+                )
+            }
+            "tcp" => (Kind::Tcp, c.port.ok_or(CheckError::NoPort)?),
+            "https" => {
+                if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
+                    return Err(CheckError::BadPath(c.path.clone()));
+                }
+                let host = c.host.clone().unwrap_or_else(|| addr.to_string());
+                if host.contains(['\r', '\n', ' ', '/']) {
+                    return Err(CheckError::BadHost(host));
+                }
+                (
+                    Kind::Http {
+                        path: c.path.clone(),
+                        host,
+                        expect_status: c.expect_status.clone(),
+                        expect_body: c.expect_body.clone(),
+                    },
+                    c.port.unwrap_or(443),
+                )
+            }
+            other => {
+                return Err(CheckError::UnknownKind(other.to_string()));
+            }
+        };
+        let tls = (c.kind == "https").then(|| Tls {
+            server_name: c
+                .host
+                .clone()
+                .map(|h| h.split(':').next().unwrap_or_default().to_string())
+                .unwrap_or_else(|| addr.to_string()),
+            insecure: c.insecure,
+        });
+        if c.insecure && tls.is_none() {
+            return Err(CheckError::InsecureWithoutTls);
+        }
+        Ok(Check {
+            kind,
+            target: SocketAddr::new(addr, port),
+            tls,
+            interval: Duration::from_millis(c.interval_ms),
+            timeout: Duration::from_millis(c.timeout_ms),
+            jitter: Duration::from_millis(c.jitter_ms),
+            rise: c.rise,
+            fall: c.fall,
+        })
+    }
+}

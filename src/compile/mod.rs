@@ -1,0 +1,188 @@
+//! The compiler: map specs, the daemon configuration and the client data in, one
+//! [`Snapshot`] out, with every cross-file problem reported at once. Pure: it reads no file
+//! (the files a map refers to come through the caller's [`ReadFile`]), holds no lock and
+//! publishes nothing; it runs on the reload thread and in the offline commands, never on the
+//! query path.
+//!
+//! Reading order: [`nodes`] (nodes and regions), [`service`] (one service's policies),
+//! [`rules`] (its rules, by [`RuleKind`](crate::snapshot::RuleKind)), [`table`] (the route
+//! tables and ECS scopes), [`zones`] (service names in the zones).
+
+mod nodes;
+mod rules;
+mod service;
+mod table;
+mod zones;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::client::ClientData;
+use crate::config::{Config, DataSource, ReadError};
+use crate::geo::{GeoLayer, Layout};
+use crate::health::{HealthTable, State};
+use crate::snapshot::{Settings, Snapshot};
+use crate::source::{Document, Errors};
+use crate::spec::{MapFileSpec, NodeSpec, RegionSpec, ServiceSpec};
+
+/// A map file's text and where it came from.
+pub struct MapText {
+    /// Where it is.
+    pub source: DataSource,
+    /// Its contents.
+    pub text: String,
+}
+
+/// Reads a file a map refers to (a prefix file, relative to the map): the compiler's only
+/// window on storage, provided by the caller.
+pub type ReadFile<'a> = dyn Fn(&DataSource) -> Result<Vec<u8>, ReadError> + 'a;
+
+/// Everything a build needs besides the configuration.
+pub struct Inputs<'a> {
+    /// Loaded client data.
+    pub client: Arc<ClientData>,
+    /// Map files.
+    pub maps: &'a [MapText],
+    /// Reads the files the maps refer to.
+    pub files: &'a ReadFile<'a>,
+}
+
+/// Builds a snapshot, or reports every problem found. Every node of the new snapshot starts
+/// up; the caller applies node states before publishing it.
+pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
+    let mut errors = Errors::default();
+    let mut docs = Vec::new();
+    for m in inputs.maps {
+        match Document::parse(&m.source.display(), &m.text) {
+            Ok(d) => docs.push((m, d)),
+            Err(e) => errors.extend(e),
+        }
+    }
+    // Decode every file's sections.
+    let mut node_specs: Vec<(&Document, String, NodeSpec)> = Vec::new();
+    let mut region_specs: Vec<(&Document, String, RegionSpec)> = Vec::new();
+    let mut service_specs: Vec<(&Document, &MapText, String, ServiceSpec)> = Vec::new();
+    for (m, d) in &docs {
+        let Some(file) = d.decode::<MapFileSpec>("", &d.root, &mut errors) else {
+            continue;
+        };
+        for (p, n) in d.decode_each::<NodeSpec>("nodes", &file.nodes, &mut errors) {
+            node_specs.push((d, p, n));
+        }
+        for (p, r) in d.decode_each::<RegionSpec>("regions", &file.regions, &mut errors) {
+            region_specs.push((d, p, r));
+        }
+        for (p, s) in d.decode_each::<ServiceSpec>("services", &file.services, &mut errors) {
+            service_specs.push((d, m, p, s));
+        }
+    }
+
+    let mut node_set = nodes::nodes(&node_specs, &mut errors);
+    let region_set = nodes::regions(&region_specs, &node_specs, &mut node_set, &mut errors);
+
+    // Zones, with services attached.
+    let mut zones = config.zones.clone();
+    zones.sort_by_key(|z| std::cmp::Reverse(z.apex.len()));
+    // The first database with locations decides; later ones are for lookups only.
+    let geo_layer = inputs
+        .client
+        .geo()
+        .find(|d| d.layout != Layout::Asn)
+        .map(|d| d.layer.clone())
+        .unwrap_or_else(|| Arc::new(GeoLayer::default()));
+    let t = std::time::Instant::now();
+    let ctx = service::Context {
+        nodes: &node_set,
+        regions: &region_set,
+        client: &inputs.client,
+        geo: &geo_layer,
+        files: inputs.files,
+    };
+    let mut services = Vec::new();
+    let mut seen_names = HashSet::new();
+    for (d, m, p, s) in &service_specs {
+        let idx = services.len();
+        let before = errors.0.len();
+        let svc = service::service(&ctx, d, m, p, s, &mut errors);
+        zones::attach(
+            &mut zones,
+            &mut seen_names,
+            d,
+            p,
+            s,
+            idx,
+            config.why_enabled,
+            &mut errors,
+        );
+        match svc {
+            Some(svc) if errors.0.len() == before => services.push(svc),
+            // Keep indices stable for the names attached above; the build fails anyway.
+            _ => services.push(service::placeholder()),
+        }
+    }
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "services compiled");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let nodes = node_set.nodes;
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let health = HealthTable::new(names, State::Up);
+    Ok(Snapshot {
+        zones,
+        services,
+        nodes,
+        health: Arc::new(health),
+        settings: Settings {
+            server_id: config.server_id.clone(),
+            version: config.version.clone(),
+            udp_payload_max: config.udp_payload_max,
+            why_enabled: config.why_enabled,
+            why_allow: config.why_allow.clone(),
+        },
+        versions: versions(inputs.maps, &inputs.client),
+        client: inputs.client,
+    })
+}
+
+/// The data versions line: a hash of the map texts and the client data's versions.
+fn versions(maps: &[MapText], client: &ClientData) -> String {
+    let maps_hash = maps.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, m| {
+        m.text
+            .bytes()
+            .fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    });
+    let mut versions = format!("maps {:016x} ({} files)", maps_hash, maps.len());
+    let cv = client.versions();
+    if !cv.is_empty() {
+        versions.push_str("; ");
+        versions.push_str(&cv);
+    }
+    versions
+}
+
+/// A "did you mean" hint.
+pub(super) fn hint<'a>(wanted: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let mut names: Vec<&String> = known.collect();
+    names.sort();
+    let close: Vec<&&String> = names
+        .iter()
+        .filter(|k| {
+            k.to_lowercase() == wanted.to_lowercase()
+                || k.starts_with(wanted)
+                || wanted.starts_with(k.as_str())
+        })
+        .collect();
+    match close.first() {
+        Some(c) => format!("; did you mean {c:?}?"),
+        None if names.len() <= 8 => format!(
+            "; known: {}",
+            names
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,269 @@
+//! A service's rules: each decoded into its kind (one selector per rule), its chain of regions
+//! and where it is, with every duplicate that could never fire reported; the result is the
+//! lookup tables the route-table compiler reads (operator prefixes, and rule by ASN,
+//! subdivision, country and continent).
+
+use std::collections::HashMap;
+
+use ip_network::IpNetwork;
+
+use super::{MapText, ReadFile, hint};
+use crate::config::DataSource;
+use crate::geo;
+use crate::snapshot::RuleKind;
+use crate::source::{Document, Errors};
+use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
+
+/// A rule as compiled: what it selects by, its regions in order, and where it is written.
+pub(super) struct RuleDraft {
+    /// What it selects by.
+    pub kind: RuleKind,
+    /// Region indices, in order of preference.
+    pub chain: Vec<usize>,
+    /// `file:line:col` of the rule.
+    pub location: String,
+}
+
+/// A service's rules and the selectors they define.
+pub(super) struct Rules {
+    /// Rules, in file order (a decision's rule index points here).
+    pub drafts: Vec<RuleDraft>,
+    /// Operator prefixes per family (IPv4, IPv6): (start, length, rule).
+    pub prefixes: [Vec<(u128, u8, u32)>; 2],
+    /// Rule by origin ASN.
+    pub by_asn: HashMap<u32, u32>,
+    /// Rule by ISO 3166-2 subdivision.
+    pub by_sub: HashMap<String, u32>,
+    /// Rule by country.
+    pub by_country: HashMap<String, u32>,
+    /// Rule by continent.
+    pub by_cont: HashMap<String, u32>,
+    /// The default rule.
+    pub default_rule: Option<u32>,
+}
+
+/// Whether `r` has the selector of `kind`.
+fn selects_by(r: &RuleSpec, kind: RuleKind) -> bool {
+    match kind {
+        RuleKind::Prefix => r.prefixes.is_some() || r.prefix_file.is_some(),
+        RuleKind::Asn => r.asns.is_some(),
+        RuleKind::Subdivision => r.subdivisions.is_some(),
+        RuleKind::Country => r.countries.is_some(),
+        RuleKind::Continent => r.continents.is_some(),
+        RuleKind::Default => r.default,
+    }
+}
+
+/// Decodes the rules of service `s` (at path `p` of `d`, from `map`), reporting every problem.
+pub(super) fn rules(
+    d: &Document,
+    map: &MapText,
+    p: &str,
+    s: &ServiceSpec,
+    region_index: &HashMap<String, usize>,
+    files: &ReadFile<'_>,
+    errors: &mut Errors,
+) -> Rules {
+    let mut rules: Vec<RuleDraft> = Vec::new();
+    let mut prefix_rules: [Vec<(u128, u8, u32)>; 2] = [Vec::new(), Vec::new()];
+    let mut seen_prefix: HashMap<IpNetwork, String> = HashMap::new();
+    let mut by_asn: HashMap<u32, u32> = HashMap::new();
+    let mut by_sub: HashMap<String, u32> = HashMap::new();
+    let mut by_country: HashMap<String, u32> = HashMap::new();
+    let mut by_cont: HashMap<String, u32> = HashMap::new();
+    let mut default_rule: Option<u32> = None;
+    for (rp, r) in d.decode_each::<RuleSpec>(&format!("{p}.rules"), &s.rules, errors) {
+        let idx = rules.len() as u32;
+        let kinds: Vec<RuleKind> = RuleKind::ALL
+            .into_iter()
+            .filter(|k| selects_by(&r, *k))
+            .collect();
+        if kinds.len() != 1 {
+            errors.0.push(d.error(&rp, "a rule needs exactly one of `prefixes`/`prefix_file`, `asns`, `subdivisions`, `countries`, `continents` or `default: true`"));
+            continue;
+        }
+        let kind = kinds[0];
+        let mut chain = Vec::new();
+        for (i, name) in r.regions.iter().enumerate() {
+            match region_index.get(name) {
+                Some(&ri) if chain.contains(&ri) => errors.0.push(d.error(
+                    &format!("{rp}.regions[{i}]"),
+                    format!("region {name:?} is listed twice"),
+                )),
+                Some(&ri) => chain.push(ri),
+                None => errors.0.push(d.error(
+                    &format!("{rp}.regions[{i}]"),
+                    format!("unknown region {name:?}{}", hint(name, region_index.keys())),
+                )),
+            }
+        }
+        if r.regions.is_empty() {
+            errors
+                .0
+                .push(d.error(&format!("{rp}.regions"), "a rule needs at least one region"));
+        }
+        let (line, col) = d.position(&rp);
+        let location = format!("{}:{}:{}", d.file, line, col);
+        let claim =
+            |map: &mut HashMap<String, u32>, key: String, path: String, errors: &mut Errors| {
+                if let Some(&other) = map.get(&key) {
+                    errors.0.push(d.error(
+                        &path,
+                        format!(
+                            "{key} is already matched by the rule at {}; this entry can never fire",
+                            rules_loc(&rules, other)
+                        ),
+                    ));
+                } else {
+                    map.insert(key, idx);
+                }
+            };
+        match kind {
+            RuleKind::Prefix => {
+                let mut list: Vec<(String, String)> = r
+                    .prefixes
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, c)| (c.clone(), format!("{rp}.prefixes[{i}]")))
+                    .collect();
+                if let Some(f) = &r.prefix_file {
+                    match read_prefix_file(files, &map.source, f) {
+                        Ok(lines) => list.extend(
+                            lines
+                                .into_iter()
+                                .map(|(n, c)| (c, format!("{rp}.prefix_file (line {n})"))),
+                        ),
+                        Err(e) => errors.0.push(d.error(&format!("{rp}.prefix_file"), e)),
+                    }
+                }
+                for (c, path) in list {
+                    match parse_cidr(&c) {
+                        Ok(net) => {
+                            if let Some(prev) = seen_prefix.get(&net) {
+                                errors.0.push(d.error(&path, format!("{net} is already matched by the rule at {prev}; this entry can never fire")));
+                                continue;
+                            }
+                            seen_prefix.insert(net, location.clone());
+                            let (fam, start) = match net {
+                                IpNetwork::V4(n) => (0, u32::from(n.network_address()) as u128),
+                                IpNetwork::V6(n) => (1, u128::from(n.network_address())),
+                            };
+                            prefix_rules[fam].push((start, net.netmask(), idx));
+                        }
+                        Err(e) => errors.0.push(d.error(&path, e)),
+                    }
+                }
+            }
+            RuleKind::Asn => {
+                for (i, a) in r.asns.iter().flatten().enumerate() {
+                    if let Some(&other) = by_asn.get(a) {
+                        errors.0.push(d.error(&format!("{rp}.asns[{i}]"), format!("AS{a} is already matched by the rule at {}; this entry can never fire", rules_loc(&rules, other))));
+                    } else {
+                        by_asn.insert(*a, idx);
+                    }
+                }
+            }
+            RuleKind::Subdivision => {
+                for (i, c) in r.subdivisions.iter().flatten().enumerate() {
+                    let c = c.to_ascii_uppercase();
+                    let ok = c.split_once('-').is_some_and(|(cc, sub)| {
+                        geo::is_country(cc)
+                            && (1..=3).contains(&sub.len())
+                            && sub.bytes().all(|b| b.is_ascii_alphanumeric())
+                    });
+                    if !ok {
+                        errors.0.push(d.error(
+                            &format!("{rp}.subdivisions[{i}]"),
+                            format!("{c:?} is not an ISO 3166-2 code like \"US-CA\""),
+                        ));
+                        continue;
+                    }
+                    claim(&mut by_sub, c, format!("{rp}.subdivisions[{i}]"), errors);
+                }
+            }
+            RuleKind::Country => {
+                for (i, c) in r.countries.iter().flatten().enumerate() {
+                    let c = c.to_ascii_uppercase();
+                    if !geo::is_country(&c) {
+                        errors.0.push(d.error(
+                            &format!("{rp}.countries[{i}]"),
+                            format!("{c:?} is not an ISO 3166-1 alpha-2 country code"),
+                        ));
+                        continue;
+                    }
+                    claim(&mut by_country, c, format!("{rp}.countries[{i}]"), errors);
+                }
+            }
+            RuleKind::Continent => {
+                for (i, c) in r.continents.iter().flatten().enumerate() {
+                    let c = c.to_ascii_uppercase();
+                    if !geo::CONTINENTS.contains(&c.as_str()) {
+                        errors.0.push(d.error(
+                            &format!("{rp}.continents[{i}]"),
+                            format!(
+                                "{c:?} is not a continent code; expected one of {}",
+                                geo::CONTINENTS.join(" ")
+                            ),
+                        ));
+                        continue;
+                    }
+                    claim(&mut by_cont, c, format!("{rp}.continents[{i}]"), errors);
+                }
+            }
+            RuleKind::Default => {
+                if let Some(other) = default_rule {
+                    errors.0.push(d.error(
+                        &rp,
+                        format!(
+                            "a default rule already exists at {}",
+                            rules_loc(&rules, other)
+                        ),
+                    ));
+                }
+                default_rule = Some(idx);
+            }
+        }
+        rules.push(RuleDraft {
+            kind,
+            chain,
+            location,
+        });
+    }
+    Rules {
+        drafts: rules,
+        prefixes: prefix_rules,
+        by_asn,
+        by_sub,
+        by_country,
+        by_cont,
+        default_rule,
+    }
+}
+
+/// Where rule `idx` is, for messages.
+pub(super) fn rules_loc(rules: &[RuleDraft], idx: u32) -> String {
+    rules
+        .get(idx as usize)
+        .map(|r| r.location.clone())
+        .unwrap_or_else(|| "this same rule".into())
+}
+
+/// Reads a file of prefixes (one per line, `#` comments) relative to the map file, through the
+/// caller's reader.
+fn read_prefix_file(
+    files: &ReadFile<'_>,
+    map: &DataSource,
+    rel: &str,
+) -> Result<Vec<(usize, String)>, String> {
+    let source = map.sibling(rel);
+    let bytes = files(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", source.display()))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim().to_string()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect())
+}

@@ -1,0 +1,169 @@
+//! One service: its answer policies (answers, spread, ECS, all-down, last resort, TTLs), its
+//! rules and its route tables, checked together.
+
+use std::sync::atomic::AtomicU64;
+
+use super::nodes::{NodeSet, RegionSet};
+use super::rules;
+use super::table::{self, MAX_DECISIONS};
+use super::{MapText, ReadFile};
+use crate::client::ClientData;
+use crate::geo::GeoLayer;
+use crate::snapshot::{AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service};
+use crate::source::{Document, Errors};
+use crate::spec::ServiceSpec;
+
+/// What every service of a build shares.
+pub(super) struct Context<'a> {
+    /// The nodes.
+    pub nodes: &'a NodeSet,
+    /// The regions.
+    pub regions: &'a RegionSet,
+    /// The client data.
+    pub client: &'a ClientData,
+    /// The GeoIP layer the rules apply to.
+    pub geo: &'a GeoLayer,
+    /// Reads the files maps refer to.
+    pub files: &'a ReadFile<'a>,
+}
+
+/// Compiles service `s` (path `p` of `d`, from `map`), or reports why it cannot be.
+pub(super) fn service(
+    ctx: &Context<'_>,
+    d: &Document,
+    map: &MapText,
+    p: &str,
+    s: &ServiceSpec,
+    errors: &mut Errors,
+) -> Option<Service> {
+    let before = errors.0.len();
+    if s.names.is_empty() {
+        errors
+            .0
+            .push(d.error(&format!("{p}.names"), "a service needs at least one name"));
+    }
+    if !(1..=MAX_ANSWERS).contains(&s.answers) {
+        errors.0.push(d.error(
+            &format!("{p}.answers"),
+            format!("must be 1..={MAX_ANSWERS}"),
+        ));
+    }
+    let spread = match s.spread.as_str() {
+        "none" => false,
+        "weighted" => true,
+        _ => {
+            errors
+                .0
+                .push(d.error(&format!("{p}.spread"), "expected `none` or `weighted`"));
+            false
+        }
+    };
+    let use_ecs = match s.ecs.as_str() {
+        "use" => true,
+        "ignore" => false,
+        _ => {
+            errors
+                .0
+                .push(d.error(&format!("{p}.ecs"), "expected `use` or `ignore`"));
+            true
+        }
+    };
+    let all_down = match s.all_down.as_str() {
+        "any_region" => AllDown::AnyRegion,
+        "last_resort" => AllDown::LastResort,
+        "servfail" => AllDown::ServFail,
+        "empty" => AllDown::Empty,
+        _ => {
+            errors.0.push(d.error(
+                &format!("{p}.all_down"),
+                "expected `any_region`, `last_resort`, `servfail` or `empty`",
+            ));
+            AllDown::AnyRegion
+        }
+    };
+    let last_resort = ctx
+        .nodes
+        .members(d, &format!("{p}.last_resort"), &s.last_resort, errors);
+    if all_down == AllDown::LastResort && last_resort.is_empty() {
+        errors.0.push(d.error(
+            &format!("{p}.last_resort"),
+            "`all_down: last_resort` needs a non-empty `last_resort` list",
+        ));
+    }
+    let degraded_ttl = s.degraded_ttl.unwrap_or(s.ttl);
+    if degraded_ttl > s.ttl {
+        errors
+            .0
+            .push(d.error(&format!("{p}.degraded_ttl"), "must not exceed `ttl`"));
+    }
+
+    let mut rules = rules::rules(d, map, p, s, &ctx.regions.index, ctx.files, errors);
+    if rules.default_rule.is_none() && errors.0.len() == before {
+        errors.0.push(d.error(
+            &format!("{p}.rules"),
+            "a service needs a rule with `default: true` for clients no other rule selects",
+        ));
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    let default_rule = rules.default_rule.unwrap_or(0);
+    let t = table::tables(
+        &mut rules,
+        default_rule,
+        &ctx.nodes.local,
+        ctx.client,
+        ctx.geo,
+    );
+    if t.decisions.len() >= MAX_DECISIONS {
+        errors.0.push(d.error(
+            &format!("{p}.rules"),
+            "too many distinct decisions (rules × local-only combinations); simplify the map",
+        ));
+        return None;
+    }
+    Some(Service {
+        names: s.names.clone(),
+        ttl: s.ttl,
+        degraded_ttl,
+        answers: s.answers,
+        spread,
+        use_ecs,
+        all_down,
+        last_resort,
+        regions: ctx.regions.regions.clone(),
+        rules: rules
+            .drafts
+            .iter()
+            .map(|r| RuleInfo {
+                kind: r.kind,
+                location: r.location.clone(),
+            })
+            .collect(),
+        decisions: t.decisions,
+        v4: t.v4,
+        v6: t.v6,
+        rr: AtomicU64::new(0),
+    })
+}
+
+/// A service that failed to compile, keeping the indices of the others stable (the build
+/// fails anyway).
+pub(super) fn placeholder() -> Service {
+    Service {
+        names: Vec::new(),
+        ttl: 0,
+        degraded_ttl: 0,
+        answers: 1,
+        spread: false,
+        use_ecs: false,
+        all_down: AllDown::Empty,
+        last_resort: Vec::new(),
+        regions: Vec::new(),
+        rules: Vec::new(),
+        decisions: Vec::new(),
+        v4: RouteTable::default(),
+        v6: RouteTable::default(),
+        rr: AtomicU64::new(0),
+    }
+}

@@ -1,0 +1,184 @@
+//! The route tables of one service: every address's decision from the rules, the GeoIP layer
+//! and the BGP data, cut into maximal ranges of equal decision, then into CIDR blocks whose
+//! lengths are the ECS scopes.
+//!
+//! For an address the decision is: the longest operator prefix rule that covers it; else the
+//! rule for the origin ASN of its longest BGP prefix; else its subdivision, country or
+//! continent rule; else the default rule. Local-only nodes add a bit to the decision for the
+//! clients they may serve.
+
+use std::collections::HashMap;
+
+use ip_network::IpNetwork;
+
+use super::nodes::LocalNode;
+use super::rules::Rules;
+use crate::client::ClientData;
+use crate::geo::{GeoLayer, Layout};
+use crate::ranges::{self, Range};
+use crate::snapshot::{Decision, RouteTable};
+
+/// A service's compiled decisions and route tables.
+pub(super) struct Tables {
+    /// Distinct decisions.
+    pub decisions: Vec<Decision>,
+    /// IPv4 route table.
+    pub v4: RouteTable<u32>,
+    /// IPv6 route table.
+    pub v6: RouteTable<u128>,
+}
+
+/// The route tables pack a decision into 23 bits.
+pub(super) const MAX_DECISIONS: usize = 1 << 23;
+
+/// Compiles the route tables of a service whose rules are `rules`.
+pub(super) fn tables(
+    rules: &mut Rules,
+    default_rule: u32,
+    local: &[LocalNode],
+    client: &ClientData,
+    geo: &GeoLayer,
+) -> Tables {
+    // The rule each GeoIP key selects.
+    let geo_rule: Vec<u32> = geo
+        .keys
+        .iter()
+        .map(|(cont, country, sub)| {
+            sub.as_ref()
+                .and_then(|s| rules.by_sub.get(s))
+                .or_else(|| country.as_ref().and_then(|c| rules.by_country.get(c)))
+                .or_else(|| cont.as_ref().and_then(|c| rules.by_cont.get(c)))
+                .copied()
+                .unwrap_or(default_rule)
+        })
+        .collect();
+
+    // ASN classes: (rule for the ASN, local-only nodes whose ASN it is).
+    let mut classes: Vec<(Option<u32>, u64)> = vec![(None, 0)];
+    let mut class_of: HashMap<(Option<u32>, u64), u32> = HashMap::from([((None, 0), 0)]);
+    let mut asn_class_of: HashMap<u32, u32> = HashMap::new();
+    let asn_dbs: Vec<&GeoLayer> = client
+        .geo()
+        .filter(|d| d.layout == Layout::Asn)
+        .map(|d| &*d.layer)
+        .collect();
+    let all_asns = client
+        .bgp()
+        .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
+        .chain(
+            asn_dbs
+                .iter()
+                .flat_map(|l| l.v4.iter().chain(&l.v6).map(|r| r.2)),
+        );
+    {
+        for asn in all_asns {
+            if asn_class_of.contains_key(&asn) {
+                continue;
+            }
+            let mut mask = 0u64;
+            for (bit, l) in local.iter().enumerate() {
+                if l.asns.contains(&asn) {
+                    mask |= 1 << bit;
+                }
+            }
+            let key = (rules.by_asn.get(&asn).copied(), mask);
+            let id = *class_of.entry(key).or_insert_with(|| {
+                classes.push(key);
+                (classes.len() - 1) as u32
+            });
+            asn_class_of.insert(asn, id);
+        }
+    }
+
+    let mut decisions: Vec<Decision> = Vec::new();
+    let mut decision_of: HashMap<(u32, u64), u32> = HashMap::new();
+    let mut tables: (RouteTable<u32>, RouteTable<u128>) =
+        (RouteTable::default(), RouteTable::default());
+    for (fam, bits) in [(0usize, 32u8), (1, 128)] {
+        let geo_net = if fam == 0 { &geo.v4 } else { &geo.v6 };
+        // Merge neighbours that select the same rule.
+        let mut geo_ranges: Vec<Range> = Vec::with_capacity(geo_net.len());
+        for &(start, end, k) in geo_net {
+            let rule = geo_rule[k as usize];
+            match geo_ranges.last_mut() {
+                Some(last) if last.2 == rule && last.1.checked_add(1) == Some(start) => {
+                    last.1 = end
+                }
+                _ => geo_ranges.push((start, end, rule)),
+            }
+        }
+        // BGP: earlier tables win, so they go last into `flatten`.
+        let mut bgp_prefixes = Vec::new();
+        for t in client.bgp().collect::<Vec<_>>().into_iter().rev() {
+            let list = if fam == 0 { &t.v4 } else { &t.v6 };
+            bgp_prefixes.extend(list.iter().map(|&(s, l, asn)| (s, l, asn_class_of[&asn])));
+        }
+        let mut asn_ranges = ranges::flatten(bgp_prefixes, bits);
+        // ASN databases fill what the BGP tables do not cover.
+        if !asn_dbs.is_empty() {
+            let mut layers = vec![asn_ranges];
+            for l in &asn_dbs {
+                let list = if fam == 0 { &l.v4 } else { &l.v6 };
+                layers.push(
+                    list.iter()
+                        .map(|&(s, e, asn)| (s, e, asn_class_of[&asn]))
+                        .collect(),
+                );
+            }
+            asn_ranges = ranges::overlay(&layers, bits, |v| {
+                v.iter().flatten().next().copied().unwrap_or(0)
+            });
+        }
+        asn_ranges.retain(|r| r.2 != 0);
+        let op_ranges = ranges::flatten(std::mem::take(&mut rules.prefixes[fam]), bits);
+        let mut layers = vec![geo_ranges, asn_ranges, op_ranges];
+        for l in local {
+            let list: Vec<(u128, u8, u32)> = l
+                .prefixes
+                .iter()
+                .filter_map(|n| match (fam, n) {
+                    (0, IpNetwork::V4(v)) => {
+                        Some((u32::from(v.network_address()) as u128, v.netmask(), 1))
+                    }
+                    (1, IpNetwork::V6(v)) => {
+                        Some((u128::from(v.network_address()), v.netmask(), 1))
+                    }
+                    _ => None,
+                })
+                .collect();
+            layers.push(ranges::flatten(list, bits));
+        }
+        let merged = ranges::overlay(&layers, bits, |v| {
+            let class = classes[v[1].unwrap_or(0) as usize];
+            let rule = v[2].or(class.0).or(v[0]).unwrap_or(default_rule);
+            let mut mask = class.1;
+            for (bit, val) in v[3..].iter().enumerate() {
+                if val.is_some() {
+                    mask |= 1 << bit;
+                }
+            }
+            *decision_of.entry((rule, mask)).or_insert_with(|| {
+                decisions.push(Decision {
+                    rule: rule as usize,
+                    chain: rules.drafts[rule as usize].chain.clone().into(),
+                    local_mask: mask,
+                });
+                (decisions.len() - 1) as u32
+            })
+        });
+        for (start, len, dec) in ranges::blocks(&merged, bits) {
+            if fam == 0 {
+                tables.0.push(start as u32, dec, len);
+            } else {
+                tables.1.push(start, dec, len);
+            }
+        }
+    }
+    tables.0.finish();
+    tables.1.finish();
+    Tables {
+        decisions,
+        v4: tables.0,
+        v6: tables.1,
+    }
+}

@@ -1,0 +1,66 @@
+//! Service names in the zones: each name of a service is attached to the zone that holds it
+//! (with its `_why` name when explanations are enabled), refusing names outside every zone,
+//! names served twice and names that also have static address records.
+
+use std::collections::HashSet;
+
+use crate::source::{Document, Errors};
+use crate::spec::ServiceSpec;
+use crate::wire::rtype;
+use crate::zone::{self, Zone};
+
+/// Attaches the names of service `idx` (spec `s` at path `p` of `d`) to `zones`; `seen`
+/// collects every service name of the build.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attach(
+    zones: &mut [Zone],
+    seen_names: &mut HashSet<Box<[u8]>>,
+    d: &Document,
+    p: &str,
+    s: &ServiceSpec,
+    idx: usize,
+    why_enabled: bool,
+    errors: &mut Errors,
+) {
+    for (i, name) in s.names.iter().enumerate() {
+        let np = format!("{p}.names[{i}]");
+        let n = match zone::parse_name(name, &hickory_proto::rr::Name::root()) {
+            Ok(n) => zone::wire(&n),
+            Err(e) => {
+                errors.0.push(d.error(&np, e.to_string()));
+                continue;
+            }
+        };
+        if !seen_names.insert(n.clone()) {
+            errors
+                .0
+                .push(d.error(&np, format!("{name} is served by two services")));
+            continue;
+        }
+        let Some(z) = zones.iter_mut().find(|z| zone::is_within(&n, &z.apex)) else {
+            errors.0.push(d.error(
+                &np,
+                format!("{name} is not inside any zone of the configuration"),
+            ));
+            continue;
+        };
+        let node = z.nodes.entry(n.clone()).or_default();
+        if node.cname_target.is_some()
+            || node.set(rtype::A).is_some()
+            || node.set(rtype::AAAA).is_some()
+        {
+            errors.0.push(d.error(
+                &np,
+                format!("{name} also has static A, AAAA or CNAME records"),
+            ));
+            continue;
+        }
+        node.service = Some(idx);
+        zone::add_ancestors(&mut z.nodes, &n, &z.apex);
+        if why_enabled {
+            let mut why = b"\x04_why".to_vec();
+            why.extend_from_slice(&n);
+            z.nodes.entry(why.into()).or_default().why = Some(idx);
+        }
+    }
+}

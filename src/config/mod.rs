@@ -1,0 +1,438 @@
+//! Daemon settings: the runtime [`Config`] built from `signpost.yaml` (its format is in
+//! [`spec`], its zones are built by [`zones`]).
+//!
+//! The format is strict: unknown keys are errors, and every problem is reported with
+//! `file:line:column`, its YAML path and what was expected, all at once. Relative paths in the
+//! file are relative to the file's directory. The embedded default configuration (see
+//! [`crate::embedded`]) goes through the same code.
+
+pub mod spec;
+mod zones;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::source::{Document, Errors};
+use crate::zone::Zone;
+use spec::{ConfigSpec, ListenSpec};
+use zones::load_zones;
+
+/// Response rate limiting, ready to use.
+#[derive(Clone, Debug)]
+pub struct Rrl {
+    /// Responses per second per client network (0: no limit).
+    pub responses_per_second: u32,
+    /// Slip ratio.
+    pub slip: u32,
+    /// IPv4 network length.
+    pub ipv4_prefix: u8,
+    /// IPv6 network length.
+    pub ipv6_prefix: u8,
+    /// Exempt source networks.
+    pub exempt: Vec<ip_network::IpNetwork>,
+}
+
+/// One listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Serve UDP.
+    pub udp: bool,
+    /// Serve TCP.
+    pub tcp: bool,
+}
+
+/// TCP limits, ready to use.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Global connection cap.
+    pub max_connections: usize,
+    /// Per-client-address connection cap.
+    pub max_connections_per_client: usize,
+    /// Queries per connection.
+    pub max_queries_per_connection: u32,
+}
+
+/// Where a data file comes from: disk, or bytes compiled into the binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// Part of the embedded default.
+    Embedded(String),
+}
+
+impl DataSource {
+    /// The name used in messages.
+    pub fn display(&self) -> String {
+        match self {
+            DataSource::File(p) => p.display().to_string(),
+            DataSource::Embedded(name) => format!("embedded:{name}"),
+        }
+    }
+
+    /// Reads the whole input.
+    pub fn read(&self) -> Result<Vec<u8>, ReadError> {
+        match self {
+            DataSource::File(p) => std::fs::read(p).map_err(ReadError::Io),
+            DataSource::Embedded(name) => crate::embedded::file(name)
+                .map(|b| b.to_vec())
+                .ok_or(ReadError::NotEmbedded),
+        }
+    }
+
+    /// The input at `rel`, relative to this one's directory.
+    pub fn sibling(&self, rel: &str) -> DataSource {
+        match self {
+            DataSource::File(p) => DataSource::File(p.parent().unwrap_or(Path::new(".")).join(rel)),
+            DataSource::Embedded(name) => {
+                let dir = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                DataSource::Embedded(crate::embedded::resolve(&format!("{dir}/"), rel))
+            }
+        }
+    }
+}
+
+/// Why an input could not be read (the message does not repeat the input's name).
+#[derive(Debug)]
+pub enum ReadError {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// The name is not part of the embedded default.
+    NotEmbedded,
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::NotEmbedded => f.write_str("not part of the embedded default"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// A data file to load.
+#[derive(Clone, Debug)]
+pub struct DataFile {
+    /// Where it is.
+    pub source: DataSource,
+    /// The declared format (`auto` when not given).
+    pub format: String,
+}
+
+/// The daemon's runtime configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the configuration came from.
+    pub origin: DataSource,
+    /// Sockets.
+    pub listen: Vec<Listen>,
+    /// UDP workers (resolved: at least 1).
+    pub workers: usize,
+    /// UDP payload cap.
+    pub udp_payload_max: u16,
+    /// TCP limits.
+    pub tcp: TcpLimits,
+    /// `id.server` / `hostname.bind` answer, if enabled.
+    pub server_id: Option<String>,
+    /// `version.bind` answer, if enabled.
+    pub version: Option<String>,
+    /// `_why` names answered.
+    pub why_enabled: bool,
+    /// Networks allowed to ask `_why` (empty: all).
+    pub why_allow: Vec<ip_network::IpNetwork>,
+    /// UDP response rate limiting, when enabled.
+    pub rrl: Option<Rrl>,
+    /// Zones, in configuration order.
+    pub zones: Vec<Zone>,
+    /// Map files (directories expanded at load time).
+    pub maps: Vec<DataSource>,
+    /// GeoIP databases.
+    pub geoip: Vec<DataFile>,
+    /// BGP tables.
+    pub bgp: Vec<DataFile>,
+    /// Reload debounce.
+    pub reload_debounce: Duration,
+    /// Run reloads at the lowest CPU priority.
+    pub reload_low_priority: bool,
+    /// Control socket path.
+    pub control_socket: Option<PathBuf>,
+    /// Control socket file mode.
+    pub control_mode: u32,
+    /// Admin override state file.
+    pub state_file: Option<PathBuf>,
+    /// State of a checked node before its first result.
+    pub health_initial: crate::health::State,
+    /// Bound on the first round of checks.
+    pub health_startup_wait: Duration,
+    /// Checks running at once.
+    pub max_concurrent_checks: usize,
+}
+
+impl Config {
+    /// Loads and validates the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Config, Errors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut errs = Errors::default();
+            errs.file(&path.display().to_string(), format!("cannot read: {e}"));
+            errs
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_text(
+            &path.display().to_string(),
+            &text,
+            DataSource::File(path.into()),
+            &|rel| {
+                let p = Path::new(rel);
+                DataSource::File(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                })
+            },
+        )
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Config, Errors> {
+        Config::from_text(
+            "embedded:signpost.yaml",
+            crate::embedded::CONFIG,
+            DataSource::Embedded("testdata/demo/signpost.yaml".into()),
+            &|rel| DataSource::Embedded(crate::embedded::resolve("testdata/demo/", rel)),
+        )
+    }
+
+    /// Parses configuration text; `resolve` turns a path in the file into a data source.
+    pub fn from_text(
+        file: &str,
+        text: &str,
+        origin: DataSource,
+        resolve: &dyn Fn(&str) -> DataSource,
+    ) -> Result<Config, Errors> {
+        let doc = Document::parse(file, text)?;
+        let mut errors = Errors::default();
+        let Some(spec) = doc.decode::<ConfigSpec>("", &doc.root, &mut errors) else {
+            return Err(errors);
+        };
+        let mut listen = Vec::new();
+        let specs = if spec.listen.is_empty() {
+            vec![ListenSpec::Plain("127.0.0.1:5353".into())]
+        } else {
+            spec.listen
+        };
+        for (i, l) in specs.iter().enumerate() {
+            let (addr, udp, tcp) = match l {
+                ListenSpec::Plain(a) => (a.as_str(), true, true),
+                ListenSpec::Detailed(d) => (d.address.as_str(), d.udp, d.tcp),
+            };
+            match addr.parse::<SocketAddr>() {
+                Ok(addr) => listen.push(Listen { addr, udp, tcp }),
+                Err(_) => errors.0.push(doc.error(
+                    &format!("listen[{i}]"),
+                    format!("{addr:?} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::1]:53\")"),
+                )),
+            }
+        }
+        if spec.udp_payload_max < 512 {
+            errors
+                .0
+                .push(doc.error("udp_payload_max", "must be at least 512"));
+        }
+        let mut why_allow = Vec::new();
+        for (i, a) in spec.why.allow.iter().enumerate() {
+            match crate::spec::parse_cidr(a) {
+                Ok(n) => why_allow.push(n),
+                Err(e) => errors.0.push(doc.error(&format!("why.allow[{i}]"), e)),
+            }
+        }
+        let zones = load_zones(&doc, &spec.zones, &mut errors);
+        let mut exempt = Vec::new();
+        for (i, a) in spec.rrl.exempt.iter().enumerate() {
+            match crate::spec::parse_cidr(a) {
+                Ok(n) => exempt.push(n),
+                Err(e) => errors.0.push(doc.error(&format!("rrl.exempt[{i}]"), e)),
+            }
+        }
+        if spec.rrl.ipv4_prefix > 32 || spec.rrl.ipv6_prefix > 128 {
+            errors.0.push(doc.error(
+                "rrl",
+                "`ipv4_prefix` must be 0..=32 and `ipv6_prefix` 0..=128",
+            ));
+        }
+        let rrl = (spec.rrl.enabled && spec.rrl.responses_per_second > 0).then(|| Rrl {
+            responses_per_second: spec.rrl.responses_per_second,
+            slip: spec.rrl.slip,
+            ipv4_prefix: spec.rrl.ipv4_prefix.min(32),
+            ipv6_prefix: spec.rrl.ipv6_prefix.min(128),
+            exempt,
+        });
+        let control_mode = match u32::from_str_radix(spec.control.mode.trim_start_matches("0o"), 8)
+        {
+            Ok(m) if m <= 0o777 => m,
+            _ => {
+                errors.0.push(doc.error(
+                    "control.mode",
+                    "expected an octal file mode such as \"0660\"",
+                ));
+                0o660
+            }
+        };
+        let reload_low_priority = match spec.reload_priority.as_str() {
+            "low" => true,
+            "normal" => false,
+            _ => {
+                errors
+                    .0
+                    .push(doc.error("reload_priority", "expected `low` or `normal`"));
+                true
+            }
+        };
+        let health_initial = match spec.health.initial.as_str() {
+            "up" => crate::health::State::Up,
+            "down" => crate::health::State::Down,
+            _ => {
+                errors
+                    .0
+                    .push(doc.error("health.initial", "expected `up` or `down`"));
+                crate::health::State::Up
+            }
+        };
+        let as_path = |s: &String| match resolve(s) {
+            DataSource::File(p) => Some(p),
+            DataSource::Embedded(_) => Some(PathBuf::from(s)),
+        };
+        let workers = if spec.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            spec.workers
+        };
+        let mut seen = HashMap::new();
+        for z in &zones {
+            if seen.insert(z.apex.clone(), ()).is_some() {
+                errors
+                    .0
+                    .push(doc.error("zones", format!("zone {} is declared twice", z.apex_text)));
+            }
+        }
+        let config = Config {
+            origin,
+            listen,
+            workers,
+            udp_payload_max: spec.udp_payload_max,
+            tcp: TcpLimits {
+                idle_timeout: Duration::from_millis(spec.tcp.idle_timeout_ms),
+                max_connections: spec.tcp.max_connections.max(1),
+                max_connections_per_client: spec.tcp.max_connections_per_client.max(1),
+                max_queries_per_connection: spec.tcp.max_queries_per_connection.max(1),
+            },
+            server_id: Some(spec.identity.server_id).filter(|s| !s.is_empty()),
+            version: spec.identity.version,
+            why_enabled: spec.why.enabled,
+            why_allow,
+            rrl,
+            zones,
+            maps: spec.maps.iter().map(|m| resolve(m)).collect(),
+            geoip: spec
+                .geoip
+                .iter()
+                .map(|d| DataFile {
+                    source: resolve(&d.path),
+                    format: d.format.clone(),
+                })
+                .collect(),
+            bgp: spec
+                .bgp
+                .iter()
+                .map(|d| DataFile {
+                    source: resolve(&d.path),
+                    format: d.format.clone(),
+                })
+                .collect(),
+            reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
+            reload_low_priority,
+            control_socket: spec.control.socket.as_ref().and_then(as_path),
+            control_mode,
+            state_file: spec.state_file.as_ref().and_then(as_path),
+            health_initial,
+            health_startup_wait: Duration::from_millis(spec.health.startup_wait_ms),
+            max_concurrent_checks: spec.health.max_concurrent_checks,
+        };
+        errors.into_result(config)
+    }
+
+    /// Files whose change should trigger a reload.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut push = |s: &DataSource| {
+            if let DataSource::File(p) = s {
+                out.push(p.clone());
+            }
+        };
+        push(&self.origin);
+        self.maps.iter().for_each(&mut push);
+        self.geoip.iter().for_each(|d| push(&d.source));
+        self.bgp.iter().for_each(|d| push(&d.source));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Errors> {
+        Config::from_text("t.yaml", text, DataSource::Embedded("t".into()), &|p| {
+            DataSource::File(p.into())
+        })
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.zones.len(), 1);
+        assert_eq!(c.listen[0].addr, "127.0.0.1:5353".parse().unwrap());
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let text = "zones:\n  - apex: example.test\n    soa: {mname: ns1, rname: hostmaster}\n    ns: [ns1]\n    records:\n      - {name: www, type: A, value: 1.2.3}\n      - {name: x, type: BOGUS, value: y}\n      - {name: mx, type: MX, value: '10 mail', colour: red}\n";
+        let err = parse(text).err().unwrap();
+        let s = err.to_string();
+        assert_eq!(err.0.len(), 3, "{s}");
+        assert!(s.contains("t.yaml:6:"), "{s}");
+        assert!(
+            s.contains("zones[0].records[0].value: \"1.2.3\" is not an IPv4 address"),
+            "{s}"
+        );
+        assert!(
+            s.contains("zones[0].records[1].type: unsupported type"),
+            "{s}"
+        );
+        assert!(
+            s.contains("zones[0].records[2].colour: unknown field"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_an_error() {
+        let err = parse("listen: ['127.0.0.1:53']\nlisten_extra: 1\n")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("t.yaml:2:1: listen_extra: unknown field"),
+            "{err}"
+        );
+    }
+}

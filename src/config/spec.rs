@@ -1,0 +1,348 @@
+//! The `signpost.yaml` file format: the `*Spec` types serde decodes, with their defaults.
+//! Strict: unknown keys are errors (`deny_unknown_fields` on every table). [`super::Config`]
+//! is the runtime form built from them.
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+/// The top of `signpost.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Where to listen.
+    #[serde(default)]
+    pub listen: Vec<ListenSpec>,
+    /// UDP worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// The largest UDP response Signpost sends, whatever the requester offers.
+    #[serde(default = "default_udp_payload")]
+    pub udp_payload_max: u16,
+    /// TCP limits.
+    #[serde(default)]
+    pub tcp: TcpSpec,
+    /// CHAOS identity answers.
+    #[serde(default)]
+    pub identity: IdentitySpec,
+    /// The `_why` explanation names.
+    #[serde(default)]
+    pub why: WhySpec,
+    /// Response rate limiting on UDP.
+    #[serde(default)]
+    pub rrl: RrlSpec,
+    /// Zones; decoded one by one for error reporting.
+    #[serde(default)]
+    pub zones: Value,
+    /// Map files or directories of map files.
+    #[serde(default)]
+    pub maps: Vec<String>,
+    /// GeoIP databases.
+    #[serde(default)]
+    pub geoip: Vec<DataFileSpec>,
+    /// BGP prefix tables.
+    #[serde(default)]
+    pub bgp: Vec<DataFileSpec>,
+    /// Milliseconds of quiet after a file change before reloading.
+    #[serde(default = "default_debounce")]
+    pub reload_debounce_ms: u64,
+    /// `low` (nice 19: a reload never takes CPU from the UDP workers, but takes longer on a
+    /// busy machine) or `normal`.
+    #[serde(default = "low")]
+    pub reload_priority: String,
+    /// The control socket.
+    #[serde(default)]
+    pub control: ControlSpec,
+    /// Where admin overrides are kept across restarts.
+    pub state_file: Option<String>,
+    /// Health-check settings.
+    #[serde(default)]
+    pub health: HealthSpec,
+}
+
+/// Health-check settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSpec {
+    /// State of a checked node before its first result: `up` or `down`.
+    pub initial: String,
+    /// How long the first round of checks may delay answering, in milliseconds.
+    pub startup_wait_ms: u64,
+    /// Checks running at once.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            initial: "up".into(),
+            startup_wait_ms: 3000,
+            max_concurrent_checks: 64,
+        }
+    }
+}
+
+/// The local control socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSpec {
+    /// Socket path; no socket when absent.
+    pub socket: Option<String>,
+    /// File mode of the socket, in octal.
+    pub mode: String,
+}
+
+impl Default for ControlSpec {
+    fn default() -> Self {
+        ControlSpec {
+            socket: None,
+            mode: "0660".into(),
+        }
+    }
+}
+
+fn default_udp_payload() -> u16 {
+    1232
+}
+
+fn low() -> String {
+    "low".into()
+}
+
+fn default_debounce() -> u64 {
+    500
+}
+
+/// A listen address: `"127.0.0.1:5353"` (UDP and TCP) or a map.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ListenSpec {
+    /// UDP and TCP on this address.
+    Plain(String),
+    /// Protocols chosen.
+    Detailed(ListenDetailSpec),
+}
+
+/// A listen address with its protocols.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenDetailSpec {
+    /// `ADDRESS:PORT` (IPv6 in brackets).
+    pub address: String,
+    /// Serve UDP here.
+    #[serde(default = "yes")]
+    pub udp: bool,
+    /// Serve TCP here.
+    #[serde(default = "yes")]
+    pub tcp: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// TCP limits (RFC 7766 §6.2).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpSpec {
+    /// Close a connection idle this long.
+    pub idle_timeout_ms: u64,
+    /// Concurrent connections, all clients together.
+    pub max_connections: usize,
+    /// Concurrent connections from one client address.
+    pub max_connections_per_client: usize,
+    /// Queries answered on one connection before it is closed.
+    pub max_queries_per_connection: u32,
+}
+
+impl Default for TcpSpec {
+    fn default() -> Self {
+        TcpSpec {
+            idle_timeout_ms: 10_000,
+            max_connections: 512,
+            max_connections_per_client: 16,
+            max_queries_per_connection: 10_000,
+        }
+    }
+}
+
+/// CHAOS-class identity answers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySpec {
+    /// The answer to `id.server` and `hostname.bind`; empty disables them.
+    pub server_id: String,
+    /// The answer to `version.bind`; off unless set.
+    pub version: Option<String>,
+}
+
+impl Default for IdentitySpec {
+    fn default() -> Self {
+        IdentitySpec {
+            server_id: "signpost".into(),
+            version: None,
+        }
+    }
+}
+
+/// Who may ask `_why.<name>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhySpec {
+    /// Answer `_why` names at all.
+    pub enabled: bool,
+    /// Source networks allowed to ask; empty means everyone.
+    pub allow: Vec<String>,
+}
+
+impl Default for WhySpec {
+    fn default() -> Self {
+        WhySpec {
+            enabled: true,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Response rate limiting (UDP only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RrlSpec {
+    /// Limit at all.
+    pub enabled: bool,
+    /// Responses per second to one client network.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated (TC, no records) so that real
+    /// clients retry over TCP; 0 drops them all.
+    pub slip: u32,
+    /// IPv4 client network length.
+    pub ipv4_prefix: u8,
+    /// IPv6 client network length.
+    pub ipv6_prefix: u8,
+    /// Source networks never limited.
+    pub exempt: Vec<String>,
+}
+
+impl Default for RrlSpec {
+    fn default() -> Self {
+        RrlSpec {
+            enabled: true,
+            responses_per_second: 1000,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+/// A data file and how to read it.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DataFileSpec {
+    /// The file.
+    pub path: String,
+    /// The format; `auto` detects it.
+    #[serde(default = "auto")]
+    pub format: String,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+/// A zone in `signpost.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// The zone's apex, e.g. `example.test`.
+    pub apex: String,
+    /// Default TTL of the zone's records.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// The SOA fields.
+    pub soa: SoaSpec,
+    /// Name servers of the zone.
+    pub ns: Vec<NsSpec>,
+    /// Static records; decoded one by one.
+    #[serde(default)]
+    pub records: Value,
+}
+
+fn default_ttl() -> u32 {
+    3600
+}
+
+/// SOA fields (RFC 1035 §3.3.13).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoaSpec {
+    /// Primary name server.
+    pub mname: String,
+    /// Responsible mailbox, in name form (`hostmaster.example.test`).
+    pub rname: String,
+    /// Serial number.
+    #[serde(default = "one")]
+    pub serial: u32,
+    /// Refresh interval.
+    #[serde(default = "refresh")]
+    pub refresh: u32,
+    /// Retry interval.
+    #[serde(default = "retry")]
+    pub retry: u32,
+    /// Expire time.
+    #[serde(default = "expire")]
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308).
+    #[serde(default = "minimum")]
+    pub minimum: u32,
+    /// The SOA record's own TTL; the zone TTL when absent.
+    pub ttl: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn refresh() -> u32 {
+    7200
+}
+fn retry() -> u32 {
+    900
+}
+fn expire() -> u32 {
+    1_209_600
+}
+fn minimum() -> u32 {
+    300
+}
+
+/// A name server: a name, or a name with glue addresses.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum NsSpec {
+    /// Just the name.
+    Name(String),
+    /// The name and its addresses (glue, when in the zone).
+    WithGlue {
+        /// Server name.
+        name: String,
+        /// Its IPv4 and IPv6 addresses.
+        addresses: Vec<std::net::IpAddr>,
+    },
+}
+
+/// A static record.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSpec {
+    /// Owner, relative to the apex unless it ends in a dot; `@` is the apex.
+    pub name: String,
+    /// Record type: A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// One value in zone-file presentation form.
+    pub value: Option<String>,
+    /// Several values (one record each).
+    pub values: Option<Vec<String>>,
+    /// TTL; the zone TTL when absent.
+    pub ttl: Option<u32>,
+}

@@ -1,0 +1,376 @@
+//! The control protocol's messages. One request per line, one response per line, both JSON
+//! objects; a request is an object whose `cmd` names the variant of [`Request`]. Every response
+//! has `ok`; a failed one has `error` (and `errors` for a failed reload); a successful one
+//! carries the fields of its [`Reply`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::node_state::Override;
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Request {
+    /// Version, uptime, data versions and the last reload's result.
+    Status {},
+    /// Every node's effective state and why.
+    Nodes {},
+    /// Force a node's state (an admin override, kept in the state file).
+    Set {
+        /// The node.
+        node: String,
+        /// `up`, `down` or `drain`.
+        state: String,
+        /// Why (shown in `nodes` and `_why`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Seconds until the override lapses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in: Option<u64>,
+    },
+    /// Remove a node's admin override.
+    Clear {
+        /// The node.
+        node: String,
+    },
+    /// States from a monitor, each with a TTL; applied entirely or not at all.
+    Push {
+        /// Who is pushing (default `monitor`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// The states.
+        states: Vec<PushItem>,
+    },
+    /// Reload the configuration, maps and data now, through the reload thread.
+    Reload {},
+    /// Query counters.
+    Stats {},
+}
+
+/// One pushed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushItem {
+    /// Node.
+    pub node: String,
+    /// `up`, `down` or `drain`.
+    pub state: String,
+    /// Seconds until it lapses.
+    pub ttl: u64,
+}
+
+/// The commands, in the order messages list them.
+const COMMANDS: [&str; 7] = ["status", "nodes", "set", "clear", "push", "reload", "stats"];
+
+/// Each command's fields, and those it needs.
+type Fields = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// The fields of every command.
+const FIELDS: [Fields; 7] = [
+    ("status", &[], &[]),
+    ("nodes", &[], &[]),
+    (
+        "set",
+        &["node", "state", "reason", "expires_in"],
+        &["node", "state"],
+    ),
+    ("clear", &["node"], &["node"]),
+    ("push", &["source", "states"], &["states"]),
+    ("reload", &[], &[]),
+    ("stats", &[], &[]),
+];
+
+/// Why a request line is not a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not a JSON object, or a field of the wrong type or unknown.
+    Bad(String),
+    /// `cmd` names no command.
+    UnknownCommand(String),
+    /// A command without a field it needs.
+    Missing(&'static str, &'static str),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Bad(e) => write!(f, "bad request: {e}"),
+            RequestError::UnknownCommand(c) => {
+                write!(f, "unknown command {c:?}; expected {}", COMMANDS.join(", "))
+            }
+            RequestError::Missing(cmd, field) => write!(f, "`{cmd}` needs `{field}`"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl Request {
+    /// Parses a request line, naming the first problem: not JSON, an unknown command, a
+    /// missing field, or a field that does not fit.
+    pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
+        let map: Map<String, Value> =
+            serde_json::from_slice(line).map_err(|e| RequestError::Bad(e.to_string()))?;
+        let cmd = match map.get("cmd") {
+            Some(Value::String(c)) => c.clone(),
+            Some(_) => return Err(RequestError::Bad("`cmd` must be a string".into())),
+            None => return Err(RequestError::Bad("missing field `cmd`".into())),
+        };
+        // (command, its fields, the fields it needs)
+        let Some(&(name, fields, needs)) = FIELDS.iter().find(|(c, _, _)| *c == cmd) else {
+            return Err(RequestError::UnknownCommand(cmd));
+        };
+        if let Some(k) = map
+            .keys()
+            .find(|k| *k != "cmd" && !fields.contains(&k.as_str()))
+        {
+            return Err(RequestError::Bad(if fields.is_empty() {
+                format!("unknown field `{k}`; `{name}` takes none")
+            } else {
+                format!(
+                    "unknown field `{k}`, expected one of {}",
+                    fields
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }));
+        }
+        for field in needs {
+            if map.get(*field).is_none_or(Value::is_null) {
+                return Err(RequestError::Missing(name, field));
+            }
+        }
+        serde_json::from_value(Value::Object(map)).map_err(|e| RequestError::Bad(e.to_string()))
+    }
+
+    /// The request as one line of JSON, without the newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("requests serialise")
+    }
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Why it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The problems of a failed reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// What a successful request returns.
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+impl Response {
+    /// A successful response.
+    pub fn ok(reply: Reply) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            errors: Vec::new(),
+            reply,
+        }
+    }
+
+    /// A failed response.
+    pub fn failed(error: impl Into<String>, errors: Vec<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(error.into()),
+            errors,
+            reply: Reply::Done {},
+        }
+    }
+}
+
+/// What a successful request returns. Variants are told apart by their fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `status`.
+    Status(StatusReply),
+    /// `nodes`.
+    Nodes {
+        /// Every node.
+        nodes: Vec<NodeReport>,
+    },
+    /// `push`.
+    Pushed {
+        /// States accepted.
+        accepted: usize,
+    },
+    /// `reload`.
+    Reloaded {
+        /// Data versions of the snapshot now serving.
+        data: String,
+    },
+    /// `stats`.
+    Stats {
+        /// Counter name → value.
+        stats: BTreeMap<String, u64>,
+    },
+    /// `set`, `clear`, and every failure.
+    Done {},
+}
+
+/// The reply to `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The server's version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Data versions in force.
+    pub data: String,
+    /// Successful loads since start.
+    pub generation: u64,
+    /// The last reload.
+    pub last_reload: LastReload,
+}
+
+/// The last reload, in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReload {
+    /// It succeeded.
+    pub ok: bool,
+    /// Unix time it finished.
+    pub at: u64,
+    /// Its errors.
+    pub errors: Vec<String>,
+}
+
+/// One node, in `nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Name.
+    pub name: String,
+    /// Effective state.
+    pub state: String,
+    /// Why.
+    pub why: String,
+    /// The admin override.
+    pub admin: Option<Override>,
+    /// The pushed state.
+    pub pushed: Option<PushedReport>,
+    /// The health-check result.
+    pub poller: Option<CheckReport>,
+}
+
+/// A pushed state, in `nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushedReport {
+    /// State.
+    pub state: String,
+    /// Unix time it lapses.
+    pub expires_at: u64,
+    /// Who pushed it.
+    pub source: String,
+}
+
+/// A health-check result, in `nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Up by the checks.
+    pub up: bool,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Unix time of the last check.
+    pub at: u64,
+    /// Consecutive successes.
+    pub successes: u32,
+    /// Consecutive failures.
+    pub failures: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_requests() {
+        assert!(Request::parse(b"not json").is_err());
+        assert!(
+            Request::parse(br#"{"cmd":"set","colour":1}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field")
+        );
+        assert!(
+            Request::parse(br#"{"cmd":"set","node":"a"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("`set` needs `state`")
+        );
+        assert!(
+            Request::parse(br#"{"cmd":"set","node":"a","state":"up","colour":1}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field")
+        );
+        assert!(
+            Request::parse(br#"{"cmd":"status","extra":1}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `extra`")
+        );
+        assert_eq!(
+            Request::parse(br#"{"cmd":"status"}"#).unwrap(),
+            Request::Status {}
+        );
+    }
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        for r in [
+            Request::Status {},
+            Request::Set {
+                node: "fra1".into(),
+                state: "down".into(),
+                reason: Some("disk".into()),
+                expires_in: Some(60),
+            },
+            Request::Push {
+                source: None,
+                states: vec![PushItem {
+                    node: "fra1".into(),
+                    state: "up".into(),
+                    ttl: 5,
+                }],
+            },
+            Request::Reload {},
+        ] {
+            assert_eq!(Request::parse(r.to_line().as_bytes()).unwrap(), r);
+        }
+        for resp in [
+            Response::ok(Reply::Pushed { accepted: 2 }),
+            Response::ok(Reply::Reloaded {
+                data: "maps x".into(),
+            }),
+            Response::ok(Reply::Done {}),
+            Response::failed("reload failed", vec!["a.yaml:1:1: x".into()]),
+            Response::ok(Reply::Stats {
+                stats: BTreeMap::from([("udp_queries".to_string(), 3)]),
+            }),
+        ] {
+            let text = serde_json::to_string(&resp).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Response>(&text).unwrap(),
+                resp,
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The control socket server: accepts connections on the Unix socket, reads one request per
+//! line (at most [`MAX_LINE`] bytes, longer lines are refused without being kept), executes it
+//! off the I/O threads and writes the response. Node-state changes go through
+//! [`Serving::update_states`]; `reload` goes through the reload thread like every other
+//! trigger, and the caller gets its outcome.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use super::MAX_LINE;
+use super::protocol::{
+    CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response, StatusReply,
+};
+use crate::counters::Stats;
+use crate::health::State;
+use crate::node_state::{Override, Pushed, now};
+use crate::serving::{ReloadOutcome, ReloadRequest, Serving};
+
+/// Why the control socket could not be opened.
+#[derive(Debug)]
+pub enum ControlError {
+    /// The socket could not be bound.
+    Bind(PathBuf, std::io::Error),
+    /// Its mode could not be set.
+    Mode(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::Bind(p, e) => {
+                write!(f, "cannot bind control socket {}: {e}", p.display())
+            }
+            ControlError::Mode(p, e) => write!(f, "cannot set mode of {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// The running control socket; dropping it removes the socket file.
+pub struct Control {
+    path: Option<PathBuf>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+struct Shared {
+    serving: Arc<Serving>,
+    stats: Arc<Stats>,
+    started: Instant,
+}
+
+impl Control {
+    /// Starts the socket server at `path` (with file mode `mode`) when there is one, and the
+    /// once-a-second expiry of overrides and pushes.
+    pub fn start(
+        runtime: &tokio::runtime::Runtime,
+        path: Option<PathBuf>,
+        mode: u32,
+        serving: Arc<Serving>,
+        stats: Arc<Stats>,
+        started: Instant,
+    ) -> Result<Control, ControlError> {
+        let shared = Arc::new(Shared {
+            serving,
+            stats,
+            started,
+        });
+        let mut tasks = Vec::new();
+        {
+            let shared = shared.clone();
+            tasks.push(runtime.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    shared.serving.update_states(|st, _| st.expire_and_save());
+                }
+            }));
+        }
+        let Some(path) = path else {
+            return Ok(Control { path: None, tasks });
+        };
+        let _ = std::fs::remove_file(&path);
+        let _guard = runtime.enter();
+        let listener =
+            UnixListener::bind(&path).map_err(|e| ControlError::Bind(path.clone(), e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| ControlError::Mode(path.clone(), e))?;
+        tasks.push(runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move { serve_connection(stream, shared).await });
+            }
+        }));
+        Ok(Control {
+            path: Some(path),
+            tasks,
+        })
+    }
+}
+
+async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Read one line, but never more than MAX_LINE bytes of it into memory.
+        let mut too_long = false;
+        loop {
+            let buf = match reader.fill_buf().await {
+                Ok(b) => b,
+                Err(_) => return,
+            };
+            if buf.is_empty() {
+                if line.is_empty() && !too_long {
+                    return;
+                }
+                break;
+            }
+            let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], Some(i + 1)),
+                None => (buf, None),
+            };
+            if !too_long {
+                if line.len() + chunk.len() > MAX_LINE {
+                    too_long = true;
+                    line.clear();
+                } else {
+                    line.extend_from_slice(chunk);
+                }
+            }
+            let n = done.unwrap_or(buf.len());
+            reader.consume(n);
+            if done.is_some() {
+                break;
+            }
+        }
+        let response = if too_long {
+            Response::failed(format!("request longer than {MAX_LINE} bytes"), Vec::new())
+        } else if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        } else {
+            let shared = shared.clone();
+            let req = std::mem::take(&mut line);
+            tokio::task::spawn_blocking(move || handle(&shared, &req))
+                .await
+                .unwrap_or_else(|_| Response::failed("internal error", Vec::new()))
+        };
+        let mut out = serde_json::to_string(&response).expect("responses serialise");
+        out.push('\n');
+        if write.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn handle(shared: &Shared, line: &[u8]) -> Response {
+    match Request::parse(line) {
+        Ok(req) => match execute(shared, req) {
+            Ok(r) => r,
+            Err(e) => Response::failed(e, Vec::new()),
+        },
+        Err(e) => Response::failed(e.to_string(), Vec::new()),
+    }
+}
+
+fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
+    let serving = &shared.serving;
+    let snap = serving.snapshot();
+    let known = |n: &str| -> Result<(), String> {
+        if snap.health.index(n).is_some() {
+            Ok(())
+        } else {
+            Err(format!("unknown node {n:?}"))
+        }
+    };
+    let done = Response::ok(Reply::Done {});
+    match req {
+        Request::Status {} => {
+            let st = serving.reload_status();
+            Ok(Response::ok(Reply::Status(StatusReply {
+                version: env!("CARGO_PKG_VERSION").into(),
+                uptime_s: shared.started.elapsed().as_secs(),
+                data: snap.versions.clone(),
+                generation: st.generation,
+                last_reload: LastReload {
+                    ok: st.ok,
+                    at: st
+                        .at
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    errors: st.errors,
+                },
+            })))
+        }
+        Request::Nodes {} => {
+            let st = serving.states();
+            let nodes = snap
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| NodeReport {
+                    name: n.name.clone(),
+                    state: snap.health.get(i).as_str().into(),
+                    why: st.effective(&n.name).1,
+                    admin: st.admin.get(&n.name).cloned(),
+                    pushed: st.pushed.get(&n.name).map(|p| PushedReport {
+                        state: p.state.as_str().into(),
+                        expires_at: p.expires_at,
+                        source: p.source.clone(),
+                    }),
+                    poller: st.checks.get(&n.name).map(|p| CheckReport {
+                        up: p.up,
+                        last_error: p.last_error.clone(),
+                        at: p.at,
+                        successes: p.successes,
+                        failures: p.failures,
+                    }),
+                })
+                .collect();
+            Ok(Response::ok(Reply::Nodes { nodes }))
+        }
+        Request::Set {
+            node,
+            state,
+            reason,
+            expires_in,
+        } => {
+            known(&node)?;
+            State::parse(&state)
+                .ok_or_else(|| format!("bad state {state:?}; expected up, down or drain"))?;
+            serving
+                .update_states(|st, _| {
+                    st.admin.insert(
+                        node.clone(),
+                        Override {
+                            node: node.clone(),
+                            state,
+                            reason: reason.unwrap_or_default(),
+                            expires_at: expires_in.map(|s| now() + s),
+                        },
+                    );
+                    st.save()
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(done)
+        }
+        Request::Clear { node } => {
+            serving.update_states(|st, _| {
+                if st.admin.remove(&node).is_none() {
+                    return Err(format!("no admin override for {node:?}"));
+                }
+                st.save().map_err(|e| e.to_string())
+            })?;
+            Ok(done)
+        }
+        Request::Push { source, states } => {
+            let source = source.unwrap_or_else(|| "monitor".into());
+            // Validate the whole batch first: it is applied entirely or not at all.
+            let mut parsed = Vec::new();
+            for it in &states {
+                known(&it.node)?;
+                let s = State::parse(&it.state)
+                    .ok_or_else(|| format!("bad state {:?} for {}", it.state, it.node))?;
+                if it.ttl == 0 || it.ttl > 86_400 {
+                    return Err(format!("ttl for {} must be 1..=86400 seconds", it.node));
+                }
+                parsed.push((it.node.clone(), s, it.ttl));
+            }
+            serving.update_states(|st, _| {
+                for (node, state, ttl) in parsed {
+                    st.pushed.insert(
+                        node,
+                        Pushed {
+                            state,
+                            expires_at: now() + ttl,
+                            source: source.clone(),
+                        },
+                    );
+                }
+            });
+            Ok(Response::ok(Reply::Pushed {
+                accepted: states.len(),
+            }))
+        }
+        Request::Reload {} => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            if !serving.request_reload(ReloadRequest::Control(tx)) {
+                return Err("the reload thread has stopped".into());
+            }
+            match rx.recv() {
+                Ok(ReloadOutcome::Published(data)) => Ok(Response::ok(Reply::Reloaded { data })),
+                Ok(ReloadOutcome::Failed(errors)) => Ok(Response::failed(
+                    "reload failed; previous data still serving",
+                    errors,
+                )),
+                Err(_) => Err("the reload thread has stopped".into()),
+            }
+        }
+        Request::Stats {} => Ok(Response::ok(Reply::Stats {
+            stats: shared
+                .stats
+                .snapshot()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        })),
+    }
+}

@@ -1,0 +1,186 @@
+//! Explanations over a compiled snapshot: why a client gets its answer (`_why` TXT and
+//! `signpost explain`), and how much address space moves between two snapshots
+//! (`signpost diff`). Reads only the snapshot; the scope and TTL shown come from the same
+//! functions that real answers use ([`Service::scope`], [`Service::ttl`]).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::ranges;
+use crate::snapshot::{Service, Snapshot, client_key};
+
+/// The explanation of a decision, as lines (used by `_why` and `signpost explain`).
+pub fn explain(
+    snap: &Snapshot,
+    service: usize,
+    client: IpAddr,
+    how: &str,
+    v6: bool,
+) -> Vec<String> {
+    let svc = &snap.services[service];
+    let mut out = vec![format!("client {client} ({how})")];
+    out.extend(snap.client.lookup(client).lines());
+    let Some((decision, scope)) = svc.route(client) else {
+        out.push("no route (empty table)".into());
+        return out;
+    };
+    let rule = &svc.rules[decision.rule];
+    out.push(format!("rule: {} at {}", rule.kind, rule.location));
+    for (i, &r) in decision.chain.iter().enumerate() {
+        let region = &svc.regions[r];
+        let members: Vec<String> = region
+            .members
+            .iter()
+            .map(|&(n, w)| {
+                let node = &snap.nodes[n];
+                let mut s = format!("{} w{} {}", node.name, w, snap.health.get(n).as_str());
+                if node
+                    .local_bit
+                    .is_some_and(|b| decision.local_mask & (1 << b) == 0)
+                {
+                    s.push_str(" (local-only, not for this client)");
+                }
+                if node.records(v6).is_empty() {
+                    s.push_str(if v6 { " (no IPv6)" } else { " (no IPv4)" });
+                }
+                s
+            })
+            .collect();
+        out.push(format!(
+            "region {}: {}: {}",
+            i + 1,
+            region.name,
+            members.join(", ")
+        ));
+    }
+    let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
+    let answer: Vec<String> = pick
+        .nodes()
+        .iter()
+        .flat_map(|&n| {
+            let node = &snap.nodes[n];
+            let addrs: Vec<String> = if v6 {
+                node.v6.iter().map(|a| a.to_string()).collect()
+            } else {
+                node.v4.iter().map(|a| a.to_string()).collect()
+            };
+            std::iter::once(format!("{} [{}]", node.name, addrs.join(" ")))
+        })
+        .collect();
+    let region = pick
+        .region
+        .map(|r| svc.regions[r].name.as_str())
+        .unwrap_or("-");
+    let outcome = if pick.servfail {
+        "SERVFAIL (all down)".to_string()
+    } else if answer.is_empty() {
+        "no address".to_string()
+    } else {
+        answer.join(", ")
+    };
+    let scope = svc.scope(scope, client);
+    out.push(format!(
+        "answer: {outcome} from region {region}{}{}",
+        if pick.degraded { " (degraded)" } else { "" },
+        if pick.all_down {
+            " (all-down policy)"
+        } else {
+            ""
+        }
+    ));
+    out.push(format!("scope: /{scope}; ttl {}", svc.ttl(&pick)));
+    out.push(format!("data: {}", snap.versions));
+    out
+}
+
+/// How much of the address space a map change moves: IPv4 /24s and IPv6 /48s whose first
+/// region or first node changes, by old → new region.
+pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for (si, svc) in new.services.iter().enumerate() {
+        let name = svc.names.first().cloned().unwrap_or_default();
+        let Some(old_svc) = old
+            .services
+            .iter()
+            .find(|o| o.names == svc.names)
+            .or_else(|| old.services.get(si))
+        else {
+            out.push(format!("{name}: new service"));
+            continue;
+        };
+        let first = |snap: &Snapshot, s: &Service, addr: IpAddr| -> (String, String) {
+            match s.route(addr) {
+                Some((d, _)) => {
+                    let region = d
+                        .chain
+                        .first()
+                        .map(|&r| s.regions[r].name.clone())
+                        .unwrap_or_default();
+                    let p = s.pick(
+                        d,
+                        addr.is_ipv6(),
+                        client_key(addr),
+                        &snap.nodes,
+                        &snap.health,
+                    );
+                    let node = p
+                        .nodes()
+                        .first()
+                        .map(|&n| snap.nodes[n].name.clone())
+                        .unwrap_or_else(|| "-".into());
+                    (region, node)
+                }
+                None => ("-".into(), "-".into()),
+            }
+        };
+        for (fam, bits, unit) in [(0, 32u8, 24u8), (1, 128, 48)] {
+            // Every boundary of either table, then one sample per /unit between boundaries.
+            let mut starts: Vec<u128> = if fam == 0 {
+                svc.v4
+                    .starts()
+                    .chain(old_svc.v4.starts())
+                    .map(|s| s as u128)
+                    .collect()
+            } else {
+                svc.v6.starts().chain(old_svc.v6.starts()).collect()
+            };
+            starts.sort_unstable();
+            starts.dedup();
+            let mut moved: BTreeMap<(String, String), u128> = BTreeMap::new();
+            let mut nodes_moved: u128 = 0;
+            let shift = bits - unit;
+            for (i, &s) in starts.iter().enumerate() {
+                let e = starts
+                    .get(i + 1)
+                    .map(|n| n - 1)
+                    .unwrap_or(ranges::max_addr(bits));
+                let units = (e >> shift) - (s >> shift) + 1;
+                let addr = if fam == 0 {
+                    IpAddr::from(std::net::Ipv4Addr::from(s as u32))
+                } else {
+                    IpAddr::from(std::net::Ipv6Addr::from(s))
+                };
+                let (or, on) = first(old, old_svc, addr);
+                let (nr, nn) = first(new, svc, addr);
+                if or != nr {
+                    *moved.entry((or, nr)).or_default() += units;
+                }
+                if on != nn {
+                    nodes_moved += units;
+                }
+            }
+            let total: u128 = 1u128 << unit;
+            let family = if fam == 0 { "IPv4 /24s" } else { "IPv6 /48s" };
+            let sum: u128 = moved.values().sum();
+            out.push(format!("{name}: {family} changing region: {sum} ({:.4} %); changing node: {nodes_moved} ({:.4} %)", pct(sum, total), pct(nodes_moved, total)));
+            for ((o, n), c) in moved {
+                out.push(format!("  {o} -> {n}: {c} ({:.4} %)", pct(c, total)));
+            }
+        }
+    }
+    out
+}
+
+fn pct(part: u128, total: u128) -> f64 {
+    part as f64 * 100.0 / total as f64
+}

@@ -1,0 +1,123 @@
+//! The one load pipeline: read the configuration, the client data and the map files from
+//! storage (disk, or the embedded default) and compile them into a snapshot. The reload thread,
+//! `serve`'s first load and the offline commands (`check`, `lookup`, `explain`, `diff`) all go
+//! through here; the compiler itself reads nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::client::ClientData;
+use crate::compile::{self, Inputs, MapText};
+use crate::config::{Config, DataSource};
+use crate::snapshot::Snapshot;
+use crate::source::Errors;
+
+/// Loads the configuration at `path`, or the embedded default.
+pub fn config(path: Option<&Path>) -> Result<Config, Errors> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::embedded(),
+    }
+}
+
+/// Loads the client data the configuration names, reusing the files of `previous` that did
+/// not change on disk.
+pub fn client_data(
+    config: &Config,
+    previous: Option<&ClientData>,
+) -> Result<Arc<ClientData>, Errors> {
+    Ok(Arc::new(ClientData::load_reusing(
+        &config.geoip,
+        &config.bgp,
+        previous,
+    )?))
+}
+
+/// Reads the maps of `config` and compiles them with `client`.
+pub fn compile(config: &Config, client: Arc<ClientData>) -> Result<Snapshot, Errors> {
+    let maps = read_maps(config)?;
+    compile::build(
+        config,
+        Inputs {
+            client,
+            maps: &maps,
+            files: &|s: &DataSource| s.read(),
+        },
+    )
+}
+
+/// Loads everything named by `config_path` (or the embedded default) and builds a snapshot,
+/// reusing the unchanged data files of `previous`.
+pub fn load(
+    config_path: Option<&Path>,
+    previous: Option<&ClientData>,
+) -> Result<(Config, Snapshot), Errors> {
+    let config = config(config_path)?;
+    let client = client_data(&config, previous)?;
+    let snap = compile(&config, client)?;
+    Ok((config, snap))
+}
+
+/// Reads the map files named by the configuration (directories expanded to their `*.yaml`
+/// and `*.yml` files, sorted).
+pub fn read_maps(config: &Config) -> Result<Vec<MapText>, Errors> {
+    let mut errors = Errors::default();
+    let mut out = Vec::new();
+    for m in &config.maps {
+        match m {
+            DataSource::File(p) if p.is_dir() => {
+                let mut files: Vec<_> = match std::fs::read_dir(p) {
+                    Ok(rd) => rd
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .collect(),
+                    Err(e) => {
+                        errors.file(
+                            &p.display().to_string(),
+                            format!("cannot read directory: {e}"),
+                        );
+                        continue;
+                    }
+                };
+                files.sort();
+                for f in files {
+                    match std::fs::read_to_string(&f) {
+                        Ok(text) => out.push(MapText {
+                            source: DataSource::File(f),
+                            text,
+                        }),
+                        Err(e) => {
+                            errors.file(&f.display().to_string(), format!("cannot read: {e}"))
+                        }
+                    }
+                }
+            }
+            DataSource::Embedded(dir) if dir.ends_with('/') => {
+                for name in crate::embedded::list(dir) {
+                    if name.ends_with(".yaml") || name.ends_with(".yml") {
+                        let text = String::from_utf8_lossy(
+                            crate::embedded::file(name).unwrap_or_default(),
+                        )
+                        .into_owned();
+                        out.push(MapText {
+                            source: DataSource::Embedded(name.to_string()),
+                            text,
+                        });
+                    }
+                }
+            }
+            other => match other
+                .read()
+                .map_err(|e| e.to_string())
+                .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()))
+            {
+                Ok(text) => out.push(MapText {
+                    source: other.clone(),
+                    text,
+                }),
+                Err(e) => errors.file(&other.display(), e),
+            },
+        }
+    }
+    errors.into_result(out)
+}

@@ -1,0 +1,317 @@
+//! Node state, in one home: admin overrides (kept across restarts in the state file), states
+//! pushed by monitors (with a TTL), health-check results (with rise and fall), and the
+//! precedence that turns them into the effective state the answer path reads.
+//!
+//! Effective state = admin override > pushed state (until its TTL) > health-check result >
+//! the configured initial state (a checked node before its first result) > up. Every writer
+//! (the control socket, the prober, the reload thread publishing a snapshot) changes
+//! [`NodeStates`] and then writes the effective states into the snapshot's health table with
+//! [`NodeStates::apply`]; readers of the table never lock.
+
+mod file;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use file::StateFileError;
+
+use crate::health::State;
+use crate::snapshot::Snapshot;
+
+/// An admin override.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Override {
+    /// Node name.
+    pub node: String,
+    /// Forced state.
+    pub state: String,
+    /// Why (free text).
+    #[serde(default)]
+    pub reason: String,
+    /// Unix time after which it lapses.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+/// A state pushed by an external monitor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pushed {
+    /// State.
+    pub state: State,
+    /// Unix time after which it lapses.
+    pub expires_at: u64,
+    /// Who pushed it.
+    pub source: String,
+}
+
+/// The health checks' view of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    /// Up according to the checks.
+    pub up: bool,
+    /// Consecutive successes.
+    pub successes: u32,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// The last error, if the last check failed.
+    pub last_error: Option<String>,
+    /// Unix time of the last check.
+    pub at: u64,
+}
+
+/// Overrides, pushes and check results, by node name.
+#[derive(Debug, Default)]
+pub struct NodeStates {
+    /// Admin overrides.
+    pub admin: BTreeMap<String, Override>,
+    /// Pushed states.
+    pub pushed: BTreeMap<String, Pushed>,
+    /// Where admin overrides are kept.
+    pub state_file: Option<PathBuf>,
+    /// Health-check results.
+    pub checks: BTreeMap<String, CheckResult>,
+    /// Nodes that have a health check.
+    pub checked: HashSet<String>,
+    /// State of a checked node before its first result.
+    pub initial: Option<State>,
+}
+
+/// The current Unix time in seconds.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Which layer of the precedence decides a node's state.
+enum Decider<'a> {
+    Admin(State, &'a Override),
+    Pushed(&'a Pushed),
+    Check(&'a CheckResult),
+    Initial(State),
+    Unchecked,
+}
+
+impl NodeStates {
+    /// Loads admin overrides from `state_file` (a missing file is an empty one).
+    pub fn load(state_file: Option<PathBuf>) -> Result<NodeStates, StateFileError> {
+        let admin = match &state_file {
+            Some(path) => file::read(path)?,
+            None => BTreeMap::new(),
+        };
+        Ok(NodeStates {
+            admin,
+            state_file,
+            ..Default::default()
+        })
+    }
+
+    /// Writes the admin overrides atomically (temporary file, fsync, rename).
+    pub fn save(&self) -> Result<(), StateFileError> {
+        match &self.state_file {
+            Some(path) => file::write(path, &self.admin),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops lapsed entries; returns true when anything lapsed.
+    pub fn expire(&mut self) -> bool {
+        let t = now();
+        let before = (self.pushed.len(), self.admin.len());
+        self.pushed.retain(|_, p| p.expires_at > t);
+        self.admin.retain(|_, o| o.expires_at.is_none_or(|e| e > t));
+        before != (self.pushed.len(), self.admin.len())
+    }
+
+    /// Drops lapsed entries, saving the state file when an admin override lapsed; returns true
+    /// when anything lapsed.
+    pub fn expire_and_save(&mut self) -> bool {
+        let admins = self.admin.len();
+        let lapsed = self.expire();
+        if self.admin.len() != admins
+            && let Err(e) = self.save()
+        {
+            tracing::error!("{e}");
+        }
+        lapsed
+    }
+
+    /// Follows a new snapshot's nodes: which have a health check, and forgets the check results
+    /// of nodes that no longer have one.
+    pub fn track(&mut self, snap: &Snapshot) {
+        self.checked = snap
+            .nodes
+            .iter()
+            .filter(|n| n.check.is_some())
+            .map(|n| n.name.clone())
+            .collect();
+        let checked = &self.checked;
+        self.checks.retain(|n, _| checked.contains(n));
+    }
+
+    /// The layer that decides `node`'s state: the precedence rules, in one place.
+    fn deciding(&self, node: &str) -> Decider<'_> {
+        if let Some(o) = self.admin.get(node)
+            && let Some(s) = State::parse(&o.state)
+        {
+            return Decider::Admin(s, o);
+        }
+        if let Some(p) = self.pushed.get(node) {
+            return Decider::Pushed(p);
+        }
+        if let Some(p) = self.checks.get(node) {
+            return Decider::Check(p);
+        }
+        if self.checked.contains(node) {
+            return Decider::Initial(self.initial.unwrap_or(State::Up));
+        }
+        Decider::Unchecked
+    }
+
+    /// The effective state of `node`.
+    pub fn state(&self, node: &str) -> State {
+        match self.deciding(node) {
+            Decider::Admin(s, _) | Decider::Initial(s) => s,
+            Decider::Pushed(p) => p.state,
+            Decider::Check(p) => {
+                if p.up {
+                    State::Up
+                } else {
+                    State::Down
+                }
+            }
+            Decider::Unchecked => State::Up,
+        }
+    }
+
+    /// The effective state of `node` and why, for people.
+    pub fn effective(&self, node: &str) -> (State, String) {
+        let why = match self.deciding(node) {
+            Decider::Admin(_, o) => format!("admin override: {}", o.reason),
+            Decider::Pushed(p) => format!(
+                "pushed by {} (expires in {} s)",
+                p.source,
+                p.expires_at.saturating_sub(now())
+            ),
+            Decider::Check(p) => match (&p.last_error, p.up) {
+                (None, true) => "health check passing".into(),
+                (None, false) => format!("health check recovering ({} of rise)", p.successes),
+                (Some(e), true) => format!("health check failing ({} of fall): {e}", p.failures),
+                (Some(e), false) => format!("health check failed: {e}"),
+            },
+            Decider::Initial(s) => format!("initial state ({}) before the first check", s.as_str()),
+            Decider::Unchecked => "no health check".into(),
+        };
+        (self.state(node), why)
+    }
+
+    /// Writes every node's effective state into the snapshot's health table.
+    pub fn apply(&self, snap: &Snapshot) {
+        for (i, name) in snap.health.names().iter().enumerate() {
+            snap.health.set(i, self.state(name));
+        }
+    }
+
+    /// Records one health-check result with rise and fall (the first result decides at once);
+    /// returns true when the node's check state changed.
+    pub fn record_check(
+        &mut self,
+        node: &str,
+        rise: u32,
+        fall: u32,
+        result: Result<(), String>,
+    ) -> bool {
+        let at = now();
+        let ok = result.is_ok();
+        let p = self
+            .checks
+            .entry(node.to_string())
+            .or_insert_with(|| CheckResult {
+                up: ok,
+                successes: 0,
+                failures: 0,
+                last_error: None,
+                at,
+            });
+        let was = p.up;
+        if ok {
+            p.successes += 1;
+            p.failures = 0;
+            if p.successes >= rise {
+                p.up = true;
+            }
+        } else {
+            p.failures += 1;
+            p.successes = 0;
+            if p.failures >= fall {
+                p.up = false;
+            }
+        }
+        p.last_error = result.err();
+        p.at = at;
+        if was != p.up {
+            tracing::warn!(node, up = p.up, error = ?p.last_error, "health check changed state");
+        }
+        was != p.up
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_expiry() {
+        let mut s = NodeStates::default();
+        assert_eq!(s.effective("a").0, State::Up);
+        s.pushed.insert(
+            "a".into(),
+            Pushed {
+                state: State::Down,
+                expires_at: now() + 60,
+                source: "m".into(),
+            },
+        );
+        assert_eq!(s.effective("a").0, State::Down);
+        s.admin.insert(
+            "a".into(),
+            Override {
+                node: "a".into(),
+                state: "drain".into(),
+                reason: "r".into(),
+                expires_at: None,
+            },
+        );
+        assert_eq!(s.effective("a").0, State::Drain);
+        s.admin.get_mut("a").unwrap().expires_at = Some(now() - 1);
+        s.pushed.get_mut("a").unwrap().expires_at = now() - 1;
+        assert!(s.expire());
+        assert_eq!(s.effective("a").0, State::Up);
+    }
+
+    #[test]
+    fn state_file_round_trip() {
+        let dir = std::env::temp_dir().join(format!("signpost-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let mut s = NodeStates::load(Some(path.clone())).unwrap();
+        s.admin.insert(
+            "fra1".into(),
+            Override {
+                node: "fra1".into(),
+                state: "down".into(),
+                reason: "maintenance".into(),
+                expires_at: None,
+            },
+        );
+        s.save().unwrap();
+        let back = NodeStates::load(Some(path.clone())).unwrap();
+        assert_eq!(back.admin, s.admin);
+        assert!(!path.with_extension("tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

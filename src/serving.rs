@@ -1,0 +1,175 @@
+//! Where the services meet: the published snapshot, the node states, the reload requests and
+//! the last reload's outcome. The DNS workers read the snapshot; the reload thread publishes
+//! new ones; the control socket and the prober change node states and ask for reloads. None of
+//! them imports another.
+//!
+//! [`Serving::publish`] is the one way a snapshot starts serving: it writes the effective node
+//! states into the new snapshot's health table *before* the atomic swap, so that no query ever
+//! sees a snapshot without the operators' overrides, and then tells subscribers (the prober)
+//! that a new snapshot is out: they learn it from the publication, not by polling.
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::node_state::NodeStates;
+use crate::snapshot::Snapshot;
+
+/// Why a reload is asked for. Every trigger goes to the reload thread through one channel.
+#[derive(Debug)]
+pub enum ReloadRequest {
+    /// A watched file changed (debounced).
+    FileChanged,
+    /// SIGHUP: reload now.
+    Signal,
+    /// `signpost ctl reload`: reload now and send the outcome here.
+    Control(Sender<ReloadOutcome>),
+    /// A live BGP feed changed (coalesced over the feeds' update delay).
+    Feeds,
+    /// Stop the reload thread.
+    Stop,
+}
+
+/// The outcome of one reload.
+#[derive(Clone, Debug)]
+pub enum ReloadOutcome {
+    /// The new snapshot serves; its data versions.
+    Published(String),
+    /// The build failed; the previous snapshot still serves.
+    Failed(Vec<String>),
+}
+
+/// The outcome of the last load, for `status`.
+#[derive(Clone, Debug)]
+pub struct ReloadStatus {
+    /// When it finished.
+    pub at: SystemTime,
+    /// True when the new snapshot is serving.
+    pub ok: bool,
+    /// The errors of a failed load.
+    pub errors: Vec<String>,
+    /// Successful loads since start (the first load included).
+    pub generation: u64,
+}
+
+/// The serving state shared by the services.
+pub struct Serving {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    states: Mutex<NodeStates>,
+    published: tokio::sync::watch::Sender<u64>,
+    reloads: Sender<ReloadRequest>,
+    status: Mutex<ReloadStatus>,
+}
+
+impl Serving {
+    /// Starts serving `snap` with `states` applied; returns the shared state and the receiving
+    /// end of the reload requests (for the reload thread).
+    pub fn new(snap: Snapshot, mut states: NodeStates) -> (Arc<Serving>, Receiver<ReloadRequest>) {
+        states.track(&snap);
+        states.apply(&snap);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let serving = Serving {
+            snapshot: Arc::new(ArcSwap::from_pointee(snap)),
+            states: Mutex::new(states),
+            published: tokio::sync::watch::Sender::new(1),
+            reloads: tx,
+            status: Mutex::new(ReloadStatus {
+                at: SystemTime::now(),
+                ok: true,
+                errors: Vec::new(),
+                generation: 1,
+            }),
+        };
+        (Arc::new(serving), rx)
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The swap the DNS workers read (one atomic load per batch).
+    pub fn swap(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Publishes `snap`: node states applied first, then the atomic swap, then subscribers are
+    /// told. Returns the new generation.
+    pub fn publish(&self, snap: Snapshot) -> u64 {
+        {
+            let mut st = self.lock_states();
+            st.track(&snap);
+            st.apply(&snap);
+            // The swap happens under the lock, so that a state change racing with the publication
+            // is applied to the new snapshot too.
+            self.snapshot.store(Arc::new(snap));
+        }
+        let mut generation = 0;
+        self.published.send_modify(|g| {
+            *g += 1;
+            generation = *g;
+        });
+        generation
+    }
+
+    /// A receiver that changes whenever a snapshot is published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// Runs `f` on the node states with the snapshot in force, then writes the effective
+    /// states into that snapshot.
+    pub fn update_states<R>(&self, f: impl FnOnce(&mut NodeStates, &Snapshot) -> R) -> R {
+        let mut st = self.lock_states();
+        let snap = self.snapshot.load();
+        let r = f(&mut st, &snap);
+        st.apply(&snap);
+        r
+    }
+
+    /// Reads the node states.
+    pub fn states(&self) -> MutexGuard<'_, NodeStates> {
+        self.lock_states()
+    }
+
+    fn lock_states(&self) -> MutexGuard<'_, NodeStates> {
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the reload thread for a reload. Returns false when the thread has stopped.
+    pub fn request_reload(&self, request: ReloadRequest) -> bool {
+        self.reloads.send(request).is_ok()
+    }
+
+    /// A sender of reload requests, for threads that outlive a borrow (the file watcher).
+    pub fn reload_sender(&self) -> Sender<ReloadRequest> {
+        self.reloads.clone()
+    }
+
+    /// The last reload's outcome.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a reload's outcome.
+    pub fn record_reload(&self, outcome: &ReloadOutcome) {
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.at = SystemTime::now();
+        match outcome {
+            ReloadOutcome::Published(_) => {
+                st.ok = true;
+                st.errors.clear();
+                st.generation += 1;
+            }
+            ReloadOutcome::Failed(errors) => {
+                st.ok = false;
+                st.errors = errors.clone();
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The immutable state the answer path reads: zones, services with their compiled route
+//! tables, nodes with answers encoded ahead of time, and the health table.
+//!
+//! One [`Snapshot`] is built by [`crate::compile`] and published through an `ArcSwap`; the
+//! answer path loads it once per query. `route` is one binary search over a flat, sorted,
+//! non-overlapping table of CIDR blocks, which yields both the decision (rule and region chain)
+//! and the ECS scope. `pick` walks the chain's nodes, pre-sorted by weight, and reads health.
+//! Nothing here allocates, locks or does I/O on the query path.
+
+mod route;
+mod service;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::health::{HealthTable, State};
+use crate::zone::Zone;
+
+pub use route::{RouteKey, RouteTable};
+pub use service::{Pick, Service, client_key};
+
+/// The most addresses a service can answer with.
+pub const MAX_ANSWERS: usize = 8;
+
+/// A node of the maps, ready to answer.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Name, unique across the maps.
+    pub name: String,
+    /// IPv4 addresses.
+    pub v4: Vec<Ipv4Addr>,
+    /// IPv6 addresses.
+    pub v6: Vec<Ipv6Addr>,
+    /// Default weight.
+    pub weight: u32,
+    /// Only clients of the node's own networks may get it; the bit in `Decision::local_mask`.
+    pub local_bit: Option<u32>,
+    /// A record bodies (TTL patched per answer).
+    pub a: Vec<Box<[u8]>>,
+    /// AAAA record bodies.
+    pub aaaa: Vec<Box<[u8]>>,
+    /// The health check, if any.
+    pub check: Option<crate::check::Check>,
+}
+
+impl Node {
+    /// The encoded records of the family of `qtype` (A or AAAA).
+    pub fn records(&self, v6: bool) -> &[Box<[u8]>] {
+        if v6 { &self.aaaa } else { &self.a }
+    }
+}
+
+/// A region: nodes with weights, heaviest first (ties by name).
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// Region name.
+    pub name: String,
+    /// (node index, weight), sorted by weight descending then node name.
+    pub members: Vec<(usize, u32)>,
+}
+
+/// What a route lookup decides for a block of addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// Index into `Service::rules` of the rule that matched.
+    pub rule: usize,
+    /// Region indices, in order of preference.
+    pub chain: Box<[usize]>,
+    /// Bit i set: local-only node with `local_bit == i` may serve these clients.
+    pub local_mask: u64,
+}
+
+/// What happens when no node in the chain is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// Try every other region of the service, in declaration order.
+    AnyRegion,
+    /// Weighted round robin over the last-resort nodes, whatever their health.
+    LastResort,
+    /// Answer SERVFAIL.
+    ServFail,
+    /// Answer NOERROR with no address.
+    Empty,
+}
+
+/// What a rule selects clients by, most specific first: for an address, the first kind that
+/// has a rule for it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleKind {
+    /// An operator prefix (`prefixes`, `prefix_file`): the longest one covering the client.
+    Prefix,
+    /// The origin ASN of the client's longest BGP prefix (`asns`).
+    Asn,
+    /// The client's ISO 3166-2 subdivision (`subdivisions`).
+    Subdivision,
+    /// The client's country (`countries`).
+    Country,
+    /// The client's continent (`continents`).
+    Continent,
+    /// Everyone else (`default: true`).
+    Default,
+}
+
+impl RuleKind {
+    /// Every kind, most specific first.
+    pub const ALL: [RuleKind; 6] = [
+        RuleKind::Prefix,
+        RuleKind::Asn,
+        RuleKind::Subdivision,
+        RuleKind::Country,
+        RuleKind::Continent,
+        RuleKind::Default,
+    ];
+
+    /// The name used in explanations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Prefix => "prefix",
+            RuleKind::Asn => "asn",
+            RuleKind::Subdivision => "subdivision",
+            RuleKind::Country => "country",
+            RuleKind::Continent => "continent",
+            RuleKind::Default => "default",
+        }
+    }
+}
+
+impl std::fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule as the explanation shows it.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    /// What it selects by.
+    pub kind: RuleKind,
+    /// Where it is: `maps/x.yaml:12:5`.
+    pub location: String,
+}
+
+/// Settings of the answer path that come from the daemon configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `id.server` / `hostname.bind`.
+    pub server_id: Option<String>,
+    /// `version.bind`.
+    pub version: Option<String>,
+    /// UDP payload cap.
+    pub udp_payload_max: u16,
+    /// `_why` answered.
+    pub why_enabled: bool,
+    /// Networks allowed to ask `_why` (empty: all).
+    pub why_allow: Vec<ip_network::IpNetwork>,
+}
+
+/// Everything the answer path reads, immutable once published.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Zones, longest apex first.
+    pub zones: Vec<Zone>,
+    /// Services, indexed by `ZoneNode::service`.
+    pub services: Vec<Service>,
+    /// Nodes of the maps.
+    pub nodes: Vec<Node>,
+    /// Node health, shared with writers.
+    pub health: Arc<HealthTable>,
+    /// Answer-path settings.
+    pub settings: Settings,
+    /// Client data used to build this snapshot, for explanations.
+    pub client: Arc<crate::client::ClientData>,
+    /// Human-readable versions of the maps and data in force.
+    pub versions: String,
+}
+
+impl Snapshot {
+    /// The zone holding `name` (lowercase wire form): the longest enclosing apex.
+    #[inline]
+    pub fn zone_for(&self, name: &[u8]) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .find(|z| crate::zone::is_within(name, &z.apex))
+    }
+
+    /// A snapshot that serves nothing (used before the first load and in tests).
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            zones: Vec::new(),
+            services: Vec::new(),
+            nodes: Vec::new(),
+            health: Arc::new(HealthTable::new(Vec::new(), State::Up)),
+            settings: Settings {
+                server_id: None,
+                version: None,
+                udp_payload_max: 1232,
+                why_enabled: false,
+                why_allow: Vec::new(),
+            },
+            client: Arc::new(crate::client::ClientData::default()),
+            versions: String::new(),
+        }
+    }
+}
