@@ -158,7 +158,7 @@ pub enum CliError {
     /// The control socket cannot be reached.
     Unreachable(ClientError),
     /// The server refused the request.
-    Refused(Response),
+    Refused(Box<Response>),
     /// The server refused the request, and the JSON printed already says why.
     RefusedRaw,
 }
@@ -384,7 +384,7 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         };
     }
     if !resp.ok {
-        return Err(CliError::Refused(resp));
+        return Err(CliError::Refused(Box::new(resp)));
     }
     match resp.reply {
         Reply::Nodes { nodes } => {
