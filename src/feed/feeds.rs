@@ -1,0 +1,159 @@
+//! The running feed: starts the listener and one task per peer, exports the tables and the
+//! status, and stops everything when dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::error::FeedError;
+use super::listener;
+use super::peer::{self, PeerShared, lock};
+use super::settings::{Speaker, canonical};
+use super::status::{SessionState, SessionStatus, StatusCell};
+use super::table::PeerTable;
+
+pub use crate::live::FeedTable;
+
+/// The BGP feed: sessions with every configured peer and their live tables.
+pub struct Feeds {
+    /// Every peer's shared state, in settings order.
+    peers: Vec<Arc<PeerShared>>,
+    /// The listener, peer and sweeper tasks.
+    tasks: Vec<JoinHandle<()>>,
+    /// Connections refused.
+    refused: Arc<AtomicU64>,
+    /// The bound listen address.
+    local_addr: Option<SocketAddr>,
+}
+
+impl Feeds {
+    /// Validates the settings, binds the listen socket (an error here is returned) and starts
+    /// the sessions on `handle`. `on_change` is called, from the runtime's threads, after each
+    /// batch of messages that changed a table and after stale routes are removed; it should only
+    /// flag the change (the caller coalesces and calls [`Feeds::tables`]).
+    pub fn start(
+        settings: Speaker,
+        handle: Handle,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Feeds, FeedError> {
+        settings.validate()?;
+        let _guard = handle.enter();
+        let listener = match settings.listen {
+            Some(address) => {
+                let bind = |address| -> std::io::Result<tokio::net::TcpListener> {
+                    let std = std::net::TcpListener::bind(address)?;
+                    std.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(std)
+                };
+                Some(bind(address).map_err(|source| FeedError::Bind { address, source })?)
+            }
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let refused = Arc::new(AtomicU64::new(0));
+        let mut peers = Vec::new();
+        let mut tasks = Vec::new();
+        let mut routes = HashMap::new();
+        for p in &settings.peers {
+            let (stale_tx, _) = watch::channel(None);
+            let state = match p.passive {
+                true => SessionState::Active,
+                false => SessionState::Idle,
+            };
+            let shared = Arc::new(PeerShared {
+                peer: p.clone(),
+                local_asn: settings.local_asn,
+                router_id: settings.router_id,
+                table: Mutex::new(PeerTable::new()),
+                status: Mutex::new(StatusCell::new(state)),
+                stale_tx,
+                on_change: on_change.clone(),
+                messages: AtomicU64::new(0),
+            });
+            let incoming = match p.passive {
+                true => {
+                    let (tx, rx) = mpsc::channel(1);
+                    routes.insert(canonical(p.address), (p.name.clone(), tx));
+                    Some(rx)
+                }
+                false => None,
+            };
+            tasks.push(handle.spawn(peer::sweep_stale(shared.clone())));
+            tasks.push(handle.spawn(peer::run(
+                shared.clone(),
+                settings.connect_retry,
+                settings.stale_time,
+                incoming,
+            )));
+            peers.push(shared);
+        }
+        if let Some(listener) = listener {
+            tasks.push(handle.spawn(listener::accept(listener, routes, refused.clone())));
+        }
+        Ok(Feeds {
+            peers,
+            tasks,
+            refused,
+            local_addr,
+        })
+    }
+
+    /// Every peer's table, in settings order.
+    pub fn tables(&self) -> Vec<FeedTable> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let mut t = lock(&p.table);
+                FeedTable {
+                    peer: p.peer.name.clone(),
+                    v4: t.v4.export(),
+                    v6: t.v6.export(),
+                }
+            })
+            .collect()
+    }
+
+    /// Every peer's session status, in settings order.
+    pub fn status(&self) -> Vec<SessionStatus> {
+        self.peers.iter().map(|p| p.snapshot()).collect()
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Connections refused: from unknown or active peers' addresses, or while one from the same
+    /// peer was already waiting.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Stops every task; their sockets close as the runtime drops them. Also done on drop.
+    pub fn shutdown(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Feeds {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl crate::live::FeedView for Feeds {
+    fn tables(&self) -> Vec<FeedTable> {
+        Feeds::tables(self)
+    }
+
+    fn status(&self) -> Vec<SessionStatus> {
+        Feeds::status(self)
+    }
+}

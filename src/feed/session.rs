@@ -1,0 +1,377 @@
+//! One BGP session over a connected socket: the OPEN exchange, then receiving UPDATEs into the
+//! peer's table while keeping the session alive, until an error, the peer, or a replacing
+//! connection ends it.
+//!
+//! Signpost never announces a route: after its OPEN it only sends KEEPALIVE and NOTIFICATION.
+//! Messages received in one read are applied to the table under one lock, and the change
+//! callback is called once per such batch.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bgpkit_parser::models::{AsnLength, BgpMessage};
+use bgpkit_parser::parser::bgp::parse_bgp_message;
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::frame::{self, Frame, FrameReader, ReadError};
+use super::notice::{CEASE, FSM_ERROR, HOLD_TIMER_EXPIRED, Notice, OPEN_ERROR};
+use super::open::{self, Negotiated};
+use super::peer::{PeerShared, lock};
+use super::status::SessionState;
+use super::table::LimitReached;
+use super::update::{self, Changes};
+
+/// How a session ended.
+pub(crate) struct SessionEnd {
+    /// It had reached Established.
+    pub established: bool,
+    /// A new connection from the same peer replaced it.
+    pub replaced_by: Option<TcpStream>,
+}
+
+/// Longest wait for a write to the peer before the session is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wait for the peer's OPEN or KEEPALIVE when no hold time applies (RFC 4271 §8: 4 minutes).
+const LARGE_HOLD: Duration = Duration::from_secs(240);
+/// Longest time spent draining the peer's bytes after a NOTIFICATION, so that closing does
+/// not reset the connection before the peer has read it.
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// The KEEPALIVE message, encoded by bgpkit-parser.
+fn keepalive() -> Bytes {
+    BgpMessage::KeepAlive
+        .encode(AsnLength::Bits32)
+        .unwrap_or_default()
+}
+
+/// Parses a whole message; a parser panic counts as a parse error.
+fn parse(frame: &Frame) -> Option<BgpMessage> {
+    catch_unwind(AssertUnwindSafe(|| {
+        parse_bgp_message(&mut frame.bytes.clone(), false, &AsnLength::Bits32)
+    }))
+    .ok()?
+    .ok()
+}
+
+/// Why the session ends, before the socket is closed.
+enum Ending {
+    /// Send this NOTIFICATION, then close.
+    Send(Notice),
+    /// The peer sent a NOTIFICATION.
+    Received(Notice),
+    /// The connection failed or closed.
+    Lost(String),
+    /// A new connection from the peer replaces this one.
+    Replaced(TcpStream),
+}
+
+/// The socket halves and the read buffer.
+struct Conn {
+    /// Reading half.
+    rd: OwnedReadHalf,
+    /// Writing half.
+    wr: OwnedWriteHalf,
+    /// Framing.
+    reader: FrameReader,
+}
+
+impl Conn {
+    /// Writes a whole message within [`WRITE_TIMEOUT`].
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), Ending> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Ending::Lost(format!("write: {e}"))),
+            Err(_) => Err(Ending::Lost("write timed out".to_string())),
+        }
+    }
+
+    /// Reads the next message within `wait`.
+    async fn next(&mut self, wait: Duration) -> Result<Frame, Ending> {
+        match tokio::time::timeout(wait, self.reader.read_frame(&mut self.rd)).await {
+            Ok(Ok(frame)) => Ok(frame),
+            Ok(Err(e)) => Err(read_ending(e)),
+            Err(_) => Err(Ending::Send(Notice::new(HOLD_TIMER_EXPIRED, 0))),
+        }
+    }
+
+    /// Sends a NOTIFICATION, closes the sending side and drains what the peer still sends for
+    /// a moment, so that the close is orderly.
+    async fn close_with(mut self, notice: &Notice) {
+        let _ = tokio::time::timeout(DRAIN, async {
+            let _ = self.wr.write_all(&notice.encode()).await;
+            let _ = self.wr.shutdown().await;
+            let mut sink = [0u8; 4096];
+            while matches!(self.rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+}
+
+/// The ending for a read error.
+fn read_ending(e: ReadError) -> Ending {
+    match e {
+        ReadError::Closed => Ending::Lost("connection closed by the peer".to_string()),
+        ReadError::Io(e) => Ending::Lost(format!("read: {e}")),
+        ReadError::Header(notice) => Ending::Send(notice),
+    }
+}
+
+/// The ending for a message that is not allowed in the current state.
+fn unexpected(frame: &Frame, fsm_subcode: u8) -> Ending {
+    match (frame.kind, parse(frame)) {
+        (frame::NOTIFICATION, Some(BgpMessage::Notification(n))) => {
+            Ending::Received(Notice::from_message(&n))
+        }
+        (frame::NOTIFICATION, _) => Ending::Lost("malformed NOTIFICATION received".to_string()),
+        _ => Ending::Send(Notice::new(FSM_ERROR, fsm_subcode)),
+    }
+}
+
+/// Runs one session on `stream` until it ends. `incoming` is the passive peer's queue of new
+/// connections; one arriving while Established replaces the session.
+pub(crate) async fn run(
+    shared: &Arc<PeerShared>,
+    stream: TcpStream,
+    incoming: Option<&mut mpsc::Receiver<TcpStream>>,
+) -> SessionEnd {
+    let _ = stream.set_nodelay(true);
+    let remote = stream.peer_addr().ok();
+    let (rd, wr) = stream.into_split();
+    let mut conn = Conn {
+        rd,
+        wr,
+        reader: FrameReader::new(),
+    };
+    let mut established = false;
+    let ending = match open_exchange(shared, &mut conn).await {
+        Ok(negotiated) => {
+            established = true;
+            shared.set_state(SessionState::Established);
+            info!(
+                peer = %shared.peer.name,
+                remote = ?remote,
+                hold_time = negotiated.hold_time,
+                ipv4 = negotiated.ipv4,
+                ipv6 = negotiated.ipv6,
+                "BGP session up"
+            );
+            receive(shared, &mut conn, &negotiated, incoming).await
+        }
+        Err(ending) => ending,
+    };
+    let name = &shared.peer.name;
+    let mut replaced_by = None;
+    match ending {
+        Ending::Send(notice) => {
+            warn!(peer = %name, notification = %notice, "sending BGP NOTIFICATION");
+            shared.set_error(format!("sent NOTIFICATION: {notice}"));
+            conn.close_with(&notice).await;
+        }
+        Ending::Received(notice) => {
+            warn!(peer = %name, notification = %notice, "BGP NOTIFICATION received");
+            shared.set_error(format!("received NOTIFICATION: {notice}"));
+        }
+        Ending::Lost(text) => {
+            warn!(peer = %name, error = %text, "BGP connection lost");
+            shared.set_error(text);
+        }
+        Ending::Replaced(stream) => {
+            let notice = Notice::new(CEASE, 7);
+            warn!(peer = %name, "new BGP connection from the peer replaces the session");
+            shared.set_error(format!("sent NOTIFICATION: {notice}"));
+            conn.close_with(&notice).await;
+            replaced_by = Some(stream);
+        }
+    }
+    SessionEnd {
+        established,
+        replaced_by,
+    }
+}
+
+/// OPEN, the peer's OPEN, KEEPALIVE, the peer's KEEPALIVE.
+async fn open_exchange(shared: &PeerShared, conn: &mut Conn) -> Result<Negotiated, Ending> {
+    let peer = &shared.peer;
+    shared.set_state(SessionState::OpenSent);
+    conn.send(&open::build_open(shared.local_asn, shared.router_id, peer))
+        .await?;
+    let wait = match peer.hold_time {
+        0 => LARGE_HOLD,
+        s => Duration::from_secs(u64::from(s)),
+    };
+    let frame = conn.next(wait).await?;
+    shared.messages.fetch_add(1, Ordering::Relaxed);
+    if frame.kind != frame::OPEN {
+        return Err(unexpected(&frame, 1));
+    }
+    let Some(BgpMessage::Open(their)) = parse(&frame) else {
+        return Err(Ending::Send(Notice::new(OPEN_ERROR, 0)));
+    };
+    let negotiated =
+        open::check_open(&their, shared.local_asn, shared.router_id, peer).map_err(Ending::Send)?;
+    conn.send(&keepalive()).await?;
+    shared.set_state(SessionState::OpenConfirm);
+    let wait = match negotiated.hold_time {
+        0 => LARGE_HOLD,
+        s => Duration::from_secs(u64::from(s)),
+    };
+    let frame = conn.next(wait).await?;
+    shared.messages.fetch_add(1, Ordering::Relaxed);
+    if frame.kind != frame::KEEPALIVE {
+        return Err(unexpected(&frame, 2));
+    }
+    Ok(negotiated)
+}
+
+/// Waits for the next connection on a passive peer's queue, or forever.
+async fn next_incoming(incoming: Option<&mut mpsc::Receiver<TcpStream>>) -> Option<TcpStream> {
+    match incoming {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The Established state: receive, apply, keep alive.
+async fn receive(
+    shared: &PeerShared,
+    conn: &mut Conn,
+    negotiated: &Negotiated,
+    mut incoming: Option<&mut mpsc::Receiver<TcpStream>>,
+) -> Ending {
+    let hold = Duration::from_secs(u64::from(negotiated.hold_time));
+    let ibgp = shared.peer.asn == shared.local_asn;
+    let mut last_heard = Instant::now();
+    let mut keepalives = tokio::time::interval((hold / 3).max(Duration::from_secs(1)));
+    keepalives.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalives.tick().await;
+    loop {
+        let hold_expiry = tokio::time::sleep_until((last_heard + hold).into());
+        tokio::select! {
+            r = conn.reader.fill(&mut conn.rd) => {
+                if let Err(e) = r {
+                    return read_ending(e);
+                }
+                let mut batch = Vec::new();
+                let mut ending = None;
+                while let Some(next) = conn.reader.next_frame() {
+                    let frame = match next {
+                        Ok(frame) => frame,
+                        Err(notice) => {
+                            ending = Some(Ending::Send(notice));
+                            break;
+                        }
+                    };
+                    last_heard = Instant::now();
+                    shared.messages.fetch_add(1, Ordering::Relaxed);
+                    match frame.kind {
+                        frame::UPDATE => {
+                            match update::decode(&frame.bytes, negotiated, shared.peer.asn, ibgp) {
+                                Ok(changes) => batch.push(changes),
+                                Err(notice) => {
+                                    ending = Some(Ending::Send(notice));
+                                    break;
+                                }
+                            }
+                        }
+                        frame::KEEPALIVE | frame::ROUTE_REFRESH => {}
+                        _ => {
+                            ending = Some(unexpected(&frame, 3));
+                            break;
+                        }
+                    }
+                }
+                if let Err(notice) = apply(shared, batch) {
+                    return Ending::Send(notice);
+                }
+                if let Some(ending) = ending {
+                    return ending;
+                }
+            }
+            _ = keepalives.tick(), if !hold.is_zero() => {
+                if let Err(ending) = conn.send(&keepalive()).await {
+                    return ending;
+                }
+            }
+            _ = hold_expiry, if !hold.is_zero() => {
+                return Ending::Send(Notice::new(HOLD_TIMER_EXPIRED, 0));
+            }
+            Some(stream) = next_incoming(incoming.as_deref_mut()) => {
+                return Ending::Replaced(stream);
+            }
+        }
+    }
+}
+
+/// The Cease / Maximum Number of Prefixes Reached NOTIFICATION: AFI, SAFI and the limit
+/// (RFC 4486 §4).
+fn max_prefix_notice(afi: u16, limit: u32) -> Notice {
+    let mut data = afi.to_be_bytes().to_vec();
+    data.push(1);
+    data.extend_from_slice(&limit.to_be_bytes());
+    Notice::new(CEASE, 1).with_data(&data)
+}
+
+/// Applies a batch of changes under one lock and calls the change callback once if anything
+/// changed. The error is the NOTIFICATION when the prefix limit is reached.
+fn apply(shared: &PeerShared, batch: Vec<Changes>) -> Result<(), Notice> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let peer = &shared.peer;
+    let limit = peer.prefix_limit();
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut changed = false;
+    let mut result = Ok(());
+    {
+        let mut table = lock(&shared.table);
+        'batch: for c in &batch {
+            if let Some(why) = &c.treat_as_withdraw {
+                warn!(peer = %peer.name, reason = %why, "malformed BGP UPDATE treated as withdraw");
+            }
+            for &key in &c.withdraw_v4 {
+                changed |= table.v4.withdraw(key);
+            }
+            for &key in &c.withdraw_v6 {
+                changed |= table.v6.withdraw(key);
+            }
+            if let Some(route) = c.route {
+                for &key in &c.announce_v4 {
+                    match table.v4.announce(key, route, cap) {
+                        Ok(ch) => changed |= ch,
+                        Err(LimitReached) => {
+                            result = Err(max_prefix_notice(1, limit));
+                            break 'batch;
+                        }
+                    }
+                }
+                for &key in &c.announce_v6 {
+                    match table.v6.announce(key, route, cap) {
+                        Ok(ch) => changed |= ch,
+                        Err(LimitReached) => {
+                            result = Err(max_prefix_notice(2, limit));
+                            break 'batch;
+                        }
+                    }
+                }
+            }
+            if c.end_of_rib_v4 || c.end_of_rib_v6 {
+                changed |= table.drop_stale(c.end_of_rib_v4, c.end_of_rib_v6);
+            }
+        }
+    }
+    lock(&shared.status).last_update = Some(Instant::now());
+    if changed {
+        (shared.on_change)();
+    }
+    if result.is_err() {
+        warn!(peer = %peer.name, limit, "BGP peer exceeded its prefix limit");
+    }
+    result
+}

@@ -1,0 +1,136 @@
+//! Runtime settings of the BGP feed: the local speaker and its peers.
+//!
+//! These are plain values; the configuration file format is converted into them elsewhere.
+//! [`Speaker::validate`] reports the combinations the sessions cannot work with.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::error::FeedError;
+
+/// The per-family prefix cap used when a peer sets no `max_prefixes`: 2,000,000 routes per
+/// address family, above any full table today, so a runaway peer cannot exhaust memory.
+pub const DEFAULT_PREFIX_CAP: u32 = 2_000_000;
+
+/// The local BGP speaker: who Signpost is, where it listens, and whom it peers with.
+#[derive(Debug, Clone)]
+pub struct Speaker {
+    /// Signpost's own AS number (4-byte; AS_TRANS goes in the OPEN's 2-byte field above 65535).
+    pub local_asn: u32,
+    /// Signpost's BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Where passive peers connect to; `None` when every peer is active.
+    pub listen: Option<SocketAddr>,
+    /// Wait between connection attempts to an active peer, and after a session ends.
+    pub connect_retry: Duration,
+    /// How long a dropped peer's routes are kept, flagged stale, before they are removed.
+    pub stale_time: Duration,
+    /// The peers.
+    pub peers: Vec<Peer>,
+}
+
+/// One BGP neighbour (a site's router) that sends Signpost its routing table.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Name used in logs, status and exported tables; unique.
+    pub name: String,
+    /// The router's address: the source address of its connections for a passive session, the
+    /// address connected to for an active one.
+    pub address: IpAddr,
+    /// Remote TCP port for an active session (179 normally); unused when passive.
+    pub port: u16,
+    /// Local address to connect from (active sessions only).
+    pub local_address: Option<IpAddr>,
+    /// Wait for the router to connect (`true`) or connect to it (`false`). A passive peer's
+    /// connections are accepted on [`Speaker::listen`]; an active peer's incoming connections are
+    /// refused.
+    pub passive: bool,
+    /// The router's AS number, checked against its OPEN.
+    pub asn: u32,
+    /// Proposed hold time in seconds: 0 (no keepalives) or at least 3. The session uses the
+    /// smaller of this and the router's.
+    pub hold_time: u16,
+    /// Negotiate IPv4 unicast.
+    pub ipv4: bool,
+    /// Negotiate IPv6 unicast.
+    pub ipv6: bool,
+    /// Most routes accepted per address family before the session is closed with Cease /
+    /// Maximum Number of Prefixes Reached; `None` means [`DEFAULT_PREFIX_CAP`].
+    pub max_prefixes: Option<u32>,
+}
+
+impl Peer {
+    /// A passive IPv4 + IPv6 peer with hold time 90 s, remote port 179 and the default cap.
+    pub fn new(name: &str, address: IpAddr, asn: u32) -> Peer {
+        Peer {
+            name: name.to_string(),
+            address,
+            port: 179,
+            local_address: None,
+            passive: true,
+            asn,
+            hold_time: 90,
+            ipv4: true,
+            ipv6: true,
+            max_prefixes: None,
+        }
+    }
+
+    /// The effective per-family route limit.
+    pub fn prefix_limit(&self) -> u32 {
+        self.max_prefixes.unwrap_or(DEFAULT_PREFIX_CAP)
+    }
+}
+
+impl Speaker {
+    /// Checks the settings: a non-zero local ASN, unique peer names and addresses, a hold time
+    /// of 0 or ≥ 3, at least one family per peer, a listen address when a peer is passive, and a
+    /// non-zero connect retry.
+    pub fn validate(&self) -> Result<(), FeedError> {
+        if self.local_asn == 0 {
+            return Err(FeedError::ZeroAsn);
+        }
+        if self.connect_retry.is_zero() {
+            return Err(FeedError::ZeroConnectRetry);
+        }
+        let mut names = HashSet::new();
+        let mut addresses = HashSet::new();
+        for peer in &self.peers {
+            if !names.insert(peer.name.as_str()) {
+                return Err(FeedError::DuplicatePeerName(peer.name.clone()));
+            }
+            if !addresses.insert(canonical(peer.address)) {
+                return Err(FeedError::DuplicatePeerAddress(peer.address));
+            }
+            if peer.asn == 0 {
+                return Err(FeedError::ZeroAsn);
+            }
+            if matches!(peer.hold_time, 1 | 2) {
+                return Err(FeedError::HoldTime {
+                    peer: peer.name.clone(),
+                    hold_time: peer.hold_time,
+                });
+            }
+            if !peer.ipv4 && !peer.ipv6 {
+                return Err(FeedError::NoFamily(peer.name.clone()));
+            }
+            if peer.passive && self.listen.is_none() {
+                return Err(FeedError::PassiveWithoutListen(peer.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The address as a peer is identified: an IPv4-mapped IPv6 address is its IPv4 address (a
+/// dual-stack listener reports IPv4 clients that way).
+pub(crate) fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}

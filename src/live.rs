@@ -1,0 +1,155 @@
+//! Live routing data as the rest of Signpost sees it: each BGP feed's table (one per peer:
+//! prefix → origin ASN, AS-path length, stale flag) and each session's status. The sessions
+//! themselves are in [`crate::feed`]; the compiler reads these tables like any other client
+//! data, and the control socket reports the status, without either importing the feed.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The route a peer announced for one prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Origin AS: the last AS of the path, or the first ASN of a trailing AS_SET. For a route
+    /// an iBGP peer originates itself (empty AS path), the peer's AS.
+    pub origin: u32,
+    /// AS path length, an AS_SET counting 1 and confederation segments 0 (RFC 4271 §9.1.2.2).
+    pub path_len: u32,
+    /// The session that announced it is gone, or was replaced, and the route was not
+    /// announced again yet.
+    pub stale: bool,
+}
+
+/// One peer's routes, both families sorted by (start, length), stale routes included and
+/// flagged. The lists are shared: exporting an unchanged table again costs a reference count.
+#[derive(Debug, Clone)]
+pub struct FeedTable {
+    /// The peer's name.
+    pub peer: String,
+    /// IPv4 routes: (start address, prefix length, route).
+    pub v4: Arc<[(u32, u8, Route)]>,
+    /// IPv6 routes.
+    pub v6: Arc<[(u128, u8, Route)]>,
+}
+
+impl FeedTable {
+    /// The longest prefix of this table covering `addr`: (start, length, route).
+    pub fn lookup(&self, addr: IpAddr) -> Option<(IpAddr, u8, Route)> {
+        match addr {
+            IpAddr::V4(a) => longest(&self.v4, u32::from(a), 32)
+                .map(|(s, l, r)| (IpAddr::from(std::net::Ipv4Addr::from(s)), l, r)),
+            IpAddr::V6(a) => longest(&self.v6, u128::from(a), 128)
+                .map(|(s, l, r)| (IpAddr::from(std::net::Ipv6Addr::from(s)), l, r)),
+        }
+    }
+}
+
+/// The longest prefix of a sorted list covering `addr`.
+fn longest<K>(list: &[(K, u8, Route)], addr: K, bits: u8) -> Option<(K, u8, Route)>
+where
+    K: Copy + Ord + std::ops::Shr<u32, Output = K> + std::ops::Shl<u32, Output = K> + Default,
+{
+    // For each length, longest first, the only prefix of that length that can cover `addr`
+    // starts at `addr` masked to it: look it up. Off the query path (explanations and lookups).
+    let end = list.partition_point(|e| e.0 <= addr);
+    let mut best: Option<(K, u8, Route)> = None;
+    for len in (0..=bits).rev() {
+        let start = if len == 0 {
+            K::default()
+        } else {
+            let shift = (bits - len) as u32;
+            (addr >> shift) << shift
+        };
+        // Entries are sorted by (start, len): binary search for (start, len).
+        if let Ok(i) = list[..end].binary_search_by(|e| (e.0, e.1).cmp(&(start, len))) {
+            best = Some(list[i]);
+            break;
+        }
+    }
+    best
+}
+
+/// The live tables in force for one build: every feed's table and the nodes whose view it is.
+#[derive(Debug, Clone, Default)]
+pub struct LiveData {
+    /// One entry per feed, in configuration order.
+    pub feeds: Vec<LiveFeed>,
+}
+
+/// One feed's table and the nodes (sites) whose view of the Internet it is.
+#[derive(Debug, Clone)]
+pub struct LiveFeed {
+    /// The table.
+    pub table: FeedTable,
+    /// Names of the nodes whose network this feed's router belongs to.
+    pub nodes: Vec<String>,
+}
+
+impl LiveData {
+    /// True when no feed is configured.
+    pub fn is_empty(&self) -> bool {
+        self.feeds.is_empty()
+    }
+
+    /// Routes of every feed in this build.
+    pub fn routes(&self) -> usize {
+        self.feeds
+            .iter()
+            .map(|f| f.table.v4.len() + f.table.v6.len())
+            .sum()
+    }
+}
+
+/// A session's state (RFC 4271 §8.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Not connected; waiting before the next attempt.
+    Idle,
+    /// Connecting to the peer (active session).
+    Connect,
+    /// Waiting for the peer to connect (passive session).
+    Active,
+    /// Connected, OPEN sent, waiting for the peer's.
+    OpenSent,
+    /// OPENs exchanged, waiting for the peer's KEEPALIVE.
+    OpenConfirm,
+    /// Up: routes are exchanged.
+    Established,
+}
+
+/// One peer's session, for `status` output.
+#[derive(Debug, Clone)]
+pub struct SessionStatus {
+    /// The peer's name.
+    pub peer: String,
+    /// The peer's configured address.
+    pub address: IpAddr,
+    /// Current state.
+    pub state: SessionState,
+    /// Time since the session came up, while Established.
+    pub uptime: Option<Duration>,
+    /// Time since the session last went down, while not Established (`None` if it never was
+    /// up).
+    pub down_for: Option<Duration>,
+    /// Fresh IPv4 routes.
+    pub v4_prefixes: usize,
+    /// Fresh IPv6 routes.
+    pub v6_prefixes: usize,
+    /// Routes of both families kept stale from a previous session.
+    pub stale_prefixes: usize,
+    /// Time since the last UPDATE was received.
+    pub last_update: Option<Duration>,
+    /// The last NOTIFICATION sent or received, or the connection error.
+    pub last_error: Option<String>,
+    /// Messages received over all sessions.
+    pub messages_received: u64,
+}
+
+/// What the services need from the running feeds: their tables for the next build and their
+/// sessions for `ctl bgp`. Implemented by [`crate::feed::Feeds`].
+pub trait FeedView: Send + Sync {
+    /// Every feed's table now.
+    fn tables(&self) -> Vec<FeedTable>;
+    /// Every session's status now.
+    fn status(&self) -> Vec<SessionStatus>;
+}
