@@ -317,7 +317,7 @@ fn diff(config: Option<PathBuf>, old: PathBuf, new: PathBuf) -> Result<(), CliEr
         let mut c = crate::load::config(config.as_deref())?;
         c.maps = vec![crate::config::DataSource::File(maps)];
         let client = crate::load::client_data(&c, None)?;
-        crate::load::compile(&c, client)
+        crate::load::compile(&c, client, &[])
     };
     let (o, n) = (load(old)?, load(new)?);
     for line in crate::explain::diff(&o, &n) {

@@ -31,6 +31,8 @@ pub enum DaemonError {
     Reload(ReloadError),
     /// The control socket could not be opened.
     Control(ControlError),
+    /// The BGP feeds could not start.
+    Feeds(crate::feed::FeedError),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -42,6 +44,7 @@ impl std::fmt::Display for DaemonError {
             DaemonError::Bind(what, addr, e) => write!(f, "cannot bind {what} {addr}: {e}"),
             DaemonError::Reload(e) => write!(f, "{e}"),
             DaemonError::Control(e) => write!(f, "{e}"),
+            DaemonError::Feeds(e) => write!(f, "BGP feeds: {e}"),
         }
     }
 }
@@ -148,6 +151,26 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             runtime.spawn(async move { tcp::serve(listener, limits, state, stats).await });
         }
     }
+    // BGP feeds: the server answers from the file tables and GeoIP until sessions are up; every
+    // change in a feed asks the reload thread for a build (coalesced).
+    let feeds = match &config.feeds {
+        Some(f) => {
+            let changed = serving.clone();
+            let feeds = crate::feed::Feeds::start(
+                speaker(f),
+                runtime.handle().clone(),
+                Arc::new(move || changed.feed_changed()),
+            )
+            .map_err(DaemonError::Feeds)?;
+            if let Some(a) = feeds.local_addr() {
+                bound.push(format!("bgp {a}"));
+            }
+            let feeds = Arc::new(feeds);
+            serving.set_feeds(feeds.clone());
+            Some(feeds)
+        }
+        None => None,
+    };
     let reload_thread = reload::start(
         opts.config.clone(),
         &config,
@@ -203,10 +226,40 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     stop.store(true, Ordering::Relaxed);
     serving.request_reload(ReloadRequest::Stop);
     drop(control);
+    if let Some(f) = feeds {
+        f.shutdown();
+    }
     for t in threads {
         let _ = t.join();
     }
     let _ = reload_thread.join();
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     Ok(())
+}
+
+/// The feed settings of the configuration.
+fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
+    crate::feed::Speaker {
+        local_asn: f.asn,
+        router_id: f.router_id,
+        listen: f.listen,
+        connect_retry: f.connect_retry,
+        stale_time: f.stale,
+        peers: f
+            .peers
+            .iter()
+            .map(|p| crate::feed::Peer {
+                name: p.name.clone(),
+                address: p.address,
+                port: p.port,
+                local_address: p.local_address,
+                passive: p.passive,
+                asn: p.asn,
+                hold_time: p.hold_time,
+                ipv4: p.ipv4,
+                ipv6: p.ipv6,
+                max_prefixes: p.max_prefixes,
+            })
+            .collect(),
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::client::ClientData;
 use crate::compile::{self, Inputs, MapText};
 use crate::config::{Config, DataSource};
+use crate::live::FeedTable;
 use crate::snapshot::Snapshot;
 use crate::source::Errors;
 
@@ -33,8 +34,12 @@ pub fn client_data(
     )?))
 }
 
-/// Reads the maps of `config` and compiles them with `client`.
-pub fn compile(config: &Config, client: Arc<ClientData>) -> Result<Snapshot, Errors> {
+/// Reads the maps of `config` and compiles them with `client` and the live feeds' tables.
+pub fn compile(
+    config: &Config,
+    client: Arc<ClientData>,
+    live: &[FeedTable],
+) -> Result<Snapshot, Errors> {
     let maps = read_maps(config)?;
     compile::build(
         config,
@@ -42,6 +47,7 @@ pub fn compile(config: &Config, client: Arc<ClientData>) -> Result<Snapshot, Err
             client,
             maps: &maps,
             files: &|s: &DataSource| s.read(),
+            live,
         },
     )
 }
@@ -52,9 +58,18 @@ pub fn load(
     config_path: Option<&Path>,
     previous: Option<&ClientData>,
 ) -> Result<(Config, Snapshot), Errors> {
+    load_with(config_path, previous, &[])
+}
+
+/// Like [`load`], with the live feeds' tables.
+pub fn load_with(
+    config_path: Option<&Path>,
+    previous: Option<&ClientData>,
+    live: &[FeedTable],
+) -> Result<(Config, Snapshot), Errors> {
     let config = config(config_path)?;
     let client = client_data(&config, previous)?;
-    let snap = compile(&config, client)?;
+    let snap = compile(&config, client, live)?;
     Ok((config, snap))
 }
 

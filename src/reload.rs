@@ -56,7 +56,10 @@ impl Timing {
     pub fn of(config: &Config) -> Timing {
         Timing {
             debounce: config.reload_debounce,
-            feed_delay: Duration::from_secs(1),
+            feed_delay: config
+                .feeds
+                .as_ref()
+                .map_or(Duration::from_secs(1), |f| f.update_delay),
             low_priority: config.reload_low_priority,
         }
     }
@@ -231,7 +234,8 @@ fn run(
 fn reload_once(config_path: Option<&Path>, serving: &Serving) -> ReloadOutcome {
     let started = Instant::now();
     let old = serving.snapshot();
-    let outcome = match crate::load::load(config_path, Some(&old.client)) {
+    let live = serving.take_feed_tables();
+    let outcome = match crate::load::load_with(config_path, Some(&old.client), &live) {
         Ok((_, snap)) => {
             let versions = snap.versions.clone();
             serving.publish(snap);

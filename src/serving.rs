@@ -8,12 +8,14 @@
 //! sees a snapshot without the operators' overrides, and then tells subscribers (the prober)
 //! that a new snapshot is out: they learn it from the publication, not by polling.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::live::{FeedTable, FeedView};
 use crate::node_state::NodeStates;
 use crate::snapshot::Snapshot;
 
@@ -61,6 +63,8 @@ pub struct Serving {
     published: tokio::sync::watch::Sender<u64>,
     reloads: Sender<ReloadRequest>,
     status: Mutex<ReloadStatus>,
+    feeds: OnceLock<Arc<dyn FeedView>>,
+    feeds_pending: AtomicBool,
 }
 
 impl Serving {
@@ -81,6 +85,8 @@ impl Serving {
                 errors: Vec::new(),
                 generation: 1,
             }),
+            feeds: OnceLock::new(),
+            feeds_pending: AtomicBool::new(false),
         };
         (Arc::new(serving), rx)
     }
@@ -146,6 +152,30 @@ impl Serving {
     /// A sender of reload requests, for threads that outlive a borrow (the file watcher).
     pub fn reload_sender(&self) -> Sender<ReloadRequest> {
         self.reloads.clone()
+    }
+
+    /// Attaches the running BGP feeds (once, after they start).
+    pub fn set_feeds(&self, feeds: Arc<dyn FeedView>) {
+        let _ = self.feeds.set(feeds);
+    }
+
+    /// The running BGP feeds, if any.
+    pub fn feeds(&self) -> Option<&Arc<dyn FeedView>> {
+        self.feeds.get()
+    }
+
+    /// A feed's table changed: asks for a reload, unless one is already pending (so that an
+    /// update stream costs one request per build, not one per message).
+    pub fn feed_changed(&self) {
+        if !self.feeds_pending.swap(true, Ordering::AcqRel) {
+            self.request_reload(ReloadRequest::Feeds);
+        }
+    }
+
+    /// The feeds' tables for the next build; changes after this call ask for another build.
+    pub fn take_feed_tables(&self) -> Vec<FeedTable> {
+        self.feeds_pending.store(false, Ordering::Release);
+        self.feeds().map(|f| f.tables()).unwrap_or_default()
     }
 
     /// The last reload's outcome.

@@ -178,6 +178,14 @@ pub struct RegionSpec {
     pub nodes: Vec<MemberSpec>,
     /// Default health check of members that have none.
     pub check: Option<CheckSpec>,
+    /// How members are ranked: `weight` (heaviest first, the default) or `proximity` (the
+    /// node whose own BGP feeds have the shortest AS path to the client first, then weight).
+    #[serde(default = "by_weight")]
+    pub rank: String,
+}
+
+fn by_weight() -> String {
+    "weight".into()
 }
 
 /// A redirecting service.

@@ -8,6 +8,7 @@
 //! [`rules`] (its rules, by [`RuleKind`](crate::snapshot::RuleKind)), [`table`] (the route
 //! tables and ECS scopes), [`zones`] (service names in the zones).
 
+mod live;
 mod nodes;
 mod rules;
 mod service;
@@ -21,6 +22,7 @@ use crate::client::ClientData;
 use crate::config::{Config, DataSource, ReadError};
 use crate::geo::{GeoLayer, Layout};
 use crate::health::{HealthTable, State};
+use crate::live::FeedTable;
 use crate::snapshot::{Settings, Snapshot};
 use crate::source::{Document, Errors};
 use crate::spec::{MapFileSpec, NodeSpec, RegionSpec, ServiceSpec};
@@ -45,6 +47,8 @@ pub struct Inputs<'a> {
     pub maps: &'a [MapText],
     /// Reads the files the maps refer to.
     pub files: &'a ReadFile<'a>,
+    /// The live BGP feeds' tables (none offline).
+    pub live: &'a [FeedTable],
 }
 
 /// Builds a snapshot, or reports every problem found. Every node of the new snapshot starts
@@ -79,6 +83,21 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
 
     let mut node_set = nodes::nodes(&node_specs, &mut errors);
     let region_set = nodes::regions(&region_specs, &node_specs, &mut node_set, &mut errors);
+    let mut proximity_nodes: Vec<usize> = region_set
+        .regions
+        .iter()
+        .filter(|r| r.proximity)
+        .flat_map(|r| r.members.iter().map(|&(n, _)| n))
+        .collect();
+    proximity_nodes.sort_unstable();
+    proximity_nodes.dedup();
+    let live = live::Live::prepare(
+        config,
+        inputs.live,
+        &node_set,
+        &proximity_nodes,
+        &mut errors,
+    );
 
     // Zones, with services attached.
     let mut zones = config.zones.clone();
@@ -97,6 +116,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         client: &inputs.client,
         geo: &geo_layer,
         files: inputs.files,
+        live: &live,
     };
     let mut services = Vec::new();
     let mut seen_names = HashSet::new();
@@ -140,13 +160,14 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             why_enabled: config.why_enabled,
             why_allow: config.why_allow.clone(),
         },
-        versions: versions(inputs.maps, &inputs.client),
+        versions: versions(inputs.maps, &inputs.client, &live.data),
         client: inputs.client,
+        live: Arc::new(live.data),
     })
 }
 
 /// The data versions line: a hash of the map texts and the client data's versions.
-fn versions(maps: &[MapText], client: &ClientData) -> String {
+fn versions(maps: &[MapText], client: &ClientData, live: &crate::live::LiveData) -> String {
     let maps_hash = maps.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, m| {
         m.text
             .bytes()
@@ -157,6 +178,13 @@ fn versions(maps: &[MapText], client: &ClientData) -> String {
     if !cv.is_empty() {
         versions.push_str("; ");
         versions.push_str(&cv);
+    }
+    if !live.is_empty() {
+        versions.push_str(&format!(
+            "; feeds: {} ({} routes)",
+            live.feeds.len(),
+            live.routes()
+        ));
     }
     versions
 }

@@ -226,10 +226,21 @@ pub(super) fn regions(
                 }
             }
         }
+        let proximity = match r.rank.as_str() {
+            "weight" => false,
+            "proximity" => true,
+            _ => {
+                errors
+                    .0
+                    .push(d.error(&format!("{p}.rank"), "expected `weight` or `proximity`"));
+                false
+            }
+        };
         region_index.insert(r.name.clone(), regions.len());
         regions.push(Region {
             name: r.name.clone(),
             members: m,
+            proximity,
         });
     }
     for (n, c) in region_checks {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use super::live::Live;
 use super::nodes::{NodeSet, RegionSet};
 use super::rules;
 use super::table::{self, MAX_DECISIONS};
@@ -25,6 +26,8 @@ pub(super) struct Context<'a> {
     pub geo: &'a GeoLayer,
     /// Reads the files maps refer to.
     pub files: &'a ReadFile<'a>,
+    /// The live feeds.
+    pub live: &'a Live,
 }
 
 /// Compiles service `s` (path `p` of `d`, from `map`), or reports why it cannot be.
@@ -113,6 +116,8 @@ pub(super) fn service(
         default_rule,
         &ctx.nodes.local,
         ctx.client,
+        ctx.live,
+        &ctx.regions.regions,
         ctx.geo,
     );
     if t.decisions.len() >= MAX_DECISIONS {

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 
 use ip_network::IpNetwork;
 
+use super::live::Live;
 use super::nodes::LocalNode;
 use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{Decision, RouteTable};
+use crate::snapshot::{Decision, NO_ROUTE, Region, RouteTable};
 
 /// A service's compiled decisions and route tables.
 pub(super) struct Tables {
@@ -37,6 +38,8 @@ pub(super) fn tables(
     default_rule: u32,
     local: &[LocalNode],
     client: &ClientData,
+    live: &Live,
+    regions: &[Region],
     geo: &GeoLayer,
 ) -> Tables {
     // The rule each GeoIP key selects.
@@ -69,7 +72,8 @@ pub(super) fn tables(
             asn_dbs
                 .iter()
                 .flat_map(|l| l.v4.iter().chain(&l.v6).map(|r| r.2)),
-        );
+        )
+        .chain(live.origins.iter().flatten().map(|p| p.2));
     {
         for asn in all_asns {
             if asn_class_of.contains_key(&asn) {
@@ -90,8 +94,38 @@ pub(super) fn tables(
         }
     }
 
+    // The nodes of proximity regions, and for each rule those its chain ranks: (position in
+    // `prox_nodes`, node index).
+    let mut prox_nodes: Vec<usize> = Vec::new();
+    let rule_prox: Vec<Vec<(usize, usize)>> = rules
+        .drafts
+        .iter()
+        .map(|r| {
+            let mut list = Vec::new();
+            for &ri in &r.chain {
+                let region = &regions[ri];
+                if !region.proximity {
+                    continue;
+                }
+                for &(n, _) in &region.members {
+                    let pos = match prox_nodes.iter().position(|&p| p == n) {
+                        Some(p) => p,
+                        None => {
+                            prox_nodes.push(n);
+                            prox_nodes.len() - 1
+                        }
+                    };
+                    if !list.iter().any(|&(_, m)| m == n) {
+                        list.push((pos, n));
+                    }
+                }
+            }
+            list
+        })
+        .collect();
+
     let mut decisions: Vec<Decision> = Vec::new();
-    let mut decision_of: HashMap<(u32, u64), u32> = HashMap::new();
+    let mut decision_of: HashMap<(u32, u64, Vec<u8>), u32> = HashMap::new();
     let mut tables: (RouteTable<u32>, RouteTable<u128>) =
         (RouteTable::default(), RouteTable::default());
     for (fam, bits) in [(0usize, 32u8), (1, 128)] {
@@ -129,6 +163,19 @@ pub(super) fn tables(
                 v.iter().flatten().next().copied().unwrap_or(0)
             });
         }
+        // Live feeds decide wherever one of them covers the address (see `live`).
+        if !live.origins[fam].is_empty() {
+            let live_ranges = ranges::flatten(
+                live.origins[fam]
+                    .iter()
+                    .map(|&(s, l, asn)| (s, l, asn_class_of[&asn]))
+                    .collect(),
+                bits,
+            );
+            asn_ranges = ranges::overlay(&[live_ranges, asn_ranges], bits, |v| {
+                v.iter().flatten().next().copied().unwrap_or(0)
+            });
+        }
         asn_ranges.retain(|r| r.2 != 0);
         let op_ranges = ranges::flatten(std::mem::take(&mut rules.prefixes[fam]), bits);
         let mut layers = vec![geo_ranges, asn_ranges, op_ranges];
@@ -148,23 +195,39 @@ pub(super) fn tables(
                 .collect();
             layers.push(ranges::flatten(list, bits));
         }
+        // Proximity: one layer per node of a proximity region, its AS-path length.
+        let prox_base = layers.len();
+        for &n in &prox_nodes {
+            layers.push(
+                live.paths
+                    .get(&n)
+                    .map(|p| p[fam].clone())
+                    .unwrap_or_default(),
+            );
+        }
         let merged = ranges::overlay(&layers, bits, |v| {
             let class = classes[v[1].unwrap_or(0) as usize];
             let rule = v[2].or(class.0).or(v[0]).unwrap_or(default_rule);
             let mut mask = class.1;
-            for (bit, val) in v[3..].iter().enumerate() {
+            for (bit, val) in v[3..prox_base].iter().enumerate() {
                 if val.is_some() {
                     mask |= 1 << bit;
                 }
             }
-            *decision_of.entry((rule, mask)).or_insert_with(|| {
-                decisions.push(Decision {
-                    rule: rule as usize,
-                    chain: rules.drafts[rule as usize].chain.clone().into(),
-                    local_mask: mask,
-                });
-                (decisions.len() - 1) as u32
-            })
+            let ranks = ranks_for(&rule_prox[rule as usize], &v[prox_base..]);
+            let key = (rule, mask, ranks);
+            if let Some(&d) = decision_of.get(&key) {
+                return d;
+            }
+            decisions.push(Decision {
+                rule: rule as usize,
+                chain: rules.drafts[rule as usize].chain.clone().into(),
+                local_mask: mask,
+                ranks: key.2.clone().into_boxed_slice(),
+            });
+            let d = (decisions.len() - 1) as u32;
+            decision_of.insert(key, d);
+            d
         });
         for (start, len, dec) in ranges::blocks(&merged, bits) {
             if fam == 0 {
@@ -181,4 +244,28 @@ pub(super) fn tables(
         v4: tables.0,
         v6: tables.1,
     }
+}
+
+/// The proximity ranks of a rule's ranked nodes for one piece of the address space, indexed
+/// by node: 0 for the shortest AS path among them, 1 for the next length, and so on; no route
+/// is [`NO_ROUTE`]. Empty when the rule ranks nothing. `paths` holds each proximity node's
+/// path length (None: no route), by position.
+fn ranks_for(ranked: &[(usize, usize)], paths: &[Option<u32>]) -> Vec<u8> {
+    let Some(&max) = ranked.iter().map(|(_, n)| n).max() else {
+        return Vec::new();
+    };
+    let mut lengths: Vec<u32> = ranked.iter().filter_map(|&(p, _)| paths[p]).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let mut out = vec![0u8; max + 1];
+    for &(p, n) in ranked {
+        out[n] = match paths[p] {
+            Some(len) => {
+                let r = lengths.partition_point(|&l| l < len);
+                (r.min(NO_ROUTE as usize - 1)) as u8
+            }
+            None => NO_ROUTE,
+        };
+    }
+    out
 }

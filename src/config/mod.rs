@@ -6,6 +6,7 @@
 //! file are relative to the file's directory. The embedded default configuration (see
 //! [`crate::embedded`]) goes through the same code.
 
+mod feeds;
 pub mod spec;
 mod zones;
 
@@ -118,6 +119,52 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// Live BGP feeds, ready to use.
+#[derive(Clone, Debug)]
+pub struct Feeds {
+    /// Signpost's AS number.
+    pub asn: u32,
+    /// Signpost's BGP identifier.
+    pub router_id: std::net::Ipv4Addr,
+    /// Where passive peers connect.
+    pub listen: Option<SocketAddr>,
+    /// Between connection attempts to active peers.
+    pub connect_retry: Duration,
+    /// How long a dropped session's routes are kept, stale.
+    pub stale: Duration,
+    /// Longest wait between a feed change and the build that follows.
+    pub update_delay: Duration,
+    /// The routers.
+    pub peers: Vec<FeedPeer>,
+}
+
+/// One router of the feeds.
+#[derive(Clone, Debug)]
+pub struct FeedPeer {
+    /// Unique name.
+    pub name: String,
+    /// Its address.
+    pub address: std::net::IpAddr,
+    /// Its AS number.
+    pub asn: u32,
+    /// The nodes whose view it is, each with where it is named (for the compiler's errors).
+    pub nodes: Vec<(String, crate::source::SourceError)>,
+    /// The router connects to Signpost.
+    pub passive: bool,
+    /// Its port, when Signpost connects.
+    pub port: u16,
+    /// Where Signpost connects from.
+    pub local_address: Option<std::net::IpAddr>,
+    /// Proposed hold time, seconds.
+    pub hold_time: u16,
+    /// IPv4 unicast.
+    pub ipv4: bool,
+    /// IPv6 unicast.
+    pub ipv6: bool,
+    /// Route limit per family.
+    pub max_prefixes: Option<u32>,
+}
+
 /// A data file to load.
 #[derive(Clone, Debug)]
 pub struct DataFile {
@@ -158,6 +205,8 @@ pub struct Config {
     pub geoip: Vec<DataFile>,
     /// BGP tables.
     pub bgp: Vec<DataFile>,
+    /// Live BGP feeds.
+    pub feeds: Option<Feeds>,
     /// Reload debounce.
     pub reload_debounce: Duration,
     /// Run reloads at the lowest CPU priority.
@@ -254,6 +303,10 @@ impl Config {
             }
         }
         let zones = load_zones(&doc, &spec.zones, &mut errors);
+        let feeds = spec
+            .feeds
+            .as_ref()
+            .map(|f| feeds::load(&doc, f, &mut errors));
         let mut exempt = Vec::new();
         for (i, a) in spec.rrl.exempt.iter().enumerate() {
             match crate::spec::parse_cidr(a) {
@@ -358,6 +411,7 @@ impl Config {
                     format: d.format.clone(),
                 })
                 .collect(),
+            feeds,
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
             reload_low_priority,
             control_socket: spec.control.socket.as_ref().and_then(as_path),

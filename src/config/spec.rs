@@ -42,6 +42,8 @@ pub struct ConfigSpec {
     /// BGP prefix tables.
     #[serde(default)]
     pub bgp: Vec<DataFileSpec>,
+    /// Live BGP feeds: sessions with the sites' routers.
+    pub feeds: Option<FeedsSpec>,
     /// Milliseconds of quiet after a file change before reloading.
     #[serde(default = "default_debounce")]
     pub reload_debounce_ms: u64,
@@ -345,4 +347,88 @@ pub struct RecordSpec {
     pub values: Option<Vec<String>>,
     /// TTL; the zone TTL when absent.
     pub ttl: Option<u32>,
+}
+
+/// Live BGP feeds: who Signpost is on its sessions, where routers connect, and the routers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsSpec {
+    /// Signpost's own AS number on the sessions.
+    pub asn: u32,
+    /// Signpost's BGP identifier (an IPv4 address).
+    pub router_id: String,
+    /// Where passive peers connect (`ADDRESS:PORT`); needed when a peer is passive.
+    pub listen: Option<String>,
+    /// Milliseconds between connection attempts to an active peer.
+    #[serde(default = "default_connect_retry")]
+    pub connect_retry_ms: u64,
+    /// Milliseconds a dropped session's routes are kept, marked stale, before removal.
+    #[serde(default = "default_stale")]
+    pub stale_ms: u64,
+    /// Milliseconds a feed change may wait for more changes before the next build starts
+    /// (at most 5000).
+    #[serde(default = "default_update_delay")]
+    pub update_delay_ms: u64,
+    /// The routers; decoded one by one for error reporting.
+    #[serde(default)]
+    pub peers: Value,
+}
+
+fn default_connect_retry() -> u64 {
+    5000
+}
+
+fn default_stale() -> u64 {
+    120_000
+}
+
+fn default_update_delay() -> u64 {
+    1000
+}
+
+/// One router that sends Signpost its routing table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    /// A unique name, used in logs, `ctl bgp` and explanations.
+    pub name: String,
+    /// The router's address.
+    pub address: String,
+    /// The router's AS number.
+    pub asn: u32,
+    /// The nodes (sites) whose network this router's table describes.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// `passive` (the router connects to `listen`) or `active` (Signpost connects).
+    #[serde(default = "passive")]
+    pub mode: String,
+    /// The router's port, for an active session.
+    #[serde(default = "bgp_port")]
+    pub port: u16,
+    /// The address to connect from, for an active session.
+    pub local_address: Option<String>,
+    /// Proposed hold time in seconds: 0, or 3 and more.
+    #[serde(default = "hold_time")]
+    pub hold_time: u16,
+    /// Address families: `ipv4`, `ipv6`.
+    #[serde(default = "both_families")]
+    pub families: Vec<String>,
+    /// Most routes accepted per family before the session is ended.
+    pub max_prefixes: Option<u32>,
+}
+
+fn passive() -> String {
+    "passive".into()
+}
+
+fn bgp_port() -> u16 {
+    179
+}
+
+fn hold_time() -> u16 {
+    90
+}
+
+fn both_families() -> Vec<String> {
+    vec!["ipv4".into(), "ipv6".into()]
 }

@@ -24,7 +24,7 @@ pub struct Feeds {
     /// Every peer's shared state, in settings order.
     peers: Vec<Arc<PeerShared>>,
     /// The listener, peer and sweeper tasks.
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Connections refused.
     refused: Arc<AtomicU64>,
     /// The bound listen address.
@@ -97,7 +97,7 @@ impl Feeds {
         }
         Ok(Feeds {
             peers,
-            tasks,
+            tasks: Mutex::new(tasks),
             refused,
             local_addr,
         })
@@ -135,8 +135,8 @@ impl Feeds {
     }
 
     /// Stops every task; their sockets close as the runtime drops them. Also done on drop.
-    pub fn shutdown(&mut self) {
-        for task in self.tasks.drain(..) {
+    pub fn shutdown(&self) {
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
     }

@@ -57,6 +57,9 @@ pub struct Region {
     pub name: String,
     /// (node index, weight), sorted by weight descending then node name.
     pub members: Vec<(usize, u32)>,
+    /// Rank members by BGP proximity (the AS-path length from each node's own feeds to the
+    /// client) before weight: [`Decision::ranks`] holds the order.
+    pub proximity: bool,
 }
 
 /// What a route lookup decides for a block of addresses.
@@ -68,7 +71,13 @@ pub struct Decision {
     pub chain: Box<[usize]>,
     /// Bit i set: local-only node with `local_bit == i` may serve these clients.
     pub local_mask: u64,
+    /// Per node index, its proximity rank for these clients (0 nearest; [`NO_ROUTE`] when none
+    /// of its feeds has a route); empty when no region of the service ranks by proximity.
+    pub ranks: Box<[u8]>,
 }
+
+/// The proximity rank of a node whose feeds have no route to the client: farthest.
+pub const NO_ROUTE: u8 = u8::MAX;
 
 /// What happens when no node in the chain is healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +179,8 @@ pub struct Snapshot {
     pub settings: Settings,
     /// Client data used to build this snapshot, for explanations.
     pub client: Arc<crate::client::ClientData>,
+    /// The live BGP tables used to build this snapshot, for explanations.
+    pub live: Arc<crate::live::LiveData>,
     /// Human-readable versions of the maps and data in force.
     pub versions: String,
 }
@@ -198,6 +209,7 @@ impl Snapshot {
                 why_allow: Vec::new(),
             },
             client: Arc::new(crate::client::ClientData::default()),
+            live: Arc::default(),
             versions: String::new(),
         }
     }

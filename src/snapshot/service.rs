@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AllDown, Decision, MAX_ANSWERS, Node, Region, RouteTable, RuleInfo};
+use super::{AllDown, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo};
 use crate::hash::mix;
 use crate::health::{HealthTable, State};
 
@@ -148,7 +148,7 @@ impl Service {
         for wanted in [State::Up, State::Drain] {
             for (pos, &r) in decision.chain.iter().enumerate() {
                 let region = &self.regions[r];
-                let mut pick = self.choose(region, wanted, client_key, &eligible, health);
+                let mut pick = self.choose(region, decision, wanted, client_key, &eligible, health);
                 if pick.count > 0 {
                     pick.region = Some(r);
                     pick.degraded = pos > 0
@@ -170,7 +170,8 @@ impl Service {
                         if decision.chain.contains(&r) {
                             continue;
                         }
-                        let mut p = self.choose(region, wanted, client_key, &eligible, health);
+                        let mut p =
+                            self.choose(region, decision, wanted, client_key, &eligible, health);
                         if p.count > 0 {
                             p.region = Some(r);
                             p.degraded = true;
@@ -229,17 +230,65 @@ impl Service {
         pick
     }
 
-    /// Up to `answers` nodes of `region` in state `wanted`.
+    /// Up to `answers` nodes of `region` in state `wanted`: for a proximity region, the
+    /// nearest first (by `decision`'s ranks), by weight or spread within each rank.
     fn choose(
+        &self,
+        region: &Region,
+        decision: &Decision,
+        wanted: State,
+        client_key: u64,
+        eligible: &dyn Fn(usize) -> bool,
+        health: &HealthTable,
+    ) -> Pick {
+        let want = self.answers.min(MAX_ANSWERS);
+        if !region.proximity || decision.ranks.is_empty() {
+            return self.choose_n(region, wanted, client_key, eligible, health, want);
+        }
+        let rank = |n: usize| decision.ranks.get(n).copied().unwrap_or(NO_ROUTE);
+        let mut pick = Pick::empty();
+        let mut floor: u16 = 0;
+        while pick.count < want {
+            // The nearest rank not taken yet among the usable members.
+            let Some(tier) = region
+                .members
+                .iter()
+                .filter(|&&(n, _)| eligible(n) && health.get(n) == wanted)
+                .map(|&(n, _)| rank(n))
+                .filter(|&r| r as u16 >= floor)
+                .min()
+            else {
+                break;
+            };
+            let in_tier = |n: usize| eligible(n) && rank(n) == tier;
+            let more = self.choose_n(
+                region,
+                wanted,
+                client_key,
+                &in_tier,
+                health,
+                want - pick.count,
+            );
+            for &n in more.nodes() {
+                pick.nodes[pick.count] = n;
+                pick.count += 1;
+            }
+            floor = tier as u16 + 1;
+        }
+        pick
+    }
+
+    /// Up to `want` nodes of `region` in state `wanted`, by weight (or spread by client).
+    fn choose_n(
         &self,
         region: &Region,
         wanted: State,
         client_key: u64,
         eligible: &dyn Fn(usize) -> bool,
         health: &HealthTable,
+        want: usize,
     ) -> Pick {
         let mut pick = Pick::empty();
-        let want = self.answers.min(MAX_ANSWERS);
         if !self.spread {
             for &(n, _) in &region.members {
                 if eligible(n) && health.get(n) == wanted {
@@ -328,10 +377,12 @@ mod tests {
                 Region {
                     name: "r0".into(),
                     members: vec![(0, 100), (1, 50), (2, 50)],
+                    proximity: false,
                 },
                 Region {
                     name: "r1".into(),
                     members: vec![(3, 10)],
+                    proximity: false,
                 },
             ],
             rules: vec![],
@@ -351,6 +402,7 @@ mod tests {
             rule: 0,
             chain: vec![0, 1].into(),
             local_mask: 0,
+            ranks: Box::new([]),
         };
         let p = s.pick(&d, false, 0, &nodes, &health);
         assert_eq!(
@@ -384,6 +436,7 @@ mod tests {
             rule: 0,
             chain: vec![0].into(),
             local_mask: 0,
+            ranks: Box::new([]),
         };
         let mut counts = [0usize; 3];
         for k in 0..20_000u64 {

@@ -1,0 +1,157 @@
+//! The live BGP feeds as compiler input: each feed's table joined with the nodes whose view it
+//! is (validated against the maps), the origin of every prefix any feed has (for `asns` rules),
+//! and, for every node of a proximity region, the AS-path length from its own feeds to every
+//! address (for the ranks).
+//!
+//! Precedence for the origin ASN: where any live feed has a prefix covering an address, the
+//! feeds decide, by their longest covering prefix (when feeds disagree on that prefix's origin,
+//! the origin most feeds announce, ties to the smaller ASN); elsewhere the file tables decide as
+//! before. Stale routes (of a dropped session, within its stale time) count like fresh ones.
+
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::live::{FeedTable, LiveData, LiveFeed, Route};
+use crate::ranges::{self, Range};
+use crate::source::Errors;
+
+use super::nodes::NodeSet;
+
+/// What the route-table compiler reads of the live feeds.
+#[derive(Default)]
+pub(super) struct Live {
+    /// Per family (IPv4, IPv6): (start, length, origin ASN) of every prefix of any feed.
+    pub origins: [Vec<(u128, u8, u32)>; 2],
+    /// Node index → per family, ranges of the shortest AS-path length from the node's feeds.
+    pub paths: HashMap<usize, [Vec<Range>; 2]>,
+    /// The feeds with their nodes, for the snapshot.
+    pub data: LiveData,
+}
+
+impl Live {
+    /// Joins `tables` with the configured peers, reports peers naming unknown nodes, and
+    /// prepares origins and the path lengths of `proximity_nodes`.
+    pub(super) fn prepare(
+        config: &Config,
+        tables: &[FeedTable],
+        nodes: &NodeSet,
+        proximity_nodes: &[usize],
+        errors: &mut Errors,
+    ) -> Live {
+        let mut live = Live::default();
+        let Some(feeds) = &config.feeds else {
+            return live;
+        };
+        let mut node_feeds: HashMap<usize, Vec<usize>> = HashMap::new();
+        for peer in &feeds.peers {
+            for (name, at) in &peer.nodes {
+                match nodes.index.get(name) {
+                    Some(&n) => {
+                        let feed = live.data.feeds.len();
+                        node_feeds.entry(n).or_default().push(feed);
+                    }
+                    None => {
+                        let mut e = at.clone();
+                        e.message = format!(
+                            "unknown node {name:?}{}",
+                            super::hint(name, nodes.index.keys())
+                        );
+                        errors.0.push(e);
+                    }
+                }
+            }
+            let table = tables
+                .iter()
+                .find(|t| t.peer == peer.name)
+                .cloned()
+                .unwrap_or_else(|| FeedTable {
+                    peer: peer.name.clone(),
+                    v4: Default::default(),
+                    v6: Default::default(),
+                });
+            live.data.feeds.push(LiveFeed {
+                table,
+                nodes: peer.nodes.iter().map(|(n, _)| n.clone()).collect(),
+            });
+        }
+        live.origins = [
+            origins(live.data.feeds.iter().map(|f| widen(&f.table.v4))),
+            origins(
+                live.data
+                    .feeds
+                    .iter()
+                    .map(|f| f.table.v6.iter().copied().collect()),
+            ),
+        ];
+        for &n in proximity_nodes {
+            let Some(fs) = node_feeds.get(&n) else {
+                continue;
+            };
+            let per_family = |fam: usize, bits: u8| -> Vec<Range> {
+                let layers: Vec<Vec<Range>> = fs
+                    .iter()
+                    .map(|&f| {
+                        let t = &live.data.feeds[f].table;
+                        let list: Vec<(u128, u8, u32)> = if fam == 0 {
+                            t.v4.iter()
+                                .map(|&(s, l, r)| (s as u128, l, r.path_len))
+                                .collect()
+                        } else {
+                            t.v6.iter().map(|&(s, l, r)| (s, l, r.path_len)).collect()
+                        };
+                        ranges::flatten(list, bits)
+                    })
+                    .collect();
+                if layers.len() == 1 {
+                    return layers.into_iter().next().unwrap_or_default();
+                }
+                // A node with several feeds: the shortest path any of them has.
+                let merged = ranges::overlay(&layers, bits, |v| {
+                    v.iter().flatten().min().copied().unwrap_or(u32::MAX)
+                });
+                merged.into_iter().filter(|r| r.2 != u32::MAX).collect()
+            };
+            live.paths
+                .insert(n, [per_family(0, 32), per_family(1, 128)]);
+        }
+        live
+    }
+}
+
+/// IPv4 routes with wide keys.
+fn widen(list: &[(u32, u8, Route)]) -> Vec<(u128, u8, Route)> {
+    list.iter().map(|&(s, l, r)| (s as u128, l, r)).collect()
+}
+
+/// The origin of every prefix any feed has: the one most feeds announce (ties: the smaller
+/// ASN).
+fn origins(feeds: impl Iterator<Item = Vec<(u128, u8, Route)>>) -> Vec<(u128, u8, u32)> {
+    let feeds: Vec<Vec<(u128, u8, Route)>> = feeds.collect();
+    if feeds.len() == 1 {
+        return feeds[0].iter().map(|&(s, l, r)| (s, l, r.origin)).collect();
+    }
+    let mut votes: HashMap<(u128, u8), Vec<u32>> = HashMap::new();
+    for f in &feeds {
+        for &(s, l, r) in f {
+            votes.entry((s, l)).or_default().push(r.origin);
+        }
+    }
+    let mut out: Vec<(u128, u8, u32)> = votes
+        .into_iter()
+        .map(|((s, l), mut v)| {
+            v.sort_unstable();
+            let mut best = (0usize, u32::MAX);
+            let mut i = 0;
+            while i < v.len() {
+                let j = v[i..].iter().take_while(|&&a| a == v[i]).count();
+                if j > best.0 {
+                    best = (j, v[i]);
+                }
+                i += j;
+            }
+            (s, l, best.1)
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
