@@ -99,6 +99,23 @@ zones:
         ttl: 300
       - { name: "@", type: TXT, values: [one, two] }
 maps: [every-table-map.yaml]
+feeds:
+  asn: 64512
+  router_id: 192.0.2.53
+  listen: 127.0.0.1:1179
+  connect_retry_ms: 5000
+  stale_ms: 120000
+  update_delay_ms: 1000
+  peers:
+    - name: fra1-router
+      address: 192.0.2.1
+      asn: 64500
+      nodes: [fra1]
+      mode: passive
+      port: 179
+      hold_time: 90
+      families: [ipv4, ipv6]
+      max_prefixes: 1000000
 reload_debounce_ms: 500
 reload_priority: low
 control:
@@ -138,6 +155,7 @@ regions:
   - name: europe
     nodes: [fra1, { node: iad1, weight: 10 }]
     check: { kind: tcp, port: 443 }
+    rank: weight
   - name: north-america
     nodes:
       - node: iad1
