@@ -60,6 +60,9 @@ pub enum Command {
         /// Configuration file whose data to use (the embedded demo when absent).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Ask the running server instead (its files and its live BGP feeds).
+        #[arg(long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
         /// Addresses; read from stdin, one per line, when none are given.
         addresses: Vec<String>,
     },
@@ -68,6 +71,9 @@ pub enum Command {
         /// Configuration file (the embedded demo when absent).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Ask the running server instead (its snapshot, node states and live BGP feeds).
+        #[arg(long, conflicts_with_all = ["config", "health"])]
+        socket: Option<PathBuf>,
         /// Admin override state file to apply (as written by the server).
         #[arg(long)]
         health: Option<PathBuf>,
@@ -140,6 +146,8 @@ pub enum CtlRequest {
     Reload,
     /// Query counters.
     Stats,
+    /// BGP sessions: state, uptime, prefixes per family, last update, last error.
+    Bgp,
 }
 
 /// Why a command failed.
@@ -233,13 +241,40 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Lookup { config, addresses } => lookup(config, addresses),
+        Command::Lookup {
+            socket: Some(socket),
+            addresses,
+            ..
+        } => ask(
+            &socket,
+            Request::Lookup {
+                addresses: addresses_or_stdin(addresses),
+            },
+        ),
+        Command::Lookup {
+            config, addresses, ..
+        } => lookup(config, addresses),
+        Command::Explain {
+            socket: Some(socket),
+            ipv6,
+            address,
+            name,
+            ..
+        } => ask(
+            &socket,
+            Request::Explain {
+                address: address.to_string(),
+                name,
+                ipv6,
+            },
+        ),
         Command::Explain {
             config,
             health,
             ipv6,
             address,
             name,
+            ..
         } => explain(config, health, ipv6, address, &name),
         Command::Diff { config, old, new } => diff(config, old, new),
         Command::Ctl {
@@ -250,10 +285,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> Result<(), CliError> {
-    let cfg = crate::load::config(config.as_deref())?;
-    let data = crate::load::client_data(&cfg, None)?;
-    let list: Vec<String> = if addresses.is_empty() {
+/// The addresses given, or those on stdin (one per line) when none are.
+fn addresses_or_stdin(addresses: Vec<String>) -> Vec<String> {
+    if addresses.is_empty() {
         std::io::stdin()
             .lock()
             .lines()
@@ -263,7 +297,27 @@ fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> Result<(), CliErro
             .collect()
     } else {
         addresses
-    };
+    }
+}
+
+/// Sends `req` to the server and prints the lines it answers.
+fn ask(socket: &std::path::Path, req: Request) -> Result<(), CliError> {
+    let (resp, _) = client::request(socket, &req).map_err(CliError::Unreachable)?;
+    if !resp.ok {
+        return Err(CliError::Refused(Box::new(resp)));
+    }
+    if let Reply::Lines { lines } = resp.reply {
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> Result<(), CliError> {
+    let cfg = crate::load::config(config.as_deref())?;
+    let data = crate::load::client_data(&cfg, None)?;
+    let list = addresses_or_stdin(addresses);
     let mut bad = Vec::new();
     for a in list {
         match a.parse::<IpAddr>() {
@@ -296,12 +350,7 @@ fn explain(
             .map_err(CliError::StateFile)?
             .apply(&snap);
     }
-    let wanted = name.trim_end_matches('.').to_ascii_lowercase();
-    let Some(s) = snap.services.iter().position(|s| {
-        s.names
-            .iter()
-            .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(&wanted))
-    }) else {
+    let Some(s) = crate::explain::service_named(&snap, name) else {
         return Err(CliError::Bad(format!(
             "{name} is not a service name of this configuration"
         )));
@@ -369,6 +418,7 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
         }
         CtlRequest::Reload => Request::Reload {},
         CtlRequest::Stats => Request::Stats {},
+        CtlRequest::Bgp => Request::Bgp {},
     })
 }
 
@@ -409,6 +459,35 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         Reply::Stats { stats } => {
             for (k, v) in stats {
                 println!("{k:<14} {v}");
+            }
+        }
+        Reply::Bgp { sessions } => {
+            println!(
+                "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9}  LAST ERROR",
+                "PEER", "ADDRESS", "STATE", "IPV4", "IPV6", "STALE", "FOR"
+            );
+            for s in sessions {
+                let age = s
+                    .uptime_s
+                    .or(s.down_s)
+                    .map(|t| format!("{t} s"))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9}  {}",
+                    s.peer,
+                    s.address,
+                    s.state,
+                    s.ipv4_prefixes,
+                    s.ipv6_prefixes,
+                    s.stale_prefixes,
+                    age,
+                    s.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Reply::Lines { lines } => {
+            for l in lines {
+                println!("{l}");
             }
         }
         _ => println!("ok"),

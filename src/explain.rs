@@ -6,8 +6,49 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::live::LiveData;
 use crate::ranges;
 use crate::snapshot::{Service, Snapshot, client_key};
+
+/// What each live feed has for `addr`: its longest covering prefix, origin and path length.
+pub fn live_lines(live: &LiveData, addr: IpAddr) -> Vec<String> {
+    live.feeds
+        .iter()
+        .map(|f| match f.table.lookup(addr) {
+            Some((start, len, r)) => format!(
+                "feed {}: {start}/{len} origin AS{} path {}{}",
+                f.table.peer,
+                r.origin,
+                r.path_len,
+                if r.stale { " (stale)" } else { "" }
+            ),
+            None => format!("feed {}: no route", f.table.peer),
+        })
+        .collect()
+}
+
+/// The shortest AS path to `addr` among the feeds of `node`: (length, feed, prefix), as the
+/// proximity ranks use it.
+pub fn node_path(live: &LiveData, node: &str, addr: IpAddr) -> Option<(u32, String, String)> {
+    live.feeds
+        .iter()
+        .filter(|f| f.nodes.iter().any(|n| n == node))
+        .filter_map(|f| {
+            let (start, len, r) = f.table.lookup(addr)?;
+            Some((r.path_len, f.table.peer.clone(), format!("{start}/{len}")))
+        })
+        .min()
+}
+
+/// The index of the service answering `name` (case and a final dot ignored).
+pub fn service_named(snap: &Snapshot, name: &str) -> Option<usize> {
+    let wanted = name.trim_end_matches('.');
+    snap.services.iter().position(|s| {
+        s.names
+            .iter()
+            .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(wanted))
+    })
+}
 
 /// The explanation of a decision, as lines (used by `_why` and `signpost explain`).
 pub fn explain(
@@ -20,6 +61,7 @@ pub fn explain(
     let svc = &snap.services[service];
     let mut out = vec![format!("client {client} ({how})")];
     out.extend(snap.client.lookup(client).lines());
+    out.extend(live_lines(&snap.live, client));
     let Some((decision, scope)) = svc.route(client) else {
         out.push("no route (empty table)".into());
         return out;
@@ -43,13 +85,26 @@ pub fn explain(
                 if node.records(v6).is_empty() {
                     s.push_str(if v6 { " (no IPv6)" } else { " (no IPv4)" });
                 }
+                if region.proximity {
+                    match node_path(&snap.live, &node.name, client) {
+                        Some((len, feed, prefix)) => {
+                            s.push_str(&format!(" path {len} via {feed} {prefix}"))
+                        }
+                        None => s.push_str(" no route"),
+                    }
+                }
                 s
             })
             .collect();
         out.push(format!(
-            "region {}: {}: {}",
+            "region {}: {}{}: {}",
             i + 1,
             region.name,
+            if region.proximity {
+                " (by proximity)"
+            } else {
+                ""
+            },
             members.join(", ")
         ));
     }

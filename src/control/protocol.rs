@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::live::{SessionState, SessionStatus};
 use crate::node_state::Override;
 
 /// A request.
@@ -48,6 +49,23 @@ pub enum Request {
     Reload {},
     /// Query counters.
     Stats {},
+    /// The BGP sessions.
+    Bgp {},
+    /// What the server's data (files and live feeds) say about addresses.
+    Lookup {
+        /// The addresses.
+        addresses: Vec<String>,
+    },
+    /// Why a client gets its answer for a service name, from the serving snapshot.
+    Explain {
+        /// The client address.
+        address: String,
+        /// The service name.
+        name: String,
+        /// Explain AAAA instead of A.
+        #[serde(default)]
+        ipv6: bool,
+    },
 }
 
 /// One pushed state.
@@ -73,7 +91,7 @@ type Fields = (
 );
 
 /// The fields of every command.
-const FIELDS: [Fields; 7] = [
+const FIELDS: [Fields; 10] = [
     ("status", &[], &[]),
     ("nodes", &[], &[]),
     (
@@ -85,6 +103,13 @@ const FIELDS: [Fields; 7] = [
     ("push", &["source", "states"], &["states"]),
     ("reload", &[], &[]),
     ("stats", &[], &[]),
+    ("bgp", &[], &[]),
+    ("lookup", &["addresses"], &["addresses"]),
+    (
+        "explain",
+        &["address", "name", "ipv6"],
+        &["address", "name"],
+    ),
 ];
 
 /// Why a request line is not a request.
@@ -222,6 +247,16 @@ pub enum Reply {
         /// Counter name → value.
         stats: BTreeMap<String, u64>,
     },
+    /// `bgp`.
+    Bgp {
+        /// Every configured session, in configuration order.
+        sessions: Vec<BgpSession>,
+    },
+    /// `lookup` and `explain`: lines of text.
+    Lines {
+        /// The lines.
+        lines: Vec<String>,
+    },
     /// `set`, `clear`, and every failure.
     Done {},
 }
@@ -267,6 +302,59 @@ pub struct NodeReport {
     pub pushed: Option<PushedReport>,
     /// The health-check result.
     pub poller: Option<CheckReport>,
+}
+
+/// One BGP session, in `bgp`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BgpSession {
+    /// The peer's name.
+    pub peer: String,
+    /// Its address.
+    pub address: String,
+    /// `idle`, `connect`, `active`, `opensent`, `openconfirm` or `established`.
+    pub state: String,
+    /// Seconds since the session came up, while established.
+    pub uptime_s: Option<u64>,
+    /// Seconds since it went down, while not established (none if it never was up).
+    pub down_s: Option<u64>,
+    /// Fresh IPv4 routes.
+    pub ipv4_prefixes: usize,
+    /// Fresh IPv6 routes.
+    pub ipv6_prefixes: usize,
+    /// Routes kept stale from a dropped session.
+    pub stale_prefixes: usize,
+    /// Seconds since the last UPDATE.
+    pub last_update_s: Option<u64>,
+    /// The last NOTIFICATION sent or received, or the connection error.
+    pub last_error: Option<String>,
+    /// Messages received.
+    pub messages: u64,
+}
+
+impl From<&SessionStatus> for BgpSession {
+    fn from(s: &SessionStatus) -> BgpSession {
+        BgpSession {
+            peer: s.peer.clone(),
+            address: s.address.to_string(),
+            state: match s.state {
+                SessionState::Idle => "idle",
+                SessionState::Connect => "connect",
+                SessionState::Active => "active",
+                SessionState::OpenSent => "opensent",
+                SessionState::OpenConfirm => "openconfirm",
+                SessionState::Established => "established",
+            }
+            .into(),
+            uptime_s: s.uptime.map(|d| d.as_secs()),
+            down_s: s.down_for.map(|d| d.as_secs()),
+            ipv4_prefixes: s.v4_prefixes,
+            ipv6_prefixes: s.v6_prefixes,
+            stale_prefixes: s.stale_prefixes,
+            last_update_s: s.last_update.map(|d| d.as_secs()),
+            last_error: s.last_error.clone(),
+            messages: s.messages_received,
+        }
+    }
 }
 
 /// A pushed state, in `nodes`.

@@ -13,7 +13,8 @@ use tokio::net::UnixListener;
 
 use super::MAX_LINE;
 use super::protocol::{
-    CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response, StatusReply,
+    BgpSession, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response,
+    StatusReply,
 };
 use crate::counters::Stats;
 use crate::health::State;
@@ -317,6 +318,45 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 )),
                 Err(_) => Err("the reload thread has stopped".into()),
             }
+        }
+        Request::Bgp {} => Ok(Response::ok(Reply::Bgp {
+            sessions: serving
+                .feeds()
+                .map(|f| f.status().iter().map(BgpSession::from).collect())
+                .unwrap_or_default(),
+        })),
+        Request::Lookup { addresses } => {
+            let mut lines = Vec::new();
+            for a in &addresses {
+                let ip: std::net::IpAddr = a
+                    .parse()
+                    .map_err(|_| format!("{a:?} is not an IP address"))?;
+                lines.push(ip.to_string());
+                for l in snap
+                    .client
+                    .lookup(ip)
+                    .lines()
+                    .into_iter()
+                    .chain(crate::explain::live_lines(&snap.live, ip))
+                {
+                    lines.push(format!("  {l}"));
+                }
+            }
+            Ok(Response::ok(Reply::Lines { lines }))
+        }
+        Request::Explain {
+            address,
+            name,
+            ipv6,
+        } => {
+            let ip: std::net::IpAddr = address
+                .parse()
+                .map_err(|_| format!("{address:?} is not an IP address"))?;
+            let s = crate::explain::service_named(&snap, &name)
+                .ok_or_else(|| format!("{name} is not a service name of this server"))?;
+            Ok(Response::ok(Reply::Lines {
+                lines: crate::explain::explain(&snap, s, ip, "given in the request", ipv6),
+            }))
         }
         Request::Stats {} => Ok(Response::ok(Reply::Stats {
             stats: shared
