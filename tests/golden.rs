@@ -109,12 +109,12 @@ fn diff(expected: &str, actual: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             out += &format!("  {}\n", a[i]);
             (i, j) = (i + 1, j + 1);
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out += &format!("+ {}\n", b[j]);
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out += &format!("- {}\n", a[i]);
             i += 1;
+        } else {
+            out += &format!("+ {}\n", b[j]);
+            j += 1;
         }
     }
     if expected.ends_with('\n') != actual.ends_with('\n') {
