@@ -462,4 +462,38 @@ mod tests {
         assert_eq!(two.count, 2);
         assert_ne!(two.nodes[0], two.nodes[1]);
     }
+
+    #[test]
+    fn proximity_ranks_before_weight_and_fills_answers_nearest_first() {
+        let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
+        let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
+        let mut s = service(false, 2);
+        s.regions[0].proximity = true;
+        // n0 (heaviest) has no route, n1 is two tiers away, n2 nearest.
+        let d = Decision {
+            rule: 0,
+            chain: vec![0, 1].into(),
+            local_mask: 0,
+            ranks: vec![NO_ROUTE, 1, 0].into(),
+        };
+        assert_eq!(s.pick(&d, false, 0, &nodes, &health).nodes(), &[2, 1]);
+        s.answers = 1;
+        assert_eq!(s.pick(&d, false, 0, &nodes, &health).nodes(), &[2]);
+        health.set(2, State::Down);
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!((p.nodes(), p.degraded), (&[1][..], true));
+        // Equal ranks fall back to weight.
+        let tie = Decision {
+            ranks: vec![0, 0, 0].into(),
+            ..d.clone()
+        };
+        health.set(2, State::Up);
+        assert_eq!(s.pick(&tie, false, 0, &nodes, &health).nodes(), &[0]);
+        // Without ranks (no proximity data), weight order as before.
+        let plain = Decision {
+            ranks: Box::new([]),
+            ..d
+        };
+        assert_eq!(s.pick(&plain, false, 0, &nodes, &health).nodes(), &[0]);
+    }
 }
