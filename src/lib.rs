@@ -1,41 +1,64 @@
 //! Signpost: an authoritative DNS server that answers each client of a download hostname with
-//! the best healthy node, chosen by GeoIP, BGP origin and operator maps.
+//! the best healthy node, chosen by GeoIP, BGP (files and live sessions) and operator maps.
 //!
 //! # Architecture
 //!
 //! Everything a query needs is compiled ahead of time into one immutable
-//! [`snapshot::Snapshot`], published through an `ArcSwap`. A query loads it once, decodes the
-//! packet without allocating ([`dns::wire`]), finds the zone and name ([`zone`]), and for a
-//! service name does one binary search in a flat table of CIDR blocks
-//! ([`snapshot::Service::route`]) that yields both the decision (a rule and its chain of
-//! regions) and the ECS scope, then picks nodes by weight and health
-//! ([`snapshot::Service::pick`]) and copies pre-encoded records into the response.
+//! [`snapshot::Snapshot`], published through an `ArcSwap`. Three paths matter:
 //!
-//! UDP workers ([`dns::udp`]) receive and send in batches with buffers allocated once, and rate
-//! limit per client network ([`dns::rrl`]). A batch is answered in three passes: every query is
-//! decoded and placed ([`dns::answer::prepare`]), the route-table memory each will read is
-//! touched in a tight loop so that the batch's cache misses overlap, then each is answered
-//! ([`dns::answer::complete`]). TCP ([`dns::tcp`]) runs on the I/O runtime and calls the same
-//! functions, one query at a time ([`dns::answer::respond`]).
+//! - **The hot path** ([`dns`]): a UDP worker ([`dns::udp`]) loads the snapshot once per
+//!   `recvmmsg` batch, decodes each query without allocating ([`wire`]), finds the zone and
+//!   name ([`zone`]), and for a service name does one lookup in a flat table of CIDR blocks
+//!   ([`snapshot::Service::route`]) that yields both the decision (a rule, its chain of regions,
+//!   the proximity ranks) and the ECS scope; [`snapshot::Service::pick`] then picks nodes by
+//!   rank, weight and health, and pre-encoded records are copied into the response
+//!   ([`dns::answer`]). No lock, no I/O, no `.await`, no allocation (`tests/alloc.rs`).
+//! - **The reload path** ([`reload`]): every trigger — a watched file changed, SIGHUP,
+//!   `signpost ctl reload`, a live BGP feed changed — is a request on one channel to the reload
+//!   thread, which coalesces them, runs the one load pipeline ([`load`]: read the configuration
+//!   [`config`], the client data [`client`] ([`geo`], [`bgp`]) and the maps [`spec`], then
+//!   compile with [`compile`]) off the query path, and publishes the result through
+//!   [`serving::Serving::publish`], which applies the node states ([`node_state`]) *before* the
+//!   swap and tells the prober ([`probe`]) about it. A failed build keeps the old snapshot.
+//! - **The file formats**: `signpost.yaml` is [`config::spec`] (turned into [`config::Config`],
+//!   zones by `config::zones`, BGP sessions by `config::feeds`); map files are [`spec`]; both go
+//!   through [`source`], which reports every problem with `file:line:column`.
 //!
-//! Off the query path, [`reload`] loads the configuration ([`config`]), the client data
-//! ([`client`]: [`geo`] and [`bgp`]) and the map files ([`spec`]), and [`compile`] validates
-//! them together and builds the next snapshot, using the range algebra of [`ranges`]. Health
-//! is a table of atomics shared by snapshots ([`health`]); the [`control`] socket and the
-//! health-check poller ([`probe`]) write it. [`daemon`] wires it all together and [`cli`] is
-//! the command line; [`embedded`] holds the demo that runs without a configuration.
+//! Live BGP: [`feed`] runs receive-only sessions with the sites' routers (message format by
+//! bgpkit-parser) and keeps one table per peer; the tables, as [`live`] data, are compiler
+//! input like the files: `asns:` rules use the live origin where a feed covers the address,
+//! and regions ranked by proximity order their nodes by the AS-path length of each node's own
+//! feeds. The compiler is pure: specs, data and live tables in, a snapshot out; it reads no
+//! file (the files a map refers to come through the caller). [`explain`] answers "why this
+//! node" from a snapshot alone, with the same scope and TTL functions real answers use.
 //!
-//! Dependencies run one way: formats (`source`, `config`, `spec`) → data (`geo`, `bgp`,
-//! `client`, `health`) → `snapshot` ← `compile`; `dns` reads only the snapshot; `reload` and
-//! `control` and `probe` write it; `daemon` wires all.
+//! # Layers
+//!
+//! Dependencies run one way, from the bottom up; `tests/layers.rs` holds the table (module →
+//! the modules it may name) and fails on any `crate::` path against it:
+//!
+//! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`];
+//! 2. formats: [`spec`], [`zone`], [`config`];
+//! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`live`];
+//! 4. the compiled model: [`snapshot`], and [`explain`] over it;
+//! 5. the compiler: [`compile`];
+//! 6. node states and the load pipeline: [`node_state`], [`load`];
+//! 7. where the services meet: [`counters`], [`serving`];
+//! 8. services: [`dns`], [`probe`], [`reload`], [`control`], [`feed`] — they never name each
+//!    other, and meet at the snapshot, the node states and the serving state;
+//! 9. [`daemon`] (the only module that wires everything), then [`cli`], then `main`.
 //!
 //! # Reading order
 //!
-//! 1. [`snapshot`]: what a query sees.
-//! 2. [`dns::answer`] and [`dns::wire`]: one query, start to end.
-//! 3. [`compile`] and [`ranges`]: how maps and data become route tables and scopes.
+//! 1. [`snapshot`]: what a query sees; [`snapshot::Service::pick`].
+//! 2. [`dns::answer`] and [`wire`]: one query, start to end; [`dns::udp`] for the batches.
+//! 3. [`compile`] and [`ranges`]: how maps, data and live feeds become route tables and exact
+//!    scopes.
 //! 4. [`config`], [`spec`], [`source`]: the file formats and their error reporting.
-//! 5. [`reload`], [`control`], [`probe`], [`daemon`]: the moving parts around the snapshot.
+//! 5. [`serving`], [`reload`], [`node_state`], [`probe`], [`control`]: the moving parts around
+//!    the snapshot.
+//! 6. [`feed`] and [`live`]: BGP sessions and what they hand to the compiler.
+//! 7. [`daemon`] and [`cli`]: how it all starts.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

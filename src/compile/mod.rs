@@ -4,9 +4,10 @@
 //! publishes nothing; it runs on the reload thread and in the offline commands, never on the
 //! query path.
 //!
-//! Reading order: [`nodes`] (nodes and regions), [`service`] (one service's policies),
-//! [`rules`] (its rules, by [`RuleKind`](crate::snapshot::RuleKind)), [`table`] (the route
-//! tables and ECS scopes), [`zones`] (service names in the zones).
+//! Reading order (files of `src/compile/`): `nodes.rs` (nodes and regions), `service.rs` (one
+//! service's policies), `rules.rs` (its rules, by [`RuleKind`](crate::snapshot::RuleKind)),
+//! `live.rs` (the live feeds as input), `table.rs` (the route tables and ECS scopes),
+//! `zones.rs` (service names in the zones).
 
 mod live;
 mod nodes;
