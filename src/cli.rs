@@ -97,9 +97,10 @@ pub enum Command {
     },
     /// Talk to a running server over its control socket.
     Ctl {
-        /// The control socket.
-        #[arg(long, short, default_value = "/run/signpost/control.sock")]
-        socket: PathBuf,
+        /// The control socket (default: the path `serve` uses without `--control`, see
+        /// docs/control-socket.md).
+        #[arg(long, short)]
+        socket: Option<PathBuf>,
         /// Print the raw JSON response.
         #[arg(long)]
         json: bool,
@@ -281,7 +282,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             socket,
             json,
             request,
-        } => ctl(&socket, json, request),
+        } => ctl(
+            &socket.unwrap_or_else(crate::control::default_socket),
+            json,
+            request,
+        ),
     }
 }
 

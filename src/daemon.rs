@@ -181,9 +181,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     .map_err(DaemonError::Reload)?;
     let control = Control::start(
         &runtime,
-        opts.control
-            .clone()
-            .or_else(|| config.control_socket.clone()),
+        control_path(&opts, &config),
         config.control_mode,
         serving.clone(),
         stats.clone(),
@@ -262,4 +260,31 @@ fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
             })
             .collect(),
     }
+}
+
+/// The control socket to open: the command line's, the configuration's, or the default path
+/// (created with mode 0700 if missing) unless a running server already answers there.
+fn control_path(opts: &ServeOptions, config: &crate::config::Config) -> Option<PathBuf> {
+    if let Some(p) = opts.control.clone().or_else(|| config.control_socket.clone()) {
+        return Some(p);
+    }
+    let path = crate::control::default_socket();
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        tracing::warn!(path = %path.display(), "another server answers on the default control socket; this one opens none (use --control)");
+        return None;
+    }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            tracing::warn!(dir = %dir.display(), "cannot create the control socket's directory: {e}");
+            return None;
+        }
+    }
+    Some(path)
 }
