@@ -466,6 +466,9 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
                 println!("{k:<14} {v}");
             }
         }
+        Reply::Bgp { sessions } if sessions.is_empty() => {
+            println!("no BGP feeds configured (`feeds` in signpost.yaml)")
+        }
         Reply::Bgp { sessions } => {
             println!(
                 "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9}  LAST ERROR",
