@@ -24,6 +24,41 @@ use ip_network_table::IpNetworkTable;
 /// The current route of each (peer, ADD-PATH id) for one prefix: (origin ASN, AS path length).
 type PeerRoutes = std::collections::HashMap<(IpAddr, u32), (u32, u32)>;
 
+/// Why a prefix table cannot be loaded.
+#[derive(Debug)]
+pub enum TableError {
+    /// The file is empty.
+    Empty,
+    /// The `format` is not `auto`, `mrt`, `pyasn` or `pfx2as`.
+    UnknownFormat(String),
+    /// The file starts like gzip but does not decompress.
+    Gzip(std::io::Error),
+    /// The file starts like bzip2 and not even its start decompresses.
+    Bzip2(std::io::Error),
+    /// Not MRT, and not UTF-8 text either.
+    NotUtf8,
+    /// Nothing in the file gave a prefix; the first problem found, or what was missing.
+    NoPrefix(String),
+}
+
+impl std::fmt::Display for TableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableError::Empty => f.write_str("empty file"),
+            TableError::UnknownFormat(format) => write!(
+                f,
+                "unknown BGP table format {format:?}; expected auto, mrt, pyasn or pfx2as"
+            ),
+            TableError::Gzip(e) => write!(f, "bad gzip data: {e}"),
+            TableError::Bzip2(e) => write!(f, "bad bzip2 data: {e}"),
+            TableError::NotUtf8 => f.write_str("neither MRT nor a text prefix table (not UTF-8)"),
+            TableError::NoPrefix(why) => write!(f, "no usable prefix ({why})"),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
 /// A loaded prefix table.
 pub struct BgpTable {
     /// Where it came from.
@@ -56,21 +91,18 @@ impl std::fmt::Debug for BgpTable {
 
 impl BgpTable {
     /// Parses a table from its bytes; `format` is `auto`, `mrt`, `pyasn` or `pfx2as`.
-    pub fn load(name: &str, bytes: &[u8], format: &str) -> Result<BgpTable, String> {
+    pub fn load(name: &str, bytes: &[u8], format: &str) -> Result<BgpTable, TableError> {
         if bytes.is_empty() {
-            return Err("empty file".into());
+            return Err(TableError::Empty);
         }
         if !matches!(format, "auto" | "pyasn" | "pfx2as" | "mrt") {
-            return Err(format!(
-                "unknown BGP table format {format:?}; expected auto, mrt, pyasn or pfx2as"
-            ));
+            return Err(TableError::UnknownFormat(format.to_string()));
         }
         let data = decompress(bytes)?;
         if format == "mrt" || (format == "auto" && looks_like_mrt(&data)) {
             return BgpTable::load_mrt(name, &data);
         }
-        let text = String::from_utf8(data)
-            .map_err(|_| "neither MRT nor a text prefix table (not UTF-8)".to_string())?;
+        let text = String::from_utf8(data).map_err(|_| TableError::NotUtf8)?;
         let mut t = BgpTable::empty(name);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -93,7 +125,7 @@ impl BgpTable {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "no prefix lines".into());
-            return Err(format!("no usable prefix ({why})"));
+            return Err(TableError::NoPrefix(why));
         }
         Ok(t)
     }
@@ -124,7 +156,7 @@ impl BgpTable {
     }
 
     /// Parses MRT data (already decompressed).
-    pub fn load_mrt(name: &str, data: &[u8]) -> Result<BgpTable, String> {
+    pub fn load_mrt(name: &str, data: &[u8]) -> Result<BgpTable, TableError> {
         use bgpkit_parser::models::{ElemType, MrtMessage, TableDumpV2Message};
         use std::collections::HashMap;
         // Per prefix, the current route of each (peer, path id): (origin, path length).
@@ -217,7 +249,7 @@ impl BgpTable {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "no route in the file".into());
-            return Err(format!("no usable prefix ({why})"));
+            return Err(TableError::NoPrefix(why));
         }
         Ok(t)
     }
@@ -229,19 +261,19 @@ impl BgpTable {
 }
 
 /// Undoes gzip or bzip2 compression, recognised by their magic bytes.
-fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>, TableError> {
     let mut out = Vec::new();
     if bytes.starts_with(&[0x1f, 0x8b]) {
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|e| format!("bad gzip data: {e}"))?;
+            .map_err(TableError::Gzip)?;
     } else if bytes.starts_with(b"BZh") {
         // A dump cut mid-stream still yields what came before the cut.
         let r = bzip2::read::MultiBzDecoder::new(bytes).read_to_end(&mut out);
         if let Err(e) = r
             && out.is_empty()
         {
-            return Err(format!("bad bzip2 data: {e}"));
+            return Err(TableError::Bzip2(e));
         }
     } else {
         out.extend_from_slice(bytes);

@@ -27,6 +27,41 @@ pub enum Layout {
     Flat,
 }
 
+/// Why a database cannot be opened, walked or looked up in.
+#[derive(Debug)]
+pub enum GeoError {
+    /// The file is empty.
+    Empty,
+    /// The bytes are not a MaxMind DB (no readable metadata).
+    NotMaxMind(maxminddb::MaxMindDbError),
+    /// The `format` is not `auto`, `geoip2`, `asn` or `flat`.
+    UnknownFormat(String),
+    /// The reader failed on the search tree or a record.
+    Read(maxminddb::MaxMindDbError),
+    /// Walking the whole database found no network with usable data.
+    NoData,
+    /// Walking the database while opening it failed (the cause is inside).
+    Corrupt(Box<GeoError>),
+}
+
+impl std::fmt::Display for GeoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GeoError::Empty => f.write_str("empty file"),
+            GeoError::NotMaxMind(e) => write!(f, "not a MaxMind DB: {e}"),
+            GeoError::UnknownFormat(other) => write!(
+                f,
+                "unknown GeoIP format {other:?}; expected auto, geoip2, asn or flat"
+            ),
+            GeoError::Read(e) => write!(f, "{e}"),
+            GeoError::NoData => f.write_str("the database maps no network to usable data"),
+            GeoError::Corrupt(e) => write!(f, "corrupt MaxMind DB: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GeoError {}
+
 /// What a database says about an address.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GeoInfo {
@@ -165,11 +200,11 @@ impl GeoDb {
     /// Opens a database from its bytes, checking its search tree and data section so that a
     /// corrupt file is refused here and never reaches the query path. `format` is `auto`,
     /// `geoip2`, `asn` or `flat`.
-    pub fn open(name: &str, bytes: Vec<u8>, format: &str) -> Result<GeoDb, String> {
+    pub fn open(name: &str, bytes: Vec<u8>, format: &str) -> Result<GeoDb, GeoError> {
         if bytes.is_empty() {
-            return Err("empty file".into());
+            return Err(GeoError::Empty);
         }
-        let reader = Reader::from_source(bytes).map_err(|e| format!("not a MaxMind DB: {e}"))?;
+        let reader = Reader::from_source(bytes).map_err(GeoError::NotMaxMind)?;
         let db_type = reader.metadata().database_type.clone();
         let layout = match format {
             "geoip2" => Layout::GeoIp2,
@@ -188,11 +223,7 @@ impl GeoDb {
                     Layout::Flat
                 }
             }
-            other => {
-                return Err(format!(
-                    "unknown GeoIP format {other:?}; expected auto, geoip2, asn or flat"
-                ));
-            }
+            other => return Err(GeoError::UnknownFormat(other.to_string())),
         };
         let version = format!("{} built {}", db_type, reader.metadata().build_epoch);
         let mut db = GeoDb {
@@ -203,10 +234,7 @@ impl GeoDb {
             layer: Arc::new(GeoLayer::default()),
         };
         let t = std::time::Instant::now();
-        db.layer = Arc::new(
-            db.flatten()
-                .map_err(|e| format!("corrupt MaxMind DB: {e}"))?,
-        );
+        db.layer = Arc::new(db.flatten().map_err(|e| GeoError::Corrupt(Box::new(e)))?);
         tracing::debug!(
             file = name,
             ms = t.elapsed().as_millis() as u64,
@@ -218,13 +246,13 @@ impl GeoDb {
     }
 
     /// Looks `addr` up: its info and the prefix length of the network it came from.
-    pub fn lookup(&self, addr: IpAddr) -> Result<Option<(GeoInfo, u8)>, String> {
-        let r = self.reader.lookup(addr).map_err(|e| e.to_string())?;
-        let len = r.network().map_err(|e| e.to_string())?.prefix();
+    pub fn lookup(&self, addr: IpAddr) -> Result<Option<(GeoInfo, u8)>, GeoError> {
+        let r = self.reader.lookup(addr).map_err(GeoError::Read)?;
+        let len = r.network().map_err(GeoError::Read)?.prefix();
         match r.decode::<Record>() {
             Ok(Some(rec)) => Ok(Some((rec.info(), len))),
             Ok(None) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(GeoError::Read(e)),
         }
     }
 
@@ -237,7 +265,7 @@ impl GeoDb {
         v6: bool,
         mut intern: impl FnMut(GeoInfo) -> u32,
         mut f: impl FnMut(u128, u8, u32),
-    ) -> Result<(), String> {
+    ) -> Result<(), GeoError> {
         if v6 && self.reader.metadata().ip_version != 6 {
             return Ok(());
         }
@@ -246,10 +274,10 @@ impl GeoDb {
         let iter = self
             .reader
             .within(cidr.parse().expect("valid CIDR"), WithinOptions::default())
-            .map_err(|e| e.to_string())?;
+            .map_err(GeoError::Read)?;
         for item in iter {
-            let item = item.map_err(|e| e.to_string())?;
-            let net = item.network().map_err(|e| e.to_string())?;
+            let item = item.map_err(GeoError::Read)?;
+            let net = item.network().map_err(GeoError::Read)?;
             let (start, len) = match net.ip() {
                 IpAddr::V4(a) if !v6 => (u32::from(a) as u128, net.prefix()),
                 IpAddr::V6(a) if v6 => {
@@ -271,7 +299,7 @@ impl GeoDb {
                     let id = match item.decode::<Record>() {
                         Ok(Some(r)) => intern(r.info()),
                         Ok(None) => u32::MAX,
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(GeoError::Read(e)),
                     };
                     ids.insert(offset, id);
                     id
@@ -287,7 +315,7 @@ impl GeoDb {
     /// Every network of the database as merged ranges, for compilation: for location
     /// databases the value indexes `GeoLayer::keys`; for ASN databases it is the ASN. Walking
     /// the whole tree and decoding every record also proves the file is sound.
-    pub fn flatten(&self) -> Result<GeoLayer, String> {
+    pub fn flatten(&self) -> Result<GeoLayer, GeoError> {
         let mut layer = GeoLayer::default();
         let mut key_ids: HashMap<GeoKey, u32> = HashMap::new();
         let asn = self.layout == Layout::Asn;
@@ -327,7 +355,7 @@ impl GeoDb {
             }
         }
         if layer.v4.is_empty() && layer.v6.is_empty() {
-            return Err("the database maps no network to usable data".into());
+            return Err(GeoError::NoData);
         }
         Ok(layer)
     }

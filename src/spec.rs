@@ -257,9 +257,49 @@ pub struct RuleSpec {
     pub regions: Vec<String>,
 }
 
+/// Why a text is not a CIDR prefix. Each variant holds the (trimmed) text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidrError {
+    /// The part before the `/` is not an IPv4 or IPv6 address.
+    NotAPrefix(String),
+    /// The length is not a number within the family's maximum (the second field).
+    BadLength(String, u8),
+    /// The address has bits set past the length; the prefix it falls in, for the message.
+    HostBits {
+        /// The text.
+        text: String,
+        /// The prefix length given.
+        len: u8,
+        /// The address truncated to `len` bits.
+        truncated: Option<IpNetwork>,
+    },
+}
+
+impl std::fmt::Display for CidrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CidrError::NotAPrefix(s) => write!(f, "{s:?} is not a CIDR prefix"),
+            CidrError::BadLength(s, max) => write!(f, "{s:?}: prefix length must be 0..={max}"),
+            CidrError::HostBits {
+                text,
+                len,
+                truncated,
+            } => {
+                write!(f, "{text:?} has bits set past /{len}; did you mean ")?;
+                if let Some(n) = truncated {
+                    write!(f, "{n}")?;
+                }
+                f.write_str("?")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CidrError {}
+
 /// Parses a CIDR (`192.0.2.0/24`, `2001:db8::/32`) or a single address; host bits must be
 /// zero.
-pub fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
+pub fn parse_cidr(s: &str) -> Result<IpNetwork, CidrError> {
     let s = s.trim();
     let (ip, len) = match s.split_once('/') {
         Some((ip, len)) => (ip, Some(len)),
@@ -267,23 +307,20 @@ pub fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
     };
     let ip: IpAddr = ip
         .parse()
-        .map_err(|_| format!("{s:?} is not a CIDR prefix"))?;
+        .map_err(|_| CidrError::NotAPrefix(s.to_string()))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len: u8 = match len {
         Some(l) => l
             .parse()
             .ok()
             .filter(|&l| l <= max)
-            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+            .ok_or_else(|| CidrError::BadLength(s.to_string(), max))?,
         None => max,
     };
-    IpNetwork::new(ip, len).map_err(|_| {
-        format!(
-            "{s:?} has bits set past /{len}; did you mean {}?",
-            IpNetwork::new_truncate(ip, len)
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        )
+    IpNetwork::new(ip, len).map_err(|_| CidrError::HostBits {
+        text: s.to_string(),
+        len,
+        truncated: IpNetwork::new_truncate(ip, len).ok(),
     })
 }
 
@@ -298,7 +335,7 @@ mod tests {
             "192.0.2.0/24"
         );
         assert_eq!(parse_cidr("2001:db8::1").unwrap().netmask(), 128);
-        let e = parse_cidr("192.0.2.1/24").unwrap_err();
+        let e = parse_cidr("192.0.2.1/24").unwrap_err().to_string();
         assert!(e.contains("did you mean 192.0.2.0/24"), "{e}");
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("banana").is_err());

@@ -14,6 +14,59 @@ use hickory_proto::rr::Name;
 
 use crate::wire::{CLASS_IN, rtype};
 
+/// Why a name or a record value in presentation form cannot be used.
+#[derive(Debug)]
+pub enum RecordError {
+    /// The name is empty.
+    EmptyName,
+    /// The name is not a valid domain name (or too long once the origin is appended).
+    BadName(String, hickory_proto::ProtoError),
+    /// An A value that is not an IPv4 address.
+    NotIpv4(String),
+    /// An AAAA value that is not an IPv6 address.
+    NotIpv6(String),
+    /// An MX value that is not two fields.
+    MxSyntax,
+    /// An MX preference that is not a 16-bit number.
+    BadMxPreference(String),
+    /// An SRV value that is not four fields.
+    SrvSyntax,
+    /// An SRV priority, weight or port that is not a 16-bit number.
+    BadSrvNumber(String),
+    /// A CAA value that is not three fields.
+    CaaSyntax,
+    /// CAA flags that are not an 8-bit number.
+    BadCaaFlags(String),
+    /// A CAA tag that is empty, longer than 15 characters or not alphanumeric.
+    BadCaaTag(String),
+    /// A record type without a presentation-form encoder here.
+    UnsupportedType(u16),
+    /// RDATA longer than 65535 octets.
+    TooLong,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::EmptyName => f.write_str("empty name"),
+            RecordError::BadName(text, e) => write!(f, "bad name {text:?}: {e}"),
+            RecordError::NotIpv4(v) => write!(f, "{v:?} is not an IPv4 address"),
+            RecordError::NotIpv6(v) => write!(f, "{v:?} is not an IPv6 address"),
+            RecordError::MxSyntax => f.write_str("MX wants \"PREFERENCE HOST\""),
+            RecordError::BadMxPreference(p) => write!(f, "bad MX preference {p:?}"),
+            RecordError::SrvSyntax => f.write_str("SRV wants \"PRIORITY WEIGHT PORT TARGET\""),
+            RecordError::BadSrvNumber(p) => write!(f, "bad SRV number {p:?}"),
+            RecordError::CaaSyntax => f.write_str("CAA wants \"FLAGS TAG VALUE\""),
+            RecordError::BadCaaFlags(v) => write!(f, "bad CAA flags {v:?}"),
+            RecordError::BadCaaTag(t) => write!(f, "bad CAA tag {t:?}"),
+            RecordError::UnsupportedType(_) => f.write_str("unsupported record type"),
+            RecordError::TooLong => f.write_str("record data too long"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
 /// One record set at a name, encoded.
 #[derive(Clone, Debug)]
 pub struct RecordSet {
@@ -138,20 +191,20 @@ pub fn wire(name: &Name) -> Box<[u8]> {
 
 /// Parses `text` as a name; relative names (no trailing dot) are relative to `origin`, and
 /// `@` is the origin itself.
-pub fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
+pub fn parse_name(text: &str, origin: &Name) -> Result<Name, RecordError> {
     let text = text.trim();
     if text == "@" {
         return Ok(origin.clone());
     }
     if text.is_empty() {
-        return Err("empty name".into());
+        return Err(RecordError::EmptyName);
     }
-    let n = Name::from_ascii(text).map_err(|e| format!("bad name {text:?}: {e}"))?;
+    let bad = |e| RecordError::BadName(text.to_string(), e);
+    let n = Name::from_ascii(text).map_err(bad)?;
     if n.is_fqdn() {
         Ok(n)
     } else {
-        n.append_domain(origin)
-            .map_err(|e| format!("bad name {text:?}: {e}"))
+        n.append_domain(origin).map_err(bad)
     }
 }
 
@@ -197,40 +250,42 @@ pub fn type_from_str(s: &str) -> Option<u16> {
 }
 
 /// Encodes a record value in presentation form (as in a zone file) into RDATA.
-pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> {
+pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, RecordError> {
     let value = value.trim();
     let mut out = Vec::new();
     match rtype {
         rtype::A => {
             let a: Ipv4Addr = value
                 .parse()
-                .map_err(|_| format!("{value:?} is not an IPv4 address"))?;
+                .map_err(|_| RecordError::NotIpv4(value.to_string()))?;
             out.extend_from_slice(&a.octets());
         }
         rtype::AAAA => {
             let a: Ipv6Addr = value
                 .parse()
-                .map_err(|_| format!("{value:?} is not an IPv6 address"))?;
+                .map_err(|_| RecordError::NotIpv6(value.to_string()))?;
             out.extend_from_slice(&a.octets());
         }
         rtype::CNAME | rtype::NS | rtype::PTR => {
             out.extend_from_slice(&wire(&parse_name(value, origin)?));
         }
         rtype::MX => {
-            let (pref, host) = split2(value, "MX wants \"PREFERENCE HOST\"")?;
+            let (pref, host) = split2(value).ok_or(RecordError::MxSyntax)?;
             let pref: u16 = pref
                 .parse()
-                .map_err(|_| format!("bad MX preference {pref:?}"))?;
+                .map_err(|_| RecordError::BadMxPreference(pref.to_string()))?;
             out.extend_from_slice(&pref.to_be_bytes());
             out.extend_from_slice(&wire(&parse_name(host, origin)?));
         }
         rtype::SRV => {
             let parts: Vec<&str> = value.split_whitespace().collect();
             if parts.len() != 4 {
-                return Err("SRV wants \"PRIORITY WEIGHT PORT TARGET\"".into());
+                return Err(RecordError::SrvSyntax);
             }
             for p in &parts[..3] {
-                let n: u16 = p.parse().map_err(|_| format!("bad SRV number {p:?}"))?;
+                let n: u16 = p
+                    .parse()
+                    .map_err(|_| RecordError::BadSrvNumber(p.to_string()))?;
                 out.extend_from_slice(&n.to_be_bytes());
             }
             out.extend_from_slice(&wire(&parse_name(parts[3], origin)?));
@@ -250,13 +305,13 @@ pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> 
             // RFC 8659 §4.1: FLAGS TAG "VALUE".
             let mut it = value.splitn(3, char::is_whitespace);
             let (Some(flags), Some(tag), Some(val)) = (it.next(), it.next(), it.next()) else {
-                return Err("CAA wants \"FLAGS TAG VALUE\"".into());
+                return Err(RecordError::CaaSyntax);
             };
             let flags: u8 = flags
                 .parse()
-                .map_err(|_| format!("bad CAA flags {flags:?}"))?;
+                .map_err(|_| RecordError::BadCaaFlags(flags.to_string()))?;
             if tag.is_empty() || tag.len() > 15 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(format!("bad CAA tag {tag:?}"));
+                return Err(RecordError::BadCaaTag(tag.to_string()));
             }
             let val = val.trim();
             let val = val
@@ -268,19 +323,20 @@ pub fn rdata(rtype: u16, value: &str, origin: &Name) -> Result<Vec<u8>, String> 
             out.extend_from_slice(tag.to_ascii_lowercase().as_bytes());
             out.extend_from_slice(val.as_bytes());
         }
-        _ => return Err("unsupported record type".into()),
+        other => return Err(RecordError::UnsupportedType(other)),
     }
     if out.len() > 65535 {
-        return Err("record data too long".into());
+        return Err(RecordError::TooLong);
     }
     Ok(out)
 }
 
-fn split2<'a>(value: &'a str, usage: &str) -> Result<(&'a str, &'a str), String> {
+/// The two whitespace-separated fields of `value`, if it has exactly two.
+fn split2(value: &str) -> Option<(&str, &str)> {
     let mut it = value.split_whitespace();
     match (it.next(), it.next(), it.next()) {
-        (Some(a), Some(b), None) => Ok((a, b)),
-        _ => Err(usage.to_string()),
+        (Some(a), Some(b), None) => Some((a, b)),
+        _ => None,
     }
 }
 

@@ -105,7 +105,10 @@ fn mrt_matches_bgpdump_prefix_by_prefix() {
         let loaded = BgpTable::load(file, &read(&format!("mrt/{file}")), "auto");
         if want.is_empty() {
             // Only withdrawals: nothing is left, and a table of nothing is an error.
-            assert!(loaded.unwrap_err().contains("no usable prefix"), "{file}");
+            assert!(
+                loaded.unwrap_err().to_string().contains("no usable prefix"),
+                "{file}"
+            );
             continue;
         }
         let t = loaded.unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -161,7 +164,9 @@ fn truncated_and_other_mrt_inputs() {
         assert!(!t.v4.is_empty() || !t.v6.is_empty(), "{f}");
     }
     // OpenBGPD's multi-protocol TABLE_DUMP variant is not understood: a clear error.
-    let e = BgpTable::load("mp", &read("mrt/openbgpd_rib_table-mp"), "mrt").unwrap_err();
+    let e = BgpTable::load("mp", &read("mrt/openbgpd_rib_table-mp"), "mrt")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("no usable prefix") && e.contains("MRT record 1"),
         "{e}"

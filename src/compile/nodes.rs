@@ -62,7 +62,9 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
         for (i, c) in n.prefixes.iter().enumerate() {
             match parse_cidr(c) {
                 Ok(net) => prefixes.push(net),
-                Err(e) => errors.0.push(d.error(&format!("{p}.prefixes[{i}]"), e)),
+                Err(e) => errors
+                    .0
+                    .push(d.error(&format!("{p}.prefixes[{i}]"), e.to_string())),
             }
         }
         if let Some(l) = n.location

@@ -151,7 +151,7 @@ pub(super) fn rules(
                             };
                             prefix_rules[fam].push((start, net.netmask(), idx));
                         }
-                        Err(e) => errors.0.push(d.error(&path, e)),
+                        Err(e) => errors.0.push(d.error(&path, e.to_string())),
                     }
                 }
             }

@@ -299,7 +299,9 @@ impl Config {
         for (i, a) in spec.why.allow.iter().enumerate() {
             match crate::spec::parse_cidr(a) {
                 Ok(n) => why_allow.push(n),
-                Err(e) => errors.0.push(doc.error(&format!("why.allow[{i}]"), e)),
+                Err(e) => errors
+                    .0
+                    .push(doc.error(&format!("why.allow[{i}]"), e.to_string())),
             }
         }
         let zones = load_zones(&doc, &spec.zones, &mut errors);
@@ -311,7 +313,9 @@ impl Config {
         for (i, a) in spec.rrl.exempt.iter().enumerate() {
             match crate::spec::parse_cidr(a) {
                 Ok(n) => exempt.push(n),
-                Err(e) => errors.0.push(doc.error(&format!("rrl.exempt[{i}]"), e)),
+                Err(e) => errors
+                    .0
+                    .push(doc.error(&format!("rrl.exempt[{i}]"), e.to_string())),
             }
         }
         if spec.rrl.ipv4_prefix > 32 || spec.rrl.ipv6_prefix > 128 {

@@ -31,7 +31,9 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
     let apex = match zone::parse_name(&spec.apex, &root) {
         Ok(n) => n,
         Err(e) => {
-            errors.0.push(doc.error(&format!("{path}.apex"), e));
+            errors
+                .0
+                .push(doc.error(&format!("{path}.apex"), e.to_string()));
             return None;
         }
     };
@@ -40,7 +42,9 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
     {
         Ok(n) => Some(n),
         Err(e) => {
-            errors.0.push(doc.error(&format!("{path}.{field}"), e));
+            errors
+                .0
+                .push(doc.error(&format!("{path}.{field}"), e.to_string()));
             None
         }
     };
@@ -112,7 +116,9 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         let owner = match zone::parse_name(&r.name, &apex) {
             Ok(n) => zone::wire(&n),
             Err(e) => {
-                errors.0.push(doc.error(&format!("{rpath}.name"), e));
+                errors
+                    .0
+                    .push(doc.error(&format!("{rpath}.name"), e.to_string()));
                 continue;
             }
         };
@@ -144,7 +150,7 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
                     } else {
                         format!("{rpath}.value")
                     };
-                    errors.0.push(doc.error(&vp, e));
+                    errors.0.push(doc.error(&vp, e.to_string()));
                 }
             }
         }
