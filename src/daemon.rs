@@ -265,7 +265,11 @@ fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
 /// The control socket to open: the command line's, the configuration's, or the default path
 /// (created with mode 0700 if missing) unless a running server already answers there.
 fn control_path(opts: &ServeOptions, config: &crate::config::Config) -> Option<PathBuf> {
-    if let Some(p) = opts.control.clone().or_else(|| config.control_socket.clone()) {
+    if let Some(p) = opts
+        .control
+        .clone()
+        .or_else(|| config.control_socket.clone())
+    {
         return Some(p);
     }
     let path = crate::control::default_socket();

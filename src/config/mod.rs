@@ -1,5 +1,5 @@
 //! Daemon settings: the runtime [`Config`] built from `signpost.yaml` (its format is in
-//! [`spec`], its zones are built by [`zones`]).
+//! [`spec`], its zones are built by `zones.rs`, its BGP feeds by `feeds.rs`).
 //!
 //! The format is strict: unknown keys are errors, and every problem is reported with
 //! `file:line:column`, its YAML path and what was expected, all at once. Relative paths in the
