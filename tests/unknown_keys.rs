@@ -289,7 +289,12 @@ fn subjects() -> Vec<Subject> {
 
     // The example configuration of docs/configuration.md, its files replaced by test data.
     let example = yaml_block(&read("docs/configuration.md"), "## Example");
-    let example = replaced(&example, "[/etc/signpost/maps/]", "[]");
+    // The repository's nodes: the example's feeds name them.
+    let example = replaced(
+        &example,
+        "[/etc/signpost/maps/]",
+        &format!("[{}]", abs("maps/nodes.yaml")),
+    );
     let example = replaced(&example, "/var/lib/geoip/GeoLite2-City.mmdb", &geoip);
     let example = replaced(&example, "/var/lib/bgp/ipasn.dat.gz", &bgp);
     out.push(Subject {
