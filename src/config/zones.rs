@@ -100,6 +100,8 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             });
         }
     }
+    // Where each owner's CNAME records are written, for the CNAME rules' messages.
+    let mut cname_paths: BTreeMap<Box<[u8]>, Vec<String>> = BTreeMap::new();
     for (rpath, r) in
         doc.decode_each::<RecordSpec>(&format!("{path}.records"), &spec.records, errors)
     {
@@ -141,6 +143,12 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             }
         };
         let ttl = r.ttl.unwrap_or(spec.ttl);
+        if rt == rtype::CNAME {
+            cname_paths
+                .entry(owner.clone())
+                .or_default()
+                .push(rpath.clone());
+        }
         for (vi, v) in values.iter().enumerate() {
             match zone::rdata(rt, v, &apex) {
                 Ok(rd) => add(owner.clone(), rt, zone::body(rt, ttl, &rd)),
@@ -184,8 +192,13 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         let node = nodes.entry(owner.clone()).or_default();
         if rt == rtype::CNAME {
             if records.len() > 1 {
+                // At the second CNAME of the name.
+                let at = cname_paths
+                    .get(&owner)
+                    .and_then(|p| p.get(1).or(p.first()).cloned())
+                    .unwrap_or_else(|| format!("{path}.records"));
                 errors.0.push(doc.error(
-                    &format!("{path}.records"),
+                    &at,
                     format!("{} has more than one CNAME", show(&owner)),
                 ));
             }
@@ -195,8 +208,12 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
     }
     for (owner, node) in &nodes {
         if node.cname_target.is_some() && node.sets.len() > 1 {
+            let at = cname_paths
+                .get(owner)
+                .and_then(|p| p.first().cloned())
+                .unwrap_or_else(|| format!("{path}.records"));
             errors.0.push(doc.error(
-                &format!("{path}.records"),
+                &at,
                 format!(
                     "{} has a CNAME and other records (RFC 1034 §3.6.2)",
                     show(owner)
