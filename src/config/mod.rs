@@ -304,6 +304,24 @@ impl Config {
                     .push(doc.error(&format!("why.allow[{i}]"), e.to_string())),
             }
         }
+        // Data file formats, checked here so that a bad one is reported where it is written.
+        for (key, list, known) in [
+            ("geoip", &spec.geoip, &["auto", "geoip2", "asn", "flat"][..]),
+            ("bgp", &spec.bgp, &["auto", "mrt", "pyasn", "pfx2as"][..]),
+        ] {
+            for (i, d) in list.iter().enumerate() {
+                if !known.contains(&d.format.as_str()) {
+                    errors.0.push(doc.error(
+                        &format!("{key}[{i}].format"),
+                        format!(
+                            "unknown format {:?}; expected {}",
+                            d.format,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         let zones = load_zones(&doc, &spec.zones, &mut errors);
         let feeds = spec
             .feeds
