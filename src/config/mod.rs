@@ -10,7 +10,6 @@ mod feeds;
 pub mod spec;
 mod zones;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -336,11 +335,15 @@ impl Config {
                     .push(doc.error(&format!("rrl.exempt[{i}]"), e.to_string())),
             }
         }
-        if spec.rrl.ipv4_prefix > 32 || spec.rrl.ipv6_prefix > 128 {
-            errors.0.push(doc.error(
-                "rrl",
-                "`ipv4_prefix` must be 0..=32 and `ipv6_prefix` 0..=128",
-            ));
+        if spec.rrl.ipv4_prefix > 32 {
+            errors
+                .0
+                .push(doc.error("rrl.ipv4_prefix", "must be 0..=32"));
+        }
+        if spec.rrl.ipv6_prefix > 128 {
+            errors
+                .0
+                .push(doc.error("rrl.ipv6_prefix", "must be 0..=128"));
         }
         let rrl = (spec.rrl.enabled && spec.rrl.responses_per_second > 0).then(|| Rrl {
             responses_per_second: spec.rrl.responses_per_second,
@@ -391,14 +394,6 @@ impl Config {
         } else {
             spec.workers
         };
-        let mut seen = HashMap::new();
-        for z in &zones {
-            if seen.insert(z.apex.clone(), ()).is_some() {
-                errors
-                    .0
-                    .push(doc.error("zones", format!("zone {} is declared twice", z.apex_text)));
-            }
-        }
         let config = Config {
             origin,
             listen,

@@ -13,9 +13,16 @@ use crate::zone::{self, Glue, RecordSet, Zone};
 
 /// Decodes and builds every zone, collecting all problems.
 pub(super) fn load_zones(doc: &Document, value: &Value, errors: &mut Errors) -> Vec<Zone> {
-    let mut zones = Vec::new();
+    let mut zones: Vec<Zone> = Vec::new();
     for (path, spec) in doc.decode_each::<ZoneSpec>("zones", value, errors) {
         if let Some(z) = build_zone(doc, &path, spec, errors) {
+            if zones.iter().any(|o| o.apex == z.apex) {
+                errors.0.push(doc.error(
+                    &format!("{path}.apex"),
+                    format!("zone {} is declared twice", z.apex_text),
+                ));
+                continue;
+            }
             zones.push(z);
         }
     }
@@ -197,10 +204,9 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
                     .get(&owner)
                     .and_then(|p| p.get(1).or(p.first()).cloned())
                     .unwrap_or_else(|| format!("{path}.records"));
-                errors.0.push(doc.error(
-                    &at,
-                    format!("{} has more than one CNAME", show(&owner)),
-                ));
+                errors
+                    .0
+                    .push(doc.error(&at, format!("{} has more than one CNAME", show(&owner))));
             }
             node.cname_target = Some(records[0][10..].into());
         }
