@@ -286,3 +286,5 @@ pub fn demo_config(dir: &TempDir, extra: &str) -> PathBuf {
     copy_demo_maps(dir);
     config_with_maps(dir, &["maps/"], extra)
 }
+
+pub mod speakers;
