@@ -854,10 +854,6 @@ impl Drop for DnsLoop {
 /// Message Error / Invalid Network Field). Meanwhile every DNS answer is the expected one and
 /// BIRD's session stays up.
 #[test]
-#[ignore = "Signpost bug: an UPDATE read together with the KEEPALIVE that completes the OPEN \
-            exchange waits until more bytes arrive (src/feed/session.rs: receive() fills before \
-            taking buffered frames); the second raw session's /33 UPDATE then gets no \
-            NOTIFICATION (fails about 3 runs in 4); see updates_right_after_the_handshake_are_applied"]
 fn raw_speaker_errors_touch_only_their_session() {
     let sp = signpost_addr();
     let bs = bird_speaker(65051);
@@ -958,9 +954,6 @@ fn raw_speaker_errors_touch_only_their_session() {
 /// OPEN exchange (as BIRD does): the route reaches the table and the answers like any other,
 /// without waiting for the peer's next message. Hold time 0, so no KEEPALIVE follows.
 #[test]
-#[ignore = "Signpost bug: frames read together with the peer's KEEPALIVE in the OPEN exchange \
-            stay in the frame buffer until more bytes arrive (receive() in src/feed/session.rs \
-            calls fill() before next_frame()); with hold time 0 they are never applied"]
 fn updates_right_after_the_handshake_are_applied() {
     let sp = signpost_addr();
     let raw_addr = IpAddr::V4(loopback_v4());

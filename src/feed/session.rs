@@ -251,48 +251,23 @@ async fn receive(
     let mut keepalives = tokio::time::interval((hold / 3).max(Duration::from_secs(1)));
     keepalives.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     keepalives.tick().await;
+    // Frames that arrived with the end of the handshake (a router sends its first UPDATEs
+    // right behind its KEEPALIVE) are already buffered: handle them before reading more.
+    let mut buffered = true;
     loop {
+        if buffered {
+            buffered = false;
+            if let Some(ending) = drain(shared, conn, negotiated, ibgp, &mut last_heard) {
+                return ending;
+            }
+        }
         let hold_expiry = tokio::time::sleep_until((last_heard + hold).into());
         tokio::select! {
             r = conn.reader.fill(&mut conn.rd) => {
                 if let Err(e) = r {
                     return read_ending(e);
                 }
-                let mut batch = Vec::new();
-                let mut ending = None;
-                while let Some(next) = conn.reader.next_frame() {
-                    let frame = match next {
-                        Ok(frame) => frame,
-                        Err(notice) => {
-                            ending = Some(Ending::Send(notice));
-                            break;
-                        }
-                    };
-                    last_heard = Instant::now();
-                    shared.messages.fetch_add(1, Ordering::Relaxed);
-                    match frame.kind {
-                        frame::UPDATE => {
-                            match update::decode(&frame.bytes, negotiated, shared.peer.asn, ibgp) {
-                                Ok(changes) => batch.push(changes),
-                                Err(notice) => {
-                                    ending = Some(Ending::Send(notice));
-                                    break;
-                                }
-                            }
-                        }
-                        frame::KEEPALIVE | frame::ROUTE_REFRESH => {}
-                        _ => {
-                            ending = Some(unexpected(&frame, 3));
-                            break;
-                        }
-                    }
-                }
-                if let Err(notice) = apply(shared, batch) {
-                    return Ending::Send(notice);
-                }
-                if let Some(ending) = ending {
-                    return ending;
-                }
+                buffered = true;
             }
             _ = keepalives.tick(), if !hold.is_zero() => {
                 if let Err(ending) = conn.send(&keepalive()).await {
@@ -307,6 +282,50 @@ async fn receive(
             }
         }
     }
+}
+
+/// Handles every complete frame in the read buffer: UPDATEs are decoded and applied as one
+/// batch; returns how the session ends, if it does.
+fn drain(
+    shared: &PeerShared,
+    conn: &mut Conn,
+    negotiated: &Negotiated,
+    ibgp: bool,
+    last_heard: &mut Instant,
+) -> Option<Ending> {
+    let mut batch = Vec::new();
+    let mut ending = None;
+    while let Some(next) = conn.reader.next_frame() {
+        let frame = match next {
+            Ok(frame) => frame,
+            Err(notice) => {
+                ending = Some(Ending::Send(notice));
+                break;
+            }
+        };
+        *last_heard = Instant::now();
+        shared.messages.fetch_add(1, Ordering::Relaxed);
+        match frame.kind {
+            frame::UPDATE => {
+                match update::decode(&frame.bytes, negotiated, shared.peer.asn, ibgp) {
+                    Ok(changes) => batch.push(changes),
+                    Err(notice) => {
+                        ending = Some(Ending::Send(notice));
+                        break;
+                    }
+                }
+            }
+            frame::KEEPALIVE | frame::ROUTE_REFRESH => {}
+            _ => {
+                ending = Some(unexpected(&frame, 3));
+                break;
+            }
+        }
+    }
+    if let Err(notice) = apply(shared, batch) {
+        return Some(Ending::Send(notice));
+    }
+    ending
 }
 
 /// The Cease / Maximum Number of Prefixes Reached NOTIFICATION: AFI, SAFI and the limit
