@@ -355,6 +355,28 @@ fn sessions_come_up_with_both_daemons() {
     assert_eq!(g.neighbor_state(s.ip()), "established");
 }
 
+/// A session over IPv6 transport: BIRD on `::1` connects to Signpost listening on `[::1]`, and
+/// its IPv4 and IPv6 routes reach the answers like over IPv4.
+#[test]
+fn a_session_over_ipv6_transport() {
+    let v6: IpAddr = "::1".parse().unwrap();
+    if std::net::TcpListener::bind((v6, 0)).is_err() {
+        eprintln!("no IPv6 loopback on this machine; skipped");
+        return;
+    }
+    let sp = SocketAddr::new(v6, free_port_on(v6));
+    let bs = Speaker::on(65007, v6);
+    let s = Signpost::start(sp, 2000, &[FeedPeer::passive("fra1-rtr6", &bs, &["fra1"])]);
+    s.expect("A", EU4_A, LON1);
+    let b = start_bird(&bs, sp, &[(EU4_A, &[64607]), (EU6_A, &[64607])]);
+    b.wait_established("n0", SESSION);
+    s.wait_answer("A", EU4_A, FRA1, CHANGE);
+    s.wait_answer("AAAA", EU6_A, FRA1_6, CHANGE);
+    s.wait_session("fra1-rtr6", 1, 1, CHANGE);
+    assert_eq!(s.session("fra1-rtr6")["address"], "::1");
+    assert_eq!(s.session("fra1-rtr6")["state"], "established");
+}
+
 /// Routes added and withdrawn on each daemon move the answer of a client inside them within
 /// [`CHANGE`]; the time of each change is printed.
 #[test]
