@@ -147,3 +147,49 @@ fn length_fields_overrunning_the_message_reset() {
     msg[19..21].copy_from_slice(&100u16.to_be_bytes());
     assert_eq!(ebgp(&msg.into()).unwrap_err(), Notice::new(3, 1));
 }
+
+/// Mutated UPDATEs (bytes flipped, cut short, lengths changed) are decoded or refused with a
+/// NOTIFICATION, never a panic, and every announced prefix is a valid prefix.
+#[test]
+fn mutated_updates_never_panic() {
+    let base = update(
+        &["10.1.0.0/16", "2001:db8::/32", "192.0.2.0/24"],
+        &["10.9.0.0/16", "2001:db8:9::/48"],
+        &path(&[65001, 65002, 65003], &[7, 8, 9]),
+    );
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..20_000 {
+        let mut m = base.to_vec();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % m.len();
+            match next() % 4 {
+                0 => m[i] = next() as u8,
+                1 => m[i] ^= 1 << (next() % 8),
+                2 => m.truncate(i.max(19)),
+                _ => m.insert(i, next() as u8),
+            }
+        }
+        // Keep the header's length field consistent, as framing would have.
+        if m.len() >= 19 {
+            let len = (m.len() as u16).to_be_bytes();
+            m[16] = len[0];
+            m[17] = len[1];
+        }
+        match ebgp(&bytes::Bytes::from(m)) {
+            Ok(c) => {
+                ok += 1;
+                assert!(c.announce_v4.iter().all(|&(_, l)| l <= 32));
+                assert!(c.announce_v6.iter().all(|&(_, l)| l <= 128));
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(ok > 0 && refused > 0, "{ok} decoded, {refused} refused");
+}
