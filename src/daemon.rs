@@ -179,15 +179,31 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         reload_requests,
     )
     .map_err(DaemonError::Reload)?;
-    let control = Control::start(
+    let (path, chosen) = control_path(&opts, &config);
+    let control = match Control::start(
         &runtime,
-        control_path(&opts, &config),
+        path,
         config.control_mode,
         serving.clone(),
         stats.clone(),
         started,
-    )
-    .map_err(DaemonError::Control)?;
+    ) {
+        Ok(c) => c,
+        Err(e) if !chosen => {
+            // The default path is a convenience: without it the server still serves.
+            tracing::warn!("{e}; serving without a control socket (use --control)");
+            Control::start(
+                &runtime,
+                None,
+                config.control_mode,
+                serving.clone(),
+                stats.clone(),
+                started,
+            )
+            .map_err(DaemonError::Control)?
+        }
+        Err(e) => return Err(DaemonError::Control(e)),
+    };
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
@@ -262,16 +278,22 @@ fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
     }
 }
 
-/// The control socket to open: the command line's, the configuration's, or the default path
-/// (created with mode 0700 if missing) unless a running server already answers there.
-fn control_path(opts: &ServeOptions, config: &crate::config::Config) -> Option<PathBuf> {
-    if let Some(p) = opts
+/// The control socket to open, and whether it was chosen (command line or configuration: a
+/// failure to open it is fatal) rather than the default path.
+fn control_path(opts: &ServeOptions, config: &crate::config::Config) -> (Option<PathBuf>, bool) {
+    match opts
         .control
         .clone()
         .or_else(|| config.control_socket.clone())
     {
-        return Some(p);
+        Some(p) => (Some(p), true),
+        None => (default_control_path(), false),
     }
+}
+
+/// The default control socket (its directory created with mode 0700 if missing), unless a
+/// running server already answers there.
+fn default_control_path() -> Option<PathBuf> {
     let path = crate::control::default_socket();
     if std::os::unix::net::UnixStream::connect(&path).is_ok() {
         tracing::warn!(path = %path.display(), "another server answers on the default control socket; this one opens none (use --control)");

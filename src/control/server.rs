@@ -43,9 +43,11 @@ impl std::fmt::Display for ControlError {
 
 impl std::error::Error for ControlError {}
 
-/// The running control socket; dropping it removes the socket file.
+/// The running control socket; dropping it removes the socket file (unless another server
+/// has replaced it since).
 pub struct Control {
-    path: Option<PathBuf>,
+    /// The socket file and its inode.
+    path: Option<(PathBuf, u64)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -54,8 +56,11 @@ impl Drop for Control {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
+        if let Some((p, ino)) = &self.path {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }
@@ -103,6 +108,10 @@ impl Control {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| ControlError::Mode(path.clone(), e))?;
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::symlink_metadata(&path)
+            .map(|m| m.ino())
+            .unwrap_or(0);
         tasks.push(runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -113,7 +122,7 @@ impl Control {
             }
         }));
         Ok(Control {
-            path: Some(path),
+            path: Some((path, ino)),
             tasks,
         })
     }

@@ -90,6 +90,17 @@ impl Server {
 
     pub fn start_on(args: &[&str], listen: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+        // Servers without --control open their default socket: a path of their own here, so
+        // that parallel tests never meet at the machine's default.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cmd.env(
+            "SIGNPOST_CONTROL",
+            std::env::temp_dir().join(format!(
+                "signpost-test-{}-{n}/control.sock",
+                std::process::id()
+            )),
+        );
         cmd.arg("serve")
             .args(args)
             .args(["--listen", listen])
