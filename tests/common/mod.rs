@@ -55,6 +55,8 @@ pub struct Server {
     pub tcp: SocketAddr,
     pub control: Option<PathBuf>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The directory of the default control socket this server was given.
+    pub default_control_dir: PathBuf,
 }
 
 impl Server {
@@ -94,13 +96,9 @@ impl Server {
         // that parallel tests never meet at the machine's default.
         static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        cmd.env(
-            "SIGNPOST_CONTROL",
-            std::env::temp_dir().join(format!(
-                "signpost-test-{}-{n}/control.sock",
-                std::process::id()
-            )),
-        );
+        let default_control_dir =
+            std::env::temp_dir().join(format!("signpost-test-{}-{n}", std::process::id()));
+        cmd.env("SIGNPOST_CONTROL", default_control_dir.join("control.sock"));
         cmd.arg("serve")
             .args(args)
             .args(["--listen", listen])
@@ -151,6 +149,7 @@ impl Server {
             tcp,
             control,
             stderr,
+            default_control_dir,
         }
     }
 
@@ -223,6 +222,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.default_control_dir);
     }
 }
 
