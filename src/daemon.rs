@@ -67,8 +67,10 @@ pub struct ServeOptions {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
-    let (config, snap) =
-        crate::load::load(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
+    let sources =
+        crate::load::Sources::read(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
+    let snap = sources.build(&[]).map_err(DaemonError::Invalid)?;
+    let config = sources.config.clone();
     // Admin overrides and the first round of health checks are applied before the first
     // answer.
     let mut states = NodeStates::load(
@@ -173,7 +175,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     };
     let reload_thread = reload::start(
         opts.config.clone(),
-        &config,
+        sources,
         Timing::of(&config),
         serving.clone(),
         reload_requests,

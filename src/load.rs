@@ -3,8 +3,9 @@
 //! `serve`'s first load and the offline commands (`check`, `lookup`, `explain`, `diff`) all go
 //! through here; the compiler itself reads nothing.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::client::ClientData;
 use crate::compile::{self, Inputs, MapText};
@@ -71,6 +72,62 @@ pub fn load_with(
     let client = client_data(&config, previous)?;
     let snap = compile(&config, client, live)?;
     Ok((config, snap))
+}
+
+/// Everything a build reads from storage, kept by the reload thread so that a build for a feed
+/// change compiles the last good inputs again, with new live tables, without reading a file:
+/// an operator's edit in progress cannot hold back (or break) the routing updates.
+pub struct Sources {
+    /// The configuration.
+    pub config: Config,
+    /// The client data.
+    pub client: Arc<ClientData>,
+    /// The map files.
+    maps: Vec<MapText>,
+    /// The files the maps refer to, as read by the first build from these sources.
+    files: Mutex<HashMap<DataSource, Vec<u8>>>,
+}
+
+impl Sources {
+    /// Reads the configuration at `config_path` (or the embedded default), its client data
+    /// (reusing the unchanged files of `previous`) and its maps.
+    pub fn read(
+        config_path: Option<&Path>,
+        previous: Option<&ClientData>,
+    ) -> Result<Sources, Errors> {
+        let config = config(config_path)?;
+        let client = client_data(&config, previous)?;
+        let maps = read_maps(&config)?;
+        Ok(Sources {
+            config,
+            client,
+            maps,
+            files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Compiles these sources with the live feeds' tables. The files the maps refer to are read
+    /// once and then reused.
+    pub fn build(&self, live: &[FeedTable]) -> Result<Snapshot, Errors> {
+        let read = |s: &DataSource| {
+            let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(bytes) = files.get(s) {
+                return Ok(bytes.clone());
+            }
+            let bytes = s.read()?;
+            files.insert(s.clone(), bytes.clone());
+            Ok(bytes)
+        };
+        compile::build(
+            &self.config,
+            Inputs {
+                client: self.client.clone(),
+                maps: &self.maps,
+                files: &read,
+                live,
+            },
+        )
+    }
 }
 
 /// Reads the map files named by the configuration (directories expanded to their `*.yaml`

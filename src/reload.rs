@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 
 use crate::config::Config;
+use crate::load::Sources;
 use crate::serving::{ReloadOutcome, ReloadRequest, Serving};
 
 /// Why the reload thread could not start.
@@ -65,14 +66,16 @@ impl Timing {
     }
 }
 
-/// Starts the reload thread (and the file watcher, when the configuration is a file).
+/// Starts the reload thread (and the file watcher, when the configuration is a file);
+/// `initial` holds the inputs of the snapshot serving now.
 pub fn start(
     config_path: Option<PathBuf>,
-    config: &Config,
+    initial: Sources,
     timing: Timing,
     serving: Arc<Serving>,
     requests: Receiver<ReloadRequest>,
 ) -> Result<std::thread::JoinHandle<()>, ReloadError> {
+    let config = &initial.config;
     let watcher = match config_path {
         Some(_) => Some(watch(config, serving.reload_sender())?),
         None => None,
@@ -84,7 +87,7 @@ pub fn start(
             if timing.low_priority {
                 lower_priority();
             }
-            run(requests, config_path, serving, timing)
+            run(requests, config_path, serving, timing, Some(initial))
         })
         .map_err(ReloadError::Thread)
 }
@@ -161,6 +164,8 @@ struct Batch {
     now: bool,
     /// Stop after this batch.
     stop: bool,
+    /// Read the files again (anything but a feed change asks for it).
+    reread: bool,
     /// The earliest deadline a request set.
     deadline: Option<Instant>,
 }
@@ -171,6 +176,7 @@ impl Batch {
     fn add(&mut self, r: ReloadRequest, timing: &Timing) {
         match r {
             ReloadRequest::FileChanged => {
+                self.reread = true;
                 let d = Instant::now() + timing.debounce;
                 self.deadline = Some(match self.deadline {
                     Some(old) if !self.now => old.max(d),
@@ -182,10 +188,14 @@ impl Batch {
                 let d = Instant::now() + timing.feed_delay;
                 self.deadline = Some(self.deadline.map_or(d, |old| old.min(d)));
             }
-            ReloadRequest::Signal => self.now = true,
+            ReloadRequest::Signal => {
+                self.now = true;
+                self.reread = true;
+            }
             ReloadRequest::Control(tx) => {
                 self.waiters.push(tx);
                 self.now = true;
+                self.reread = true;
             }
             ReloadRequest::Stop => self.stop = true,
         }
@@ -197,7 +207,10 @@ fn run(
     config_path: Option<PathBuf>,
     serving: Arc<Serving>,
     timing: Timing,
+    initial: Option<Sources>,
 ) {
+    // The inputs of the snapshot serving now.
+    let mut sources = initial;
     loop {
         let Ok(first) = rx.recv() else { return };
         let mut batch = Batch::default();
@@ -223,23 +236,47 @@ fn run(
             }
             return;
         }
-        let outcome = reload_once(config_path.as_deref(), &serving);
+        let outcome = reload_once(config_path.as_deref(), &serving, &mut sources, batch.reread);
         for w in batch.waiters {
             let _ = w.send(outcome.clone());
         }
     }
 }
 
-/// Builds a new snapshot and publishes it, or keeps the old one and records why.
-fn reload_once(config_path: Option<&Path>, serving: &Serving) -> ReloadOutcome {
+/// Builds a new snapshot and publishes it, or keeps the old one and records why. A batch of
+/// feed changes only (`reread` false) compiles the last good sources again with the new live
+/// tables; anything else reads the files first.
+fn reload_once(
+    config_path: Option<&Path>,
+    serving: &Serving,
+    sources: &mut Option<Sources>,
+    reread: bool,
+) -> ReloadOutcome {
     let started = Instant::now();
     let old = serving.snapshot();
     let live = serving.take_feed_tables();
-    let outcome = match crate::load::load_with(config_path, Some(&old.client), &live) {
-        Ok((_, snap)) => {
+    let sources_missing = sources.is_none();
+    let result = match sources.as_ref() {
+        Some(s) if !reread => s.build(&live),
+        // Read the files; the last good sources stay for feed changes if this fails.
+        _ => Sources::read(config_path, Some(&old.client)).and_then(|s| {
+            let built = s.build(&live);
+            if built.is_ok() {
+                *sources = Some(s);
+            }
+            built
+        }),
+    };
+    let outcome = match result {
+        Ok(snap) => {
             let versions = snap.versions.clone();
             serving.publish(snap);
-            tracing::info!(ms = started.elapsed().as_millis() as u64, %versions, "reloaded");
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                files = reread,
+                %versions,
+                "reloaded"
+            );
             ReloadOutcome::Published(versions)
         }
         Err(errors) => {
@@ -247,6 +284,6 @@ fn reload_once(config_path: Option<&Path>, serving: &Serving) -> ReloadOutcome {
             ReloadOutcome::Failed(errors.0.iter().map(|e| e.to_string()).collect())
         }
     };
-    serving.record_reload(&outcome);
+    serving.record_reload(&outcome, reread || sources_missing);
     outcome
 }

@@ -186,17 +186,22 @@ impl Serving {
             .clone()
     }
 
-    /// Records a reload's outcome.
-    pub fn record_reload(&self, outcome: &ReloadOutcome) {
+    /// Records a reload's outcome. A build for feed changes only (`files` false) that succeeds
+    /// counts a generation but leaves the outcome of the last file reload in place: a broken
+    /// file stays reported until it is fixed.
+    pub fn record_reload(&self, outcome: &ReloadOutcome, files: bool) {
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        st.at = SystemTime::now();
         match outcome {
             ReloadOutcome::Published(_) => {
-                st.ok = true;
-                st.errors.clear();
                 st.generation += 1;
+                if files {
+                    st.at = SystemTime::now();
+                    st.ok = true;
+                    st.errors.clear();
+                }
             }
             ReloadOutcome::Failed(errors) => {
+                st.at = SystemTime::now();
                 st.ok = false;
                 st.errors = errors.clone();
             }

@@ -377,6 +377,47 @@ fn a_session_over_ipv6_transport() {
     assert_eq!(s.session("fra1-rtr6")["state"], "established");
 }
 
+/// While an operator's edit has broken the configuration (the reload is refused and the old
+/// snapshot serves), routing updates still reach the answers: a feed change compiles the last
+/// good files again with the new tables. Fixing the file reloads as usual.
+#[test]
+fn feed_changes_apply_while_a_file_is_broken() {
+    let sp = signpost_addr();
+    let bs = bird_speaker(65008);
+    let s = Signpost::start(sp, 2000, &[FeedPeer::passive("fra1-rtr", &bs, &["fra1"])]);
+    let mut b = start_bird(&bs, sp, &[]);
+    b.wait_established("n0", SESSION);
+    s.wait_session("fra1-rtr", 0, 0, CHANGE);
+    let config = s._dir.path("bgp-live/signpost.yaml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    s._dir
+        .write("bgp-live/signpost.yaml", &format!("{good}\nbogus_key: 1\n"));
+    assert!(
+        wait_until(CHANGE, || {
+            let (_, v) = s.server.ctl(&["status"]);
+            v["last_reload"]["ok"] == false
+        }),
+        "the broken file was not refused\n{}",
+        s.diagnostics()
+    );
+    b.set_routes(&[(EU4_A, &[64608])]);
+    s.wait_answer("A", EU4_A, FRA1, CHANGE);
+    b.set_routes(&[]);
+    s.wait_answer("A", EU4_A, LON1, CHANGE);
+    let (_, v) = s.server.ctl(&["status"]);
+    assert!(
+        v["last_reload"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("bogus_key")),
+        "{v}"
+    );
+    s._dir.write("bgp-live/signpost.yaml", &good);
+    assert!(wait_until(CHANGE, || {
+        let (_, v) = s.server.ctl(&["status"]);
+        v["last_reload"]["ok"] == true
+    }));
+}
+
 /// Routes added and withdrawn on each daemon move the answer of a client inside them within
 /// [`CHANGE`]; the time of each change is printed.
 #[test]

@@ -59,7 +59,7 @@ pub struct TcpLimits {
 }
 
 /// Where a data file comes from: disk, or bytes compiled into the binary.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DataSource {
     /// A file on disk.
     File(PathBuf),
