@@ -111,7 +111,8 @@ pub fn overlay(
         }
     }
     cuts.push(0);
-    cuts.sort_unstable();
+    // Each layer gives its cuts in order: a stable sort merges those runs.
+    cuts.sort();
     cuts.dedup();
     let mut idx = vec![0usize; layers.len()];
     let mut values = vec![None; layers.len()];

@@ -124,34 +124,45 @@ fn widen(list: &[(u32, u8, Route)]) -> Vec<(u128, u8, Route)> {
 }
 
 /// The origin of every prefix any feed has: the one most feeds announce (ties: the smaller
-/// ASN).
+/// ASN). Each feed's list is sorted by (start, length); the lists are merged by sorting their
+/// concatenation, then each run of one prefix is counted.
 fn origins(feeds: impl Iterator<Item = Vec<(u128, u8, Route)>>) -> Vec<(u128, u8, u32)> {
-    let feeds: Vec<Vec<(u128, u8, Route)>> = feeds.collect();
-    if feeds.len() == 1 {
-        return feeds[0].iter().map(|&(s, l, r)| (s, l, r.origin)).collect();
+    let mut feeds: Vec<Vec<(u128, u8, Route)>> = feeds.filter(|f| !f.is_empty()).collect();
+    if feeds.len() <= 1 {
+        return feeds
+            .pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, l, r)| (s, l, r.origin))
+            .collect();
     }
-    let mut votes: HashMap<(u128, u8), Vec<u32>> = HashMap::new();
-    for f in &feeds {
-        for &(s, l, r) in f {
-            votes.entry((s, l)).or_default().push(r.origin);
-        }
-    }
-    let mut out: Vec<(u128, u8, u32)> = votes
-        .into_iter()
-        .map(|((s, l), mut v)| {
-            v.sort_unstable();
-            let mut best = (0usize, u32::MAX);
-            let mut i = 0;
-            while i < v.len() {
-                let j = v[i..].iter().take_while(|&&a| a == v[i]).count();
-                if j > best.0 {
-                    best = (j, v[i]);
-                }
-                i += j;
-            }
-            (s, l, best.1)
-        })
+    let mut all: Vec<(u128, u8, u32)> = feeds
+        .iter()
+        .flatten()
+        .map(|&(s, l, r)| (s, l, r.origin))
         .collect();
-    out.sort_unstable();
+    all.sort_unstable();
+    let mut out = Vec::with_capacity(all.len() / feeds.len());
+    let mut i = 0;
+    while i < all.len() {
+        let (s, l) = (all[i].0, all[i].1);
+        let mut j = i;
+        // Within one prefix the origins are sorted: count each run, keep the longest (the
+        // first longest, so ties go to the smaller ASN).
+        let mut best = (0usize, u32::MAX);
+        while j < all.len() && all[j].0 == s && all[j].1 == l {
+            let o = all[j].2;
+            let mut k = j;
+            while k < all.len() && all[k].0 == s && all[k].1 == l && all[k].2 == o {
+                k += 1;
+            }
+            if k - j > best.0 {
+                best = (k - j, o);
+            }
+            j = k;
+        }
+        out.push((s, l, best.1));
+        i = j;
+    }
     out
 }

@@ -205,7 +205,7 @@ pub(super) fn tables(
                     .unwrap_or_default(),
             );
         }
-        let merged = ranges::overlay(&layers, bits, |v| {
+        let mut decide = |v: &[Option<u32>]| -> u32 {
             let class = classes[v[1].unwrap_or(0) as usize];
             let rule = v[2].or(class.0).or(v[0]).unwrap_or(default_rule);
             let mut mask = class.1;
@@ -227,6 +227,18 @@ pub(super) fn tables(
             });
             let d = (decisions.len() - 1) as u32;
             decision_of.insert(key, d);
+            d
+        };
+        // Neighbouring pieces often have the same layer values: decide those once.
+        let mut last: (Vec<Option<u32>>, u32) = (Vec::new(), u32::MAX);
+        let merged = ranges::overlay(&layers, bits, |v| {
+            if last.1 != u32::MAX && last.0 == v {
+                return last.1;
+            }
+            let d = decide(v);
+            last.0.clear();
+            last.0.extend_from_slice(v);
+            last.1 = d;
             d
         });
         for (start, len, dec) in ranges::blocks(&merged, bits) {
