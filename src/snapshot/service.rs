@@ -101,7 +101,7 @@ impl Service {
     }
 
     /// The decision and prefix length of the block holding `addr`.
-    #[inline]
+    #[inline(always)]
     pub fn route(&self, addr: IpAddr) -> Option<(&Decision, u8)> {
         let (d, len) = match addr {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a))?,
@@ -279,6 +279,7 @@ impl Service {
     }
 
     /// Up to `want` nodes of `region` in state `wanted`, by weight (or spread by client).
+    #[inline(always)]
     fn choose_n(
         &self,
         region: &Region,
