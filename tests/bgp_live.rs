@@ -1120,8 +1120,18 @@ fn max_prefixes_ends_only_that_session() {
     let e = fra["last_error"].to_string();
     assert!(e.to_lowercase().contains("prefix"), "{fra}");
 
-    // A while later the other session is still up, with its routes and answers.
+    // A while later the other session is still up, with its routes and answers; the session
+    // over its limit is held down (no flapping while BIRD retries every second), with the
+    // Cease still its last error.
     std::thread::sleep(Duration::from_secs(3));
+    let fra = s.session("fra1-rtr");
+    assert_ne!(fra["state"], "established", "{fra}");
+    assert!(
+        fra["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Maximum Number of Prefixes")),
+        "{fra}"
+    );
     let (n, bad) = dns.finish();
     assert!(
         bad.is_empty(),

@@ -81,7 +81,9 @@ pub struct PushItem {
 }
 
 /// The commands, in the order messages list them.
-const COMMANDS: [&str; 7] = ["status", "nodes", "set", "clear", "push", "reload", "stats"];
+const COMMANDS: [&str; 10] = [
+    "status", "nodes", "set", "clear", "push", "reload", "stats", "bgp", "lookup", "explain",
+];
 
 /// Each command's fields, and those it needs.
 type Fields = (

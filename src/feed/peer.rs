@@ -148,6 +148,9 @@ async fn connect(peer: &Peer, timeout: Duration) -> std::io::Result<TcpStream> {
     }
 }
 
+/// How long a session that went over its prefix limit stays down (at least the connect retry).
+const OVER_LIMIT_HOLD: Duration = Duration::from_secs(60);
+
 /// The task of one peer. `incoming` delivers a passive peer's accepted connections.
 pub(crate) async fn run(
     shared: Arc<PeerShared>,
@@ -184,11 +187,29 @@ pub(crate) async fn run(
         let SessionEnd {
             established,
             replaced_by,
+            over_limit,
         } = session::run(&shared, stream, incoming.as_mut()).await;
         shared.set_state(SessionState::Idle);
         shared.routes_stale(stale_time);
         if established {
             info!(peer = %name, "BGP session down");
+        }
+        if over_limit {
+            // A peer over its prefix limit would send the same table again at once: hold the
+            // session down (refusing its connections) so that it does not flap, and so that
+            // the Cease stays the last error an operator sees.
+            let hold = connect_retry.max(OVER_LIMIT_HOLD);
+            warn!(peer = %name, seconds = hold.as_secs(), "prefix limit reached: session held down");
+            let until = tokio::time::Instant::now() + hold;
+            match incoming.as_mut() {
+                Some(rx) => {
+                    while let Ok(Some(stream)) = tokio::time::timeout_at(until, rx.recv()).await {
+                        drop(stream);
+                    }
+                }
+                None => tokio::time::sleep_until(until).await,
+            }
+            continue;
         }
         match replaced_by {
             Some(stream) => next = Some(stream),

@@ -34,6 +34,9 @@ pub(crate) struct SessionEnd {
     pub established: bool,
     /// A new connection from the same peer replaced it.
     pub replaced_by: Option<TcpStream>,
+    /// It ended because the peer sent more routes than its limit: wait before the next
+    /// session, instead of loading the table again at once.
+    pub over_limit: bool,
 }
 
 /// Longest wait for a write to the peer before the session is given up.
@@ -168,8 +171,10 @@ pub(crate) async fn run(
     };
     let name = &shared.peer.name;
     let mut replaced_by = None;
+    let mut over_limit = false;
     match ending {
         Ending::Send(notice) => {
+            over_limit = notice.code == CEASE && notice.subcode == 1;
             warn!(peer = %name, notification = %notice, "sending BGP NOTIFICATION");
             shared.set_error(format!("sent NOTIFICATION: {notice}"));
             conn.close_with(&notice).await;
@@ -193,6 +198,7 @@ pub(crate) async fn run(
     SessionEnd {
         established,
         replaced_by,
+        over_limit,
     }
 }
 
