@@ -471,8 +471,16 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         }
         Reply::Bgp { sessions } => {
             println!(
-                "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9}  LAST ERROR",
-                "PEER", "ADDRESS", "STATE", "IPV4", "IPV6", "STALE", "FOR"
+                "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  LAST ERROR",
+                "PEER",
+                "ADDRESS",
+                "STATE",
+                "IPV4",
+                "IPV6",
+                "STALE",
+                "FOR",
+                "LAST UPDATE",
+                "MESSAGES"
             );
             for s in sessions {
                 let age = s
@@ -480,8 +488,12 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
                     .or(s.down_s)
                     .map(|t| format!("{t} s"))
                     .unwrap_or_else(|| "-".into());
+                let update = s
+                    .last_update_s
+                    .map(|t| format!("{t} s ago"))
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9}  {}",
+                    "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  {}",
                     s.peer,
                     s.address,
                     s.state,
@@ -489,6 +501,8 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
                     s.ipv6_prefixes,
                     s.stale_prefixes,
                     age,
+                    update,
+                    s.messages,
                     s.last_error.as_deref().unwrap_or("-")
                 );
             }
@@ -498,6 +512,7 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
                 println!("{l}");
             }
         }
+        Reply::Reloaded { data } => println!("reloaded: {data}"),
         _ => println!("ok"),
     }
     Ok(())

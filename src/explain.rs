@@ -27,6 +27,42 @@ pub fn live_lines(live: &LiveData, addr: IpAddr) -> Vec<String> {
         .collect()
 }
 
+/// The origin the live feeds give `addr`, as the compiler decides it (the longest covering
+/// prefix of any feed; the origin most feeds give it, ties to the smaller ASN), as an `asn:`
+/// line; none when no feed covers the address.
+fn live_origin_line(live: &LiveData, addr: IpAddr) -> Option<String> {
+    let found: Vec<(String, IpAddr, u8, u32)> = live
+        .feeds
+        .iter()
+        .filter_map(|f| {
+            let (start, len, r) = f.table.lookup(addr)?;
+            Some((f.table.peer.clone(), start, len, r.origin))
+        })
+        .collect();
+    let best = found.iter().map(|f| f.2).max()?;
+    let at: Vec<&(String, IpAddr, u8, u32)> = found.iter().filter(|f| f.2 == best).collect();
+    let mut origins: Vec<u32> = at.iter().map(|f| f.3).collect();
+    origins.sort_unstable();
+    let mut winner = (0, 0);
+    for &o in &origins {
+        let n = origins.iter().filter(|&&x| x == o).count();
+        if n > winner.0 {
+            winner = (n, o);
+        }
+    }
+    let feeds: Vec<&str> = at
+        .iter()
+        .filter(|f| f.3 == winner.1)
+        .map(|f| f.0.as_str())
+        .collect();
+    Some(format!(
+        "asn: AS{} (live, prefix {}/{best}, from {})",
+        winner.1,
+        at[0].1,
+        feeds.join(", ")
+    ))
+}
+
 /// The shortest AS path to `addr` among the feeds of `node`: (length, feed, prefix), as the
 /// proximity ranks use it.
 pub fn node_path(live: &LiveData, node: &str, addr: IpAddr) -> Option<(u32, String, String)> {
@@ -60,7 +96,15 @@ pub fn explain(
 ) -> Vec<String> {
     let svc = &snap.services[service];
     let mut out = vec![format!("client {client} ({how})")];
-    out.extend(snap.client.lookup(client).lines());
+    let mut data = snap.client.lookup(client).lines();
+    // Where a live feed covers the client, its origin is the one the rules used.
+    if let Some(line) = live_origin_line(&snap.live, client) {
+        match data.iter_mut().find(|l| l.starts_with("asn:")) {
+            Some(l) => *l = line,
+            None => data.push(line),
+        }
+    }
+    out.extend(data);
     out.extend(live_lines(&snap.live, client));
     let Some((decision, scope)) = svc.route(client) else {
         out.push("no route (empty table)".into());
@@ -70,8 +114,18 @@ pub fn explain(
     out.push(format!("rule: {} at {}", rule.kind, rule.location));
     for (i, &r) in decision.chain.iter().enumerate() {
         let region = &svc.regions[r];
-        let members: Vec<String> = region
-            .members
+        // Members in the order they are tried: by proximity rank first in a proximity region.
+        let mut order: Vec<(usize, u32)> = region.members.clone();
+        if region.proximity && !decision.ranks.is_empty() {
+            order.sort_by_key(|&(n, _)| {
+                decision
+                    .ranks
+                    .get(n)
+                    .copied()
+                    .unwrap_or(crate::snapshot::NO_ROUTE)
+            });
+        }
+        let members: Vec<String> = order
             .iter()
             .map(|&(n, w)| {
                 let node = &snap.nodes[n];

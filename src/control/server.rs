@@ -260,6 +260,11 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
             known(&node)?;
             State::parse(&state)
                 .ok_or_else(|| format!("bad state {state:?}; expected up, down or drain"))?;
+            if expires_in == Some(0) {
+                return Err(
+                    "`expires_in` must be at least 1 second (leave it out for none)".into(),
+                );
+            }
             serving
                 .update_states(|st, _| {
                     st.admin.insert(
