@@ -684,6 +684,21 @@ fn live_origin_decides_asns_rules() {
     s.expect("A", US4_B, IAD1);
     // fra1's feed has a route there, so proximity puts fra1 first in Europe.
     s.expect("A", EU4_B, FRA1);
+    // The server's explanation names the live origin the rule used.
+    let client = US4.split('/').next().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["explain", "--socket"])
+        .arg(s.server.control.as_ref().unwrap())
+        .args([client, "dl.example.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "asn: AS{CUSTOMER_AS} (live, prefix {US4}, from fra1-rtr)"
+        )) && text.contains("rule: asn"),
+        "{text}"
+    );
 
     let t2 = Instant::now();
     b.set_routes(&[("8.8.0.0/16", &[64642, 64991])]);
