@@ -187,7 +187,7 @@ fn session_attributes(a: &Attributes) -> Attributes {
 /// The origin of a path as Signpost's file reader and the RIB text see it: the last ASN of the
 /// last segment (the first member of a final AS_SET).
 fn origin_of(p: &AsPath) -> Option<u32> {
-    let seg = p.iter_segments().filter(|s| !s.is_empty()).last()?;
+    let seg = p.iter_segments().rfind(|s| !s.is_empty())?;
     match seg {
         AsPathSegment::AsSequence(v) | AsPathSegment::ConfedSequence(v) => {
             v.last().map(|a| a.to_u32())
@@ -1023,7 +1023,7 @@ fn parse_lookup(out: &str, key: &str) -> HashMap<String, Option<(String, u32)>> 
                 .skip(1)
                 .find_map(|x| x.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok());
             let pfx = t
-                .split(|c: char| c == ' ' || c == ',' || c == '(' || c == ')')
+                .split([' ', ',', '(', ')'])
                 .find(|w| w.contains('/') && w.parse::<ipnet::IpNet>().is_ok());
             if let (Some(a), Some(p)) = (asn, pfx) {
                 m.insert(c.clone(), Some((p.to_string(), a)));
