@@ -292,6 +292,9 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
         }
         Request::Push { source, states } => {
             let source = source.unwrap_or_else(|| "monitor".into());
+            if states.is_empty() {
+                return Err("`push` needs at least one state".into());
+            }
             // Validate the whole batch first: it is applied entirely or not at all.
             let mut parsed = Vec::new();
             for it in &states {

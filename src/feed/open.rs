@@ -120,6 +120,13 @@ pub(crate) fn check_open(
     };
     let two_byte_ok = two_byte == asn || (asn > 0xffff && two_byte == u32::from(AS_TRANS));
     if asn != peer.asn || !two_byte_ok {
+        tracing::warn!(
+            peer = %peer.name,
+            received = asn,
+            received_two_byte = two_byte,
+            configured = peer.asn,
+            "BGP OPEN with another AS than configured"
+        );
         return Err(Notice::new(OPEN_ERROR, 2));
     }
     let id = open.bgp_identifier;
