@@ -50,6 +50,7 @@ impl Live {
                         let feed = live.data.feeds.len();
                         node_feeds.entry(n).or_default().push(feed);
                     }
+                    None if nodes.broken.covers(name) => {}
                     None => {
                         let mut e = at.clone();
                         e.message = format!(

@@ -67,10 +67,17 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let mut node_specs: Vec<(&Document, String, NodeSpec)> = Vec::new();
     let mut region_specs: Vec<(&Document, String, RegionSpec)> = Vec::new();
     let mut service_specs: Vec<(&Document, &MapText, String, ServiceSpec)> = Vec::new();
+    // Names defined in the files, decoded or not, and whether a whole file is unreadable.
+    let mut declared_nodes: HashSet<String> = HashSet::new();
+    let mut declared_regions: HashSet<String> = HashSet::new();
+    let mut incomplete = docs.len() < inputs.maps.len();
     for (m, d) in &docs {
         let Some(file) = d.decode::<MapFileSpec>("", &d.root, &mut errors) else {
+            incomplete = true;
             continue;
         };
+        declared_nodes.extend(names(&file.nodes));
+        declared_regions.extend(names(&file.regions));
         for (p, n) in d.decode_each::<NodeSpec>("nodes", &file.nodes, &mut errors) {
             node_specs.push((d, p, n));
         }
@@ -83,7 +90,21 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     }
 
     let mut node_set = nodes::nodes(&node_specs, &mut errors);
-    let region_set = nodes::regions(&region_specs, &node_specs, &mut node_set, &mut errors);
+    node_set.broken = nodes::Broken {
+        names: declared_nodes
+            .into_iter()
+            .filter(|n| !node_specs.iter().any(|(_, _, s)| &s.name == n))
+            .collect(),
+        all: incomplete,
+    };
+    let mut region_set = nodes::regions(&region_specs, &node_specs, &mut node_set, &mut errors);
+    region_set.broken = nodes::Broken {
+        names: declared_regions
+            .into_iter()
+            .filter(|n| !region_specs.iter().any(|(_, _, s)| &s.name == n))
+            .collect(),
+        all: incomplete,
+    };
     let mut proximity_nodes: Vec<usize> = region_set
         .regions
         .iter()
@@ -165,6 +186,15 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         client: inputs.client,
         live: Arc::new(live.data),
     })
+}
+
+/// The `name` of every mapping in a section's list, whether or not the item decodes.
+fn names(section: &serde_yaml::Value) -> impl Iterator<Item = String> + '_ {
+    section
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("name")?.as_str().map(str::to_string))
 }
 
 /// The data versions line: a hash of the map texts and the client data's versions.

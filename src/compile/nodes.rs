@@ -30,6 +30,27 @@ pub(super) struct NodeSet {
     pub index: HashMap<String, usize>,
     /// Local-only nodes; the position in this list is the node's bit in a decision's mask.
     pub local: Vec<LocalNode>,
+    /// Names of nodes whose definition could not be read (its problem is reported there), or
+    /// every name when a map file could not be read at all: a reference to one of them is not
+    /// reported again as unknown.
+    pub broken: Broken,
+}
+
+/// Names whose definitions failed to decode, so that references to them add no follow-on
+/// "unknown" errors.
+#[derive(Default)]
+pub(super) struct Broken {
+    /// The names.
+    pub names: std::collections::HashSet<String>,
+    /// A whole map file could not be read: any name may be one of its.
+    pub all: bool,
+}
+
+impl Broken {
+    /// Whether a reference to `name` was already accounted for.
+    pub fn covers(&self, name: &str) -> bool {
+        self.all || self.names.contains(name)
+    }
 }
 
 /// A node spec with the document and path it came from.
@@ -125,6 +146,7 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
         nodes,
         index: node_index,
         local: local_nodes,
+        broken: Broken::default(),
     }
 }
 
@@ -156,6 +178,7 @@ impl NodeSet {
                     }
                     out.push((n, w));
                 }
+                None if self.broken.covers(m.node()) => {}
                 None => errors.0.push(d.error(
                     &format!("{p}[{i}]"),
                     format!(
@@ -180,6 +203,8 @@ pub(super) struct RegionSet {
     pub regions: Vec<Region>,
     /// Index by name.
     pub index: HashMap<String, usize>,
+    /// Regions whose definition could not be read.
+    pub broken: Broken,
 }
 
 /// Validates the region specs and builds the regions; a region's default check is given to
@@ -251,5 +276,6 @@ pub(super) fn regions(
     RegionSet {
         regions,
         index: region_index,
+        broken: Broken::default(),
     }
 }

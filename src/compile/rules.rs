@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use ip_network::IpNetwork;
 
+use super::nodes::RegionSet;
 use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
@@ -60,7 +61,7 @@ pub(super) fn rules(
     map: &MapText,
     p: &str,
     s: &ServiceSpec,
-    region_index: &HashMap<String, usize>,
+    regions: &RegionSet,
     files: &ReadFile<'_>,
     errors: &mut Errors,
 ) -> Rules {
@@ -85,15 +86,19 @@ pub(super) fn rules(
         let kind = kinds[0];
         let mut chain = Vec::new();
         for (i, name) in r.regions.iter().enumerate() {
-            match region_index.get(name) {
+            match regions.index.get(name) {
                 Some(&ri) if chain.contains(&ri) => errors.0.push(d.error(
                     &format!("{rp}.regions[{i}]"),
                     format!("region {name:?} is listed twice"),
                 )),
                 Some(&ri) => chain.push(ri),
+                None if regions.broken.covers(name) => {}
                 None => errors.0.push(d.error(
                     &format!("{rp}.regions[{i}]"),
-                    format!("unknown region {name:?}{}", hint(name, region_index.keys())),
+                    format!(
+                        "unknown region {name:?}{}",
+                        hint(name, regions.index.keys())
+                    ),
                 )),
             }
         }

@@ -100,7 +100,7 @@ pub(super) fn service(
             .push(d.error(&format!("{p}.degraded_ttl"), "must not exceed `ttl`"));
     }
 
-    let mut rules = rules::rules(d, map, p, s, &ctx.regions.index, ctx.files, errors);
+    let mut rules = rules::rules(d, map, p, s, ctx.regions, ctx.files, errors);
     if rules.default_rule.is_none() && errors.0.len() == before {
         errors.0.push(d.error(
             &format!("{p}.rules"),
