@@ -80,11 +80,6 @@ pub struct PushItem {
     pub ttl: u64,
 }
 
-/// The commands, in the order messages list them.
-const COMMANDS: [&str; 10] = [
-    "status", "nodes", "set", "clear", "push", "reload", "stats", "bgp", "lookup", "explain",
-];
-
 /// Each command's fields, and those it needs.
 type Fields = (
     &'static str,
@@ -92,7 +87,7 @@ type Fields = (
     &'static [&'static str],
 );
 
-/// The fields of every command.
+/// Every command, in the order messages list them, with its fields.
 const FIELDS: [Fields; 10] = [
     ("status", &[], &[]),
     ("nodes", &[], &[]),
@@ -130,7 +125,8 @@ impl std::fmt::Display for RequestError {
         match self {
             RequestError::Bad(e) => write!(f, "bad request: {e}"),
             RequestError::UnknownCommand(c) => {
-                write!(f, "unknown command {c:?}; expected {}", COMMANDS.join(", "))
+                let names: Vec<&str> = FIELDS.iter().map(|(name, _, _)| *name).collect();
+                write!(f, "unknown command {c:?}; expected {}", names.join(", "))
             }
             RequestError::Missing(cmd, field) => write!(f, "`{cmd}` needs `{field}`"),
         }
