@@ -116,34 +116,24 @@ impl Check {
             return Err(CheckError::Timing);
         }
         let (kind, port) = match c.kind.as_str() {
-            "http" => {
-                if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
-                    return Err(CheckError::BadPath(c.path.clone()));
-                }
-                let host = c.host.clone().unwrap_or_else(|| match addr {
-                    IpAddr::V4(a) => a.to_string(),
-                    IpAddr::V6(a) => format!("[{a}]"),
-                });
-                if host.contains(['\r', '\n', ' ']) {
-                    return Err(CheckError::BadHost(host));
-                }
-                (
-                    Kind::Http {
-                        path: c.path.clone(),
-                        host,
-                        expect_status: c.expect_status.clone(),
-                        expect_body: c.expect_body.clone(),
-                    },
-                    c.port.unwrap_or(80),
-                )
-            }
             "tcp" => (Kind::Tcp, c.port.ok_or(CheckError::NoPort)?),
-            "https" => {
+            "http" | "https" => {
+                let tls = c.kind == "https";
                 if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
                     return Err(CheckError::BadPath(c.path.clone()));
                 }
-                let host = c.host.clone().unwrap_or_else(|| addr.to_string());
-                if host.contains(['\r', '\n', ' ', '/']) {
+                // The Host header names the address when the spec names no host; over TLS it
+                // is also the SNI name, where an IPv6 address goes without brackets.
+                let host = c.host.clone().unwrap_or_else(|| match addr {
+                    IpAddr::V6(a) if !tls => format!("[{a}]"),
+                    a => a.to_string(),
+                });
+                let forbidden: &[char] = if tls {
+                    &['\r', '\n', ' ', '/']
+                } else {
+                    &['\r', '\n', ' ']
+                };
+                if host.contains(forbidden) {
                     return Err(CheckError::BadHost(host));
                 }
                 (
@@ -153,7 +143,7 @@ impl Check {
                         expect_status: c.expect_status.clone(),
                         expect_body: c.expect_body.clone(),
                     },
-                    c.port.unwrap_or(443),
+                    c.port.unwrap_or(if tls { 443 } else { 80 }),
                 )
             }
             other => {
