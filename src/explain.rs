@@ -43,21 +43,15 @@ fn live_origin_line(live: &LiveData, addr: IpAddr) -> Option<String> {
     let at: Vec<&(String, IpAddr, u8, u32)> = found.iter().filter(|f| f.2 == best).collect();
     let mut origins: Vec<u32> = at.iter().map(|f| f.3).collect();
     origins.sort_unstable();
-    let mut winner = (0, 0);
-    for &o in &origins {
-        let n = origins.iter().filter(|&&x| x == o).count();
-        if n > winner.0 {
-            winner = (n, o);
-        }
-    }
+    let winner = crate::live::majority(origins.into_iter())?;
     let feeds: Vec<&str> = at
         .iter()
-        .filter(|f| f.3 == winner.1)
+        .filter(|f| f.3 == winner)
         .map(|f| f.0.as_str())
         .collect();
     Some(format!(
         "asn: AS{} (live, prefix {}/{best}, from {})",
-        winner.1,
+        winner,
         at[0].1,
         feeds.join(", ")
     ))

@@ -69,6 +69,26 @@ where
     best
 }
 
+/// The origin most feeds give one prefix, from their origins in ascending order: the longest
+/// run, the first one on a tie (so the smaller ASN). `None` for no origin. The compiler and the
+/// explanations decide with this one rule.
+pub fn majority(sorted: impl Iterator<Item = u32>) -> Option<u32> {
+    let mut best: Option<(usize, u32)> = None;
+    let mut current: Option<(usize, u32)> = None;
+    for o in sorted {
+        current = match current {
+            Some((n, c)) if c == o => Some((n + 1, c)),
+            _ => Some((1, o)),
+        };
+        if let Some((n, c)) = current
+            && best.is_none_or(|(m, _)| n > m)
+        {
+            best = Some((n, c));
+        }
+    }
+    best.map(|(_, o)| o)
+}
+
 /// The live tables in force for one build: every feed's table and the nodes whose view it is.
 #[derive(Debug, Clone, Default)]
 pub struct LiveData {
@@ -152,4 +172,18 @@ pub trait FeedView: Send + Sync {
     fn tables(&self) -> Vec<FeedTable>;
     /// Every session's status now.
     fn status(&self) -> Vec<SessionStatus>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::majority;
+
+    #[test]
+    fn majority_takes_the_longest_run_and_the_smaller_asn_on_a_tie() {
+        assert_eq!(majority([].into_iter()), None);
+        assert_eq!(majority([7].into_iter()), Some(7));
+        assert_eq!(majority([3, 5, 5].into_iter()), Some(5));
+        assert_eq!(majority([3, 3, 5, 5].into_iter()), Some(3));
+        assert_eq!(majority([1, 2, 2, 2, 9, 9].into_iter()), Some(2));
+    }
 }

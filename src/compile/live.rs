@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use crate::config::Config;
-use crate::live::{FeedTable, LiveData, LiveFeed, Route};
+use crate::live::{FeedTable, LiveData, LiveFeed, Route, majority};
 use crate::ranges::{self, Range};
 use crate::source::Errors;
 
@@ -144,26 +144,9 @@ fn origins(feeds: impl Iterator<Item = Vec<(u128, u8, Route)>>) -> Vec<(u128, u8
         .collect();
     all.sort_unstable();
     let mut out = Vec::with_capacity(all.len() / feeds.len());
-    let mut i = 0;
-    while i < all.len() {
-        let (s, l) = (all[i].0, all[i].1);
-        let mut j = i;
-        // Within one prefix the origins are sorted: count each run, keep the longest (the
-        // first longest, so ties go to the smaller ASN).
-        let mut best = (0usize, u32::MAX);
-        while j < all.len() && all[j].0 == s && all[j].1 == l {
-            let o = all[j].2;
-            let mut k = j;
-            while k < all.len() && all[k].0 == s && all[k].1 == l && all[k].2 == o {
-                k += 1;
-            }
-            if k - j > best.0 {
-                best = (k - j, o);
-            }
-            j = k;
-        }
-        out.push((s, l, best.1));
-        i = j;
+    for run in all.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let origin = majority(run.iter().map(|e| e.2)).expect("a run is never empty");
+        out.push((run[0].0, run[0].1, origin));
     }
     out
 }
