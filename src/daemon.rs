@@ -182,27 +182,22 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     )
     .map_err(DaemonError::Reload)?;
     let (path, chosen) = control_path(&opts, &config);
-    let control = match Control::start(
-        &runtime,
-        path,
-        config.control_mode,
-        serving.clone(),
-        stats.clone(),
-        started,
-    ) {
+    let start_control = |path| {
+        Control::start(
+            &runtime,
+            path,
+            config.control_mode,
+            serving.clone(),
+            stats.clone(),
+            started,
+        )
+    };
+    let control = match start_control(path) {
         Ok(c) => c,
         Err(e) if !chosen => {
             // The default path is a convenience: without it the server still serves.
             tracing::warn!("{e}; serving without a control socket (use --control)");
-            Control::start(
-                &runtime,
-                None,
-                config.control_mode,
-                serving.clone(),
-                stats.clone(),
-                started,
-            )
-            .map_err(DaemonError::Control)?
+            start_control(None).map_err(DaemonError::Control)?
         }
         Err(e) => return Err(DaemonError::Control(e)),
     };

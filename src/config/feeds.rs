@@ -71,7 +71,7 @@ pub(super) fn load(doc: &Document, spec: &FeedsSpec, errors: &mut Errors) -> Fee
                 format!("two peers have the address {}", peer.address),
             ));
         }
-        if peer.passive && listen.is_none() && spec.listen.is_none() {
+        if peer.passive && spec.listen.is_none() {
             errors.0.push(doc.error(
                 &format!("{p}.mode"),
                 "a passive peer needs `feeds.listen`, where it connects",
