@@ -48,6 +48,9 @@ pub enum Command {
         /// Admin override state file (overrides the configuration).
         #[arg(long)]
         state_file: Option<PathBuf>,
+        /// Serve Prometheus metrics on this address (overrides `metrics.listen`).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// Validate the configuration, maps and data; print every problem and exit non-zero.
     Check {
@@ -147,6 +150,8 @@ pub enum CtlRequest {
     Reload,
     /// Query counters.
     Stats,
+    /// Reopen the query log (after logrotate moved it; SIGUSR1 does the same).
+    Reopen,
     /// BGP sessions: state, uptime, prefixes per family, last update, last error.
     Bgp,
 }
@@ -224,11 +229,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             control,
             state_file,
+            metrics,
         } => daemon::serve(ServeOptions {
             config,
             listen,
             control,
             state_file,
+            metrics,
         })
         .map_err(CliError::Daemon),
         Command::Check { config } => {
@@ -423,6 +430,7 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
         }
         CtlRequest::Reload => Request::Reload {},
         CtlRequest::Stats => Request::Stats {},
+        CtlRequest::Reopen => Request::Reopen {},
         CtlRequest::Bgp => Request::Bgp {},
     })
 }
@@ -463,7 +471,15 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         }
         Reply::Stats { stats } => {
             for (k, v) in stats {
-                println!("{k:<14} {v}");
+                println!("{k:<16} {v}");
+            }
+        }
+        Reply::Reopened { reopened } if reopened.is_empty() => {
+            println!("no query log configured")
+        }
+        Reply::Reopened { reopened } => {
+            for path in reopened {
+                println!("reopened {path}");
             }
         }
         Reply::Bgp { sessions } if sessions.is_empty() => {

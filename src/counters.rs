@@ -1,74 +1,584 @@
-//! Query counters, shared by the DNS workers (which increment them with relaxed atomics) and
-//! the control socket (which reads them for `stats`).
+//! What the server counts, and the one place that sums it.
+//!
+//! - **Queries** (by transport, question type and rcode; drops, truncations, ECS present or
+//!   absent, rate-limit drops and slips, refused TCP connections, query-log drops) are cells of
+//!   one [`Tally`] with a row per DNS worker: each UDP worker writes only its own row, the TCP
+//!   tasks share one. Laid out by [`query`].
+//! - **Answers** (by service, rule kind, region and node; fallback, degraded and all-down
+//!   answers) are cells of the tally each published snapshot carries
+//!   ([`crate::snapshot::cells`]), because what a cell means (which service, which node)
+//!   belongs to that snapshot. When a snapshot is replaced, [`Counters::retire`] keeps its
+//!   tally and the names of its cells; once no worker holds the old snapshot any more, its
+//!   counts are folded into totals by name, so a reload never resets a counter.
+//! - **Events** off the query path (reloads, health checks, node state transitions) are kept
+//!   under a mutex.
+//!
+//! Readers (`ctl stats`, the metrics endpoint) call [`Counters::queries`],
+//! [`Counters::answers`] and [`Counters::events`]; nothing here formats an exposition.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-/// Counters of the front end, incremented on the query path (relaxed atomics only).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// UDP queries received.
-    pub udp_queries: AtomicU64,
-    /// TCP queries received.
-    pub tcp_queries: AtomicU64,
-    /// Packets dropped without an answer.
-    pub dropped: AtomicU64,
-    /// Responses sent truncated.
-    pub truncated: AtomicU64,
-    /// Responses with FORMERR.
-    pub formerr: AtomicU64,
-    /// Responses with REFUSED.
-    pub refused: AtomicU64,
-    /// Responses with NXDOMAIN.
-    pub nxdomain: AtomicU64,
-    /// Responses with SERVFAIL.
-    pub servfail: AtomicU64,
-    /// TCP connections refused by the connection caps.
-    pub tcp_refused: AtomicU64,
+use crate::snapshot::{RuleKind, Snapshot, cells};
+use crate::tally::{Row, Tally};
+use crate::wire::{rcode, rtype};
+
+/// The layout of the query cells: per transport, a question type × rcode grid, then
+/// [`EXTRA`](query::EXTRA) single cells.
+pub mod query {
+    use super::{rcode, rtype};
+
+    /// Question types counted by name; everything else is `other`.
+    pub const QTYPES: [(u16, &str); 17] = [
+        (0, "none"),
+        (rtype::A, "A"),
+        (rtype::NS, "NS"),
+        (rtype::CNAME, "CNAME"),
+        (rtype::SOA, "SOA"),
+        (rtype::PTR, "PTR"),
+        (rtype::MX, "MX"),
+        (rtype::TXT, "TXT"),
+        (rtype::AAAA, "AAAA"),
+        (rtype::SRV, "SRV"),
+        (64, "SVCB"),
+        (65, "HTTPS"),
+        (rtype::CAA, "CAA"),
+        (rtype::ANY, "ANY"),
+        (rtype::AXFR, "AXFR"),
+        (rtype::IXFR, "IXFR"),
+        (u16::MAX, "other"),
+    ];
+    /// Rcodes counted by name; everything else is `other`.
+    pub const RCODES: [(u16, &str); 8] = [
+        (rcode::NOERROR, "NOERROR"),
+        (rcode::FORMERR, "FORMERR"),
+        (rcode::SERVFAIL, "SERVFAIL"),
+        (rcode::NXDOMAIN, "NXDOMAIN"),
+        (rcode::NOTIMP, "NOTIMP"),
+        (rcode::REFUSED, "REFUSED"),
+        (rcode::BADVERS, "BADVERS"),
+        (u16::MAX, "other"),
+    ];
+    /// Transports, in cell order.
+    pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+
+    /// Queries dropped without an answer.
+    pub const DROPPED: usize = 0;
+    /// Responses truncated (TC set).
+    pub const TRUNCATED: usize = 1;
+    /// Queries with an EDNS Client Subnet option.
+    pub const ECS_PRESENT: usize = 2;
+    /// Queries without one.
+    pub const ECS_ABSENT: usize = 3;
     /// UDP responses dropped by rate limiting.
-    pub rrl_dropped: AtomicU64,
+    pub const RRL_DROPPED: usize = 4;
     /// UDP responses sent truncated by rate limiting (slip).
-    pub rrl_slipped: AtomicU64,
+    pub const RRL_SLIPPED: usize = 5;
+    /// TCP connections refused by the connection caps.
+    pub const TCP_REFUSED: usize = 6;
+    /// Query-log records dropped because the writer was behind.
+    pub const QUERYLOG_DROPPED: usize = 7;
+    /// Single cells per transport.
+    pub const EXTRA: usize = 8;
+    /// Cells per transport.
+    pub const PER_TRANSPORT: usize = QTYPES.len() * RCODES.len() + EXTRA;
+    /// Cells per row.
+    pub const CELLS: usize = PER_TRANSPORT * TRANSPORTS.len();
+
+    /// The grid index of a question type.
+    #[inline]
+    pub fn qtype_index(t: u16) -> usize {
+        QTYPES
+            .iter()
+            .position(|&(v, _)| v == t)
+            .unwrap_or(QTYPES.len() - 1)
+    }
+
+    /// The grid index of an rcode.
+    #[inline]
+    pub fn rcode_index(c: u16) -> usize {
+        RCODES
+            .iter()
+            .position(|&(v, _)| v == c)
+            .unwrap_or(RCODES.len() - 1)
+    }
+
+    /// The cell of (question type index, rcode index) for transport `t` (0 UDP, 1 TCP).
+    #[inline]
+    pub fn grid(t: usize, qtype: usize, rcode: usize) -> usize {
+        t * PER_TRANSPORT + qtype * RCODES.len() + rcode
+    }
+
+    /// The single cell `extra` for transport `t`.
+    #[inline]
+    pub fn extra(t: usize, extra: usize) -> usize {
+        t * PER_TRANSPORT + QTYPES.len() * RCODES.len() + extra
+    }
 }
 
-impl Stats {
-    /// Counts a packet dropped without an answer.
-    #[inline]
-    pub fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
+/// One writer's place in the tallies: its row, and whether it is the row's only writer.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    /// The row, in the query tally and in every snapshot's tally.
+    pub row: usize,
+    /// Only this writer writes the row.
+    pub exclusive: bool,
+}
 
-    /// Counts a response with `code`.
+impl Slot {
+    /// This writer's row of `tally`.
     #[inline]
-    pub fn count_answer(&self, code: u16, truncated: bool) {
-        use crate::wire::rcode;
-        if truncated {
-            self.truncated.fetch_add(1, Ordering::Relaxed);
-        }
-        let c = match code {
-            rcode::FORMERR => &self.formerr,
-            rcode::REFUSED => &self.refused,
-            rcode::NXDOMAIN => &self.nxdomain,
-            rcode::SERVFAIL => &self.servfail,
-            _ => return,
+    pub fn of<'t>(&self, tally: &'t Tally) -> Option<Row<'t>> {
+        tally.row(self.row, self.exclusive)
+    }
+}
+
+/// A family of answer counters (one metric, several label sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AnswerMetric {
+    /// A/AAAA answers of a service name; labels: service.
+    Answers,
+    /// Answers without an address; labels: service.
+    NoData,
+    /// Answers from a later region of the chain; labels: service.
+    Fallback,
+    /// Degraded answers; labels: service.
+    Degraded,
+    /// Answers by the all-down policy; labels: service.
+    AllDown,
+    /// SERVFAIL by the all-down policy; labels: service.
+    ServFail,
+    /// Answers decided by ECS; labels: service.
+    Ecs,
+    /// Answers by rule kind; labels: service, rule kind.
+    Rule,
+    /// Answers by region; labels: service, region (`none` for none).
+    Region,
+    /// Addresses answered by node; labels: service, node.
+    Node,
+}
+
+/// A counter's name and label values.
+pub type AnswerKey = (AnswerMetric, Vec<String>);
+
+/// The name of every cell of a snapshot's tally (None for cells that are not reported: nodes
+/// that are not members of the service).
+fn cell_names(snap: &Snapshot) -> Vec<Option<AnswerKey>> {
+    let mut out = vec![None; snap.tally.cells()];
+    for (s, svc) in snap.services.iter().enumerate() {
+        let Some(&base) = snap.cell_base.get(s) else {
+            continue;
         };
-        c.fetch_add(1, Ordering::Relaxed);
+        let name = svc.names.first().cloned().unwrap_or_default();
+        let mut set = |c: usize, key: AnswerKey| {
+            if let Some(slot) = out.get_mut(base + c) {
+                *slot = Some(key);
+            }
+        };
+        for (c, m) in [
+            (cells::ANSWERS, AnswerMetric::Answers),
+            (cells::NODATA, AnswerMetric::NoData),
+            (cells::FALLBACK, AnswerMetric::Fallback),
+            (cells::DEGRADED, AnswerMetric::Degraded),
+            (cells::ALL_DOWN, AnswerMetric::AllDown),
+            (cells::SERVFAIL, AnswerMetric::ServFail),
+            (cells::ECS, AnswerMetric::Ecs),
+        ] {
+            set(c, (m, vec![name.clone()]));
+        }
+        for k in RuleKind::ALL {
+            set(
+                Snapshot::kind_cell(k),
+                (AnswerMetric::Rule, vec![name.clone(), k.as_str().into()]),
+            );
+        }
+        for (r, region) in svc.regions.iter().enumerate() {
+            set(
+                snap.region_cell(svc, Some(r)),
+                (
+                    AnswerMetric::Region,
+                    vec![name.clone(), region.name.clone()],
+                ),
+            );
+        }
+        set(
+            snap.region_cell(svc, None),
+            (AnswerMetric::Region, vec![name.clone(), "none".into()]),
+        );
+        let mut members: Vec<usize> = svc
+            .regions
+            .iter()
+            .flat_map(|r| r.members.iter().map(|&(n, _)| n))
+            .chain(svc.last_resort.iter().map(|&(n, _)| n))
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        for n in members {
+            if let Some(node) = snap.nodes.get(n) {
+                set(
+                    snap.node_cell(svc, n),
+                    (AnswerMetric::Node, vec![name.clone(), node.name.clone()]),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A retired snapshot's tally with the names of its cells.
+struct Retired {
+    tally: Arc<Tally>,
+    names: Vec<Option<AnswerKey>>,
+}
+
+impl Retired {
+    fn add_to(&self, totals: &mut BTreeMap<AnswerKey, u64>) {
+        for (c, name) in self.names.iter().enumerate() {
+            if let Some(key) = name {
+                *totals.entry(key.clone()).or_default() += self.tally.sum(c);
+            }
+        }
+    }
+}
+
+/// Buckets of a latency histogram, in seconds.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A histogram of durations (cumulative buckets are computed by the reader).
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket of [`LATENCY_BUCKETS`] (the last entry: above them all).
+    pub counts: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+    /// Observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += s;
+        self.count += 1;
     }
 
-    /// Name → value, for `stats`.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    /// (upper bound, observations in the bucket alone) per bucket; the last bound, above
+    /// every other, is `f64::MAX` (`+Inf`).
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::MAX), c))
+            .collect()
+    }
+}
+
+/// Health checks of one node.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeStats {
+    /// Checks that succeeded.
+    pub ok: u64,
+    /// Checks that failed.
+    pub failed: u64,
+    /// How long checks took.
+    pub latency: Histogram,
+}
+
+/// Events off the query path.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    /// Reloads that published a snapshot.
+    pub reloads_ok: u64,
+    /// Reloads that failed (the old snapshot kept serving).
+    pub reloads_failed: u64,
+    /// How long reloads took.
+    pub reload_duration: Histogram,
+    /// Unix time of the last successful load (the first one included).
+    pub last_success: f64,
+    /// Health checks by node.
+    pub probes: BTreeMap<String, ProbeStats>,
+    /// Changes of effective state by (node, new state).
+    pub transitions: BTreeMap<(String, &'static str), u64>,
+    /// Query-log records written.
+    pub querylog_written: u64,
+}
+
+/// Every counter of the server.
+pub struct Counters {
+    queries: Tally,
+    rows: usize,
+    next_row: Mutex<usize>,
+    retired: Mutex<(Vec<Retired>, BTreeMap<AnswerKey, u64>)>,
+    events: Mutex<Events>,
+    carried: Mutex<BTreeMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters")
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl Counters {
+    /// Counters for `udp_workers` exclusive rows and one row shared by everyone else (TCP).
+    pub fn new(udp_workers: usize) -> Counters {
+        let rows = udp_workers + 1;
+        Counters {
+            queries: Tally::new(rows, query::CELLS),
+            rows,
+            next_row: Mutex::new(0),
+            retired: Mutex::new((Vec::new(), BTreeMap::new())),
+            events: Mutex::new(Events {
+                last_success: unix_now(),
+                ..Events::default()
+            }),
+            carried: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Rows every tally needs.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// A row for a new UDP worker (exclusive while rows last, then the shared one).
+    pub fn udp_slot(&self) -> Slot {
+        let mut next = self.next_row.lock().unwrap_or_else(|e| e.into_inner());
+        let row = *next;
+        *next += 1;
+        if row + 1 < self.rows {
+            Slot {
+                row,
+                exclusive: true,
+            }
+        } else {
+            self.shared_slot()
+        }
+    }
+
+    /// The row shared by TCP tasks (and UDP workers beyond the rows reserved).
+    pub fn shared_slot(&self) -> Slot {
+        Slot {
+            row: self.rows - 1,
+            exclusive: false,
+        }
+    }
+
+    /// The query tally.
+    pub fn query_tally(&self) -> &Tally {
+        &self.queries
+    }
+
+    /// The query cells summed over the workers.
+    pub fn queries(&self) -> Vec<u64> {
+        self.queries.sums()
+    }
+
+    /// Keeps the tally of a snapshot that stops serving, so that its counts are not lost.
+    pub fn retire(&self, old: &Snapshot) {
+        if old.tally.rows() == 0 {
+            return;
+        }
+        let names = cell_names(old);
+        self.lock_retired().0.push(Retired {
+            tally: old.tally.clone(),
+            names,
+        });
+    }
+
+    /// Answer counters by name: the snapshot serving now, the retired ones, and what has
+    /// been folded.
+    pub fn answers(&self, current: &Snapshot) -> BTreeMap<AnswerKey, u64> {
+        let mut guard = self.lock_retired();
+        let (retired, folded) = &mut *guard;
+        // A retired tally that no snapshot refers to any more has no writer: fold it.
+        let mut i = 0;
+        while i < retired.len() {
+            if Arc::strong_count(&retired[i].tally) == 1 {
+                retired.swap_remove(i).add_to(folded);
+            } else {
+                i += 1;
+            }
+        }
+        let mut totals = folded.clone();
+        for r in retired.iter() {
+            r.add_to(&mut totals);
+        }
+        drop(guard);
+        Retired {
+            tally: current.tally.clone(),
+            names: cell_names(current),
+        }
+        .add_to(&mut totals);
+        totals
+    }
+
+    /// The events, for reading or recording.
+    pub fn events(&self) -> MutexGuard<'_, Events> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a reload.
+    pub fn reload(&self, ok: bool, took: Duration) {
+        let mut e = self.events();
+        if ok {
+            e.reloads_ok += 1;
+            e.last_success = unix_now();
+        } else {
+            e.reloads_failed += 1;
+        }
+        e.reload_duration.observe(took);
+    }
+
+    /// Records a health check of `node`.
+    pub fn probe(&self, node: &str, ok: bool, took: Duration) {
+        let mut e = self.events();
+        let p = e.probes.entry(node.to_string()).or_default();
+        if ok {
+            p.ok += 1;
+        } else {
+            p.failed += 1;
+        }
+        p.latency.observe(took);
+    }
+
+    /// Records that `node`'s effective state became `to`.
+    pub fn transition(&self, node: &str, to: &'static str) {
+        *self
+            .events()
+            .transitions
+            .entry((node.to_string(), to))
+            .or_default() += 1;
+    }
+
+    /// Counts carried over from a process this one replaced, by series name (added to what
+    /// readers see).
+    pub fn carried(&self) -> BTreeMap<String, u64> {
+        self.carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Adds counts carried over from a replaced process.
+    pub fn carry(&self, counts: BTreeMap<String, u64>) {
+        let mut c = self.carried.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in counts {
+            *c.entry(k).or_default() += v;
+        }
+    }
+
+    /// The totals `ctl stats` shows, by name.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        let q = self.queries();
+        let grid_sum = |t: usize, rc: Option<usize>| -> u64 {
+            (0..query::QTYPES.len())
+                .flat_map(|qt| {
+                    (0..query::RCODES.len())
+                        .filter(move |&r| rc.is_none_or(|x| x == r))
+                        .map(move |r| query::grid(t, qt, r))
+                })
+                .map(|c| q[c])
+                .sum()
+        };
+        let both = |f: &dyn Fn(usize) -> u64| f(0) + f(1);
+        let rc = |code: u16| both(&|t| grid_sum(t, Some(query::rcode_index(code))));
+        let extra = |x: usize| both(&|t| q[query::extra(t, x)]);
+        let carried = self.carried();
+        let c = |name: &str| carried.get(name).copied().unwrap_or(0);
         vec![
-            ("udp_queries", l(&self.udp_queries)),
-            ("tcp_queries", l(&self.tcp_queries)),
-            ("dropped", l(&self.dropped)),
-            ("truncated", l(&self.truncated)),
-            ("formerr", l(&self.formerr)),
-            ("refused", l(&self.refused)),
-            ("nxdomain", l(&self.nxdomain)),
-            ("servfail", l(&self.servfail)),
-            ("tcp_refused", l(&self.tcp_refused)),
-            ("rrl_dropped", l(&self.rrl_dropped)),
-            ("rrl_slipped", l(&self.rrl_slipped)),
+            (
+                "udp_queries",
+                grid_sum(0, None) + q[query::extra(0, query::DROPPED)] + c("udp_queries"),
+            ),
+            (
+                "tcp_queries",
+                grid_sum(1, None) + q[query::extra(1, query::DROPPED)] + c("tcp_queries"),
+            ),
+            ("dropped", extra(query::DROPPED) + c("dropped")),
+            ("truncated", extra(query::TRUNCATED) + c("truncated")),
+            ("formerr", rc(rcode::FORMERR) + c("formerr")),
+            ("refused", rc(rcode::REFUSED) + c("refused")),
+            ("nxdomain", rc(rcode::NXDOMAIN) + c("nxdomain")),
+            ("servfail", rc(rcode::SERVFAIL) + c("servfail")),
+            ("tcp_refused", extra(query::TCP_REFUSED) + c("tcp_refused")),
+            ("rrl_dropped", extra(query::RRL_DROPPED) + c("rrl_dropped")),
+            ("rrl_slipped", extra(query::RRL_SLIPPED) + c("rrl_slipped")),
+            (
+                "querylog_dropped",
+                extra(query::QUERYLOG_DROPPED) + c("querylog_dropped"),
+            ),
         ]
+    }
+
+    fn lock_retired(&self) -> MutexGuard<'_, (Vec<Retired>, BTreeMap<AnswerKey, u64>)> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_cells_do_not_overlap() {
+        let mut seen = std::collections::HashSet::new();
+        for t in 0..2 {
+            for q in 0..query::QTYPES.len() {
+                for r in 0..query::RCODES.len() {
+                    assert!(seen.insert(query::grid(t, q, r)));
+                }
+            }
+            for x in 0..query::EXTRA {
+                assert!(seen.insert(query::extra(t, x)));
+            }
+        }
+        assert_eq!(seen.len(), query::CELLS);
+        assert!(seen.iter().all(|&c| c < query::CELLS));
+        assert_eq!(query::qtype_index(rtype::AAAA), 8);
+        assert_eq!(query::qtype_index(999), query::QTYPES.len() - 1);
+        assert_eq!(query::rcode_index(rcode::BADVERS), 6);
+    }
+
+    #[test]
+    fn slots_are_exclusive_until_the_shared_row() {
+        let c = Counters::new(2);
+        let a = c.udp_slot();
+        let b = c.udp_slot();
+        let extra = c.udp_slot();
+        assert!(a.exclusive && b.exclusive && a.row != b.row);
+        assert!(!extra.exclusive);
+        assert_eq!(extra.row, c.shared_slot().row);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(9));
+        let b = h.buckets();
+        assert_eq!(b[0], (0.001, 1));
+        assert_eq!(b[4], (0.05, 1));
+        assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 3);
+        assert_eq!(*b.last().unwrap(), (f64::MAX, 1));
+        assert_eq!(h.count, 3);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::control::Control;
 use crate::control::server::ControlError;
-use crate::counters::Stats;
+use crate::counters::Counters;
 use crate::dns::{tcp, udp};
 use crate::node_state::{NodeStates, StateFileError};
 use crate::reload::{self, ReloadError, Timing};
@@ -33,6 +33,10 @@ pub enum DaemonError {
     Control(ControlError),
     /// The BGP feeds could not start.
     Feeds(crate::feed::FeedError),
+    /// The metrics endpoint could not start.
+    Metrics(crate::metrics::MetricsError),
+    /// The query log could not start.
+    QueryLog(crate::querylog::QueryLogError),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -45,6 +49,8 @@ impl std::fmt::Display for DaemonError {
             DaemonError::Reload(e) => write!(f, "{e}"),
             DaemonError::Control(e) => write!(f, "{e}"),
             DaemonError::Feeds(e) => write!(f, "BGP feeds: {e}"),
+            DaemonError::Metrics(e) => write!(f, "{e}"),
+            DaemonError::QueryLog(e) => write!(f, "{e}"),
         }
     }
 }
@@ -62,6 +68,8 @@ pub struct ServeOptions {
     pub control: Option<PathBuf>,
     /// Health state file (overrides the configuration).
     pub state_file: Option<PathBuf>,
+    /// Metrics endpoint address (overrides the configuration).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -81,7 +89,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     .map_err(DaemonError::StateFile)?;
     states.initial = Some(config.health_initial);
     states.track(&snap);
-    let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -95,24 +102,26 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         &mut states,
         config.health_startup_wait,
     ));
-    let (serving, reload_requests) = Serving::new(snap, states);
+    let listen = listen_addresses(&opts, &config);
+    // One exclusive counter row per UDP worker; TCP shares the last one.
+    let udp_workers = listen.iter().filter(|l| l.udp).count() * config.workers.max(1);
+    let counters = Arc::new(Counters::new(udp_workers));
+    let (serving, reload_requests) = Serving::new(snap, states, counters.clone());
+    let query_log = match &config.query_log {
+        Some(q) => Some(Arc::new(
+            crate::querylog::QueryLog::start(&q.path, q.sample_rate, q.queue, counters.clone())
+                .map_err(DaemonError::QueryLog)?,
+        )),
+        None => None,
+    };
+    if let Some(q) = &query_log {
+        serving.set_query_log(q.clone());
+    }
     runtime.spawn(crate::probe::supervise(
         serving.clone(),
         config.max_concurrent_checks,
     ));
 
-    let mut listen = config.listen.clone();
-    if !opts.listen.is_empty() {
-        listen = opts
-            .listen
-            .iter()
-            .map(|&addr| crate::config::Listen {
-                addr,
-                udp: true,
-                tcp: true,
-            })
-            .collect();
-    }
     let mut threads = Vec::new();
     let mut bound = Vec::new();
     for l in &listen {
@@ -132,7 +141,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                 config.workers,
                 config.rrl.clone(),
                 serving.swap(),
-                stats.clone(),
+                counters.clone(),
+                query_log.clone(),
                 stop.clone(),
             )
             .map_err(|e| DaemonError::Bind("UDP", addr, e))?;
@@ -149,8 +159,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                     .map(|a| a.to_string())
                     .unwrap_or_default()
             ));
-            let (limits, state, stats) = (config.tcp, serving.swap(), stats.clone());
-            runtime.spawn(async move { tcp::serve(listener, limits, state, stats).await });
+            let (limits, state, counters) = (config.tcp, serving.swap(), counters.clone());
+            let log = query_log.clone();
+            runtime.spawn(async move { tcp::serve(listener, limits, state, counters, log).await });
         }
     }
     // BGP feeds: the server answers from the file tables and GeoIP until sessions are up; every
@@ -173,6 +184,21 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         }
         None => None,
     };
+    let metrics = match opts.metrics.or(config.metrics_listen) {
+        Some(addr) => match crate::metrics::Metrics::start(&runtime, addr, serving.clone()) {
+            Ok(m) => {
+                bound.push(format!("metrics {}", m.local_addr()));
+                Some(m)
+            }
+            // The demo's endpoint is a convenience: a second demo still serves.
+            Err(e) if opts.config.is_none() && opts.metrics.is_none() => {
+                tracing::warn!("{e}; the demo serves without metrics (use --metrics)");
+                None
+            }
+            Err(e) => return Err(DaemonError::Metrics(e)),
+        },
+        None => None,
+    };
     let reload_thread = reload::start(
         opts.config.clone(),
         sources,
@@ -188,7 +214,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             path,
             config.control_mode,
             serving.clone(),
-            stats.clone(),
+            counters.clone(),
             started,
         )
     };
@@ -214,10 +240,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let hup = serving.clone();
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut sighup)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut sighup), Ok(mut usr1)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
         ) else {
             tracing::error!("cannot install signal handlers");
             return;
@@ -230,6 +257,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                     tracing::info!("SIGHUP: reloading");
                     hup.request_reload(ReloadRequest::Signal);
                 }
+                _ = usr1.recv() => {
+                    match hup.reopen_logs() {
+                        Some(path) => tracing::info!(path = %path.display(), "SIGUSR1: reopening the query log"),
+                        None => tracing::info!("SIGUSR1: no query log to reopen"),
+                    }
+                }
             }
         }
     });
@@ -237,6 +270,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     stop.store(true, Ordering::Relaxed);
     serving.request_reload(ReloadRequest::Stop);
     drop(control);
+    drop(metrics);
     if let Some(f) = feeds {
         f.shutdown();
     }
@@ -245,7 +279,29 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     }
     let _ = reload_thread.join();
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    // The workers and connections are gone: the log writes what they queued, then stops.
+    if let Some(q) = query_log {
+        q.stop();
+    }
     Ok(())
+}
+
+/// The listen addresses: the command line's (UDP and TCP each) instead of the configured ones.
+fn listen_addresses(
+    opts: &ServeOptions,
+    config: &crate::config::Config,
+) -> Vec<crate::config::Listen> {
+    if opts.listen.is_empty() {
+        return config.listen.clone();
+    }
+    opts.listen
+        .iter()
+        .map(|&addr| crate::config::Listen {
+            addr,
+            udp: true,
+            tcp: true,
+        })
+        .collect()
 }
 
 /// The feed settings of the configuration.

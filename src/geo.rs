@@ -185,6 +185,8 @@ pub struct GeoDb {
     pub layout: Layout,
     /// `database_type` and build time from the metadata.
     pub version: String,
+    /// The build time from the metadata (Unix seconds).
+    pub build_epoch: u64,
     reader: Reader<Vec<u8>>,
     /// The whole database flattened, built when it is opened.
     pub layer: Arc<GeoLayer>,
@@ -230,6 +232,7 @@ impl GeoDb {
             name: name.to_string(),
             layout,
             version,
+            build_epoch: reader.metadata().build_epoch,
             reader,
             layer: Arc::new(GeoLayer::default()),
         };

@@ -290,7 +290,10 @@ async fn poll(c: Check, n: String, serving: Arc<Serving>, slots: Arc<Semaphore>)
             let Ok(_permit) = slots.acquire().await else {
                 return;
             };
-            run(&c).await.map_err(|e| e.to_string())
+            let started = std::time::Instant::now();
+            let r = run(&c).await.map_err(|e| e.to_string());
+            serving.counters().probe(&n, r.is_ok(), started.elapsed());
+            r
         };
         serving.update_states(|st, _| st.record_check(&n, c.rise, c.fall, result));
     }

@@ -284,6 +284,6 @@ fn reload_once(
             ReloadOutcome::Failed(errors.0.iter().map(|e| e.to_string()).collect())
         }
     };
-    serving.record_reload(&outcome, reread || sources_missing);
+    serving.record_reload(&outcome, reread || sources_missing, started.elapsed());
     outcome
 }

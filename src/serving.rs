@@ -15,8 +15,10 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::counters::Counters;
 use crate::live::{FeedTable, FeedView};
 use crate::node_state::NodeStates;
+use crate::querylog::QueryLog;
 use crate::snapshot::Snapshot;
 
 /// Why a reload is asked for. Every trigger goes to the reload thread through one channel.
@@ -65,12 +67,19 @@ pub struct Serving {
     status: Mutex<ReloadStatus>,
     feeds: OnceLock<Arc<dyn FeedView>>,
     feeds_pending: AtomicBool,
+    counters: Arc<Counters>,
+    query_log: OnceLock<Arc<QueryLog>>,
 }
 
 impl Serving {
     /// Starts serving `snap` with `states` applied; returns the shared state and the receiving
     /// end of the reload requests (for the reload thread).
-    pub fn new(snap: Snapshot, mut states: NodeStates) -> (Arc<Serving>, Receiver<ReloadRequest>) {
+    pub fn new(
+        mut snap: Snapshot,
+        mut states: NodeStates,
+        counters: Arc<Counters>,
+    ) -> (Arc<Serving>, Receiver<ReloadRequest>) {
+        snap.attach_tally(counters.rows());
         states.track(&snap);
         states.apply(&snap);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -87,6 +96,8 @@ impl Serving {
             }),
             feeds: OnceLock::new(),
             feeds_pending: AtomicBool::new(false),
+            counters,
+            query_log: OnceLock::new(),
         };
         (Arc::new(serving), rx)
     }
@@ -103,14 +114,18 @@ impl Serving {
 
     /// Publishes `snap`: node states applied first, then the atomic swap, then subscribers are
     /// told. Returns the new generation.
-    pub fn publish(&self, snap: Snapshot) -> u64 {
+    pub fn publish(&self, mut snap: Snapshot) -> u64 {
+        snap.attach_tally(self.counters.rows());
         {
             let mut st = self.lock_states();
             st.track(&snap);
+            let before = self.effective(&self.snapshot.load());
             st.apply(&snap);
+            self.count_transitions(before, &snap);
             // The swap happens under the lock, so that a state change racing with the publication
             // is applied to the new snapshot too.
-            self.snapshot.store(Arc::new(snap));
+            let old = self.snapshot.swap(Arc::new(snap));
+            self.counters.retire(&old);
         }
         let mut generation = 0;
         self.published.send_modify(|g| {
@@ -131,8 +146,47 @@ impl Serving {
         let mut st = self.lock_states();
         let snap = self.snapshot.load();
         let r = f(&mut st, &snap);
+        let before = self.effective(&snap);
         st.apply(&snap);
+        self.count_transitions(before, &snap);
         r
+    }
+
+    /// Attaches the running query log (once, at start).
+    pub fn set_query_log(&self, log: Arc<QueryLog>) {
+        let _ = self.query_log.set(log);
+    }
+
+    /// Asks the query log to reopen its file; its path, or None without a query log.
+    pub fn reopen_logs(&self) -> Option<std::path::PathBuf> {
+        let log = self.query_log.get()?;
+        log.reopen();
+        Some(log.path().to_path_buf())
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Effective state by node name in `snap`.
+    fn effective(&self, snap: &Snapshot) -> Vec<(String, crate::health::State)> {
+        snap.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), snap.health.get(i)))
+            .collect()
+    }
+
+    /// Counts the nodes whose effective state differs in `snap` from `before`.
+    fn count_transitions(&self, before: Vec<(String, crate::health::State)>, snap: &Snapshot) {
+        let before: std::collections::HashMap<_, _> = before.into_iter().collect();
+        for (i, n) in snap.nodes.iter().enumerate() {
+            let now = snap.health.get(i);
+            if before.get(&n.name).is_some_and(|&b| b != now) {
+                self.counters.transition(&n.name, now.as_str());
+            }
+        }
     }
 
     /// Reads the node states.
@@ -186,10 +240,12 @@ impl Serving {
             .clone()
     }
 
-    /// Records a reload's outcome. A build for feed changes only (`files` false) that succeeds
+    /// Records a reload's outcome and how long it took. A build for feed changes only (`files` false) that succeeds
     /// counts a generation but leaves the outcome of the last file reload in place: a broken
     /// file stays reported until it is fixed.
-    pub fn record_reload(&self, outcome: &ReloadOutcome, files: bool) {
+    pub fn record_reload(&self, outcome: &ReloadOutcome, files: bool, took: std::time::Duration) {
+        self.counters
+            .reload(matches!(outcome, ReloadOutcome::Published(_)), took);
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
             ReloadOutcome::Published(_) => {

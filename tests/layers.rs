@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("source", &[]),
     ("ranges", &[]),
     ("health", &[]),
+    ("tally", &[]),
     // Formats.
     ("spec", &["source"]),
     ("zone", &["wire"]),
@@ -44,7 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The compiled model, and explanations over it.
     (
         "snapshot",
-        &["health", "hash", "zone", "client", "check", "live"],
+        &["health", "hash", "zone", "client", "check", "live", "tally"],
     ),
     ("explain", &["snapshot", "client", "live", "ranges"]),
     // The compiler: specs and data in, a snapshot out.
@@ -64,13 +65,25 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // Where the services meet.
-    ("counters", &["wire"]),
-    ("serving", &["snapshot", "node_state", "live"]),
+    ("counters", &["wire", "tally", "snapshot"]),
+    ("querylog", &["counters", "snapshot", "wire"]),
+    (
+        "serving",
+        &[
+            "snapshot",
+            "node_state",
+            "live",
+            "counters",
+            "querylog",
+            "health",
+        ],
+    ),
     // Services.
     (
         "dns",
         &[
-            "wire", "snapshot", "zone", "config", "hash", "explain", "counters",
+            "wire", "snapshot", "zone", "config", "hash", "explain", "counters", "tally",
+            "querylog",
         ],
     ),
     (
@@ -97,6 +110,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("feed", &["live"]),
+    (
+        "metrics",
+        &["counters", "serving", "health", "live", "snapshot"],
+    ),
     // Parts of a service held to less than their module: the rate limiter needs no snapshot;
     // the control protocol and client know nothing of the server's state.
     ("dns/rrl", &["config", "hash"]),
@@ -112,6 +129,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "node_state",
             "counters",
             "dns",
+            "metrics",
+            "querylog",
             "probe",
             "reload",
             "control",

@@ -185,6 +185,8 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         versions: versions(inputs.maps, &inputs.client, &live.data),
         client: inputs.client,
         live: Arc::new(live.data),
+        tally: Arc::default(),
+        cell_base: Vec::new(),
     })
 }
 

@@ -222,6 +222,21 @@ pub struct Config {
     pub health_startup_wait: Duration,
     /// Checks running at once.
     pub max_concurrent_checks: usize,
+    /// The metrics endpoint's address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The query log.
+    pub query_log: Option<QueryLog>,
+}
+
+/// The query log's settings.
+#[derive(Debug, Clone)]
+pub struct QueryLog {
+    /// The file.
+    pub path: PathBuf,
+    /// Fraction of queries logged.
+    pub sample_rate: f64,
+    /// Queue length.
+    pub queue: usize,
 }
 
 impl Config {
@@ -387,6 +402,36 @@ impl Config {
             DataSource::File(p) => Some(p),
             DataSource::Embedded(_) => Some(PathBuf::from(s)),
         };
+        let metrics_listen = spec.metrics.listen.as_ref().and_then(|a| match a.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.0.push(doc.error(
+                    "metrics.listen",
+                    format!("{a:?} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::1]:9153\")"),
+                ));
+                None
+            }
+        });
+        let query_log = spec.query_log.as_ref().and_then(|q| {
+            if !(0.0..=1.0).contains(&q.sample_rate) {
+                errors.0.push(doc.error(
+                    "query_log.sample_rate",
+                    "must be between 0 and 1 (the fraction of queries logged)",
+                ));
+                return None;
+            }
+            if q.queue == 0 || q.queue > 1 << 20 {
+                errors
+                    .0
+                    .push(doc.error("query_log.queue", "must be 1..=1048576"));
+                return None;
+            }
+            Some(QueryLog {
+                path: as_path(&q.path)?,
+                sample_rate: q.sample_rate,
+                queue: q.queue,
+            })
+        });
         let workers = if spec.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -437,6 +482,8 @@ impl Config {
             health_initial,
             health_startup_wait: Duration::from_millis(spec.health.startup_wait_ms),
             max_concurrent_checks: spec.health.max_concurrent_checks,
+            metrics_listen,
+            query_log,
         };
         errors.into_result(config)
     }

@@ -59,6 +59,41 @@ pub struct ConfigSpec {
     /// Health-check settings.
     #[serde(default)]
     pub health: HealthSpec,
+    /// The Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    /// The query log.
+    pub query_log: Option<QueryLogSpec>,
+}
+
+/// The Prometheus metrics endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSpec {
+    /// `ADDRESS:PORT` of the HTTP listener serving `/metrics`; no endpoint when absent.
+    pub listen: Option<String>,
+}
+
+/// The query log: one JSON line per sampled query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLogSpec {
+    /// The file records are appended to.
+    pub path: String,
+    /// The fraction of queries logged, from 0 to 1.
+    #[serde(default = "all")]
+    pub sample_rate: f64,
+    /// Records waiting for the writer before new ones are dropped.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn all() -> f64 {
+    1.0
+}
+
+fn default_queue() -> usize {
+    8192
 }
 
 /// Health-check settings.

@@ -49,6 +49,8 @@ pub enum Request {
     Reload {},
     /// Query counters.
     Stats {},
+    /// Reopen the query log (after logrotate moved it).
+    Reopen {},
     /// The BGP sessions.
     Bgp {},
     /// What the server's data (files and live feeds) say about addresses.
@@ -88,7 +90,7 @@ type Fields = (
 );
 
 /// Every command, in the order messages list them, with its fields.
-const FIELDS: [Fields; 10] = [
+const FIELDS: [Fields; 11] = [
     ("status", &[], &[]),
     ("nodes", &[], &[]),
     (
@@ -100,6 +102,7 @@ const FIELDS: [Fields; 10] = [
     ("push", &["source", "states"], &["states"]),
     ("reload", &[], &[]),
     ("stats", &[], &[]),
+    ("reopen", &[], &[]),
     ("bgp", &[], &[]),
     ("lookup", &["addresses"], &["addresses"]),
     (
@@ -244,6 +247,11 @@ pub enum Reply {
     Stats {
         /// Counter name → value.
         stats: BTreeMap<String, u64>,
+    },
+    /// `reopen`.
+    Reopened {
+        /// The files reopened (the query log's; empty when none is configured).
+        reopened: Vec<String>,
     },
     /// `bgp`.
     Bgp {

@@ -16,7 +16,7 @@ use super::protocol::{
     BgpSession, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response,
     StatusReply,
 };
-use crate::counters::Stats;
+use crate::counters::Counters;
 use crate::health::State;
 use crate::node_state::{Override, Pushed, now};
 use crate::serving::{ReloadOutcome, ReloadRequest, Serving};
@@ -67,7 +67,7 @@ impl Drop for Control {
 
 struct Shared {
     serving: Arc<Serving>,
-    stats: Arc<Stats>,
+    stats: Arc<Counters>,
     started: Instant,
 }
 
@@ -79,7 +79,7 @@ impl Control {
         path: Option<PathBuf>,
         mode: u32,
         serving: Arc<Serving>,
-        stats: Arc<Stats>,
+        stats: Arc<Counters>,
         started: Instant,
     ) -> Result<Control, ControlError> {
         let shared = Arc::new(Shared {
@@ -375,10 +375,18 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 lines: crate::explain::explain(&snap, s, ip, "given in the request", ipv6),
             }))
         }
+        Request::Reopen {} => Ok(Response::ok(Reply::Reopened {
+            reopened: shared
+                .serving
+                .reopen_logs()
+                .map(|p| p.display().to_string())
+                .into_iter()
+                .collect(),
+        })),
         Request::Stats {} => Ok(Response::ok(Reply::Stats {
             stats: shared
                 .stats
-                .snapshot()
+                .stats()
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),

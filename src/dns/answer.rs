@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::snapshot::ServiceAnswer;
 use crate::snapshot::{Snapshot, client_key};
 use crate::wire::{
     self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, MAX_NAME, Query, RD, Reject,
@@ -23,7 +24,7 @@ pub enum Transport {
     Tcp,
 }
 
-/// What happened, for counters.
+/// What happened, for counters and the query log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing sent.
@@ -36,6 +37,12 @@ pub enum Outcome {
         rcode: u16,
         /// It was truncated.
         truncated: bool,
+        /// The question's type (0 when the query had none that could be read).
+        qtype: u16,
+        /// The query carried an EDNS Client Subnet option.
+        ecs: bool,
+        /// For A/AAAA of a service name: how the service decided.
+        service: Option<ServiceAnswer>,
     },
 }
 
@@ -208,17 +215,17 @@ pub fn complete(
     };
     let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
     let question_end = w.len();
-    let mut scope: u8 = 0;
+    let mut service = None;
     let code = match target {
         Target::Chaos => chaos(snap, q, &mut w),
         Target::Refused => rcode::REFUSED,
         Target::Name { zone, node, route } => {
             w.set_flags(AA);
-            lookup(snap, zone, node, route, q, src, &mut w, &mut scope)
+            lookup(snap, zone, node, route, q, src, &mut w, &mut service)
         }
     };
     w.set_rcode(code);
-    finish(snap, q, w, question_end, code, scope, transport)
+    finish(snap, q, w, question_end, code, service, transport)
 }
 
 /// Adds OPT, applies the size limit, and completes the message.
@@ -228,9 +235,10 @@ fn finish(
     mut w: Writer<'_>,
     question_end: usize,
     code: u16,
-    scope: u8,
+    service: Option<ServiceAnswer>,
     transport: Transport,
 ) -> Outcome {
+    let scope = service.map_or(0, |s| s.scope);
     let limit = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
         (Transport::Udp, Some(e)) => {
@@ -267,6 +275,9 @@ fn finish(
         len,
         rcode: code,
         truncated,
+        qtype: q.qtype,
+        ecs: q.edns.is_some_and(|e| e.ecs.is_some()),
+        service,
     }
 }
 
@@ -300,6 +311,12 @@ fn error(
         len,
         rcode: code,
         truncated: false,
+        qtype: q.filter(|q| q.question.len() >= 4).map_or(0, |q| {
+            let t = q.question.len() - 4;
+            u16::from_be_bytes([q.question[t], q.question[t + 1]])
+        }),
+        ecs: q.is_some_and(|q| q.edns.is_some_and(|e| e.ecs.is_some())),
+        service: None,
     }
 }
 
@@ -356,14 +373,14 @@ fn lookup(
     q: &Query<'_>,
     src: IpAddr,
     w: &mut Writer<'_>,
-    scope: &mut u8,
+    service: &mut Option<ServiceAnswer>,
 ) -> u16 {
     let Some(node) = node else {
         soa_authority(zone, q, w);
         return rcode::NXDOMAIN;
     };
     if let Some(route) = route {
-        return service_answer(snap, zone, route, q, w, scope);
+        return service_answer(snap, zone, route, q, w, service);
     }
     if let Some(s) = node.why
         && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
@@ -494,22 +511,34 @@ fn service_answer(
     route: Route,
     q: &Query<'_>,
     w: &mut Writer<'_>,
-    scope: &mut u8,
+    answer: &mut Option<ServiceAnswer>,
 ) -> u16 {
     let svc = &snap.services[route.service];
     let (client, ecs_used) = (route.client, route.ecs_used);
+    let a = answer.insert(ServiceAnswer::new(route.service, ecs_used));
     let Some((decision, block)) = svc.route(client) else {
         return rcode::SERVFAIL;
     };
     let v6 = q.qtype == rtype::AAAA;
     let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
     if ecs_used {
-        *scope = svc.scope(block, client);
+        a.scope = svc.scope(block, client);
     }
+    a.rule = Some(decision.rule);
+    a.region = pick.region;
+    a.nodes = pick.nodes;
+    a.count = pick.count;
+    a.fallback = pick.all_down
+        || pick
+            .region
+            .is_some_and(|r| decision.chain.first() != Some(&r));
+    a.degraded = pick.degraded && pick.count > 0;
+    a.all_down = pick.all_down;
     if pick.servfail {
         return rcode::SERVFAIL;
     }
     let ttl = svc.ttl(&pick);
+    a.ttl = ttl;
     for &n in pick.nodes() {
         for r in snap.nodes[n].records(v6) {
             w.record(Section::Answer, &QNAME_PTR, r, Some(ttl));

@@ -8,15 +8,168 @@ pub mod rrl;
 pub mod tcp;
 pub mod udp;
 
-use crate::counters::Stats;
+use crate::counters::{Slot, query};
+use crate::snapshot::{Snapshot, cells};
+use crate::tally::{Row, Tally};
 
-/// Counts one outcome.
+/// A worker's counters: its row of the query tally and its slot in every snapshot's tally.
+#[derive(Clone, Copy, Debug)]
+pub struct Meter<'a> {
+    /// The worker's row of the query tally.
+    pub queries: Option<Row<'a>>,
+    /// The worker's slot.
+    pub slot: Slot,
+    /// 0 for UDP, 1 for TCP (the transport's cells in the query tally).
+    pub transport: usize,
+}
+
+impl<'a> Meter<'a> {
+    /// The meter of a worker with `slot` on `transport`.
+    pub fn new(tally: &'a Tally, slot: Slot, transport: answer::Transport) -> Meter<'a> {
+        Meter {
+            queries: slot.of(tally),
+            slot,
+            transport: match transport {
+                answer::Transport::Udp => 0,
+                answer::Transport::Tcp => 1,
+            },
+        }
+    }
+
+    /// Adds one to the query cell `extra` ([`query`]'s single cells).
+    #[inline]
+    pub fn bump(&self, extra: usize) {
+        if let Some(r) = &self.queries {
+            r.bump(query::extra(self.transport, extra));
+        }
+    }
+
+    /// Counts one outcome: the query cells, and for a service answer the snapshot's cells.
+    #[inline]
+    pub fn count(&self, snap: &Snapshot, outcome: &answer::Outcome) {
+        let Some(q) = &self.queries else {
+            return;
+        };
+        let t = self.transport;
+        match *outcome {
+            answer::Outcome::Dropped => q.bump(query::extra(t, query::DROPPED)),
+            answer::Outcome::Answered {
+                rcode,
+                truncated,
+                qtype,
+                ecs,
+                service,
+                ..
+            } => {
+                q.bump(query::grid(
+                    t,
+                    query::qtype_index(qtype),
+                    query::rcode_index(rcode),
+                ));
+                if truncated {
+                    q.bump(query::extra(t, query::TRUNCATED));
+                }
+                q.bump(query::extra(
+                    t,
+                    if ecs {
+                        query::ECS_PRESENT
+                    } else {
+                        query::ECS_ABSENT
+                    },
+                ));
+                if let Some(a) = service {
+                    count_service(snap, self.slot, rcode, &a);
+                }
+            }
+        }
+    }
+}
+
+/// Counts a service answer in the snapshot's cells.
 #[inline]
-pub fn count(stats: &Stats, outcome: &answer::Outcome) {
-    match *outcome {
-        answer::Outcome::Dropped => stats.count_dropped(),
+fn count_service(snap: &Snapshot, slot: Slot, rcode: u16, a: &answer::ServiceAnswer) {
+    let (Some(row), Some(&base), Some(svc)) = (
+        slot.of(&snap.tally),
+        snap.cell_base.get(a.service),
+        snap.services.get(a.service),
+    ) else {
+        return;
+    };
+    row.bump(base + cells::ANSWERS);
+    if rcode == crate::wire::rcode::SERVFAIL {
+        row.bump(base + cells::SERVFAIL);
+    }
+    if a.count == 0 {
+        row.bump(base + cells::NODATA);
+    }
+    if a.fallback {
+        row.bump(base + cells::FALLBACK);
+    }
+    if a.degraded {
+        row.bump(base + cells::DEGRADED);
+    }
+    if a.all_down {
+        row.bump(base + cells::ALL_DOWN);
+    }
+    if a.ecs_used {
+        row.bump(base + cells::ECS);
+    }
+    if let Some(rule) = a.rule.and_then(|r| svc.rules.get(r)) {
+        row.bump(base + Snapshot::kind_cell(rule.kind));
+    }
+    row.bump(base + snap.region_cell(svc, a.region));
+    for &n in a.nodes() {
+        row.bump(base + snap.node_cell(svc, n));
+    }
+}
+
+/// The query-log record of one answered (or dropped) query.
+pub fn record(
+    snap: &std::sync::Arc<Snapshot>,
+    prepared: &answer::Prepared<'_, '_>,
+    outcome: &answer::Outcome,
+    client: std::net::IpAddr,
+    transport: &'static str,
+) -> crate::querylog::Record {
+    let mut qname = [0u8; crate::wire::MAX_NAME];
+    let (mut qname_len, mut ecs) = (0, None);
+    let question = match prepared {
+        answer::Prepared::Query { q, .. } => {
+            ecs = q.edns.and_then(|e| e.ecs);
+            Some(q.question)
+        }
+        answer::Prepared::Error { echo, .. } => {
+            ecs = echo.and_then(|e| e.edns).and_then(|e| e.ecs);
+            echo.map(|e| e.question)
+        }
+        answer::Prepared::Drop => None,
+    };
+    if let Some(name) = question.and_then(|q| q.get(..q.len().checked_sub(4)?)) {
+        let n = name.len().min(qname.len());
+        qname[..n].copy_from_slice(&name[..n]);
+        qname_len = n;
+    }
+    let (rcode, truncated, qtype, answer) = match *outcome {
         answer::Outcome::Answered {
-            rcode, truncated, ..
-        } => stats.count_answer(rcode, truncated),
+            rcode,
+            truncated,
+            qtype,
+            service,
+            ..
+        } => (Some(rcode), truncated, qtype, service),
+        answer::Outcome::Dropped => (None, false, 0, None),
+    };
+    crate::querylog::Record {
+        time: std::time::SystemTime::now(),
+        transport,
+        client,
+        ecs: ecs.map(|s| (s.addr, s.source_prefix)),
+        qname,
+        qname_len,
+        qtype,
+        rcode,
+        truncated,
+        answer,
+        snapshot: snap.clone(),
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -12,10 +11,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::answer::{Outcome, Transport, respond};
+use super::Meter;
+use super::answer::{Outcome, Transport, complete, prepare};
 use crate::config::TcpLimits;
-use crate::counters::Stats;
+use crate::counters::{Counters, query};
+use crate::querylog::QueryLog;
 use crate::snapshot::Snapshot;
+use crate::wire::MAX_NAME;
 
 /// Connections per client address. Touched once per connection, never per query.
 #[derive(Default)]
@@ -66,8 +68,14 @@ pub async fn serve(
     listener: std::net::TcpListener,
     limits: TcpLimits,
     state: Arc<ArcSwap<Snapshot>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
+    log: Option<Arc<QueryLog>>,
 ) {
+    let meter = Meter::new(
+        counters.query_tally(),
+        counters.shared_slot(),
+        Transport::Tcp,
+    );
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -87,18 +95,19 @@ pub async fn serve(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            meter.bump(query::TCP_REFUSED);
             drop(stream);
             continue;
         };
         if !per_client.enter(peer.ip(), limits.max_connections_per_client) {
-            stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            meter.bump(query::TCP_REFUSED);
             drop(stream);
             continue;
         }
-        let (state, stats, per_client) = (state.clone(), stats.clone(), per_client.clone());
+        let (state, counters, per_client) = (state.clone(), counters.clone(), per_client.clone());
+        let log = log.clone();
         tokio::spawn(async move {
-            connection(stream, peer, limits, state, stats).await;
+            connection(stream, peer, limits, state, counters, log).await;
             per_client.leave(peer.ip());
             drop(permit);
         });
@@ -110,8 +119,18 @@ async fn connection(
     peer: SocketAddr,
     limits: TcpLimits,
     state: Arc<ArcSwap<Snapshot>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
+    log: Option<Arc<QueryLog>>,
 ) {
+    let meter = Meter::new(
+        counters.query_tally(),
+        counters.shared_slot(),
+        Transport::Tcp,
+    );
+    let mut log = log
+        .as_ref()
+        .and_then(|l| l.logger(u64::from(peer.port()) << 32 ^ std::process::id() as u64));
+    let mut scratch = [0u8; MAX_NAME];
     let _ = stream.set_nodelay(true);
     let mut inbuf = vec![0u8; 65535];
     let mut outbuf = vec![0u8; 65537];
@@ -127,18 +146,19 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => return,
         }
-        stats.tcp_queries.fetch_add(1, Ordering::Relaxed);
         let outcome = {
             let snap = state.load();
-            respond(
-                &snap,
-                &inbuf[..n],
-                peer.ip(),
-                Transport::Tcp,
-                &mut outbuf[2..],
-            )
+            let prepared = prepare(&snap, &inbuf[..n], peer.ip(), &mut scratch);
+            let outcome = complete(&snap, &prepared, Transport::Tcp, &mut outbuf[2..]);
+            meter.count(&snap, &outcome);
+            if let Some(log) = &mut log
+                && log.sample()
+                && !log.offer(super::record(&snap, &prepared, &outcome, peer.ip(), "tcp"))
+            {
+                meter.bump(query::QUERYLOG_DROPPED);
+            }
+            outcome
         };
-        super::count(&stats, &outcome);
         match outcome {
             Outcome::Answered { len, .. } => {
                 outbuf[..2].copy_from_slice(&(len as u16).to_be_bytes());

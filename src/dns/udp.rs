@@ -13,8 +13,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::Meter;
 use super::answer::{Outcome, Prepared, Transport, complete, prepare};
-use crate::counters::Stats;
+use crate::counters::{Counters, Slot, query};
+use crate::querylog::{Logger, QueryLog};
 use crate::snapshot::Snapshot;
 use crate::wire::MAX_NAME;
 
@@ -46,7 +48,8 @@ pub fn spawn(
     workers: usize,
     rrl: Option<crate::config::Rrl>,
     state: Arc<ArcSwap<Snapshot>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
+    log: Option<Arc<QueryLog>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
     let first = bind(addr)?;
@@ -57,12 +60,16 @@ pub fn spawn(
     }
     let mut threads = Vec::new();
     for (i, sock) in sockets.into_iter().enumerate() {
-        let (state, stats, stop) = (state.clone(), stats.clone(), stop.clone());
+        let (state, counters, stop) = (state.clone(), counters.clone(), stop.clone());
         let limiter = rrl.clone().map(super::rrl::RateLimiter::new);
+        let slot = counters.udp_slot();
+        let log = log
+            .as_ref()
+            .and_then(|l| l.logger(slot.row as u64 ^ 0x5157_1e55));
         threads.push(
             std::thread::Builder::new()
                 .name(format!("udp-{i}"))
-                .spawn(move || worker(sock, state, stats, stop, limiter))?,
+                .spawn(move || worker(sock, state, counters, slot, stop, limiter, log))?,
         );
     }
     Ok((bound, threads))
@@ -76,10 +83,13 @@ const MAX_QUERY: usize = 4096;
 fn worker(
     sock: UdpSocket,
     state: Arc<ArcSwap<Snapshot>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
+    slot: Slot,
     stop: Arc<AtomicBool>,
     mut limiter: Option<super::rrl::RateLimiter>,
+    mut log: Option<Logger>,
 ) {
+    let meter = Meter::new(counters.query_tally(), slot, Transport::Udp);
     use super::rrl::Verdict;
     let started = std::time::Instant::now();
     use nix::sys::socket::{
@@ -136,7 +146,6 @@ fn worker(
         if n == 0 {
             continue;
         }
-        stats.udp_queries.fetch_add(n as u64, Ordering::Relaxed);
         // Answer them all from one snapshot, in three passes: decode and place every query,
         // read the route-table memory each will need (the misses of the whole batch overlap
         // instead of stalling one query after another), then answer.
@@ -158,7 +167,7 @@ fn worker(
                 || peer.ip().is_unspecified()
                 || matches!(peer.ip(), IpAddr::V4(a) if a.is_broadcast())
             {
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                meter.bump(query::DROPPED);
                 continue;
             }
             peers[i] = Some(peer.ip());
@@ -185,19 +194,25 @@ fn worker(
             };
             let out = &mut outbuf[m * out_size..(m + 1) * out_size];
             let outcome = complete(&snap, p, Transport::Udp, out);
-            super::count(&stats, &outcome);
+            meter.count(&snap, &outcome);
+            if let Some(log) = &mut log
+                && log.sample()
+                && !log.offer(super::record(&snap, p, &outcome, peer, "udp"))
+            {
+                meter.bump(query::QUERYLOG_DROPPED);
+            }
             if let Outcome::Answered { mut len, .. } = outcome {
                 match limiter.as_mut().map(|l| l.check(peer, now)) {
                     None | Some(Verdict::Send) => {}
                     Some(Verdict::Slip) => {
-                        stats.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+                        meter.bump(query::RRL_SLIPPED);
                         match super::rrl::truncate(&mut out[..len]) {
                             Some(n) => len = n,
                             None => continue,
                         }
                     }
                     Some(Verdict::Drop) => {
-                        stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+                        meter.bump(query::RRL_DROPPED);
                         continue;
                     }
                 }

@@ -17,7 +17,7 @@ use crate::health::{HealthTable, State};
 use crate::zone::Zone;
 
 pub use route::{RouteKey, RouteTable};
-pub use service::{Pick, Service, client_key};
+pub use service::{Pick, Service, ServiceAnswer, client_key};
 
 /// The most addresses a service can answer with.
 pub const MAX_ANSWERS: usize = 8;
@@ -183,6 +183,35 @@ pub struct Snapshot {
     pub live: Arc<crate::live::LiveData>,
     /// Human-readable versions of the maps and data in force.
     pub versions: String,
+    /// The answer counters of this snapshot's services (no rows until it is published, see
+    /// [`Snapshot::attach_tally`]); laid out by [`cells`].
+    pub tally: Arc<crate::tally::Tally>,
+    /// Where each service's cells start in `tally`.
+    pub cell_base: Vec<usize>,
+}
+
+/// The layout of a snapshot's answer counters: for each service, [`FIXED`](cells::FIXED)
+/// cells, then one per rule kind, one per region and one for answers from no region, then one
+/// per node of the snapshot.
+pub mod cells {
+    /// Answers with addresses or with none (A/AAAA of the service name).
+    pub const ANSWERS: usize = 0;
+    /// Answers without an address (NOERROR, empty).
+    pub const NODATA: usize = 1;
+    /// Answers from a region that is not the first of the client's chain.
+    pub const FALLBACK: usize = 2;
+    /// Answers while the chosen region is degraded (the shorter TTL applies).
+    pub const DEGRADED: usize = 3;
+    /// Answers from the all-down policy.
+    pub const ALL_DOWN: usize = 4;
+    /// SERVFAIL by the all-down policy.
+    pub const SERVFAIL: usize = 5;
+    /// Answers decided by the client subnet (ECS) rather than the resolver's address.
+    pub const ECS: usize = 6;
+    /// Cells before the rule kinds.
+    pub const FIXED: usize = 7;
+    /// Cells before the regions.
+    pub const REGIONS: usize = FIXED + super::RuleKind::ALL.len();
 }
 
 impl Snapshot {
@@ -211,6 +240,44 @@ impl Snapshot {
             client: Arc::new(crate::client::ClientData::default()),
             live: Arc::default(),
             versions: String::new(),
+            tally: Arc::default(),
+            cell_base: Vec::new(),
         }
+    }
+
+    /// Cells per service: see [`cells`].
+    pub fn service_cells(&self, service: &Service) -> usize {
+        cells::REGIONS + service.regions.len() + 1 + self.nodes.len()
+    }
+
+    /// Gives the snapshot answer counters with `rows` rows (one per DNS worker), laid out by
+    /// [`cells`]. Done when it is published.
+    pub fn attach_tally(&mut self, rows: usize) {
+        let mut base = Vec::with_capacity(self.services.len());
+        let mut next = 0;
+        for s in &self.services {
+            base.push(next);
+            next += self.service_cells(s);
+        }
+        self.cell_base = base;
+        self.tally = Arc::new(crate::tally::Tally::new(rows, next));
+    }
+
+    /// The cell of region `region` (None: no region) of service `s`, relative to its base.
+    #[inline]
+    pub fn region_cell(&self, s: &Service, region: Option<usize>) -> usize {
+        cells::REGIONS + region.unwrap_or(s.regions.len())
+    }
+
+    /// The cell of node `node` of service `s`, relative to its base.
+    #[inline]
+    pub fn node_cell(&self, s: &Service, node: usize) -> usize {
+        cells::REGIONS + s.regions.len() + 1 + node
+    }
+
+    /// The cell of rule kind `kind`, relative to a service's base.
+    #[inline]
+    pub fn kind_cell(kind: RuleKind) -> usize {
+        cells::FIXED + kind as usize
     }
 }

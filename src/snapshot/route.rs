@@ -54,6 +54,16 @@ enum Bucket<'a, T> {
 }
 
 impl<T: RouteKey> RouteTable<T> {
+    /// Blocks in the table.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the table has no block.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Adds a block; blocks must come in ascending order and cover the whole space. At most
     /// 2^23 distinct decisions.
     pub fn push(&mut self, start: T, decision: u32, len: u8) {

@@ -60,6 +60,57 @@ pub struct Pick {
     pub all_down: bool,
 }
 
+/// How a service answered one query (no allocation: indices into the snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceAnswer {
+    /// The service's index in the snapshot.
+    pub service: usize,
+    /// The rule that decided (index into the service's rules), when the table had one.
+    pub rule: Option<usize>,
+    /// The region the nodes came from (None: last resort or nothing).
+    pub region: Option<usize>,
+    /// The nodes answered (indices into the snapshot's nodes).
+    pub nodes: [usize; MAX_ANSWERS],
+    /// How many of `nodes` are used.
+    pub count: usize,
+    /// The region is not the first of the client's chain.
+    pub fallback: bool,
+    /// The answer is degraded (shorter TTL).
+    pub degraded: bool,
+    /// The all-down policy answered.
+    pub all_down: bool,
+    /// The decision was made for the ECS address (the scope applies).
+    pub ecs_used: bool,
+    /// The ECS scope returned (0 without ECS).
+    pub scope: u8,
+    /// The TTL of the addresses.
+    pub ttl: u32,
+}
+
+impl ServiceAnswer {
+    /// An answer of `service` with nothing decided yet.
+    pub fn new(service: usize, ecs_used: bool) -> ServiceAnswer {
+        ServiceAnswer {
+            service,
+            rule: None,
+            region: None,
+            nodes: [0; MAX_ANSWERS],
+            count: 0,
+            fallback: false,
+            degraded: false,
+            all_down: false,
+            ecs_used,
+            scope: 0,
+            ttl: 0,
+        }
+    }
+
+    /// The nodes answered.
+    pub fn nodes(&self) -> &[usize] {
+        &self.nodes[..self.count]
+    }
+}
+
 impl Pick {
     fn empty() -> Pick {
         Pick {

@@ -1,0 +1,535 @@
+//! What a scrape reports: every metric family with its samples, gathered from the counters,
+//! the snapshot serving now, the node states and the BGP sessions. Names and help texts live
+//! here and in `docs/metrics.md` only.
+
+use std::collections::BTreeMap;
+
+use crate::counters::{AnswerMetric, Histogram, query};
+use crate::serving::Serving;
+
+/// The type of a family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (`_total` is appended by the exposition).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets.
+    Histogram,
+}
+
+/// A sample's value.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// A count.
+    Int(u64),
+    /// A gauge reading.
+    Float(f64),
+    /// A histogram.
+    Hist(Histogram),
+}
+
+/// Label names and values.
+pub type Labels = Vec<(String, String)>;
+
+/// One metric family.
+#[derive(Clone, Debug)]
+pub struct Family {
+    /// Name, without the `signpost_` prefix and, for counters, without `_total`.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Type.
+    pub kind: Kind,
+    /// Samples.
+    pub samples: Vec<(Labels, Value)>,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The key a counter sample is carried under to a replacing process: `name|k=v,k=v`.
+pub fn carry_key(name: &str, labels: &Labels) -> String {
+    let mut s = format!("{name}|");
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(v);
+    }
+    s
+}
+
+fn parse_carry_key(key: &str) -> Option<(&str, Labels)> {
+    let (name, rest) = key.split_once('|')?;
+    let labels = rest
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Some((name, labels))
+}
+
+struct Builder {
+    families: Vec<Family>,
+}
+
+impl Builder {
+    fn family(&mut self, name: &'static str, help: &'static str, kind: Kind) -> &mut Family {
+        self.families.push(Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        });
+        self.families.last_mut().expect("just pushed")
+    }
+}
+
+/// Every family, as of now.
+pub fn gather(serving: &Serving) -> Vec<Family> {
+    let counters = serving.counters();
+    let snap = serving.snapshot();
+    let mut b = Builder {
+        families: Vec::new(),
+    };
+    let q = counters.queries();
+
+    // Queries.
+    let f = b.family(
+        "queries",
+        "DNS queries answered, by transport, question type and response code.",
+        Kind::Counter,
+    );
+    for (t, transport) in query::TRANSPORTS.iter().enumerate() {
+        for (qi, (_, qtype)) in query::QTYPES.iter().enumerate() {
+            for (ri, (_, rcode)) in query::RCODES.iter().enumerate() {
+                let v = q[query::grid(t, qi, ri)];
+                // Always show the common cells, so that rates exist from the start.
+                let common = qi == 1 && (ri == 0 || ri == 3);
+                if v > 0 || common {
+                    f.samples.push((
+                        labels(&[("transport", transport), ("qtype", qtype), ("rcode", rcode)]),
+                        Value::Int(v),
+                    ));
+                }
+            }
+        }
+    }
+    let per_transport = |b: &mut Builder, name, help, cell| {
+        let f = b.family(name, help, Kind::Counter);
+        for (t, transport) in query::TRANSPORTS.iter().enumerate() {
+            f.samples.push((
+                labels(&[("transport", transport)]),
+                Value::Int(q[query::extra(t, cell)]),
+            ));
+        }
+    };
+    per_transport(
+        &mut b,
+        "dropped_queries",
+        "Packets dropped without an answer (not a query, unanswerable source).",
+        query::DROPPED,
+    );
+    per_transport(
+        &mut b,
+        "truncated_responses",
+        "Responses sent with TC set because they did not fit.",
+        query::TRUNCATED,
+    );
+    let f = b.family(
+        "ecs_queries",
+        "Queries with and without an EDNS Client Subnet option.",
+        Kind::Counter,
+    );
+    for (t, transport) in query::TRANSPORTS.iter().enumerate() {
+        for (cell, ecs) in [
+            (query::ECS_PRESENT, "present"),
+            (query::ECS_ABSENT, "absent"),
+        ] {
+            f.samples.push((
+                labels(&[("transport", transport), ("ecs", ecs)]),
+                Value::Int(q[query::extra(t, cell)]),
+            ));
+        }
+    }
+    let f = b.family(
+        "rrl_responses",
+        "UDP responses withheld by response rate limiting: dropped, or sent truncated (slip).",
+        Kind::Counter,
+    );
+    for (cell, action) in [(query::RRL_DROPPED, "drop"), (query::RRL_SLIPPED, "slip")] {
+        f.samples.push((
+            labels(&[("action", action)]),
+            Value::Int(q[query::extra(0, cell)]),
+        ));
+    }
+    let f = b.family(
+        "tcp_refused_connections",
+        "TCP connections closed at once by the connection caps.",
+        Kind::Counter,
+    );
+    f.samples.push((
+        Vec::new(),
+        Value::Int(q[query::extra(1, query::TCP_REFUSED)]),
+    ));
+    let events = counters.events().clone();
+    let f = b.family(
+        "querylog_records",
+        "Query-log records written, and dropped because the writer was behind.",
+        Kind::Counter,
+    );
+    f.samples.push((
+        labels(&[("result", "written")]),
+        Value::Int(events.querylog_written),
+    ));
+    f.samples.push((
+        labels(&[("result", "dropped")]),
+        Value::Int(
+            q[query::extra(0, query::QUERYLOG_DROPPED)]
+                + q[query::extra(1, query::QUERYLOG_DROPPED)],
+        ),
+    ));
+
+    // Answers of the services.
+    let answers = counters.answers(&snap);
+    for (metric, name, help, keys) in [
+        (
+            AnswerMetric::Answers,
+            "service_answers",
+            "A/AAAA queries of a service name answered by the service.",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::NoData,
+            "service_nodata_answers",
+            "Service answers without an address (no node available, or no address of the type).",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::Fallback,
+            "service_fallback_answers",
+            "Service answers from a region that is not the first of the client's chain.",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::Degraded,
+            "service_degraded_answers",
+            "Service answers while the chosen region is degraded (degraded TTL).",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::AllDown,
+            "service_all_down_answers",
+            "Service answers decided by the all-down policy: no node of the chain was usable.",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::ServFail,
+            "service_servfail_answers",
+            "Service answers that were SERVFAIL.",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::Ecs,
+            "service_ecs_answers",
+            "Service answers decided for the client subnet (ECS) rather than the resolver.",
+            &["service"][..],
+        ),
+        (
+            AnswerMetric::Rule,
+            "service_rule_answers",
+            "Service answers by the kind of rule that decided.",
+            &["service", "rule_kind"][..],
+        ),
+        (
+            AnswerMetric::Region,
+            "service_region_answers",
+            "Service answers by the region the nodes came from (`none`: last resort or none).",
+            &["service", "region"][..],
+        ),
+        (
+            AnswerMetric::Node,
+            "service_node_answers",
+            "Addresses of each node given in service answers.",
+            &["service", "node"][..],
+        ),
+    ] {
+        let f = b.family(name, help, Kind::Counter);
+        for ((m, values), v) in &answers {
+            if *m == metric {
+                f.samples.push((
+                    keys.iter()
+                        .zip(values)
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                    Value::Int(*v),
+                ));
+            }
+        }
+    }
+
+    // Node states.
+    let f = b.family(
+        "node_state",
+        "Effective state of each node: 1 for its current state, 0 for the others.",
+        Kind::Gauge,
+    );
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let now = snap.health.get(i);
+        for s in [
+            crate::health::State::Up,
+            crate::health::State::Down,
+            crate::health::State::Drain,
+        ] {
+            f.samples.push((
+                labels(&[("node", &n.name), ("state", s.as_str())]),
+                Value::Float(if s == now { 1.0 } else { 0.0 }),
+            ));
+        }
+    }
+    let f = b.family(
+        "node_transitions",
+        "Changes of a node's effective state, by the state it changed to.",
+        Kind::Counter,
+    );
+    for ((node, to), v) in &events.transitions {
+        f.samples
+            .push((labels(&[("node", node), ("to", to)]), Value::Int(*v)));
+    }
+    let f = b.family(
+        "probes",
+        "Health checks run, by node and result.",
+        Kind::Counter,
+    );
+    for (node, p) in &events.probes {
+        f.samples.push((
+            labels(&[("node", node), ("result", "ok")]),
+            Value::Int(p.ok),
+        ));
+        f.samples.push((
+            labels(&[("node", node), ("result", "failed")]),
+            Value::Int(p.failed),
+        ));
+    }
+    let f = b.family(
+        "probe_duration_seconds",
+        "How long health checks took, by node.",
+        Kind::Histogram,
+    );
+    for (node, p) in &events.probes {
+        f.samples
+            .push((labels(&[("node", node)]), Value::Hist(p.latency.clone())));
+    }
+
+    // Reloads and data.
+    let f = b.family(
+        "reloads",
+        "Builds of a new snapshot, by result (a failed one keeps the old snapshot).",
+        Kind::Counter,
+    );
+    f.samples
+        .push((labels(&[("result", "ok")]), Value::Int(events.reloads_ok)));
+    f.samples.push((
+        labels(&[("result", "failed")]),
+        Value::Int(events.reloads_failed),
+    ));
+    b.family(
+        "reload_duration_seconds",
+        "How long builds took, from the first read to the publication.",
+        Kind::Histogram,
+    )
+    .samples
+    .push((Vec::new(), Value::Hist(events.reload_duration.clone())));
+    b.family(
+        "last_reload_success_timestamp_seconds",
+        "When a snapshot was last published (the first load included), Unix time.",
+        Kind::Gauge,
+    )
+    .samples
+    .push((Vec::new(), Value::Float(events.last_success)));
+    let status = serving.reload_status();
+    b.family(
+        "last_reload_ok",
+        "1 when the last reload of the files succeeded, 0 while it failed.",
+        Kind::Gauge,
+    )
+    .samples
+    .push((Vec::new(), Value::Float(if status.ok { 1.0 } else { 0.0 })));
+    b.family(
+        "snapshot_generation",
+        "Snapshots published since start (the first load is 1).",
+        Kind::Gauge,
+    )
+    .samples
+    .push((Vec::new(), Value::Float(status.generation as f64)));
+    let f = b.family(
+        "geoip_build_timestamp_seconds",
+        "Build time of each GeoIP database in force, from its metadata, Unix time.",
+        Kind::Gauge,
+    );
+    for db in snap.client.geo() {
+        f.samples.push((
+            labels(&[("database", short(&db.name))]),
+            Value::Float(db.build_epoch as f64),
+        ));
+    }
+    let f = b.family(
+        "bgp_table_prefixes",
+        "Prefixes of each BGP table file in force, by address family.",
+        Kind::Gauge,
+    );
+    for t in snap.client.bgp() {
+        for (family, n) in [("ipv4", t.v4.len()), ("ipv6", t.v6.len())] {
+            f.samples.push((
+                labels(&[("table", short(&t.name)), ("family", family)]),
+                Value::Float(n as f64),
+            ));
+        }
+    }
+    let f = b.family(
+        "route_table_blocks",
+        "Blocks of each service's compiled route table (one lookup per query), by family.",
+        Kind::Gauge,
+    );
+    for svc in &snap.services {
+        let name = svc.names.first().map_or("", |s| s.as_str());
+        for (family, n) in [("ipv4", svc.v4.len()), ("ipv6", svc.v6.len())] {
+            f.samples.push((
+                labels(&[("service", name), ("family", family)]),
+                Value::Float(n as f64),
+            ));
+        }
+    }
+
+    // BGP sessions.
+    if let Some(feeds) = serving.feeds() {
+        let sessions = feeds.status();
+        let f = b.family(
+            "bgp_session_up",
+            "1 while the BGP session with the peer is established.",
+            Kind::Gauge,
+        );
+        for s in &sessions {
+            let up = matches!(s.state, crate::live::SessionState::Established);
+            f.samples.push((
+                labels(&[("peer", &s.peer)]),
+                Value::Float(if up { 1.0 } else { 0.0 }),
+            ));
+        }
+        let f = b.family(
+            "bgp_session_prefixes",
+            "Routes held from each peer: fresh by family, and stale from a previous session.",
+            Kind::Gauge,
+        );
+        for s in &sessions {
+            for (kind, n) in [
+                ("ipv4", s.v4_prefixes),
+                ("ipv6", s.v6_prefixes),
+                ("stale", s.stale_prefixes),
+            ] {
+                f.samples.push((
+                    labels(&[("peer", &s.peer), ("kind", kind)]),
+                    Value::Float(n as f64),
+                ));
+            }
+        }
+        let f = b.family(
+            "bgp_messages_received",
+            "BGP messages received from each peer, over all its sessions.",
+            Kind::Counter,
+        );
+        for s in &sessions {
+            f.samples.push((
+                labels(&[("peer", &s.peer)]),
+                Value::Int(s.messages_received),
+            ));
+        }
+    }
+
+    b.family("build_info", "The running build: its version.", Kind::Gauge)
+        .samples
+        .push((
+            labels(&[("version", env!("CARGO_PKG_VERSION"))]),
+            Value::Float(1.0),
+        ));
+    carry(&mut b.families, &counters.carried());
+    b.families
+}
+
+/// Adds the counts carried over from a replaced process to the counters they belong to.
+fn carry(families: &mut [Family], carried: &BTreeMap<String, u64>) {
+    for (key, add) in carried {
+        let Some((name, labels)) = parse_carry_key(key) else {
+            continue;
+        };
+        let Some(f) = families
+            .iter_mut()
+            .find(|f| f.name == name && f.kind == Kind::Counter)
+        else {
+            continue;
+        };
+        match f.samples.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, Value::Int(v))) => *v += add,
+            Some(_) => {}
+            None => f.samples.push((labels, Value::Int(*add))),
+        }
+    }
+}
+
+/// Every counter sample by its carry key (for a process that replaces this one).
+pub fn counter_samples(families: &[Family]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for f in families.iter().filter(|f| f.kind == Kind::Counter) {
+        for (labels, v) in &f.samples {
+            if let Value::Int(v) = v {
+                out.insert(carry_key(f.name, labels), *v);
+            }
+        }
+    }
+    out
+}
+
+fn short(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carry_keys_round_trip_and_add_up() {
+        let l = labels(&[("service", "dl"), ("node", "fra1")]);
+        let key = carry_key("service_node_answers", &l);
+        assert_eq!(
+            parse_carry_key(&key),
+            Some(("service_node_answers", l.clone()))
+        );
+        let mut fams = vec![Family {
+            name: "service_node_answers",
+            help: "",
+            kind: Kind::Counter,
+            samples: vec![(l.clone(), Value::Int(5))],
+        }];
+        let carried = BTreeMap::from([
+            (key, 7),
+            (
+                carry_key("service_node_answers", &labels(&[("node", "x")])),
+                2,
+            ),
+            ("udp_queries".to_string(), 9),
+        ]);
+        carry(&mut fams, &carried);
+        assert!(matches!(fams[0].samples[0].1, Value::Int(12)));
+        assert_eq!(fams[0].samples.len(), 2);
+        assert_eq!(counter_samples(&fams).values().sum::<u64>(), 14);
+    }
+}
