@@ -231,7 +231,22 @@ fn writer(
     };
     loop {
         let mut written = 0u64;
-        let stop = match rx.recv_timeout(Duration::from_millis(500)) {
+        let next = rx.recv_timeout(Duration::from_millis(200));
+        // Reopen before writing: a record that arrives after `reopen` goes to the new file.
+        if reopen.swap(false, Ordering::AcqRel) {
+            let _ = out.flush();
+            match open(&path) {
+                Ok(f) => {
+                    out = f;
+                    failing = false;
+                    tracing::info!(path = %path.display(), "query log reopened");
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot reopen the query log: {e}")
+                }
+            }
+        }
+        let stop = match next {
             Ok(r) => {
                 written += write(&mut out, r, &mut failing);
                 // Whatever is queued, then one flush: a quiet server's log stays current.
@@ -251,18 +266,6 @@ fn writer(
         }
         if stop {
             return;
-        }
-        if reopen.swap(false, Ordering::AcqRel) {
-            match open(&path) {
-                Ok(f) => {
-                    out = f;
-                    failing = false;
-                    tracing::info!(path = %path.display(), "query log reopened");
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "cannot reopen the query log: {e}")
-                }
-            }
         }
     }
 }

@@ -80,7 +80,12 @@ fn queries() -> Vec<Vec<u8>> {
 #[test]
 fn answering_allocates_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_, snap) = signpost::load::load(None, None).expect("embedded default loads");
+    let (_, mut snap) = signpost::load::load(None, None).expect("embedded default loads");
+    // Counted as a worker counts: its own row of the query tally and of the snapshot's.
+    let counters = signpost::counters::Counters::new(1);
+    snap.attach_tally(counters.rows());
+    let slot = counters.udp_slot();
+    let meter = signpost::dns::Meter::new(counters.query_tally(), slot, Transport::Udp);
     let state = Arc::new(ArcSwap::from_pointee(snap));
     let queries = queries();
     let src: IpAddr = "127.0.0.1".parse().unwrap();
@@ -95,7 +100,9 @@ fn answering_allocates_nothing() {
     for _ in 0..1000 {
         for q in &queries {
             let snap = state.load();
-            if let Outcome::Answered { .. } = respond(&snap, q, src, Transport::Udp, &mut out) {
+            let outcome = respond(&snap, q, src, Transport::Udp, &mut out);
+            meter.count(&snap, &outcome);
+            if let Outcome::Answered { .. } = outcome {
                 answered += 1;
             }
         }
@@ -104,6 +111,14 @@ fn answering_allocates_nothing() {
     assert_eq!(answered, 1000 * (queries.len() - 1));
     assert_eq!(stats.allocations, 0, "{stats:?}");
     assert_eq!(stats.reallocations, 0, "{stats:?}");
+    // The counting is real: every answered query and the dropped one are in the tally.
+    let total: u64 = counters
+        .stats()
+        .iter()
+        .find(|(k, _)| *k == "udp_queries")
+        .unwrap()
+        .1;
+    assert_eq!(total, 1000 * queries.len() as u64);
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct Server {
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     /// The directory of the default control socket this server was given.
     pub default_control_dir: PathBuf,
+    /// The metrics endpoint, when the server opened one.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -143,6 +145,10 @@ impl Server {
             part[proto.len() + 1..].parse().unwrap()
         };
         let (udp, tcp) = (addr("udp"), addr("tcp"));
+        let metrics = line
+            .split("; ")
+            .find_map(|p| p.strip_prefix("metrics "))
+            .map(|a| a.parse().unwrap());
         Server {
             child,
             udp,
@@ -150,6 +156,7 @@ impl Server {
             control,
             stderr,
             default_control_dir,
+            metrics,
         }
     }
 
