@@ -43,10 +43,11 @@
 //! 4. the compiled model: [`snapshot`], and [`explain`] over it;
 //! 5. the compiler: [`compile`];
 //! 6. node states and the load pipeline: [`node_state`], [`load`];
-//! 7. where the services meet: [`counters`], [`serving`];
+//! 7. where the services meet: [`counters`], [`serving`], [`notify`] (messages to systemd);
 //! 8. services: [`dns`], [`probe`], [`reload`], [`control`], [`feed`] — they never name each
 //!    other, and meet at the snapshot, the node states and the serving state;
-//! 9. [`daemon`] (the only module that wires everything), then [`cli`], then `main`.
+//! 9. [`daemon`] (the only module that wires everything), then [`cli`] (with [`manual`]: its
+//!    man pages and completions), then `main`.
 //!
 //! # Reading order
 //!
@@ -81,7 +82,9 @@ pub mod hash;
 pub mod health;
 pub mod live;
 pub mod load;
+pub mod manual;
 pub mod node_state;
+pub mod notify;
 pub mod probe;
 pub mod ranges;
 pub mod reload;
