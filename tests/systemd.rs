@@ -248,10 +248,28 @@ fn abstract_notify_socket() {
     let notify = UnixDatagram::bind_addr(&addr).unwrap();
     notify.set_nonblocking(true).unwrap();
     let at = format!("@{name}");
-    let s = Server::start_with_env(&[], "127.0.0.1:0", &[("NOTIFY_SOCKET", &at)]);
+    let dir = TempDir::new("abstract");
+    let sock = dir.path("ctl.sock");
+    let s = Server::start_with_env(
+        &["--control", sock.to_str().unwrap()],
+        "127.0.0.1:0",
+        &[("NOTIFY_SOCKET", &at)],
+    );
     let got = until(&notify, 30, |m| has(m, "READY=1"));
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(!s.short(&["example.test", "SOA"]).is_empty());
+    // `ctl status` reports the version `--version` prints, commit included.
+    let version = Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let (ok, status) = s.ctl(&["status"]);
+    assert!(ok);
+    assert_eq!(
+        format!("signpost {}", status["version"].as_str().unwrap()),
+        version
+    );
     assert!(s.terminate().success());
     until(&notify, 10, |m| has(m, "STOPPING=1"));
 }
