@@ -92,6 +92,50 @@ impl Drop for Running {
     }
 }
 
+/// Queries the starting server until READY=1 arrives, reading the datagrams before each query,
+/// so that a READY=1 seen was sent before the query that follows it; then every query must be
+/// answered. Returns the datagrams and how many queries failed before READY=1, or the log when
+/// the server exited first.
+fn wait_ready(
+    child: &mut Child,
+    notify: &UnixDatagram,
+    server: SocketAddr,
+    log: &dyn Fn() -> String,
+) -> Result<(Vec<String>, usize), String> {
+    let mut messages = Vec::new();
+    let (mut failed_before, mut answered_before) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut id = 0u16;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no READY=1 within 60 s; got {messages:?}\n{}",
+            log()
+        );
+        if let Some(st) = child.try_wait().unwrap() {
+            return Err(format!("signpost exited ({st}) before READY=1:\n{}", log()));
+        }
+        drain(notify, &mut messages);
+        id += 1;
+        if messages.iter().any(|m| has(m, "READY=1")) {
+            for n in 0..5 {
+                assert!(
+                    answers(server, id + n),
+                    "READY=1 came before the server answered (after {failed_before} failed and \
+                     {answered_before} answered queries): {messages:?}"
+                );
+            }
+            return Ok((messages, failed_before));
+        }
+        if answers(server, id) {
+            answered_before += 1;
+        } else {
+            failed_before += 1;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 #[test]
 fn ready_only_once_it_answers_then_reloading_ready_and_stopping() {
     let dir = TempDir::new("systemd");
@@ -118,59 +162,35 @@ services:
     let notify_path = dir.path("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify.set_nonblocking(true).unwrap();
-    let port = free_port();
-    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let control = dir.path("ctl.sock");
     let stderr_path = dir.path("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_signpost"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .args(["--listen", &server.to_string()])
-        .args(["--control", control.to_str().unwrap()])
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
     let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-
-    // Query until READY=1 arrives; the datagrams are read before each query, so a READY=1
-    // seen here was sent before the query that follows it.
-    let mut messages = Vec::new();
-    let (mut failed_before, mut answered_before) = (0, 0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut id = 0u16;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no READY=1 within 60 s; got {messages:?}\n{}",
-            log()
-        );
-        if let Some(st) = child.0.try_wait().unwrap() {
-            panic!("signpost exited ({st}) before READY=1:\n{}", log());
+    let spawn = |server: SocketAddr| {
+        let child = Command::new(env!("CARGO_BIN_EXE_signpost"))
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .args(["--listen", &server.to_string()])
+            .args(["--control", control.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        Running(child)
+    };
+    // The port was free when chosen, but a test running alongside may take it before the
+    // server binds it: the server then exits with "cannot bind", and another port is tried.
+    let mut attempts = 0;
+    let (mut child, server, messages, failed_before) = loop {
+        attempts += 1;
+        let server: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = spawn(server);
+        match wait_ready(&mut child.0, &notify, server, &log) {
+            Ok((messages, failed)) => break (child, server, messages, failed),
+            Err(text) if attempts < 3 && text.contains("cannot bind") => continue,
+            Err(text) => panic!("{text}"),
         }
-        drain(&notify, &mut messages);
-        id += 1;
-        let ready = messages.iter().any(|m| has(m, "READY=1"));
-        if ready {
-            // Every query after READY=1 is answered.
-            for n in 0..5 {
-                assert!(
-                    answers(server, id + n),
-                    "READY=1 came before the server answered (after {failed_before} failed and \
-                     {answered_before} answered queries): {messages:?}"
-                );
-            }
-            break;
-        }
-        if answers(server, id) {
-            answered_before += 1;
-        } else {
-            failed_before += 1;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    };
     // The startup wait held the answers back: the loop saw the server not answering first, so
     // a READY=1 sent at start (before the checks, before binding) would have been caught.
     assert!(failed_before > 0, "no query failed before READY=1");
