@@ -1,4 +1,6 @@
-//! The command line: `serve`, `check`, `lookup`, `explain`, `diff` and `ctl`.
+//! The command line: `serve`, `check`, `lookup`, `explain`, `diff` and `ctl`; `man` and
+//! `completions` write the manual pages and shell completions generated from these same
+//! definitions.
 //!
 //! Each subcommand parses its arguments here and calls into the library. Every failure is a
 //! [`CliError`], and [`CliError::exit_code`] is the one place that maps failures to exit codes:
@@ -10,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::control::client::{self, ClientError};
 use crate::control::protocol::{PushItem, Reply, Request, Response};
@@ -18,10 +20,21 @@ use crate::daemon::{self, DaemonError, ServeOptions};
 use crate::node_state::{NodeStates, StateFileError};
 use crate::source::Errors;
 
+/// The version `--version` prints: the crate's, and the git commit of the build when it was
+/// built from a checkout (`0.1.0 (4e9e0ff)`; see `build.rs`).
+pub const VERSION: &str = env!("SIGNPOST_VERSION");
+
 /// Signpost: an authoritative DNS server that sends each client of a download hostname to
 /// the best healthy node, by GeoIP, BGP origin and operator maps.
 #[derive(Debug, Parser)]
-#[command(name = "signpost", version, about, long_about = None)]
+#[command(
+    name = "signpost",
+    version = VERSION,
+    propagate_version = true,
+    about,
+    long_about = None,
+    after_long_help = crate::manual::environment_help()
+)]
 pub struct Cli {
     /// Log level filter (e.g. `info`, `debug`, `signpost=trace`); `RUST_LOG` also works.
     #[arg(long, global = true)]
@@ -111,6 +124,17 @@ pub enum Command {
         #[command(subcommand)]
         request: CtlRequest,
     },
+    /// Write the manual page (roff) to stdout, or one page per subcommand into a directory.
+    Man {
+        /// Write signpost.1, signpost-serve.1, ... into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Write the completion script for a shell to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Control requests.
@@ -175,6 +199,10 @@ pub enum CliError {
     Refused(Box<Response>),
     /// The server refused the request, and the JSON printed already says why.
     RefusedRaw,
+    /// Output (a man page, completions) could not be written there.
+    Write(String, std::io::Error),
+    /// A man page could not be written into the directory.
+    Manual(crate::manual::ManualError),
 }
 
 impl CliError {
@@ -186,7 +214,9 @@ impl CliError {
             | CliError::StateFile(_)
             | CliError::Bad(_)
             | CliError::Refused(_)
-            | CliError::RefusedRaw => 1,
+            | CliError::RefusedRaw
+            | CliError::Write(..)
+            | CliError::Manual(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
         })
@@ -202,6 +232,8 @@ impl std::fmt::Display for CliError {
             CliError::Usage(e) | CliError::Bad(e) => write!(f, "{e}"),
             CliError::Unreachable(e) => write!(f, "{e}"),
             CliError::RefusedRaw => Ok(()),
+            CliError::Write(to, e) => write!(f, "cannot write {to}: {e}"),
+            CliError::Manual(e) => write!(f, "{e}"),
             CliError::Refused(r) => {
                 write!(f, "error: {}", r.error.as_deref().unwrap_or("unknown"))?;
                 for e in &r.errors {
@@ -219,6 +251,21 @@ impl From<Errors> for CliError {
     fn from(e: Errors) -> CliError {
         CliError::Invalid(e)
     }
+}
+
+/// Whether log lines on stderr get ANSI colours: only when stderr is a terminal (not a file, a
+/// pipe or the journal), and never when `NO_COLOR` is set to a non-empty value
+/// (no-color.org).
+pub fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Runs the parsed command line.
@@ -294,6 +341,38 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             json,
             request,
         ),
+        Command::Man { dir } => man(dir),
+        Command::Completions { shell } => {
+            to_stdout(&crate::manual::completions(shell, Cli::command()))
+        }
+    }
+}
+
+/// Writes the man page of the whole command to stdout, or with `dir` one page per command
+/// and subcommand (`signpost.1`, `signpost-ctl-set.1`, ...).
+fn man(dir: Option<PathBuf>) -> Result<(), CliError> {
+    match dir {
+        Some(dir) => crate::manual::pages_to(Cli::command(), &dir)
+            .map(|_| ())
+            .map_err(CliError::Manual),
+        None => {
+            let mut out = Vec::new();
+            crate::manual::page(Cli::command(), &mut out)
+                .map_err(|e| CliError::Write("the man page".into(), e))?;
+            to_stdout(&out)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that went away early (`| head`) is not an error.
+fn to_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Write("stdout".into(), e))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -532,4 +611,24 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         _ => println!("ok"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn the_clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -236,6 +236,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     );
     // Machine-readable line for tests and scripts that bind port 0.
     println!("signpost: ready; {}", bound.join("; "));
+    crate::notify::ready("serving");
 
     let hup = serving.clone();
     runtime.block_on(async move {
@@ -267,6 +268,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         }
     });
     tracing::info!("stopping");
+    crate::notify::stopping("stopping");
     stop.store(true, Ordering::Relaxed);
     serving.request_reload(ReloadRequest::Stop);
     drop(control);

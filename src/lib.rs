@@ -13,6 +13,8 @@
 //!   the proximity ranks) and the ECS scope; [`snapshot::Service::pick`] then picks nodes by
 //!   rank, weight and health, and pre-encoded records are copied into the response
 //!   ([`dns::answer`]). No lock, no I/O, no `.await`, no allocation (`tests/alloc.rs`).
+//!   Each worker counts into its own row of the counters ([`tally`], [`counters`]); a metrics
+//!   scrape sums the rows.
 //! - **The reload path** ([`reload`]): every trigger — a watched file changed, SIGHUP,
 //!   `signpost ctl reload`, a live BGP feed changed — is a request on one channel to the reload
 //!   thread, which coalesces them, runs the one load pipeline ([`load`]: read the configuration
@@ -37,16 +39,21 @@
 //! Dependencies run one way, from the bottom up; `tests/layers.rs` holds the table (module →
 //! the modules it may name) and fails on any `crate::` path against it:
 //!
-//! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`];
+//! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`], [`tally`]
+//!    (counter cells with a row per writer);
 //! 2. formats: [`spec`], [`zone`], [`config`];
 //! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`live`];
 //! 4. the compiled model: [`snapshot`], and [`explain`] over it;
 //! 5. the compiler: [`compile`];
 //! 6. node states and the load pipeline: [`node_state`], [`load`];
-//! 7. where the services meet: [`counters`], [`serving`];
-//! 8. services: [`dns`], [`probe`], [`reload`], [`control`], [`feed`] — they never name each
-//!    other, and meet at the snapshot, the node states and the serving state;
-//! 9. [`daemon`] (the only module that wires everything), then [`cli`], then `main`.
+//! 7. where the services meet: [`counters`] (what is counted, and the one place that sums it),
+//!    [`querylog`] (the workers hand records to its writer thread), [`serving`], [`notify`]
+//!    (messages to systemd);
+//! 8. services: [`dns`], [`probe`], [`reload`], [`control`], [`feed`], [`metrics`] (the
+//!    Prometheus endpoint) — they never name each other, and meet at the snapshot, the node
+//!    states, the counters and the serving state;
+//! 9. [`daemon`] (the only module that wires everything), then [`cli`] (with [`manual`]: its
+//!    man pages and completions), then `main`.
 //!
 //! # Reading order
 //!
@@ -81,8 +88,10 @@ pub mod hash;
 pub mod health;
 pub mod live;
 pub mod load;
+pub mod manual;
 pub mod metrics;
 pub mod node_state;
+pub mod notify;
 pub mod probe;
 pub mod querylog;
 pub mod ranges;

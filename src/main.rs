@@ -10,10 +10,9 @@ fn main() -> std::process::ExitCode {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(signpost::cli::log_colour())
         .with_writer(std::io::stderr)
         .init();
     match signpost::cli::run(cli) {

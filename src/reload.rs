@@ -253,6 +253,11 @@ fn reload_once(
     reread: bool,
 ) -> ReloadOutcome {
     let started = Instant::now();
+    // The service manager hears of reloads of the files (SIGHUP, `ctl reload`, a changed
+    // file), not of the builds that follow live BGP changes, which can run every second.
+    if reread {
+        crate::notify::reloading("reloading");
+    }
     let old = serving.snapshot();
     let live = serving.take_feed_tables();
     let sources_missing = sources.is_none();
@@ -285,5 +290,11 @@ fn reload_once(
         }
     };
     serving.record_reload(&outcome, reread || sources_missing, started.elapsed());
+    if reread {
+        crate::notify::ready(match &outcome {
+            ReloadOutcome::Published(_) => "serving; last reload ok",
+            ReloadOutcome::Failed(_) => "serving; last reload failed, previous data kept",
+        });
+    }
     outcome
 }

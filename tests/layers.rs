@@ -8,7 +8,8 @@
 //! - compiled model: `snapshot`, `explain`
 //! - compiler (pure): `compile`
 //! - node states and the load pipeline: `node_state`, `load`
-//! - where services meet: `counters`, `serving`
+//! - where services meet: `counters`, `serving`, `notify` (messages to the service manager)
+//! - `manual` (man pages, completions: for `cli`, from definitions it is handed)
 //! - services: `dns`, `probe`, `reload`, `control`, `feed`
 //! - `daemon`, then `cli`, then `main` (which names the library as `signpost::`).
 //!
@@ -78,6 +79,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "health",
         ],
     ),
+    // Messages to the service manager (systemd), for the daemon and the reload thread.
+    ("notify", &[]),
+    // Man pages and completions from the command-line definitions the caller hands over.
+    ("manual", &[]),
     // Services.
     (
         "dns",
@@ -93,7 +98,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "reload",
         &[
-            "load", "serving", "config", "snapshot", "client", "live", "source",
+            "load", "serving", "config", "snapshot", "client", "live", "source", "notify",
         ],
     ),
     (
@@ -138,6 +143,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "live",
             "source",
             "snapshot",
+            "notify",
         ],
     ),
     (
@@ -153,6 +159,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "snapshot",
             "source",
             "live",
+            "manual",
         ],
     ),
     ("main", &["cli"]),

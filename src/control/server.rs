@@ -209,7 +209,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
         Request::Status {} => {
             let st = serving.reload_status();
             Ok(Response::ok(Reply::Status(StatusReply {
-                version: env!("CARGO_PKG_VERSION").into(),
+                version: env!("SIGNPOST_VERSION").into(),
                 uptime_s: shared.started.elapsed().as_secs(),
                 data: snap.versions.clone(),
                 generation: st.generation,

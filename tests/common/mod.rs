@@ -93,7 +93,14 @@ impl Server {
     }
 
     pub fn start_on(args: &[&str], listen: &str) -> Server {
+        Server::start_with_env(args, listen, &[])
+    }
+
+    /// [`Server::start_on`] with extra environment variables for the server.
+    pub fn start_with_env(args: &[&str], listen: &str, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+        // Only a test that asks for it talks to a service manager.
+        cmd.env_remove("NOTIFY_SOCKET").envs(env.iter().copied());
         // Servers without --control open their default socket: a path of their own here, so
         // that parallel tests never meet at the machine's default.
         static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
