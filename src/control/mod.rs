@@ -6,6 +6,7 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod text;
 
 pub use protocol::{Request, Response};
 pub use server::Control;
