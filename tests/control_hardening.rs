@@ -272,9 +272,11 @@ fn running_out_of_descriptors_does_not_spin_the_accept_loop() {
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(3));
     let used = cpu_ticks(pid) - before;
-    // A spinning accept loop uses a whole core (about 300 ticks in 3 s at 100 Hz).
+    eprintln!("CPU while out of descriptors: {used} ticks in 3 s");
+    // A spinning accept loop uses as much of a core as it gets (up to 300 ticks in 3 s at
+    // 100 Hz; 110 when this machine was busy); one that backs off, next to nothing.
     assert!(
-        used < 100,
+        used < 50,
         "the server used {used} ticks of CPU in 3 s while out of descriptors"
     );
     // Answers go on (UDP needs no new descriptor), and control works again once the
@@ -353,14 +355,14 @@ fn set_and_clear_are_all_or_nothing() {
     let out = ctl_text(&sock, &["set", "fra1", "down"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot write"), "{err}");
-    assert!(err.contains("not applied"), "{err}");
     assert_eq!(de(&s), "192.0.2.10", "fra1 still answers");
     assert!(
         s.why("fra1").contains("no health check"),
         "{}",
         s.why("fra1")
     );
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(err.contains("not applied"), "{err}");
     // Nor does a clear that cannot be saved take effect.
     let out = ctl_text(&sock, &["clear", "ams1"]);
     let err = String::from_utf8_lossy(&out.stderr);
