@@ -11,11 +11,13 @@ use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::control::client::{self, ClientError};
 use crate::control::protocol::{PushItem, Reply, Request, Response};
+use crate::control::text::{escape, escape_json};
 use crate::daemon::{self, DaemonError, ServeOptions};
 use crate::node_state::{NodeStates, StateFileError};
 use crate::source::Errors;
@@ -120,6 +122,10 @@ pub enum Command {
         /// Print the raw JSON response.
         #[arg(long)]
         json: bool,
+        /// Give up when the whole exchange takes longer than this many seconds (default 10;
+        /// 600 for `reload`, which waits for a whole build).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
         /// The request.
         #[command(subcommand)]
         request: CtlRequest,
@@ -153,8 +159,8 @@ pub enum CtlRequest {
         /// Why (shown in `nodes` and `_why`).
         #[arg(long, default_value = "")]
         reason: String,
-        /// Lapse after this many seconds.
-        #[arg(long)]
+        /// Lapse after this many seconds (at most ten years; leave it out for no expiry).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::control::server::MAX_EXPIRES_IN))]
         expires: Option<u64>,
     },
     /// Remove a node's admin override.
@@ -235,9 +241,13 @@ impl std::fmt::Display for CliError {
             CliError::Write(to, e) => write!(f, "cannot write {to}: {e}"),
             CliError::Manual(e) => write!(f, "{e}"),
             CliError::Refused(r) => {
-                write!(f, "error: {}", r.error.as_deref().unwrap_or("unknown"))?;
+                write!(
+                    f,
+                    "error: {}",
+                    escape(r.error.as_deref().unwrap_or("unknown"))
+                )?;
                 for e in &r.errors {
-                    write!(f, "\n  {e}")?;
+                    write!(f, "\n  {}", escape(e))?;
                 }
                 Ok(())
             }
@@ -335,12 +345,20 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ctl {
             socket,
             json,
+            timeout,
             request,
-        } => ctl(
-            &socket.unwrap_or_else(crate::control::default_socket),
-            json,
-            request,
-        ),
+        } => {
+            let timeout = Duration::from_secs(timeout.unwrap_or(match request {
+                CtlRequest::Reload => RELOAD_TIMEOUT_S,
+                _ => TIMEOUT_S,
+            }));
+            ctl(
+                &socket.unwrap_or_else(crate::control::default_socket),
+                json,
+                timeout,
+                request,
+            )
+        }
         Command::Man { dir } => man(dir),
         Command::Completions { shell } => {
             to_stdout(&crate::manual::completions(shell, Cli::command()))
@@ -376,6 +394,13 @@ fn to_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
+/// How long `ctl` (and `lookup`/`explain --socket`) waits for a response by default, in
+/// seconds.
+const TIMEOUT_S: u64 = 10;
+
+/// How long `ctl reload` waits by default: a build of large tables on a busy machine.
+const RELOAD_TIMEOUT_S: u64 = 600;
+
 /// The addresses given, or those on stdin (one per line) when none are.
 fn addresses_or_stdin(addresses: Vec<String>) -> Vec<String> {
     if addresses.is_empty() {
@@ -393,13 +418,14 @@ fn addresses_or_stdin(addresses: Vec<String>) -> Vec<String> {
 
 /// Sends `req` to the server and prints the lines it answers.
 fn ask(socket: &std::path::Path, req: Request) -> Result<(), CliError> {
-    let (resp, _) = client::request(socket, &req).map_err(CliError::Unreachable)?;
+    let (resp, _) = client::request(socket, &req, Duration::from_secs(TIMEOUT_S))
+        .map_err(CliError::Unreachable)?;
     if !resp.ok {
         return Err(CliError::Refused(Box::new(resp)));
     }
     if let Reply::Lines { lines } = resp.reply {
         for l in lines {
-            println!("{l}");
+            println!("{}", escape(&l));
         }
     }
     Ok(())
@@ -514,11 +540,19 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
     })
 }
 
-fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), CliError> {
+/// Sends a `ctl` request and prints the response. Every string from the server is printed
+/// through [`escape`] (or [`escape_json`] for `--json`): a reason or an error may carry
+/// characters a terminal would act on.
+fn ctl(
+    socket: &std::path::Path,
+    raw: bool,
+    timeout: Duration,
+    request: CtlRequest,
+) -> Result<(), CliError> {
     let req = ctl_request(&request)?;
-    let (resp, line) = client::request(socket, &req).map_err(CliError::Unreachable)?;
+    let (resp, line) = client::request(socket, &req, timeout).map_err(CliError::Unreachable)?;
     if raw {
-        println!("{line}");
+        println!("{}", escape_json(&line));
         return if resp.ok {
             Ok(())
         } else {
@@ -532,25 +566,30 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         Reply::Nodes { nodes } => {
             println!("{:<16} {:<6} WHY", "NODE", "STATE");
             for n in nodes {
-                println!("{:<16} {:<6} {}", n.name, n.state, n.why);
+                println!(
+                    "{:<16} {:<6} {}",
+                    escape(&n.name),
+                    escape(&n.state),
+                    escape(&n.why)
+                );
             }
         }
         Reply::Status(s) => {
-            println!("version:     {}", s.version);
+            println!("version:     {}", escape(&s.version));
             println!("uptime:      {} s", s.uptime_s);
-            println!("data:        {}", s.data);
+            println!("data:        {}", escape(&s.data));
             println!("generation:  {}", s.generation);
             println!(
                 "last reload: {}",
                 if s.last_reload.ok { "ok" } else { "FAILED" }
             );
             for e in s.last_reload.errors {
-                println!("  {e}");
+                println!("  {}", escape(&e));
             }
         }
         Reply::Stats { stats } => {
             for (k, v) in stats {
-                println!("{k:<16} {v}");
+                println!("{:<16} {v}", escape(&k));
             }
         }
         Reply::Reopened { reopened } if reopened.is_empty() => {
@@ -558,7 +597,7 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
         }
         Reply::Reopened { reopened } => {
             for path in reopened {
-                println!("reopened {path}");
+                println!("reopened {}", escape(&path));
             }
         }
         Reply::Bgp { sessions } if sessions.is_empty() => {
@@ -589,25 +628,25 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
                     .unwrap_or_else(|| "-".into());
                 println!(
                     "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  {}",
-                    s.peer,
-                    s.address,
-                    s.state,
+                    escape(&s.peer),
+                    escape(&s.address),
+                    escape(&s.state),
                     s.ipv4_prefixes,
                     s.ipv6_prefixes,
                     s.stale_prefixes,
                     age,
                     update,
                     s.messages,
-                    s.last_error.as_deref().unwrap_or("-")
+                    escape(s.last_error.as_deref().unwrap_or("-"))
                 );
             }
         }
         Reply::Lines { lines } => {
             for l in lines {
-                println!("{l}");
+                println!("{}", escape(&l));
             }
         }
-        Reply::Reloaded { data } => println!("reloaded: {data}"),
+        Reply::Reloaded { data } => println!("reloaded: {}", escape(&data)),
         _ => println!("ok"),
     }
     Ok(())

@@ -81,7 +81,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let config = sources.config.clone();
     // Admin overrides and the first round of health checks are applied before the first
     // answer.
-    let mut states = NodeStates::load(
+    let mut states = NodeStates::open(
         opts.state_file
             .clone()
             .or_else(|| config.state_file.clone()),
@@ -213,6 +213,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             &runtime,
             path,
             config.control_mode,
+            crate::control::server::Limits {
+                max_connections: config.control_max_connections,
+                idle_timeout: config.control_idle_timeout,
+            },
             serving.clone(),
             counters.clone(),
             started,
@@ -346,14 +350,11 @@ fn control_path(opts: &ServeOptions, config: &crate::config::Config) -> (Option<
     }
 }
 
-/// The default control socket (its directory created with mode 0700 if missing), unless a
-/// running server already answers there.
+/// The default control socket (its directory created with mode 0700 if missing). When a
+/// running server already answers there, opening it fails with `ControlError::InUse` and the
+/// caller serves without one.
 fn default_control_path() -> Option<PathBuf> {
     let path = crate::control::default_socket();
-    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        tracing::warn!(path = %path.display(), "another server answers on the default control socket; this one opens none (use --control)");
-        return None;
-    }
     if let Some(dir) = path.parent()
         && !dir.exists()
     {

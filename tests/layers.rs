@@ -124,6 +124,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("dns/rrl", &["config", "hash"]),
     ("control/protocol", &["node_state", "live"]),
     ("control/client", &[]),
+    ("control/text", &[]),
     // Wiring, the command line, the binary.
     (
         "daemon",

@@ -121,6 +121,8 @@ reload_priority: low
 control:
   socket: /nonexistent/signpost-test.sock
   mode: "0660"
+  max_connections: 64
+  idle_timeout_ms: 30000
 state_file: /nonexistent/signpost-test-state.json
 "#;
 

@@ -214,6 +214,10 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// Control socket file mode.
     pub control_mode: u32,
+    /// Control connections open at once.
+    pub control_max_connections: usize,
+    /// Control connections: time to send a request line and take its response.
+    pub control_idle_timeout: Duration,
     /// Admin override state file.
     pub state_file: Option<PathBuf>,
     /// State of a checked node before its first result.
@@ -378,6 +382,16 @@ impl Config {
                 0o660
             }
         };
+        if spec.control.max_connections == 0 {
+            errors
+                .0
+                .push(doc.error("control.max_connections", "must be at least 1"));
+        }
+        if spec.control.idle_timeout_ms < 100 {
+            errors
+                .0
+                .push(doc.error("control.idle_timeout_ms", "must be at least 100"));
+        }
         let reload_low_priority = match spec.reload_priority.as_str() {
             "low" => true,
             "normal" => false,
@@ -478,6 +492,8 @@ impl Config {
             reload_low_priority,
             control_socket: spec.control.socket.as_ref().and_then(as_path),
             control_mode,
+            control_max_connections: spec.control.max_connections.max(1),
+            control_idle_timeout: Duration::from_millis(spec.control.idle_timeout_ms),
             state_file: spec.state_file.as_ref().and_then(as_path),
             health_initial,
             health_startup_wait: Duration::from_millis(spec.health.startup_wait_ms),

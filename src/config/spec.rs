@@ -126,6 +126,10 @@ pub struct ControlSpec {
     pub socket: Option<String>,
     /// File mode of the socket, in octal.
     pub mode: String,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time a connection has to send each request line and take its response.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ControlSpec {
@@ -133,6 +137,8 @@ impl Default for ControlSpec {
         ControlSpec {
             socket: None,
             mode: "0660".into(),
+            max_connections: 64,
+            idle_timeout_ms: 30_000,
         }
     }
 }

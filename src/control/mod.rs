@@ -1,11 +1,13 @@
 //! The local control socket: newline-delimited JSON over a Unix domain socket. The request and
 //! response types ([`protocol`]) are shared by the server ([`server`]) and `signpost ctl`
-//! ([`client`]), so the compiler checks both ends. The protocol is documented in
+//! ([`client`]), so the compiler checks both ends; [`text`] holds the rule for free text in
+//! requests and the escaping of what `ctl` prints. The protocol is documented in
 //! `docs/control-socket.md`.
 
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod text;
 
 pub use protocol::{Request, Response};
 pub use server::Control;

@@ -3,23 +3,32 @@
 //! off the I/O threads and writes the response. Node-state changes go through
 //! [`Serving::update_states`]; `reload` goes through the reload thread like every other
 //! trigger, and the caller gets its outcome.
+//!
+//! Opening the socket never takes it from a running server ([`bind`]), and the connections it
+//! holds are bounded in number and in idle time ([`Limits`]).
 
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
 
 use super::MAX_LINE;
 use super::protocol::{
     BgpSession, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response,
     StatusReply,
 };
+use super::text;
 use crate::counters::Counters;
 use crate::health::State;
-use crate::node_state::{Override, Pushed, now};
+use crate::node_state::{ClearError, Override, Pushed, now};
 use crate::serving::{ReloadOutcome, ReloadRequest, Serving};
+
+/// The longest `expires_in` accepted: ten years (longer is no expiry; leave it out).
+pub const MAX_EXPIRES_IN: u64 = 3650 * 86_400;
 
 /// Why the control socket could not be opened.
 #[derive(Debug)]
@@ -28,6 +37,12 @@ pub enum ControlError {
     Bind(PathBuf, std::io::Error),
     /// Its mode could not be set.
     Mode(PathBuf, std::io::Error),
+    /// A server answers on the socket already.
+    InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    NotASocket(PathBuf),
+    /// The socket exists, and whether a server answers on it cannot be told.
+    Probe(PathBuf, std::io::Error),
 }
 
 impl std::fmt::Display for ControlError {
@@ -37,11 +52,46 @@ impl std::fmt::Display for ControlError {
                 write!(f, "cannot bind control socket {}: {e}", p.display())
             }
             ControlError::Mode(p, e) => write!(f, "cannot set mode of {}: {e}", p.display()),
+            ControlError::InUse(p) => write!(
+                f,
+                "control socket {} is in use: another server answers on it (stop it, or give \
+                 this one another path with --control or control.socket)",
+                p.display()
+            ),
+            ControlError::NotASocket(p) => write!(
+                f,
+                "control socket {}: a file that is not a socket is in the way; not removing it",
+                p.display()
+            ),
+            ControlError::Probe(p, e) => write!(
+                f,
+                "control socket {} exists and cannot be probed ({e}); not replacing it",
+                p.display()
+            ),
         }
     }
 }
 
 impl std::error::Error for ControlError {}
+
+/// Bounds on the connections the control socket holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; one more is answered with an error and closed.
+    pub max_connections: usize,
+    /// How long a connection may take to send a complete request line (from its start or
+    /// the previous response), and to take a response; then it is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// The running control socket; dropping it removes the socket file (unless another server
 /// has replaced it since).
@@ -56,11 +106,10 @@ impl Drop for Control {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        if let Some((p, ino)) = &self.path {
-            use std::os::unix::fs::MetadataExt;
-            if std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(p);
-            }
+        if let Some((p, ino)) = &self.path
+            && std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == *ino)
+        {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -78,10 +127,16 @@ impl Control {
         runtime: &tokio::runtime::Runtime,
         path: Option<PathBuf>,
         mode: u32,
+        limits: Limits,
         serving: Arc<Serving>,
         stats: Arc<Counters>,
         started: Instant,
     ) -> Result<Control, ControlError> {
+        // Bound first: a server that cannot open its socket starts nothing.
+        let listener = match &path {
+            Some(p) => Some(bind(p, mode)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             serving,
             stats,
@@ -98,29 +153,20 @@ impl Control {
                 }
             }));
         }
-        let Some(path) = path else {
+        let (Some(path), Some(listener)) = (path, listener) else {
             return Ok(Control { path: None, tasks });
         };
-        let _ = std::fs::remove_file(&path);
-        let _guard = runtime.enter();
-        let listener =
-            UnixListener::bind(&path).map_err(|e| ControlError::Bind(path.clone(), e))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| ControlError::Mode(path.clone(), e))?;
-        use std::os::unix::fs::MetadataExt;
         let ino = std::fs::symlink_metadata(&path)
             .map(|m| m.ino())
             .unwrap_or(0);
-        tasks.push(runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move { serve_connection(stream, shared).await });
-            }
-        }));
+        let listener = {
+            let _guard = runtime.enter();
+            listener
+                .set_nonblocking(true)
+                .and_then(|()| UnixListener::from_std(listener))
+                .map_err(|e| ControlError::Bind(path.clone(), e))?
+        };
+        tasks.push(runtime.spawn(accept_loop(listener, limits, shared)));
         Ok(Control {
             path: Some((path, ino)),
             tasks,
@@ -128,58 +174,257 @@ impl Control {
     }
 }
 
-async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
+/// Binds the control socket at `path` with file mode `mode`, so that it is never reachable
+/// with looser permissions and never replaces a socket a server answers on.
+///
+/// The socket is bound in a private directory (mode 0700, beside `path`), its mode set there,
+/// and then hard-linked to `path`. The alternative, a restrictive umask around `bind`, is
+/// process-wide: the UDP workers, the reload thread and the runtime already run, and a file
+/// any of them created in that window would get the wrong mode. `link` also fails when `path`
+/// exists, where `rename` would replace it: that is what keeps a second server from taking a
+/// first one's socket. An existing `path` is removed only when it is a socket that refuses
+/// connections (its server is gone); one that accepts them is in use, and anything else is
+/// left alone.
+pub fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, ControlError> {
+    let err = |e: std::io::Error| ControlError::Bind(path.into(), e);
+    let dir = Private::create(path).map_err(err)?;
+    let listener = std::os::unix::net::UnixListener::bind(&dir.socket).map_err(err)?;
+    std::fs::set_permissions(&dir.socket, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| ControlError::Mode(path.into(), e))?;
+    // Bounded: each round either links, fails, or removed a dead socket that was in the way.
+    for _ in 0..3 {
+        match std::fs::hard_link(&dir.socket, path) {
+            Ok(()) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ControlError::Probe(path.into(), e)),
+        };
+        if !meta.file_type().is_socket() {
+            return Err(ControlError::NotASocket(path.into()));
+        }
+        match answers(path) {
+            Ok(true) => return Err(ControlError::InUse(path.into())),
+            Ok(false) => {}
+            Err(e) => return Err(ControlError::Probe(path.into(), e)),
+        }
+        // Stale. Remove it only if it is still the socket just probed.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == meta.ino()) {
+            tracing::info!(path = %path.display(), "removing a stale control socket (nothing answers on it)");
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+    }
+    Err(err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "the path keeps being recreated by someone else",
+    )))
+}
+
+/// Whether a server accepts connections on the socket at `path`, without waiting: a
+/// connection refused is a dead socket; one accepted, or a full backlog, is a live server.
+fn answers(path: &Path) -> std::io::Result<bool> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    s.set_nonblocking(true)?;
+    match s.connect(&SockAddr::unix(path)?) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The private directory a socket is bound in before it is linked into place; removed (with
+/// the temporary name of the socket) on drop.
+struct Private {
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Private {
+    fn create(path: &Path) -> std::io::Result<Private> {
+        use std::os::unix::fs::DirBuilderExt;
+        let parent = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        // Short, so that the temporary socket path is not much longer than `path` (a socket
+        // path has at most 107 bytes). One per process: a leftover of a crashed process with
+        // the same id is ours to remove.
+        let dir = parent.join(format!(".sp-{}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        if let Err(e) = builder.create(&dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            std::fs::remove_dir_all(&dir)?;
+            builder.create(&dir)?;
+        }
+        Ok(Private {
+            socket: dir.join("s"),
+            dir,
+        })
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Accepts connections, at most `limits.max_connections` at once. When accepting fails for
+/// want of file descriptors or memory, it waits a little before trying again: the pending
+/// connection stays in the backlog, and trying at once would spin a core.
+async fn accept_loop(listener: UnixListener, limits: Limits, shared: Arc<Shared>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut failing = false;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => {
+                failing = false;
+                s
+            }
+            Err(e) => {
+                let exhausted = matches!(
+                    e.raw_os_error(),
+                    Some(
+                        nix::libc::EMFILE
+                            | nix::libc::ENFILE
+                            | nix::libc::ENOBUFS
+                            | nix::libc::ENOMEM
+                    )
+                );
+                if !failing {
+                    tracing::warn!("control socket: cannot accept a connection: {e}");
+                    failing = true;
+                }
+                let pause = if exhausted { 100 } else { 10 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Said without waiting (a new socket has room for one line), then closed.
+            let mut refusal = serde_json::to_string(&Response::failed(
+                format!(
+                    "too many control connections ({} open); try again later",
+                    limits.max_connections
+                ),
+                Vec::new(),
+            ))
+            .expect("responses serialise");
+            refusal.push('\n');
+            let _ = stream.try_write(refusal.as_bytes());
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, shared, limits.idle_timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+/// What reading a request line found.
+enum Line {
+    /// The peer closed the connection.
+    Closed,
+    /// A line (in the buffer).
+    Complete,
+    /// A line longer than [`MAX_LINE`], skipped.
+    TooLong,
+}
+
+/// Reads one line into `line`, but never more than [`MAX_LINE`] bytes of it into memory.
+async fn read_line(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Line> {
+    let mut too_long = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            if line.is_empty() && !too_long {
+                return Ok(Line::Closed);
+            }
+            break;
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !too_long {
+            if line.len() + chunk.len() > MAX_LINE {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let n = done.unwrap_or(buf.len());
+        reader.consume(n);
+        if done.is_some() {
+            break;
+        }
+    }
+    Ok(if too_long {
+        Line::TooLong
+    } else {
+        Line::Complete
+    })
+}
+
+async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>, idle: Duration) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
     loop {
         line.clear();
-        // Read one line, but never more than MAX_LINE bytes of it into memory.
-        let mut too_long = false;
-        loop {
-            let buf = match reader.fill_buf().await {
-                Ok(b) => b,
-                Err(_) => return,
-            };
-            if buf.is_empty() {
-                if line.is_empty() && !too_long {
-                    return;
-                }
-                break;
+        // The whole line must arrive within the idle timeout: a client sending a byte now and
+        // then holds no connection forever.
+        let response = match tokio::time::timeout(idle, read_line(&mut reader, &mut line)).await {
+            Err(_) => {
+                let bye = Response::failed(
+                    format!(
+                        "no complete request for {} s; closing the connection",
+                        idle.as_secs_f64()
+                    ),
+                    Vec::new(),
+                );
+                let mut out = serde_json::to_string(&bye).expect("responses serialise");
+                out.push('\n');
+                let _ = write.try_write(out.as_bytes());
+                return;
             }
-            let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-                Some(i) => (&buf[..i], Some(i + 1)),
-                None => (buf, None),
-            };
-            if !too_long {
-                if line.len() + chunk.len() > MAX_LINE {
-                    too_long = true;
-                    line.clear();
-                } else {
-                    line.extend_from_slice(chunk);
-                }
+            Ok(Err(_)) | Ok(Ok(Line::Closed)) => return,
+            Ok(Ok(Line::TooLong)) => {
+                Response::failed(format!("request longer than {MAX_LINE} bytes"), Vec::new())
             }
-            let n = done.unwrap_or(buf.len());
-            reader.consume(n);
-            if done.is_some() {
-                break;
+            Ok(Ok(Line::Complete)) if line.iter().all(|b| b.is_ascii_whitespace()) => continue,
+            Ok(Ok(Line::Complete)) => {
+                let shared = shared.clone();
+                let req = std::mem::take(&mut line);
+                tokio::task::spawn_blocking(move || handle(&shared, &req))
+                    .await
+                    .unwrap_or_else(|_| Response::failed("internal error", Vec::new()))
             }
-        }
-        let response = if too_long {
-            Response::failed(format!("request longer than {MAX_LINE} bytes"), Vec::new())
-        } else if line.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        } else {
-            let shared = shared.clone();
-            let req = std::mem::take(&mut line);
-            tokio::task::spawn_blocking(move || handle(&shared, &req))
-                .await
-                .unwrap_or_else(|_| Response::failed("internal error", Vec::new()))
         };
         let mut out = serde_json::to_string(&response).expect("responses serialise");
         out.push('\n');
-        if write.write_all(out.as_bytes()).await.is_err() {
-            return;
+        // A client that does not read its responses is dropped like an idle one.
+        match tokio::time::timeout(idle, write.write_all(out.as_bytes())).await {
+            Ok(Ok(())) => {}
+            _ => return,
         }
     }
 }
@@ -260,38 +505,49 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
             known(&node)?;
             State::parse(&state)
                 .ok_or_else(|| format!("bad state {state:?}; expected up, down or drain"))?;
-            if expires_in == Some(0) {
-                return Err(
-                    "`expires_in` must be at least 1 second (leave it out for none)".into(),
-                );
-            }
+            let reason = reason.unwrap_or_default();
+            text::check("reason", &reason, text::MAX_REASON).map_err(|e| e.to_string())?;
+            let expires_at = match expires_in {
+                None => None,
+                Some(s @ 1..=MAX_EXPIRES_IN) => Some(now().saturating_add(s)),
+                Some(_) => {
+                    return Err(format!(
+                        "`expires_in` must be 1..={MAX_EXPIRES_IN} seconds (ten years; leave \
+                         it out for no expiry)"
+                    ));
+                }
+            };
+            // All or nothing: the override applies only once the state file has it.
             serving
                 .update_states(|st, _| {
-                    st.admin.insert(
-                        node.clone(),
-                        Override {
-                            node: node.clone(),
-                            state,
-                            reason: reason.unwrap_or_default(),
-                            expires_at: expires_in.map(|s| now() + s),
-                        },
-                    );
-                    st.save()
+                    st.set_override(Override {
+                        node: node.clone(),
+                        state,
+                        reason,
+                        expires_at,
+                    })
                 })
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("{e}; the override was not applied"))?;
             Ok(done)
         }
         Request::Clear { node } => {
-            serving.update_states(|st, _| {
-                if st.admin.remove(&node).is_none() {
-                    return Err(format!("no admin override for {node:?}"));
-                }
-                st.save().map_err(|e| e.to_string())
-            })?;
+            // An override kept for a node the maps no longer have can still be cleared.
+            serving
+                .update_states(|st, _| st.clear_override(&node))
+                .map_err(|e| match e {
+                    ClearError::NoOverride if known(&node).is_err() => {
+                        format!("unknown node {node:?}")
+                    }
+                    ClearError::NoOverride => format!("no admin override for {node:?}"),
+                    ClearError::StateFile(e) => {
+                        format!("{e}; the override stays in force")
+                    }
+                })?;
             Ok(done)
         }
         Request::Push { source, states } => {
             let source = source.unwrap_or_else(|| "monitor".into());
+            text::check("source", &source, text::MAX_SOURCE).map_err(|e| e.to_string())?;
             if states.is_empty() {
                 return Err("`push` needs at least one state".into());
             }

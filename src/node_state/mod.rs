@@ -10,7 +10,7 @@
 
 mod file;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,6 +77,18 @@ pub struct NodeStates {
     pub checked: HashSet<String>,
     /// State of a checked node before its first result.
     pub initial: Option<State>,
+    /// Overridden nodes the serving maps do not have, already reported (each is warned about
+    /// once, when it stops matching a node).
+    dormant: BTreeSet<String>,
+}
+
+/// Why `clear` removed nothing, or could not.
+#[derive(Debug)]
+pub enum ClearError {
+    /// The node has no admin override.
+    NoOverride,
+    /// The state file could not be written; the override stays.
+    StateFile(StateFileError),
 }
 
 /// The current Unix time in seconds.
@@ -110,12 +122,48 @@ impl NodeStates {
         })
     }
 
+    /// [`NodeStates::load`] for the server: also checks that the state file can be written
+    /// where it is, so that a missing directory is reported at start rather than at the first
+    /// `set`.
+    pub fn open(state_file: Option<PathBuf>) -> Result<NodeStates, StateFileError> {
+        if let Some(path) = &state_file {
+            file::check_writable(path)?;
+        }
+        NodeStates::load(state_file)
+    }
+
     /// Writes the admin overrides atomically (temporary file, fsync, rename).
     pub fn save(&self) -> Result<(), StateFileError> {
+        self.write(&self.admin)
+    }
+
+    fn write(&self, admin: &BTreeMap<String, Override>) -> Result<(), StateFileError> {
         match &self.state_file {
-            Some(path) => file::write(path, &self.admin),
+            Some(path) => file::write(path, admin),
             None => Ok(()),
         }
+    }
+
+    /// Sets an admin override, all or nothing: the state file is written first, and only when
+    /// that succeeds does the override take effect.
+    pub fn set_override(&mut self, o: Override) -> Result<(), StateFileError> {
+        let mut next = self.admin.clone();
+        next.insert(o.node.clone(), o);
+        self.write(&next)?;
+        self.admin = next;
+        Ok(())
+    }
+
+    /// Removes `node`'s admin override, all or nothing like [`NodeStates::set_override`].
+    pub fn clear_override(&mut self, node: &str) -> Result<(), ClearError> {
+        if !self.admin.contains_key(node) {
+            return Err(ClearError::NoOverride);
+        }
+        let mut next = self.admin.clone();
+        next.remove(node);
+        self.write(&next).map_err(ClearError::StateFile)?;
+        self.admin = next;
+        Ok(())
     }
 
     /// Drops lapsed entries; returns true when anything lapsed.
@@ -151,6 +199,22 @@ impl NodeStates {
             .collect();
         let checked = &self.checked;
         self.checks.retain(|n, _| checked.contains(n));
+        // Overrides of nodes the maps no longer (or never did) have stay in the state file,
+        // in case the node comes back, but say so once.
+        let known: HashSet<&str> = snap.nodes.iter().map(|n| n.name.as_str()).collect();
+        let dormant: BTreeSet<String> = self
+            .admin
+            .keys()
+            .filter(|n| !known.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for n in dormant.difference(&self.dormant) {
+            tracing::warn!(
+                node = %n.escape_debug(),
+                "admin override for a node the maps do not have: kept in the state file, applies to nothing"
+            );
+        }
+        self.dormant = dormant;
     }
 
     /// The layer that decides `node`'s state: the precedence rules, in one place.
@@ -311,7 +375,38 @@ mod tests {
         s.save().unwrap();
         let back = NodeStates::load(Some(path.clone())).unwrap();
         assert_eq!(back.admin, s.admin);
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!dir.join(".state.json.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_override_that_cannot_be_saved_does_not_apply() {
+        let dir = std::env::temp_dir().join(format!("signpost-state-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A directory where the state file should be: every write fails (even as root).
+        let path = dir.join("state.json");
+        std::fs::create_dir(&path).unwrap();
+        let mut s = NodeStates::load(None).unwrap();
+        s.state_file = Some(path);
+        let o = Override {
+            node: "fra1".into(),
+            state: "down".into(),
+            reason: String::new(),
+            expires_at: None,
+        };
+        assert!(s.set_override(o.clone()).is_err());
+        assert!(s.admin.is_empty());
+        s.admin.insert("fra1".into(), o);
+        assert!(matches!(
+            s.clear_override("fra1"),
+            Err(ClearError::StateFile(_))
+        ));
+        assert!(s.admin.contains_key("fra1"));
+        assert!(matches!(
+            s.clear_override("ams1"),
+            Err(ClearError::NoOverride)
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
