@@ -218,6 +218,14 @@ fn scrapes_count_what_was_asked_and_pass_promtool() {
     assert_eq!(value(&m, "signpost_snapshot_generation"), 2.0);
     assert_eq!(value(&m, "signpost_reload_duration_seconds_count"), 1.0);
 
+    // docs/metrics.md names every metric exposed.
+    let docs = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(docs.contains(&format!("`{name}`")), "docs/metrics.md lacks {name}");
+        }
+    }
     // Prometheus asks for OpenMetrics and gets it.
     let open = scrape(
         &s,
