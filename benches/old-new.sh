@@ -6,6 +6,11 @@
 #
 #   bash benches/old-new.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS]
 #
+# OLD_EXTRA / NEW_EXTRA (environment): YAML appended to one side's configuration, to compare
+# one binary with and without a setting, e.g. the query log:
+#   NEW_EXTRA='query_log: {path: queries.jsonl}' \
+#     bash benches/old-new.sh target/release/signpost target/release/signpost 9 8
+#
 # For example, with each commit built in its own worktree:
 #   bash benches/old-new.sh ../wt-old/target/release/signpost target/release/signpost 5 8
 #
@@ -33,6 +38,8 @@ mkdir -p "$W/old" "$W/new"
 for v in old new; do cp "$W/sp/map.yaml" "$W/$v/"; done
 sed 's/127\.0\.0\.1:5401/127.0.0.1:5411/' "$W/sp/signpost.yaml" > "$W/old/signpost.yaml"
 sed 's/127\.0\.0\.1:5401/127.0.0.1:5412/' "$W/sp/signpost.yaml" > "$W/new/signpost.yaml"
+if [ -n "${OLD_EXTRA:-}" ]; then printf '%s\n' "$OLD_EXTRA" >> "$W/old/signpost.yaml"; fi
+if [ -n "${NEW_EXTRA:-}" ]; then printf '%s\n' "$NEW_EXTRA" >> "$W/new/signpost.yaml"; fi
 
 for p in 5411 5412; do
   if dig @127.0.0.1 -p $p example.test SOA +time=1 +tries=1 >/dev/null 2>&1; then echo "port $p is already in use"; exit 1; fi
