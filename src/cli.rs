@@ -144,7 +144,11 @@ pub enum CtlRequest {
         states: Vec<String>,
     },
     /// Reload configuration, maps and data now.
-    Reload,
+    Reload {
+        /// Accept a reload that the reload guard holds (served names gone, data shrunk).
+        #[arg(long)]
+        confirm: bool,
+    },
     /// Query counters.
     Stats,
     /// BGP sessions: state, uptime, prefixes per family, last update, last error.
@@ -421,7 +425,7 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
                 states: items,
             }
         }
-        CtlRequest::Reload => Request::Reload {},
+        CtlRequest::Reload { confirm } => Request::Reload { confirm: *confirm },
         CtlRequest::Stats => Request::Stats {},
         CtlRequest::Bgp => Request::Bgp {},
     })
@@ -455,7 +459,11 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
             println!("generation:  {}", s.generation);
             println!(
                 "last reload: {}",
-                if s.last_reload.ok { "ok" } else { "FAILED" }
+                match (s.last_reload.ok, s.last_reload.held) {
+                    (true, _) => "ok",
+                    (false, true) => "HELD (not serving; see below)",
+                    (false, false) => "FAILED",
+                }
             );
             for e in s.last_reload.errors {
                 println!("  {e}");
