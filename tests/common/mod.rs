@@ -91,7 +91,21 @@ impl Server {
     }
 
     pub fn start_on(args: &[&str], listen: &str) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+        Server::start_wrapped(&[], args, listen)
+    }
+
+    /// Like [`Server::start_on`], run through `wrapper` (a command and its arguments that
+    /// execs the rest, such as `prlimit --nofile=64:64`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], listen: &str) -> Server {
+        let bin = env!("CARGO_BIN_EXE_signpost");
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         // Servers without --control open their default socket: a path of their own here, so
         // that parallel tests never meet at the machine's default.
         static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
