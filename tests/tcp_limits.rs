@@ -105,7 +105,7 @@ fn one_network_cannot_take_every_slot() {
     let mut other = connect_from(host(2, 1), s.tcp);
     assert!(answered(&mut other, 7), "{}", s.stderr());
     // The per-address cap still applies within a network's share.
-    let mut more: Vec<TcpStream> = (0..6).map(|_| connect_from(host(3, 1), s.tcp)).collect();
+    let more: Vec<TcpStream> = (0..6).map(|_| connect_from(host(3, 1), s.tcp)).collect();
     assert_eq!(open_count(&more), 4, "one address's share");
     let (_, stats) = s.ctl(&["stats"]);
     assert!(
@@ -186,7 +186,7 @@ fn descriptors_keep_a_reserve() {
         "half of 128 descriptors: {}",
         s.stderr()
     );
-    let mut held: Vec<TcpStream> = (0..200)
+    let held: Vec<TcpStream> = (0..200)
         .map(|i| connect_from(host(1 + (i / 100) as u8, 1 + (i % 100) as u8), s.tcp))
         .collect();
     let open = open_count(&held);
