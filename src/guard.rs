@@ -129,7 +129,10 @@ impl std::fmt::Display for Shrink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Shrink::Zone(z) => write!(f, "zone {z} would no longer be served"),
-            Shrink::Name(n) => write!(f, "service name {n} would no longer be answered"),
+            Shrink::Name(n) => write!(
+                f,
+                "service name {n} would no longer be answered from the maps"
+            ),
             Shrink::Data {
                 measure,
                 before,
@@ -325,7 +328,7 @@ mod tests {
         let lines = report(&[Shrink::Name("dl.example.test".into())]);
         assert_eq!(
             lines[0],
-            "reload held: service name dl.example.test would no longer be answered"
+            "reload held: service name dl.example.test would no longer be answered from the maps"
         );
         assert!(
             lines[1].contains("signpost ctl reload --confirm"),

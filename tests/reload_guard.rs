@@ -68,7 +68,9 @@ fn an_emptied_services_file_is_held_until_confirmed() {
     assert_eq!(last["ok"], false, "{last}");
     let text = errors(&last);
     assert!(
-        text.contains("reload held: service name dl.example.test would no longer be answered"),
+        text.contains(
+            "reload held: service name dl.example.test would no longer be answered from the maps"
+        ),
         "{text}"
     );
     assert!(text.contains("signpost ctl reload --confirm"), "{text}");

@@ -148,6 +148,7 @@ pub fn capacity(limits: &TcpLimits, fd_limit: u64) -> usize {
 pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        // Not expected on Linux; assume the usual default soft limit.
         return 1024;
     };
     if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {

@@ -89,8 +89,15 @@ pub async fn serve(
                 continue;
             }
             Err(e) => {
-                // A connection that failed before it was accepted (reset, aborted): next.
+                // A connection that failed before it was accepted (reset, aborted) is simply
+                // the next one's turn; anything else gets a short pause, never a spin.
                 tracing::debug!(error = %e, "TCP accept failed");
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) {
+                    tokio::time::sleep(BACKOFF_MIN).await;
+                }
                 continue;
             }
         };
