@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +25,8 @@ use crate::snapshot::Snapshot;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest wait between accept attempts while out of resources.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one warning about accept errors in this time.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// An accept error that says the process or the system is short of resources (descriptors,
 /// buffers, memory): retrying at once would fail again.
@@ -71,6 +73,7 @@ pub async fn serve(
         }
     };
     let mut backoff = Duration::ZERO;
+    let mut warned: Option<Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => {
@@ -81,7 +84,8 @@ pub async fn serve(
                 // The connection stays in the backlog: make room by closing the connection
                 // quiet the longest, and wait before trying again rather than spin.
                 let reclaimed = table.reclaim();
-                if backoff.is_zero() {
+                if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    warned = Some(Instant::now());
                     tracing::warn!(error = %e, reclaimed, open = table.len(), "TCP accept failed for want of resources; backing off");
                 }
                 backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
