@@ -256,3 +256,47 @@ fn out_of_descriptors_the_accept_loop_backs_off() {
     );
     assert_eq!(s.short(&["www.example.test"]), "192.0.2.80");
 }
+
+/// A client that sends queries and never reads the answers: once the answers fill the socket
+/// buffers, the server's write waits, and after `idle_timeout_ms` the connection is closed
+/// (before, the write waited forever and the slot was never freed).
+#[test]
+fn a_client_that_does_not_read_loses_its_connection() {
+    let dir = TempDir::new("tcp-noread");
+    let long = "x".repeat(250);
+    let cfg = dir.write(
+        "signpost.yaml",
+        &format!(
+            "zones:\n  - apex: example.test\n    soa: {{ mname: ns1, rname: hostmaster }}\n    ns: [ns1]\n    records:\n      - {{ name: www, type: A, value: 192.0.2.80 }}\n      - {{ name: big, type: TXT, values: [\"{long}\", \"{long}\", \"{long}\", \"{long}\"] }}\ntcp: {{ idle_timeout_ms: 500, max_queries_per_connection: 10000000 }}\n"
+        ),
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let mut c = connect_from(host(0, 1), s.tcp);
+    let q = query(1, 0x0100, "big.example.test", 16);
+    let mut batch = Vec::new();
+    for _ in 0..100 {
+        batch.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        batch.extend_from_slice(&q);
+    }
+    c.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut closed_by_server = false;
+    while std::time::Instant::now() < deadline {
+        match c.write(&batch) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed_by_server = true;
+                break;
+            }
+        }
+    }
+    assert!(closed_by_server, "the connection is still open after 30 s");
+    // The slot is free again for a client that reads.
+    assert!(answered(&mut connect_from(host(0, 1), s.tcp), 2));
+}
