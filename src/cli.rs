@@ -177,7 +177,11 @@ pub enum CtlRequest {
         states: Vec<String>,
     },
     /// Reload configuration, maps and data now.
-    Reload,
+    Reload {
+        /// Accept a reload that the reload guard holds (served names gone, data shrunk).
+        #[arg(long)]
+        confirm: bool,
+    },
     /// Query counters.
     Stats,
     /// Reopen the query log (after logrotate moved it; SIGUSR1 does the same).
@@ -349,7 +353,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             request,
         } => {
             let timeout = Duration::from_secs(timeout.unwrap_or(match request {
-                CtlRequest::Reload => RELOAD_TIMEOUT_S,
+                CtlRequest::Reload { .. } => RELOAD_TIMEOUT_S,
                 _ => TIMEOUT_S,
             }));
             ctl(
@@ -533,7 +537,7 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
                 states: items,
             }
         }
-        CtlRequest::Reload => Request::Reload {},
+        CtlRequest::Reload { confirm } => Request::Reload { confirm: *confirm },
         CtlRequest::Stats => Request::Stats {},
         CtlRequest::Reopen => Request::Reopen {},
         CtlRequest::Bgp => Request::Bgp {},
@@ -581,7 +585,11 @@ fn ctl(
             println!("generation:  {}", s.generation);
             println!(
                 "last reload: {}",
-                if s.last_reload.ok { "ok" } else { "FAILED" }
+                match (s.last_reload.ok, s.last_reload.held) {
+                    (true, _) => "ok",
+                    (false, true) => "HELD (not serving; see below)",
+                    (false, false) => "FAILED",
+                }
             );
             for e in s.last_reload.errors {
                 println!("  {}", escape(&e));

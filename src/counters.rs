@@ -298,6 +298,8 @@ pub struct Events {
     pub reloads_ok: u64,
     /// Reloads that failed (the old snapshot kept serving).
     pub reloads_failed: u64,
+    /// Reloads held by the reload guard until confirmed (the old snapshot kept serving).
+    pub reloads_held: u64,
     /// How long reloads took.
     pub reload_duration: Histogram,
     /// Unix time of the last successful load (the first one included).
@@ -427,14 +429,16 @@ impl Counters {
         self.events.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a reload.
-    pub fn reload(&self, ok: bool, took: Duration) {
+    /// Records a reload: `ok`, `failed` or `held`.
+    pub fn reload(&self, result: &str, took: Duration) {
         let mut e = self.events();
-        if ok {
-            e.reloads_ok += 1;
-            e.last_success = unix_now();
-        } else {
-            e.reloads_failed += 1;
+        match result {
+            "ok" => {
+                e.reloads_ok += 1;
+                e.last_success = unix_now();
+            }
+            "held" => e.reloads_held += 1,
+            _ => e.reloads_failed += 1,
         }
         e.reload_duration.observe(took);
     }

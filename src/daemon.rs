@@ -124,6 +124,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
 
     let mut threads = Vec::new();
     let mut bound = Vec::new();
+    // One DNS TCP connection table for every listener, within a share of the descriptors.
+    let fd_limit = crate::dns::conns::raise_fd_limit();
+    let tcp_table = Arc::new(crate::dns::conns::Table::new(&config.tcp, fd_limit));
+    tracing::info!(
+        max_connections = tcp_table.capacity(),
+        fd_limit,
+        "DNS TCP connection limit"
+    );
     for l in &listen {
         let mut addr = l.addr;
         // The embedded demo also listens on [::1]; a machine without IPv6 still gets the demo.
@@ -159,9 +167,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                     .map(|a| a.to_string())
                     .unwrap_or_default()
             ));
-            let (limits, state, counters) = (config.tcp, serving.swap(), counters.clone());
+            let (limits, table, state, counters) = (
+                config.tcp,
+                tcp_table.clone(),
+                serving.swap(),
+                counters.clone(),
+            );
             let log = query_log.clone();
-            runtime.spawn(async move { tcp::serve(listener, limits, state, counters, log).await });
+            runtime.spawn(async move {
+                tcp::serve(listener, limits, table, state, counters, log).await
+            });
         }
     }
     // BGP feeds: the server answers from the file tables and GeoIP until sessions are up; every

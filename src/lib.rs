@@ -21,7 +21,8 @@
 //!   [`config`], the client data [`client`] ([`geo`], [`bgp`]) and the maps [`spec`], then
 //!   compile with [`compile`]) off the query path, and publishes the result through
 //!   [`serving::Serving::publish`], which applies the node states ([`node_state`]) *before* the
-//!   swap and tells the prober ([`probe`]) about it. A failed build keeps the old snapshot.
+//!   swap and tells the prober ([`probe`]) about it. A failed build keeps the old snapshot; so
+//!   does one that [`guard`] finds takes away served names or too much data, until confirmed.
 //! - **The file formats**: `signpost.yaml` is [`config::spec`] (turned into [`config::Config`],
 //!   zones by `config::zones`, BGP sessions by `config::feeds`); map files are [`spec`]; both go
 //!   through [`source`], which reports every problem with `file:line:column`.
@@ -45,7 +46,7 @@
 //! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`live`];
 //! 4. the compiled model: [`snapshot`], and [`explain`] over it;
 //! 5. the compiler: [`compile`];
-//! 6. node states and the load pipeline: [`node_state`], [`load`];
+//! 6. node states, the load pipeline and the reload guard: [`node_state`], [`load`], [`guard`];
 //! 7. where the services meet: [`counters`] (what is counted, and the one place that sums it),
 //!    [`querylog`] (the workers hand records to its writer thread), [`serving`], [`notify`]
 //!    (messages to systemd);
@@ -84,6 +85,7 @@ pub mod embedded;
 pub mod explain;
 pub mod feed;
 pub mod geo;
+pub mod guard;
 pub mod hash;
 pub mod health;
 pub mod live;

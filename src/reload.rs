@@ -5,6 +5,13 @@
 //! serving snapshot in place and records the errors for `status`; a `ctl reload` caller gets
 //! the outcome.
 //!
+//! The reload guard ([`crate::guard`]): a build from the files whose snapshot would stop
+//! serving a zone or a service name, or whose GeoIP or BGP file data shrink by more than
+//! `reload_guard.max_shrink_percent`, is held: the serving snapshot stays, `status` and the log
+//! say what shrank, and `signpost ctl reload --confirm` publishes it. The settings of the
+//! configuration serving now decide (an edit cannot switch the guard off for itself). Builds
+//! for feed changes only are never held: they compile the sources already serving.
+//!
 //! Coalescing: file changes wait until the files have been quiet for the debounce; SIGHUP and
 //! `ctl reload` go ahead at once and end a debounce in progress; every request that arrived
 //! before a build starts is served by that build.
@@ -18,6 +25,7 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 
 use crate::config::Config;
+use crate::guard::{Inventory, compare, report};
 use crate::load::Sources;
 use crate::serving::{ReloadOutcome, ReloadRequest, Serving};
 
@@ -166,6 +174,8 @@ struct Batch {
     stop: bool,
     /// Read the files again (anything but a feed change asks for it).
     reread: bool,
+    /// Publish even what the reload guard would hold (`ctl reload --confirm`).
+    confirm: bool,
     /// The earliest deadline a request set.
     deadline: Option<Instant>,
 }
@@ -196,6 +206,12 @@ impl Batch {
                 self.waiters.push(tx);
                 self.now = true;
                 self.reread = true;
+            }
+            ReloadRequest::Confirm(tx) => {
+                self.waiters.push(tx);
+                self.now = true;
+                self.reread = true;
+                self.confirm = true;
             }
             ReloadRequest::Stop => self.stop = true,
         }
@@ -236,7 +252,13 @@ fn run(
             }
             return;
         }
-        let outcome = reload_once(config_path.as_deref(), &serving, &mut sources, batch.reread);
+        let outcome = reload_once(
+            config_path.as_deref(),
+            &serving,
+            &mut sources,
+            batch.reread,
+            batch.confirm,
+        );
         for w in batch.waiters {
             let _ = w.send(outcome.clone());
         }
@@ -245,12 +267,14 @@ fn run(
 
 /// Builds a new snapshot and publishes it, or keeps the old one and records why. A batch of
 /// feed changes only (`reread` false) compiles the last good sources again with the new live
-/// tables; anything else reads the files first.
+/// tables; anything else reads the files first, and its snapshot passes the reload guard
+/// unless `confirm` is set.
 fn reload_once(
     config_path: Option<&Path>,
     serving: &Serving,
     sources: &mut Option<Sources>,
     reread: bool,
+    confirm: bool,
 ) -> ReloadOutcome {
     let started = Instant::now();
     // The service manager hears of reloads of the files (SIGHUP, `ctl reload`, a changed
@@ -261,28 +285,47 @@ fn reload_once(
     let old = serving.snapshot();
     let live = serving.take_feed_tables();
     let sources_missing = sources.is_none();
+    // The snapshot, and the sources it was read from when they are new.
     let result = match sources.as_ref() {
-        Some(s) if !reread => s.build(&live),
-        // Read the files; the last good sources stay for feed changes if this fails.
-        _ => Sources::read(config_path, Some(&old.client)).and_then(|s| {
-            let built = s.build(&live);
-            if built.is_ok() {
-                *sources = Some(s);
-            }
-            built
-        }),
+        Some(s) if !reread => s.build(&live).map(|snap| (snap, None)),
+        // Read the files; the last good sources stay for feed changes if this fails or is held.
+        _ => Sources::read(config_path, Some(&old.client))
+            .and_then(|s| s.build(&live).map(|snap| (snap, Some(s)))),
     };
     let outcome = match result {
-        Ok(snap) => {
-            let versions = snap.versions.clone();
-            serving.publish(snap);
-            tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                files = reread,
-                %versions,
-                "reloaded"
-            );
-            ReloadOutcome::Published(versions)
+        Ok((snap, fresh)) => {
+            let guard = sources
+                .as_ref()
+                .or(fresh.as_ref())
+                .map(|s| s.config.reload_guard);
+            let shrinks = match (&fresh, guard) {
+                (Some(_), Some(g)) if !confirm => {
+                    compare(&Inventory::of(&old), &Inventory::of(&snap), &g)
+                }
+                _ => Vec::new(),
+            };
+            if shrinks.is_empty() {
+                if let Some(s) = fresh {
+                    *sources = Some(s);
+                }
+                let versions = snap.versions.clone();
+                serving.publish(snap);
+                tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    files = reread,
+                    confirmed = confirm,
+                    %versions,
+                    "reloaded"
+                );
+                ReloadOutcome::Published(versions)
+            } else {
+                let lines = report(&shrinks);
+                tracing::warn!(
+                    "reload held, using previously loaded data:\n{}",
+                    lines.join("\n")
+                );
+                ReloadOutcome::Held(lines)
+            }
         }
         Err(errors) => {
             tracing::error!("reload failed, using previously loaded data:\n{errors}");
@@ -294,6 +337,9 @@ fn reload_once(
         crate::notify::ready(match &outcome {
             ReloadOutcome::Published(_) => "serving; last reload ok",
             ReloadOutcome::Failed(_) => "serving; last reload failed, previous data kept",
+            ReloadOutcome::Held(_) => {
+                "serving; last reload held (see ctl status), previous data kept"
+            }
         });
     }
     outcome

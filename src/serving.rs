@@ -30,6 +30,9 @@ pub enum ReloadRequest {
     Signal,
     /// `signpost ctl reload`: reload now and send the outcome here.
     Control(Sender<ReloadOutcome>),
+    /// `signpost ctl reload --confirm`: like `Control`, and the build is published even if the
+    /// reload guard would hold it.
+    Confirm(Sender<ReloadOutcome>),
     /// A live BGP feed changed (coalesced over the feeds' update delay).
     Feeds,
     /// Stop the reload thread.
@@ -43,6 +46,9 @@ pub enum ReloadOutcome {
     Published(String),
     /// The build failed; the previous snapshot still serves.
     Failed(Vec<String>),
+    /// The build succeeded but takes away served names or too much data: held by the reload
+    /// guard, the previous snapshot still serves. What shrank, and how to confirm.
+    Held(Vec<String>),
 }
 
 /// The outcome of the last load, for `status`.
@@ -52,7 +58,9 @@ pub struct ReloadStatus {
     pub at: SystemTime,
     /// True when the new snapshot is serving.
     pub ok: bool,
-    /// The errors of a failed load.
+    /// True when the reload guard held the new snapshot (then `ok` is false).
+    pub held: bool,
+    /// The errors of a failed load, or what a held one would take away.
     pub errors: Vec<String>,
     /// Successful loads since start (the first load included).
     pub generation: u64,
@@ -91,6 +99,7 @@ impl Serving {
             status: Mutex::new(ReloadStatus {
                 at: SystemTime::now(),
                 ok: true,
+                held: false,
                 errors: Vec::new(),
                 generation: 1,
             }),
@@ -244,8 +253,14 @@ impl Serving {
     /// counts a generation but leaves the outcome of the last file reload in place: a broken
     /// file stays reported until it is fixed.
     pub fn record_reload(&self, outcome: &ReloadOutcome, files: bool, took: std::time::Duration) {
-        self.counters
-            .reload(matches!(outcome, ReloadOutcome::Published(_)), took);
+        self.counters.reload(
+            match outcome {
+                ReloadOutcome::Published(_) => "ok",
+                ReloadOutcome::Failed(_) => "failed",
+                ReloadOutcome::Held(_) => "held",
+            },
+            took,
+        );
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
             ReloadOutcome::Published(_) => {
@@ -253,12 +268,14 @@ impl Serving {
                 if files {
                     st.at = SystemTime::now();
                     st.ok = true;
+                    st.held = false;
                     st.errors.clear();
                 }
             }
-            ReloadOutcome::Failed(errors) => {
+            ReloadOutcome::Failed(errors) | ReloadOutcome::Held(errors) => {
                 st.at = SystemTime::now();
                 st.ok = false;
+                st.held = matches!(outcome, ReloadOutcome::Held(_));
                 st.errors = errors.clone();
             }
         }

@@ -7,7 +7,7 @@
 //! - data: `geo`, `bgp`, `client`, `check`, `live`
 //! - compiled model: `snapshot`, `explain`
 //! - compiler (pure): `compile`
-//! - node states and the load pipeline: `node_state`, `load`
+//! - node states, the load pipeline and the reload guard: `node_state`, `load`, `guard`
 //! - where services meet: `counters`, `serving`, `notify` (messages to the service manager)
 //! - `manual` (man pages, completions: for `cli`, from definitions it is handed)
 //! - services: `dns`, `probe`, `reload`, `control`, `feed`
@@ -59,6 +59,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // Node states; the load pipeline (the only reader of storage for builds).
     ("node_state", &["health", "snapshot"]),
+    // The reload guard: what a new snapshot takes away from the serving one.
+    ("guard", &["config", "snapshot"]),
     (
         "load",
         &[
@@ -98,7 +100,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "reload",
         &[
-            "load", "serving", "config", "snapshot", "client", "live", "source", "notify",
+            "load", "serving", "config", "snapshot", "client", "live", "source", "notify", "guard",
         ],
     ),
     (
@@ -122,6 +124,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Parts of a service held to less than their module: the rate limiter needs no snapshot;
     // the control protocol and client know nothing of the server's state.
     ("dns/rrl", &["config", "hash"]),
+    ("dns/conns", &["config"]),
     ("control/protocol", &["node_state", "live"]),
     ("control/client", &[]),
     ("control/text", &[]),

@@ -223,7 +223,10 @@ fn scrapes_count_what_was_asked_and_pass_promtool() {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let name = rest.split(' ').next().unwrap();
-            assert!(docs.contains(&format!("`{name}`")), "docs/metrics.md lacks {name}");
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/metrics.md lacks {name}"
+            );
         }
     }
     // Prometheus asks for OpenMetrics and gets it.

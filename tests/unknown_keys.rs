@@ -61,6 +61,14 @@ tcp:
   max_connections: 512
   max_connections_per_client: 16
   max_queries_per_connection: 10000
+  max_connections_per_network: 64
+  ipv4_prefix: 24
+  ipv6_prefix: 56
+  reclaim_idle_ms: 1000
+  max_fd_percent: 50
+reload_guard:
+  enabled: true
+  max_shrink_percent: 10
 identity: { server_id: signpost-test, version: "1.0" }
 why:
   enabled: true

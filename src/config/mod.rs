@@ -56,6 +56,25 @@ pub struct TcpLimits {
     pub max_connections_per_client: usize,
     /// Queries per connection.
     pub max_queries_per_connection: u32,
+    /// Per-client-network connection cap.
+    pub max_connections_per_network: usize,
+    /// IPv4 client network length.
+    pub ipv4_prefix: u8,
+    /// IPv6 client network length.
+    pub ipv6_prefix: u8,
+    /// The least time without a query after which a connection may be closed to make room.
+    pub reclaim_idle: Duration,
+    /// The largest share (per cent) of the file descriptor limit DNS TCP may hold.
+    pub max_fd_percent: u8,
+}
+
+/// The reload guard, ready to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReloadGuard {
+    /// Hold reloads that remove served names or shrink the data.
+    pub enabled: bool,
+    /// The largest shrink (per cent) accepted without confirmation.
+    pub max_shrink_percent: u8,
 }
 
 /// Where a data file comes from: disk, or bytes compiled into the binary.
@@ -210,6 +229,8 @@ pub struct Config {
     pub reload_debounce: Duration,
     /// Run reloads at the lowest CPU priority.
     pub reload_low_priority: bool,
+    /// Which reloads wait for confirmation.
+    pub reload_guard: ReloadGuard,
     /// Control socket path.
     pub control_socket: Option<PathBuf>,
     /// Control socket file mode.
@@ -402,6 +423,26 @@ impl Config {
                 true
             }
         };
+        if spec.reload_guard.max_shrink_percent > 100 {
+            errors
+                .0
+                .push(doc.error("reload_guard.max_shrink_percent", "must be 0..=100"));
+        }
+        if spec.tcp.ipv4_prefix > 32 {
+            errors
+                .0
+                .push(doc.error("tcp.ipv4_prefix", "must be 0..=32"));
+        }
+        if spec.tcp.ipv6_prefix > 128 {
+            errors
+                .0
+                .push(doc.error("tcp.ipv6_prefix", "must be 0..=128"));
+        }
+        if !(1..=100).contains(&spec.tcp.max_fd_percent) {
+            errors
+                .0
+                .push(doc.error("tcp.max_fd_percent", "must be 1..=100"));
+        }
         let health_initial = match spec.health.initial.as_str() {
             "up" => crate::health::State::Up,
             "down" => crate::health::State::Down,
@@ -463,6 +504,11 @@ impl Config {
                 max_connections: spec.tcp.max_connections.max(1),
                 max_connections_per_client: spec.tcp.max_connections_per_client.max(1),
                 max_queries_per_connection: spec.tcp.max_queries_per_connection.max(1),
+                max_connections_per_network: spec.tcp.max_connections_per_network.max(1),
+                ipv4_prefix: spec.tcp.ipv4_prefix.min(32),
+                ipv6_prefix: spec.tcp.ipv6_prefix.min(128),
+                reclaim_idle: Duration::from_millis(spec.tcp.reclaim_idle_ms),
+                max_fd_percent: spec.tcp.max_fd_percent.clamp(1, 100),
             },
             server_id: Some(spec.identity.server_id).filter(|s| !s.is_empty()),
             version: spec.identity.version,
@@ -490,6 +536,10 @@ impl Config {
             feeds,
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
             reload_low_priority,
+            reload_guard: ReloadGuard {
+                enabled: spec.reload_guard.enabled,
+                max_shrink_percent: spec.reload_guard.max_shrink_percent.min(100),
+            },
             control_socket: spec.control.socket.as_ref().and_then(as_path),
             control_mode,
             control_max_connections: spec.control.max_connections.max(1),

@@ -51,6 +51,9 @@ pub struct ConfigSpec {
     /// busy machine) or `normal`.
     #[serde(default = "low")]
     pub reload_priority: String,
+    /// Reloads that remove served names or shrink the data are held until confirmed.
+    #[serde(default)]
+    pub reload_guard: ReloadGuardSpec,
     /// The control socket.
     #[serde(default)]
     pub control: ControlSpec,
@@ -114,6 +117,26 @@ impl Default for HealthSpec {
             initial: "up".into(),
             startup_wait_ms: 3000,
             max_concurrent_checks: 64,
+        }
+    }
+}
+
+/// The reload guard: a reload whose new snapshot serves fewer names, or whose GeoIP or BGP
+/// file data shrink by more than `max_shrink_percent`, is held until confirmed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadGuardSpec {
+    /// Hold such reloads at all.
+    pub enabled: bool,
+    /// The largest shrink, in per cent of the serving count, accepted without confirmation.
+    pub max_shrink_percent: u8,
+}
+
+impl Default for ReloadGuardSpec {
+    fn default() -> Self {
+        ReloadGuardSpec {
+            enabled: true,
+            max_shrink_percent: 10,
         }
     }
 }
@@ -195,6 +218,18 @@ pub struct TcpSpec {
     pub max_connections_per_client: usize,
     /// Queries answered on one connection before it is closed.
     pub max_queries_per_connection: u32,
+    /// Concurrent connections from one client network (`ipv4_prefix`, `ipv6_prefix`).
+    pub max_connections_per_network: usize,
+    /// IPv4 client network length for `max_connections_per_network`.
+    pub ipv4_prefix: u8,
+    /// IPv6 client network length for `max_connections_per_network`.
+    pub ipv6_prefix: u8,
+    /// When every slot is taken, a new connection closes the one that has gone longest
+    /// without a query, if that is at least this long (milliseconds).
+    pub reclaim_idle_ms: u64,
+    /// The largest share of the process's file descriptor limit that DNS TCP connections may
+    /// hold, in per cent.
+    pub max_fd_percent: u8,
 }
 
 impl Default for TcpSpec {
@@ -204,6 +239,11 @@ impl Default for TcpSpec {
             max_connections: 512,
             max_connections_per_client: 16,
             max_queries_per_connection: 10_000,
+            max_connections_per_network: 64,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            reclaim_idle_ms: 1000,
+            max_fd_percent: 50,
         }
     }
 }

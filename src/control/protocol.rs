@@ -46,7 +46,11 @@ pub enum Request {
         states: Vec<PushItem>,
     },
     /// Reload the configuration, maps and data now, through the reload thread.
-    Reload {},
+    Reload {
+        /// Publish even a snapshot that the reload guard would hold (names gone, data shrunk).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
     /// Query counters.
     Stats {},
     /// Reopen the query log (after logrotate moved it).
@@ -100,7 +104,7 @@ const FIELDS: [Fields; 11] = [
     ),
     ("clear", &["node"], &["node"]),
     ("push", &["source", "states"], &["states"]),
-    ("reload", &[], &[]),
+    ("reload", &["confirm"], &[]),
     ("stats", &[], &[]),
     ("reopen", &[], &[]),
     ("bgp", &[], &[]),
@@ -287,6 +291,9 @@ pub struct StatusReply {
 pub struct LastReload {
     /// It succeeded.
     pub ok: bool,
+    /// The reload guard held it: `errors` say what it would take away.
+    #[serde(default)]
+    pub held: bool,
     /// Unix time it finished.
     pub at: u64,
     /// Its errors.
@@ -424,6 +431,19 @@ mod tests {
             Request::parse(br#"{"cmd":"status"}"#).unwrap(),
             Request::Status {}
         );
+        // `confirm` is optional, and a plain reload keeps its old wire form.
+        assert_eq!(
+            Request::parse(br#"{"cmd":"reload"}"#).unwrap(),
+            Request::Reload { confirm: false }
+        );
+        assert_eq!(
+            Request::Reload { confirm: false }.to_line(),
+            r#"{"cmd":"reload"}"#
+        );
+        assert_eq!(
+            Request::parse(br#"{"cmd":"reload","confirm":true}"#).unwrap(),
+            Request::Reload { confirm: true }
+        );
     }
 
     #[test]
@@ -444,7 +464,8 @@ mod tests {
                     ttl: 5,
                 }],
             },
-            Request::Reload {},
+            Request::Reload { confirm: false },
+            Request::Reload { confirm: true },
         ] {
             assert_eq!(Request::parse(r.to_line().as_bytes()).unwrap(), r);
         }

@@ -460,6 +460,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 generation: st.generation,
                 last_reload: LastReload {
                     ok: st.ok,
+                    held: st.held,
                     at: st
                         .at
                         .duration_since(UNIX_EPOCH)
@@ -578,9 +579,14 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 accepted: states.len(),
             }))
         }
-        Request::Reload {} => {
+        Request::Reload { confirm } => {
             let (tx, rx) = std::sync::mpsc::channel();
-            if !serving.request_reload(ReloadRequest::Control(tx)) {
+            let request = if confirm {
+                ReloadRequest::Confirm(tx)
+            } else {
+                ReloadRequest::Control(tx)
+            };
+            if !serving.request_reload(request) {
                 return Err("the reload thread has stopped".into());
             }
             match rx.recv() {
@@ -588,6 +594,11 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 Ok(ReloadOutcome::Failed(errors)) => Ok(Response::failed(
                     "reload failed; previous data still serving",
                     errors,
+                )),
+                Ok(ReloadOutcome::Held(lines)) => Ok(Response::failed(
+                    "reload held: the new data take away served names or shrink too much; \
+                     previous data still serving (confirm with `signpost ctl reload --confirm`)",
+                    lines,
                 )),
                 Err(_) => Err("the reload thread has stopped".into()),
             }

@@ -4,6 +4,7 @@
 //! in here touches files or the maps' formats.
 
 pub mod answer;
+pub mod conns;
 pub mod rrl;
 pub mod tcp;
 pub mod udp;

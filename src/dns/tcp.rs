@@ -1,48 +1,43 @@
 //! TCP (RFC 7766): length-prefixed messages, several queries pipelined on one connection and
-//! answered in order, an idle timeout, and caps on connections (global and per client) and on
-//! queries per connection. The answer itself is the same synchronous call as for UDP.
+//! answered in order, an idle timeout (for reads and for writes to a client that does not
+//! read), and a cap on queries per connection. Who gets a connection slot is the connection
+//! table's business ([`super::conns`]: caps per address, per network and in all, idle slots
+//! reclaimed under pressure). The accept loop backs off when the process is out of file
+//! descriptors instead of spinning. The answer itself is the same synchronous call as for UDP.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::Meter;
 use super::answer::{Outcome, Transport, complete, prepare};
+use super::conns::{Slot, Table};
 use crate::config::TcpLimits;
 use crate::counters::{Counters, query};
 use crate::querylog::QueryLog;
 use crate::snapshot::Snapshot;
 use crate::wire::MAX_NAME;
 
-/// Connections per client address. Touched once per connection, never per query.
-#[derive(Default)]
-struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+/// The first wait after an accept error for want of resources; it doubles up to
+/// [`BACKOFF_MAX`] while the errors go on.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest wait between accept attempts while out of resources.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one warning about accept errors in this time.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
-impl PerClient {
-    fn enter(&self, ip: IpAddr, cap: usize) -> bool {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let c = m.entry(ip).or_insert(0);
-        if *c >= cap {
-            return false;
-        }
-        *c += 1;
-        true
-    }
-
-    fn leave(&self, ip: IpAddr) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = m.get_mut(&ip) {
-            *c -= 1;
-            if *c == 0 {
-                m.remove(&ip);
-            }
-        }
-    }
+/// An accept error that says the process or the system is short of resources (descriptors,
+/// buffers, memory): retrying at once would fail again.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+    )
 }
 
 /// Binds a TCP listener.
@@ -63,10 +58,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Accepts connections until the task is dropped.
+/// Accepts connections until the task is dropped. Every listener of the process shares
+/// `table`.
 pub async fn serve(
     listener: std::net::TcpListener,
     limits: TcpLimits,
+    table: Arc<Table>,
     state: Arc<ArcSwap<Snapshot>>,
     counters: Arc<Counters>,
     log: Option<Arc<QueryLog>>,
@@ -83,34 +80,69 @@ pub async fn serve(
             return;
         }
     };
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_client = Arc::new(PerClient::default());
+    let mut backoff = Duration::ZERO;
+    let mut warned: Option<Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                backoff = Duration::ZERO;
+                x
+            }
+            Err(e) if out_of_resources(&e) => {
+                // The connection stays in the backlog: make room by closing the connection
+                // quiet the longest, and wait before trying again rather than spin.
+                let reclaimed = table.reclaim();
+                if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    warned = Some(Instant::now());
+                    tracing::warn!(error = %e, reclaimed, open = table.len(), "TCP accept failed for want of resources; backing off");
+                }
+                backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
             Err(e) => {
+                // A connection that failed before it was accepted (reset, aborted) is simply
+                // the next one's turn; anything else gets a short pause, never a spin.
                 tracing::debug!(error = %e, "TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) {
+                    tokio::time::sleep(BACKOFF_MIN).await;
+                }
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            meter.bump(query::TCP_REFUSED);
-            drop(stream);
-            continue;
+        let slot = match table.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::trace!(client = %peer.ip(), ?why, "TCP connection refused");
+                meter.bump(query::TCP_REFUSED);
+                drop(stream);
+                continue;
+            }
         };
-        if !per_client.enter(peer.ip(), limits.max_connections_per_client) {
-            meter.bump(query::TCP_REFUSED);
-            drop(stream);
-            continue;
-        }
-        let (state, counters, per_client) = (state.clone(), counters.clone(), per_client.clone());
-        let log = log.clone();
+        let (state, counters, log) = (state.clone(), counters.clone(), log.clone());
         tokio::spawn(async move {
-            connection(stream, peer, limits, state, counters, log).await;
-            per_client.leave(peer.ip());
-            drop(permit);
+            connection(stream, peer, limits, slot, state, counters, log).await;
         });
+    }
+}
+
+/// Reads into `buf`, bounded by `limits.idle_timeout`; None when the peer closed, the time
+/// ran out or the slot was reclaimed.
+async fn read(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    limits: &TcpLimits,
+    slot: &Slot,
+) -> Option<()> {
+    tokio::select! {
+        r = tokio::time::timeout(limits.idle_timeout, stream.read_exact(buf)) => match r {
+            Ok(Ok(_)) => Some(()),
+            _ => None,
+        },
+        _ = slot.reclaimed() => None,
     }
 }
 
@@ -118,6 +150,7 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     limits: TcpLimits,
+    slot: Slot,
     state: Arc<ArcSwap<Snapshot>>,
     counters: Arc<Counters>,
     log: Option<Arc<QueryLog>>,
@@ -136,16 +169,18 @@ async fn connection(
     let mut outbuf = vec![0u8; 65537];
     for _ in 0..limits.max_queries_per_connection {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
+        if read(&mut stream, &mut len, &limits, &slot).await.is_none() {
+            return;
         }
         let n = u16::from_be_bytes(len) as usize;
         // The body must follow promptly: a slow sender gets the same timeout as an idle one.
-        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut inbuf[..n])).await {
-            Ok(Ok(_)) => {}
-            _ => return,
+        if read(&mut stream, &mut inbuf[..n], &limits, &slot)
+            .await
+            .is_none()
+        {
+            return;
         }
+        slot.queried();
         let outcome = {
             let snap = state.load();
             let prepared = prepare(&snap, &inbuf[..n], peer.ip(), &mut scratch);
@@ -162,7 +197,15 @@ async fn connection(
         match outcome {
             Outcome::Answered { len, .. } => {
                 outbuf[..2].copy_from_slice(&(len as u16).to_be_bytes());
-                if stream.write_all(&outbuf[..len + 2]).await.is_err() {
+                // A client that does not read its answers cannot hold the slot forever.
+                let sent = tokio::select! {
+                    r = tokio::time::timeout(
+                        limits.idle_timeout,
+                        stream.write_all(&outbuf[..len + 2]),
+                    ) => matches!(r, Ok(Ok(()))),
+                    _ = slot.reclaimed() => false,
+                };
+                if !sent {
                     return;
                 }
             }

@@ -332,7 +332,7 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
     // Reloads and data.
     let f = b.family(
         "reloads",
-        "Builds of a new snapshot, by result (a failed one keeps the old snapshot).",
+        "Builds of a new snapshot, by result (a failed or held one keeps the old snapshot).",
         Kind::Counter,
     );
     f.samples
@@ -340,6 +340,10 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
     f.samples.push((
         labels(&[("result", "failed")]),
         Value::Int(events.reloads_failed),
+    ));
+    f.samples.push((
+        labels(&[("result", "held")]),
+        Value::Int(events.reloads_held),
     ));
     b.family(
         "reload_duration_seconds",

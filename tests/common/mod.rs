@@ -93,12 +93,31 @@ impl Server {
     }
 
     pub fn start_on(args: &[&str], listen: &str) -> Server {
-        Server::start_with_env(args, listen, &[])
+        Server::start_wrapped(&[], args, listen, &[])
     }
 
     /// [`Server::start_on`] with extra environment variables for the server.
     pub fn start_with_env(args: &[&str], listen: &str, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+        Server::start_wrapped(&[], args, listen, env)
+    }
+
+    /// Like [`Server::start_on`], run through `wrapper` (a command and its arguments that
+    /// execs the rest, such as `prlimit --nofile=64:64`), with extra environment variables.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        args: &[&str],
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let bin = env!("CARGO_BIN_EXE_signpost");
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         // Only a test that asks for it talks to a service manager.
         cmd.env_remove("NOTIFY_SOCKET").envs(env.iter().copied());
         // Servers without --control open their default socket: a path of their own here, so
