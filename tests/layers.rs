@@ -30,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("health", &[]),
     // Formats.
     ("spec", &["source"]),
-    ("zone", &["wire"]),
+    ("zone", &["wire", "source"]),
     (
         "config",
         &["source", "embedded", "spec", "zone", "wire", "health"],
@@ -39,7 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("geo", &["ranges"]),
     ("bgp", &[]),
     ("client", &["bgp", "geo", "config", "source"]),
-    ("check", &["spec"]),
+    ("check", &["spec", "source"]),
     ("live", &[]),
     // The compiled model, and explanations over it.
     (
