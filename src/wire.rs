@@ -51,6 +51,8 @@ pub mod rtype {
     pub const AAAA: u16 = 28;
     pub const SRV: u16 = 33;
     pub const OPT: u16 = 41;
+    pub const TKEY: u16 = 249;
+    pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
     pub const AXFR: u16 = 252;
     pub const ANY: u16 = 255;
@@ -216,8 +218,19 @@ impl<'a> Query<'a> {
         {
             return Err((Reject::Rcode(rcode::BADVERS), Some(q.echo())));
         }
+        if is_meta_qtype(q.qtype) {
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
+        }
         Ok(q)
     }
+}
+
+/// True for the types that only live in the additional section of a message, never in a
+/// question, and for type 0 (reserved): OPT (RFC 6891 §6.1.1), TKEY (RFC 2930) and TSIG
+/// (RFC 8945) are carried by a transaction, not looked up, and Signpost implements neither
+/// TKEY nor TSIG. A question for one of them is malformed here.
+fn is_meta_qtype(qtype: u16) -> bool {
+    matches!(qtype, 0 | rtype::OPT | rtype::TKEY | rtype::TSIG)
 }
 
 /// Reads the question at `pos` into `q` and its lowercase name into `name`; returns the
@@ -284,26 +297,40 @@ fn lowercase8(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
-/// Skips a possibly compressed name in a record; returns the offset after it.
-fn skip_name(packet: &[u8], mut pos: usize) -> Option<usize> {
+/// Skips a possibly compressed name in a record at `pos`; returns the offset after it. The name
+/// is checked as a whole, compression included, the way the question's labels are: every label
+/// 63 octets or less, no extended label types, at most 255 octets once expanded, and every
+/// pointer pointing back, before the labels that led to it, and past the header (so that a
+/// chain of pointers always ends). A name that breaks any of these is malformed (FORMERR).
+fn skip_name(packet: &[u8], pos: usize) -> Option<usize> {
     let mut total = 0;
+    let mut at = pos;
+    // Where the labels being read start: a pointer must point before it.
+    let mut run_start = pos;
+    // The end of the name in the record: after its first pointer, or after its root label.
+    let mut end = None;
     loop {
-        let l = *packet.get(pos)? as usize;
+        let l = *packet.get(at)? as usize;
         if l == 0 {
-            return Some(pos + 1);
+            return Some(end.unwrap_or(at + 1));
         }
         if l & 0xc0 == 0xc0 {
-            packet.get(pos + 1)?;
-            return Some(pos + 2);
+            let target = ((l & 0x3f) << 8) | *packet.get(at + 1)? as usize;
+            end.get_or_insert(at + 2);
+            if target < 12 || target >= run_start {
+                return None;
+            }
+            (at, run_start) = (target, target);
+            continue;
         }
         if l > 63 {
             return None;
         }
         total += l + 1;
-        if total > MAX_NAME {
+        if total + 1 > MAX_NAME {
             return None;
         }
-        pos += 1 + l;
+        at += 1 + l;
     }
 }
 
@@ -329,6 +356,9 @@ fn read_additional(packet: &[u8], pos: usize, q: &mut Query<'_>) -> Result<usize
             dnssec_ok: ttl & 0x8000 != 0,
             ecs: None,
         };
+        // The fixed part of the OPT record is readable: from here on, an error response
+        // carries an OPT record too (RFC 6891 §7), without the option that was refused.
+        q.edns = Some(edns);
         let mut o = 0;
         while o < rdata.len() {
             let head = rdata.get(o..o + 4).ok_or(rcode::FORMERR)?;
