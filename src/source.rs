@@ -275,7 +275,7 @@ impl Document {
         value: &Value,
         errors: &mut Errors,
     ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
                 let inner = e.path().to_string();

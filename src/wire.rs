@@ -652,6 +652,83 @@ mod tests {
     }
 
     #[test]
+    fn names_in_records_are_checked_with_their_pointers() {
+        // A packet: header, then the name "a.b" at 12, then names to skip from 17 on.
+        let mut p = vec![0u8; 12];
+        p.extend_from_slice(b"\x01a\x01b\x00");
+        let at = p.len();
+        let skip = |tail: &[u8]| {
+            let mut q = p.clone();
+            q.extend_from_slice(tail);
+            skip_name(&q, at)
+        };
+        assert_eq!(skip(b"\x00"), Some(at + 1), "the root");
+        assert_eq!(skip(&[0xc0, 12]), Some(at + 2), "a pointer back");
+        assert_eq!(
+            skip(&[1, b'x', 0xc0, 14]),
+            Some(at + 4),
+            "a label, then a pointer"
+        );
+        assert_eq!(skip(&[0xc0, 2]), None, "into the header");
+        assert_eq!(skip(&[0xc0, at as u8]), None, "to itself");
+        assert_eq!(skip(&[0xc0, at as u8 + 2, 0]), None, "forward");
+        assert_eq!(skip(&[0xc0, 0xff]), None, "past the end");
+        assert_eq!(skip(&[0xc0]), None, "cut short");
+        assert_eq!(skip(&[0x40, 0]), None, "an extended label type");
+        // Pointers that lead to each other: a names b, b names a.
+        let mut q = p.clone();
+        q.extend_from_slice(&[1, b'x', 0xc0, at as u8 + 4, 0xc0, at as u8]);
+        assert_eq!(skip_name(&q, at + 4), None, "a loop");
+        // 255 octets at most, counted through the pointers.
+        let mut long = vec![0u8; 12];
+        for _ in 0..4 {
+            long.push(63);
+            long.extend_from_slice(&[b'x'; 63]);
+        }
+        long.push(0);
+        assert_eq!(skip_name(&long, 12), None, "257 octets");
+        let mut q = vec![0u8; 12];
+        for _ in 0..3 {
+            q.push(63);
+            q.extend_from_slice(&[b'x'; 63]);
+        }
+        q.push(0);
+        let ptr = q.len();
+        for (label, ok) in [(61u8, true), (62, false)] {
+            let mut r = q.clone();
+            r.push(label);
+            r.extend_from_slice(&vec![b'y'; label as usize]);
+            r.extend_from_slice(&[0xc0, 12]);
+            let octets = label as usize + 1 + 192 + 1;
+            assert_eq!(
+                skip_name(&r, ptr).is_some(),
+                ok,
+                "{octets} octets, through a pointer"
+            );
+        }
+    }
+
+    #[test]
+    fn meta_types_in_the_question_are_formerr_with_edns_kept() {
+        for t in [0, rtype::OPT, rtype::TKEY, rtype::TSIG] {
+            let p = query(&["a"], t, &opt(&[], 0), 1);
+            let mut scratch = [0; MAX_NAME];
+            let (reject, echo) = Query::parse(&p, &mut scratch).err().unwrap();
+            assert_eq!(reject, Reject::Rcode(rcode::FORMERR), "{t}");
+            assert!(echo.unwrap().edns.is_some(), "{t}");
+        }
+        let p = query(&["a"], 65000, &[], 0);
+        assert!(Query::parse(&p, &mut [0; MAX_NAME]).is_ok());
+        // A refused ECS option: FORMERR, with the OPT record's fields kept for the reply.
+        let bad = opt(&[0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69], 0);
+        let p = query(&["a"], 1, &bad, 1);
+        let mut scratch = [0; MAX_NAME];
+        let (_, echo) = Query::parse(&p, &mut scratch).err().unwrap();
+        let e = echo.unwrap().edns.unwrap();
+        assert_eq!((e.udp_size, e.ecs), (1232, None));
+    }
+
+    #[test]
     fn malformed_packets() {
         assert_eq!(
             Query::parse(&[0; 5], &mut [0; MAX_NAME]).err().unwrap().0,
