@@ -130,6 +130,25 @@ fn a_cname_chain_ending_at_a_service_and_a_drained_service() {
     assert_eq!(direct[0].1, 20, "degraded TTL");
 }
 
+#[test]
+fn a_cname_into_a_child_zone_is_not_nxdomain() {
+    let dir = TempDir::new("cname-child");
+    let cfg = dir.write(
+        "signpost.yaml",
+        "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1.example.test.]\n    records:\n      - { name: x, type: CNAME, value: www.sub }\n      - { name: y, type: CNAME, value: nope.sub }\n  - apex: sub.example.test\n    soa: { mname: ns1.example.test., rname: hostmaster.example.test. }\n    ns: [ns1.example.test.]\n    records:\n      - { name: www, type: A, value: 192.0.2.81 }\n",
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    // The target exists, in the other zone: NOERROR with the CNAME (the resolver follows it).
+    let out = s.dig(&["x.example.test"]);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("CNAME\twww.sub.example.test."),
+        "{out}"
+    );
+    assert!(s.dig(&["www.sub.example.test"]).contains("192.0.2.81"));
+    // Whether it exists there is the other zone's answer, not this one's NXDOMAIN.
+    assert!(s.dig(&["y.example.test"]).contains("status: NOERROR"));
+}
+
 /// Runs `signpost check --config PATH`: (exit code, stderr).
 fn check(path: &std::path::Path) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))

@@ -461,6 +461,14 @@ fn cname_chain(
             return rcode::NOERROR;
         }
         let Some(node) = zone.node(target) else {
+            // A name inside a zone of its own below this one (served here too) is that
+            // zone's to answer: the resolver follows the CNAME there.
+            if snap
+                .zone_for(target)
+                .is_some_and(|z| !std::ptr::eq(z, zone))
+            {
+                return rcode::NOERROR;
+            }
             soa_authority(zone, q, w);
             return rcode::NXDOMAIN;
         };
