@@ -122,7 +122,7 @@ const MAX_LINKS: usize = 40;
 /// What to watch for a set of inputs. Tools replace files by rename, so a file is watched
 /// through its directory; every path is in canonical form (symbolic links resolved in the
 /// directory part), the form the events come back in.
-#[derive(Default, PartialEq, Eq)]
+#[derive(Default)]
 struct WatchSet {
     /// Paths whose change asks for a reload: each input, and each symbolic link on the way to
     /// it (a link's own directory sees the link replaced, its target's directory sees the
@@ -239,19 +239,20 @@ impl Watches {
     }
 
     /// Computes the set for `config` again and watches the directories it now needs (a
-    /// directory that cannot be watched is logged, and the others still are).
+    /// directory that cannot be watched is logged, and the others still are). Every one is
+    /// watched again, not only the new ones: a directory removed and created again under the
+    /// same path is a new directory to the kernel, and its old watch is gone.
     fn refresh(&mut self, config: &Config) {
         let next = WatchSet::of(config);
         // Not held while the watcher is changed: its event thread takes the lock to decide
         // about an event, and a change waits for that thread.
-        let before = {
-            let set = self.set.lock().unwrap_or_else(|e| e.into_inner());
-            if *set == next {
-                return;
-            }
-            set.watched.clone()
-        };
-        for d in next.watched.difference(&before) {
+        let before = self
+            .set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .watched
+            .clone();
+        for d in &next.watched {
             if let Err(e) = self.watcher.watch(d, RecursiveMode::NonRecursive) {
                 tracing::warn!(dir = %d.display(), "cannot watch: {e}");
             }

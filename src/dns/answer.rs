@@ -389,6 +389,12 @@ fn lookup(
         soa_authority(zone, q, w);
         return rcode::NXDOMAIN;
     };
+    if let Some(s) = node.why
+        && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
+    {
+        return why_answer(snap, s, q, src, w);
+    }
+    // Before the route: for an alias, `route` is the one of the service at the chain's end.
     if let Some(target) = &node.cname_target
         && q.qtype != rtype::CNAME
     {
@@ -396,11 +402,6 @@ fn lookup(
     }
     if let Some(route) = route {
         return service_answer(snap, zone, route, &QNAME_PTR, q, w, scope);
-    }
-    if let Some(s) = node.why
-        && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
-    {
-        return why_answer(snap, s, q, src, w);
     }
     if q.qtype == rtype::ANY {
         // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here.
