@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::source::quote;
 use crate::spec::{CheckSpec, NodeSpec};
 
 /// Why a check spec cannot be used.
@@ -38,11 +39,15 @@ impl std::fmt::Display for CheckError {
             CheckError::Timing => f.write_str(
                 "`interval_ms` must be ≥ 100 and `timeout_ms` between 1 and 10 intervals",
             ),
-            CheckError::BadPath(p) => write!(f, "bad HTTP path {p:?}"),
-            CheckError::BadHost(h) => write!(f, "bad Host {h:?}"),
+            CheckError::BadPath(p) => write!(f, "bad HTTP path {}", quote(p)),
+            CheckError::BadHost(h) => write!(f, "bad Host {}", quote(h)),
             CheckError::NoPort => f.write_str("a tcp check needs a `port`"),
             CheckError::UnknownKind(k) => {
-                write!(f, "unknown check kind {k:?}; expected http, https or tcp")
+                write!(
+                    f,
+                    "unknown check kind {}; expected http, https or tcp",
+                    quote(k)
+                )
             }
             CheckError::InsecureWithoutTls => {
                 f.write_str("`insecure` applies to https checks only")

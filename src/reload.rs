@@ -18,8 +18,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
@@ -84,18 +84,24 @@ pub fn start(
     requests: Receiver<ReloadRequest>,
 ) -> Result<std::thread::JoinHandle<()>, ReloadError> {
     let config = &initial.config;
-    let watcher = match config_path {
-        Some(_) => Some(watch(config, serving.reload_sender())?),
+    let watches = match config_path {
+        Some(_) => Some(Watches::start(config, serving.reload_sender())?),
         None => None,
     };
     std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || {
-            let _watcher = watcher;
             if timing.low_priority {
                 lower_priority();
             }
-            run(requests, config_path, serving, timing, Some(initial))
+            run(
+                requests,
+                config_path,
+                serving,
+                timing,
+                Some(initial),
+                watches,
+            )
         })
         .map_err(ReloadError::Thread)
 }
@@ -117,46 +123,154 @@ fn lower_priority() {
     }
 }
 
-/// Watches the directories of every input (tools replace files by rename) and sends a request
-/// when one of the inputs changes.
-fn watch(
-    config: &Config,
-    tx: Sender<ReloadRequest>,
-) -> Result<notify::RecommendedWatcher, ReloadError> {
-    let files: HashSet<PathBuf> = config
-        .watched_files()
-        .into_iter()
-        .map(|p| absolute(&p))
-        .collect();
-    let mut dirs: HashSet<PathBuf> = HashSet::new();
-    for f in &files {
-        if f.is_dir() {
-            dirs.insert(f.clone());
-        } else if let Some(parent) = f.parent() {
-            dirs.insert(parent.to_path_buf());
+/// The most symbolic links followed from one input (as the kernel's own limit, 40), so that
+/// a link loop cannot hold the reload thread.
+const MAX_LINKS: usize = 40;
+
+/// What to watch for a set of inputs. Tools replace files by rename, so a file is watched
+/// through its directory; every path is in canonical form (symbolic links resolved in the
+/// directory part), the form the events come back in.
+#[derive(Default)]
+struct WatchSet {
+    /// Paths whose change asks for a reload: each input, and each symbolic link on the way to
+    /// it (a link's own directory sees the link replaced, its target's directory sees the
+    /// target edited).
+    files: HashSet<PathBuf>,
+    /// Input directories (map directories): any change in them asks for a reload.
+    dirs: HashSet<PathBuf>,
+    /// The directories to watch: those holding `files`, and `dirs`.
+    watched: HashSet<PathBuf>,
+}
+
+impl WatchSet {
+    /// The watch set for the inputs of `config`.
+    fn of(config: &Config) -> WatchSet {
+        let mut set = WatchSet::default();
+        for f in config.watched_files() {
+            let f = absolute(&f);
+            set.add_path(&f, &mut { MAX_LINKS });
+            if let Ok(dir) = std::fs::canonicalize(&f)
+                && dir.is_dir()
+            {
+                // A map directory: its entries may be links too.
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    for e in entries.flatten() {
+                        if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                            set.add_path(&e.path(), &mut { MAX_LINKS });
+                        }
+                    }
+                }
+                set.watched.insert(dir.clone());
+                set.dirs.insert(dir);
+            }
+        }
+        set
+    }
+
+    /// Adds `path` (absolute) and every symbolic link met on the way to what it names: the
+    /// links in its directory part, and the chain of links it is itself. `budget` bounds the
+    /// links followed.
+    fn add_path(&mut self, path: &Path, budget: &mut usize) {
+        // Without a trailing slash (which would make the last link resolve) or `.` parts.
+        let path: PathBuf = path.components().collect();
+        // The directory part first: a link there (a deploy that swaps a directory) is watched
+        // where it lives.
+        for a in path.ancestors().skip(1) {
+            if *budget == 0 {
+                return;
+            }
+            if std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()) {
+                *budget -= 1;
+                self.add_path(a, budget);
+            }
+        }
+        let mut current = path;
+        loop {
+            let (Some(parent), Some(name)) = (current.parent(), current.file_name()) else {
+                return;
+            };
+            let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+            self.files.insert(parent.join(name));
+            self.watched.insert(parent.clone());
+            let Ok(target) = std::fs::read_link(&current) else {
+                return;
+            };
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            // A relative target is relative to the link's directory.
+            current = parent.join(target);
         }
     }
-    let interesting = files.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let Ok(ev) = res else { return };
-        if matches!(ev.kind, notify::EventKind::Access(_)) {
-            return;
-        }
-        let relevant = ev.paths.iter().any(|p| {
-            let p = absolute(p);
-            interesting.contains(&p) || p.parent().is_some_and(|d| interesting.contains(d))
-        });
-        if relevant {
-            let _ = tx.send(ReloadRequest::FileChanged);
-        }
-    })
-    .map_err(|e| ReloadError::Watch("files".into(), e))?;
-    for d in &dirs {
-        watcher
-            .watch(d, RecursiveMode::NonRecursive)
-            .map_err(|e| ReloadError::Watch(d.display().to_string(), e))?;
+
+    /// True when an event on `path` asks for a reload.
+    fn is_relevant(&self, path: &Path) -> bool {
+        self.files.contains(path) || path.parent().is_some_and(|d| self.dirs.contains(d))
     }
-    Ok(watcher)
+}
+
+/// The file watcher and what it watches. The set is computed again around every reload that
+/// reads the files, so that a link that now points elsewhere is followed to its new target.
+struct Watches {
+    watcher: notify::RecommendedWatcher,
+    /// The current set, shared with the watcher's callback.
+    set: Arc<Mutex<WatchSet>>,
+}
+
+impl Watches {
+    /// Starts watching the inputs of `config`; a change sends a request on `tx`.
+    fn start(config: &Config, tx: Sender<ReloadRequest>) -> Result<Watches, ReloadError> {
+        let set = Arc::new(Mutex::new(WatchSet::default()));
+        let shared = set.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(ev) = res else { return };
+            if matches!(ev.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            let set = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if ev.paths.iter().any(|p| set.is_relevant(p)) {
+                let _ = tx.send(ReloadRequest::FileChanged);
+            }
+        })
+        .map_err(|e| ReloadError::Watch("files".into(), e))?;
+        let mut w = Watches { watcher, set };
+        let first = WatchSet::of(config);
+        let dirs = first.watched.clone();
+        *w.set.lock().unwrap_or_else(|e| e.into_inner()) = first;
+        for d in &dirs {
+            w.watcher
+                .watch(d, RecursiveMode::NonRecursive)
+                .map_err(|e| ReloadError::Watch(d.display().to_string(), e))?;
+        }
+        Ok(w)
+    }
+
+    /// Computes the set for `config` again and watches the directories it now needs (a
+    /// directory that cannot be watched is logged, and the others still are). Every one is
+    /// watched again, not only the new ones: a directory removed and created again under the
+    /// same path is a new directory to the kernel, and its old watch is gone.
+    fn refresh(&mut self, config: &Config) {
+        let next = WatchSet::of(config);
+        // Not held while the watcher is changed: its event thread takes the lock to decide
+        // about an event, and a change waits for that thread.
+        let before = self
+            .set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .watched
+            .clone();
+        for d in &next.watched {
+            if let Err(e) = self.watcher.watch(d, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %d.display(), "cannot watch: {e}");
+            }
+        }
+        for d in before.difference(&next.watched) {
+            // Gone already when the directory was removed.
+            let _ = self.watcher.unwatch(d);
+        }
+        *self.set.lock().unwrap_or_else(|e| e.into_inner()) = next;
+    }
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -224,6 +338,7 @@ fn run(
     serving: Arc<Serving>,
     timing: Timing,
     initial: Option<Sources>,
+    mut watches: Option<Watches>,
 ) {
     // The inputs of the snapshot serving now.
     let mut sources = initial;
@@ -252,6 +367,16 @@ fn run(
             }
             return;
         }
+        // Follow links to where they point now, before reading (an edit from here on is seen)
+        // and after (the new configuration may name other files).
+        let refresh = |watches: &mut Option<Watches>, sources: &Option<Sources>| {
+            if let (Some(w), Some(s)) = (watches.as_mut(), sources.as_ref())
+                && batch.reread
+            {
+                w.refresh(&s.config);
+            }
+        };
+        refresh(&mut watches, &sources);
         let outcome = reload_once(
             config_path.as_deref(),
             &serving,
@@ -259,6 +384,7 @@ fn run(
             batch.reread,
             batch.confirm,
         );
+        refresh(&mut watches, &sources);
         for w in batch.waiters {
             let _ = w.send(outcome.clone());
         }

@@ -17,6 +17,101 @@ use serde_yaml::Value;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
+/// The most characters of one input value that a message quotes; the rest is cut, and marked
+/// with "…". A value in a file can be of any size, and messages go to logs and to `ctl status`.
+pub const QUOTED_MAX: usize = 80;
+
+/// The most characters of a message (or of a YAML path) kept in a [`SourceError`], whatever
+/// produced it: a last bound behind [`quote`], for text this crate does not write itself.
+pub const MESSAGE_MAX: usize = 1024;
+
+/// An input value as messages show it: quoted and escaped like `{:?}`, at most
+/// [`QUOTED_MAX`] characters of it, then "…" when there was more. Every message that quotes
+/// what a file says goes through this (or through [`Document::error`], which bounds the
+/// quotes in text from other crates the same way).
+#[derive(Clone, Copy, Debug)]
+pub struct Quoted<'a>(&'a str);
+
+/// Quotes `value` for a message (see [`Quoted`]).
+pub fn quote(value: &str) -> Quoted<'_> {
+    Quoted(value)
+}
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(QUOTED_MAX) {
+            Some((cut, _)) => write!(f, "{:?}…", &self.0[..cut]),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+/// `message` with every quoted span longer than [`QUOTED_MAX`] characters cut (spans in
+/// double quotes, escaped as `{:?}` escapes, and spans in backquotes, as serde writes them),
+/// and the whole cut at [`MESSAGE_MAX`] characters.
+pub fn bound_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MESSAGE_MAX + 8));
+    let mut chars = message.chars().peekable();
+    let mut kept = 0;
+    while let Some(c) = chars.next() {
+        if kept >= MESSAGE_MAX {
+            out.push('…');
+            return out;
+        }
+        out.push(c);
+        kept += 1;
+        if c != '"' && c != '`' {
+            continue;
+        }
+        // A quoted span: copy up to QUOTED_MAX characters (an escape such as `\n` or
+        // `\u{1f}` counts as one), skip the rest, and keep the closing quote.
+        let mut shown = 0;
+        let mut cut = false;
+        while let Some(d) = chars.next() {
+            if d == c {
+                out.push(d);
+                kept += 1;
+                if cut {
+                    out.push('…');
+                }
+                break;
+            }
+            let mut token = String::from(d);
+            if c == '"' && d == '\\' {
+                match chars.next() {
+                    Some('u') => {
+                        token.push('u');
+                        for e in chars.by_ref() {
+                            token.push(e);
+                            if e == '}' {
+                                break;
+                            }
+                        }
+                    }
+                    Some(e) => token.push(e),
+                    None => {}
+                }
+            }
+            if shown < QUOTED_MAX {
+                out.push_str(&token);
+                kept += token.chars().count();
+                shown += 1;
+            } else {
+                cut = true;
+            }
+        }
+    }
+    out
+}
+
+/// `path` cut at [`MESSAGE_MAX`] characters (a YAML path names the keys, which can be long).
+fn bound_path(path: &str) -> String {
+    match path.char_indices().nth(MESSAGE_MAX) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_string(),
+    }
+}
+
 /// One problem found in an input file, with where it is and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceError {
@@ -64,7 +159,7 @@ impl Errors {
             line: 0,
             column: 0,
             path: String::new(),
-            message: message.into(),
+            message: bound_message(&message.into()),
         });
     }
 
@@ -127,7 +222,7 @@ impl Document {
                     line,
                     column,
                     path: ".".into(),
-                    message: format!("YAML syntax: {message}"),
+                    message: bound_message(&format!("YAML syntax: {message}")),
                 }]));
             }
         };
@@ -156,7 +251,8 @@ impl Document {
         }
     }
 
-    /// Builds an error located at `path`.
+    /// Builds an error located at `path`; long quoted values in `message` are cut (see
+    /// [`bound_message`]).
     pub fn error(&self, path: &str, message: impl Into<String>) -> SourceError {
         let (line, column) = self.position(path);
         SourceError {
@@ -166,9 +262,9 @@ impl Document {
             path: if path.is_empty() {
                 ".".into()
             } else {
-                path.to_string()
+                bound_path(path)
             },
-            message: message.into(),
+            message: bound_message(&message.into()),
         }
     }
 
@@ -179,7 +275,7 @@ impl Document {
         value: &Value,
         errors: &mut Errors,
     ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
                 let inner = e.path().to_string();
@@ -359,6 +455,45 @@ mod tests {
             errors
                 .to_string()
                 .starts_with("t.yaml:5:13: items[1].weight: ")
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "x".repeat(10_000);
+        let shown = quote(&long).to_string();
+        assert_eq!(shown, format!("\"{}\"…", "x".repeat(QUOTED_MAX)));
+        assert_eq!(quote("a\nb").to_string(), "\"a\\nb\"");
+        // serde's own quoting, in both styles, and escapes counted as one character.
+        let msg = format!("invalid type: string {long:?}, expected u16");
+        assert_eq!(
+            bound_message(&msg),
+            format!("invalid type: string {shown}, expected u16")
+        );
+        let msg = format!("unknown field `{long}`, expected `name`");
+        assert_eq!(
+            bound_message(&msg),
+            format!(
+                "unknown field `{}`…, expected `name`",
+                "x".repeat(QUOTED_MAX)
+            )
+        );
+        let escaped = format!("{:?}", "\u{1}".repeat(100));
+        let cut = bound_message(&escaped);
+        assert_eq!(cut, format!("{}…", quote(&"\u{1}".repeat(QUOTED_MAX))));
+        // Short messages are untouched; an unquoted run is bounded as a whole.
+        assert_eq!(bound_message("bad \"x\" and `y`"), "bad \"x\" and `y`");
+        assert_eq!(
+            bound_message(&long).chars().count(),
+            MESSAGE_MAX + 1,
+            "cut, with the mark"
+        );
+        let doc = Document::parse("t.yaml", "a: 1\n").unwrap();
+        let e = doc.error(&format!("a.{long}"), format!("{long:?} is wrong"));
+        assert!(
+            e.to_string().len() < 2 * MESSAGE_MAX,
+            "{}",
+            e.to_string().len()
         );
     }
 

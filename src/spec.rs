@@ -10,6 +10,8 @@ use ip_network::IpNetwork;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use crate::source::quote;
+
 /// One map file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -278,14 +280,16 @@ pub enum CidrError {
 impl std::fmt::Display for CidrError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CidrError::NotAPrefix(s) => write!(f, "{s:?} is not a CIDR prefix"),
-            CidrError::BadLength(s, max) => write!(f, "{s:?}: prefix length must be 0..={max}"),
+            CidrError::NotAPrefix(s) => write!(f, "{} is not a CIDR prefix", quote(s)),
+            CidrError::BadLength(s, max) => {
+                write!(f, "{}: prefix length must be 0..={max}", quote(s))
+            }
             CidrError::HostBits {
                 text,
                 len,
                 truncated,
             } => {
-                write!(f, "{text:?} has bits set past /{len}; did you mean ")?;
+                write!(f, "{} has bits set past /{len}; did you mean ", quote(text))?;
                 if let Some(n) = truncated {
                     write!(f, "{n}")?;
                 }

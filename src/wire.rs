@@ -51,6 +51,8 @@ pub mod rtype {
     pub const AAAA: u16 = 28;
     pub const SRV: u16 = 33;
     pub const OPT: u16 = 41;
+    pub const TKEY: u16 = 249;
+    pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
     pub const AXFR: u16 = 252;
     pub const ANY: u16 = 255;
@@ -216,8 +218,19 @@ impl<'a> Query<'a> {
         {
             return Err((Reject::Rcode(rcode::BADVERS), Some(q.echo())));
         }
+        if is_meta_qtype(q.qtype) {
+            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
+        }
         Ok(q)
     }
+}
+
+/// True for the types that only live in the additional section of a message, never in a
+/// question, and for type 0 (reserved): OPT (RFC 6891 §6.1.1), TKEY (RFC 2930) and TSIG
+/// (RFC 8945) are carried by a transaction, not looked up, and Signpost implements neither
+/// TKEY nor TSIG. A question for one of them is malformed here.
+fn is_meta_qtype(qtype: u16) -> bool {
+    matches!(qtype, 0 | rtype::OPT | rtype::TKEY | rtype::TSIG)
 }
 
 /// Reads the question at `pos` into `q` and its lowercase name into `name`; returns the
@@ -284,26 +297,40 @@ fn lowercase8(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
-/// Skips a possibly compressed name in a record; returns the offset after it.
-fn skip_name(packet: &[u8], mut pos: usize) -> Option<usize> {
+/// Skips a possibly compressed name in a record at `pos`; returns the offset after it. The name
+/// is checked as a whole, compression included, the way the question's labels are: every label
+/// 63 octets or less, no extended label types, at most 255 octets once expanded, and every
+/// pointer pointing back, before the labels that led to it, and past the header (so that a
+/// chain of pointers always ends). A name that breaks any of these is malformed (FORMERR).
+fn skip_name(packet: &[u8], pos: usize) -> Option<usize> {
     let mut total = 0;
+    let mut at = pos;
+    // Where the labels being read start: a pointer must point before it.
+    let mut run_start = pos;
+    // The end of the name in the record: after its first pointer, or after its root label.
+    let mut end = None;
     loop {
-        let l = *packet.get(pos)? as usize;
+        let l = *packet.get(at)? as usize;
         if l == 0 {
-            return Some(pos + 1);
+            return Some(end.unwrap_or(at + 1));
         }
         if l & 0xc0 == 0xc0 {
-            packet.get(pos + 1)?;
-            return Some(pos + 2);
+            let target = ((l & 0x3f) << 8) | *packet.get(at + 1)? as usize;
+            end.get_or_insert(at + 2);
+            if target < 12 || target >= run_start {
+                return None;
+            }
+            (at, run_start) = (target, target);
+            continue;
         }
         if l > 63 {
             return None;
         }
         total += l + 1;
-        if total > MAX_NAME {
+        if total + 1 > MAX_NAME {
             return None;
         }
-        pos += 1 + l;
+        at += 1 + l;
     }
 }
 
@@ -329,6 +356,9 @@ fn read_additional(packet: &[u8], pos: usize, q: &mut Query<'_>) -> Result<usize
             dnssec_ok: ttl & 0x8000 != 0,
             ecs: None,
         };
+        // The fixed part of the OPT record is readable: from here on, an error response
+        // carries an OPT record too (RFC 6891 §7), without the option that was refused.
+        q.edns = Some(edns);
         let mut o = 0;
         while o < rdata.len() {
             let head = rdata.get(o..o + 4).ok_or(rcode::FORMERR)?;
@@ -619,6 +649,83 @@ mod tests {
                 "{c:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_in_records_are_checked_with_their_pointers() {
+        // A packet: header, then the name "a.b" at 12, then names to skip from 17 on.
+        let mut p = vec![0u8; 12];
+        p.extend_from_slice(b"\x01a\x01b\x00");
+        let at = p.len();
+        let skip = |tail: &[u8]| {
+            let mut q = p.clone();
+            q.extend_from_slice(tail);
+            skip_name(&q, at)
+        };
+        assert_eq!(skip(b"\x00"), Some(at + 1), "the root");
+        assert_eq!(skip(&[0xc0, 12]), Some(at + 2), "a pointer back");
+        assert_eq!(
+            skip(&[1, b'x', 0xc0, 14]),
+            Some(at + 4),
+            "a label, then a pointer"
+        );
+        assert_eq!(skip(&[0xc0, 2]), None, "into the header");
+        assert_eq!(skip(&[0xc0, at as u8]), None, "to itself");
+        assert_eq!(skip(&[0xc0, at as u8 + 2, 0]), None, "forward");
+        assert_eq!(skip(&[0xc0, 0xff]), None, "past the end");
+        assert_eq!(skip(&[0xc0]), None, "cut short");
+        assert_eq!(skip(&[0x40, 0]), None, "an extended label type");
+        // Pointers that lead to each other: a names b, b names a.
+        let mut q = p.clone();
+        q.extend_from_slice(&[1, b'x', 0xc0, at as u8 + 4, 0xc0, at as u8]);
+        assert_eq!(skip_name(&q, at + 4), None, "a loop");
+        // 255 octets at most, counted through the pointers.
+        let mut long = vec![0u8; 12];
+        for _ in 0..4 {
+            long.push(63);
+            long.extend_from_slice(&[b'x'; 63]);
+        }
+        long.push(0);
+        assert_eq!(skip_name(&long, 12), None, "257 octets");
+        let mut q = vec![0u8; 12];
+        for _ in 0..3 {
+            q.push(63);
+            q.extend_from_slice(&[b'x'; 63]);
+        }
+        q.push(0);
+        let ptr = q.len();
+        for (label, ok) in [(61u8, true), (62, false)] {
+            let mut r = q.clone();
+            r.push(label);
+            r.extend_from_slice(&vec![b'y'; label as usize]);
+            r.extend_from_slice(&[0xc0, 12]);
+            let octets = label as usize + 1 + 192 + 1;
+            assert_eq!(
+                skip_name(&r, ptr).is_some(),
+                ok,
+                "{octets} octets, through a pointer"
+            );
+        }
+    }
+
+    #[test]
+    fn meta_types_in_the_question_are_formerr_with_edns_kept() {
+        for t in [0, rtype::OPT, rtype::TKEY, rtype::TSIG] {
+            let p = query(&["a"], t, &opt(&[], 0), 1);
+            let mut scratch = [0; MAX_NAME];
+            let (reject, echo) = Query::parse(&p, &mut scratch).err().unwrap();
+            assert_eq!(reject, Reject::Rcode(rcode::FORMERR), "{t}");
+            assert!(echo.unwrap().edns.is_some(), "{t}");
+        }
+        let p = query(&["a"], 65000, &[], 0);
+        assert!(Query::parse(&p, &mut [0; MAX_NAME]).is_ok());
+        // A refused ECS option: FORMERR, with the OPT record's fields kept for the reply.
+        let bad = opt(&[0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69], 0);
+        let p = query(&["a"], 1, &bad, 1);
+        let mut scratch = [0; MAX_NAME];
+        let (_, echo) = Query::parse(&p, &mut scratch).err().unwrap();
+        let e = echo.unwrap().edns.unwrap();
+        assert_eq!((e.udp_size, e.ecs), (1232, None));
     }
 
     #[test]

@@ -12,7 +12,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::Name;
 
+use crate::source::quote;
 use crate::wire::{CLASS_IN, rtype};
+
+/// The most CNAME links the answer path follows inside a zone after the question's own CNAME
+/// (a longer chain is answered up to there, and the resolver follows the rest).
+pub const MAX_CNAME_LINKS: usize = 8;
 
 /// Why a name or a record value in presentation form cannot be used.
 #[derive(Debug)]
@@ -49,16 +54,16 @@ impl std::fmt::Display for RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RecordError::EmptyName => f.write_str("empty name"),
-            RecordError::BadName(text, e) => write!(f, "bad name {text:?}: {e}"),
-            RecordError::NotIpv4(v) => write!(f, "{v:?} is not an IPv4 address"),
-            RecordError::NotIpv6(v) => write!(f, "{v:?} is not an IPv6 address"),
+            RecordError::BadName(text, e) => write!(f, "bad name {}: {e}", quote(text)),
+            RecordError::NotIpv4(v) => write!(f, "{} is not an IPv4 address", quote(v)),
+            RecordError::NotIpv6(v) => write!(f, "{} is not an IPv6 address", quote(v)),
             RecordError::MxSyntax => f.write_str("MX wants \"PREFERENCE HOST\""),
-            RecordError::BadMxPreference(p) => write!(f, "bad MX preference {p:?}"),
+            RecordError::BadMxPreference(p) => write!(f, "bad MX preference {}", quote(p)),
             RecordError::SrvSyntax => f.write_str("SRV wants \"PRIORITY WEIGHT PORT TARGET\""),
-            RecordError::BadSrvNumber(p) => write!(f, "bad SRV number {p:?}"),
+            RecordError::BadSrvNumber(p) => write!(f, "bad SRV number {}", quote(p)),
             RecordError::CaaSyntax => f.write_str("CAA wants \"FLAGS TAG VALUE\""),
-            RecordError::BadCaaFlags(v) => write!(f, "bad CAA flags {v:?}"),
-            RecordError::BadCaaTag(t) => write!(f, "bad CAA tag {t:?}"),
+            RecordError::BadCaaFlags(v) => write!(f, "bad CAA flags {}", quote(v)),
+            RecordError::BadCaaTag(t) => write!(f, "bad CAA tag {}", quote(t)),
             RecordError::UnsupportedType(_) => f.write_str("unsupported record type"),
             RecordError::TooLong => f.write_str("record data too long"),
         }

@@ -73,7 +73,21 @@ fn queries() -> Vec<Vec<u8>> {
         query("big.example.test", 16, None),
         query("dl.example.test", 255, None),
         query("dl.example.test", 1, Some((1, 23, &[81, 2, 69]))), // FORMERR
-        vec![0x12, 0x34, 0x01],                                   // dropped
+        // A CNAME to the service name: the service's route and pick at the chain's end.
+        query("todl.example.test", 1, Some((1, 24, &[81, 2, 69]))),
+        query("todl.example.test", 28, None),
+        // An IPv4-mapped ECS address, and a meta type in the question (FORMERR with OPT).
+        query(
+            "dl.example.test",
+            1,
+            Some((
+                2,
+                120,
+                &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 81, 2, 69],
+            )),
+        ),
+        query("dl.example.test", 250, Some((1, 24, &[81, 2, 69]))),
+        vec![0x12, 0x34, 0x01], // dropped
     ]
 }
 
@@ -148,7 +162,7 @@ fn batched_answers_are_the_same_and_allocate_nothing() {
     let mut touched = 0u64;
     for round in 0..1000 {
         let snap = state.load();
-        let mut batch: [Option<Prepared<'_, '_>>; 16] = std::array::from_fn(|_| None);
+        let mut batch: [Option<Prepared<'_, '_>>; 20] = std::array::from_fn(|_| None);
         for ((slot, q), scratch) in batch.iter_mut().zip(&queries).zip(names.iter_mut()) {
             *slot = Some(prepare(&snap, q, src, scratch));
         }

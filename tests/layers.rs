@@ -32,7 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tally", &[]),
     // Formats.
     ("spec", &["source"]),
-    ("zone", &["wire"]),
+    ("zone", &["wire", "source"]),
     (
         "config",
         &["source", "embedded", "spec", "zone", "wire", "health"],
@@ -41,7 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("geo", &["ranges"]),
     ("bgp", &[]),
     ("client", &["bgp", "geo", "config", "source"]),
-    ("check", &["spec"]),
+    ("check", &["spec", "source"]),
     ("live", &[]),
     // The compiled model, and explanations over it.
     (

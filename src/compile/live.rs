@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use crate::config::Config;
 use crate::live::{FeedTable, LiveData, LiveFeed, Route, majority};
 use crate::ranges::{self, Range};
-use crate::source::Errors;
+use crate::source::{Errors, quote};
 
 use super::nodes::NodeSet;
 
@@ -54,7 +54,8 @@ impl Live {
                     None => {
                         let mut e = at.clone();
                         e.message = format!(
-                            "unknown node {name:?}{}",
+                            "unknown node {}{}",
+                            quote(name),
                             super::hint(name, nodes.index.keys())
                         );
                         errors.0.push(e);

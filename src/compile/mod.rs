@@ -25,7 +25,7 @@ use crate::geo::{GeoLayer, Layout};
 use crate::health::{HealthTable, State};
 use crate::live::FeedTable;
 use crate::snapshot::{Settings, Snapshot};
-use crate::source::{Document, Errors};
+use crate::source::{Document, Errors, quote};
 use crate::spec::{MapFileSpec, NodeSpec, RegionSpec, ServiceSpec};
 
 /// A map file's text and where it came from.
@@ -235,7 +235,7 @@ pub(super) fn hint<'a>(wanted: &str, known: impl Iterator<Item = &'a String>) ->
         })
         .collect();
     match close.first() {
-        Some(c) => format!("; did you mean {c:?}?"),
+        Some(c) => format!("; did you mean {}?", quote(c)),
         None if names.len() <= 8 => format!(
             "; known: {}",
             names

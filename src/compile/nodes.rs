@@ -9,7 +9,7 @@ use ip_network::IpNetwork;
 use super::hint;
 use crate::check::Check;
 use crate::snapshot::{Node, Region};
-use crate::source::{Document, Errors};
+use crate::source::{Document, Errors, quote};
 use crate::spec::{MemberSpec, NodeSpec, RegionSpec, parse_cidr};
 use crate::wire::rtype;
 use crate::zone;
@@ -65,7 +65,7 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
         if node_index.contains_key(&n.name) {
             errors.0.push(d.error(
                 &format!("{p}.name"),
-                format!("node {:?} is defined twice", n.name),
+                format!("node {} is defined twice", quote(&n.name)),
             ));
             continue;
         }
@@ -173,7 +173,7 @@ impl NodeSet {
                     if out.iter().any(|&(o, _)| o == n) {
                         errors.0.push(d.error(
                             &format!("{p}[{i}]"),
-                            format!("node {:?} is listed twice", m.node()),
+                            format!("node {} is listed twice", quote(m.node())),
                         ));
                     }
                     out.push((n, w));
@@ -182,8 +182,8 @@ impl NodeSet {
                 None => errors.0.push(d.error(
                     &format!("{p}[{i}]"),
                     format!(
-                        "unknown node {:?}{}",
-                        m.node(),
+                        "unknown node {}{}",
+                        quote(m.node()),
                         hint(m.node(), self.index.keys())
                     ),
                 )),
@@ -223,7 +223,7 @@ pub(super) fn regions(
         if region_index.contains_key(&r.name) {
             errors.0.push(d.error(
                 &format!("{p}.name"),
-                format!("region {:?} is defined twice", r.name),
+                format!("region {} is defined twice", quote(&r.name)),
             ));
             continue;
         }

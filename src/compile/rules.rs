@@ -12,7 +12,7 @@ use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
 use crate::snapshot::RuleKind;
-use crate::source::{Document, Errors};
+use crate::source::{Document, Errors, quote};
 use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
 
 /// A rule as compiled: what it selects by, its regions in order, and where it is written.
@@ -89,14 +89,15 @@ pub(super) fn rules(
             match regions.index.get(name) {
                 Some(&ri) if chain.contains(&ri) => errors.0.push(d.error(
                     &format!("{rp}.regions[{i}]"),
-                    format!("region {name:?} is listed twice"),
+                    format!("region {} is listed twice", quote(name)),
                 )),
                 Some(&ri) => chain.push(ri),
                 None if regions.broken.covers(name) => {}
                 None => errors.0.push(d.error(
                     &format!("{rp}.regions[{i}]"),
                     format!(
-                        "unknown region {name:?}{}",
+                        "unknown region {}{}",
+                        quote(name),
                         hint(name, regions.index.keys())
                     ),
                 )),
@@ -180,7 +181,7 @@ pub(super) fn rules(
                     if !ok {
                         errors.0.push(d.error(
                             &format!("{rp}.subdivisions[{i}]"),
-                            format!("{c:?} is not an ISO 3166-2 code like \"US-CA\""),
+                            format!("{} is not an ISO 3166-2 code like \"US-CA\"", quote(&c)),
                         ));
                         continue;
                     }
@@ -193,7 +194,7 @@ pub(super) fn rules(
                     if !geo::is_country(&c) {
                         errors.0.push(d.error(
                             &format!("{rp}.countries[{i}]"),
-                            format!("{c:?} is not an ISO 3166-1 alpha-2 country code"),
+                            format!("{} is not an ISO 3166-1 alpha-2 country code", quote(&c)),
                         ));
                         continue;
                     }
@@ -207,7 +208,8 @@ pub(super) fn rules(
                         errors.0.push(d.error(
                             &format!("{rp}.continents[{i}]"),
                             format!(
-                                "{c:?} is not a continent code; expected one of {}",
+                                "{} is not a continent code; expected one of {}",
+                                quote(&c),
                                 geo::CONTINENTS.join(" ")
                             ),
                         ));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::spec::{FeedsSpec, PeerSpec};
 use super::{FeedPeer, Feeds};
-use crate::source::{Document, Errors};
+use crate::source::{Document, Errors, quote};
 
 /// The longest update delay accepted: a feed change reaches the answers within this plus one
 /// build.
@@ -24,7 +24,7 @@ pub(super) fn load(doc: &Document, spec: &FeedsSpec, errors: &mut Errors) -> Fee
     let router_id = spec.router_id.parse::<Ipv4Addr>().unwrap_or_else(|_| {
         errors.0.push(doc.error(
             "feeds.router_id",
-            format!("{:?} is not an IPv4 address", spec.router_id),
+            format!("{} is not an IPv4 address", quote(&spec.router_id)),
         ));
         Ipv4Addr::UNSPECIFIED
     });
@@ -36,7 +36,10 @@ pub(super) fn load(doc: &Document, spec: &FeedsSpec, errors: &mut Errors) -> Fee
             Err(_) => {
                 errors.0.push(doc.error(
                     "feeds.listen",
-                    format!("{l:?} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::]:179\")"),
+                    format!(
+                        "{} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::]:179\")",
+                        quote(l)
+                    ),
                 ));
                 None
             }
@@ -62,7 +65,7 @@ pub(super) fn load(doc: &Document, spec: &FeedsSpec, errors: &mut Errors) -> Fee
         if !names.insert(peer.name.clone()) {
             errors.0.push(doc.error(
                 &format!("{p}.name"),
-                format!("peer {:?} is defined twice", peer.name),
+                format!("peer {} is defined twice", quote(&peer.name)),
             ));
         }
         if !addresses.insert(peer.address) {
@@ -101,7 +104,7 @@ fn load_peer(doc: &Document, p: &str, spec: PeerSpec, errors: &mut Errors) -> Op
     if address.is_none() {
         errors.0.push(doc.error(
             &format!("{p}.address"),
-            format!("{:?} is not an IP address", spec.address),
+            format!("{} is not an IP address", quote(&spec.address)),
         ));
     }
     if spec.asn == 0 {
@@ -125,7 +128,7 @@ fn load_peer(doc: &Document, p: &str, spec: PeerSpec, errors: &mut Errors) -> Op
         Err(_) => {
             errors.0.push(doc.error(
                 &format!("{p}.local_address"),
-                format!("{a:?} is not an IP address"),
+                format!("{} is not an IP address", quote(a)),
             ));
             None
         }
@@ -154,7 +157,7 @@ fn load_peer(doc: &Document, p: &str, spec: PeerSpec, errors: &mut Errors) -> Op
             "ipv6" => ipv6 = true,
             _ => errors.0.push(doc.error(
                 &format!("{p}.families[{i}]"),
-                format!("{f:?}: expected `ipv4` or `ipv6`"),
+                format!("{}: expected `ipv4` or `ipv6`", quote(f)),
             )),
         }
     }

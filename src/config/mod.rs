@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::source::{Document, Errors};
+use crate::source::{Document, Errors, quote};
 use crate::zone::Zone;
 use spec::{ConfigSpec, ListenSpec};
 use zones::load_zones;
@@ -325,7 +325,10 @@ impl Config {
                 Ok(addr) => listen.push(Listen { addr, udp, tcp }),
                 Err(_) => errors.0.push(doc.error(
                     &format!("listen[{i}]"),
-                    format!("{addr:?} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::1]:53\")"),
+                    format!(
+                        "{} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::1]:53\")",
+                        quote(addr)
+                    ),
                 )),
             }
         }
@@ -353,8 +356,8 @@ impl Config {
                     errors.0.push(doc.error(
                         &format!("{key}[{i}].format"),
                         format!(
-                            "unknown format {:?}; expected {}",
-                            d.format,
+                            "unknown format {}; expected {}",
+                            quote(&d.format),
                             known.join(", ")
                         ),
                     ));

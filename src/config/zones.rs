@@ -1,13 +1,13 @@
 //! Zones from their specs: the SOA, NS and static records of each zone, encoded ahead of time,
 //! with glue, CNAME rules and every problem reported at its `file:line:column`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hickory_proto::rr::Name;
 use serde_yaml::Value;
 
 use super::spec::{NsSpec, RecordSpec, ZoneSpec};
-use crate::source::{Document, Errors};
+use crate::source::{Document, Errors, quote};
 use crate::wire::rtype;
 use crate::zone::{self, Glue, RecordSet, Zone};
 
@@ -107,8 +107,10 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             });
         }
     }
-    // Where each owner's CNAME records are written, for the CNAME rules' messages.
+    // Where each owner's CNAME records are written, for the CNAME rules' messages, and the
+    // owners in the order of their first CNAME.
     let mut cname_paths: BTreeMap<Box<[u8]>, Vec<String>> = BTreeMap::new();
+    let mut cname_owners: Vec<Box<[u8]>> = Vec::new();
     for (rpath, r) in
         doc.decode_each::<RecordSpec>(&format!("{path}.records"), &spec.records, errors)
     {
@@ -116,8 +118,8 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             errors.0.push(doc.error(
                 &format!("{rpath}.type"),
                 format!(
-                    "unsupported type {:?}; expected A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR",
-                    r.rtype
+                    "unsupported type {}; expected A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR",
+                    quote(&r.rtype)
                 ),
             ));
             continue;
@@ -151,10 +153,11 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         };
         let ttl = r.ttl.unwrap_or(spec.ttl);
         if rt == rtype::CNAME {
-            cname_paths
-                .entry(owner.clone())
-                .or_default()
-                .push(rpath.clone());
+            let paths = cname_paths.entry(owner.clone()).or_default();
+            if paths.is_empty() {
+                cname_owners.push(owner.clone());
+            }
+            paths.push(rpath.clone());
         }
         for (vi, v) in values.iter().enumerate() {
             match zone::rdata(rt, v, &apex) {
@@ -227,6 +230,22 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             ));
         }
     }
+    for cycle in cname_loops(&nodes, &cname_owners, &apex_wire) {
+        let at = cname_paths
+            .get(&cycle[0])
+            .and_then(|p| p.first().cloned())
+            .unwrap_or_else(|| format!("{path}.records"));
+        let mut names: Vec<String> = cycle.iter().map(|n| show(n)).collect();
+        names.push(show(&cycle[0]));
+        errors.0.push(doc.error(
+            &at,
+            format!(
+                "{} is in a CNAME loop: {}",
+                show(&cycle[0]),
+                names.join(" → ")
+            ),
+        ));
+    }
     if errors.0.len() > before {
         return None;
     }
@@ -238,6 +257,50 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         nodes,
         glue,
     })
+}
+
+/// Every CNAME loop inside the zone (the links the answer path follows: targets inside the
+/// apex), once each, as its names starting from the one whose CNAME comes first in `owners`
+/// (the owners of CNAME records, in configuration order). Each name is walked once.
+fn cname_loops(nodes: &zone::NodeMap, owners: &[Box<[u8]>], apex: &[u8]) -> Vec<Vec<Box<[u8]>>> {
+    let rank: HashMap<&[u8], usize> = owners.iter().enumerate().map(|(i, o)| (&**o, i)).collect();
+    // Names whose chain is known: it ends, or it runs into a loop already found.
+    let mut done: HashSet<&[u8]> = HashSet::new();
+    let mut loops: Vec<Vec<Box<[u8]>>> = Vec::new();
+    for start in owners {
+        // The current walk, and where each of its names is in it.
+        let mut walk: Vec<&[u8]> = Vec::new();
+        let mut at: HashMap<&[u8], usize> = HashMap::new();
+        let mut name: &[u8] = start;
+        loop {
+            if done.contains(name) {
+                break;
+            }
+            if let Some(&i) = at.get(name) {
+                let cycle = &walk[i..];
+                let first = (0..cycle.len())
+                    .min_by_key(|&k| rank.get(cycle[k]).copied().unwrap_or(usize::MAX))
+                    .unwrap_or(0);
+                loops.push(
+                    cycle[first..]
+                        .iter()
+                        .chain(&cycle[..first])
+                        .map(|n| Box::<[u8]>::from(*n))
+                        .collect(),
+                );
+                break;
+            }
+            at.insert(name, walk.len());
+            walk.push(name);
+            match nodes.get(name).and_then(|n| n.cname_target.as_deref()) {
+                Some(t) if zone::is_within(t, apex) && nodes.contains_key(t) => name = t,
+                _ => break,
+            }
+        }
+        done.extend(walk);
+    }
+    loops.sort_by_key(|l| rank.get(&*l[0]).copied().unwrap_or(usize::MAX));
+    loops
 }
 
 /// A wire-form name as text, for messages.

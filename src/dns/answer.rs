@@ -13,7 +13,7 @@ use crate::wire::{
     self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, ClientSubnet, MAX_NAME, Query, RD, Reject,
     Section, Writer, rcode, rtype,
 };
-use crate::zone::{Zone, ZoneNode};
+use crate::zone::{MAX_CNAME_LINKS, Zone, ZoneNode};
 
 /// How the query arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,16 +149,11 @@ pub fn prepare<'s, 'p>(
             None => Target::Refused,
             Some(zone) => {
                 let node = zone.node(q.name());
-                let route = match node.and_then(|n| n.service) {
+                // The service that answers A/AAAA here: the name's own, or the one at the end
+                // of its CNAME chain (the chain the answer will follow).
+                let route = match node.and_then(|n| chain_service(zone, n)) {
                     Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
-                        let svc = &snap.services[s];
-                        let (client, _, ecs_used) =
-                            client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
-                        Some(Route {
-                            service: s,
-                            client,
-                            ecs_used,
-                        })
+                        Some(service_route(snap, s, &q, src))
                     }
                     _ => None,
                 };
@@ -167,6 +162,37 @@ pub fn prepare<'s, 'p>(
         }
     };
     Prepared::Query { q, src, target }
+}
+
+/// The route lookup service `s` makes for this query: the client address it decides by, from
+/// the query's ECS option or its source address.
+#[inline]
+fn service_route(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr) -> Route {
+    let svc = &snap.services[s];
+    let (client, _, ecs_used) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
+    Route {
+        service: s,
+        client,
+        ecs_used,
+    }
+}
+
+/// The service answering address queries at `node`: its own, or, for an alias, the service of
+/// the name its CNAME chain ends at inside `zone` (following the links [`cname_chain`]
+/// follows, no more).
+#[inline]
+fn chain_service(zone: &Zone, node: &ZoneNode) -> Option<usize> {
+    let mut node = node;
+    for _ in 0..=MAX_CNAME_LINKS {
+        let Some(target) = &node.cname_target else {
+            return node.service;
+        };
+        if !crate::zone::is_within(target, &zone.apex) {
+            return None;
+        }
+        node = zone.node(target)?;
+    }
+    None
 }
 
 impl<'s> Prepared<'s, '_> {
@@ -299,11 +325,12 @@ fn error(
     };
     let mut w = Writer::new(out, id, flags & (RD | CD | 0x7800), question);
     w.set_rcode(code);
-    if code == rcode::BADVERS
-        && let Some(q) = &q
+    if let Some(q) = &q
         && let Some(e) = q.edns
     {
-        // RFC 6891 §6.1.3: BADVERS is carried in the OPT record; answer with version 0.
+        // RFC 6891 §7: a query with an OPT record gets one back, errors included (a resolver
+        // that sees none may conclude that the server has no EDNS). BADVERS is carried in it
+        // (§6.1.3), with version 0. A refused ECS option is not echoed.
         w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, None);
     }
     let len = w.finish();
@@ -379,18 +406,19 @@ fn lookup(
         soa_authority(zone, q, w);
         return rcode::NXDOMAIN;
     };
-    if let Some(route) = route {
-        return service_answer(snap, zone, route, q, w, service);
-    }
     if let Some(s) = node.why
         && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
     {
         return why_answer(snap, s, q, src, w);
     }
+    // Before the route: for an alias, `route` is the one of the service at the chain's end.
     if let Some(target) = &node.cname_target
         && q.qtype != rtype::CNAME
     {
-        return cname_chain(zone, node, target, q, w);
+        return cname_chain(snap, zone, node, target, route, q, w, service);
+    }
+    if let Some(route) = route {
+        return service_answer(snap, zone, route, &QNAME_PTR, q, w, service);
     }
     if q.qtype == rtype::ANY {
         // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here.
@@ -424,26 +452,48 @@ fn lookup(
     rcode::NOERROR
 }
 
-/// Follows a CNAME chain inside the zone (at most 8 links).
+/// Follows a CNAME chain inside the zone (at most [`MAX_CNAME_LINKS`] links, never the same
+/// name twice) and answers at its end: from the static records there, or, for a service name
+/// and an address query, as the service answers this client (`route`, found by `prepare` for
+/// the chain's end), with its scope and TTL.
+#[allow(clippy::too_many_arguments)]
 fn cname_chain(
+    snap: &Snapshot,
     zone: &Zone,
-    first: &crate::zone::ZoneNode,
+    first: &ZoneNode,
     target: &[u8],
+    route: Option<Route>,
     q: &Query<'_>,
     w: &mut Writer<'_>,
+    service: &mut Option<ServiceAnswer>,
 ) -> u16 {
     if let Some(set) = first.set(rtype::CNAME) {
         w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
     }
+    // The names already answered, so that a loop (refused when the zone is loaded) could
+    // still never repeat a record.
+    let mut seen: [&ZoneNode; MAX_CNAME_LINKS + 1] = [first; MAX_CNAME_LINKS + 1];
     let mut target: &[u8] = target;
-    for _ in 0..8 {
+    for link in 1..=MAX_CNAME_LINKS {
         if !crate::zone::is_within(target, &zone.apex) {
             return rcode::NOERROR;
         }
         let Some(node) = zone.node(target) else {
+            // A name inside a zone of its own below this one (served here too) is that
+            // zone's to answer: the resolver follows the CNAME there.
+            if snap
+                .zone_for(target)
+                .is_some_and(|z| !std::ptr::eq(z, zone))
+            {
+                return rcode::NOERROR;
+            }
             soa_authority(zone, q, w);
             return rcode::NXDOMAIN;
         };
+        if seen[..link].iter().any(|n| std::ptr::eq(*n, node)) {
+            return rcode::NOERROR;
+        }
+        seen[link] = node;
         if let Some(set) = node.set(rtype::CNAME) {
             w.record(Section::Answer, target, &set.records[0], None);
             match &node.cname_target {
@@ -451,6 +501,11 @@ fn cname_chain(
                 None => return rcode::NOERROR,
             }
             continue;
+        }
+        if let Some(route) = route
+            && node.service == Some(route.service)
+        {
+            return service_answer(snap, zone, route, target, q, w, service);
         }
         match node.set(q.qtype) {
             Some(set) => {
@@ -489,13 +544,39 @@ fn is_global(addr: IpAddr) -> bool {
     }
 }
 
+/// An ECS subnet given as an IPv4-mapped IPv6 prefix (`::ffff:0:0/96` or longer) as the IPv4
+/// subnet it stands for; any other subnet unchanged.
+fn unmapped(s: ClientSubnet) -> ClientSubnet {
+    match s.addr {
+        IpAddr::V6(a) if s.source_prefix >= 96 => match a.to_ipv4_mapped() {
+            Some(v4) => ClientSubnet {
+                addr: IpAddr::V4(v4),
+                source_prefix: s.source_prefix - 96,
+            },
+            None => s,
+        },
+        _ => s,
+    }
+}
+
+/// The SCOPE PREFIX-LENGTH to echo for a decision of `scope` bits about `client`: in the
+/// family of the query's option (RFC 7871 §7.2.1), so an IPv4 scope for an IPv4-mapped subnet
+/// is counted from the start of the IPv6 address.
+fn echoed_scope(scope: u8, client: IpAddr, q: &Query<'_>) -> u8 {
+    match q.edns.and_then(|e| e.ecs) {
+        Some(s) if s.addr.is_ipv6() && client.is_ipv4() => scope.saturating_add(96).min(128),
+        _ => scope,
+    }
+}
+
 /// The address a service decides by, how it was chosen, and whether the ECS scope applies.
+/// An IPv4-mapped ECS subnet decides as the IPv4 subnet it holds.
 fn client_address(
     use_ecs: bool,
     ecs: Option<ClientSubnet>,
     src: IpAddr,
 ) -> (IpAddr, &'static str, bool) {
-    match ecs {
+    match ecs.map(unmapped) {
         Some(s) if use_ecs && s.source_prefix > 0 && is_global(s.addr) => (s.addr, "ECS", true),
         Some(_) if !use_ecs => (src, "source address; ECS ignored by policy", false),
         Some(s) if s.source_prefix == 0 => (src, "source address; ECS /0", false),
@@ -504,11 +585,13 @@ fn client_address(
     }
 }
 
-/// A/AAAA for a service name.
+/// A/AAAA for a service name; the records are owned by `owner` (the question name, or the
+/// name a CNAME chain led to).
 fn service_answer(
     snap: &Snapshot,
     zone: &Zone,
     route: Route,
+    owner: &[u8],
     q: &Query<'_>,
     w: &mut Writer<'_>,
     answer: &mut Option<ServiceAnswer>,
@@ -522,7 +605,7 @@ fn service_answer(
     let v6 = q.qtype == rtype::AAAA;
     let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
     if ecs_used {
-        a.scope = svc.scope(block, client);
+        a.scope = echoed_scope(svc.scope(block, client), client, q);
     }
     a.rule = Some(decision.rule);
     a.region = pick.region;
@@ -541,7 +624,7 @@ fn service_answer(
     a.ttl = ttl;
     for &n in pick.nodes() {
         for r in snap.nodes[n].records(v6) {
-            w.record(Section::Answer, &QNAME_PTR, r, Some(ttl));
+            w.record(Section::Answer, owner, r, Some(ttl));
         }
     }
     if pick.count == 0 {
