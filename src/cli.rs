@@ -594,6 +594,9 @@ fn ctl(
             for e in s.last_reload.errors {
                 println!("  {}", escape(&e));
             }
+            for n in s.last_reload.notes {
+                println!("  note: {}", escape(&n));
+            }
         }
         Reply::Stats { stats } => {
             for (k, v) in stats {
@@ -654,7 +657,12 @@ fn ctl(
                 println!("{}", escape(&l));
             }
         }
-        Reply::Reloaded { data } => println!("reloaded: {}", escape(&data)),
+        Reply::Reloaded { data, notes } => {
+            println!("reloaded: {}", escape(&data));
+            for n in notes {
+                println!("note: {}", escape(&n));
+            }
+        }
         _ => println!("ok"),
     }
     Ok(())

@@ -84,6 +84,7 @@ pub fn start(
     requests: Receiver<ReloadRequest>,
 ) -> Result<std::thread::JoinHandle<()>, ReloadError> {
     let config = &initial.config;
+    let _ = START_ONLY.set(config.start_only());
     let watches = match config_path {
         Some(_) => Some(Watches::start(config, serving.reload_sender())?),
         None => None,
@@ -391,6 +392,31 @@ fn run(
     }
 }
 
+/// The start-only settings the server started with.
+static START_ONLY: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+
+fn start_only() -> &'static [(&'static str, String)] {
+    START_ONLY.get().map_or(&[], |v| v.as_slice())
+}
+
+/// What a reloaded configuration changed among the settings read at start only.
+fn restart_notes(started: &[(&'static str, String)], now: &[(&'static str, String)]) -> Vec<String> {
+    let changed: Vec<&str> = started
+        .iter()
+        .zip(now)
+        .filter(|(a, b)| a.0 == b.0 && a.1 != b.1)
+        .map(|(a, _)| a.0)
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "changed in the configuration, applied only at a restart (or `signpost ctl replace`): {}; \
+         the server keeps running with the values it started with",
+        changed.join(", ")
+    )]
+}
+
 /// Builds a new snapshot and publishes it, or keeps the old one and records why. A batch of
 /// feed changes only (`reread` false) compiles the last good sources again with the new live
 /// tables; anything else reads the files first, and its snapshot passes the reload guard
@@ -432,6 +458,11 @@ fn reload_once(
             };
             if shrinks.is_empty() {
                 if let Some(s) = fresh {
+                    let notes = restart_notes(start_only(), &s.config.start_only());
+                    if !notes.is_empty() {
+                        tracing::warn!("{}", notes.join("; "));
+                    }
+                    serving.set_reload_notes(notes);
                     *sources = Some(s);
                 }
                 let versions = snap.versions.clone();

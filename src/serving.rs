@@ -64,6 +64,8 @@ pub struct ReloadStatus {
     pub errors: Vec<String>,
     /// Successful loads since start (the first load included).
     pub generation: u64,
+    /// Notes on the last successful reload: settings it changed that only a restart applies.
+    pub notes: Vec<String>,
 }
 
 /// The serving state shared by the services.
@@ -102,6 +104,7 @@ impl Serving {
                 held: false,
                 errors: Vec::new(),
                 generation: 1,
+                notes: Vec::new(),
             }),
             feeds: OnceLock::new(),
             feeds_pending: AtomicBool::new(false),
@@ -239,6 +242,11 @@ impl Serving {
     pub fn take_feed_tables(&self) -> Vec<FeedTable> {
         self.feeds_pending.store(false, Ordering::Release);
         self.feeds().map(|f| f.tables()).unwrap_or_default()
+    }
+
+    /// Sets the notes of the reload being recorded (see [`ReloadStatus::notes`]).
+    pub fn set_reload_notes(&self, notes: Vec<String>) {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).notes = notes;
     }
 
     /// The last reload's outcome.

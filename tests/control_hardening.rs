@@ -588,3 +588,36 @@ fn the_socket_is_never_reachable_with_looser_permissions() {
     let _ = child.wait();
     assert_eq!(seen, std::collections::BTreeSet::from([0o600]), "{seen:?}");
 }
+
+/// A reload that changes a setting read at start only (listen addresses, workers, ...) says
+/// so, in the reply and in `status`, instead of a bare `ok`.
+#[test]
+fn a_reload_says_which_settings_need_a_restart() {
+    let dir = TempDir::new("restartnote");
+    let cfg = demo_config(&dir, "");
+    let s = Server::with_control(&cfg, &dir);
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(ok, "{v}");
+    assert!(v.get("notes").is_none(), "nothing changed: {v}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    dir.write(
+        "signpost.yaml",
+        &format!("{text}workers: 3\nlisten: [\"127.0.0.1:5999\"]\n"),
+    );
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(ok, "{v}");
+    let note = v["notes"][0].as_str().unwrap_or_default().to_string();
+    assert!(note.contains("listen, workers"), "{v}");
+    assert!(note.contains("restart"), "{v}");
+    let (_, st) = s.ctl(&["status"]);
+    assert_eq!(st["last_reload"]["notes"][0], note.as_str(), "{st}");
+    // The server still answers where it started.
+    assert_eq!(s.short(&["www.example.test"]), "192.0.2.80");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["ctl", "--socket", dir.path("ctl.sock").to_str().unwrap(), "reload"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("note: changed in the configuration"), "{shown}");
+    s.terminate();
+}

@@ -557,6 +557,50 @@ impl Config {
         errors.into_result(config)
     }
 
+    /// The settings read at start only, by key, as text to compare: a reload that changes one
+    /// of them is told that it takes effect at a restart (or a `ctl replace`).
+    pub fn start_only(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("listen", format!("{:?}", self.listen)),
+            ("workers", self.workers.to_string()),
+            ("tcp", format!("{:?}", self.tcp)),
+            ("control", format!("{:?} {:o}", self.control_socket, self.control_mode)),
+            ("state_file", format!("{:?}", self.state_file)),
+            ("metrics", format!("{:?}", self.metrics_listen)),
+            ("query_log", format!("{:?}", self.query_log)),
+            (
+                "feeds",
+                self.feeds.as_ref().map_or(String::new(), |f| {
+                    // Without the peers' nodes (compiler input, applied by a reload) and
+                    // without positions in the file.
+                    let peers: Vec<_> = f
+                        .peers
+                        .iter()
+                        .map(|p| {
+                            (
+                                &p.name,
+                                p.address,
+                                p.asn,
+                                p.port,
+                                p.passive,
+                                p.local_address,
+                                p.hold_time,
+                                p.ipv4,
+                                p.ipv6,
+                                p.max_prefixes,
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "{} {} {:?} {:?} {:?} {:?} {peers:?}",
+                        f.asn, f.router_id, f.listen, f.connect_retry, f.stale, f.update_delay
+                    )
+                }),
+            ),
+            ("rrl", format!("{:?}", self.rrl)),
+        ]
+    }
+
     /// Files whose change should trigger a reload.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();

@@ -246,6 +246,9 @@ pub enum Reply {
     Reloaded {
         /// Data versions of the snapshot now serving.
         data: String,
+        /// Notes: settings changed that only a restart applies.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     /// `stats`.
     Stats {
@@ -298,6 +301,9 @@ pub struct LastReload {
     pub at: u64,
     /// Its errors.
     pub errors: Vec<String>,
+    /// Notes on a successful reload: settings changed that only a restart applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One node, in `nodes`.
@@ -473,6 +479,7 @@ mod tests {
             Response::ok(Reply::Pushed { accepted: 2 }),
             Response::ok(Reply::Reloaded {
                 data: "maps x".into(),
+                notes: vec!["listen changed".into()],
             }),
             Response::ok(Reply::Done {}),
             Response::failed("reload failed", vec!["a.yaml:1:1: x".into()]),

@@ -467,6 +467,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                         .map(|d| d.as_secs())
                         .unwrap_or(0),
                     errors: st.errors,
+                    notes: st.notes,
                 },
             })))
         }
@@ -590,7 +591,10 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 return Err("the reload thread has stopped".into());
             }
             match rx.recv() {
-                Ok(ReloadOutcome::Published(data)) => Ok(Response::ok(Reply::Reloaded { data })),
+                Ok(ReloadOutcome::Published(data)) => Ok(Response::ok(Reply::Reloaded {
+                    data,
+                    notes: serving.reload_status().notes,
+                })),
                 Ok(ReloadOutcome::Failed(errors)) => Ok(Response::failed(
                     "reload failed; previous data still serving",
                     errors,
