@@ -48,6 +48,10 @@ pub enum Command {
         /// Admin override state file (overrides the configuration).
         #[arg(long)]
         state_file: Option<PathBuf>,
+        /// Take over the listening sockets, node states and counters of the server running
+        /// with this control socket, which stops once this one serves (docs/replace.md).
+        #[arg(long, value_name = "CONTROL_SOCKET")]
+        takeover: Option<PathBuf>,
     },
     /// Validate the configuration, maps and data; print every problem and exit non-zero.
     Check {
@@ -145,6 +149,9 @@ pub enum CtlRequest {
     },
     /// Reload configuration, maps and data now.
     Reload,
+    /// Restart without losing a query: a new process (this binary path, the server's
+    /// arguments) takes over the sockets, node states and counters; the old one then exits.
+    Replace,
     /// Query counters.
     Stats,
     /// BGP sessions: state, uptime, prefixes per family, last update, last error.
@@ -224,11 +231,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             control,
             state_file,
+            takeover,
         } => daemon::serve(ServeOptions {
             config,
             listen,
             control,
             state_file,
+            takeover,
         })
         .map_err(CliError::Daemon),
         Command::Check { config } => {
@@ -422,6 +431,7 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
             }
         }
         CtlRequest::Reload => Request::Reload {},
+        CtlRequest::Replace => Request::Replace {},
         CtlRequest::Stats => Request::Stats {},
         CtlRequest::Bgp => Request::Bgp {},
     })
@@ -429,7 +439,12 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
 
 fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), CliError> {
     let req = ctl_request(&request)?;
-    let (resp, line) = client::request(socket, &req).map_err(CliError::Unreachable)?;
+    // A replace waits for the new process to load and check everything before it serves.
+    let wait = match req {
+        Request::Replace {} => std::time::Duration::from_secs(180),
+        _ => std::time::Duration::from_secs(30),
+    };
+    let (resp, line) = client::request_within(socket, &req, wait).map_err(CliError::Unreachable)?;
     if raw {
         println!("{line}");
         return if resp.ok {
@@ -513,6 +528,9 @@ fn ctl(socket: &std::path::Path, raw: bool, request: CtlRequest) -> Result<(), C
             }
         }
         Reply::Reloaded { data } => println!("reloaded: {data}"),
+        Reply::Replaced { old_pid, new_pid } => {
+            println!("replaced: pid {old_pid} -> pid {new_pid}")
+        }
         _ => println!("ok"),
     }
     Ok(())

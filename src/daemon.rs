@@ -1,16 +1,23 @@
 //! The only module that wires everything together: load, apply node states and the first
-//! round of health checks, bind, start the UDP workers, the TCP listeners, the prober, the
-//! reload thread and the control socket, then wait for a signal and stop.
+//! round of health checks, bind (or take over the sockets of the running server, see
+//! [`crate::handover`]), start the UDP workers, the TCP listeners, the prober, the reload
+//! thread and the control socket, then wait for a signal, or for a new process that takes
+//! over, and stop.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::control::Control;
 use crate::control::server::ControlError;
 use crate::counters::Stats;
 use crate::dns::{tcp, udp};
+use crate::handover::give::{Invocation, Ready};
+use crate::handover::wire::{Kind, Socket};
+use crate::handover::{self, Handoff, HandoverError, Taker};
 use crate::node_state::{NodeStates, StateFileError};
 use crate::reload::{self, ReloadError, Timing};
 use crate::serving::{ReloadRequest, Serving};
@@ -33,6 +40,8 @@ pub enum DaemonError {
     Control(ControlError),
     /// The BGP feeds could not start.
     Feeds(crate::feed::FeedError),
+    /// The sockets of the running server could not be taken over.
+    Takeover(HandoverError),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -45,6 +54,7 @@ impl std::fmt::Display for DaemonError {
             DaemonError::Reload(e) => write!(f, "{e}"),
             DaemonError::Control(e) => write!(f, "{e}"),
             DaemonError::Feeds(e) => write!(f, "BGP feeds: {e}"),
+            DaemonError::Takeover(e) => write!(f, "{e}"),
         }
     }
 }
@@ -62,10 +72,35 @@ pub struct ServeOptions {
     pub control: Option<PathBuf>,
     /// Health state file (overrides the configuration).
     pub state_file: Option<PathBuf>,
+    /// Take over the sockets, node states and counters of the server running with this
+    /// control socket (`docs/replace.md`).
+    pub takeover: Option<PathBuf>,
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// How long a server that handed over lets its open TCP connections finish.
+const TCP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Runs the server until SIGTERM or SIGINT, or until a new process has taken over.
 pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
+    // The binary is resolved now, so that a replace starts what is at this path then.
+    let invocation = Invocation::current();
+    let mut taker = match &opts.takeover {
+        Some(p) => Some(Taker::connect(p).map_err(DaemonError::Takeover)?),
+        None => None,
+    };
+    let result = run(opts, invocation, &mut taker);
+    // Failed before "ready": the running server keeps serving, and learns why.
+    if let (Err(e), Some(t)) = (&result, taker) {
+        t.fail(&e.to_string());
+    }
+    result
+}
+
+fn run(
+    opts: ServeOptions,
+    invocation: Invocation,
+    taker: &mut Option<Taker>,
+) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
     let sources =
         crate::load::Sources::read(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
@@ -79,6 +114,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             .or_else(|| config.state_file.clone()),
     )
     .map_err(DaemonError::StateFile)?;
+    if let Some(t) = taker.as_ref() {
+        // The running server's overrides and pushes, as data (its state file may not be ours).
+        handover::apply(&mut states, t.carried());
+        if let Err(e) = states.save() {
+            tracing::warn!("{e}");
+        }
+    }
     states.initial = Some(config.health_initial);
     states.track(&snap);
     let stats = Arc::new(Stats::default());
@@ -113,8 +155,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             })
             .collect();
     }
+    let (handoff, mut handed) = Handoff::new(invocation);
     let mut threads = Vec::new();
     let mut bound = Vec::new();
+    let mut accepting = Vec::new();
+    let open = tcp::Open::default();
     for l in &listen {
         let mut addr = l.addr;
         // The embedded demo also listens on [::1]; a machine without IPv6 still gets the demo.
@@ -126,31 +171,67 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             tracing::warn!(%addr, "IPv6 loopback unavailable; the demo listens on IPv4 only");
             continue;
         }
+        let register = |kind, b: SocketAddr, fd: std::os::fd::BorrowedFd<'_>| {
+            let fd = fd.try_clone_to_owned()?;
+            let entry = Socket {
+                kind,
+                listen: Some(l.addr),
+                bound: Some(b),
+                path: None,
+            };
+            handoff.register(entry, fd);
+            Ok::<(), std::io::Error>(())
+        };
         if l.udp {
-            let (b, t) = udp::spawn(
-                addr,
-                config.workers,
-                config.rrl.clone(),
-                serving.swap(),
-                stats.clone(),
-                stop.clone(),
-            )
-            .map_err(|e| DaemonError::Bind("UDP", addr, e))?;
+            let bind_err = |e| DaemonError::Bind("UDP", addr, e);
+            let mut sockets = taker.as_mut().map(|t| t.udp(l.addr)).unwrap_or_default();
+            if sockets.is_empty() {
+                sockets = udp::bind_group(addr, config.workers).map_err(bind_err)?;
+            } else {
+                // More workers than inherited sockets: more sockets in the same group. Fewer:
+                // every inherited socket still gets a worker, since a socket nobody reads
+                // keeps (and loses) its queue.
+                tracing::info!(%addr, sockets = sockets.len(), "UDP sockets taken over");
+                let b = sockets[0].local_addr().map_err(bind_err)?;
+                while sockets.len() < config.workers {
+                    sockets.push(udp::bind(b).map_err(bind_err)?);
+                }
+            }
+            let b = sockets[0].local_addr().map_err(bind_err)?;
+            for sock in &sockets {
+                register(Kind::Udp, b, sock.as_fd()).map_err(bind_err)?;
+            }
+            threads.extend(
+                udp::spawn_on(
+                    sockets,
+                    config.rrl.clone(),
+                    serving.swap(),
+                    stats.clone(),
+                    stop.clone(),
+                )
+                .map_err(bind_err)?,
+            );
             addr = b;
-            threads.extend(t);
             bound.push(format!("udp {b}"));
         }
         if l.tcp {
-            let listener = tcp::bind(addr).map_err(|e| DaemonError::Bind("TCP", addr, e))?;
-            bound.push(format!(
-                "tcp {}",
-                listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default()
-            ));
-            let (limits, state, stats) = (config.tcp, serving.swap(), stats.clone());
-            runtime.spawn(async move { tcp::serve(listener, limits, state, stats).await });
+            let bind_err = |e| DaemonError::Bind("TCP", addr, e);
+            let listener = match taker.as_mut().and_then(|t| t.tcp(l.addr)) {
+                Some(inherited) => {
+                    inherited.set_nonblocking(true).map_err(bind_err)?;
+                    inherited
+                }
+                None => tcp::bind(addr).map_err(bind_err)?,
+            };
+            let b = listener.local_addr().map_err(bind_err)?;
+            register(Kind::Tcp, b, listener.as_fd()).map_err(bind_err)?;
+            bound.push(format!("tcp {b}"));
+            let (limits, state, stats, open) =
+                (config.tcp, serving.swap(), stats.clone(), open.clone());
+            accepting.push(
+                runtime
+                    .spawn(async move { tcp::serve(listener, limits, state, stats, open).await }),
+            );
         }
     }
     // BGP feeds: the server answers from the file tables and GeoIP until sessions are up; every
@@ -181,7 +262,26 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         reload_requests,
     )
     .map_err(DaemonError::Reload)?;
-    let (path, chosen) = control_path(&opts, &config);
+    let wanted = opts
+        .control
+        .clone()
+        .or_else(|| config.control_socket.clone());
+    let inherited_control = taker.as_mut().and_then(|t| t.control(wanted.as_deref()));
+    // Serving from every socket now: the running server may stop. Its final node states
+    // and counters replace those it sent at first, and then the control socket opens here.
+    if let Some(t) = taker.take() {
+        let old_pid = t.old_pid();
+        if let Some(carried) = t.ready().map_err(DaemonError::Takeover)? {
+            serving.update_states(|st, _| {
+                handover::apply(st, &carried);
+                if let Err(e) = st.save() {
+                    tracing::warn!("{e}");
+                }
+            });
+            handover::carry(&stats, &carried.counters);
+        }
+        tracing::info!(old_pid, "took over from the running server");
+    }
     let start_control = |path| {
         Control::start(
             &runtime,
@@ -192,15 +292,51 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             started,
         )
     };
-    let control = match start_control(path) {
-        Ok(c) => c,
-        Err(e) if !chosen => {
-            // The default path is a convenience: without it the server still serves.
-            tracing::warn!("{e}; serving without a control socket (use --control)");
-            start_control(None).map_err(DaemonError::Control)?
+    let control = match inherited_control {
+        Some((path, listener)) => Control::adopt(
+            &runtime,
+            path,
+            listener,
+            serving.clone(),
+            stats.clone(),
+            started,
+        )
+        .map_err(DaemonError::Control)?,
+        None => {
+            let (path, chosen) = control_path(&opts, &config);
+            match start_control(path) {
+                Ok(c) => c,
+                Err(e) if !chosen => {
+                    // The default path is a convenience: without it the server still serves.
+                    tracing::warn!("{e}; serving without a control socket (use --control)");
+                    start_control(None).map_err(DaemonError::Control)?
+                }
+                Err(e) => return Err(DaemonError::Control(e)),
+            }
         }
-        Err(e) => return Err(DaemonError::Control(e)),
     };
+    if let Some((path, fd)) = control.listener() {
+        match fd.try_clone_to_owned() {
+            Ok(fd) => {
+                handoff.register(
+                    Socket {
+                        kind: Kind::Control,
+                        listen: None,
+                        bound: None,
+                        path: Some(path.clone()),
+                    },
+                    fd,
+                );
+                handoff.set_control(path);
+            }
+            Err(e) => tracing::warn!("cannot keep the control socket for a replace: {e}"),
+        }
+    }
+    control.set_handover(Arc::new(Relay {
+        handoff: handoff.clone(),
+        serving: serving.clone(),
+        stats: stats.clone(),
+    }));
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
@@ -212,7 +348,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     println!("signpost: ready; {}", bound.join("; "));
 
     let hup = serving.clone();
-    runtime.block_on(async move {
+    let ready = runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int), Ok(mut sighup)) = (
             signal(SignalKind::terminate()),
@@ -220,32 +356,108 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             signal(SignalKind::hangup()),
         ) else {
             tracing::error!("cannot install signal handlers");
-            return;
+            return None;
         };
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = term.recv() => break None,
+                _ = int.recv() => break None,
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading");
                     hup.request_reload(ReloadRequest::Signal);
                 }
+                Some(ready) = handed.recv() => break Some(ready),
             }
         }
     });
-    tracing::info!("stopping");
-    stop.store(true, Ordering::Relaxed);
+    match ready {
+        Some(ready) => hand_over(
+            ready, control, &stop, threads, accepting, &open, &handoff, &serving, &stats,
+        ),
+        None => {
+            tracing::info!("stopping");
+            stop.store(true, Ordering::Relaxed);
+            drop(control);
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
     serving.request_reload(ReloadRequest::Stop);
-    drop(control);
     if let Some(f) = feeds {
         f.shutdown();
-    }
-    for t in threads {
-        let _ = t.join();
     }
     let _ = reload_thread.join();
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     Ok(())
+}
+
+/// A new process serves from the sockets: stop accepting control connections, stop the UDP
+/// workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
+/// stop accepting TCP, send the final node states and counters, and let open TCP connections
+/// finish for at most [`TCP_DRAIN`]. What is queued on the sockets meanwhile is the new
+/// process's to read.
+#[allow(clippy::too_many_arguments)]
+fn hand_over(
+    ready: Ready,
+    control: Control,
+    stop: &AtomicBool,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    accepting: Vec<tokio::task::JoinHandle<()>>,
+    open: &tcp::Open,
+    handoff: &Handoff,
+    serving: &Serving,
+    stats: &Stats,
+) {
+    tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
+    control.release();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    for a in &accepting {
+        a.abort();
+    }
+    let _ = ready
+        .carried
+        .send(handover::carried(&serving.states(), stats));
+    handoff.settle(Duration::from_secs(5));
+    let until = std::time::Instant::now() + TCP_DRAIN;
+    while open.count() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if open.count() > 0 {
+        tracing::warn!(
+            connections = open.count(),
+            "closing TCP connections still open"
+        );
+    }
+}
+
+/// The control socket's way to the hand-over.
+struct Relay {
+    handoff: Arc<Handoff>,
+    serving: Arc<Serving>,
+    stats: Arc<Stats>,
+}
+
+impl crate::control::server::Handover for Relay {
+    fn takeover(&self, stream: std::os::unix::net::UnixStream) {
+        self.handoff.give(stream, || {
+            handover::carried(&self.serving.states(), &self.stats)
+        });
+    }
+
+    fn replace(&self) -> Result<(u32, u32), crate::control::server::ReplaceFailed> {
+        self.handoff
+            .replace()
+            .map(|r| (r.old_pid, r.new_pid))
+            .map_err(|e| crate::control::server::ReplaceFailed(e.to_string()))
+    }
+
+    fn replied(&self) {
+        self.handoff.replied();
+    }
 }
 
 /// The feed settings of the configuration.

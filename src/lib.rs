@@ -77,6 +77,7 @@ pub mod embedded;
 pub mod explain;
 pub mod feed;
 pub mod geo;
+pub mod handover;
 pub mod hash;
 pub mod health;
 pub mod live;

@@ -97,6 +97,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("feed", &["live"]),
+    // The hand-over to a new process: above the services it relays through (the control
+    // socket's protocol), below the daemon that decides what to bind and stop.
+    ("handover", &["control", "node_state", "health", "counters"]),
     // Parts of a service held to less than their module: the rate limiter needs no snapshot;
     // the control protocol and client know nothing of the server's state.
     ("dns/rrl", &["config", "hash"]),
@@ -119,6 +122,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "live",
             "source",
             "snapshot",
+            "handover",
         ],
     ),
     (

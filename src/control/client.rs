@@ -31,10 +31,18 @@ impl std::error::Error for ClientError {}
 
 /// Sends one request and returns the response and its raw line.
 pub fn request(path: &Path, req: &Request) -> Result<(Response, String), ClientError> {
+    request_within(path, req, Duration::from_secs(30))
+}
+
+/// [`request`], waiting at most `wait` for the response (`replace` takes longer).
+pub fn request_within(
+    path: &Path,
+    req: &Request,
+    wait: Duration,
+) -> Result<(Response, String), ClientError> {
     let mut s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| ClientError::Connect(path.into(), e))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(ClientError::Io)?;
+    s.set_read_timeout(Some(wait)).map_err(ClientError::Io)?;
     let mut line = req.to_line();
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(ClientError::Io)?;

@@ -49,7 +49,25 @@ pub struct Control {
     /// The socket file and its inode.
     path: Option<(PathBuf, u64)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// A duplicate of the listening descriptor, to hand over.
+    listener: Option<std::os::fd::OwnedFd>,
+    shared: Arc<Shared>,
 }
+
+/// What the daemon does for `replace` and `takeover`; the control socket only relays them.
+pub trait Handover: Send + Sync {
+    /// `takeover`: the connection now belongs to the hand-over (a new process asks for the
+    /// sockets). Runs on a blocking thread.
+    fn takeover(&self, stream: std::os::unix::net::UnixStream);
+    /// `replace`: start a new process and wait until it serves; the two process ids.
+    fn replace(&self) -> Result<(u32, u32), ReplaceFailed>;
+    /// The reply to `replace` has been written.
+    fn replied(&self) {}
+}
+
+/// Why a replace failed, for the reply.
+#[derive(Debug)]
+pub struct ReplaceFailed(pub String);
 
 impl Drop for Control {
     fn drop(&mut self) {
@@ -69,6 +87,7 @@ struct Shared {
     serving: Arc<Serving>,
     stats: Arc<Stats>,
     started: Instant,
+    handover: std::sync::OnceLock<Arc<dyn Handover>>,
 }
 
 impl Control {
@@ -82,10 +101,64 @@ impl Control {
         stats: Arc<Stats>,
         started: Instant,
     ) -> Result<Control, ControlError> {
+        let Some(path) = path else {
+            return Ok(Control::run(runtime, None, serving, stats, started));
+        };
+        let _ = std::fs::remove_file(&path);
+        let listener = {
+            let _guard = runtime.enter();
+            UnixListener::bind(&path).map_err(|e| ControlError::Bind(path.clone(), e))?
+        };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| ControlError::Mode(path.clone(), e))?;
+        Ok(Control::run(
+            runtime,
+            Some((path, listener)),
+            serving,
+            stats,
+            started,
+        ))
+    }
+
+    /// Serves on a listener handed over by the process this one replaces (its socket file is
+    /// `path`, left as it is).
+    pub fn adopt(
+        runtime: &tokio::runtime::Runtime,
+        path: PathBuf,
+        listener: std::os::unix::net::UnixListener,
+        serving: Arc<Serving>,
+        stats: Arc<Stats>,
+        started: Instant,
+    ) -> Result<Control, ControlError> {
+        let listener = {
+            let _guard = runtime.enter();
+            listener
+                .set_nonblocking(true)
+                .and_then(|()| UnixListener::from_std(listener))
+                .map_err(|e| ControlError::Bind(path.clone(), e))?
+        };
+        Ok(Control::run(
+            runtime,
+            Some((path, listener)),
+            serving,
+            stats,
+            started,
+        ))
+    }
+
+    fn run(
+        runtime: &tokio::runtime::Runtime,
+        listener: Option<(PathBuf, UnixListener)>,
+        serving: Arc<Serving>,
+        stats: Arc<Stats>,
+        started: Instant,
+    ) -> Control {
         let shared = Arc::new(Shared {
             serving,
             stats,
             started,
+            handover: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
         {
@@ -98,33 +171,56 @@ impl Control {
                 }
             }));
         }
-        let Some(path) = path else {
-            return Ok(Control { path: None, tasks });
+        let Some((path, listener)) = listener else {
+            return Control {
+                path: None,
+                tasks,
+                listener: None,
+                shared,
+            };
         };
-        let _ = std::fs::remove_file(&path);
-        let _guard = runtime.enter();
-        let listener =
-            UnixListener::bind(&path).map_err(|e| ControlError::Bind(path.clone(), e))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| ControlError::Mode(path.clone(), e))?;
+        use std::os::fd::AsFd;
         use std::os::unix::fs::MetadataExt;
         let ino = std::fs::symlink_metadata(&path)
             .map(|m| m.ino())
             .unwrap_or(0);
-        tasks.push(runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move { serve_connection(stream, shared).await });
-            }
-        }));
-        Ok(Control {
+        let dup = listener.as_fd().try_clone_to_owned().ok();
+        {
+            let shared = shared.clone();
+            tasks.push(runtime.spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    tokio::spawn(async move { serve_connection(stream, shared).await });
+                }
+            }));
+        }
+        Control {
             path: Some((path, ino)),
             tasks,
-        })
+            listener: dup,
+            shared,
+        }
+    }
+
+    /// Lets `replace` and `takeover` requests through to `handover`.
+    pub fn set_handover(&self, handover: Arc<dyn Handover>) {
+        let _ = self.shared.handover.set(handover);
+    }
+
+    /// The socket file and a duplicate of its listening descriptor, to hand over.
+    pub fn listener(&self) -> Option<(PathBuf, std::os::fd::BorrowedFd<'_>)> {
+        use std::os::fd::AsFd;
+        let (path, _) = self.path.as_ref()?;
+        Some((path.clone(), self.listener.as_ref()?.as_fd()))
+    }
+
+    /// After a hand-over: stops accepting connections and the expiry of overrides, and leaves
+    /// the socket file to the new process. Connections already open are still answered.
+    pub fn release(mut self) {
+        self.path = None;
     }
 }
 
@@ -165,6 +261,25 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
                 break;
             }
         }
+        let parsed = (!too_long).then(|| Request::parse(&line));
+        let replace = matches!(parsed, Some(Ok(Request::Replace {})));
+        if let Some(Ok(Request::Takeover {})) = parsed
+            && let Some(h) = shared.handover.get()
+        {
+            // The connection now carries the hand-over, on a blocking thread.
+            let h = h.clone();
+            let stream = reader
+                .into_inner()
+                .reunite(write)
+                .ok()
+                .and_then(|s| s.into_std().ok());
+            if let Some(stream) = stream
+                && stream.set_nonblocking(false).is_ok()
+            {
+                let _ = tokio::task::spawn_blocking(move || h.takeover(stream)).await;
+            }
+            return;
+        }
         let response = if too_long {
             Response::failed(format!("request longer than {MAX_LINE} bytes"), Vec::new())
         } else if line.iter().all(|b| b.is_ascii_whitespace()) {
@@ -178,7 +293,11 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
         };
         let mut out = serde_json::to_string(&response).expect("responses serialise");
         out.push('\n');
-        if write.write_all(out.as_bytes()).await.is_err() {
+        let written = write.write_all(out.as_bytes()).await;
+        if replace && let Some(h) = shared.handover.get() {
+            h.replied();
+        }
+        if written.is_err() {
             return;
         }
     }
@@ -375,6 +494,17 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 lines: crate::explain::explain(&snap, s, ip, "given in the request", ipv6),
             }))
         }
+        Request::Replace {} => {
+            let h = shared
+                .handover
+                .get()
+                .ok_or("this server cannot replace itself")?;
+            match h.replace() {
+                Ok((old_pid, new_pid)) => Ok(Response::ok(Reply::Replaced { old_pid, new_pid })),
+                Err(ReplaceFailed(why)) => Err(format!("replace failed, still serving: {why}")),
+            }
+        }
+        Request::Takeover {} => Err("this server cannot hand over its sockets".into()),
         Request::Stats {} => Ok(Response::ok(Reply::Stats {
             stats: shared
                 .stats

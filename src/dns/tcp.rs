@@ -61,12 +61,26 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Accepts connections until the task is dropped.
+/// The number of open connections, so that a server handing over to a new process can let
+/// them finish after it stops accepting.
+#[derive(Clone, Debug, Default)]
+pub struct Open(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Open {
+    /// Connections open now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts connections until the task is dropped (aborting it stops accepting; connections
+/// already accepted run on, counted in `open`).
 pub async fn serve(
     listener: std::net::TcpListener,
     limits: TcpLimits,
     state: Arc<ArcSwap<Snapshot>>,
     stats: Arc<Stats>,
+    open: Open,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -97,10 +111,13 @@ pub async fn serve(
             continue;
         }
         let (state, stats, per_client) = (state.clone(), stats.clone(), per_client.clone());
+        let open = open.clone();
+        open.0.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             connection(stream, peer, limits, state, stats).await;
             per_client.leave(peer.ip());
             drop(permit);
+            open.0.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
