@@ -267,8 +267,36 @@ fn run(
         .clone()
         .or_else(|| config.control_socket.clone());
     let inherited_control = taker.as_mut().and_then(|t| t.control(wanted.as_deref()));
+    let start_control = |path| {
+        Control::start(
+            &runtime,
+            path,
+            config.control_mode,
+            serving.clone(),
+            stats.clone(),
+            started,
+        )
+    };
+    // A control socket of its own opens before "ready" (so that a failure there still leaves
+    // the running server serving); an inherited one is adopted after the old process stopped
+    // taking requests on it.
+    let own_control = match inherited_control {
+        Some(_) => None,
+        None => {
+            let (path, chosen) = control_path(&opts, &config);
+            Some(match start_control(path) {
+                Ok(c) => c,
+                Err(e) if !chosen => {
+                    // The default path is a convenience: without it the server still serves.
+                    tracing::warn!("{e}; serving without a control socket (use --control)");
+                    start_control(None).map_err(DaemonError::Control)?
+                }
+                Err(e) => return Err(DaemonError::Control(e)),
+            })
+        }
+    };
     // Serving from every socket now: the running server may stop. Its final node states
-    // and counters replace those it sent at first, and then the control socket opens here.
+    // and counters replace those it sent at first.
     if let Some(t) = taker.take() {
         let old_pid = t.old_pid();
         if let Some(carried) = t.ready().map_err(DaemonError::Takeover)? {
@@ -282,18 +310,9 @@ fn run(
         }
         tracing::info!(old_pid, "took over from the running server");
     }
-    let start_control = |path| {
-        Control::start(
-            &runtime,
-            path,
-            config.control_mode,
-            serving.clone(),
-            stats.clone(),
-            started,
-        )
-    };
-    let control = match inherited_control {
-        Some((path, listener)) => Control::adopt(
+    let control = match (own_control, inherited_control) {
+        (Some(c), _) => c,
+        (None, Some((path, listener))) => Control::adopt(
             &runtime,
             path,
             listener,
@@ -302,18 +321,7 @@ fn run(
             started,
         )
         .map_err(DaemonError::Control)?,
-        None => {
-            let (path, chosen) = control_path(&opts, &config);
-            match start_control(path) {
-                Ok(c) => c,
-                Err(e) if !chosen => {
-                    // The default path is a convenience: without it the server still serves.
-                    tracing::warn!("{e}; serving without a control socket (use --control)");
-                    start_control(None).map_err(DaemonError::Control)?
-                }
-                Err(e) => return Err(DaemonError::Control(e)),
-            }
-        }
+        (None, None) => start_control(None).map_err(DaemonError::Control)?,
     };
     if let Some((path, fd)) = control.listener() {
         match fd.try_clone_to_owned() {
@@ -410,6 +418,7 @@ fn hand_over(
     stats: &Stats,
 ) {
     tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
+    let new_pid = ready.pid;
     control.release();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -432,6 +441,7 @@ fn hand_over(
             "closing TCP connections still open"
         );
     }
+    tracing::info!(new_pid, "handed over; exiting");
 }
 
 /// The control socket's way to the hand-over.

@@ -14,12 +14,30 @@ use std::time::{Duration, Instant};
 
 use common::{Server, TempDir, demo_config, query, wait_for};
 
-/// Stops a process by pid when the test ends (the new process is not the harness's child).
-struct Reaper(Option<u32>);
+/// Stops, when the test ends, every process started to take over on the control socket `.0`
+/// (they are not the harness's children).
+struct Reaper(std::path::PathBuf);
+
+impl Reaper {
+    fn pids(&self) -> Vec<u32> {
+        let wanted = format!("--takeover\0{}\0", self.0.display());
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&wanted) && alive(pid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
+        for pid in self.pids() {
             let _ = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
@@ -118,6 +136,7 @@ fn replace_under_a_steady_stream_loses_no_query() {
     let server = Server::with_control(&config, &dir);
     let sock = server.control.clone().unwrap();
     let old_pid = server.child.id();
+    let reaper = Reaper(sock.clone());
     // No state file: the override can only reach the new process as hand-over data.
     let out = ctl(
         &sock,
@@ -155,7 +174,6 @@ fn replace_under_a_steady_stream_loses_no_query() {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let _reaper = Reaper((new_pid != 0).then_some(new_pid));
     assert!(
         out.status.success(),
         "replace failed: {out:?}\n{}",
@@ -166,6 +184,7 @@ fn replace_under_a_steady_stream_loses_no_query() {
         format!("replaced: pid {old_pid} -> pid {new_pid}")
     );
     assert_ne!(new_pid, old_pid);
+    assert_eq!(reaper.pids(), vec![new_pid]);
     let (sent, answered) = stream.join().unwrap();
     tcp_stop.store(true, Ordering::Relaxed);
     tcp_loop.join().unwrap();
@@ -224,7 +243,7 @@ fn replace_under_a_steady_stream_loses_no_query() {
         "udp_queries {udp_queries} < {sent} sent"
     );
     // The new process stops on SIGTERM like any server.
-    drop(_reaper);
+    drop(reaper);
     assert!(!alive(new_pid), "the new process stopped on SIGTERM");
 }
 
@@ -234,6 +253,7 @@ fn a_failed_replace_leaves_the_old_server_serving() {
     let config = demo_config(&dir, "");
     let server = Server::with_control(&config, &dir);
     let sock = server.control.clone().unwrap();
+    let reaper = Reaper(sock.clone());
     let good = std::fs::read_to_string(&config).unwrap();
     // The configuration is broken on disk after the start: the new process cannot load it.
     dir.write(
@@ -248,7 +268,8 @@ fn a_failed_replace_leaves_the_old_server_serving() {
         err.contains("replace failed, still serving") && err.contains("signpost.yaml"),
         "{err}"
     );
-    // The old one never stopped.
+    // The old one never stopped, and the new one is gone.
+    assert!(reaper.pids().is_empty());
     let mut server = server;
     assert!(server.child.try_wait().unwrap().is_none());
     assert!(!server.short(&["dl.example.test"]).is_empty());
@@ -264,8 +285,8 @@ fn a_failed_replace_leaves_the_old_server_serving() {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let _reaper = Reaper((new_pid != 0).then_some(new_pid));
     assert!(out.status.success(), "{out:?}\n{}", server.stderr());
+    assert_eq!(reaper.pids(), vec![new_pid]);
     assert!(wait_for(10, || server.child.try_wait().unwrap().is_some()));
     assert!(!server.short(&["dl.example.test"]).is_empty());
 }
