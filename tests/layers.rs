@@ -10,6 +10,7 @@
 //! - node states and the load pipeline: `node_state`, `load`
 //! - where services meet: `counters`, `serving`
 //! - services: `dns`, `probe`, `reload`, `control`, `feed`
+//! - the hand-over to a new process: `handover` (through the control protocol)
 //! - `daemon`, then `cli`, then `main` (which names the library as `signpost::`).
 //!
 //! Services never name each other: they meet at the snapshot, the node states and the serving
