@@ -290,3 +290,32 @@ fn a_failed_replace_leaves_the_old_server_serving() {
     assert!(wait_for(10, || server.child.try_wait().unwrap().is_some()));
     assert!(!server.short(&["dl.example.test"]).is_empty());
 }
+
+#[test]
+fn a_replace_applies_a_new_worker_count_to_the_same_sockets() {
+    let dir = TempDir::new("replace-workers");
+    let config = demo_config(&dir, "workers: 1\n");
+    let server = Server::with_control(&config, &dir);
+    let sock = server.control.clone().unwrap();
+    let reaper = Reaper(sock.clone());
+    let text = std::fs::read_to_string(&config).unwrap();
+    dir.write("signpost.yaml", &text.replace("workers: 1", "workers: 3"));
+    let out = ctl(&sock, &["replace"]);
+    assert!(out.status.success(), "{out:?}\n{}", server.stderr());
+    assert_eq!(reaper.pids().len(), 1);
+    // The new process serves the inherited socket plus two more of the same group, on the
+    // same port.
+    let log = server.stderr();
+    assert!(log.contains("UDP sockets taken over"), "{log}");
+    assert!(log.contains("sockets=1"), "{log}");
+    assert!(log.contains("workers=3"), "{log}");
+    let mut server = server;
+    assert!(wait_for(10, || server.child.try_wait().unwrap().is_some()));
+    for i in 0..20u16 {
+        let resp = server
+            .udp_raw(&query(i, 0x0100, "dl.example.test", 1))
+            .expect("an answer from the new process");
+        assert_eq!(common::rcode(&resp), 0);
+    }
+    assert!(tcp_query(server.tcp, 1));
+}
