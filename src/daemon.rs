@@ -419,7 +419,12 @@ fn hand_over(
 ) {
     tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
     let new_pid = ready.pid;
-    control.release();
+    if ready.keeps_control {
+        control.release();
+    } else {
+        // The new process opened a control socket of its own: this one's goes away.
+        drop(control);
+    }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();

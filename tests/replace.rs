@@ -319,3 +319,47 @@ fn a_replace_applies_a_new_worker_count_to_the_same_sockets() {
     }
     assert!(tcp_query(server.tcp, 1));
 }
+
+#[test]
+fn serve_takeover_by_hand_with_a_control_socket_of_its_own() {
+    let dir = TempDir::new("replace-by-hand");
+    let config = demo_config(&dir, "");
+    let server = Server::with_control(&config, &dir);
+    let old_sock = server.control.clone().unwrap();
+    let reaper = Reaper(old_sock.clone());
+    let out = ctl(&old_sock, &["set", "fra1", "drain", "--reason", "by hand"]);
+    assert!(out.status.success(), "{out:?}");
+    let new_sock = dir.path("new.sock");
+    let mut new = Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--control", new_sock.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--takeover", old_sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(new.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    // Same port as the old process (its configured address was port 0 too).
+    assert!(
+        line.contains(&format!("udp {}", server.udp))
+            && line.contains(&format!("tcp {}", server.tcp)),
+        "{line}"
+    );
+    let mut server = server;
+    assert!(wait_for(10, || server.child.try_wait().unwrap().is_some()));
+    // The old socket file went with the old process; the new one answers on its own.
+    assert!(wait_for(5, || !old_sock.exists()));
+    let out = ctl(&new_sock, &["--json", "nodes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("by hand"), "{text}");
+    assert!(!server.short(&["dl.example.test"]).is_empty());
+    let _ = new.kill();
+    let _ = new.wait();
+    drop(reaper);
+}

@@ -82,6 +82,8 @@ pub struct Replaced {
 pub struct Ready {
     /// The new process.
     pub pid: u32,
+    /// The new process serves the control socket it was given.
+    pub keeps_control: bool,
     /// Where the daemon sends the final states, once it has stopped reading.
     pub carried: mpsc::Sender<Carried>,
 }
@@ -212,8 +214,8 @@ impl Handoff {
         stream
             .set_read_timeout(Some(READY_TIMEOUT))
             .map_err(ReplaceError::Io)?;
-        let pid = match wire::read_frame::<Message>(stream) {
-            Ok(Some(Message::Ready { pid })) => pid,
+        let (pid, keeps_control) = match wire::read_frame::<Message>(stream) {
+            Ok(Some(Message::Ready { pid, keeps_control })) => (pid, keeps_control),
             Ok(Some(Message::Failed { error })) => return Err(ReplaceError::Failed(error)),
             Ok(Some(_)) | Ok(None) => return Err(ReplaceError::Closed),
             Err(e)
@@ -234,7 +236,12 @@ impl Handoff {
         };
         // From here on the new process serves: this one stops whatever happens next.
         let (tx, rx) = mpsc::channel();
-        let carried = match self.events.send(Ready { pid, carried: tx }) {
+        let ready = Ready {
+            pid,
+            keeps_control,
+            carried: tx,
+        };
+        let carried = match self.events.send(ready) {
             Ok(()) => rx.recv_timeout(Duration::from_secs(30)).ok(),
             Err(_) => None,
         };

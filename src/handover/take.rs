@@ -68,6 +68,7 @@ pub struct Taker {
     old_pid: u32,
     entries: Vec<(Socket, Option<OwnedFd>)>,
     carried: Carried,
+    keeps_control: bool,
 }
 
 impl Taker {
@@ -114,6 +115,7 @@ impl Taker {
                 .zip(fds.into_iter().map(Some))
                 .collect(),
             carried: desc.carried,
+            keeps_control: false,
         })
     }
 
@@ -163,7 +165,10 @@ impl Taker {
                 && fd.is_some()
                 && wanted.is_none_or(|w| s.path.as_deref() == Some(w))
         })?;
-        Some((s.path.clone()?, UnixListener::from(fd.take()?)))
+        let path = s.path.clone()?;
+        let listener = UnixListener::from(fd.take()?);
+        self.keeps_control = true;
+        Some((path, listener))
     }
 
     /// Tells the old process that this one cannot take over, and why (best effort: it may be
@@ -187,6 +192,7 @@ impl Taker {
             &mut self.stream,
             &Message::Ready {
                 pid: std::process::id(),
+                keeps_control: self.keeps_control,
             },
         )
         .map_err(|e| HandoverError::Io("saying ready", e))?;

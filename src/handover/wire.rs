@@ -94,6 +94,10 @@ pub enum Message {
     Ready {
         /// The new process.
         pid: u32,
+        /// It serves the control socket it was given (else the old process removes the
+        /// socket file when it stops).
+        #[serde(default)]
+        keeps_control: bool,
     },
     /// New → old: it cannot take over, and why; it exits.
     Failed {
@@ -255,7 +259,11 @@ mod tests {
         write_frame(&mut a, &desc).unwrap();
         let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
         send_fds(&a, &fds).unwrap();
-        write_frame(&mut a, &Message::Ready { pid: 8 }).unwrap();
+        let ready = Message::Ready {
+            pid: 8,
+            keeps_control: true,
+        };
+        write_frame(&mut a, &ready).unwrap();
         let got: Description = read_frame(&mut b).unwrap().unwrap();
         assert_eq!(got, desc);
         let received = recv_fds(&b, got.sockets.len()).unwrap();
@@ -264,7 +272,7 @@ mod tests {
             assert_eq!(Some(s.local_addr().unwrap()), entry.bound);
         }
         let m: Message = read_frame(&mut b).unwrap().unwrap();
-        assert_eq!(m, Message::Ready { pid: 8 });
+        assert_eq!(m, ready);
         drop(a);
         assert!(read_frame::<Message>(&mut b).unwrap().is_none());
     }
