@@ -66,6 +66,10 @@ pub enum Command {
         /// Serve Prometheus metrics on this address (overrides `metrics.listen`).
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Take over the listening sockets, node states and counters of the server running
+        /// with this control socket, which stops once this one serves (docs/replace.md).
+        #[arg(long, value_name = "CONTROL_SOCKET")]
+        takeover: Option<PathBuf>,
     },
     /// Validate the configuration, maps and data; print every problem and exit non-zero.
     Check {
@@ -182,6 +186,9 @@ pub enum CtlRequest {
         #[arg(long)]
         confirm: bool,
     },
+    /// Restart without losing a query: a new process (this binary path, the server's
+    /// arguments) takes over the sockets, node states and counters; the old one then exits.
+    Replace,
     /// Query counters.
     Stats,
     /// Reopen the query log (after logrotate moved it; SIGUSR1 does the same).
@@ -291,12 +298,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             control,
             state_file,
             metrics,
+            takeover,
         } => daemon::serve(ServeOptions {
             config,
             listen,
             control,
             state_file,
             metrics,
+            takeover,
         })
         .map_err(CliError::Daemon),
         Command::Check { config } => {
@@ -354,6 +363,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let timeout = Duration::from_secs(timeout.unwrap_or(match request {
                 CtlRequest::Reload { .. } => RELOAD_TIMEOUT_S,
+                // A replace waits for the new process to load and check everything.
+                CtlRequest::Replace => REPLACE_TIMEOUT_S,
                 _ => TIMEOUT_S,
             }));
             ctl(
@@ -404,6 +415,8 @@ const TIMEOUT_S: u64 = 10;
 
 /// How long `ctl reload` waits by default: a build of large tables on a busy machine.
 const RELOAD_TIMEOUT_S: u64 = 600;
+/// The default `--timeout` of `ctl replace`: the new process loads everything first.
+const REPLACE_TIMEOUT_S: u64 = 180;
 
 /// The addresses given, or those on stdin (one per line) when none are.
 fn addresses_or_stdin(addresses: Vec<String>) -> Vec<String> {
@@ -538,6 +551,7 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
             }
         }
         CtlRequest::Reload { confirm } => Request::Reload { confirm: *confirm },
+        CtlRequest::Replace => Request::Replace {},
         CtlRequest::Stats => Request::Stats {},
         CtlRequest::Reopen => Request::Reopen {},
         CtlRequest::Bgp => Request::Bgp {},
@@ -662,6 +676,9 @@ fn ctl(
             for n in notes {
                 println!("note: {}", escape(&n));
             }
+        }
+        Reply::Replaced { old_pid, new_pid } => {
+            println!("replaced: pid {old_pid} -> pid {new_pid}")
         }
         _ => println!("ok"),
     }

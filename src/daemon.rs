@@ -1,16 +1,23 @@
 //! The only module that wires everything together: load, apply node states and the first
-//! round of health checks, bind, start the UDP workers, the TCP listeners, the prober, the
-//! reload thread and the control socket, then wait for a signal and stop.
+//! round of health checks, bind (or take over the sockets of the running server, see
+//! [`crate::handover`]), start the UDP workers, the TCP listeners, the prober, the reload
+//! thread and the control socket, then wait for a signal, or for a new process that takes
+//! over, and stop.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::control::Control;
 use crate::control::server::ControlError;
 use crate::counters::Counters;
 use crate::dns::{tcp, udp};
+use crate::handover::give::{Invocation, Ready};
+use crate::handover::wire::{Kind, Socket};
+use crate::handover::{self, Handoff, HandoverError, Taker};
 use crate::node_state::{NodeStates, StateFileError};
 use crate::reload::{self, ReloadError, Timing};
 use crate::serving::{ReloadRequest, Serving};
@@ -37,6 +44,8 @@ pub enum DaemonError {
     Metrics(crate::metrics::MetricsError),
     /// The query log could not start.
     QueryLog(crate::querylog::QueryLogError),
+    /// The sockets of the running server could not be taken over.
+    Takeover(HandoverError),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -51,6 +60,7 @@ impl std::fmt::Display for DaemonError {
             DaemonError::Feeds(e) => write!(f, "BGP feeds: {e}"),
             DaemonError::Metrics(e) => write!(f, "{e}"),
             DaemonError::QueryLog(e) => write!(f, "{e}"),
+            DaemonError::Takeover(e) => write!(f, "{e}"),
         }
     }
 }
@@ -70,10 +80,35 @@ pub struct ServeOptions {
     pub state_file: Option<PathBuf>,
     /// Metrics endpoint address (overrides the configuration).
     pub metrics: Option<SocketAddr>,
+    /// Take over the sockets, node states and counters of the server running with this
+    /// control socket (`docs/replace.md`).
+    pub takeover: Option<PathBuf>,
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// How long a server that handed over lets its open TCP connections finish.
+const TCP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Runs the server until SIGTERM or SIGINT, or until a new process has taken over.
 pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
+    // The binary is resolved now, so that a replace starts what is at this path then.
+    let invocation = Invocation::current();
+    let mut taker = match &opts.takeover {
+        Some(p) => Some(Taker::connect(p).map_err(DaemonError::Takeover)?),
+        None => None,
+    };
+    let result = run(opts, invocation, &mut taker);
+    // Failed before "ready": the running server keeps serving, and learns why.
+    if let (Err(e), Some(t)) = (&result, taker) {
+        t.fail(&e.to_string());
+    }
+    result
+}
+
+fn run(
+    opts: ServeOptions,
+    invocation: Invocation,
+    taker: &mut Option<Taker>,
+) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
     let sources =
         crate::load::Sources::read(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
@@ -87,6 +122,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             .or_else(|| config.state_file.clone()),
     )
     .map_err(DaemonError::StateFile)?;
+    if let Some(t) = taker.as_ref() {
+        // The running server's overrides and pushes, as data (its state file may not be ours).
+        handover::apply(&mut states, t.carried());
+        if let Err(e) = states.save() {
+            tracing::warn!("{e}");
+        }
+    }
     states.initial = Some(config.health_initial);
     states.track(&snap);
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,8 +164,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         config.max_concurrent_checks,
     ));
 
-    let mut threads = Vec::new();
-    let mut bound = Vec::new();
     // One DNS TCP connection table for every listener, within a share of the descriptors.
     let fd_limit = crate::dns::conns::raise_fd_limit();
     let tcp_table = Arc::new(crate::dns::conns::Table::new(&config.tcp, fd_limit));
@@ -132,6 +172,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         fd_limit,
         "DNS TCP connection limit"
     );
+    let (handoff, mut handed) = Handoff::new(invocation);
+    let mut threads = Vec::new();
+    let mut bound = Vec::new();
+    let mut accepting = Vec::new();
+    let open = tcp::Open::default();
     for l in &listen {
         let mut addr = l.addr;
         // The embedded demo also listens on [::1]; a machine without IPv6 still gets the demo.
@@ -143,40 +188,73 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             tracing::warn!(%addr, "IPv6 loopback unavailable; the demo listens on IPv4 only");
             continue;
         }
+        let register = |kind, b: SocketAddr, fd: std::os::fd::BorrowedFd<'_>| {
+            let fd = fd.try_clone_to_owned()?;
+            let entry = Socket {
+                kind,
+                listen: Some(l.addr),
+                bound: Some(b),
+                path: None,
+            };
+            handoff.register(entry, fd);
+            Ok::<(), std::io::Error>(())
+        };
         if l.udp {
-            let (b, t) = udp::spawn(
-                addr,
-                config.workers,
-                config.rrl.clone(),
-                serving.swap(),
-                counters.clone(),
-                query_log.clone(),
-                stop.clone(),
-            )
-            .map_err(|e| DaemonError::Bind("UDP", addr, e))?;
+            let bind_err = |e| DaemonError::Bind("UDP", addr, e);
+            let mut sockets = taker.as_mut().map(|t| t.udp(l.addr)).unwrap_or_default();
+            if sockets.is_empty() {
+                sockets = udp::bind_group(addr, config.workers).map_err(bind_err)?;
+            } else {
+                // More workers than inherited sockets: more sockets in the same group. Fewer:
+                // every inherited socket still gets a worker, since a socket nobody reads
+                // keeps (and loses) its queue.
+                tracing::info!(%addr, sockets = sockets.len(), "UDP sockets taken over");
+                let b = sockets[0].local_addr().map_err(bind_err)?;
+                while sockets.len() < config.workers {
+                    sockets.push(udp::bind(b).map_err(bind_err)?);
+                }
+            }
+            let b = sockets[0].local_addr().map_err(bind_err)?;
+            for sock in &sockets {
+                register(Kind::Udp, b, sock.as_fd()).map_err(bind_err)?;
+            }
+            threads.extend(
+                udp::spawn_on(
+                    sockets,
+                    config.rrl.clone(),
+                    serving.swap(),
+                    counters.clone(),
+                    query_log.clone(),
+                    stop.clone(),
+                )
+                .map_err(bind_err)?,
+            );
             addr = b;
-            threads.extend(t);
             bound.push(format!("udp {b}"));
         }
         if l.tcp {
-            let listener = tcp::bind(addr).map_err(|e| DaemonError::Bind("TCP", addr, e))?;
-            bound.push(format!(
-                "tcp {}",
-                listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default()
-            ));
-            let (limits, table, state, counters) = (
+            let bind_err = |e| DaemonError::Bind("TCP", addr, e);
+            let listener = match taker.as_mut().and_then(|t| t.tcp(l.addr)) {
+                Some(inherited) => {
+                    inherited.set_nonblocking(true).map_err(bind_err)?;
+                    inherited
+                }
+                None => tcp::bind(addr).map_err(bind_err)?,
+            };
+            let b = listener.local_addr().map_err(bind_err)?;
+            register(Kind::Tcp, b, listener.as_fd()).map_err(bind_err)?;
+            bound.push(format!("tcp {b}"));
+            let (limits, table, state, counters, log, open) = (
                 config.tcp,
                 tcp_table.clone(),
                 serving.swap(),
                 counters.clone(),
+                query_log.clone(),
+                open.clone(),
             );
-            let log = query_log.clone();
-            runtime.spawn(async move {
-                tcp::serve(listener, limits, table, state, counters, log).await
-            });
+            accepting.push(runtime.spawn(async move {
+                tcp::serve(listener, limits, table, state, counters, log, open).await
+            }));
         }
     }
     // BGP feeds: the server answers from the file tables and GeoIP until sessions are up; every
@@ -200,9 +278,23 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         None => None,
     };
     let metrics = match opts.metrics.or(config.metrics_listen) {
-        Some(addr) => match crate::metrics::Metrics::start(&runtime, addr, serving.clone()) {
+        Some(addr) => match match taker.as_mut().and_then(|t| t.metrics(addr)) {
+            Some(inherited) => {
+                crate::metrics::Metrics::start_on(&runtime, inherited, addr, serving.clone())
+            }
+            None => crate::metrics::Metrics::start(&runtime, addr, serving.clone()),
+        } {
             Ok(m) => {
                 bound.push(format!("metrics {}", m.local_addr()));
+                if let Some(fd) = m.listener_fd().and_then(|fd| fd.try_clone_to_owned().ok()) {
+                    let entry = Socket {
+                        kind: Kind::Metrics,
+                        listen: Some(addr),
+                        bound: Some(m.local_addr()),
+                        path: None,
+                    };
+                    handoff.register(entry, fd);
+                }
                 Some(m)
             }
             // The demo's endpoint is a convenience: a second demo still serves.
@@ -222,30 +314,90 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         reload_requests,
     )
     .map_err(DaemonError::Reload)?;
-    let (path, chosen) = control_path(&opts, &config);
+    let wanted = opts
+        .control
+        .clone()
+        .or_else(|| config.control_socket.clone());
+    let inherited_control = taker.as_mut().and_then(|t| t.control(wanted.as_deref()));
     let start_control = |path| {
         Control::start(
             &runtime,
             path,
             config.control_mode,
-            crate::control::server::Limits {
-                max_connections: config.control_max_connections,
-                idle_timeout: config.control_idle_timeout,
-            },
+            control_limits(&config),
             serving.clone(),
             counters.clone(),
             started,
         )
     };
-    let control = match start_control(path) {
-        Ok(c) => c,
-        Err(e) if !chosen => {
-            // The default path is a convenience: without it the server still serves.
-            tracing::warn!("{e}; serving without a control socket (use --control)");
-            start_control(None).map_err(DaemonError::Control)?
+    // A control socket of its own opens before "ready" (so that a failure there still leaves
+    // the running server serving); an inherited one is adopted after the old process stopped
+    // taking requests on it.
+    let own_control = match inherited_control {
+        Some(_) => None,
+        None => {
+            let (path, chosen) = control_path(&opts, &config);
+            Some(match start_control(path) {
+                Ok(c) => c,
+                Err(e) if !chosen => {
+                    // The default path is a convenience: without it the server still serves.
+                    tracing::warn!("{e}; serving without a control socket (use --control)");
+                    start_control(None).map_err(DaemonError::Control)?
+                }
+                Err(e) => return Err(DaemonError::Control(e)),
+            })
         }
-        Err(e) => return Err(DaemonError::Control(e)),
     };
+    // Serving from every socket now: the running server may stop. Its final node states
+    // and counters replace those it sent at first.
+    if let Some(t) = taker.take() {
+        let old_pid = t.old_pid();
+        if let Some(carried) = t.ready().map_err(DaemonError::Takeover)? {
+            serving.update_states(|st, _| {
+                handover::apply(st, &carried);
+                if let Err(e) = st.save() {
+                    tracing::warn!("{e}");
+                }
+            });
+            handover::carry(&counters, &carried.counters);
+        }
+        tracing::info!(old_pid, "took over from the running server");
+    }
+    let control = match (own_control, inherited_control) {
+        (Some(c), _) => c,
+        (None, Some((path, listener))) => Control::adopt(
+            &runtime,
+            path,
+            listener,
+            control_limits(&config),
+            serving.clone(),
+            counters.clone(),
+            started,
+        )
+        .map_err(DaemonError::Control)?,
+        (None, None) => start_control(None).map_err(DaemonError::Control)?,
+    };
+    if let Some((path, fd)) = control.listener() {
+        match fd.try_clone_to_owned() {
+            Ok(fd) => {
+                handoff.register(
+                    Socket {
+                        kind: Kind::Control,
+                        listen: None,
+                        bound: None,
+                        path: Some(path.clone()),
+                    },
+                    fd,
+                );
+                handoff.set_control(path);
+            }
+            Err(e) => tracing::warn!("cannot keep the control socket for a replace: {e}"),
+        }
+    }
+    control.set_handover(Arc::new(Relay {
+        handoff: handoff.clone(),
+        serving: serving.clone(),
+    }));
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
@@ -258,7 +410,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     crate::notify::ready("serving");
 
     let hup = serving.clone();
-    runtime.block_on(async move {
+    let ready = runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int), Ok(mut sighup), Ok(mut usr1)) = (
             signal(SignalKind::terminate()),
@@ -267,12 +419,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             signal(SignalKind::user_defined1()),
         ) else {
             tracing::error!("cannot install signal handlers");
-            return;
+            return None;
         };
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = term.recv() => break None,
+                _ = int.recv() => break None,
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading");
                     hup.request_reload(ReloadRequest::Signal);
@@ -283,20 +435,28 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                         None => tracing::info!("SIGUSR1: no query log to reopen"),
                     }
                 }
+                Some(ready) = handed.recv() => break Some(ready),
             }
         }
     });
-    tracing::info!("stopping");
-    crate::notify::stopping("stopping");
-    stop.store(true, Ordering::Relaxed);
+    match ready {
+        Some(ready) => hand_over(
+            ready, control, &stop, threads, accepting, &open, &handoff, &serving,
+        ),
+        None => {
+            tracing::info!("stopping");
+            crate::notify::stopping("stopping");
+            stop.store(true, Ordering::Relaxed);
+            drop(control);
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
     serving.request_reload(ReloadRequest::Stop);
-    drop(control);
     drop(metrics);
     if let Some(f) = feeds {
         f.shutdown();
-    }
-    for t in threads {
-        let _ = t.join();
     }
     let _ = reload_thread.join();
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -323,6 +483,102 @@ fn listen_addresses(
             tcp: true,
         })
         .collect()
+}
+
+/// A new process serves from the sockets: stop accepting control connections, stop the UDP
+/// workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
+/// stop accepting TCP, send the final node states and counters, and let open TCP connections
+/// finish for at most [`TCP_DRAIN`]. What is queued on the sockets meanwhile is the new
+/// process's to read.
+#[allow(clippy::too_many_arguments)]
+fn hand_over(
+    ready: Ready,
+    control: Control,
+    stop: &AtomicBool,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    accepting: Vec<tokio::task::JoinHandle<()>>,
+    open: &tcp::Open,
+    handoff: &Handoff,
+    serving: &Serving,
+) {
+    tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
+    let new_pid = ready.pid;
+    if ready.keeps_control {
+        control.release();
+    } else {
+        // The new process opened a control socket of its own: this one's goes away.
+        drop(control);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    for a in &accepting {
+        a.abort();
+    }
+    let _ = ready
+        .carried
+        .send(handover::carried(&serving.states(), totals(serving)));
+    handoff.settle(Duration::from_secs(5));
+    let until = std::time::Instant::now() + TCP_DRAIN;
+    while open.count() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if open.count() > 0 {
+        tracing::warn!(
+            connections = open.count(),
+            "closing TCP connections still open"
+        );
+    }
+    tracing::info!(new_pid, "handed over; exiting");
+}
+
+/// The control socket's connection limits.
+fn control_limits(config: &crate::config::Config) -> crate::control::server::Limits {
+    crate::control::server::Limits {
+        max_connections: config.control_max_connections,
+        idle_timeout: config.control_idle_timeout,
+    }
+}
+
+/// Every counter total by name, for a process that takes over: `ctl stats` names and metric
+/// series (both include what this process carried over itself).
+fn totals(serving: &Serving) -> std::collections::BTreeMap<String, u64> {
+    let mut all: std::collections::BTreeMap<String, u64> = serving
+        .counters()
+        .stats()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    all.extend(crate::metrics::gather::counter_samples(
+        &crate::metrics::gather::gather(serving),
+    ));
+    all
+}
+
+/// The control socket's way to the hand-over.
+struct Relay {
+    handoff: Arc<Handoff>,
+    serving: Arc<Serving>,
+}
+
+impl crate::control::server::Handover for Relay {
+    fn takeover(&self, stream: std::os::unix::net::UnixStream) {
+        self.handoff.give(stream, || {
+            handover::carried(&self.serving.states(), totals(&self.serving))
+        });
+    }
+
+    fn replace(&self) -> Result<(u32, u32), crate::control::server::ReplaceFailed> {
+        self.handoff
+            .replace()
+            .map(|r| (r.old_pid, r.new_pid))
+            .map_err(|e| crate::control::server::ReplaceFailed(e.to_string()))
+    }
+
+    fn replied(&self) {
+        self.handoff.replied();
+    }
 }
 
 /// The feed settings of the configuration.

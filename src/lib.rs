@@ -53,8 +53,10 @@
 //! 8. services: [`dns`], [`probe`], [`reload`], [`control`], [`feed`], [`metrics`] (the
 //!    Prometheus endpoint) — they never name each other, and meet at the snapshot, the node
 //!    states, the counters and the serving state;
-//! 9. [`daemon`] (the only module that wires everything), then [`cli`] (with [`manual`]: its
-//!    man pages and completions), then `main`.
+//! 9. [`handover`]: a new process taking over the sockets, node states and counters of the
+//!    running one (`ctl replace`); it speaks through the control socket's protocol;
+//! 10. [`daemon`] (the only module that wires everything), then [`cli`] (with [`manual`]:
+//!     its man pages and completions), then `main`.
 //!
 //! # Reading order
 //!
@@ -66,7 +68,7 @@
 //! 5. [`serving`], [`reload`], [`node_state`], [`probe`], [`control`]: the moving parts around
 //!    the snapshot.
 //! 6. [`feed`] and [`live`]: BGP sessions and what they hand to the compiler.
-//! 7. [`daemon`] and [`cli`]: how it all starts.
+//! 7. [`daemon`] and [`cli`]: how it all starts; [`handover`]: how a new process takes over.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -86,6 +88,7 @@ pub mod explain;
 pub mod feed;
 pub mod geo;
 pub mod guard;
+pub mod handover;
 pub mod hash;
 pub mod health;
 pub mod live;

@@ -400,7 +400,10 @@ fn start_only() -> &'static [(&'static str, String)] {
 }
 
 /// What a reloaded configuration changed among the settings read at start only.
-fn restart_notes(started: &[(&'static str, String)], now: &[(&'static str, String)]) -> Vec<String> {
+fn restart_notes(
+    started: &[(&'static str, String)],
+    now: &[(&'static str, String)],
+) -> Vec<String> {
     let changed: Vec<&str> = started
         .iter()
         .zip(now)

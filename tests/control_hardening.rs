@@ -614,10 +614,18 @@ fn a_reload_says_which_settings_need_a_restart() {
     // The server still answers where it started.
     assert_eq!(s.short(&["www.example.test"]), "192.0.2.80");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
-        .args(["ctl", "--socket", dir.path("ctl.sock").to_str().unwrap(), "reload"])
+        .args([
+            "ctl",
+            "--socket",
+            dir.path("ctl.sock").to_str().unwrap(),
+            "reload",
+        ])
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("note: changed in the configuration"), "{shown}");
+    assert!(
+        shown.contains("note: changed in the configuration"),
+        "{shown}"
+    );
     s.terminate();
 }

@@ -11,6 +11,7 @@
 //! - where services meet: `counters`, `serving`, `notify` (messages to the service manager)
 //! - `manual` (man pages, completions: for `cli`, from definitions it is handed)
 //! - services: `dns`, `probe`, `reload`, `control`, `feed`
+//! - the hand-over to a new process: `handover` (through the control protocol)
 //! - `daemon`, then `cli`, then `main` (which names the library as `signpost::`).
 //!
 //! Services never name each other: they meet at the snapshot, the node states and the serving
@@ -121,6 +122,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "metrics",
         &["counters", "serving", "health", "live", "snapshot"],
     ),
+    // The hand-over to a new process: above the services it relays through (the control
+    // socket's protocol), below the daemon that decides what to bind and stop.
+    (
+        "handover",
+        &["control", "node_state", "health", "counters", "notify"],
+    ),
     // Parts of a service held to less than their module: the rate limiter needs no snapshot;
     // the control protocol and client know nothing of the server's state.
     ("dns/rrl", &["config", "hash"]),
@@ -148,6 +155,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "source",
             "snapshot",
             "notify",
+            "handover",
         ],
     ),
     (

@@ -346,7 +346,7 @@ fn the_unit_file_verifies() {
     let unit = std::fs::read_to_string(root().join("docs/systemd/signpost.service")).unwrap();
     for line in [
         "Type=notify",
-        "NotifyAccess=main",
+        "NotifyAccess=all",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "User=signpost",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",

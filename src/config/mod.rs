@@ -564,7 +564,10 @@ impl Config {
             ("listen", format!("{:?}", self.listen)),
             ("workers", self.workers.to_string()),
             ("tcp", format!("{:?}", self.tcp)),
-            ("control", format!("{:?} {:o}", self.control_socket, self.control_mode)),
+            (
+                "control",
+                format!("{:?} {:o}", self.control_socket, self.control_mode),
+            ),
             ("state_file", format!("{:?}", self.state_file)),
             ("metrics", format!("{:?}", self.metrics_listen)),
             ("query_log", format!("{:?}", self.query_log)),

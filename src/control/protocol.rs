@@ -72,6 +72,12 @@ pub enum Request {
         #[serde(default)]
         ipv6: bool,
     },
+    /// Start a new process (this binary path, these arguments) that takes over the sockets,
+    /// node states and counters; answered once it serves, or with why it failed.
+    Replace {},
+    /// Sent by a new process (`serve --takeover`): the connection then carries the hand-over
+    /// (the sockets, see `docs/replace.md`), not control requests.
+    Takeover {},
 }
 
 /// One pushed state.
@@ -94,7 +100,7 @@ type Fields = (
 );
 
 /// Every command, in the order messages list them, with its fields.
-const FIELDS: [Fields; 11] = [
+const FIELDS: [Fields; 13] = [
     ("status", &[], &[]),
     ("nodes", &[], &[]),
     (
@@ -114,6 +120,8 @@ const FIELDS: [Fields; 11] = [
         &["address", "name", "ipv6"],
         &["address", "name"],
     ),
+    ("replace", &[], &[]),
+    ("takeover", &[], &[]),
 ];
 
 /// Why a request line is not a request.
@@ -269,6 +277,13 @@ pub enum Reply {
     Lines {
         /// The lines.
         lines: Vec<String>,
+    },
+    /// `replace`.
+    Replaced {
+        /// The process that answered the request (it has stopped).
+        old_pid: u32,
+        /// The process serving now.
+        new_pid: u32,
     },
     /// `set`, `clear`, and every failure.
     Done {},
@@ -472,6 +487,8 @@ mod tests {
             },
             Request::Reload { confirm: false },
             Request::Reload { confirm: true },
+            Request::Replace {},
+            Request::Takeover {},
         ] {
             assert_eq!(Request::parse(r.to_line().as_bytes()).unwrap(), r);
         }
@@ -482,6 +499,10 @@ mod tests {
                 notes: vec!["listen changed".into()],
             }),
             Response::ok(Reply::Done {}),
+            Response::ok(Reply::Replaced {
+                old_pid: 10,
+                new_pid: 11,
+            }),
             Response::failed("reload failed", vec!["a.yaml:1:1: x".into()]),
             Response::ok(Reply::Stats {
                 stats: BTreeMap::from([("udp_queries".to_string(), 3)]),

@@ -99,7 +99,25 @@ pub struct Control {
     /// The socket file and its inode.
     path: Option<(PathBuf, u64)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// A duplicate of the listening descriptor, to hand over.
+    listener: Option<std::os::fd::OwnedFd>,
+    shared: Arc<Shared>,
 }
+
+/// What the daemon does for `replace` and `takeover`; the control socket only relays them.
+pub trait Handover: Send + Sync {
+    /// `takeover`: the connection now belongs to the hand-over (a new process asks for the
+    /// sockets). Runs on a blocking thread.
+    fn takeover(&self, stream: std::os::unix::net::UnixStream);
+    /// `replace`: start a new process and wait until it serves; the two process ids.
+    fn replace(&self) -> Result<(u32, u32), ReplaceFailed>;
+    /// The reply to `replace` has been written.
+    fn replied(&self) {}
+}
+
+/// Why a replace failed, for the reply.
+#[derive(Debug)]
+pub struct ReplaceFailed(pub String);
 
 impl Drop for Control {
     fn drop(&mut self) {
@@ -118,6 +136,7 @@ struct Shared {
     serving: Arc<Serving>,
     stats: Arc<Counters>,
     started: Instant,
+    handover: std::sync::OnceLock<Arc<dyn Handover>>,
 }
 
 impl Control {
@@ -133,14 +152,54 @@ impl Control {
         started: Instant,
     ) -> Result<Control, ControlError> {
         // Bound first: a server that cannot open its socket starts nothing.
-        let listener = match &path {
-            Some(p) => Some(bind(p, mode)?),
+        let listener = match path {
+            Some(p) => {
+                let l = bind(&p, mode)?;
+                let l = listening(runtime, &p, l)?;
+                Some((p, l))
+            }
             None => None,
         };
+        Ok(Control::run(
+            runtime, listener, limits, serving, stats, started,
+        ))
+    }
+
+    /// Serves on a listener handed over by the process this one replaces (its socket file is
+    /// `path`, left as it is).
+    pub fn adopt(
+        runtime: &tokio::runtime::Runtime,
+        path: PathBuf,
+        listener: std::os::unix::net::UnixListener,
+        limits: Limits,
+        serving: Arc<Serving>,
+        stats: Arc<Counters>,
+        started: Instant,
+    ) -> Result<Control, ControlError> {
+        let listener = listening(runtime, &path, listener)?;
+        Ok(Control::run(
+            runtime,
+            Some((path, listener)),
+            limits,
+            serving,
+            stats,
+            started,
+        ))
+    }
+
+    fn run(
+        runtime: &tokio::runtime::Runtime,
+        listener: Option<(PathBuf, UnixListener)>,
+        limits: Limits,
+        serving: Arc<Serving>,
+        stats: Arc<Counters>,
+        started: Instant,
+    ) -> Control {
         let shared = Arc::new(Shared {
             serving,
             stats,
             started,
+            handover: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
         {
@@ -153,25 +212,58 @@ impl Control {
                 }
             }));
         }
-        let (Some(path), Some(listener)) = (path, listener) else {
-            return Ok(Control { path: None, tasks });
+        let Some((path, listener)) = listener else {
+            return Control {
+                path: None,
+                tasks,
+                listener: None,
+                shared,
+            };
         };
+        use std::os::fd::AsFd;
         let ino = std::fs::symlink_metadata(&path)
             .map(|m| m.ino())
             .unwrap_or(0);
-        let listener = {
-            let _guard = runtime.enter();
-            listener
-                .set_nonblocking(true)
-                .and_then(|()| UnixListener::from_std(listener))
-                .map_err(|e| ControlError::Bind(path.clone(), e))?
-        };
-        tasks.push(runtime.spawn(accept_loop(listener, limits, shared)));
-        Ok(Control {
+        let dup = listener.as_fd().try_clone_to_owned().ok();
+        tasks.push(runtime.spawn(accept_loop(listener, limits, shared.clone())));
+        Control {
             path: Some((path, ino)),
             tasks,
-        })
+            listener: dup,
+            shared,
+        }
     }
+
+    /// Lets `replace` and `takeover` requests through to `handover`.
+    pub fn set_handover(&self, handover: Arc<dyn Handover>) {
+        let _ = self.shared.handover.set(handover);
+    }
+
+    /// The socket file and a duplicate of its listening descriptor, to hand over.
+    pub fn listener(&self) -> Option<(PathBuf, std::os::fd::BorrowedFd<'_>)> {
+        use std::os::fd::AsFd;
+        let (path, _) = self.path.as_ref()?;
+        Some((path.clone(), self.listener.as_ref()?.as_fd()))
+    }
+
+    /// After a hand-over: stops accepting connections and the expiry of overrides, and leaves
+    /// the socket file to the new process. Connections already open are still answered.
+    pub fn release(mut self) {
+        self.path = None;
+    }
+}
+
+/// A bound listener made ready for the runtime.
+fn listening(
+    runtime: &tokio::runtime::Runtime,
+    path: &Path,
+    listener: std::os::unix::net::UnixListener,
+) -> Result<UnixListener, ControlError> {
+    let _guard = runtime.enter();
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(listener))
+        .map_err(|e| ControlError::Bind(path.into(), e))
 }
 
 /// Binds the control socket at `path` with file mode `mode`, so that it is never reachable
@@ -392,6 +484,7 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>, i
         line.clear();
         // The whole line must arrive within the idle timeout: a client sending a byte now and
         // then holds no connection forever.
+        let mut replace = false;
         let response = match tokio::time::timeout(idle, read_line(&mut reader, &mut line)).await {
             Err(_) => {
                 let bye = Response::failed(
@@ -412,6 +505,26 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>, i
             }
             Ok(Ok(Line::Complete)) if line.iter().all(|b| b.is_ascii_whitespace()) => continue,
             Ok(Ok(Line::Complete)) => {
+                let parsed = Request::parse(&line);
+                replace = matches!(parsed, Ok(Request::Replace {}));
+                if let Ok(Request::Takeover {}) = parsed
+                    && let Some(h) = shared.handover.get()
+                {
+                    // The connection now carries the hand-over, on a blocking thread, without
+                    // the idle timeout of requests.
+                    let h = h.clone();
+                    let stream = reader
+                        .into_inner()
+                        .reunite(write)
+                        .ok()
+                        .and_then(|s| s.into_std().ok());
+                    if let Some(stream) = stream
+                        && stream.set_nonblocking(false).is_ok()
+                    {
+                        let _ = tokio::task::spawn_blocking(move || h.takeover(stream)).await;
+                    }
+                    return;
+                }
                 let shared = shared.clone();
                 let req = std::mem::take(&mut line);
                 tokio::task::spawn_blocking(move || handle(&shared, &req))
@@ -422,7 +535,11 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>, i
         let mut out = serde_json::to_string(&response).expect("responses serialise");
         out.push('\n');
         // A client that does not read its responses is dropped like an idle one.
-        match tokio::time::timeout(idle, write.write_all(out.as_bytes())).await {
+        let written = tokio::time::timeout(idle, write.write_all(out.as_bytes())).await;
+        if replace && let Some(h) = shared.handover.get() {
+            h.replied();
+        }
+        match written {
             Ok(Ok(())) => {}
             _ => return,
         }
@@ -654,6 +771,17 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 .into_iter()
                 .collect(),
         })),
+        Request::Replace {} => {
+            let h = shared
+                .handover
+                .get()
+                .ok_or("this server cannot replace itself")?;
+            match h.replace() {
+                Ok((old_pid, new_pid)) => Ok(Response::ok(Reply::Replaced { old_pid, new_pid })),
+                Err(ReplaceFailed(why)) => Err(format!("replace failed, still serving: {why}")),
+            }
+        }
+        Request::Takeover {} => Err("this server cannot hand over its sockets".into()),
         Request::Stats {} => Ok(Response::ok(Reply::Stats {
             stats: shared
                 .stats

@@ -58,8 +58,21 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Accepts connections until the task is dropped. Every listener of the process shares
-/// `table`.
+/// The number of open connections, so that a server handing over to a new process can let
+/// them finish after it stops accepting.
+#[derive(Clone, Debug, Default)]
+pub struct Open(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Open {
+    /// Connections open now.
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Accepts connections until the task is dropped (aborting it stops accepting; connections
+/// already accepted run on, counted in `open`). Every
+/// listener of the process shares `table`.
 pub async fn serve(
     listener: std::net::TcpListener,
     limits: TcpLimits,
@@ -67,6 +80,7 @@ pub async fn serve(
     state: Arc<ArcSwap<Snapshot>>,
     counters: Arc<Counters>,
     log: Option<Arc<QueryLog>>,
+    open: Open,
 ) {
     let meter = Meter::new(
         counters.query_tally(),
@@ -123,8 +137,11 @@ pub async fn serve(
             }
         };
         let (state, counters, log) = (state.clone(), counters.clone(), log.clone());
+        let open = open.clone();
+        open.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             connection(stream, peer, limits, slot, state, counters, log).await;
+            open.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }

@@ -52,14 +52,36 @@ pub fn spawn(
     log: Option<Arc<QueryLog>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
+    let sockets = bind_group(addr, workers)?;
+    let bound = sockets[0].local_addr()?;
+    Ok((bound, spawn_on(sockets, rrl, state, counters, log, stop)?))
+}
+
+/// Binds `workers` sockets (at least one) on `addr`; the first one fixes the port when it is 0.
+pub fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
     let first = bind(addr)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..workers.max(1) {
         sockets.push(bind(bound)?);
     }
+    Ok(sockets)
+}
+
+/// Starts a worker thread for each socket (bound here or handed over by the process this one
+/// replaces); they stop within the read timeout once `stop` is set, after the batch they hold.
+pub fn spawn_on(
+    sockets: Vec<UdpSocket>,
+    rrl: Option<crate::config::Rrl>,
+    state: Arc<ArcSwap<Snapshot>>,
+    counters: Arc<Counters>,
+    log: Option<Arc<QueryLog>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for (i, sock) in sockets.into_iter().enumerate() {
+        // A handed-over socket gets the same wake-up as one bound here.
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         let (state, counters, stop) = (state.clone(), counters.clone(), stop.clone());
         let limiter = rrl.clone().map(super::rrl::RateLimiter::new);
         let slot = counters.udp_slot();
@@ -72,7 +94,7 @@ pub fn spawn(
                 .spawn(move || worker(sock, state, counters, slot, stop, limiter, log))?,
         );
     }
-    Ok((bound, threads))
+    Ok(threads)
 }
 
 /// Messages per `recvmmsg`/`sendmmsg` call.

@@ -133,6 +133,7 @@ pub fn render_classic(families: Vec<Family>) -> String {
 pub struct Metrics {
     local: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    fd: Option<std::os::fd::OwnedFd>,
 }
 
 impl Metrics {
@@ -143,6 +144,17 @@ impl Metrics {
         serving: Arc<Serving>,
     ) -> Result<Metrics, MetricsError> {
         let std = std::net::TcpListener::bind(addr).map_err(|e| MetricsError::Bind(addr, e))?;
+        Metrics::start_on(runtime, std, addr, serving)
+    }
+
+    /// Serves scrapes on `std`, a listener bound already (by this process for `addr`, or by
+    /// the process this one replaces).
+    pub fn start_on(
+        runtime: &tokio::runtime::Runtime,
+        std: std::net::TcpListener,
+        addr: SocketAddr,
+        serving: Arc<Serving>,
+    ) -> Result<Metrics, MetricsError> {
         std.set_nonblocking(true)
             .map_err(|e| MetricsError::Bind(addr, e))?;
         let local = std.local_addr().map_err(|e| MetricsError::Bind(addr, e))?;
@@ -150,8 +162,18 @@ impl Metrics {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(std).map_err(|e| MetricsError::Bind(addr, e))?
         };
+        let fd = {
+            use std::os::fd::AsFd;
+            listener.as_fd().try_clone_to_owned().ok()
+        };
         let task = runtime.spawn(accept(listener, serving));
-        Ok(Metrics { local, task })
+        Ok(Metrics { local, task, fd })
+    }
+
+    /// A duplicate of the listening descriptor, to hand over.
+    pub fn listener_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
     }
 
     /// The bound address.
