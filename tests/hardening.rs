@@ -8,9 +8,19 @@ use common::*;
 
 use std::time::Duration;
 
-/// The demo configuration from disk (its zone has `todl CNAME dl`), with a control socket.
+/// The demo configuration from disk (its zone has `todl CNAME dl`), with a control socket and
+/// its metrics endpoint on a free port (the configured 127.0.0.1:9153 may be taken by another
+/// server; a configured address that cannot be bound stops the start).
 fn demo(dir: &TempDir) -> Server {
-    Server::with_control(std::path::Path::new(&testdata("demo/signpost.yaml")), dir)
+    let sock = dir.path("ctl.sock");
+    Server::start(&[
+        "--config",
+        &testdata("demo/signpost.yaml"),
+        "--control",
+        sock.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ])
 }
 
 /// The answer lines of `dig` output (owner, TTL, type, data), without the comments.

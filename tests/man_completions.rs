@@ -35,7 +35,7 @@ const COMMANDS: &[&str] = &[
     "completions",
 ];
 const CTL: &[&str] = &[
-    "status", "nodes", "set", "clear", "push", "reload", "stats", "reopen", "bgp",
+    "status", "nodes", "set", "clear", "push", "reload", "stats", "reopen", "replace", "bgp",
 ];
 
 /// The short commit of the checkout, when this is one and git runs.
