@@ -160,11 +160,30 @@ impl ClientData {
         self.bgp.iter().map(|(_, t)| &**t)
     }
 
-    /// Looks `addr` up in every input.
+    /// Looks `addr` up in every input, as compilation sees it: continent, country and
+    /// subdivision come together from the first location database that knows the address,
+    /// coordinates from the first location database (the one distance ranking uses), the ASN
+    /// from the first BGP table that covers it, else the first ASN database.
     pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
         let mut out = ClientInfo::default();
+        let mut first_location_db = true;
         for db in self.geo() {
-            let Ok(Some((info, len))) = db.lookup(addr) else {
+            let found = db.lookup(addr).ok().flatten();
+            fn src<T>(value: T, db: &GeoDb, prefix_len: u8) -> Option<Sourced<T>> {
+                Some(Sourced {
+                    value,
+                    source: db.name.clone(),
+                    prefix_len,
+                })
+            }
+            if db.layout == Layout::Asn {
+                if let (None, Some((info, len))) = (&out.asn, found) {
+                    out.asn = info.asn.and_then(|a| src(a, db, len));
+                }
+                continue;
+            }
+            let first = std::mem::replace(&mut first_location_db, false);
+            let Some((info, len)) = found else {
                 continue;
             };
             let GeoInfo {
@@ -172,37 +191,16 @@ impl ClientData {
                 country,
                 subdivision,
                 location,
-                asn,
+                asn: _,
             } = info;
-            let src = |v| {
-                Some(Sourced {
-                    value: v,
-                    source: db.name.clone(),
-                    prefix_len: len,
-                })
-            };
-            if out.continent.is_none() {
-                out.continent = continent.and_then(src);
+            if first {
+                out.location = location.and_then(|v| src(v, db, len));
             }
-            if out.country.is_none() {
-                out.country = country.and_then(src);
-            }
-            if out.subdivision.is_none() {
-                out.subdivision = subdivision.and_then(src);
-            }
-            if out.location.is_none() {
-                out.location = location.map(|v| Sourced {
-                    value: v,
-                    source: db.name.clone(),
-                    prefix_len: len,
-                });
-            }
-            if db.layout == Layout::Asn && out.asn.is_none() {
-                out.asn = asn.map(|v| Sourced {
-                    value: v,
-                    source: db.name.clone(),
-                    prefix_len: len,
-                });
+            let known = out.continent.is_some() || out.country.is_some();
+            if !known && (continent.is_some() || country.is_some()) {
+                out.continent = continent.and_then(|v| src(v, db, len));
+                out.country = country.and_then(|v| src(v, db, len));
+                out.subdivision = subdivision.and_then(|v| src(v, db, len));
             }
         }
         for t in self.bgp() {

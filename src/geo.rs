@@ -124,37 +124,27 @@ struct Record<'a> {
 }
 
 impl Record<'_> {
+    /// The record's own location fields decide: its country (where the user is believed
+    /// to be), else its continent. The registered country (where the network is registered)
+    /// is used only when the record has no location at all (no country, no continent, no
+    /// coordinates): a network located in Europe but registered to a US company stays in
+    /// Europe.
     fn info(&self) -> GeoInfo {
-        let country = self
+        let two = |c: &str| c.len() == 2;
+        let own_country = self
             .country
             .as_ref()
             .and_then(|c| c.iso_code)
             .or(self.country_code)
-            .or_else(|| self.registered_country.as_ref().and_then(|c| c.iso_code))
-            .filter(|c| c.len() == 2)
+            .filter(|c| two(c))
             .map(|c| c.to_ascii_uppercase());
-        let continent = match &self.continent {
+        let own_continent = match &self.continent {
             Some(CodeOrText::Text(t)) => Some(*t),
             Some(CodeOrText::Code { code }) => *code,
             None => self.continent_code,
         }
-        .map(|c| c.to_ascii_uppercase())
-        .or_else(|| {
-            country
-                .as_deref()
-                .and_then(continent_of)
-                .map(str::to_string)
-        });
-        let subdivision = match (
-            &country,
-            self.subdivisions
-                .as_ref()
-                .and_then(|s| s.first())
-                .and_then(|s| s.iso_code),
-        ) {
-            (Some(c), Some(s)) => Some(format!("{c}-{}", s.to_ascii_uppercase())),
-            _ => None,
-        };
+        .filter(|c| two(c))
+        .map(|c| c.to_ascii_uppercase());
         let location = match (&self.location, self.latitude, self.longitude) {
             (
                 Some(Location {
@@ -165,6 +155,33 @@ impl Record<'_> {
                 _,
             ) => Some((*a, *o)),
             (_, Some(a), Some(o)) => Some((a, o)),
+            _ => None,
+        };
+        let located = own_country.is_some() || own_continent.is_some() || location.is_some();
+        let country = if located {
+            own_country.clone()
+        } else {
+            self.registered_country
+                .as_ref()
+                .and_then(|c| c.iso_code)
+                .filter(|c| two(c))
+                .map(|c| c.to_ascii_uppercase())
+        };
+        let continent = own_continent.or_else(|| {
+            country
+                .as_deref()
+                .and_then(continent_of)
+                .map(str::to_string)
+        });
+        // A subdivision belongs to the record's own country only.
+        let subdivision = match (
+            &own_country,
+            self.subdivisions
+                .as_ref()
+                .and_then(|s| s.first())
+                .and_then(|s| s.iso_code),
+        ) {
+            (Some(c), Some(s)) => Some(format!("{c}-{}", s.to_ascii_uppercase())),
             _ => None,
         };
         GeoInfo {
@@ -333,6 +350,11 @@ impl GeoDb {
                         return info.asn.unwrap_or(u32::MAX);
                     }
                     let key = (info.continent, info.country, info.subdivision);
+                    // A record with no location does not know the address: a later
+                    // database (or the default rule) decides for it.
+                    if key == (None, None, None) {
+                        return u32::MAX;
+                    }
                     *key_ids.entry(key.clone()).or_insert_with(|| {
                         keys.push(key);
                         (keys.len() - 1) as u32
@@ -376,6 +398,60 @@ pub struct GeoLayer {
     pub v4: Vec<Range>,
     /// IPv6 ranges.
     pub v6: Vec<Range>,
+}
+
+impl GeoLayer {
+    /// Several location databases as one layer, the first database that knows an address
+    /// winning (configuration order): a later database fills only what the earlier ones lack.
+    /// One database is returned as it is; none gives an empty layer.
+    pub fn merged(layers: &[Arc<GeoLayer>]) -> Arc<GeoLayer> {
+        match layers {
+            [] => Arc::new(GeoLayer::default()),
+            [one] => one.clone(),
+            _ => {
+                let mut out = GeoLayer::default();
+                let mut key_ids: HashMap<GeoKey, u32> = HashMap::new();
+                // Each database's key ids, renumbered into the merged key list.
+                let renumber: Vec<Vec<u32>> = layers
+                    .iter()
+                    .map(|l| {
+                        l.keys
+                            .iter()
+                            .map(|k| {
+                                *key_ids.entry(k.clone()).or_insert_with(|| {
+                                    out.keys.push(k.clone());
+                                    (out.keys.len() - 1) as u32
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for v6 in [false, true] {
+                    let bits = if v6 { 128 } else { 32 };
+                    let family: Vec<Vec<Range>> = layers
+                        .iter()
+                        .zip(&renumber)
+                        .map(|(l, ids)| {
+                            let list = if v6 { &l.v6 } else { &l.v4 };
+                            list.iter()
+                                .map(|&(s, e, k)| (s, e, ids[k as usize]))
+                                .collect()
+                        })
+                        .collect();
+                    let mut merged = ranges::overlay(&family, bits, |v| {
+                        v.iter().flatten().next().copied().unwrap_or(u32::MAX)
+                    });
+                    merged.retain(|r| r.2 != u32::MAX);
+                    if v6 {
+                        out.v6 = merged;
+                    } else {
+                        out.v4 = merged;
+                    }
+                }
+                Arc::new(out)
+            }
+        }
+    }
 }
 
 /// The continent of a country (ISO 3166-1 alpha-2), per the continent codes MaxMind uses.

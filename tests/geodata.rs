@@ -26,6 +26,12 @@ fn flat_db() -> Vec<u8> {
         &json!({"country_code": "DE"}),
     )
     .unwrap();
+    // Inside the City database's 9.9.12.0/22 (US-NY): the first database wins there.
+    w.insert(
+        "9.9.12.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &json!({"country_code": "NZ"}),
+    )
+    .unwrap();
     w.to_bytes().unwrap()
 }
 
@@ -149,12 +155,23 @@ services:
         "country US (NY has no rule)"
     );
     assert_eq!(
+        ask("9.9.12.0/24"),
+        ("192.0.2.2".into(), "22".into()),
+        "the City database comes first: the flat database's NZ /24 inside it does not count"
+    );
+    assert_eq!(
         ask("9.9.20.0/24"),
         ("192.0.2.1".into(), "20".into()),
         "US-CA again, merged to its /20"
     );
-    // Only the first location database compiles into the map; the flat one answers lookups.
-    assert_eq!(ask("1.2.3.0/24").0, "192.0.2.4");
+    // Where the first location database knows nothing, the second one decides.
+    assert_eq!(
+        ask("1.2.3.0/24"),
+        ("192.0.2.3".into(), "24".into()),
+        "NZ from the flat database"
+    );
+    // BR has no rule: the default, like everything around it in 4.0.0.0/6.
+    assert_eq!(ask("5.6.7.0/24"), ("192.0.2.4".into(), "6".into()), "BR");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
         .args([
             "lookup",
@@ -171,4 +188,99 @@ services:
         "{text}"
     );
     assert!(text.contains("subdivision: US-CA"), "{text}");
+}
+
+/// City-layout records with and without their own location fields.
+fn located_db() -> Vec<u8> {
+    let mut w = Writer::new("GeoIP2-City");
+    for (net, rec) in [
+        // A network located in Europe (continent only), registered to a US company.
+        (
+            "31.0.0.0/16",
+            json!({"continent": {"code": "EU"}, "registered_country": {"iso_code": "US"}}),
+        ),
+        // Located in Germany, registered in the US.
+        (
+            "31.1.0.0/16",
+            json!({"continent": {"code": "EU"}, "country": {"iso_code": "DE"}, "registered_country": {"iso_code": "US"}}),
+        ),
+        // No location at all: only where it is registered.
+        (
+            "32.0.0.0/16",
+            json!({"registered_country": {"iso_code": "NZ"}}),
+        ),
+        // Nothing usable: the default rule.
+        ("33.0.0.0/16", json!({"names": {"en": "nowhere"}})),
+    ] {
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &rec)
+            .unwrap();
+    }
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn the_records_own_location_decides_before_the_registered_country() {
+    let db = GeoDb::open("located", located_db(), "auto").unwrap();
+    let info = |a: &str| db.lookup(a.parse().unwrap()).unwrap().unwrap().0;
+    let eu = info("31.0.1.1");
+    assert_eq!(
+        (eu.continent.as_deref(), eu.country.as_deref()),
+        (Some("EU"), None),
+        "located in Europe: the US registration is not used"
+    );
+    let de = info("31.1.1.1");
+    assert_eq!(
+        (de.continent.as_deref(), de.country.as_deref()),
+        (Some("EU"), Some("DE"))
+    );
+    let nz = info("32.0.1.1");
+    assert_eq!(
+        (nz.continent.as_deref(), nz.country.as_deref()),
+        (Some("OC"), Some("NZ")),
+        "no location at all: the registered country, and its continent"
+    );
+
+    let dir = TempDir::new("geodata-located");
+    std::fs::write(dir.path("city.mmdb"), located_db()).unwrap();
+    std::fs::create_dir_all(dir.path("maps")).unwrap();
+    dir.write(
+        "maps/map.yaml",
+        r#"nodes:
+  - { name: us, ipv4: [192.0.2.1] }
+  - { name: eu, ipv4: [192.0.2.2] }
+  - { name: nz, ipv4: [192.0.2.3] }
+  - { name: de, ipv4: [192.0.2.5] }
+  - { name: other, ipv4: [192.0.2.4] }
+regions:
+  - { name: us, nodes: [us] }
+  - { name: eu, nodes: [eu] }
+  - { name: nz, nodes: [nz] }
+  - { name: de, nodes: [de] }
+  - { name: other, nodes: [other] }
+services:
+  - names: [dl.example.test]
+    rules:
+      - { countries: [US], regions: [us] }
+      - { countries: [NZ], regions: [nz] }
+      - { countries: [DE], regions: [de] }
+      - { continents: [EU], regions: [eu] }
+      - { default: true, regions: [other] }
+"#,
+    );
+    let cfg = dir.write(
+        "signpost.yaml",
+        "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip:\n  - { path: city.mmdb }\n",
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let ask = |subnet: &str| {
+        let out = s.dig(&["dl.example.test", &format!("+subnet={subnet}")]);
+        out.lines()
+            .find(|l| l.starts_with("dl.example.test."))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(ask("31.0.5.0/24"), "192.0.2.2", "EU continent rule, not US");
+    assert_eq!(ask("31.1.5.0/24"), "192.0.2.5", "its own country DE");
+    assert_eq!(ask("32.0.5.0/24"), "192.0.2.3", "registered NZ");
+    assert_eq!(ask("33.0.5.0/24"), "192.0.2.4", "nothing known: default");
 }

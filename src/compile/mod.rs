@@ -124,13 +124,14 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     // Zones, with services attached.
     let mut zones = config.zones.clone();
     zones.sort_by_key(|z| std::cmp::Reverse(z.apex.len()));
-    // The first database with locations decides; later ones are for lookups only.
-    let geo_layer = inputs
+    // Every location database, the first that knows an address deciding for it.
+    let location_layers: Vec<Arc<GeoLayer>> = inputs
         .client
         .geo()
-        .find(|d| d.layout != Layout::Asn)
+        .filter(|d| d.layout != Layout::Asn)
         .map(|d| d.layer.clone())
-        .unwrap_or_else(|| Arc::new(GeoLayer::default()));
+        .collect();
+    let geo_layer = GeoLayer::merged(&location_layers);
     let t = std::time::Instant::now();
     let ctx = service::Context {
         nodes: &node_set,
