@@ -546,6 +546,21 @@ async fn serve_connection(stream: tokio::net::UnixStream, shared: Arc<Shared>, i
     }
 }
 
+/// Executes one request line exactly as a connection's would be, without a socket: the path
+/// the fuzzing of control requests against reloads drives (`fuzz/fuzz_targets/reload.rs`).
+/// `replace` and `takeover` are refused as by a server without a hand-over; `reload` is
+/// answered once the reload thread reading `serving`'s requests replies (or refused when none
+/// is reading).
+pub fn respond(serving: Arc<Serving>, stats: Arc<Counters>, line: &[u8]) -> Response {
+    let shared = Shared {
+        serving,
+        stats,
+        started: Instant::now(),
+        handover: std::sync::OnceLock::new(),
+    };
+    handle(&shared, line)
+}
+
 fn handle(shared: &Shared, line: &[u8]) -> Response {
     match Request::parse(line) {
         Ok(req) => match execute(shared, req) {
