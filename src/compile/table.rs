@@ -31,6 +31,9 @@ pub(super) struct Locations {
 
 /// The distance regions of one rule's chain: every node they rank (node index, location),
 /// and each limited region's limit with its members (positions in `nodes`).
+/// (node index, rank) pairs.
+type NodeRanks = Vec<(usize, u8)>;
+
 #[derive(Default)]
 struct DistanceRule {
     nodes: Vec<(usize, (f64, f64))>,
@@ -51,6 +54,7 @@ pub(super) struct Tables {
 pub(super) const MAX_DECISIONS: usize = 1 << 23;
 
 /// Compiles the route tables of a service whose rules are `rules`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn tables(
     rules: &mut Rules,
     default_rule: u32,
@@ -173,7 +177,7 @@ pub(super) fn tables(
         })
         .collect();
     // Distance ranks by (rule, location id): many pieces of the space share a location.
-    let mut dist_memo: HashMap<(u32, Option<u32>), Vec<(usize, u8)>> = HashMap::new();
+    let mut dist_memo: HashMap<(u32, Option<u32>), NodeRanks> = HashMap::new();
 
     let mut decisions: Vec<Decision> = Vec::new();
     let mut decision_of: HashMap<(u32, u64, Vec<u8>), u32> = HashMap::new();
@@ -358,7 +362,7 @@ fn ranks_for(ranked: &[(usize, usize)], paths: &[Option<u32>]) -> Vec<u8> {
 /// 0 for the nearest (nodes within [`TIE_KM`](crate::distance::TIE_KM) share a rank), and
 /// [`BEYOND`] for a member of a limited region that has `limit` or more members nearer than
 /// it. Without a location, every node ranks 0: the region ranks by weight, all members kept.
-fn distance_ranks(dr: &DistanceRule, at: Option<(f64, f64)>) -> Vec<(usize, u8)> {
+fn distance_ranks(dr: &DistanceRule, at: Option<(f64, f64)>) -> NodeRanks {
     let Some(at) = at else {
         return dr.nodes.iter().map(|&(n, _)| (n, 0)).collect();
     };
@@ -385,4 +389,43 @@ fn distance_ranks(dr: &DistanceRule, at: Option<(f64, f64)>) -> Vec<(usize, u8)>
         .zip(ranks)
         .map(|(&(n, _), r)| (n, r))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_ranks_and_limit() {
+        // Nodes 3 (London), 5 (Frankfurt), 7 (Sydney); a region of all three keeps two.
+        let dr = DistanceRule {
+            nodes: vec![
+                (3, (51.5, -0.12)),
+                (5, (50.11, 8.68)),
+                (7, (-33.87, 151.21)),
+            ],
+            limits: vec![(2, vec![0, 1, 2])],
+        };
+        let london = Some((51.51, -0.13));
+        assert_eq!(
+            distance_ranks(&dr, london),
+            vec![(3, 0), (5, 1), (7, BEYOND)]
+        );
+        let sydney = Some((-33.8, 151.0));
+        assert_eq!(
+            distance_ranks(&dr, sydney),
+            vec![(3, BEYOND), (5, 1), (7, 0)]
+        );
+        // Without coordinates: one rank, nothing beyond.
+        assert_eq!(distance_ranks(&dr, None), vec![(3, 0), (5, 0), (7, 0)]);
+        // Without a limit nothing is beyond; ties within 1 km share a rank.
+        let tie = DistanceRule {
+            nodes: vec![(0, (51.5, -0.12)), (1, (51.5, -0.121))],
+            limits: vec![],
+        };
+        assert_eq!(
+            distance_ranks(&tie, Some((40.7, -74.0))),
+            vec![(0, 0), (1, 0)]
+        );
+    }
 }

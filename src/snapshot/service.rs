@@ -560,4 +560,34 @@ mod tests {
         };
         assert_eq!(s.pick(&plain, false, 0, &nodes, &health).nodes(), &[0]);
     }
+
+    #[test]
+    fn distance_limit_leaves_members_beyond_out() {
+        let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
+        let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
+        let mut s = service(false, 1);
+        s.regions[0].distance = Some(super::super::DistanceRank {
+            locations: vec![(0.0, 0.0); 3],
+            limit: Some(1),
+        });
+        // n2 nearest; n0 and n1 beyond the limit.
+        let d = Decision {
+            rule: 0,
+            chain: vec![0, 1].into(),
+            local_mask: 0,
+            ranks: vec![BEYOND, BEYOND, 0].into(),
+        };
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!((p.nodes(), p.degraded), (&[2][..], false), "the nearest");
+        health.set(0, State::Down);
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!(
+            (p.nodes(), p.degraded),
+            (&[2][..], false),
+            "beyond: not degraded"
+        );
+        health.set(2, State::Down);
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!(p.region, Some(1), "the chain's next region, not n1 beyond");
+    }
 }
