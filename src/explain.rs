@@ -104,13 +104,20 @@ pub fn explain(
         out.push("no route (empty table)".into());
         return out;
     };
+    // The location distance regions measure from: the first database with locations.
+    let at = snap
+        .client
+        .geo()
+        .find(|d| d.layout != crate::geo::Layout::Asn)
+        .and_then(|d| d.lookup(client).ok().flatten())
+        .and_then(|(info, _)| info.location);
     let rule = &svc.rules[decision.rule];
     out.push(format!("rule: {} at {}", rule.kind, rule.location));
     for (i, &r) in decision.chain.iter().enumerate() {
         let region = &svc.regions[r];
         // Members in the order they are tried: by proximity rank first in a proximity region.
         let mut order: Vec<(usize, u32)> = region.members.clone();
-        if region.proximity && !decision.ranks.is_empty() {
+        if region.ranked() && !decision.ranks.is_empty() {
             order.sort_by_key(|&(n, _)| {
                 decision
                     .ranks
@@ -133,6 +140,16 @@ pub fn explain(
                 if node.records(v6).is_empty() {
                     s.push_str(if v6 { " (no IPv6)" } else { " (no IPv4)" });
                 }
+                if let Some(rank) = &region.distance
+                    && let Some(at) = at
+                    && let Some(i) = region.members.iter().position(|&(m, _)| m == n)
+                {
+                    let km = crate::distance::haversine_km(at, rank.locations[i]);
+                    s.push_str(&format!(" {km:.0} km"));
+                    if decision.ranks.get(n) == Some(&crate::snapshot::BEYOND) {
+                        s.push_str(" (beyond the limit)");
+                    }
+                }
                 if region.proximity {
                     match node_path(&snap.live, &node.name, client) {
                         Some((len, feed, prefix)) => {
@@ -148,10 +165,14 @@ pub fn explain(
             "region {}: {}{}: {}",
             i + 1,
             region.name,
-            if region.proximity {
-                " (by proximity)"
-            } else {
-                ""
+            match (&region.distance, at) {
+                _ if region.proximity => " (by proximity)".to_string(),
+                (Some(d), Some(_)) => match d.limit {
+                    Some(l) => format!(" (by distance, nearest {l})"),
+                    None => " (by distance)".to_string(),
+                },
+                (Some(_), None) => " (by weight: no client coordinates)".to_string(),
+                (None, _) => String::new(),
             },
             members.join(", ")
         ));

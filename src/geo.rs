@@ -384,6 +384,43 @@ impl GeoDb {
         }
         Ok(layer)
     }
+
+    /// Every network that has a location, as merged ranges per family (IPv4, IPv6) whose
+    /// value indexes the returned `(latitude, longitude)` list (equal coordinates share an
+    /// id). Computed on demand, only for maps that rank by distance, and not kept.
+    #[allow(clippy::type_complexity)]
+    pub fn location_ranges(&self) -> Result<(Vec<(f64, f64)>, [Vec<Range>; 2]), GeoError> {
+        let mut points: Vec<(f64, f64)> = Vec::new();
+        let mut ids: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut out: [Vec<Range>; 2] = [Vec::new(), Vec::new()];
+        for (fam, v6) in [(0usize, false), (1, true)] {
+            let bits = if v6 { 128 } else { 32 };
+            let list = &mut out[fam];
+            self.walk_ids(
+                v6,
+                |info| match info.location {
+                    Some((lat, lon)) => {
+                        *ids.entry((lat.to_bits(), lon.to_bits()))
+                            .or_insert_with(|| {
+                                points.push((lat, lon));
+                                (points.len() - 1) as u32
+                            })
+                    }
+                    None => u32::MAX,
+                },
+                |start, len, id| {
+                    let end = ranges::block_end(start, len, bits);
+                    match list.last_mut() {
+                        Some(last) if last.2 == id && last.1.checked_add(1) == Some(start) => {
+                            last.1 = end
+                        }
+                        _ => list.push((start, end, id)),
+                    }
+                },
+            )?;
+        }
+        Ok((points, out))
+    }
 }
 
 /// (continent, country, subdivision).

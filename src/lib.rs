@@ -41,7 +41,7 @@
 //! the modules it may name) and fails on any `crate::` path against it:
 //!
 //! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`], [`tally`]
-//!    (counter cells with a row per writer);
+//!    (counter cells with a row per writer), [`distance`] (great-circle distances);
 //! 2. formats: [`spec`], [`zone`], [`config`];
 //! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`live`];
 //! 4. the compiled model: [`snapshot`], and [`explain`] over it;
@@ -82,6 +82,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod distance;
 pub mod dns;
 pub mod embedded;
 pub mod explain;

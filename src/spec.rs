@@ -42,7 +42,7 @@ pub struct NodeSpec {
     /// Weight, 1..=65535; default 100.
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// Where the node is.
+    /// Where the node is (shown by tools; `rank: distance` regions measure from it).
     pub location: Option<LocationSpec>,
     /// The node's own ASNs (sponsor networks).
     #[serde(default)]
@@ -180,10 +180,13 @@ pub struct RegionSpec {
     pub nodes: Vec<MemberSpec>,
     /// Default health check of members that have none.
     pub check: Option<CheckSpec>,
-    /// How members are ranked: `weight` (heaviest first, the default) or `proximity` (the
-    /// node whose own BGP feeds have the shortest AS path to the client first, then weight).
+    /// How members are ranked: `weight` (heaviest first, the default), `proximity` (the
+    /// node whose own BGP feeds have the shortest AS path to the client first, then weight) or
+    /// `distance` (the node nearest the client's GeoIP location first, then weight).
     #[serde(default = "by_weight")]
     pub rank: String,
+    /// With `rank: distance`: only this many nearest members serve a client.
+    pub limit: Option<u64>,
 }
 
 fn by_weight() -> String {

@@ -2,7 +2,7 @@
 //! it. Each top-level module (a file or a directory under `src/`) may name only itself and the
 //! modules listed for it; the list runs one way, from the bottom up:
 //!
-//! - base: `wire`, `hash`, `embedded`, `source`, `ranges`, `health`
+//! - base: `wire`, `hash`, `embedded`, `source`, `ranges`, `health`, `tally`, `distance`
 //! - formats: `spec`, `zone`, `config`
 //! - data: `geo`, `bgp`, `client`, `check`, `live`
 //! - compiled model: `snapshot`, `explain`
@@ -31,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ranges", &[]),
     ("health", &[]),
     ("tally", &[]),
+    ("distance", &[]),
     // Formats.
     ("spec", &["source"]),
     ("zone", &["wire", "source"]),
@@ -49,13 +50,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "snapshot",
         &["health", "hash", "zone", "client", "check", "live", "tally"],
     ),
-    ("explain", &["snapshot", "client", "live", "ranges"]),
+    (
+        "explain",
+        &["snapshot", "client", "live", "ranges", "geo", "distance"],
+    ),
     // The compiler: specs and data in, a snapshot out.
     (
         "compile",
         &[
             "snapshot", "client", "live", "geo", "bgp", "config", "spec", "source", "zone", "wire",
-            "ranges", "health", "check", "hash",
+            "ranges", "health", "check", "hash", "distance",
         ],
     ),
     // Node states; the load pipeline (the only reader of storage for builds).

@@ -140,6 +140,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         geo: &geo_layer,
         files: inputs.files,
         live: &live,
+        locations: Default::default(),
     };
     let mut services = Vec::new();
     let mut seen_names = HashSet::new();

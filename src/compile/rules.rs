@@ -7,11 +7,11 @@ use std::collections::HashMap;
 
 use ip_network::IpNetwork;
 
-use super::nodes::RegionSet;
+use super::nodes::{NodeSet, RegionSet};
 use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
-use crate::snapshot::RuleKind;
+use crate::snapshot::{Region, RuleKind};
 use crate::source::{Document, Errors, quote};
 use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
 
@@ -56,12 +56,14 @@ fn selects_by(r: &RuleSpec, kind: RuleKind) -> bool {
 }
 
 /// Decodes the rules of service `s` (at path `p` of `d`, from `map`), reporting every problem.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn rules(
     d: &Document,
     map: &MapText,
     p: &str,
     s: &ServiceSpec,
     regions: &RegionSet,
+    nodes: &NodeSet,
     files: &ReadFile<'_>,
     errors: &mut Errors,
 ) -> Rules {
@@ -108,6 +110,7 @@ pub(super) fn rules(
                 .0
                 .push(d.error(&format!("{rp}.regions"), "a rule needs at least one region"));
         }
+        ranked_once(d, &rp, &r.regions, &chain, regions, nodes, errors);
         let (line, col) = d.position(&rp);
         let location = format!("{}:{}:{}", d.file, line, col);
         let claim =
@@ -273,4 +276,52 @@ fn read_prefix_file(
         .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim().to_string()))
         .filter(|(_, l)| !l.is_empty())
         .collect())
+}
+
+/// A decision holds one rank per node, so in one chain a node may be ranked by one region
+/// only: not by a `proximity` and a `distance` region, nor by two `distance` regions when
+/// either keeps only its nearest (`limit`). Reports each conflict at the later region.
+fn ranked_once(
+    d: &Document,
+    rp: &str,
+    names: &[String],
+    chain: &[usize],
+    regions: &RegionSet,
+    nodes: &NodeSet,
+    errors: &mut Errors,
+) {
+    let limited = |r: &Region| r.distance.as_ref().is_some_and(|x| x.limit.is_some());
+    for (k, &b) in chain.iter().enumerate() {
+        let rb = &regions.regions[b];
+        for &a in &chain[..k] {
+            let ra = &regions.regions[a];
+            let why = if (ra.proximity && rb.distance.is_some())
+                || (ra.distance.is_some() && rb.proximity)
+            {
+                "one ranks by `proximity`, the other by `distance`"
+            } else if ra.distance.is_some() && rb.distance.is_some() && (limited(ra) || limited(rb))
+            {
+                "both rank by `distance` and one has a `limit`"
+            } else {
+                continue;
+            };
+            let Some(&(n, _)) = rb
+                .members
+                .iter()
+                .find(|(n, _)| ra.members.iter().any(|(m, _)| m == n))
+            else {
+                continue;
+            };
+            let i = names.iter().position(|x| x == &rb.name).unwrap_or_default();
+            errors.0.push(d.error(
+                &format!("{rp}.regions[{i}]"),
+                format!(
+                    "node {} is in regions {} and {} of this chain, and {why}; a node can be ranked by one region of a chain only",
+                    quote(&nodes.nodes[n].name),
+                    quote(&ra.name),
+                    quote(&rb.name),
+                ),
+            ));
+        }
+    }
 }

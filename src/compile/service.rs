@@ -1,15 +1,16 @@
 //! One service: its answer policies (answers, spread, ECS, all-down, last resort, TTLs), its
 //! rules and its route tables, checked together.
 
+use std::cell::OnceCell;
 use std::sync::atomic::AtomicU64;
 
 use super::live::Live;
 use super::nodes::{NodeSet, RegionSet};
 use super::rules;
-use super::table::{self, MAX_DECISIONS};
+use super::table::{self, Locations, MAX_DECISIONS};
 use super::{MapText, ReadFile};
 use crate::client::ClientData;
-use crate::geo::GeoLayer;
+use crate::geo::{GeoLayer, Layout};
 use crate::snapshot::{AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service};
 use crate::source::{Document, Errors};
 use crate::spec::ServiceSpec;
@@ -28,6 +29,40 @@ pub(super) struct Context<'a> {
     pub files: &'a ReadFile<'a>,
     /// The live feeds.
     pub live: &'a Live,
+    /// The client locations, for regions ranked by distance: computed by the first service
+    /// that needs them, then shared by the others of the build.
+    pub locations: OnceCell<Locations>,
+}
+
+impl Context<'_> {
+    /// The client locations of the first GeoIP database with locations (none without one).
+    fn locations(&self) -> &Locations {
+        self.locations.get_or_init(|| {
+            let Some(db) = self.client.geo().find(|d| d.layout != Layout::Asn) else {
+                return Locations::default();
+            };
+            let t = std::time::Instant::now();
+            match db.location_ranges() {
+                Ok((points, ranges)) => {
+                    tracing::debug!(
+                        file = db.name.as_str(),
+                        ms = t.elapsed().as_millis() as u64,
+                        points = points.len(),
+                        v4 = ranges[0].len(),
+                        v6 = ranges[1].len(),
+                        "client locations walked"
+                    );
+                    Locations { points, ranges }
+                }
+                Err(e) => {
+                    // Opening the database walked it already; should it fail now, distance
+                    // regions rank by weight, as for clients without coordinates.
+                    tracing::warn!(file = db.name.as_str(), error = %e, "client locations unreadable");
+                    Locations::default()
+                }
+            }
+        })
+    }
 }
 
 /// Compiles service `s` (path `p` of `d`, from `map`), or reports why it cannot be.
@@ -100,7 +135,7 @@ pub(super) fn service(
             .push(d.error(&format!("{p}.degraded_ttl"), "must not exceed `ttl`"));
     }
 
-    let mut rules = rules::rules(d, map, p, s, ctx.regions, ctx.files, errors);
+    let mut rules = rules::rules(d, map, p, s, ctx.regions, ctx.nodes, ctx.files, errors);
     if rules.default_rule.is_none() && errors.0.len() == before {
         errors.0.push(d.error(
             &format!("{p}.rules"),
@@ -111,6 +146,11 @@ pub(super) fn service(
         return None;
     }
     let default_rule = rules.default_rule.unwrap_or(0);
+    let by_distance = rules.drafts.iter().any(|r| {
+        r.chain
+            .iter()
+            .any(|&ri| ctx.regions.regions[ri].distance.is_some())
+    });
     let t = table::tables(
         &mut rules,
         default_rule,
@@ -119,6 +159,7 @@ pub(super) fn service(
         ctx.live,
         &ctx.regions.regions,
         ctx.geo,
+        by_distance.then(|| ctx.locations()),
     );
     if t.decisions.len() >= MAX_DECISIONS {
         errors.0.push(d.error(

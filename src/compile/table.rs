@@ -17,7 +17,28 @@ use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{Decision, NO_ROUTE, Region, RouteTable};
+use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Region, RouteTable};
+
+/// Where the clients are: the locations of the first GeoIP database with locations, for
+/// regions that rank by distance. Computed once per build, only when one needs it.
+#[derive(Default)]
+pub(super) struct Locations {
+    /// `(latitude, longitude)` by id.
+    pub points: Vec<(f64, f64)>,
+    /// Per family (IPv4, IPv6), merged ranges of addresses with the same location id.
+    pub ranges: [Vec<Range>; 2],
+}
+
+/// The distance regions of one rule's chain: every node they rank (node index, location),
+/// and each limited region's limit with its members (positions in `nodes`).
+/// (node index, rank) pairs.
+type NodeRanks = Vec<(usize, u8)>;
+
+#[derive(Default)]
+struct DistanceRule {
+    nodes: Vec<(usize, (f64, f64))>,
+    limits: Vec<(usize, Vec<usize>)>,
+}
 
 /// A service's compiled decisions and route tables.
 pub(super) struct Tables {
@@ -33,6 +54,7 @@ pub(super) struct Tables {
 pub(super) const MAX_DECISIONS: usize = 1 << 23;
 
 /// Compiles the route tables of a service whose rules are `rules`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn tables(
     rules: &mut Rules,
     default_rule: u32,
@@ -41,6 +63,7 @@ pub(super) fn tables(
     live: &Live,
     regions: &[Region],
     geo: &GeoLayer,
+    locations: Option<&Locations>,
 ) -> Tables {
     // The rule each GeoIP key selects.
     let geo_rule: Vec<u32> = geo
@@ -124,6 +147,38 @@ pub(super) fn tables(
         })
         .collect();
 
+    // The nodes of distance regions, for each rule (empty when its chain has none).
+    let rule_dist: Vec<DistanceRule> = rules
+        .drafts
+        .iter()
+        .map(|r| {
+            let mut dr = DistanceRule::default();
+            for &ri in &r.chain {
+                let region = &regions[ri];
+                let Some(rank) = &region.distance else {
+                    continue;
+                };
+                let mut positions = Vec::with_capacity(region.members.len());
+                for (&(n, _), &at) in region.members.iter().zip(&rank.locations) {
+                    let pos = match dr.nodes.iter().position(|&(m, _)| m == n) {
+                        Some(p) => p,
+                        None => {
+                            dr.nodes.push((n, at));
+                            dr.nodes.len() - 1
+                        }
+                    };
+                    positions.push(pos);
+                }
+                if let Some(limit) = rank.limit {
+                    dr.limits.push((limit, positions));
+                }
+            }
+            dr
+        })
+        .collect();
+    // Distance ranks by (rule, location id): many pieces of the space share a location.
+    let mut dist_memo: HashMap<(u32, Option<u32>), NodeRanks> = HashMap::new();
+
     let mut decisions: Vec<Decision> = Vec::new();
     let mut decision_of: HashMap<(u32, u64, Vec<u8>), u32> = HashMap::new();
     let mut tables: (RouteTable<u32>, RouteTable<u128>) =
@@ -205,6 +260,12 @@ pub(super) fn tables(
                     .unwrap_or_default(),
             );
         }
+        // Distance: one layer, the id of the client's location.
+        let loc_layer = locations.map(|l| {
+            layers.push(l.ranges[fam].clone());
+            layers.len() - 1
+        });
+        let prox_end = loc_layer.unwrap_or(layers.len());
         let mut decide = |v: &[Option<u32>]| -> u32 {
             let class = classes[v[1].unwrap_or(0) as usize];
             let rule = v[2].or(class.0).or(v[0]).unwrap_or(default_rule);
@@ -214,7 +275,22 @@ pub(super) fn tables(
                     mask |= 1 << bit;
                 }
             }
-            let ranks = ranks_for(&rule_prox[rule as usize], &v[prox_base..]);
+            let mut ranks = ranks_for(&rule_prox[rule as usize], &v[prox_base..prox_end]);
+            let dr = &rule_dist[rule as usize];
+            if let (Some(li), Some(l)) = (loc_layer, locations)
+                && !dr.nodes.is_empty()
+            {
+                let at = v[li];
+                let found = dist_memo.entry((rule, at)).or_insert_with(|| {
+                    distance_ranks(dr, at.and_then(|i| l.points.get(i as usize).copied()))
+                });
+                for &(n, r) in found.iter() {
+                    if ranks.len() <= n {
+                        ranks.resize(n + 1, 0);
+                    }
+                    ranks[n] = r;
+                }
+            }
             let key = (rule, mask, ranks);
             if let Some(&d) = decision_of.get(&key) {
                 return d;
@@ -274,10 +350,82 @@ fn ranks_for(ranked: &[(usize, usize)], paths: &[Option<u32>]) -> Vec<u8> {
         out[n] = match paths[p] {
             Some(len) => {
                 let r = lengths.partition_point(|&l| l < len);
-                (r.min(NO_ROUTE as usize - 1)) as u8
+                (r.min(MAX_RANK as usize)) as u8
             }
             None => NO_ROUTE,
         };
     }
     out
+}
+
+/// The distance ranks of a rule's distance nodes for a client at `at`: (node index, rank),
+/// 0 for the nearest (nodes within [`TIE_KM`](crate::distance::TIE_KM) share a rank), and
+/// [`BEYOND`] for a member of a limited region that has `limit` or more members nearer than
+/// it. Without a location, every node ranks 0: the region ranks by weight, all members kept.
+fn distance_ranks(dr: &DistanceRule, at: Option<(f64, f64)>) -> NodeRanks {
+    let Some(at) = at else {
+        return dr.nodes.iter().map(|&(n, _)| (n, 0)).collect();
+    };
+    let km: Vec<f64> = dr
+        .nodes
+        .iter()
+        .map(|&(_, node)| crate::distance::haversine_km(at, node))
+        .collect();
+    let mut ranks: Vec<u8> = crate::distance::ranks(&km)
+        .into_iter()
+        .map(|r| r.min(MAX_RANK as usize) as u8)
+        .collect();
+    let plain = ranks.clone();
+    for (limit, members) in &dr.limits {
+        for &p in members {
+            let nearer = members.iter().filter(|&&q| plain[q] < plain[p]).count();
+            if nearer >= *limit {
+                ranks[p] = BEYOND;
+            }
+        }
+    }
+    dr.nodes
+        .iter()
+        .zip(ranks)
+        .map(|(&(n, _), r)| (n, r))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_ranks_and_limit() {
+        // Nodes 3 (London), 5 (Frankfurt), 7 (Sydney); a region of all three keeps two.
+        let dr = DistanceRule {
+            nodes: vec![
+                (3, (51.5, -0.12)),
+                (5, (50.11, 8.68)),
+                (7, (-33.87, 151.21)),
+            ],
+            limits: vec![(2, vec![0, 1, 2])],
+        };
+        let london = Some((51.51, -0.13));
+        assert_eq!(
+            distance_ranks(&dr, london),
+            vec![(3, 0), (5, 1), (7, BEYOND)]
+        );
+        let sydney = Some((-33.8, 151.0));
+        assert_eq!(
+            distance_ranks(&dr, sydney),
+            vec![(3, BEYOND), (5, 1), (7, 0)]
+        );
+        // Without coordinates: one rank, nothing beyond.
+        assert_eq!(distance_ranks(&dr, None), vec![(3, 0), (5, 0), (7, 0)]);
+        // Without a limit nothing is beyond; ties within 1 km share a rank.
+        let tie = DistanceRule {
+            nodes: vec![(0, (51.5, -0.12)), (1, (51.5, -0.121))],
+            limits: vec![],
+        };
+        assert_eq!(
+            distance_ranks(&tie, Some((40.7, -74.0))),
+            vec![(0, 0), (1, 0)]
+        );
+    }
 }

@@ -60,6 +60,27 @@ pub struct Region {
     /// Rank members by BGP proximity (the AS-path length from each node's own feeds to the
     /// client) before weight: [`Decision::ranks`] holds the order.
     pub proximity: bool,
+    /// Rank members by great-circle distance from the client's GeoIP location before weight
+    /// (`rank: distance`): [`Decision::ranks`] holds the order, [`BEYOND`] the members past
+    /// the limit. None for other regions.
+    pub distance: Option<DistanceRank>,
+}
+
+impl Region {
+    /// Whether [`Decision::ranks`] orders this region's members (proximity or distance).
+    #[inline]
+    pub fn ranked(&self) -> bool {
+        self.proximity || self.distance.is_some()
+    }
+}
+
+/// How a region ranked by distance ranks (`rank: distance`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistanceRank {
+    /// Each member's `(latitude, longitude)`, in the order of [`Region::members`].
+    pub locations: Vec<(f64, f64)>,
+    /// Only this many nearest members serve a client (`limit:`); None: all of them.
+    pub limit: Option<usize>,
 }
 
 /// What a route lookup decides for a block of addresses.
@@ -71,13 +92,22 @@ pub struct Decision {
     pub chain: Box<[usize]>,
     /// Bit i set: local-only node with `local_bit == i` may serve these clients.
     pub local_mask: u64,
-    /// Per node index, its proximity rank for these clients (0 nearest; [`NO_ROUTE`] when none
-    /// of its feeds has a route); empty when no region of the service ranks by proximity.
+    /// Per node index, its rank for these clients in the proximity or distance region of the
+    /// chain it belongs to (0 nearest; [`NO_ROUTE`] when none of its feeds has a route;
+    /// [`BEYOND`] past a distance region's limit); empty when no region of the service ranks
+    /// by proximity or distance.
     pub ranks: Box<[u8]>,
 }
 
 /// The proximity rank of a node whose feeds have no route to the client: farthest.
 pub const NO_ROUTE: u8 = u8::MAX;
+
+/// The rank of a member of a distance region that is not among the `limit` nearest for the
+/// client: the region does not use it for them.
+pub const BEYOND: u8 = u8::MAX - 1;
+
+/// The highest rank that orders nodes (proximity and distance ranks are capped to it).
+pub const MAX_RANK: u8 = BEYOND - 1;
 
 /// What happens when no node in the chain is healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

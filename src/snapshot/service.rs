@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AllDown, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo};
+use super::{AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo};
 use crate::hash::mix;
 use crate::health::{HealthTable, State};
 
@@ -204,10 +204,11 @@ impl Service {
                     pick.region = Some(r);
                     pick.degraded = pos > 0
                         || wanted == State::Drain
-                        || region
-                            .members
-                            .iter()
-                            .any(|&(n, _)| eligible(n) && health.get(n) != State::Up);
+                        || region.members.iter().any(|&(n, _)| {
+                            eligible(n)
+                                && !beyond(region, decision, n)
+                                && health.get(n) != State::Up
+                        });
                     return pick;
                 }
             }
@@ -281,8 +282,9 @@ impl Service {
         pick
     }
 
-    /// Up to `answers` nodes of `region` in state `wanted`: for a proximity region, the
-    /// nearest first (by `decision`'s ranks), by weight or spread within each rank.
+    /// Up to `answers` nodes of `region` in state `wanted`: for a proximity or distance
+    /// region, the nearest first (by `decision`'s ranks; members [`BEYOND`] the limit are
+    /// left out), by weight or spread within each rank.
     fn choose(
         &self,
         region: &Region,
@@ -293,7 +295,7 @@ impl Service {
         health: &HealthTable,
     ) -> Pick {
         let want = self.answers.min(MAX_ANSWERS);
-        if !region.proximity || decision.ranks.is_empty() {
+        if !region.ranked() || decision.ranks.is_empty() {
             return self.choose_n(region, wanted, client_key, eligible, health, want);
         }
         let rank = |n: usize| decision.ranks.get(n).copied().unwrap_or(NO_ROUTE);
@@ -304,7 +306,9 @@ impl Service {
             let Some(tier) = region
                 .members
                 .iter()
-                .filter(|&&(n, _)| eligible(n) && health.get(n) == wanted)
+                .filter(|&&(n, _)| {
+                    eligible(n) && health.get(n) == wanted && !beyond(region, decision, n)
+                })
                 .map(|&(n, _)| rank(n))
                 .filter(|&r| r as u16 >= floor)
                 .min()
@@ -385,6 +389,12 @@ impl Service {
     }
 }
 
+/// Whether `decision` leaves member `n` of `region` out: past a distance region's limit.
+#[inline(always)]
+fn beyond(region: &Region, decision: &Decision, n: usize) -> bool {
+    region.distance.is_some() && decision.ranks.get(n) == Some(&BEYOND)
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -430,11 +440,13 @@ mod tests {
                     name: "r0".into(),
                     members: vec![(0, 100), (1, 50), (2, 50)],
                     proximity: false,
+                    distance: None,
                 },
                 Region {
                     name: "r1".into(),
                     members: vec![(3, 10)],
                     proximity: false,
+                    distance: None,
                 },
             ],
             rules: vec![],
@@ -547,5 +559,35 @@ mod tests {
             ..d
         };
         assert_eq!(s.pick(&plain, false, 0, &nodes, &health).nodes(), &[0]);
+    }
+
+    #[test]
+    fn distance_limit_leaves_members_beyond_out() {
+        let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
+        let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
+        let mut s = service(false, 1);
+        s.regions[0].distance = Some(super::super::DistanceRank {
+            locations: vec![(0.0, 0.0); 3],
+            limit: Some(1),
+        });
+        // n2 nearest; n0 and n1 beyond the limit.
+        let d = Decision {
+            rule: 0,
+            chain: vec![0, 1].into(),
+            local_mask: 0,
+            ranks: vec![BEYOND, BEYOND, 0].into(),
+        };
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!((p.nodes(), p.degraded), (&[2][..], false), "the nearest");
+        health.set(0, State::Down);
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!(
+            (p.nodes(), p.degraded),
+            (&[2][..], false),
+            "beyond: not degraded"
+        );
+        health.set(2, State::Down);
+        let p = s.pick(&d, false, 0, &nodes, &health);
+        assert_eq!(p.region, Some(1), "the chain's next region, not n1 beyond");
     }
 }
