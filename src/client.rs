@@ -165,17 +165,17 @@ impl ClientData {
     /// coordinates from the first location database (the one distance ranking uses), the ASN
     /// from the first BGP table that covers it, else the first ASN database.
     pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
+        fn src<T>(value: T, db: &GeoDb, prefix_len: u8) -> Option<Sourced<T>> {
+            Some(Sourced {
+                value,
+                source: db.name.clone(),
+                prefix_len,
+            })
+        }
         let mut out = ClientInfo::default();
         let mut first_location_db = true;
         for db in self.geo() {
             let found = db.lookup(addr).ok().flatten();
-            fn src<T>(value: T, db: &GeoDb, prefix_len: u8) -> Option<Sourced<T>> {
-                Some(Sourced {
-                    value,
-                    source: db.name.clone(),
-                    prefix_len,
-                })
-            }
             if db.layout == Layout::Asn {
                 if let (None, Some((info, len))) = (&out.asn, found) {
                     out.asn = info.asn.and_then(|a| src(a, db, len));

@@ -90,7 +90,11 @@ pub fn explain(
 ) -> Vec<String> {
     let svc = &snap.services[service];
     let mut out = vec![format!("client {client} ({how})")];
-    let mut data = snap.client.lookup(client).lines();
+    let info = snap.client.lookup(client);
+    // The location distance regions measure from (the first database with locations, as the
+    // compiler uses).
+    let at = info.location.as_ref().map(|l| l.value);
+    let mut data = info.lines();
     // Where a live feed covers the client, its origin is the one the rules used.
     if let Some(line) = live_origin_line(&snap.live, client) {
         match data.iter_mut().find(|l| l.starts_with("asn:")) {
@@ -104,13 +108,6 @@ pub fn explain(
         out.push("no route (empty table)".into());
         return out;
     };
-    // The location distance regions measure from: the first database with locations.
-    let at = snap
-        .client
-        .geo()
-        .find(|d| d.layout != crate::geo::Layout::Asn)
-        .and_then(|d| d.lookup(client).ok().flatten())
-        .and_then(|(info, _)| info.location);
     let rule = &svc.rules[decision.rule];
     out.push(format!("rule: {} at {}", rule.kind, rule.location));
     for (i, &r) in decision.chain.iter().enumerate() {

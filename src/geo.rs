@@ -361,16 +361,7 @@ impl GeoDb {
                     })
                 },
                 |start, len, id| {
-                    if id == u32::MAX {
-                        return;
-                    }
-                    let end = ranges::block_end(start, len, bits);
-                    match out.last_mut() {
-                        Some(last) if last.2 == id && last.1.checked_add(1) == Some(start) => {
-                            last.1 = end
-                        }
-                        _ => out.push((start, end, id)),
-                    }
+                    ranges::push_merged(&mut out, start, ranges::block_end(start, len, bits), id)
                 },
             )?;
             if v6 {
@@ -409,13 +400,7 @@ impl GeoDb {
                     None => u32::MAX,
                 },
                 |start, len, id| {
-                    let end = ranges::block_end(start, len, bits);
-                    match list.last_mut() {
-                        Some(last) if last.2 == id && last.1.checked_add(1) == Some(start) => {
-                            last.1 = end
-                        }
-                        _ => list.push((start, end, id)),
-                    }
+                    ranges::push_merged(list, start, ranges::block_end(start, len, bits), id)
                 },
             )?;
         }

@@ -37,6 +37,15 @@ pub fn mask(addr: u128, len: u8, bits: u8) -> u128 {
     }
 }
 
+/// Appends `(start, end, value)` to ranges built in ascending order, extending the last range
+/// instead when it has the same value and ends right before `start`.
+pub fn push_merged(out: &mut Vec<Range>, start: u128, end: u128, value: u32) {
+    match out.last_mut() {
+        Some(last) if last.2 == value && last.1.checked_add(1) == Some(start) => last.1 = end,
+        _ => out.push((start, end, value)),
+    }
+}
+
 /// Turns possibly nested prefixes into non-overlapping ranges where each address carries the
 /// value of its longest matching prefix. For a prefix given twice, the last one wins.
 pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
@@ -94,16 +103,17 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
 
 /// Overlays `layers` (each sorted and non-overlapping) over the whole space of `bits`,
 /// calling `decide` with each layer's value (None in gaps) for every elementary piece, and
-/// returns the covering ranges with equal neighbours merged.
-pub fn overlay(
-    layers: &[Vec<Range>],
+/// returns the covering ranges with equal neighbours merged. A layer is anything that lends
+/// its ranges as a slice (owned or borrowed), so that shared layers are not copied.
+pub fn overlay<L: AsRef<[Range]>>(
+    layers: &[L],
     bits: u8,
     mut decide: impl FnMut(&[Option<u32>]) -> u32,
 ) -> Vec<Range> {
     let top = max_addr(bits);
     let mut cuts: Vec<u128> = Vec::new();
     for l in layers {
-        for &(s, e, _) in l {
+        for &(s, e, _) in l.as_ref() {
             cuts.push(s);
             if e < top {
                 cuts.push(e + 1);
@@ -120,16 +130,14 @@ pub fn overlay(
     for (ci, &start) in cuts.iter().enumerate() {
         let end = cuts.get(ci + 1).map(|n| n - 1).unwrap_or(top);
         for (li, l) in layers.iter().enumerate() {
+            let l = l.as_ref();
             while idx[li] < l.len() && l[idx[li]].1 < start {
                 idx[li] += 1;
             }
             values[li] = l.get(idx[li]).filter(|r| r.0 <= start).map(|r| r.2);
         }
         let v = decide(&values);
-        match out.last_mut() {
-            Some(last) if last.2 == v && last.1.checked_add(1) == Some(start) => last.1 = end,
-            _ => out.push((start, end, v)),
-        }
+        push_merged(&mut out, start, end, v);
     }
     out
 }

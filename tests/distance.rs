@@ -70,19 +70,7 @@ fn setup() -> (TempDir, std::path::PathBuf) {
 
 /// The address answered for `name` to a client in `net`, and the ECS scope.
 fn ask(s: &Server, name: &str, net: &str) -> (String, String) {
-    let subnet = net.replace("/16", "/24");
-    let out = s.dig(&[name, "A", &format!("+subnet={subnet}")]);
-    let a = out
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}.")))
-        .map(|l| l.split_whitespace().last().unwrap().to_string())
-        .unwrap_or_default();
-    let scope = out
-        .lines()
-        .find_map(|l| l.strip_prefix("; CLIENT-SUBNET: "))
-        .map(|c| c.rsplit('/').next().unwrap().trim().to_string())
-        .unwrap_or_default();
-    (a, scope)
+    s.answer_and_scope(name, &net.replace("/16", "/24"))
 }
 
 fn set(s: &Server, node: &str, state: &str) {

@@ -130,20 +130,7 @@ services:
         "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip:\n  - { path: city.mmdb }\n  - { path: flat.mmdb }\n",
     );
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
-    let ask = |subnet: &str| {
-        let out = s.dig(&["dl.example.test", &format!("+subnet={subnet}")]);
-        let a = out
-            .lines()
-            .find(|l| l.starts_with("dl.example.test."))
-            .map(|l| l.split_whitespace().last().unwrap().to_string())
-            .unwrap_or_default();
-        let scope = out
-            .lines()
-            .find_map(|l| l.strip_prefix("; CLIENT-SUBNET: "))
-            .map(|c| c.rsplit('/').next().unwrap().trim().to_string())
-            .unwrap_or_default();
-        (a, scope)
-    };
+    let ask = |subnet: &str| s.answer_and_scope("dl.example.test", subnet);
     assert_eq!(
         ask("9.9.9.0/24"),
         ("192.0.2.1".into(), "22".into()),
@@ -272,13 +259,7 @@ services:
         "zones:\n  - apex: example.test\n    soa: { mname: ns1, rname: hostmaster }\n    ns: [ns1]\nmaps: [maps/]\ngeoip:\n  - { path: city.mmdb }\n",
     );
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
-    let ask = |subnet: &str| {
-        let out = s.dig(&["dl.example.test", &format!("+subnet={subnet}")]);
-        out.lines()
-            .find(|l| l.starts_with("dl.example.test."))
-            .map(|l| l.split_whitespace().last().unwrap().to_string())
-            .unwrap_or_default()
-    };
+    let ask = |subnet: &str| s.answer_and_scope("dl.example.test", subnet).0;
     assert_eq!(ask("31.0.5.0/24"), "192.0.2.2", "EU continent rule, not US");
     assert_eq!(ask("31.1.5.0/24"), "192.0.2.5", "its own country DE");
     assert_eq!(ask("32.0.5.0/24"), "192.0.2.3", "registered NZ");

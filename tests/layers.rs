@@ -52,7 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "explain",
-        &["snapshot", "client", "live", "ranges", "geo", "distance"],
+        &["snapshot", "client", "live", "ranges", "distance"],
     ),
     // The compiler: specs and data in, a snapshot out.
     (

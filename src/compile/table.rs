@@ -7,6 +7,7 @@
 //! continent rule; else the default rule. Local-only nodes add a bit to the decision for the
 //! clients they may serve.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ip_network::IpNetwork;
@@ -188,13 +189,7 @@ pub(super) fn tables(
         // Merge neighbours that select the same rule.
         let mut geo_ranges: Vec<Range> = Vec::with_capacity(geo_net.len());
         for &(start, end, k) in geo_net {
-            let rule = geo_rule[k as usize];
-            match geo_ranges.last_mut() {
-                Some(last) if last.2 == rule && last.1.checked_add(1) == Some(start) => {
-                    last.1 = end
-                }
-                _ => geo_ranges.push((start, end, rule)),
-            }
+            ranges::push_merged(&mut geo_ranges, start, end, geo_rule[k as usize]);
         }
         // BGP: earlier tables win, so they go last into `flatten`.
         let mut bgp_prefixes = Vec::new();
@@ -233,7 +228,12 @@ pub(super) fn tables(
         }
         asn_ranges.retain(|r| r.2 != 0);
         let op_ranges = ranges::flatten(std::mem::take(&mut rules.prefixes[fam]), bits);
-        let mut layers = vec![geo_ranges, asn_ranges, op_ranges];
+        // Owned layers made here, borrowed ones shared by every service of the build.
+        let mut layers: Vec<Cow<'_, [Range]>> = vec![
+            Cow::Owned(geo_ranges),
+            Cow::Owned(asn_ranges),
+            Cow::Owned(op_ranges),
+        ];
         for l in local {
             let list: Vec<(u128, u8, u32)> = l
                 .prefixes
@@ -248,7 +248,7 @@ pub(super) fn tables(
                     _ => None,
                 })
                 .collect();
-            layers.push(ranges::flatten(list, bits));
+            layers.push(Cow::Owned(ranges::flatten(list, bits)));
         }
         // Proximity: one layer per node of a proximity region, its AS-path length.
         let prox_base = layers.len();
@@ -256,13 +256,12 @@ pub(super) fn tables(
             layers.push(
                 live.paths
                     .get(&n)
-                    .map(|p| p[fam].clone())
-                    .unwrap_or_default(),
+                    .map_or(Cow::Borrowed(&[][..]), |p| Cow::Borrowed(&p[fam][..])),
             );
         }
         // Distance: one layer, the id of the client's location.
         let loc_layer = locations.map(|l| {
-            layers.push(l.ranges[fam].clone());
+            layers.push(Cow::Borrowed(&l.ranges[fam][..]));
             layers.len() - 1
         });
         let prox_end = loc_layer.unwrap_or(layers.len());

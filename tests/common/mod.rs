@@ -197,6 +197,24 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The first address answered for `name` (type A) to a client in `subnet` (sent as ECS),
+    /// and the ECS scope of the answer; empty strings for what is missing.
+    pub fn answer_and_scope(&self, name: &str, subnet: &str) -> (String, String) {
+        let out = self.dig(&[name, "A", &format!("+subnet={subnet}")]);
+        let owner = format!("{}.", name.trim_end_matches('.'));
+        let a = out
+            .lines()
+            .find(|l| l.starts_with(&owner))
+            .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let scope = out
+            .lines()
+            .find_map(|l| l.strip_prefix("; CLIENT-SUBNET: "))
+            .map(|c| c.rsplit('/').next().unwrap_or_default().trim().to_string())
+            .unwrap_or_default();
+        (a, scope)
+    }
+
     /// `dig +short`.
     pub fn short(&self, args: &[&str]) -> String {
         let mut a = vec!["+short"];
