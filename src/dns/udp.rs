@@ -57,8 +57,17 @@ pub fn spawn(
     Ok((bound, spawn_on(sockets, rrl, state, counters, log, stop)?))
 }
 
-/// Binds `workers` sockets (at least one) on `addr`; the first one fixes the port when it is 0.
+/// Binds `workers` sockets (at least one) on `addr`. Port 0 is first resolved to a port
+/// nothing uses: a socket bound to port 0 with `SO_REUSEPORT` may be given a port that
+/// another process of the same user holds with `SO_REUSEPORT`, and the two would then share
+/// its queries. A plain socket is bound to port 0 (the kernel gives it a port no one holds)
+/// and closed, and the group binds that port.
 pub fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    let addr = if addr.port() == 0 {
+        std::net::UdpSocket::bind(addr)?.local_addr()?
+    } else {
+        addr
+    };
     let first = bind(addr)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
