@@ -94,8 +94,8 @@ fn main() {
     let geo = GeoDb::open("city", bytes, "auto").unwrap();
     println!(
         "GeoLite2-City opened, verified by a full walk and flattened ({} IPv4 + {} IPv6 ranges) in {:.2} s",
-        geo.layer.v4.len(),
-        geo.layer.v6.len(),
+        geo.layer.spans.v4.len(),
+        geo.layer.spans.v6.len(),
         t.elapsed().as_secs_f64()
     );
     println!(

@@ -450,7 +450,7 @@ fn ask(socket: &std::path::Path, req: Request) -> Result<(), CliError> {
 
 fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> Result<(), CliError> {
     let cfg = crate::load::config(config.as_deref())?;
-    let data = crate::load::client_data(&cfg, None)?;
+    let data = crate::load::client_data(&cfg, None, true)?;
     let list = addresses_or_stdin(addresses);
     let mut bad = Vec::new();
     for a in list {
@@ -478,7 +478,8 @@ fn explain(
     address: IpAddr,
     name: &str,
 ) -> Result<(), CliError> {
-    let (_, snap) = crate::load::load(config.as_deref(), None)?;
+    let (_, snap) =
+        crate::load::build_config(crate::load::config(config.as_deref())?, None, &[], true)?;
     if let Some(h) = health {
         NodeStates::load(Some(h))
             .map_err(CliError::StateFile)?
@@ -499,8 +500,7 @@ fn diff(config: Option<PathBuf>, old: PathBuf, new: PathBuf) -> Result<(), CliEr
     let load = |maps: PathBuf| -> Result<crate::snapshot::Snapshot, Errors> {
         let mut c = crate::load::config(config.as_deref())?;
         c.maps = vec![crate::config::DataSource::File(maps)];
-        let client = crate::load::client_data(&c, None)?;
-        crate::load::compile(&c, client, &[])
+        crate::load::build_config(c, None, &[], false).map(|(_, snap)| snap)
     };
     let (o, n) = (load(old)?, load(new)?);
     for line in crate::explain::diff(&o, &n) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::bgp::BgpTable;
 use crate::config::DataFile;
-use crate::geo::{GeoDb, GeoInfo, Layout};
+use crate::geo::{GeoDb, Layout};
 use crate::source::Errors;
 
 /// The client data of one configuration.
@@ -86,39 +86,50 @@ pub struct ClientInfo {
     pub asn: Option<Sourced<u32>>,
     /// The routed prefix the ASN came from (BGP tables only).
     pub prefix: Option<String>,
+    /// Whether the first location database's coordinates were kept (they are when a map
+    /// ranks by distance, and for the offline tools); without them `location` is unknown.
+    pub locations_kept: bool,
 }
 
 impl ClientData {
-    /// Loads every input; all failures are reported, each naming its file.
+    /// Loads every input, keeping the coordinates of the location databases; all failures
+    /// are reported, each naming its file.
     pub fn load(geo: &[DataFile], bgp: &[DataFile]) -> Result<ClientData, Errors> {
-        ClientData::load_reusing(geo, bgp, None)
+        ClientData::load_reusing(geo, bgp, None, true)
     }
 
-    /// Like [`ClientData::load`], but an input whose file is unchanged since `previous` was
-    /// loaded (same path, size, modification time and inode) is reused instead of read again,
-    /// so that a reload costs only what changed.
+    /// Like [`ClientData::load`], but the coordinates of the location databases are kept only
+    /// when `locations` is set (a map ranks by distance, or a tool shows them), and an input
+    /// whose file is unchanged since `previous` was loaded (same path, size, modification
+    /// time and inode) is reused instead of read again, so that a reload costs only what
+    /// changed. A database loaded without coordinates is read again when they are wanted.
     pub fn load_reusing(
         geo: &[DataFile],
         bgp: &[DataFile],
         previous: Option<&ClientData>,
+        locations: bool,
     ) -> Result<ClientData, Errors> {
         let mut errors = Errors::default();
         let mut data = ClientData::default();
         for f in geo {
             let name = f.source.display();
             let stamp = Stamp::of(&f.source, &f.format);
-            if let Some(old) =
+            if let Some((stamp, old)) =
                 previous.and_then(|p| p.geo.iter().find(|(s, _)| stamp.is_some() && *s == stamp))
             {
-                data.geo.push(old.clone());
-                continue;
+                let has = old.locations.is_some() || old.layout == Layout::Asn;
+                if !locations {
+                    data.geo.push((stamp.clone(), Arc::new(old.without_locations())));
+                    continue;
+                }
+                if has {
+                    data.geo.push((stamp.clone(), old.clone()));
+                    continue;
+                }
             }
-            match f
-                .source
-                .read()
-                .map_err(|e| e.to_string())
-                .and_then(|b| GeoDb::open(&name, b, &f.format).map_err(|e| e.to_string()))
-            {
+            match f.source.read().map_err(|e| e.to_string()).and_then(|b| {
+                GeoDb::open_with(&name, b, &f.format, locations).map_err(|e| e.to_string())
+            }) {
                 Ok(db) => data.geo.push((stamp, Arc::new(db))),
                 Err(e) => errors.file(&name, e),
             }
@@ -162,8 +173,10 @@ impl ClientData {
 
     /// Looks `addr` up in every input, as compilation sees it: continent, country and
     /// subdivision come together from the first location database that knows the address,
-    /// coordinates from the first location database (the one distance ranking uses), the ASN
-    /// from the first BGP table that covers it, else the first ASN database.
+    /// coordinates from the first location database (the one distance ranking uses; only
+    /// when its coordinates were kept), the ASN from the first BGP table that covers it, else
+    /// the first ASN database. Each item's prefix length is the widest block around `addr`
+    /// with the same value in that input.
     pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
         fn src<T>(value: T, db: &GeoDb, prefix_len: u8) -> Option<Sourced<T>> {
             Some(Sourced {
@@ -175,29 +188,19 @@ impl ClientData {
         let mut out = ClientInfo::default();
         let mut first_location_db = true;
         for db in self.geo() {
-            let found = db.lookup(addr).ok().flatten();
+            let found = db.lookup(addr);
             if db.layout == Layout::Asn {
-                if let (None, Some((info, len))) = (&out.asn, found) {
-                    out.asn = info.asn.and_then(|a| src(a, db, len));
+                if let (None, Some((asn, len))) = (&out.asn, found.asn) {
+                    out.asn = src(asn, db, len);
                 }
                 continue;
             }
-            let first = std::mem::replace(&mut first_location_db, false);
-            let Some((info, len)) = found else {
-                continue;
-            };
-            let GeoInfo {
-                continent,
-                country,
-                subdivision,
-                location,
-                asn: _,
-            } = info;
-            if first {
-                out.location = location.and_then(|v| src(v, db, len));
+            if std::mem::replace(&mut first_location_db, false) {
+                out.locations_kept = db.locations.is_some();
+                out.location = found.location.and_then(|(v, len)| src(v, db, len));
             }
             let known = out.continent.is_some() || out.country.is_some();
-            if !known && (continent.is_some() || country.is_some()) {
+            if let (false, Some(((continent, country, subdivision), len))) = (known, found.key) {
                 out.continent = continent.and_then(|v| src(v, db, len));
                 out.country = country.and_then(|v| src(v, db, len));
                 out.subdivision = subdivision.and_then(|v| src(v, db, len));
@@ -261,6 +264,9 @@ impl ClientInfo {
                 "location: {:.4},{:.4} (from {}, valid for /{})",
                 s.value.0, s.value.1, s.source, s.prefix_len
             )),
+            None if !self.locations_kept => out.push(
+                "location: not kept (no map ranks by distance; `signpost lookup` shows it)".into(),
+            ),
             None => out.push("location: unknown".into()),
         }
         match (&self.asn, &self.prefix) {

@@ -72,8 +72,8 @@ impl Inventory {
             counts[1] += t.v6.len() as u64;
         }
         for db in snap.client.geo() {
-            counts[2] += db.layer.v4.len() as u64;
-            counts[3] += db.layer.v6.len() as u64;
+            counts[2] += db.layer.spans.v4.len() as u64;
+            counts[3] += db.layer.spans.v6.len() as u64;
         }
         Inventory {
             zones: snap.zones.iter().map(|z| normal(&z.apex_text)).collect(),

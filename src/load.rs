@@ -23,30 +23,32 @@ pub fn config(path: Option<&Path>) -> Result<Config, Errors> {
 }
 
 /// Loads the client data the configuration names, reusing the files of `previous` that did
-/// not change on disk.
+/// not change on disk; the GeoIP coordinates are kept when `locations` is set (see
+/// [`compile::wants_locations`]).
 pub fn client_data(
     config: &Config,
     previous: Option<&ClientData>,
+    locations: bool,
 ) -> Result<Arc<ClientData>, Errors> {
     Ok(Arc::new(ClientData::load_reusing(
         &config.geoip,
         &config.bgp,
         previous,
+        locations,
     )?))
 }
 
-/// Reads the maps of `config` and compiles them with `client` and the live feeds' tables.
-pub fn compile(
+fn compile_maps(
     config: &Config,
     client: Arc<ClientData>,
+    maps: &[MapText],
     live: &[FeedTable],
 ) -> Result<Snapshot, Errors> {
-    let maps = read_maps(config)?;
     compile::build(
         config,
         Inputs {
             client,
-            maps: &maps,
+            maps,
             files: &|s: &DataSource| s.read(),
             live,
         },
@@ -68,9 +70,21 @@ pub fn load_with(
     previous: Option<&ClientData>,
     live: &[FeedTable],
 ) -> Result<(Config, Snapshot), Errors> {
-    let config = config(config_path)?;
-    let client = client_data(&config, previous)?;
-    let snap = compile(&config, client, live)?;
+    build_config(config(config_path)?, previous, live, false)
+}
+
+/// Like [`load_with`], from a configuration already loaded; the GeoIP coordinates are kept
+/// when a map ranks by distance or `keep_locations` is set (for tools that show them).
+pub fn build_config(
+    config: Config,
+    previous: Option<&ClientData>,
+    live: &[FeedTable],
+    keep_locations: bool,
+) -> Result<(Config, Snapshot), Errors> {
+    let maps = read_maps(&config)?;
+    let locations = keep_locations || compile::wants_locations(&maps);
+    let client = client_data(&config, previous, locations)?;
+    let snap = compile_maps(&config, client, &maps, live)?;
     Ok((config, snap))
 }
 
@@ -96,8 +110,8 @@ impl Sources {
         previous: Option<&ClientData>,
     ) -> Result<Sources, Errors> {
         let config = config(config_path)?;
-        let client = client_data(&config, previous)?;
         let maps = read_maps(&config)?;
+        let client = client_data(&config, previous, compile::wants_locations(&maps))?;
         Ok(Sources {
             config,
             client,

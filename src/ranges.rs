@@ -37,6 +37,17 @@ pub fn mask(addr: u128, len: u8, bits: u8) -> u128 {
     }
 }
 
+/// The length of the widest CIDR block that holds `addr` and lies within `start..=end` (which
+/// holds `addr`): what a value of that range is valid for around `addr`.
+pub fn widest_block(addr: u128, start: u128, end: u128, bits: u8) -> u8 {
+    (0..=bits)
+        .find(|&len| {
+            let s = mask(addr, len, bits);
+            s >= start && block_end(s, len, bits) <= end
+        })
+        .unwrap_or(bits)
+}
+
 /// Appends `(start, end, value)` to ranges built in ascending order, extending the last range
 /// instead when it has the same value and ends right before `start`.
 pub fn push_merged(out: &mut Vec<Range>, start: u128, end: u128, value: u32) {

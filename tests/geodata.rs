@@ -60,27 +60,28 @@ fn city_db() -> Vec<u8> {
 fn flat_and_city_layouts() {
     let flat = GeoDb::open("flat", flat_db(), "auto").unwrap();
     assert_eq!(flat.layout, Layout::Flat);
-    let (info, len) = flat.lookup("1.2.3.4".parse().unwrap()).unwrap().unwrap();
+    let ((continent, country, _), len) = flat.lookup("1.2.3.4".parse().unwrap()).key.unwrap();
     assert_eq!(
-        (info.country.as_deref(), info.continent.as_deref(), len),
+        (country.as_deref(), continent.as_deref(), len),
         (Some("NZ"), Some("OC"), 24),
         "continent derived from the country"
     );
-    let (info, len) = flat.lookup("5.6.7.8".parse().unwrap()).unwrap().unwrap();
+    let found = flat.lookup("5.6.7.8".parse().unwrap());
+    let ((_, country, _), len) = found.key.unwrap();
     assert_eq!(
-        (info.country.as_deref(), info.location, len),
-        (Some("BR"), Some((-23.5, -46.6)), 16)
+        (country.as_deref(), found.location, len),
+        (Some("BR"), Some(((-23.5, -46.6), 16)), 16)
     );
     assert_eq!(
         flat.lookup("2a01:1::5".parse().unwrap())
-            .unwrap()
+            .key
             .unwrap()
             .0
-            .continent
+            .0
             .as_deref(),
         Some("EU")
     );
-    assert!(flat.lookup("7.7.7.7".parse().unwrap()).unwrap().is_none());
+    assert_eq!(flat.lookup("7.7.7.7".parse().unwrap()), Default::default());
     // Layout forced by configuration.
     assert_eq!(
         GeoDb::open("flat", flat_db(), "flat").unwrap().layout,
@@ -90,12 +91,28 @@ fn flat_and_city_layouts() {
 
     let city = GeoDb::open("city", city_db(), "auto").unwrap();
     assert_eq!(city.layout, Layout::GeoIp2);
-    let (info, len) = city.lookup("9.9.9.9".parse().unwrap()).unwrap().unwrap();
-    assert_eq!((info.subdivision.as_deref(), len), (Some("US-CA"), 22));
+    let ((_, _, subdivision), len) = city.lookup("9.9.9.9".parse().unwrap()).key.unwrap();
+    assert_eq!((subdivision.as_deref(), len), (Some("US-CA"), 22));
     // The flattened layer: three ranges (CA, NY, CA), the first and last with the same key.
-    assert_eq!(city.layer.v4.len(), 3, "{:?}", city.layer.v4);
-    assert_eq!(city.layer.v4[0].2, city.layer.v4[2].2);
-    assert_ne!(city.layer.v4[0].2, city.layer.v4[1].2);
+    let v4: Vec<_> = city.layer.spans.v4.iter().collect();
+    assert_eq!(v4.len(), 3, "{v4:?}");
+    assert_eq!(v4[0].2, v4[2].2);
+    assert_ne!(v4[0].2, v4[1].2);
+    assert_eq!(
+        (v4[0].0, v4[2].1),
+        (0x0909_0800, 0x0909_1fff),
+        "9.9.8.0 to 9.9.31.255"
+    );
+    // Without its coordinates kept, the same layer and no location.
+    let bare = GeoDb::open_with("city", city_db(), "auto", false).unwrap();
+    assert_eq!(bare.layer.spans, city.layer.spans);
+    assert!(bare.locations.is_none());
+    assert_eq!(bare.lookup("9.9.9.9".parse().unwrap()).location, None);
+    assert_eq!(
+        city.lookup("9.9.9.9".parse().unwrap()).location,
+        Some(((37.3, -121.9), 21)),
+        "one location for all three networks: 9.9.8.0/21 holds the address"
+    );
 }
 
 #[test]
@@ -208,23 +225,28 @@ fn located_db() -> Vec<u8> {
 #[test]
 fn the_records_own_location_decides_before_the_registered_country() {
     let db = GeoDb::open("located", located_db(), "auto").unwrap();
-    let info = |a: &str| db.lookup(a.parse().unwrap()).unwrap().unwrap().0;
+    let info = |a: &str| {
+        let ((continent, country, _), _) = db.lookup(a.parse().unwrap()).key.unwrap();
+        (continent, country)
+    };
     let eu = info("31.0.1.1");
     assert_eq!(
-        (eu.continent.as_deref(), eu.country.as_deref()),
+        (eu.0.as_deref(), eu.1.as_deref()),
         (Some("EU"), None),
         "located in Europe: the US registration is not used"
     );
     let de = info("31.1.1.1");
-    assert_eq!(
-        (de.continent.as_deref(), de.country.as_deref()),
-        (Some("EU"), Some("DE"))
-    );
+    assert_eq!((de.0.as_deref(), de.1.as_deref()), (Some("EU"), Some("DE")));
     let nz = info("32.0.1.1");
     assert_eq!(
-        (nz.continent.as_deref(), nz.country.as_deref()),
+        (nz.0.as_deref(), nz.1.as_deref()),
         (Some("OC"), Some("NZ")),
         "no location at all: the registered country, and its continent"
+    );
+    assert_eq!(
+        db.lookup("33.0.1.1".parse().unwrap()).key,
+        None,
+        "nothing usable"
     );
 
     let dir = TempDir::new("geodata-located");

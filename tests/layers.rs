@@ -40,7 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["source", "embedded", "spec", "zone", "wire", "health"],
     ),
     // Data.
-    ("geo", &["ranges"]),
+    ("geo", &["ranges", "hash"]),
     ("bgp", &[]),
     ("client", &["bgp", "geo", "config", "source"]),
     ("check", &["spec", "source"]),

@@ -52,6 +52,24 @@ pub struct Inputs<'a> {
     pub live: &'a [FeedTable],
 }
 
+/// Whether a region of `maps` ranks by distance: the client data must then keep the GeoIP
+/// databases' coordinates, which are otherwise dropped after the walk. Read leniently (a map
+/// that does not parse wants nothing); the build reports what is wrong with it.
+pub fn wants_locations(maps: &[MapText]) -> bool {
+    maps.iter().any(|m| {
+        let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&m.text) else {
+            return false;
+        };
+        doc.get("regions")
+            .and_then(|r| r.as_sequence())
+            .is_some_and(|regions| {
+                regions
+                    .iter()
+                    .any(|r| r.get("rank").and_then(|v| v.as_str()) == Some("distance"))
+            })
+    })
+}
+
 /// Builds a snapshot, or reports every problem found. Every node of the new snapshot starts
 /// up; the caller applies node states before publishing it.
 pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {

@@ -35,31 +35,28 @@ pub(super) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The client locations of the first GeoIP database with locations (none without one).
+    /// The client locations of the first GeoIP database with locations (none without one),
+    /// as range lists for this build.
     fn locations(&self) -> &Locations {
         self.locations.get_or_init(|| {
             let Some(db) = self.client.geo().find(|d| d.layout != Layout::Asn) else {
                 return Locations::default();
             };
-            let t = std::time::Instant::now();
-            match db.location_ranges() {
-                Ok((points, ranges)) => {
-                    tracing::debug!(
-                        file = db.name.as_str(),
-                        ms = t.elapsed().as_millis() as u64,
-                        points = points.len(),
-                        v4 = ranges[0].len(),
-                        v6 = ranges[1].len(),
-                        "client locations walked"
-                    );
-                    Locations { points, ranges }
-                }
-                Err(e) => {
-                    // Opening the database walked it already; should it fail now, distance
-                    // regions rank by weight, as for clients without coordinates.
-                    tracing::warn!(file = db.name.as_str(), error = %e, "client locations unreadable");
-                    Locations::default()
-                }
+            let Some(kept) = &db.locations else {
+                // The loader keeps coordinates whenever a map ranks by distance; should they
+                // be missing, distance regions rank by weight, as for clients without them.
+                tracing::warn!(
+                    file = db.name.as_str(),
+                    "client locations were not kept; distance regions rank by weight"
+                );
+                return Locations::default();
+            };
+            Locations {
+                points: kept.points.clone(),
+                ranges: [
+                    kept.spans.ranges(false).collect(),
+                    kept.spans.ranges(true).collect(),
+                ],
             }
         })
     }

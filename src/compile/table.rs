@@ -95,7 +95,7 @@ pub(super) fn tables(
         .chain(
             asn_dbs
                 .iter()
-                .flat_map(|l| l.v4.iter().chain(&l.v6).map(|r| r.2)),
+                .flat_map(|l| l.spans.ranges(false).chain(l.spans.ranges(true)).map(|r| r.2)),
         )
         .chain(live.origins.iter().flatten().map(|p| p.2));
     {
@@ -185,10 +185,9 @@ pub(super) fn tables(
     let mut tables: (RouteTable<u32>, RouteTable<u128>) =
         (RouteTable::default(), RouteTable::default());
     for (fam, bits) in [(0usize, 32u8), (1, 128)] {
-        let geo_net = if fam == 0 { &geo.v4 } else { &geo.v6 };
         // Merge neighbours that select the same rule.
-        let mut geo_ranges: Vec<Range> = Vec::with_capacity(geo_net.len());
-        for &(start, end, k) in geo_net {
+        let mut geo_ranges: Vec<Range> = Vec::new();
+        for (start, end, k) in geo.spans.ranges(fam == 1) {
             ranges::push_merged(&mut geo_ranges, start, end, geo_rule[k as usize]);
         }
         // BGP: earlier tables win, so they go last into `flatten`.
@@ -202,10 +201,10 @@ pub(super) fn tables(
         if !asn_dbs.is_empty() {
             let mut layers = vec![asn_ranges];
             for l in &asn_dbs {
-                let list = if fam == 0 { &l.v4 } else { &l.v6 };
                 layers.push(
-                    list.iter()
-                        .map(|&(s, e, asn)| (s, e, asn_class_of[&asn]))
+                    l.spans
+                        .ranges(fam == 1)
+                        .map(|(s, e, asn)| (s, e, asn_class_of[&asn]))
                         .collect(),
                 );
             }
