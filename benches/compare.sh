@@ -3,6 +3,7 @@
 # same map, same load. Loopback only; bounded in time (about 6 minutes with the defaults).
 #
 #   bash benches/compare.sh [ROUNDS] [SECONDS]
+#   MAP=sites bash benches/compare.sh ...   # the 16-site subdivision/country/continent map
 #
 # Needs: the load generator and responder in ../shared/tools/loadgen (built out of tree into
 # /tmp/loadgen-target), gdnsd (installed from Debian when missing), and a GeoIP database:
@@ -35,11 +36,15 @@ start GD_PID gdnsd -c "$W/gd" start
 until dig @127.0.0.1 -p 5402 example.test SOA +short +time=1 +tries=1 >/dev/null 2>&1; do sleep 0.05; done
 t2=$(date +%s.%N)
 start RS_PID "$LG/responder" --listen 127.0.0.1:5403 --threads 1 --batch 32 --max-seconds 1800
-sleep 0.5
+# Memory freed after a build goes back to the system within about a second (jemalloc's decay):
+# the resident size is read once that has happened, with the peak during the start beside it.
+sleep 2
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-echo "database: $DB"
-printf 'startup to first answer: signpost %.2f s (RSS %d MB), gdnsd %.2f s (RSS %d MB)\n' \
-  "$(echo "$t1 - $t0" | bc)" $(( $(rss "$SP_PID") / 1024 )) "$(echo "$t2 - $t1" | bc)" $(( $(rss "$GD_PID") / 1024 ))
+peak() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+echo "database: $DB; map: $MAP"
+printf 'startup to first answer: signpost %.2f s (RSS %d MB, peak %d MB), gdnsd %.2f s (RSS %d MB, peak %d MB)\n' \
+  "$(echo "$t1 - $t0" | bc)" $(( $(rss "$SP_PID") / 1024 )) $(( $(peak "$SP_PID") / 1024 )) \
+  "$(echo "$t2 - $t1" | bc)" $(( $(rss "$GD_PID") / 1024 )) $(( $(peak "$GD_PID") / 1024 ))
 
 # Correctness first: the same answer for the same random /24s.
 "$LG/loadgen" --server 127.0.0.1:5401 --qname dl.example.test --ecs random --verify 3000 --seed 7 --out "$W/sp.verify" >/dev/null

@@ -119,7 +119,8 @@ impl ClientData {
             {
                 let has = old.locations.is_some() || old.layout == Layout::Asn;
                 if !locations {
-                    data.geo.push((stamp.clone(), Arc::new(old.without_locations())));
+                    data.geo
+                        .push((stamp.clone(), Arc::new(old.without_locations())));
                     continue;
                 }
                 if has {

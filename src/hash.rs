@@ -46,5 +46,4 @@ impl std::hash::Hasher for IntHasher {
 }
 
 /// A `HashMap` keyed by integers, hashed with [`IntHasher`].
-pub type IntMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;
+pub type IntMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;

@@ -18,7 +18,8 @@
 //! - **The reload path** ([`reload`]): every trigger — a watched file changed, SIGHUP,
 //!   `signpost ctl reload`, a live BGP feed changed — is a request on one channel to the reload
 //!   thread, which coalesces them, runs the one load pipeline ([`load`]: read the configuration
-//!   [`config`], the client data [`client`] ([`geo`], [`bgp`]) and the maps [`spec`], then
+//!   [`config`], the client data [`client`] ([`geo`]: each GeoIP database walked once into
+//!   compact range lists, the file not kept; [`bgp`]) and the maps [`spec`], then
 //!   compile with [`compile`]) off the query path, and publishes the result through
 //!   [`serving::Serving::publish`], which applies the node states ([`node_state`]) *before* the
 //!   swap and tells the prober ([`probe`]) about it. A failed build keeps the old snapshot; so

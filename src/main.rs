@@ -4,6 +4,10 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, so that memory freed after a build goes back to the system (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = signpost::cli::Cli::parse();
     let filter = match &cli.log {

@@ -215,12 +215,7 @@ fn maxmind_test_databases_and_corrupt_ones() {
         "auto",
     )
     .unwrap();
-    assert!(
-        country
-            .lookup("2001:218::1".parse().unwrap())
-            .key
-            .is_some()
-    );
+    assert!(country.lookup("2001:218::1".parse().unwrap()).key.is_some());
     // Every corrupt database is refused with a message; none panics.
     let mut refused = 0;
     let mut files: Vec<std::path::PathBuf> = Vec::new();

@@ -152,3 +152,56 @@ fn nearest_node_by_great_circle_distance() {
         "{text}"
     );
 }
+
+/// The coordinates are kept only while a map ranks by distance: a server started with a map
+/// that does not shows `location: not kept` in `_why`; a reload that adds a distance region
+/// reads the database again with its coordinates and ranks by them at once.
+#[test]
+fn coordinates_are_kept_when_a_map_first_ranks_by_distance() {
+    let (dir, cfg) = setup();
+    dir.write(
+        "maps/map.yaml",
+        r#"nodes:
+  - { name: lon1, ipv4: [192.0.2.1], location: { lat: 51.50, lon: -0.12 } }
+  - { name: fra1, ipv4: [192.0.2.2], weight: 200, location: { lat: 50.12, lon: 8.70 } }
+regions:
+  - { name: both, nodes: [lon1, fra1] }
+services:
+  - names: [dl.example.test]
+    rules:
+      - { default: true, regions: [both] }
+"#,
+    );
+    let s = Server::with_control(&cfg, &dir);
+    let why = |s: &Server| s.short(&["TXT", "_why.dl.example.test", "+subnet=11.1.0.0/24"]);
+    assert_eq!(
+        ask(&s, "dl.example.test", LONDON).0,
+        "192.0.2.2",
+        "by weight"
+    );
+    let text = why(&s);
+    assert!(
+        text.contains("\"location: not kept (no map ranks by distance"),
+        "{text}"
+    );
+    // The offline lookup reads the file itself and shows the coordinates.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["lookup", "--config", cfg.to_str().unwrap(), "11.1.0.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("location: 51.5100,-0.1300 (from "), "{text}");
+
+    dir.write("maps/map.yaml", MAP);
+    assert!(s.ctl(&["reload"]).0, "reload");
+    assert!(
+        wait_for(10, || ask(&s, "dl.example.test", LONDON).0 == "192.0.2.1"),
+        "the nearest node after the reload"
+    );
+    assert_eq!(ask(&s, "dl.example.test", SYDNEY).0, "192.0.2.3");
+    let text = why(&s);
+    assert!(
+        text.contains("\"location: 51.5100,-0.1300 (from "),
+        "{text}"
+    );
+}

@@ -287,3 +287,43 @@ services:
     assert_eq!(ask("32.0.5.0/24"), "192.0.2.3", "registered NZ");
     assert_eq!(ask("33.0.5.0/24"), "192.0.2.4", "nothing known: default");
 }
+
+/// The walk runs in two parts (the lower half of IPv4; the upper half and IPv6) that are
+/// merged: a record on both sides of 128.0.0.0 gives one range, and IPv6 networks, shorter and
+/// longer than /64, keep their bounds.
+#[test]
+fn the_two_parts_of_the_walk_join() {
+    let mut w = Writer::new("GeoIP2-Country");
+    let de = json!({"continent": {"code": "EU"}, "country": {"iso_code": "DE"}});
+    let jp = json!({"continent": {"code": "AS"}, "country": {"iso_code": "JP"}});
+    for (net, rec) in [
+        ("127.255.0.0/16", &de),
+        ("128.0.0.0/16", &de),
+        ("200.1.0.0/16", &jp),
+        ("2001:db8::/32", &jp),
+        ("2001:db9::/73", &de),
+        ("2001:db9:0:0:8000::/65", &jp),
+    ] {
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), rec).unwrap();
+    }
+    let db = GeoDb::open("split", w.to_bytes().unwrap(), "auto").unwrap();
+    let v4: Vec<_> = db.layer.spans.v4.iter().collect();
+    assert_eq!(v4.len(), 2, "{v4:?}");
+    assert_eq!(
+        (v4[0].0, v4[0].1),
+        (0x7fff_0000, 0x8000_ffff),
+        "one range across the halves"
+    );
+    let found = |a: &str| {
+        let ((_, country, _), len) = db.lookup(a.parse().unwrap()).key.unwrap();
+        (country.unwrap(), len)
+    };
+    assert_eq!(found("127.255.1.1"), ("DE".into(), 16));
+    assert_eq!(found("128.0.1.1"), ("DE".into(), 16));
+    assert_eq!(found("200.1.2.3"), ("JP".into(), 16));
+    assert_eq!(found("2001:db8:1::1"), ("JP".into(), 32));
+    assert_eq!(found("2001:db9::1"), ("DE".into(), 73));
+    assert_eq!(found("2001:db9::8000:0:0:1"), ("JP".into(), 65));
+    assert_eq!(db.lookup("2001:db9::4000:0:0:1".parse().unwrap()).key, None);
+    assert_eq!(db.lookup("129.0.0.1".parse().unwrap()).key, None);
+}

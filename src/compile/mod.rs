@@ -182,7 +182,16 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             _ => services.push(service::placeholder()),
         }
     }
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "services compiled");
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        v4_blocks = services.iter().map(|s| s.v4.len()).sum::<usize>(),
+        v6_blocks = services.iter().map(|s| s.v6.len()).sum::<usize>(),
+        table_bytes = services
+            .iter()
+            .map(|s| s.v4.bytes() + s.v6.bytes())
+            .sum::<usize>(),
+        "services compiled"
+    );
     if !errors.is_empty() {
         return Err(errors);
     }

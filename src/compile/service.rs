@@ -11,7 +11,7 @@ use super::table::{self, Locations, MAX_DECISIONS};
 use super::{MapText, ReadFile};
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
-use crate::snapshot::{AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service};
+use crate::snapshot::{AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service, V6Table};
 use crate::source::{Document, Errors};
 use crate::spec::ServiceSpec;
 
@@ -206,7 +206,7 @@ pub(super) fn placeholder() -> Service {
         rules: Vec::new(),
         decisions: Vec::new(),
         v4: RouteTable::default(),
-        v6: RouteTable::default(),
+        v6: V6Table::default(),
         rr: AtomicU64::new(0),
     }
 }

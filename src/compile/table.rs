@@ -18,7 +18,7 @@ use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Region, RouteTable};
+use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Region, RouteTable, V6Table};
 
 /// Where the clients are: the locations of the first GeoIP database with locations, for
 /// regions that rank by distance. Computed once per build, only when one needs it.
@@ -48,11 +48,11 @@ pub(super) struct Tables {
     /// IPv4 route table.
     pub v4: RouteTable<u32>,
     /// IPv6 route table.
-    pub v6: RouteTable<u128>,
+    pub v6: V6Table,
 }
 
-/// The route tables pack a decision into 23 bits.
-pub(super) const MAX_DECISIONS: usize = 1 << 23;
+/// The route tables pack a decision into 23 bits, the last value marking nested IPv6 blocks.
+pub(super) const MAX_DECISIONS: usize = crate::snapshot::NESTED as usize;
 
 /// Compiles the route tables of a service whose rules are `rules`.
 #[allow(clippy::too_many_arguments)]
@@ -92,11 +92,12 @@ pub(super) fn tables(
     let all_asns = client
         .bgp()
         .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
-        .chain(
-            asn_dbs
-                .iter()
-                .flat_map(|l| l.spans.ranges(false).chain(l.spans.ranges(true)).map(|r| r.2)),
-        )
+        .chain(asn_dbs.iter().flat_map(|l| {
+            l.spans
+                .ranges(false)
+                .chain(l.spans.ranges(true))
+                .map(|r| r.2)
+        }))
         .chain(live.origins.iter().flatten().map(|p| p.2));
     {
         for asn in all_asns {
@@ -328,7 +329,7 @@ pub(super) fn tables(
     Tables {
         decisions,
         v4: tables.0,
-        v6: tables.1,
+        v6: V6Table::from(tables.1),
     }
 }
 

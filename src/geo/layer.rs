@@ -11,54 +11,182 @@ use crate::ranges::{self, Range};
 /// A value that marks a gap (addresses the database does not know).
 pub(super) const GAP: u32 = u32::MAX;
 
-/// An address of one family as a range start.
-pub trait Start: Copy + Ord + std::fmt::Debug {
+/// The range starts of one family, ascending, in the common `u128` form.
+pub trait Starts: Default + Clone + std::fmt::Debug + PartialEq {
     /// Address bits of the family.
     const BITS: u8;
-    /// From the common `u128` form (the value must fit).
-    fn from_u128(a: u128) -> Self;
-    /// To the common `u128` form.
-    fn to_u128(self) -> u128;
+    /// Appends a start (greater than the last).
+    fn push(&mut self, a: u128);
+    /// Start `i`.
+    fn get(&self, i: usize) -> u128;
+    /// How many starts there are.
+    fn len(&self) -> usize;
+    /// How many starts are at or below `a`.
+    fn at_or_below(&self, a: u128) -> usize;
+    /// Bytes held.
+    fn bytes(&self) -> usize;
+    /// Frees spare capacity.
+    fn shrink_to_fit(&mut self);
 }
 
-impl Start for u32 {
+/// IPv4 starts, 32 bits each.
+impl Starts for Vec<u32> {
     const BITS: u8 = 32;
-    fn from_u128(a: u128) -> Self {
-        a as u32
+    fn push(&mut self, a: u128) {
+        Vec::push(self, a as u32);
     }
-    fn to_u128(self) -> u128 {
-        self as u128
+    fn get(&self, i: usize) -> u128 {
+        self[i] as u128
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn at_or_below(&self, a: u128) -> usize {
+        self.partition_point(|&s| s as u128 <= a)
+    }
+    fn bytes(&self) -> usize {
+        self.capacity() * 4
+    }
+    fn shrink_to_fit(&mut self) {
+        Vec::shrink_to_fit(self)
     }
 }
 
-impl Start for u128 {
+/// IPv6 starts as their top 64 bits, with the low 64 bits of the few starts that have any
+/// (networks longer than /64) listed apart: eight bytes per start instead of sixteen.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct V6Starts {
+    high: Vec<u64>,
+    /// (index, low 64 bits), ascending by index, for starts whose low bits are not zero.
+    low: Vec<(u32, u64)>,
+}
+
+impl Starts for V6Starts {
     const BITS: u8 = 128;
-    fn from_u128(a: u128) -> Self {
-        a
+    fn push(&mut self, a: u128) {
+        if a as u64 != 0 {
+            self.low.push((self.high.len() as u32, a as u64));
+        }
+        self.high.push((a >> 64) as u64);
     }
-    fn to_u128(self) -> u128 {
-        self
+    fn get(&self, i: usize) -> u128 {
+        let low = match self.low.binary_search_by_key(&(i as u32), |e| e.0) {
+            Ok(k) => self.low[k].1,
+            Err(_) => 0,
+        };
+        ((self.high[i] as u128) << 64) | low as u128
+    }
+    fn len(&self) -> usize {
+        self.high.len()
+    }
+    fn at_or_below(&self, a: u128) -> usize {
+        let top = (a >> 64) as u64;
+        let mut n = self.high.partition_point(|&h| h <= top);
+        // Starts within the same /64 as `a` may still lie above it.
+        while n > 0 && self.high[n - 1] == top && self.get(n - 1) > a {
+            n -= 1;
+        }
+        n
+    }
+    fn bytes(&self) -> usize {
+        self.high.capacity() * 8 + self.low.capacity() * 16
+    }
+    fn shrink_to_fit(&mut self) {
+        self.high.shrink_to_fit();
+        self.low.shrink_to_fit();
     }
 }
 
 /// Sorted, non-overlapping ranges of one family, stored as their starts and values: a range
 /// ends where the next one starts (the last at the end of the family), and gaps are ranges
-/// with no value. Eight bytes per IPv4 range, twenty per IPv6 range.
+/// with no value. Values are kept in 16 bits while they fit (location keys: a City database
+/// has a few thousand): six bytes per IPv4 range, eighteen per IPv6 range.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Spans<T> {
-    starts: Vec<T>,
-    values: Vec<u32>,
+    starts: T,
+    values: Values,
 }
 
-impl<T: Start> Spans<T> {
+/// The values of [`Spans`], in 16 bits until one does not fit.
+#[derive(Clone, Debug, PartialEq)]
+enum Values {
+    /// `u16::MAX` stands for [`GAP`].
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values::Narrow(Vec::new())
+    }
+}
+
+impl Values {
+    fn push(&mut self, v: u32) {
+        match self {
+            Values::Narrow(list) if v == GAP => list.push(u16::MAX),
+            Values::Narrow(list) if v < u16::MAX as u32 => list.push(v as u16),
+            Values::Narrow(list) => {
+                let mut wide: Vec<u32> = list.iter().map(|&n| Values::widen(n)).collect();
+                wide.push(v);
+                *self = Values::Wide(wide);
+            }
+            Values::Wide(list) => list.push(v),
+        }
+    }
+
+    fn widen(n: u16) -> u32 {
+        if n == u16::MAX { GAP } else { n as u32 }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            Values::Narrow(list) => Values::widen(list[i]),
+            Values::Wide(list) => list[i],
+        }
+    }
+
+    fn last(&self) -> Option<u32> {
+        match self {
+            Values::Narrow(list) => list.last().map(|&n| Values::widen(n)),
+            Values::Wide(list) => list.last().copied(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Values::Narrow(list) => list.len(),
+            Values::Wide(list) => list.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Values::Narrow(list) => list.capacity() * 2,
+            Values::Wide(list) => list.capacity() * 4,
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        match self {
+            Values::Narrow(list) => list.shrink_to_fit(),
+            Values::Wide(list) => list.shrink_to_fit(),
+        }
+    }
+}
+
+impl<T: Starts> Spans<T> {
     /// Ranges with a value.
     pub fn len(&self) -> usize {
-        self.values.iter().filter(|&&v| v != GAP).count()
+        (0..self.values.len())
+            .filter(|&i| self.values.get(i) != GAP)
+            .count()
     }
 
     /// True when no address has a value.
     pub fn is_empty(&self) -> bool {
-        self.values.iter().all(|&v| v == GAP)
+        (0..self.values.len()).all(|i| self.values.get(i) == GAP)
     }
 
     /// Appends `(start, end, value)`; ranges come in ascending order and do not overlap. A
@@ -66,18 +194,18 @@ impl<T: Start> Spans<T> {
     fn push(&mut self, end_of_last: &mut Option<u128>, start: u128, end: u128, value: u32) {
         match *end_of_last {
             Some(e) if e.checked_add(1) == Some(start) => {
-                if self.values.last() != Some(&value) {
-                    self.starts.push(T::from_u128(start));
+                if self.values.last() != Some(value) {
+                    self.starts.push(start);
                     self.values.push(value);
                 }
             }
             Some(_) | None => {
                 let gap_at = end_of_last.map_or(0, |e| e.saturating_add(1));
                 if gap_at < start {
-                    self.starts.push(T::from_u128(gap_at));
+                    self.starts.push(gap_at);
                     self.values.push(GAP);
                 }
-                self.starts.push(T::from_u128(start));
+                self.starts.push(start);
                 self.values.push(value);
             }
         }
@@ -97,35 +225,36 @@ impl<T: Start> Spans<T> {
     pub fn iter(&self) -> impl Iterator<Item = Range> + '_ {
         let top = ranges::max_addr(T::BITS);
         (0..self.starts.len()).filter_map(move |i| {
-            let v = self.values[i];
+            let v = self.values.get(i);
             (v != GAP).then(|| {
-                let end = self
-                    .starts
-                    .get(i + 1)
-                    .map_or(top, |n| n.to_u128() - 1);
-                (self.starts[i].to_u128(), end, v)
+                let end = if i + 1 < self.starts.len() {
+                    self.starts.get(i + 1) - 1
+                } else {
+                    top
+                };
+                (self.starts.get(i), end, v)
             })
         })
     }
 
     /// The range holding `addr`, with its value; None in a gap.
     pub fn find(&self, addr: u128) -> Option<Range> {
-        let a = T::from_u128(addr);
-        let i = self.starts.partition_point(|&s| s <= a).checked_sub(1)?;
-        let v = self.values[i];
+        let i = self.starts.at_or_below(addr).checked_sub(1)?;
+        let v = self.values.get(i);
         if v == GAP {
             return None;
         }
-        let end = self
-            .starts
-            .get(i + 1)
-            .map_or(ranges::max_addr(T::BITS), |n| n.to_u128() - 1);
-        Some((self.starts[i].to_u128(), end, v))
+        let end = if i + 1 < self.starts.len() {
+            self.starts.get(i + 1) - 1
+        } else {
+            ranges::max_addr(T::BITS)
+        };
+        Some((self.starts.get(i), end, v))
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<T>() + self.values.capacity() * 4
+        self.starts.bytes() + self.values.bytes()
     }
 }
 
@@ -137,19 +266,19 @@ pub struct SpansBuilder<T> {
     end: Option<u128>,
 }
 
-impl<T> Default for SpansBuilder<T> {
+impl<T: Starts> Default for SpansBuilder<T> {
     fn default() -> Self {
         SpansBuilder::from(0)
     }
 }
 
-impl<T> SpansBuilder<T> {
+impl<T: Starts> SpansBuilder<T> {
     /// A builder for ranges from `origin` on.
     pub fn from(origin: u128) -> Self {
         SpansBuilder {
             spans: Spans {
-                starts: Vec::new(),
-                values: Vec::new(),
+                starts: T::default(),
+                values: Values::default(),
             },
             origin,
             end: None,
@@ -157,7 +286,7 @@ impl<T> SpansBuilder<T> {
     }
 }
 
-impl<T: Start> SpansBuilder<T> {
+impl<T: Starts> SpansBuilder<T> {
     /// Appends a range; see [`Spans`].
     pub fn push(&mut self, start: u128, end: u128, value: u32) {
         if self.end.is_none() && self.origin > 0 {
@@ -175,15 +304,16 @@ impl<T: Start> SpansBuilder<T> {
         };
         let n = next.spans.starts.len();
         for i in 0..n {
-            let v = next.spans.values[i];
+            let v = next.spans.values.get(i);
             if v == GAP {
                 continue;
             }
-            let end = match next.spans.starts.get(i + 1) {
-                Some(s) => s.to_u128() - 1,
-                None => last_end,
+            let end = if i + 1 < n {
+                next.spans.starts.get(i + 1) - 1
+            } else {
+                last_end
             };
-            self.push(next.spans.starts[i].to_u128(), end, map(v));
+            self.push(next.spans.starts.get(i), end, map(v));
         }
     }
 
@@ -193,7 +323,7 @@ impl<T: Start> SpansBuilder<T> {
         if let Some(e) = self.end
             && e < ranges::max_addr(T::BITS)
         {
-            self.spans.starts.push(T::from_u128(e + 1));
+            self.spans.starts.push(e + 1);
             self.spans.values.push(GAP);
         }
         self.spans.starts.shrink_to_fit();
@@ -206,9 +336,9 @@ impl<T: Start> SpansBuilder<T> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Families {
     /// IPv4.
-    pub v4: Spans<u32>,
+    pub v4: Spans<Vec<u32>>,
     /// IPv6.
-    pub v6: Spans<u128>,
+    pub v6: Spans<V6Starts>,
 }
 
 impl Families {
@@ -325,7 +455,7 @@ mod tests {
             (0xc000_0200, 0xc000_02ff, 3),
             (0xffff_ff00, 0xffff_ffff, 4),
         ];
-        let s: Spans<u32> = Spans::from_ranges(list.clone());
+        let s: Spans<Vec<u32>> = Spans::from_ranges(list.clone());
         let back: Vec<Range> = s.iter().collect();
         assert_eq!(
             back,
@@ -341,13 +471,16 @@ mod tests {
         assert_eq!(s.find(0x0900_0000), None, "before the first range");
         assert_eq!(s.find(0x0c00_0100), None, "in a gap");
         assert_eq!(s.find(0xffff_ffff), Some((0xffff_ff00, 0xffff_ffff, 4)));
-        let short: Spans<u32> = Spans::from_ranges(vec![(0x0a00_0000, 0x0aff_ffff, 1)]);
+        let short: Spans<Vec<u32>> = Spans::from_ranges(vec![(0x0a00_0000, 0x0aff_ffff, 1)]);
         assert_eq!(short.find(0x0b00_0000), None, "after the last range");
-        assert_eq!(short.iter().collect::<Vec<_>>(), vec![(0x0a00_0000, 0x0aff_ffff, 1)]);
+        assert_eq!(
+            short.iter().collect::<Vec<_>>(),
+            vec![(0x0a00_0000, 0x0aff_ffff, 1)]
+        );
         // Two builders, the second from an origin, appended with renumbered values.
-        let mut low = SpansBuilder::<u32>::default();
+        let mut low = SpansBuilder::<Vec<u32>>::default();
         low.push(0x0100_0000, 0x01ff_ffff, 0);
-        let mut high = SpansBuilder::<u32>::from(0x8000_0000);
+        let mut high = SpansBuilder::<Vec<u32>>::from(0x8000_0000);
         high.push(0x9000_0000, 0x90ff_ffff, 0);
         high.push(0x9100_0000, 0x91ff_ffff, 1);
         low.append(high, |v| v + 5);
@@ -360,8 +493,30 @@ mod tests {
                 (0x9100_0000, 0x91ff_ffff, 6)
             ]
         );
-        let v6: Spans<u128> = Spans::from_ranges(vec![(0, u128::MAX, 9)]);
+        let v6: Spans<V6Starts> = Spans::from_ranges(vec![(0, u128::MAX, 9)]);
+        assert_eq!(v6.find(7), Some((0, u128::MAX, 9)));
+        // IPv6 starts inside a /64 keep their low bits.
+        let db8 = 0x2001_0db8u128 << 96;
+        let fine = vec![
+            (db8, db8 + 0xff, 1),
+            (db8 + 0x100, db8 + 0x1ff, 2),
+            (db8 + (1 << 64), db8 + (2 << 64) - 1, 3),
+        ];
+        let inside: Spans<V6Starts> = Spans::from_ranges(fine.clone());
+        assert_eq!(inside.iter().collect::<Vec<_>>(), fine);
+        assert_eq!(inside.find(db8 + 0x150), Some(fine[1]));
+        assert_eq!(inside.find(db8 + 0x250), None, "the gap after the /120");
+        assert_eq!(inside.find(db8 - 1), None);
+        assert_eq!(inside.find(db8 + (1 << 64) + 5), Some(fine[2]));
+        // Values beyond 16 bits widen the list; every value reads back.
+        let wide: Spans<Vec<u32>> =
+            Spans::from_ranges(vec![(0, 9, 3), (10, 19, 70_000), (30, 39, 65_534)]);
+        assert_eq!(
+            wide.iter().collect::<Vec<_>>(),
+            vec![(0, 9, 3), (10, 19, 70_000), (30, 39, 65_534)]
+        );
+        assert_eq!(wide.find(25), None);
         assert_eq!(v6.find(u128::MAX), Some((0, u128::MAX, 9)));
-        assert!(Spans::<u32>::default().is_empty());
+        assert!(Spans::<Vec<u32>>::default().is_empty());
     }
 }

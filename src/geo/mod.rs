@@ -20,8 +20,8 @@ use maxminddb::{Reader, WithinOptions};
 
 use crate::hash::IntMap;
 use crate::ranges;
-pub use layer::{Families, GeoKey, GeoLayer, Locations, Spans};
 use layer::SpansBuilder;
+pub use layer::{Families, GeoKey, GeoLayer, Locations, Spans, V6Starts};
 
 /// How a database stores its fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +107,9 @@ impl std::fmt::Debug for GeoDb {
 /// The CIDRs that cover IPv6 except `::/96` (where an IPv6 database keeps its IPv4 subtree,
 /// walked as IPv4), in ascending order: the sibling of `::/96` at each depth.
 fn v6_outside_v4() -> impl Iterator<Item = (u128, u8)> {
-    (1..=96u8).rev().map(|len| (1u128 << (128 - len as u32), len))
+    (1..=96u8)
+        .rev()
+        .map(|len| (1u128 << (128 - len as u32), len))
 }
 
 impl GeoDb {
@@ -155,8 +157,8 @@ impl GeoDb {
         let version = format!("{db_type} built {build_epoch}");
         let t = std::time::Instant::now();
         let keep_locations = locations && layout != Layout::Asn;
-        let walked = walk(&reader, layout, keep_locations)
-            .map_err(|e| GeoError::Corrupt(Box::new(e)))?;
+        let walked =
+            walk(&reader, layout, keep_locations).map_err(|e| GeoError::Corrupt(Box::new(e)))?;
         drop(reader);
         let (v4_values, v4_points) = (walked.v4.0.finish(), walked.v4.1.finish());
         let (v6_values, v6_points) = (walked.v6.0.finish(), walked.v6.1.finish());
@@ -244,8 +246,8 @@ struct Part {
     key_ids: HashMap<String, u32>,
     points: Vec<(f64, f64)>,
     point_ids: IntMap<(u64, u64), u32>,
-    v4: (SpansBuilder<u32>, SpansBuilder<u32>),
-    v6: (SpansBuilder<u128>, SpansBuilder<u128>),
+    v4: (SpansBuilder<Vec<u32>>, SpansBuilder<Vec<u32>>),
+    v6: (SpansBuilder<V6Starts>, SpansBuilder<V6Starts>),
 }
 
 impl Part {
@@ -407,7 +409,11 @@ fn walk_part(
             }
         }
     }
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, records = ids.len(), "part walked");
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        records = ids.len(),
+        "part walked"
+    );
     Ok(out)
 }
 
@@ -486,7 +492,6 @@ fn key_id(
     key_ids.insert(text.clone(), id);
     id
 }
-
 
 /// The continent of a country (ISO 3166-1 alpha-2), per the continent codes MaxMind uses.
 pub fn continent_of(country: &str) -> Option<&'static str> {

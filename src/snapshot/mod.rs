@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::health::{HealthTable, State};
 use crate::zone::Zone;
 
-pub use route::{RouteKey, RouteTable};
+pub use route::{NESTED, RouteKey, RouteTable, V6Table};
 pub use service::{Pick, Service, ServiceAnswer, client_key};
 
 /// The most addresses a service can answer with.

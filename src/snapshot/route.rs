@@ -21,6 +21,16 @@ impl RouteKey for u32 {
     }
 }
 
+impl RouteKey for u64 {
+    #[inline]
+    fn top16(self) -> usize {
+        (self >> 48) as usize
+    }
+    fn from_top16(k: usize) -> Self {
+        (k as u64) << 48
+    }
+}
+
 impl RouteKey for u128 {
     #[inline]
     fn top16(self) -> usize {
@@ -72,6 +82,7 @@ impl<T: RouteKey> RouteTable<T> {
 
     /// Builds the directory; call once after the last `push`.
     pub fn finish(&mut self) {
+        self.entries.shrink_to_fit();
         let block_of = |a: T| self.entries.partition_point(|e| e.0 <= a).saturating_sub(1);
         let firsts: Vec<usize> = (0..65536usize)
             .map(|k| block_of(T::from_top16(k)))
@@ -143,6 +154,16 @@ impl<T: RouteKey> RouteTable<T> {
         self.entries.iter().map(|e| e.0)
     }
 
+    /// Bytes held by the blocks and the directory.
+    pub fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<(T, u32)>() + self.dir.capacity() * 8
+    }
+
+    /// The blocks, ascending: (start, decision index, prefix length).
+    pub fn blocks(&self) -> impl Iterator<Item = (T, u32, u8)> + '_ {
+        self.entries.iter().map(|e| (e.0, e.1 >> 8, e.1 as u8))
+    }
+
     /// The block containing `addr`: (decision index, prefix length).
     #[inline]
     pub fn lookup(&self, addr: T) -> Option<(u32, u8)> {
@@ -154,6 +175,110 @@ impl<T: RouteKey> RouteTable<T> {
             }
         };
         Some((packed >> 8, packed as u8))
+    }
+}
+
+/// The IPv6 route table, keyed by the top 64 bits of the address: blocks no longer than /64
+/// (nearly all of GeoIP and BGP data) are stored with 64-bit starts, half the memory of full
+/// addresses. A /64 that holds longer blocks has one entry marked [`NESTED`] in the main table,
+/// and its blocks, with full addresses, in a second table that only such addresses reach.
+#[derive(Debug, Clone, Default)]
+pub struct V6Table {
+    short: RouteTable<u64>,
+    nested: RouteTable<u128>,
+    /// Entries of `short` marked [`NESTED`].
+    marked: usize,
+}
+
+/// The decision index that marks a /64 whose blocks are in the nested table. The compiler
+/// keeps decision indexes below it (fewer than 2^23 - 1 decisions).
+pub const NESTED: u32 = (1 << 23) - 1;
+
+impl From<RouteTable<u128>> for V6Table {
+    fn from(full: RouteTable<u128>) -> V6Table {
+        let mut t = V6Table::default();
+        let mut last_nested: Option<u64> = None;
+        for (start, decision, len) in full.blocks() {
+            let top = (start >> 64) as u64;
+            if len <= 64 {
+                t.short.push(top, decision, len);
+            } else {
+                // Every block of this /64 is longer than /64 (a shorter one would cover it).
+                if last_nested != Some(top) {
+                    t.short.push(top, NESTED, 64);
+                    t.marked += 1;
+                    last_nested = Some(top);
+                }
+                t.nested.push(start, decision, len);
+            }
+        }
+        t.short.finish();
+        t.nested.finish();
+        t
+    }
+}
+
+impl V6Table {
+    /// Blocks in the table.
+    pub fn len(&self) -> usize {
+        self.short.len() - self.marked + self.nested.len()
+    }
+
+    /// True when the table has no block.
+    pub fn is_empty(&self) -> bool {
+        self.short.is_empty()
+    }
+
+    /// See [`RouteTable::lookup`].
+    #[inline]
+    pub fn lookup(&self, addr: u128) -> Option<(u32, u8)> {
+        match self.short.lookup((addr >> 64) as u64)? {
+            (NESTED, _) => self.nested.lookup(addr),
+            found => Some(found),
+        }
+    }
+
+    /// See [`RouteTable::directory_entry`].
+    #[inline]
+    pub fn directory_entry(&self, addr: u128) -> Option<&u64> {
+        self.short.directory_entry((addr >> 64) as u64)
+    }
+
+    /// See [`RouteTable::warm_blocks`].
+    #[inline]
+    pub fn warm_blocks(&self, addr: u128) -> u64 {
+        self.short.warm_blocks((addr >> 64) as u64)
+    }
+
+    /// The blocks, ascending, with full addresses: (start, decision index, prefix length).
+    pub fn blocks(&self) -> impl Iterator<Item = (u128, u32, u8)> + '_ {
+        let mut nested = self.nested.blocks().peekable();
+        self.short.blocks().flat_map(move |(top, decision, len)| {
+            let start = (top as u128) << 64;
+            let mut out = Vec::new();
+            if decision == NESTED {
+                while let Some(&(s, d, l)) = nested.peek() {
+                    if (s >> 64) as u64 != top {
+                        break;
+                    }
+                    out.push((s, d, l));
+                    nested.next();
+                }
+            } else {
+                out.push((start, decision, len));
+            }
+            out
+        })
+    }
+
+    /// Block starts, ascending, as full addresses.
+    pub fn starts(&self) -> impl Iterator<Item = u128> + '_ {
+        self.blocks().map(|b| b.0)
+    }
+
+    /// Bytes held by the blocks and the directories.
+    pub fn bytes(&self) -> usize {
+        self.short.bytes() + self.nested.bytes()
     }
 }
 
@@ -197,5 +322,74 @@ mod tests {
         let mut u = RouteTable::default();
         u.push(0u128, 7, 0);
         assert_eq!(u.lookup(u128::MAX), Some((7, 0)));
+        // IPv6 blocks no longer than /64 are keyed by their top 64 bits, with the same answers.
+        let mut full = RouteTable::<u128>::default();
+        full.push(0, 1, 1);
+        full.push(0x8000u128 << 112, 2, 2);
+        full.push(0xc000u128 << 112, 3, 3);
+        full.push(0xe000u128 << 112, 1, 3);
+        full.finish();
+        let short = V6Table::from(full.clone());
+        assert!(short.nested.is_empty());
+        for a in [
+            0u128,
+            0x8000u128 << 112 | 1,
+            (0xc000u128 << 112) - 1,
+            u128::MAX,
+        ] {
+            assert_eq!(short.lookup(a), full.lookup(a), "{a:#x}");
+        }
+        assert_eq!(
+            short.starts().collect::<Vec<_>>(),
+            full.starts().collect::<Vec<_>>()
+        );
+        // Blocks longer than /64 (in ::/64 and in 2001:db8::/64) go to the nested table.
+        let db8 = 0x2001_0db8u128 << 96;
+        let mut long = RouteTable::<u128>::default();
+        for (start, d, len) in [
+            (0, 1, 126),
+            (4, 2, 128),
+            (5, 1, 128),
+            (6, 1, 127),
+            (8, 1, 125),
+            (16, 1, 124),
+            (32, 1, 123),
+            (64, 1, 122),
+            (128, 1, 121),
+            (256, 1, 120),
+        ] {
+            long.push(start, d, len);
+        }
+        long.push(1u128 << 64, 3, 64);
+        long.push(db8, 4, 65);
+        long.push(db8 | 1u128 << 63, 5, 65);
+        long.push(db8 + (1u128 << 64), 6, 64);
+        long.finish();
+        let t = V6Table::from(long.clone());
+        assert_eq!(
+            t.short.len(),
+            4,
+            "::/64, ::1:0:0:0/64, 2001:db8::/64, the /64 after"
+        );
+        assert_eq!(t.nested.len(), 12);
+        for a in [
+            0u128,
+            4,
+            5,
+            6,
+            7,
+            8,
+            300,
+            1u128 << 64,
+            db8,
+            db8 | 1u128 << 63,
+            db8 + (1u128 << 64),
+        ] {
+            assert_eq!(t.lookup(a), long.lookup(a), "{a:#x}");
+        }
+        assert_eq!(
+            t.blocks().collect::<Vec<_>>(),
+            long.blocks().collect::<Vec<_>>()
+        );
     }
 }

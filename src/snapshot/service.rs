@@ -6,7 +6,9 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo};
+use super::{
+    AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo, V6Table,
+};
 use crate::hash::mix;
 use crate::health::{HealthTable, State};
 
@@ -38,7 +40,7 @@ pub struct Service {
     /// IPv4 route table.
     pub v4: RouteTable<u32>,
     /// IPv6 route table.
-    pub v6: RouteTable<u128>,
+    pub v6: V6Table,
     /// Round-robin counter for the last-resort set.
     pub rr: AtomicU64,
 }
@@ -452,7 +454,7 @@ mod tests {
             rules: vec![],
             decisions: vec![],
             v4: RouteTable::default(),
-            v6: RouteTable::default(),
+            v6: V6Table::default(),
             rr: AtomicU64::new(0),
         }
     }
