@@ -122,6 +122,31 @@ pub fn overlay<L: AsRef<[Range]>>(
     mut decide: impl FnMut(&[Option<u32>]) -> u32,
 ) -> Vec<Range> {
     let top = max_addr(bits);
+    // One layer with ranges (the others empty): its ranges and the gaps between them are the
+    // pieces, no cut list needed.
+    let mut full = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.as_ref().is_empty());
+    if let (Some((only, l)), None) = (full.next(), full.next()) {
+        let mut values = vec![None; layers.len()];
+        let mut out: Vec<Range> = Vec::new();
+        let mut next = Some(0u128);
+        for &(s, e, v) in l.as_ref() {
+            if let Some(gap) = next.filter(|&g| g < s) {
+                values[only] = None;
+                push_merged(&mut out, gap, s - 1, decide(&values));
+            }
+            values[only] = Some(v);
+            push_merged(&mut out, s, e, decide(&values));
+            next = e.checked_add(1).filter(|&n| n <= top);
+        }
+        if let Some(gap) = next {
+            values[only] = None;
+            push_merged(&mut out, gap, top, decide(&values));
+        }
+        return out;
+    }
     let mut cuts: Vec<u128> = Vec::new();
     for l in layers {
         for &(s, e, _) in l.as_ref() {
@@ -158,6 +183,12 @@ pub fn overlay<L: AsRef<[Range]>>(
 /// length is the ECS scope for every address in it.
 pub fn blocks(ranges: &[Range], bits: u8) -> Vec<(u128, u8, u32)> {
     let mut out = Vec::new();
+    for_each_block(ranges, bits, |s, len, v| out.push((s, len, v)));
+    out
+}
+
+/// [`blocks`] without the list: `f` gets each block in turn.
+pub fn for_each_block(ranges: &[Range], bits: u8, mut f: impl FnMut(u128, u8, u32)) {
     for &(s, e, v) in ranges {
         let mut cur = s;
         loop {
@@ -167,12 +198,16 @@ pub fn blocks(ranges: &[Range], bits: u8) -> Vec<(u128, u8, u32)> {
             } else {
                 cur.trailing_zeros().min(bits as u32)
             };
-            let mut host = align;
-            while host > 0 && block_end(cur, bits - host as u8, bits) > e {
-                host -= 1;
-            }
+            // ... and the largest that fits before `e`: 2^host <= e - cur + 1.
+            let span = e - cur;
+            let fit = if span == u128::MAX {
+                128
+            } else {
+                127 - (span + 1).leading_zeros()
+            };
+            let host = align.min(fit);
             let len = bits - host as u8;
-            out.push((cur, len, v));
+            f(cur, len, v);
             let end = block_end(cur, len, bits);
             if end >= e {
                 break;
@@ -180,12 +215,34 @@ pub fn blocks(ranges: &[Range], bits: u8) -> Vec<(u128, u8, u32)> {
             cur = end + 1;
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_of_one_layer_matches_the_general_case() {
+        let a: Vec<Range> = vec![(3, 9, 1), (10, 19, 1), (40, 49, 2), (200, 255, 3)];
+        let empty: Vec<Range> = Vec::new();
+        // A second layer that covers everything (so the general path runs) and is ignored.
+        let cover: Vec<Range> = vec![(0, 255, 7)];
+        let pick = |v: &[Option<u32>]| v[0].map_or(0, |x| x + 10);
+        let fast = overlay(&[a.clone(), empty], 8, pick);
+        let general = overlay(&[a, cover], 8, pick);
+        assert_eq!(fast, general);
+        assert_eq!(
+            fast,
+            vec![
+                (0, 2, 0),
+                (3, 19, 11),
+                (20, 39, 0),
+                (40, 49, 12),
+                (50, 199, 0),
+                (200, 255, 13)
+            ]
+        );
+    }
 
     #[test]
     fn flatten_longest_match() {

@@ -183,6 +183,8 @@ pub(super) fn tables(
 
     let mut decisions: Vec<Decision> = Vec::new();
     let mut decision_of: HashMap<(u32, u64, Vec<u8>), u32> = HashMap::new();
+    // The decision of each rule for pieces without local-only nodes or ranks.
+    let mut plain_decision: Vec<Option<u32>> = vec![None; rules.drafts.len()];
     let mut tables: (RouteTable<u32>, RouteTable<u128>) =
         (RouteTable::default(), RouteTable::default());
     for (fam, bits) in [(0usize, 32u8), (1, 128)] {
@@ -290,6 +292,11 @@ pub(super) fn tables(
                     ranks[n] = r;
                 }
             }
+            // Most pieces rank nothing and serve every client: their decision is the rule's.
+            let plain = mask == 0 && ranks.is_empty();
+            if plain && let Some(&Some(d)) = plain_decision.get(rule as usize) {
+                return d;
+            }
             let key = (rule, mask, ranks);
             if let Some(&d) = decision_of.get(&key) {
                 return d;
@@ -302,6 +309,9 @@ pub(super) fn tables(
             });
             let d = (decisions.len() - 1) as u32;
             decision_of.insert(key, d);
+            if plain {
+                plain_decision[rule as usize] = Some(d);
+            }
             d
         };
         // Neighbouring pieces often have the same layer values: decide those once.
@@ -316,13 +326,13 @@ pub(super) fn tables(
             last.1 = d;
             d
         });
-        for (start, len, dec) in ranges::blocks(&merged, bits) {
+        ranges::for_each_block(&merged, bits, |start, len, dec| {
             if fam == 0 {
                 tables.0.push(start as u32, dec, len);
             } else {
                 tables.1.push(start, dec, len);
             }
-        }
+        });
     }
     tables.0.finish();
     tables.1.finish();

@@ -47,6 +47,8 @@ pub enum GeoError {
     Read(maxminddb::MaxMindDbError),
     /// Walking the whole database found no network with usable data.
     NoData,
+    /// A record lies beyond 4 GiB into the data section.
+    TooLarge,
     /// Walking the database while opening it failed (the cause is inside).
     Corrupt(Box<GeoError>),
 }
@@ -62,6 +64,7 @@ impl std::fmt::Display for GeoError {
             ),
             GeoError::Read(e) => write!(f, "{e}"),
             GeoError::NoData => f.write_str("the database maps no network to usable data"),
+            GeoError::TooLarge => f.write_str("a record lies beyond 4 GiB into the data section"),
             GeoError::Corrupt(e) => write!(f, "corrupt MaxMind DB: {e}"),
         }
     }
@@ -303,7 +306,8 @@ impl Part {
 }
 
 /// Walks every network of `reader` that has data, once, in two parts on two threads when the
-/// machine has two cores (the lower half of IPv4; the upper half and IPv6), merged in order.
+/// process may use two cores (the lower half of IPv4; the upper half and IPv6), merged in
+/// order; in one part otherwise.
 /// IPv4 networks come from the IPv4 subtree; in IPv6, the IPv4-compatible range (`::/96`) and
 /// the aliases of the IPv4 subtree are skipped.
 fn walk(reader: &Reader<Vec<u8>>, layout: Layout, locations: bool) -> Result<Part, GeoError> {
@@ -324,10 +328,9 @@ fn walk(reader: &Reader<Vec<u8>>, layout: Layout, locations: bool) -> Result<Par
             (a, b)
         })
     } else {
-        (
-            walk_part(reader, layout, locations, &first, 0),
-            walk_part(reader, layout, locations, &second, half),
-        )
+        // One core: one part, so that no record is decoded twice.
+        let all: Vec<(bool, u128, u8)> = first.into_iter().chain(second).collect();
+        return walk_part(reader, layout, locations, &all, 0);
     };
     let mut out = a?;
     out.append(b?, layout == Layout::Asn);
@@ -345,10 +348,12 @@ fn walk_part(
 ) -> Result<Part, GeoError> {
     let t0 = std::time::Instant::now();
     let mut out = Part::new(v4_from);
-    // Record offset → (value, point id); neighbouring networks often share a record, so the
-    // last one is checked before the map.
-    let mut ids: IntMap<usize, (u32, u32)> = IntMap::default();
-    let mut last: Option<(usize, (u32, u32))> = None;
+    // Record offset → value, and → point id when coordinates are kept (apart, so that the
+    // map the walk always needs has 8-byte entries: its lookups are the walk's main cost);
+    // neighbouring networks often share a record, so the last one is checked first.
+    let mut ids: IntMap<u32, u32> = IntMap::default();
+    let mut point_of: IntMap<u32, u32> = IntMap::default();
+    let mut last: Option<(u32, (u32, u32))> = None;
     let mut text = String::new();
     for &(v6, start, len) in cidrs {
         let bits = if v6 { 128 } else { 32 };
@@ -376,14 +381,22 @@ fn walk_part(
             let Some(offset) = item.offset() else {
                 continue;
             };
+            // Kept in 32 bits: the map of offsets is the walk's largest working set.
+            let Ok(offset) = u32::try_from(offset) else {
+                return Err(GeoError::TooLarge);
+            };
             let (value, point) = match last {
                 Some((o, found)) if o == offset => found,
                 _ => {
                     let found = match ids.get(&offset) {
-                        Some(&found) => found,
+                        Some(&value) if !locations => (value, layer::GAP),
+                        Some(&value) => (value, point_of[&offset]),
                         None => {
                             let found = decode(&item, layout, locations, &mut out, &mut text)?;
-                            ids.insert(offset, found);
+                            ids.insert(offset, found.0);
+                            if locations {
+                                point_of.insert(offset, found.1);
+                            }
                             found
                         }
                     };
