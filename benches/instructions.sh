@@ -5,6 +5,7 @@
 # throughput one is noisy (it does not see cache misses, which compare.sh does).
 #
 #   bash benches/instructions.sh [SECONDS]
+#   OLD=path/to/older/signpost bash benches/instructions.sh [SECONDS]   # and that build's count
 #
 # Each server starts under callgrind (slow: Signpost walks the whole GeoIP database at start,
 # about two minutes under valgrind), its counters are zeroed once it answers, then it gets
@@ -51,3 +52,7 @@ echo "database: $DB; random ECS, ${SECS} s of load per server under callgrind"
 count signpost 5401 "$SP" serve --config "$W/sp/signpost.yaml"
 count gdnsd 5402 gdnsd -c "$W/gd" start
 printf 'instructions per query, signpost/gdnsd: %.3f\n' "$(echo "scale=4; $IPQ_signpost/$IPQ_gdnsd" | bc)"
+if [ -n "${OLD:-}" ]; then
+  count old 5401 "$OLD" serve --config "$W/sp/signpost.yaml"
+  printf 'instructions per query, signpost/old: %.3f\n' "$(echo "scale=4; $IPQ_signpost/$IPQ_old" | bc)"
+fi

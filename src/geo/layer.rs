@@ -21,6 +21,10 @@ pub trait Starts: Default + Clone + std::fmt::Debug + PartialEq {
     fn get(&self, i: usize) -> u128;
     /// How many starts there are.
     fn len(&self) -> usize;
+    /// True when there is no start.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// How many starts are at or below `a`.
     fn at_or_below(&self, a: u128) -> usize;
     /// Bytes held.

@@ -6,7 +6,7 @@
 //! `country.iso_code`, `subdivisions[0].iso_code`, `location.latitude/longitude`),
 //! GeoLite2-ASN (`autonomous_system_number`), and the flat layout of DB-IP Lite and
 //! ip-location-db (`country_code`, `latitude`, `longitude`). The continent is derived from the
-//! country when the database has none ([`record`]). This module is only used off the query
+//! country when the database has none (`geo::record`). This module is only used off the query
 //! path.
 
 pub mod layer;
