@@ -172,11 +172,15 @@ pub enum CtlRequest {
         /// Node name.
         node: String,
     },
-    /// Push states from a monitor: `NODE=STATE[:TTL]` (TTL in seconds, default 60).
+    /// Push states from a monitor: `NODE=STATE[:TTL]` (TTL in seconds, default 60); with
+    /// `--load`, loads: `NODE=LOAD[:TTL]` in the maps' capacity unit.
     Push {
         /// Who is pushing.
         #[arg(long, default_value = "monitor")]
         source: String,
+        /// The values are loads (for `spread: capacity`), not states.
+        #[arg(long)]
+        load: bool,
         /// States.
         states: Vec<String>,
     },
@@ -526,22 +530,39 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
             expires_in: *expires,
         },
         CtlRequest::Clear { node } => Request::Clear { node: node.clone() },
-        CtlRequest::Push { source, states } => {
+        CtlRequest::Push {
+            source,
+            load,
+            states,
+        } => {
             let mut items = Vec::new();
             for s in states {
                 let Some((node, rest)) = s.split_once('=') else {
-                    return Err(CliError::Usage(format!("{s:?}: expected NODE=STATE[:TTL]")));
+                    return Err(CliError::Usage(format!(
+                        "{s:?}: expected NODE=STATE[:TTL] (or NODE=LOAD[:TTL] with --load)"
+                    )));
                 };
-                let (state, ttl) = match rest.split_once(':') {
-                    Some((st, t)) => match t.parse::<u64>() {
-                        Ok(t) => (st, t),
+                let (value, ttl) = match rest.split_once(':') {
+                    Some((v, t)) => match t.parse::<u64>() {
+                        Ok(t) => (v, t),
                         Err(_) => return Err(CliError::Usage(format!("{s:?}: bad TTL"))),
                     },
                     None => (rest, 60),
                 };
+                let (state, load) = if *load {
+                    match value.parse::<f64>() {
+                        Ok(l) => (None, Some(l)),
+                        Err(_) => {
+                            return Err(CliError::Usage(format!("{s:?}: bad load {value:?}")));
+                        }
+                    }
+                } else {
+                    (Some(value.to_string()), None)
+                };
                 items.push(PushItem {
                     node: node.into(),
-                    state: state.into(),
+                    state,
+                    load,
                     ttl,
                 });
             }
@@ -581,17 +602,7 @@ fn ctl(
         return Err(CliError::Refused(Box::new(resp)));
     }
     match resp.reply {
-        Reply::Nodes { nodes } => {
-            println!("{:<16} {:<6} WHY", "NODE", "STATE");
-            for n in nodes {
-                println!(
-                    "{:<16} {:<6} {}",
-                    escape(&n.name),
-                    escape(&n.state),
-                    escape(&n.why)
-                );
-            }
-        }
+        Reply::Nodes { nodes } => print_nodes(&nodes),
         Reply::Status(s) => {
             println!("version:     {}", escape(&s.version));
             println!("uptime:      {} s", s.uptime_s);
@@ -683,6 +694,66 @@ fn ctl(
         _ => println!("ok"),
     }
     Ok(())
+}
+
+/// The `ctl nodes` table: state and why; with capacity, load, utilisation and shares.
+fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
+    let steered = nodes.iter().any(|n| n.capacity.is_some());
+    if !steered {
+        println!("{:<16} {:<6} WHY", "NODE", "STATE");
+        for n in nodes {
+            println!(
+                "{:<16} {:<6} {}",
+                escape(&n.name),
+                escape(&n.state),
+                escape(&n.why)
+            );
+        }
+        return;
+    }
+    println!(
+        "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  WHY",
+        "NODE", "STATE", "LOAD", "CAPACITY", "UTIL", "SHARE", "OVERFLOW"
+    );
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    for n in nodes {
+        let c = n.capacity.as_ref();
+        let share = c.and_then(|c| c.shares.first());
+        let mut why = escape(&n.why).into_owned();
+        if let Some(c) = c {
+            why.push_str("; load ");
+            why.push_str(&escape(&c.load_status));
+            if let Some(u) = &c.unit {
+                why.push_str(&format!(" ({})", escape(u)));
+            }
+        }
+        println!(
+            "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  {}",
+            escape(&n.name),
+            escape(&n.state),
+            num(c.and_then(|c| c.load)),
+            num(c.and_then(|c| c.capacity)),
+            c.and_then(|c| c.utilisation)
+                .map_or("-".into(), |u| format!("{:.0}%", u * 100.0)),
+            share.map_or("-".into(), |s| format!("{:.1}%", s.share * 100.0)),
+            share.map_or("-".into(), |s| format!("{:.1}%", s.overflow * 100.0)),
+            why
+        );
+        for s in c.map(|c| &c.shares[..]).unwrap_or_default().iter().skip(1) {
+            println!(
+                "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  in {} of {}",
+                "",
+                "",
+                "",
+                "",
+                "",
+                format!("{:.1}%", s.share * 100.0),
+                format!("{:.1}%", s.overflow * 100.0),
+                escape(&s.region),
+                escape(&s.service)
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,7 @@ fn run(
         serving.clone(),
         config.max_concurrent_checks,
     ));
+    runtime.spawn(crate::scrape::supervise(serving.clone()));
 
     // One DNS TCP connection table for every listener, within a share of the descriptors.
     let fd_limit = crate::dns::conns::raise_fd_limit();

@@ -128,6 +128,12 @@ pub fn explain(
             .map(|&(n, w)| {
                 let node = &snap.nodes[n];
                 let mut s = format!("{} w{} {}", node.name, w, snap.health.get(n).as_str());
+                if let Some(steer) = &svc.steering {
+                    let f = steer.factor(n);
+                    if f != 1.0 {
+                        s.push_str(&format!(" (capacity: weight ×{f:.2})"));
+                    }
+                }
                 if node
                     .local_bit
                     .is_some_and(|b| decision.local_mask & (1 << b) == 0)
@@ -158,8 +164,15 @@ pub fn explain(
                 s
             })
             .collect();
+        let overflow = svc
+            .steering
+            .as_ref()
+            .map(|st| st.overflow(r))
+            .filter(|&f| f > 0.0 && i + 1 < decision.chain.len())
+            .map(|f| format!(" (at capacity: {:.1} % of its clients sent on)", f * 100.0))
+            .unwrap_or_default();
         out.push(format!(
-            "region {}: {}{}: {}",
+            "region {}: {}{}{overflow}: {}",
             i + 1,
             region.name,
             match (&region.distance, at) {
@@ -209,9 +222,44 @@ pub fn explain(
             ""
         }
     ));
+    if svc.steering.is_some() {
+        out.extend(capacity_line(snap, svc, decision, v6, client, &pick));
+    }
     out.push(format!("scope: /{scope}; ttl {}", svc.ttl(&pick)));
     out.push(format!("data: {}", snap.versions));
     out
+}
+
+/// What capacity steering changed for this client, if anything: sent on by a region at
+/// capacity, or moved off the node static weights give it.
+fn capacity_line(
+    snap: &Snapshot,
+    svc: &Service,
+    decision: &crate::snapshot::Decision,
+    v6: bool,
+    client: IpAddr,
+    pick: &crate::snapshot::Pick,
+) -> Option<String> {
+    let key = client_key(client);
+    let plain = svc.pick_unsteered(decision, v6, key, &snap.nodes, &snap.health);
+    let from = plain
+        .nodes()
+        .first()
+        .map(|&n| snap.nodes[n].name.as_str())
+        .unwrap_or("-");
+    if let Some(r) = pick.overflowed {
+        return Some(format!(
+            "capacity: moved to the next region: {} is at capacity and sends this client on \
+             (static weights would answer {from})",
+            svc.regions[r].name
+        ));
+    }
+    if plain.nodes() != pick.nodes() {
+        return Some(format!(
+            "capacity: moved from {from} by the weights the controller set (load and headroom)"
+        ));
+    }
+    Some("capacity: not moved (the node static weights give)".into())
 }
 
 /// How much of the address space a map change moves: IPv4 /24s and IPv6 /48s whose first

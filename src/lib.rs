@@ -44,14 +44,17 @@
 //! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`], [`tally`]
 //!    (counter cells with a row per writer), [`distance`] (great-circle distances);
 //! 2. formats: [`spec`], [`zone`], [`config`];
-//! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`live`];
+//! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`meter`]
+//!    (load sources: where a node's load is read, and how a scrape becomes a load), [`live`];
 //! 4. the compiled model: [`snapshot`], and [`explain`] over it;
 //! 5. the compiler: [`compile`];
-//! 6. node states, the load pipeline and the reload guard: [`node_state`], [`load`], [`guard`];
+//! 6. node states, capacity steering (loads and the controller that turns them into shares),
+//!    the load pipeline and the reload guard: [`node_state`], [`capacity`], [`load`], [`guard`];
 //! 7. where the services meet: [`counters`] (what is counted, and the one place that sums it),
 //!    [`querylog`] (the workers hand records to its writer thread), [`serving`], [`notify`]
 //!    (messages to systemd);
-//! 8. services: [`dns`], [`probe`], [`reload`], [`control`], [`feed`], [`metrics`] (the
+//! 8. services: [`dns`], [`probe`], [`scrape`] (load scrapes and the controller's clock),
+//!    [`reload`], [`control`], [`feed`], [`metrics`] (the
 //!    Prometheus endpoint) — they never name each other, and meet at the snapshot, the node
 //!    states, the counters and the serving state;
 //! 9. [`handover`]: a new process taking over the sockets, node states and counters of the
@@ -75,6 +78,7 @@
 #![warn(missing_docs)]
 
 pub mod bgp;
+pub mod capacity;
 pub mod check;
 pub mod cli;
 pub mod client;
@@ -96,6 +100,7 @@ pub mod health;
 pub mod live;
 pub mod load;
 pub mod manual;
+pub mod meter;
 pub mod metrics;
 pub mod node_state;
 pub mod notify;
@@ -103,6 +108,7 @@ pub mod probe;
 pub mod querylog;
 pub mod ranges;
 pub mod reload;
+pub mod scrape;
 pub mod serving;
 pub mod snapshot;
 pub mod source;

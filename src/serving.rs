@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::capacity::Capacity;
 use crate::counters::Counters;
 use crate::live::{FeedTable, FeedView};
 use crate::node_state::NodeStates;
@@ -72,6 +73,7 @@ pub struct ReloadStatus {
 pub struct Serving {
     snapshot: Arc<ArcSwap<Snapshot>>,
     states: Mutex<NodeStates>,
+    capacity: Mutex<Capacity>,
     published: tokio::sync::watch::Sender<u64>,
     reloads: Sender<ReloadRequest>,
     status: Mutex<ReloadStatus>,
@@ -92,10 +94,13 @@ impl Serving {
         snap.attach_tally(counters.rows());
         states.track(&snap);
         states.apply(&snap);
+        let mut capacity = Capacity::default();
+        capacity.track(&snap);
         let (tx, rx) = std::sync::mpsc::channel();
         let serving = Serving {
             snapshot: Arc::new(ArcSwap::from_pointee(snap)),
             states: Mutex::new(states),
+            capacity: Mutex::new(capacity),
             published: tokio::sync::watch::Sender::new(1),
             reloads: tx,
             status: Mutex::new(ReloadStatus {
@@ -134,6 +139,11 @@ impl Serving {
             let before = self.effective(&self.snapshot.load());
             st.apply(&snap);
             self.count_transitions(before, &snap);
+            {
+                let mut cap = self.lock_capacity();
+                cap.track(&snap);
+                cap.apply(&snap);
+            }
             // The swap happens under the lock, so that a state change racing with the publication
             // is applied to the new snapshot too.
             let old = self.snapshot.swap(Arc::new(snap));
@@ -162,6 +172,34 @@ impl Serving {
         st.apply(&snap);
         self.count_transitions(before, &snap);
         r
+    }
+
+    /// Runs `f` on the loads and controller states with the snapshot in force (the loads a
+    /// scrape or a push brings; the shares themselves change only by [`Serving::steer`]).
+    pub fn update_capacity<R>(&self, f: impl FnOnce(&mut Capacity, &Snapshot) -> R) -> R {
+        let mut cap = self.lock_capacity();
+        let snap = self.snapshot.load();
+        f(&mut cap, &snap)
+    }
+
+    /// Takes the capacity controller's due steps on the snapshot in force; true when a share
+    /// changed.
+    pub fn steer(&self) -> bool {
+        // The node-state lock first, as in `publish`: a snapshot swap cannot slip between the
+        // step and its writes.
+        let _states = self.lock_states();
+        let mut cap = self.lock_capacity();
+        let snap = self.snapshot.load();
+        cap.step(&snap, std::time::Instant::now(), crate::node_state::now())
+    }
+
+    /// Reads the loads and controller states.
+    pub fn capacity(&self) -> MutexGuard<'_, Capacity> {
+        self.lock_capacity()
+    }
+
+    fn lock_capacity(&self) -> MutexGuard<'_, Capacity> {
+        self.capacity.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Attaches the running query log (once, at start).

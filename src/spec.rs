@@ -25,6 +25,9 @@ pub struct MapFileSpec {
     /// Services; decoded one by one.
     #[serde(default)]
     pub services: Value,
+    /// The unit of nodes' `capacity` and load (`Mbit/s`, `connections`): a label for people,
+    /// the same in every map file that gives it.
+    pub capacity_unit: Option<String>,
 }
 
 /// A node: one server (or load-balanced address set) that can serve clients.
@@ -58,6 +61,55 @@ pub struct NodeSpec {
     pub local_only: bool,
     /// The node's health check (else its first region's default check, else none).
     pub check: Option<CheckSpec>,
+    /// What the node can carry, in the maps' capacity unit (`spread: capacity` services).
+    pub capacity: Option<f64>,
+    /// Where the node's current load is read (else it comes only from pushes).
+    pub load: Option<LoadSpec>,
+}
+
+/// Where a node's load is scraped: a series of its Prometheus exporter.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// The exporter's URL (`http://host:port/path`).
+    pub url: String,
+    /// The metric name.
+    pub metric: String,
+    /// Labels a series must carry (all of them); the matching series are summed.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `counter` (the load is its rate per second) or `gauge` (the load is its value).
+    #[serde(rename = "type")]
+    pub kind: LoadKind,
+    /// Multiplies the rate or value into the capacity unit (bytes/s to Mbit/s: 0.000008).
+    #[serde(default = "unit_scale")]
+    pub scale: f64,
+    /// Milliseconds between scrapes.
+    #[serde(default = "load_interval")]
+    pub interval_ms: u64,
+    /// Milliseconds before a scrape counts as failed.
+    #[serde(default = "timeout")]
+    pub timeout_ms: u64,
+    /// Milliseconds after which the last reading is stale and the node falls back to its
+    /// static weight; three intervals when absent.
+    pub stale_ms: Option<u64>,
+}
+
+/// How an exporter's series becomes a load.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadKind {
+    /// A monotonic counter: the load is its rate between two scrapes.
+    Counter,
+    /// A gauge: the load is its value.
+    Gauge,
+}
+
+fn unit_scale() -> f64 {
+    1.0
+}
+fn load_interval() -> u64 {
+    5000
 }
 
 /// A health check.
@@ -207,9 +259,12 @@ pub struct ServiceSpec {
     /// Addresses per answer (1..=8).
     #[serde(default = "one")]
     pub answers: usize,
-    /// `none` (heaviest first) or `weighted`.
+    /// `none` (heaviest first), `weighted`, or `capacity` (weighted, with the weights and
+    /// overflow steered by measured load; see `capacity`).
     #[serde(default = "none")]
     pub spread: String,
+    /// With `spread: capacity`: the controller's settings.
+    pub capacity: Option<SteerSpec>,
     /// `use` or `ignore` the EDNS Client Subnet.
     #[serde(default = "use_")]
     pub ecs: String,
@@ -221,6 +276,23 @@ pub struct ServiceSpec {
     pub last_resort: Vec<MemberSpec>,
     /// Client → region chain rules; decoded one by one.
     pub rules: Value,
+}
+
+/// How a `spread: capacity` service steers by load (docs/capacity.md).
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SteerSpec {
+    /// The utilisation (load / capacity) each node is steered toward; default 0.8.
+    pub target_utilisation: Option<f64>,
+    /// Milliseconds between controller steps; default 5000.
+    pub interval_ms: Option<u64>,
+    /// The largest change per step: of a node's weight (relative) and of a region's overflow
+    /// fraction; default 0.5.
+    pub max_step: Option<f64>,
+    /// Utilisation differences smaller than this are left alone (hysteresis); default 0.05.
+    pub deadband: Option<f64>,
+    /// The largest fraction of a region's clients sent on to the next region; default 0.95.
+    pub max_overflow: Option<f64>,
 }
 
 fn default_service_ttl() -> u32 {

@@ -4,13 +4,14 @@
 //!
 //! - base: `wire`, `hash`, `embedded`, `source`, `ranges`, `health`, `tally`, `distance`
 //! - formats: `spec`, `zone`, `config`
-//! - data: `geo`, `bgp`, `client`, `check`, `live`
+//! - data: `geo`, `bgp`, `client`, `check` (health checks), `meter` (load sources), `live`
 //! - compiled model: `snapshot`, `explain`
 //! - compiler (pure): `compile`
-//! - node states, the load pipeline and the reload guard: `node_state`, `load`, `guard`
+//! - node states, capacity (loads and the controller), the load pipeline and the reload guard:
+//!   `node_state`, `capacity`, `load`, `guard`
 //! - where services meet: `counters`, `serving`, `notify` (messages to the service manager)
 //! - `manual` (man pages, completions: for `cli`, from definitions it is handed)
-//! - services: `dns`, `probe`, `reload`, `control`, `feed`
+//! - services: `dns`, `probe`, `scrape`, `reload`, `control`, `feed`
 //! - the hand-over to a new process: `handover` (through the control protocol)
 //! - `daemon`, then `cli`, then `main` (which names the library as `signpost::`).
 //!
@@ -44,11 +45,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("bgp", &[]),
     ("client", &["bgp", "geo", "config", "source"]),
     ("check", &["spec", "source"]),
+    ("meter", &["spec", "source"]),
     ("live", &[]),
     // The compiled model, and explanations over it.
     (
         "snapshot",
-        &["health", "hash", "zone", "client", "check", "live", "tally"],
+        &[
+            "health", "hash", "zone", "client", "check", "meter", "live", "tally",
+        ],
     ),
     (
         "explain",
@@ -59,11 +63,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "compile",
         &[
             "snapshot", "client", "live", "geo", "bgp", "config", "spec", "source", "zone", "wire",
-            "ranges", "health", "check", "hash", "distance",
+            "ranges", "health", "check", "meter", "hash", "distance",
         ],
     ),
     // Node states; the load pipeline (the only reader of storage for builds).
     ("node_state", &["health", "snapshot"]),
+    // Loads and the capacity controller: what the shares of a steered service should be.
+    ("capacity", &["health", "meter", "snapshot"]),
     // The reload guard: what a new snapshot takes away from the serving one.
     ("guard", &["config", "snapshot"]),
     (
@@ -80,6 +86,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "snapshot",
             "node_state",
+            "capacity",
             "live",
             "counters",
             "querylog",
@@ -102,6 +109,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "probe",
         &["check", "snapshot", "node_state", "serving", "hash"],
     ),
+    ("scrape", &["capacity", "meter", "serving"]),
     (
         "reload",
         &[
@@ -113,6 +121,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "serving",
             "node_state",
+            "capacity",
             "snapshot",
             "health",
             "counters",
@@ -124,7 +133,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("feed", &["live"]),
     (
         "metrics",
-        &["counters", "serving", "health", "live", "snapshot"],
+        &[
+            "counters", "serving", "capacity", "health", "live", "snapshot",
+        ],
     ),
     // The hand-over to a new process: above the services it relays through (the control
     // socket's protocol), below the daemon that decides what to bind and stop.
@@ -152,6 +163,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "metrics",
             "querylog",
             "probe",
+            "scrape",
             "reload",
             "control",
             "feed",

@@ -89,11 +89,25 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let mut declared_nodes: HashSet<String> = HashSet::new();
     let mut declared_regions: HashSet<String> = HashSet::new();
     let mut incomplete = docs.len() < inputs.maps.len();
+    let mut capacity_unit: Option<String> = None;
     for (m, d) in &docs {
         let Some(file) = d.decode::<MapFileSpec>("", &d.root, &mut errors) else {
             incomplete = true;
             continue;
         };
+        if let Some(u) = &file.capacity_unit {
+            match &capacity_unit {
+                Some(prev) if prev != u => errors.0.push(d.error(
+                    "capacity_unit",
+                    format!(
+                        "{} differs from {} given in another map file: one unit for all maps",
+                        quote(u),
+                        quote(prev)
+                    ),
+                )),
+                _ => capacity_unit = Some(u.clone()),
+            }
+        }
         declared_nodes.extend(names(&file.nodes));
         declared_regions.extend(names(&file.regions));
         for (p, n) in d.decode_each::<NodeSpec>("nodes", &file.nodes, &mut errors) {
@@ -182,6 +196,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             _ => services.push(service::placeholder()),
         }
     }
+    steered_once(&services, &service_specs, &node_set, &mut errors);
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         v4_blocks = services.iter().map(|s| s.v4.len()).sum::<usize>(),
@@ -216,7 +231,53 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         live: Arc::new(live.data),
         tally: Arc::default(),
         cell_base: Vec::new(),
+        capacity_unit,
     })
+}
+
+/// Refuses a node steered by capacity in two services: each service's controller would
+/// answer the same load, each undoing the other's steps.
+fn steered_once(
+    services: &[crate::snapshot::Service],
+    specs: &[(&Document, &MapText, String, ServiceSpec)],
+    nodes: &nodes::NodeSet,
+    errors: &mut Errors,
+) {
+    let mut steered_by: std::collections::HashMap<usize, usize> = Default::default();
+    for (i, svc) in services.iter().enumerate() {
+        if svc.steering.is_none() {
+            continue;
+        }
+        let mut mine = HashSet::new();
+        for d in &svc.decisions {
+            for &r in d.chain.iter() {
+                mine.extend(svc.regions[r].members.iter().map(|&(n, _)| n));
+            }
+        }
+        let mut mine: Vec<usize> = mine.into_iter().collect();
+        mine.sort_unstable();
+        for n in mine {
+            match steered_by.get(&n) {
+                Some(&j) if j != i => {
+                    let (d, _, p, _) = &specs[i];
+                    errors.0.push(d.error(
+                        &format!("{p}.spread"),
+                        format!(
+                            "node {} is steered by capacity in two services ({} and {}); \
+                             give one service both names",
+                            quote(&nodes.nodes[n].name),
+                            quote(services[j].names.first().map_or("", String::as_str)),
+                            quote(svc.names.first().map_or("", String::as_str)),
+                        ),
+                    ));
+                    return;
+                }
+                _ => {
+                    steered_by.insert(n, i);
+                }
+            }
+        }
+    }
 }
 
 /// The `name` of every mapping in a section's list, whether or not the item decodes.

@@ -134,7 +134,30 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
                 .map(|a| zone::body(rtype::AAAA, 0, &a.octets()))
                 .collect(),
             check: None,
+            capacity: None,
+            load: None,
         });
+        match n.capacity {
+            Some(c) if !(c.is_finite() && c > 0.0 && c <= crate::meter::MAX_LOAD) => {
+                errors.0.push(d.error(
+                    &format!("{p}.capacity"),
+                    "must be a number above 0 (in the maps' capacity unit)",
+                ))
+            }
+            c => nodes.last_mut().expect("just pushed").capacity = c,
+        }
+        if let Some(l) = &n.load {
+            if n.capacity.is_none() {
+                errors.0.push(d.error(
+                    &format!("{p}.load"),
+                    "a load source needs the node's `capacity` (utilisation is load / capacity)",
+                ));
+            }
+            match crate::meter::LoadSource::from_spec(l) {
+                Ok(src) => nodes.last_mut().expect("just pushed").load = Some(src),
+                Err(e) => errors.0.push(d.error(&format!("{p}.load"), e.to_string())),
+            }
+        }
         if let Some(c) = &n.check {
             match Check::from_spec(c, n) {
                 Ok(c) => nodes.last_mut().expect("just pushed").check = Some(c),

@@ -11,7 +11,9 @@ use super::table::{self, Locations, MAX_DECISIONS};
 use super::{MapText, ReadFile};
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
-use crate::snapshot::{AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service, V6Table};
+use crate::snapshot::{
+    AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service, SteerSettings, Steering, V6Table,
+};
 use crate::source::{Document, Errors};
 use crate::spec::ServiceSpec;
 
@@ -83,16 +85,19 @@ pub(super) fn service(
             format!("must be 1..={MAX_ANSWERS}"),
         ));
     }
-    let spread = match s.spread.as_str() {
-        "none" => false,
-        "weighted" => true,
+    let (spread, by_capacity) = match s.spread.as_str() {
+        "none" => (false, false),
+        "weighted" => (true, false),
+        "capacity" => (true, true),
         _ => {
-            errors
-                .0
-                .push(d.error(&format!("{p}.spread"), "expected `none` or `weighted`"));
-            false
+            errors.0.push(d.error(
+                &format!("{p}.spread"),
+                "expected `none`, `weighted` or `capacity`",
+            ));
+            (false, false)
         }
     };
+    let steer = steer_settings(d, p, s, by_capacity, errors);
     let use_ecs = match s.ecs.as_str() {
         "use" => true,
         "ignore" => false,
@@ -143,6 +148,31 @@ pub(super) fn service(
         return None;
     }
     let default_rule = rules.default_rule.unwrap_or(0);
+    if by_capacity {
+        // Every node a chain can answer with needs a capacity: utilisation is load / capacity.
+        let mut reported = std::collections::HashSet::new();
+        for r in &rules.drafts {
+            for &ri in r.chain.iter() {
+                for &(n, _) in &ctx.regions.regions[ri].members {
+                    let node = &ctx.nodes.nodes[n];
+                    if node.capacity.is_none() && reported.insert(n) {
+                        errors.0.push(d.error(
+                            &format!("{p}.spread"),
+                            format!(
+                                "`spread: capacity` needs a `capacity` on every node its \
+                                 regions hold; node {} (region {}) has none",
+                                crate::source::quote(&node.name),
+                                crate::source::quote(&ctx.regions.regions[ri].name)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if errors.0.len() > before {
+            return None;
+        }
+    }
     let by_distance = rules.drafts.iter().any(|r| {
         r.chain
             .iter()
@@ -187,6 +217,65 @@ pub(super) fn service(
         v4: t.v4,
         v6: t.v6,
         rr: AtomicU64::new(0),
+        steering: steer.map(|st| {
+            Steering::new(st, ctx.nodes.nodes.len(), ctx.regions.regions.len())
+        }),
+    })
+}
+
+/// The controller settings of a `spread: capacity` service (`capacity:`), checked.
+fn steer_settings(
+    d: &Document,
+    p: &str,
+    s: &ServiceSpec,
+    by_capacity: bool,
+    errors: &mut Errors,
+) -> Option<SteerSettings> {
+    let Some(c) = &s.capacity else {
+        return by_capacity.then(SteerSettings::default);
+    };
+    if !by_capacity {
+        errors.0.push(d.error(
+            &format!("{p}.capacity"),
+            "`capacity` settings need `spread: capacity`",
+        ));
+        return None;
+    }
+    let def = SteerSettings::default();
+    let mut check = |key: &str, v: Option<f64>, ok: std::ops::RangeInclusive<f64>, dflt: f64| {
+        match v {
+            Some(v) if !(v.is_finite() && ok.contains(&v)) => {
+                errors.0.push(d.error(
+                    &format!("{p}.capacity.{key}"),
+                    format!("must be {}..={}", ok.start(), ok.end()),
+                ));
+                dflt
+            }
+            Some(v) => v,
+            None => dflt,
+        }
+    };
+    let target = check("target_utilisation", c.target_utilisation, 0.05..=1.0, def.target);
+    let max_step = check("max_step", c.max_step, 0.01..=1.0, def.max_step);
+    let deadband = check("deadband", c.deadband, 0.0..=0.5, def.deadband);
+    let max_overflow = check("max_overflow", c.max_overflow, 0.0..=1.0, def.max_overflow);
+    let interval = match c.interval_ms {
+        Some(ms) if !(100..=3_600_000).contains(&ms) => {
+            errors.0.push(d.error(
+                &format!("{p}.capacity.interval_ms"),
+                "must be 100..=3600000",
+            ));
+            def.interval
+        }
+        Some(ms) => std::time::Duration::from_millis(ms),
+        None => def.interval,
+    };
+    Some(SteerSettings {
+        target,
+        interval,
+        max_step,
+        deadband,
+        max_overflow,
     })
 }
 
@@ -208,5 +297,6 @@ pub(super) fn placeholder() -> Service {
         v4: RouteTable::default(),
         v6: V6Table::default(),
         rr: AtomicU64::new(0),
+        steering: None,
     }
 }

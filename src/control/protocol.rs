@@ -80,14 +80,18 @@ pub enum Request {
     Takeover {},
 }
 
-/// One pushed state.
+/// One pushed state, load, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushItem {
     /// Node.
     pub node: String,
     /// `up`, `down` or `drain`.
-    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The node's current load, in the maps' capacity unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
     /// Seconds until it lapses.
     pub ttl: u64,
 }
@@ -336,6 +340,43 @@ pub struct NodeReport {
     pub pushed: Option<PushedReport>,
     /// The health-check result.
     pub poller: Option<CheckReport>,
+    /// Capacity, load and shares (nodes with a capacity or a load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityReport>,
+}
+
+/// A node's capacity, load and shares, in `nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityReport {
+    /// Its capacity (none declared: none).
+    pub capacity: Option<f64>,
+    /// The maps' capacity unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The load that counts, when valid.
+    pub load: Option<f64>,
+    /// Load / capacity.
+    pub utilisation: Option<f64>,
+    /// Where the load comes from, or why there is none (then the static weight applies).
+    pub load_status: String,
+    /// Its share in each steered service's regions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<ShareReport>,
+}
+
+/// A node's share of one region of a steered service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareReport {
+    /// The service (its first name).
+    pub service: String,
+    /// The region.
+    pub region: String,
+    /// The factor on its static weight.
+    pub factor: f64,
+    /// The fraction of the region's clients it gets (of those not sent on).
+    pub share: f64,
+    /// The fraction of the region's clients sent on to the next region.
+    pub overflow: f64,
 }
 
 /// One BGP session, in `bgp`.
@@ -479,11 +520,20 @@ mod tests {
             },
             Request::Push {
                 source: None,
-                states: vec![PushItem {
-                    node: "fra1".into(),
-                    state: "up".into(),
-                    ttl: 5,
-                }],
+                states: vec![
+                    PushItem {
+                        node: "fra1".into(),
+                        state: Some("up".into()),
+                        load: None,
+                        ttl: 5,
+                    },
+                    PushItem {
+                        node: "fra1".into(),
+                        state: None,
+                        load: Some(412.5),
+                        ttl: 30,
+                    },
+                ],
             },
             Request::Reload { confirm: false },
             Request::Reload { confirm: true },

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::MAX_LINE;
 use super::protocol::{
-    BgpSession, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response,
+    BgpSession, CapacityReport, CheckReport, LastReload, ShareReport, NodeReport, PushedReport, Reply, Request, Response,
     StatusReply,
 };
 use super::text;
@@ -605,6 +605,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
         }
         Request::Nodes {} => {
             let st = serving.states();
+            let cap = serving.capacity();
             let nodes = snap
                 .nodes
                 .iter()
@@ -626,6 +627,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                         successes: p.successes,
                         failures: p.failures,
                     }),
+                    capacity: capacity_report(&snap, &cap, i),
                 })
                 .collect();
             Ok(Response::ok(Reply::Nodes { nodes }))
@@ -689,15 +691,39 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
             let mut parsed = Vec::new();
             for it in &states {
                 known(&it.node)?;
-                let s = State::parse(&it.state)
-                    .ok_or_else(|| format!("bad state {:?} for {}", it.state, it.node))?;
+                let s = match &it.state {
+                    Some(st) => Some(
+                        State::parse(st)
+                            .ok_or_else(|| format!("bad state {:?} for {}", st, it.node))?,
+                    ),
+                    None => None,
+                };
+                if let Some(l) = it.load {
+                    crate::capacity::check_push(l).map_err(|e| format!("{}: {e}", it.node))?;
+                }
+                if s.is_none() && it.load.is_none() {
+                    return Err(format!("push for {} needs a `state`, a `load` or both", it.node));
+                }
                 if it.ttl == 0 || it.ttl > 86_400 {
                     return Err(format!("ttl for {} must be 1..=86400 seconds", it.node));
                 }
-                parsed.push((it.node.clone(), s, it.ttl));
+                parsed.push((it.node.clone(), s, it.load, it.ttl));
+            }
+            let loads: Vec<_> = parsed
+                .iter()
+                .filter_map(|(n, _, l, ttl)| l.map(|l| (n.clone(), l, *ttl)))
+                .collect();
+            if !loads.is_empty() {
+                let at = std::time::Instant::now();
+                serving.update_capacity(|cap, _| {
+                    for (node, load, ttl) in loads {
+                        cap.push(&node, load, now() + ttl, &source, at);
+                    }
+                });
             }
             serving.update_states(|st, _| {
-                for (node, state, ttl) in parsed {
+                for (node, state, _, ttl) in parsed {
+                    let Some(state) = state else { continue };
                     st.pushed.insert(
                         node,
                         Pushed {
@@ -806,4 +832,67 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 .collect(),
         })),
     }
+}
+
+/// Node `i`'s capacity, load and shares, when it has a capacity or a load.
+fn capacity_report(
+    snap: &crate::snapshot::Snapshot,
+    cap: &crate::capacity::Capacity,
+    i: usize,
+) -> Option<CapacityReport> {
+    use crate::capacity::LoadStatus;
+    let n = &snap.nodes[i];
+    let status = cap.status(&n.name, std::time::Instant::now(), now());
+    if n.capacity.is_none() && n.load.is_none() && status == LoadStatus::Unknown {
+        return None;
+    }
+    let load = status.load().map(|(v, _)| v);
+    let pushed_by = cap
+        .loads
+        .get(&n.name)
+        .and_then(|l| l.pushed.as_ref())
+        .map(|p| (p.source.clone(), p.expires_at.saturating_sub(now())));
+    let load_status = match (&status, pushed_by) {
+        (LoadStatus::Pushed(..), Some((src, left))) => {
+            format!("pushed by {src} (expires in {left} s)")
+        }
+        (LoadStatus::Pushed(..), None) => "pushed".into(),
+        (LoadStatus::Scraped(..), _) => "scraped".into(),
+        (LoadStatus::Stale(age), _) => format!(
+            "stale (last reading {} s ago): static weight",
+            age.as_secs()
+        ),
+        (LoadStatus::Failing(e), _) => format!("{e}: static weight"),
+        (LoadStatus::Unknown, _) if n.load.is_some() => "no reading yet: static weight".into(),
+        (LoadStatus::Unknown, _) => "no load pushed: static weight".into(),
+    };
+    let mut shares = Vec::new();
+    for s in &snap.services {
+        let Some(steer) = &s.steering else { continue };
+        for (r, region) in s.regions.iter().enumerate() {
+            if !region.members.iter().any(|&(m, _)| m == i)
+                || !s.decisions.iter().any(|d| d.chain.contains(&r))
+            {
+                continue;
+            }
+            shares.push(ShareReport {
+                service: s.names.first().cloned().unwrap_or_default(),
+                region: region.name.clone(),
+                factor: steer.factor(i),
+                share: crate::capacity::share(snap, s, r, i),
+                overflow: steer.overflow(r),
+            });
+        }
+    }
+    Some(CapacityReport {
+        capacity: n.capacity,
+        unit: snap.capacity_unit.clone(),
+        load,
+        utilisation: match (load, n.capacity) {
+            (Some(l), Some(c)) if c > 0.0 => Some(l / c),
+            _ => None,
+        },
+        load_status,
+        shares,
+    })
 }

@@ -9,6 +9,7 @@
 
 mod route;
 mod service;
+mod steer;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::zone::Zone;
 
 pub use route::{NESTED, RouteKey, RouteTable, V6Table};
 pub use service::{Pick, Service, ServiceAnswer, client_key};
+pub use steer::{SteerSettings, Steering, UNIT, overflow_hash};
 
 /// The most addresses a service can answer with.
 pub const MAX_ANSWERS: usize = 8;
@@ -41,6 +43,10 @@ pub struct Node {
     pub aaaa: Vec<Box<[u8]>>,
     /// The health check, if any.
     pub check: Option<crate::check::Check>,
+    /// What the node can carry, in the maps' capacity unit.
+    pub capacity: Option<f64>,
+    /// Where its load is scraped, if anywhere.
+    pub load: Option<crate::meter::LoadSource>,
 }
 
 impl Node {
@@ -218,6 +224,8 @@ pub struct Snapshot {
     pub tally: Arc<crate::tally::Tally>,
     /// Where each service's cells start in `tally`.
     pub cell_base: Vec<usize>,
+    /// The unit of nodes' capacity and load (`capacity_unit` in the maps), for people.
+    pub capacity_unit: Option<String>,
 }
 
 /// The layout of a snapshot's answer counters: for each service, [`FIXED`](cells::FIXED)
@@ -272,6 +280,7 @@ impl Snapshot {
             versions: String::new(),
             tally: Arc::default(),
             cell_base: Vec::new(),
+            capacity_unit: None,
         }
     }
 

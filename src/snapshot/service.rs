@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo, V6Table,
+    AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo,
+    Steering, V6Table,
 };
 use crate::hash::mix;
 use crate::health::{HealthTable, State};
@@ -43,6 +44,9 @@ pub struct Service {
     pub v6: V6Table,
     /// Round-robin counter for the last-resort set.
     pub rr: AtomicU64,
+    /// `spread: capacity`: the weight factors and overflow fractions the capacity controller
+    /// publishes (then `spread` is true as well).
+    pub steering: Option<Steering>,
 }
 
 /// The result of `Service::pick`.
@@ -60,6 +64,8 @@ pub struct Pick {
     pub servfail: bool,
     /// The answer came from the all-down policy.
     pub all_down: bool,
+    /// The region of the client's chain that sent the client on for capacity (overflow).
+    pub overflowed: Option<usize>,
 }
 
 /// How a service answered one query (no allocation: indices into the snapshot).
@@ -122,6 +128,7 @@ impl Pick {
             degraded: true,
             servfail: false,
             all_down: false,
+            overflowed: None,
         }
     }
 
@@ -182,7 +189,9 @@ impl Service {
     }
 
     /// Chooses the nodes for a client with `decision`, answering `v6` (AAAA) or A.
-    /// `client_key` identifies the client's /24 or /48 for `spread`.
+    /// `client_key` identifies the client's /24 or /48 for `spread` (and for the capacity
+    /// steering's weight factors and overflow of a `spread: capacity` service).
+    #[inline]
     pub fn pick(
         &self,
         decision: &Decision,
@@ -191,6 +200,39 @@ impl Service {
         nodes: &[Node],
         health: &HealthTable,
     ) -> Pick {
+        self.pick_with(
+            decision,
+            v6,
+            client_key,
+            nodes,
+            health,
+            self.steering.as_ref(),
+        )
+    }
+
+    /// What [`Service::pick`] would choose with static weights and no overflow: for
+    /// explanations of what capacity steering changed.
+    pub fn pick_unsteered(
+        &self,
+        decision: &Decision,
+        v6: bool,
+        client_key: u64,
+        nodes: &[Node],
+        health: &HealthTable,
+    ) -> Pick {
+        self.pick_with(decision, v6, client_key, nodes, health, None)
+    }
+
+    #[inline(always)]
+    fn pick_with(
+        &self,
+        decision: &Decision,
+        v6: bool,
+        client_key: u64,
+        nodes: &[Node],
+        health: &HealthTable,
+        steer: Option<&Steering>,
+    ) -> Pick {
         let eligible = |n: usize| {
             let node = &nodes[n];
             !node.records(v6).is_empty()
@@ -198,10 +240,21 @@ impl Service {
                     .local_bit
                     .is_none_or(|b| decision.local_mask & (1u64 << b) != 0)
         };
+        // A region that overflows sends this client on to the next region of the chain; when
+        // no later region has a node up, the client stays with the region after all.
+        let mut overflowed = None;
         for wanted in [State::Up, State::Drain] {
             for (pos, &r) in decision.chain.iter().enumerate() {
+                if wanted == State::Up
+                    && pos + 1 < decision.chain.len()
+                    && let Some(s) = steer
+                    && s.overflows(r, client_key)
+                {
+                    overflowed.get_or_insert(pos);
+                    continue;
+                }
                 let region = &self.regions[r];
-                let mut pick = self.choose(region, decision, wanted, client_key, &eligible, health);
+                let mut pick = self.choose(region, decision, wanted, client_key, &eligible, health, steer);
                 if pick.count > 0 {
                     pick.region = Some(r);
                     pick.degraded = pos > 0
@@ -211,6 +264,17 @@ impl Service {
                                 && !beyond(region, decision, n)
                                 && health.get(n) != State::Up
                         });
+                    pick.overflowed = overflowed.map(|p| decision.chain[p]);
+                    return pick;
+                }
+            }
+            if let Some(pos) = overflowed.take() {
+                let r = decision.chain[pos];
+                let region = &self.regions[r];
+                let mut pick = self.choose(region, decision, wanted, client_key, &eligible, health, steer);
+                if pick.count > 0 {
+                    pick.region = Some(r);
+                    pick.degraded = true;
                     return pick;
                 }
             }
@@ -225,7 +289,7 @@ impl Service {
                             continue;
                         }
                         let mut p =
-                            self.choose(region, decision, wanted, client_key, &eligible, health);
+                            self.choose(region, decision, wanted, client_key, &eligible, health, steer);
                         if p.count > 0 {
                             p.region = Some(r);
                             p.degraded = true;
@@ -295,10 +359,11 @@ impl Service {
         client_key: u64,
         eligible: &dyn Fn(usize) -> bool,
         health: &HealthTable,
+        steer: Option<&Steering>,
     ) -> Pick {
         let want = self.answers.min(MAX_ANSWERS);
         if !region.ranked() || decision.ranks.is_empty() {
-            return self.choose_n(region, wanted, client_key, eligible, health, want);
+            return self.choose_n(region, wanted, client_key, eligible, health, want, steer);
         }
         let rank = |n: usize| decision.ranks.get(n).copied().unwrap_or(NO_ROUTE);
         let mut pick = Pick::empty();
@@ -325,6 +390,7 @@ impl Service {
                 &in_tier,
                 health,
                 want - pick.count,
+                steer,
             );
             for &n in more.nodes() {
                 pick.nodes[pick.count] = n;
@@ -345,6 +411,7 @@ impl Service {
         eligible: &dyn Fn(usize) -> bool,
         health: &HealthTable,
         want: usize,
+        steer: Option<&Steering>,
     ) -> Pick {
         let mut pick = Pick::empty();
         if !self.spread {
@@ -367,9 +434,13 @@ impl Service {
             if !eligible(n) || health.get(n) != wanted || w == 0 {
                 continue;
             }
+            let w = match steer {
+                Some(s) => w as f64 * s.factor(n),
+                None => w as f64,
+            };
             let h = mix(client_key ^ mix(n as u64 + 1));
             let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            let score = w as f64 / -u.ln();
+            let score = w / -u.ln();
             // Insert into the top-`want` list.
             let mut i = pick.count;
             if i < want {
@@ -424,6 +495,8 @@ mod tests {
             a: vec![crate::zone::body(1, 60, &[192, 0, 2, 1])],
             aaaa: vec![],
             check: None,
+            capacity: None,
+            load: None,
         }
     }
 
@@ -456,6 +529,7 @@ mod tests {
             v4: RouteTable::default(),
             v6: V6Table::default(),
             rr: AtomicU64::new(0),
+            steering: None,
         }
     }
 
