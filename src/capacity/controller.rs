@@ -41,13 +41,18 @@ pub struct NodeIn {
     pub load: Option<f64>,
     /// The load it carried before it went down, still to land on the others.
     pub pending: f64,
+    /// It came back up less than a TTL ago: its clients are still returning, so its load
+    /// says nothing yet; it counts in no aggregate and its factor stays as it is.
+    pub settling: bool,
 }
 
 impl NodeIn {
     /// Whether the node's load and capacity count: up, with a capacity and a valid load.
     fn usable(&self) -> Option<(f64, f64)> {
         match self.load {
-            Some(l) if self.up && self.capacity > 0.0 => Some((l, self.capacity)),
+            Some(l) if self.up && !self.settling && self.capacity > 0.0 => {
+                Some((l, self.capacity))
+            }
             _ => None,
         }
     }
@@ -85,8 +90,16 @@ fn aggregate(r: &RegionIn, nodes: &[NodeIn]) -> (f64, f64) {
     (c, l)
 }
 
-/// One controller step.
-pub fn step(settings: &Settings, regions: &[RegionIn], nodes: &[NodeIn], now: &Shares) -> Shares {
+/// One controller step. `settled`: every load was measured after the last change had taken
+/// effect; otherwise (a node just went down or came back) only the overflow moves, by the
+/// loads known and pending, and weights wait for evidence.
+pub fn step(
+    settings: &Settings,
+    regions: &[RegionIn],
+    nodes: &[NodeIn],
+    now: &Shares,
+    settled: bool,
+) -> Shares {
     let mut out = now.clone();
     let step = settings.max_step.max(0.0);
     let agg: Vec<(f64, f64)> = regions.iter().map(|r| aggregate(r, nodes)).collect();
@@ -128,7 +141,7 @@ pub fn step(settings: &Settings, regions: &[RegionIn], nodes: &[NodeIn], now: &S
     // factor, a quieter one a larger, so that utilisation evens out; each node follows the
     // first used region it is a member of.
     let mut done = vec![false; nodes.len()];
-    for r in regions.iter().filter(|r| r.used) {
+    for r in regions.iter().filter(|r| r.used && settled) {
         let usable: Vec<(usize, f64, f64)> = r
             .members
             .iter()
@@ -136,7 +149,7 @@ pub fn step(settings: &Settings, regions: &[RegionIn], nodes: &[NodeIn], now: &S
             .filter_map(|&n| nodes[n].usable().map(|(l, c)| (n, l, c)))
             .collect();
         for &n in &r.members {
-            if nodes[n].up && nodes[n].usable().is_none() {
+            if nodes[n].up && !nodes[n].settling && nodes[n].load.is_none() {
                 // No valid load: the static weight.
                 out.factors[n] = 1.0;
             }
@@ -184,6 +197,7 @@ mod tests {
             capacity: 600.0,
             load: Some(load),
             pending: 0.0,
+            settling: false,
         }
     }
 
@@ -213,7 +227,7 @@ mod tests {
     #[test]
     fn busier_nodes_lose_weight_within_bounds() {
         let nodes = [node(540.0), node(300.0), node(300.0), node(300.0), node(300.0)];
-        let out = step(&settings(), &world(), &nodes, &flat());
+        let out = step(&settings(), &world(), &nodes, &flat(), true);
         assert!(out.factors[0] < 1.0 && out.factors[1] > 1.0, "{out:?}");
         assert!(out.factors[0] >= 1.0 / 1.5 - 1e-9, "bounded: {out:?}");
         assert_eq!(&out.factors[2..], &[1.0; 3], "even region untouched");
@@ -223,14 +237,14 @@ mod tests {
     #[test]
     fn deadband_holds_still() {
         let nodes = [node(480.0), node(470.0), node(300.0), node(310.0), node(290.0)];
-        assert_eq!(step(&settings(), &world(), &nodes, &flat()), flat());
+        assert_eq!(step(&settings(), &world(), &nodes, &flat(), true), flat());
     }
 
     #[test]
     fn overflow_sends_the_excess_and_comes_back_gradually() {
         // na at 1100 / 1200, eu at 900 / 1800: na keeps 960 (80 %) and sends the rest on.
         let nodes = [node(550.0), node(550.0), node(300.0), node(300.0), node(300.0)];
-        let out = step(&settings(), &world(), &nodes, &flat());
+        let out = step(&settings(), &world(), &nodes, &flat(), true);
         assert!((out.overflow[0] - (1.0 - 960.0 / 1100.0)).abs() < 1e-9, "{out:?}");
         assert_eq!(out.overflow[1], 0.0);
         // A failed node's load is pending: na must send on (1000 - 480) / 1000 = 52 %,
@@ -242,7 +256,7 @@ mod tests {
             pending: 500.0,
             ..down[0]
         };
-        let out = step(&settings(), &world(), &down, &flat());
+        let out = step(&settings(), &world(), &down, &flat(), true);
         assert!((out.overflow[0] - 0.5).abs() < 1e-9, "{out:?}");
         // Demand falls (na's own demand is 400 / 0.5 = 800, under 960): the overflow shrinks
         // by at most max_step per step.
@@ -253,9 +267,9 @@ mod tests {
             max_step: 0.25,
             ..settings()
         };
-        let out = step(&slow, &world(), &calm, &s);
+        let out = step(&slow, &world(), &calm, &s, true);
         assert!((out.overflow[0] - 0.25).abs() < 1e-9, "{out:?}");
-        let out = step(&slow, &world(), &calm, &out);
+        let out = step(&slow, &world(), &calm, &out, true);
         assert_eq!(out.overflow[0], 0.0, "{out:?}");
     }
 
@@ -263,9 +277,23 @@ mod tests {
     fn everything_past_target_evens_out_instead_of_ping_pong() {
         // na at 100 %, eu at 90 %: even utilisation is (1200 + 1620) / 3000 = 94 %.
         let nodes = [node(600.0), node(600.0), node(540.0), node(540.0), node(540.0)];
-        let out = step(&settings(), &world(), &nodes, &flat());
+        let out = step(&settings(), &world(), &nodes, &flat(), true);
         assert!(out.overflow[0] > 0.0 && out.overflow[0] < 0.1, "{out:?}");
         assert_eq!(out.overflow[1], 0.0, "eu does not send back");
+    }
+
+    #[test]
+    fn a_node_back_from_down_counts_only_once_its_clients_are_back() {
+        // na1 just came back: its load of 0 must neither raise its factor nor release na's
+        // overflow.
+        let mut nodes = [node(0.0), node(550.0), node(300.0), node(300.0), node(300.0)];
+        nodes[0].settling = true;
+        let mut s = flat();
+        s.factors[0] = 0.9;
+        s.overflow[0] = 0.1;
+        let out = step(&settings(), &world(), &nodes, &s, true);
+        assert_eq!(out.factors[0], 0.9);
+        assert!(out.overflow[0] >= 0.1, "{out:?}");
     }
 
     #[test]
@@ -274,12 +302,12 @@ mod tests {
         nodes[1].load = None;
         let mut s = flat();
         s.factors[1] = 3.0;
-        let out = step(&settings(), &world(), &nodes, &s);
+        let out = step(&settings(), &world(), &nodes, &s, true);
         assert_eq!(out.factors[1], 1.0);
         // A region whose nodes all lack loads sends nothing on.
         nodes[0].load = None;
         s.overflow[0] = 0.3;
-        let out = step(&settings(), &world(), &nodes, &s);
+        let out = step(&settings(), &world(), &nodes, &s, true);
         assert_eq!(out.overflow[0], 0.0);
         // The last region of a chain has nowhere to send.
         let alone = [RegionIn {

@@ -122,6 +122,8 @@ pub struct ServiceState {
     last_load: BTreeMap<String, f64>,
     /// Loads of nodes that went down, until they have landed on the others.
     pending: BTreeMap<String, (f64, Instant)>,
+    /// Nodes that came back up, and when: their clients return over one TTL.
+    returned: BTreeMap<String, Instant>,
 }
 
 /// Loads and controller states.
@@ -306,6 +308,7 @@ impl Capacity {
                     capacity: n.capacity.unwrap_or(0.0),
                     load: load.map(|(v, _)| v),
                     pending: 0.0,
+                    settling: false,
                 };
             }
             // A node that went down: the load it carried is about to land on the others.
@@ -317,9 +320,24 @@ impl Capacity {
                 }
             }
             state.pending.retain(|n, (_, until)| *until > now && !up.contains(n));
+            if !state.up.is_empty() {
+                for back in up.difference(&state.up) {
+                    state.returned.insert(back.clone(), now);
+                }
+            }
+            state.returned.retain(|n, _| up.contains(n));
             for (i, n) in snap.nodes.iter().enumerate() {
                 if let Some(&(l, _)) = state.pending.get(&n.name) {
                     nodes[i].pending = l;
+                }
+                // Back from down: settling until a load measured a TTL after its return.
+                if let Some(&at) = state.returned.get(&n.name) {
+                    match self.loads.get(&n.name).map(|l| l.status(now, unix)) {
+                        Some(st) if st.load().is_some_and(|(_, since)| since >= at + ttl) => {
+                            state.returned.remove(&n.name);
+                        }
+                        _ => nodes[i].settling = true,
+                    }
                 }
             }
             state.up = up;
@@ -342,7 +360,7 @@ impl Capacity {
                     .map(|r| state.overflow.get(&r.name).copied().unwrap_or(0.0))
                     .collect(),
             };
-            let after = controller::step(&settings, &regions, &nodes, &before);
+            let after = controller::step(&settings, &regions, &nodes, &before, settled);
             if after == before {
                 continue;
             }
