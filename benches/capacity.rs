@@ -9,7 +9,6 @@
 //! test suite's smaller scenario instead; `CAPACITY_POLICIES=capacity` only the capacity runs.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 #[path = "traffic/model.rs"]
 #[allow(dead_code)]
@@ -39,10 +38,7 @@ fn main() {
     for p in policies {
         eprintln!("{}:", p.name());
         let r = model::run(&s, p, true);
-        eprintln!(
-            "  queries {} sent, {} answered",
-            r.queries.0, r.queries.1
-        );
+        eprintln!("  queries {} sent, {} answered", r.queries.0, r.queries.1);
         reports.push(r);
     }
     println!("{}", model::table(&s, &reports));

@@ -551,9 +551,11 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
                 };
                 let (state, load) = if *load {
                     match value.parse::<f64>() {
-                        Ok(l) => (None, Some(l)),
-                        Err(_) => {
-                            return Err(CliError::Usage(format!("{s:?}: bad load {value:?}")));
+                        Ok(l) if l.is_finite() => (None, Some(l)),
+                        _ => {
+                            return Err(CliError::Usage(format!(
+                                "{s:?}: bad load {value:?} (a finite number)"
+                            )));
                         }
                     }
                 } else {

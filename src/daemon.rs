@@ -149,6 +149,12 @@ fn run(
     let udp_workers = listen.iter().filter(|l| l.udp).count() * config.workers.max(1);
     let counters = Arc::new(Counters::new(udp_workers));
     let (serving, reload_requests) = Serving::new(snap, states, counters.clone());
+    if let Some(t) = taker.as_ref() {
+        serving.update_capacity(|cap, snap| {
+            handover::apply_capacity(cap, t.carried());
+            cap.apply(snap);
+        });
+    }
     let query_log = match &config.query_log {
         Some(q) => Some(Arc::new(
             crate::querylog::QueryLog::start(&q.path, q.sample_rate, q.queue, counters.clone())
@@ -360,6 +366,10 @@ fn run(
                     tracing::warn!("{e}");
                 }
             });
+            serving.update_capacity(|cap, snap| {
+                handover::apply_capacity(cap, &carried);
+                cap.apply(snap);
+            });
             handover::carry(&counters, &carried.counters);
         }
         tracing::info!(old_pid, "took over from the running server");
@@ -517,9 +527,12 @@ fn hand_over(
     for a in &accepting {
         a.abort();
     }
-    let _ = ready
-        .carried
-        .send(handover::carried(&serving.states(), totals(serving)));
+    let totals = totals(serving);
+    let _ = ready.carried.send(handover::carried(
+        &serving.states(),
+        &serving.capacity(),
+        totals,
+    ));
     handoff.settle(Duration::from_secs(5));
     let until = std::time::Instant::now() + TCP_DRAIN;
     while open.count() > 0 && std::time::Instant::now() < until {
@@ -566,7 +579,9 @@ struct Relay {
 impl crate::control::server::Handover for Relay {
     fn takeover(&self, stream: std::os::unix::net::UnixStream) {
         self.handoff.give(stream, || {
-            handover::carried(&self.serving.states(), totals(&self.serving))
+            // The totals first: gathering them reads the capacity state too.
+            let totals = totals(&self.serving);
+            handover::carried(&self.serving.states(), &self.serving.capacity(), totals)
         });
     }
 

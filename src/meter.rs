@@ -79,6 +79,18 @@ impl std::fmt::Display for LoadSpecError {
 
 impl std::error::Error for LoadSpecError {}
 
+impl LoadSpecError {
+    /// The key of `load:` at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            LoadSpecError::Url(_) => "url",
+            LoadSpecError::Metric(_) => "metric",
+            LoadSpecError::Scale => "scale",
+            LoadSpecError::Timing => "timeout_ms",
+        }
+    }
+}
+
 impl LoadSource {
     /// Resolves a `load:` spec.
     pub fn from_spec(s: &LoadSpec) -> Result<LoadSource, LoadSpecError> {
@@ -110,12 +122,9 @@ impl LoadSource {
                 _ => return Err(bad_url()),
             },
         };
-        let metric_ok = s
-            .metric
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b.is_ascii_alphabetic() || b == b'_' || b == b':' || (i > 0 && b.is_ascii_digit()))
-            && !s.metric.is_empty();
+        let metric_ok = s.metric.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_alphabetic() || b == b'_' || b == b':' || (i > 0 && b.is_ascii_digit())
+        }) && !s.metric.is_empty();
         if !metric_ok {
             return Err(LoadSpecError::Metric(s.metric.clone()));
         }
@@ -186,7 +195,8 @@ impl std::error::Error for MeterError {}
 pub fn sample(source: &LoadSource, body: &[u8]) -> Result<f64, MeterError> {
     let text = std::str::from_utf8(body).map_err(|_| MeterError::Parse("not UTF-8".into()))?;
     let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| MeterError::Parse(e.to_string()))?;
+    let scrape =
+        prometheus_parse::Scrape::parse(lines).map_err(|e| MeterError::Parse(e.to_string()))?;
     let mut sum = 0.0;
     let mut found = false;
     for s in &scrape.samples {
@@ -210,7 +220,11 @@ pub fn sample(source: &LoadSource, body: &[u8]) -> Result<f64, MeterError> {
         sum += v;
         found = true;
     }
-    if found { Ok(sum) } else { Err(MeterError::Missing) }
+    if found {
+        Ok(sum)
+    } else {
+        Err(MeterError::Missing)
+    }
 }
 
 /// A counter's last raw value, for the next rate.
@@ -280,15 +294,32 @@ node_network_transmit_bytes_total{device=\"lo\"} 7\n";
 
     #[test]
     fn urls() {
-        let s = LoadSource::from_spec(&spec("http://127.0.0.1:9100/metrics", LoadKind::Counter)).unwrap();
-        assert_eq!((s.authority.as_str(), s.path.as_str()), ("127.0.0.1:9100", "/metrics"));
+        let s = LoadSource::from_spec(&spec("http://127.0.0.1:9100/metrics", LoadKind::Counter))
+            .unwrap();
+        assert_eq!(
+            (s.authority.as_str(), s.path.as_str()),
+            ("127.0.0.1:9100", "/metrics")
+        );
         assert_eq!(s.stale, Duration::from_secs(3));
         let s = LoadSource::from_spec(&spec("http://edge1.example", LoadKind::Gauge)).unwrap();
-        assert_eq!((s.authority.as_str(), s.path.as_str()), ("edge1.example:80", "/"));
+        assert_eq!(
+            (s.authority.as_str(), s.path.as_str()),
+            ("edge1.example:80", "/")
+        );
         let s = LoadSource::from_spec(&spec("http://[::1]:9100/m", LoadKind::Gauge)).unwrap();
         assert_eq!(s.authority, "[::1]:9100");
-        for bad in ["https://x/", "ftp://x", "http://", "http://a b/", "http://u@h/", "http://h:x/"] {
-            assert!(LoadSource::from_spec(&spec(bad, LoadKind::Gauge)).is_err(), "{bad}");
+        for bad in [
+            "https://x/",
+            "ftp://x",
+            "http://",
+            "http://a b/",
+            "http://u@h/",
+            "http://h:x/",
+        ] {
+            assert!(
+                LoadSource::from_spec(&spec(bad, LoadKind::Gauge)).is_err(),
+                "{bad}"
+            );
         }
         let mut s = spec("http://h/", LoadKind::Gauge);
         s.scale = f64::NAN;
@@ -298,7 +329,10 @@ node_network_transmit_bytes_total{device=\"lo\"} 7\n";
         assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Timing));
         s.timeout_ms = 500;
         s.metric = "9bad".into();
-        assert!(matches!(LoadSource::from_spec(&s), Err(LoadSpecError::Metric(_))));
+        assert!(matches!(
+            LoadSource::from_spec(&s),
+            Err(LoadSpecError::Metric(_))
+        ));
     }
 
     #[test]
@@ -319,21 +353,36 @@ node_network_transmit_bytes_total{device=\"lo\"} 7\n";
     fn bad_bodies_are_errors_not_readings() {
         let s = LoadSource::from_spec(&spec("http://h:1/", LoadKind::Gauge)).unwrap();
         assert_eq!(sample(&s, b"other_metric 1\n"), Err(MeterError::Missing));
-        assert_eq!(sample(&s, b"\xff\xfe"), Err(MeterError::Parse("not UTF-8".into())));
+        assert_eq!(
+            sample(&s, b"\xff\xfe"),
+            Err(MeterError::Parse("not UTF-8".into()))
+        );
         assert!(matches!(
-            sample(&s, b"node_network_transmit_bytes_total{device=\"eth0\"} NaN\n"),
+            sample(
+                &s,
+                b"node_network_transmit_bytes_total{device=\"eth0\"} NaN\n"
+            ),
             Err(MeterError::NotANumber(_))
         ));
         assert!(matches!(
-            sample(&s, b"node_network_transmit_bytes_total{device=\"eth0\"} -4\n"),
+            sample(
+                &s,
+                b"node_network_transmit_bytes_total{device=\"eth0\"} -4\n"
+            ),
             Err(MeterError::NotANumber(_))
         ));
         assert!(matches!(
-            sample(&s, b"node_network_transmit_bytes_total{device=\"eth0\"} +Inf\n"),
+            sample(
+                &s,
+                b"node_network_transmit_bytes_total{device=\"eth0\"} +Inf\n"
+            ),
             Err(MeterError::NotANumber(_))
         ));
         let mut last = None;
-        assert!(matches!(reading(&s, 1e30, 1.0, &mut last), Err(MeterError::Absurd(_))));
+        assert!(matches!(
+            reading(&s, 1e30, 1.0, &mut last),
+            Err(MeterError::Absurd(_))
+        ));
         // Two matching series are summed.
         let two = "node_network_transmit_bytes_total{device=\"eth0\",q=\"0\"} 2\n\
                    node_network_transmit_bytes_total{device=\"eth0\",q=\"1\"} 3\n";

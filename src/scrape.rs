@@ -110,7 +110,8 @@ async fn poll(src: LoadSource, name: String, serving: Arc<Serving>) {
         let result = fetch(&src).await.and_then(|body| {
             let raw = meter::sample(&src, &body)?;
             let at = Instant::now();
-            let load = meter::reading(&src, raw, at.duration_since(start).as_secs_f64(), &mut mark)?;
+            let load =
+                meter::reading(&src, raw, at.duration_since(start).as_secs_f64(), &mut mark)?;
             let since = before.map_or(at, |m| start + Duration::from_secs_f64(m.at));
             Ok(Reading {
                 value: load,

@@ -197,3 +197,52 @@ fn batched_answers_are_the_same_and_allocate_nothing() {
         }
     }
 }
+
+#[test]
+fn capacity_steered_answers_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, snap) = signpost::load::load(None, None).expect("embedded default loads");
+    // The demo's `cdn.example.test` is `spread: capacity`: give it weight factors and an
+    // overflow, as the controller publishes them, so both paths of the pick run.
+    let svc = snap
+        .services
+        .iter()
+        .find(|s| s.names.iter().any(|n| n == "cdn.example.test"))
+        .expect("the demo has a capacity service");
+    let steer = svc.steering.as_ref().expect("spread: capacity");
+    let europe = svc.regions.iter().position(|r| r.name == "europe").unwrap();
+    let fra1 = snap.nodes.iter().position(|n| n.name == "fra1").unwrap();
+    steer.set_overflow(europe, 0.5);
+    steer.set_factor(fra1, 0.4);
+    let state = Arc::new(ArcSwap::from_pointee(snap));
+    // Clients in Great Britain (81.2.69.0/24 and its neighbours): Europe, then North America.
+    let queries: Vec<Vec<u8>> = (0..64u8)
+        .map(|i| query("cdn.example.test", 1, Some((1, 24, &[81, 2, i]))))
+        .collect();
+    let src: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut out = vec![0u8; 65535];
+    for q in &queries {
+        respond(&state.load(), q, src, Transport::Udp, &mut out);
+    }
+    let region = Region::new(GLOBAL);
+    let mut overflowed = 0;
+    for _ in 0..200 {
+        for q in &queries {
+            let snap = state.load();
+            if let Outcome::Answered { len, .. } = respond(&snap, q, src, Transport::Udp, &mut out)
+            {
+                // North America's addresses are 198.51.100.x.
+                if out[..len].windows(3).any(|w| w == [198, 51, 100]) {
+                    overflowed += 1;
+                }
+            }
+        }
+    }
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(stats.reallocations, 0, "{stats:?}");
+    assert!(
+        overflowed > 0 && overflowed < 200 * queries.len(),
+        "some clients, not all, overflowed: {overflowed}"
+    );
+}

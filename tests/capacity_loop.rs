@@ -16,7 +16,7 @@ use model::{Policy, Scenario};
 fn capacity_steering_spreads_a_failure_without_overload() {
     let s = Scenario::small();
     let r = model::run(&s, Policy::CapacityScraped, false);
-    let table = model::table(&s, &[r.clone()]);
+    let table = model::table(&s, std::slice::from_ref(&r));
     assert!(
         r.queries.1 * 10 >= r.queries.0 * 9,
         "most queries answered: {:?}",

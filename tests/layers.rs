@@ -141,7 +141,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // socket's protocol), below the daemon that decides what to bind and stop.
     (
         "handover",
-        &["control", "node_state", "health", "counters", "notify"],
+        &[
+            "control",
+            "node_state",
+            "capacity",
+            "health",
+            "counters",
+            "notify",
+        ],
     ),
     // Parts of a service held to less than their module: the rate limiter needs no snapshot;
     // the control protocol and client know nothing of the server's state.

@@ -50,9 +50,7 @@ impl NodeIn {
     /// Whether the node's load and capacity count: up, with a capacity and a valid load.
     fn usable(&self) -> Option<(f64, f64)> {
         match self.load {
-            Some(l) if self.up && !self.settling && self.capacity > 0.0 => {
-                Some((l, self.capacity))
-            }
+            Some(l) if self.up && !self.settling && self.capacity > 0.0 => Some((l, self.capacity)),
             _ => None,
         }
     }
@@ -140,6 +138,14 @@ pub fn step(
     // Weights: within each region, a node busier than the region's average gets a smaller
     // factor, a quieter one a larger, so that utilisation evens out; each node follows the
     // first used region it is a member of.
+    // A node without a valid load is answered by its static weight, at once.
+    for r in regions.iter().filter(|r| r.used) {
+        for &n in &r.members {
+            if nodes[n].up && !nodes[n].settling && nodes[n].load.is_none() {
+                out.factors[n] = 1.0;
+            }
+        }
+    }
     let mut done = vec![false; nodes.len()];
     for r in regions.iter().filter(|r| r.used && settled) {
         let usable: Vec<(usize, f64, f64)> = r
@@ -148,12 +154,6 @@ pub fn step(
             .filter(|&&n| !done[n])
             .filter_map(|&n| nodes[n].usable().map(|(l, c)| (n, l, c)))
             .collect();
-        for &n in &r.members {
-            if nodes[n].up && !nodes[n].settling && nodes[n].load.is_none() {
-                // No valid load: the static weight.
-                out.factors[n] = 1.0;
-            }
-        }
         if usable.len() < 2 {
             for &(n, _, _) in &usable {
                 done[n] = true;
@@ -226,7 +226,13 @@ mod tests {
 
     #[test]
     fn busier_nodes_lose_weight_within_bounds() {
-        let nodes = [node(540.0), node(300.0), node(300.0), node(300.0), node(300.0)];
+        let nodes = [
+            node(540.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
         let out = step(&settings(), &world(), &nodes, &flat(), true);
         assert!(out.factors[0] < 1.0 && out.factors[1] > 1.0, "{out:?}");
         assert!(out.factors[0] >= 1.0 / 1.5 - 1e-9, "bounded: {out:?}");
@@ -236,20 +242,41 @@ mod tests {
 
     #[test]
     fn deadband_holds_still() {
-        let nodes = [node(480.0), node(470.0), node(300.0), node(310.0), node(290.0)];
+        let nodes = [
+            node(480.0),
+            node(470.0),
+            node(300.0),
+            node(310.0),
+            node(290.0),
+        ];
         assert_eq!(step(&settings(), &world(), &nodes, &flat(), true), flat());
     }
 
     #[test]
     fn overflow_sends_the_excess_and_comes_back_gradually() {
         // na at 1100 / 1200, eu at 900 / 1800: na keeps 960 (80 %) and sends the rest on.
-        let nodes = [node(550.0), node(550.0), node(300.0), node(300.0), node(300.0)];
+        let nodes = [
+            node(550.0),
+            node(550.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
         let out = step(&settings(), &world(), &nodes, &flat(), true);
-        assert!((out.overflow[0] - (1.0 - 960.0 / 1100.0)).abs() < 1e-9, "{out:?}");
+        assert!(
+            (out.overflow[0] - (1.0 - 960.0 / 1100.0)).abs() < 1e-9,
+            "{out:?}"
+        );
         assert_eq!(out.overflow[1], 0.0);
         // A failed node's load is pending: na must send on (1000 - 480) / 1000 = 52 %,
         // bounded by max_step to 50 % in one step.
-        let mut down = [node(500.0), node(500.0), node(300.0), node(300.0), node(300.0)];
+        let mut down = [
+            node(500.0),
+            node(500.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
         down[0] = NodeIn {
             up: false,
             load: None,
@@ -260,7 +287,13 @@ mod tests {
         assert!((out.overflow[0] - 0.5).abs() < 1e-9, "{out:?}");
         // Demand falls (na's own demand is 400 / 0.5 = 800, under 960): the overflow shrinks
         // by at most max_step per step.
-        let calm = [node(200.0), node(200.0), node(300.0), node(300.0), node(300.0)];
+        let calm = [
+            node(200.0),
+            node(200.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
         let mut s = flat();
         s.overflow[0] = 0.5;
         let slow = Settings {
@@ -276,7 +309,13 @@ mod tests {
     #[test]
     fn everything_past_target_evens_out_instead_of_ping_pong() {
         // na at 100 %, eu at 90 %: even utilisation is (1200 + 1620) / 3000 = 94 %.
-        let nodes = [node(600.0), node(600.0), node(540.0), node(540.0), node(540.0)];
+        let nodes = [
+            node(600.0),
+            node(600.0),
+            node(540.0),
+            node(540.0),
+            node(540.0),
+        ];
         let out = step(&settings(), &world(), &nodes, &flat(), true);
         assert!(out.overflow[0] > 0.0 && out.overflow[0] < 0.1, "{out:?}");
         assert_eq!(out.overflow[1], 0.0, "eu does not send back");
@@ -286,7 +325,13 @@ mod tests {
     fn a_node_back_from_down_counts_only_once_its_clients_are_back() {
         // na1 just came back: its load of 0 must neither raise its factor nor release na's
         // overflow.
-        let mut nodes = [node(0.0), node(550.0), node(300.0), node(300.0), node(300.0)];
+        let mut nodes = [
+            node(0.0),
+            node(550.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
         nodes[0].settling = true;
         let mut s = flat();
         s.factors[0] = 0.9;
@@ -298,7 +343,13 @@ mod tests {
 
     #[test]
     fn no_load_falls_back_to_static_weight_and_no_overflow() {
-        let mut nodes = [node(500.0), node(500.0), node(300.0), node(300.0), node(300.0)];
+        let mut nodes = [
+            node(500.0),
+            node(500.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
         nodes[1].load = None;
         let mut s = flat();
         s.factors[1] = 3.0;
@@ -324,7 +375,21 @@ mod tests {
                 factors: vec![1.0; 2],
                 overflow: vec![0.0],
             },
+            true,
         );
         assert_eq!(out.overflow, vec![0.0]);
+        // A lapsed load gives the static weight back even between settled steps.
+        let mut nodes = [
+            node(500.0),
+            node(500.0),
+            node(300.0),
+            node(300.0),
+            node(300.0),
+        ];
+        nodes[1].load = None;
+        let mut s = flat();
+        s.factors[1] = 1.5;
+        let out = step(&settings(), &world(), &nodes, &s, false);
+        assert_eq!(out.factors[1], 1.0);
     }
 }

@@ -95,7 +95,9 @@ impl NodeLoad {
             return LoadStatus::Pushed(p.value, p.at);
         }
         match (&self.scraped, &self.error) {
-            (Some(r), _) if now.duration_since(r.at) <= self.stale_after.unwrap_or(Duration::MAX) => {
+            (Some(r), _)
+                if now.duration_since(r.at) <= self.stale_after.unwrap_or(Duration::MAX) =>
+            {
                 LoadStatus::Scraped(r.value, r.since)
             }
             (_, Some(e)) => LoadStatus::Failing(e.clone()),
@@ -118,6 +120,8 @@ pub struct ServiceState {
     pub last_change: Option<Instant>,
     /// Nodes up at the last step.
     up: BTreeSet<String>,
+    /// Nodes with a valid load at the last step.
+    valid: BTreeSet<String>,
     /// Each node's last valid load.
     last_load: BTreeMap<String, f64>,
     /// Loads of nodes that went down, until they have landed on the others.
@@ -133,7 +137,13 @@ pub struct Capacity {
     pub loads: BTreeMap<String, NodeLoad>,
     /// Controller states by service (its first name).
     pub services: BTreeMap<String, ServiceState>,
+    /// Shares carried from a previous process (`ctl replace`) are kept as they are until
+    /// every node with a load source has a reading again, or until this time.
+    pub hold_until: Option<Instant>,
 }
+
+/// How long carried shares are held at most while the first readings arrive.
+pub const CARRIED_HOLD: Duration = Duration::from_secs(30);
 
 /// Why a pushed load is refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,10 +274,25 @@ impl Capacity {
     /// Takes a controller step for every steered service of `snap` that is due, and writes
     /// the results into it. Returns true when anything changed.
     pub fn step(&mut self, snap: &Snapshot, now: Instant, unix: u64) -> bool {
+        if let Some(until) = self.hold_until {
+            let waiting = snap.nodes.iter().any(|n| {
+                n.load.is_some()
+                    && self
+                        .loads
+                        .get(&n.name)
+                        .is_none_or(|l| l.status(now, unix).load().is_none())
+            });
+            if waiting && now < until {
+                return false;
+            }
+            self.hold_until = None;
+        }
         let mut changed = false;
         for s in &snap.services {
             let Some(steer) = &s.steering else { continue };
-            let Some(name) = s.names.first() else { continue };
+            let Some(name) = s.names.first() else {
+                continue;
+            };
             let settings = steer.settings;
             let ttl = Duration::from_secs(s.ttl as u64);
             let regions = regions_of(s);
@@ -280,6 +305,7 @@ impl Capacity {
             let state = self.services.entry(name.clone()).or_default();
             let mut nodes = vec![NodeIn::default(); snap.nodes.len()];
             let mut up = BTreeSet::new();
+            let mut valid = BTreeSet::new();
             let mut settled = true;
             for (i, n) in snap.nodes.iter().enumerate() {
                 if !in_service[i] {
@@ -301,6 +327,7 @@ impl Capacity {
                     up.insert(n.name.clone());
                     if let Some((v, _)) = load {
                         state.last_load.insert(n.name.clone(), v);
+                        valid.insert(n.name.clone());
                     }
                 }
                 nodes[i] = NodeIn {
@@ -311,15 +338,20 @@ impl Capacity {
                     settling: false,
                 };
             }
-            // A node that went down: the load it carried is about to land on the others.
-            let event = up != state.up;
+            // A node that went down: the load it carried is about to land on the others. A
+            // node whose load became valid or invalid is an event too (the static weight
+            // applies at once).
+            let event = up != state.up || valid != state.valid;
+            state.valid = valid;
             for gone in state.up.difference(&up) {
                 if let Some(&l) = state.last_load.get(gone) {
                     let until = now + ttl + settings.interval;
                     state.pending.insert(gone.clone(), (l, until));
                 }
             }
-            state.pending.retain(|n, (_, until)| *until > now && !up.contains(n));
+            state
+                .pending
+                .retain(|n, (_, until)| *until > now && !up.contains(n));
             if !state.up.is_empty() {
                 for back in up.difference(&state.up) {
                     state.returned.insert(back.clone(), now);

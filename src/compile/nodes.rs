@@ -137,15 +137,17 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
             capacity: None,
             load: None,
         });
-        match n.capacity {
-            Some(c) if !(c.is_finite() && c > 0.0 && c <= crate::meter::MAX_LOAD) => {
-                errors.0.push(d.error(
-                    &format!("{p}.capacity"),
-                    "must be a number above 0 (in the maps' capacity unit)",
-                ))
-            }
-            c => nodes.last_mut().expect("just pushed").capacity = c,
+        if let Some(c) = n.capacity
+            && !(c.is_finite() && c > 0.0 && c <= crate::meter::MAX_LOAD)
+        {
+            errors.0.push(d.error(
+                &format!("{p}.capacity"),
+                "must be a number above 0 (in the maps' capacity unit)",
+            ));
         }
+        // Kept even when refused (the build fails anyway): a service needing it adds no
+        // follow-on error.
+        nodes.last_mut().expect("just pushed").capacity = n.capacity;
         if let Some(l) = &n.load {
             if n.capacity.is_none() {
                 errors.0.push(d.error(
@@ -155,7 +157,9 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
             }
             match crate::meter::LoadSource::from_spec(l) {
                 Ok(src) => nodes.last_mut().expect("just pushed").load = Some(src),
-                Err(e) => errors.0.push(d.error(&format!("{p}.load"), e.to_string())),
+                Err(e) => errors
+                    .0
+                    .push(d.error(&format!("{p}.load.{}", e.key()), e.to_string())),
             }
         }
         if let Some(c) = &n.check {

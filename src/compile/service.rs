@@ -217,9 +217,8 @@ pub(super) fn service(
         v4: t.v4,
         v6: t.v6,
         rr: AtomicU64::new(0),
-        steering: steer.map(|st| {
-            Steering::new(st, ctx.nodes.nodes.len(), ctx.regions.regions.len())
-        }),
+        steering: steer
+            .map(|st| Steering::new(st, ctx.nodes.nodes.len(), ctx.regions.regions.len())),
     })
 }
 
@@ -242,8 +241,8 @@ fn steer_settings(
         return None;
     }
     let def = SteerSettings::default();
-    let mut check = |key: &str, v: Option<f64>, ok: std::ops::RangeInclusive<f64>, dflt: f64| {
-        match v {
+    let mut check =
+        |key: &str, v: Option<f64>, ok: std::ops::RangeInclusive<f64>, dflt: f64| match v {
             Some(v) if !(v.is_finite() && ok.contains(&v)) => {
                 errors.0.push(d.error(
                     &format!("{p}.capacity.{key}"),
@@ -253,9 +252,13 @@ fn steer_settings(
             }
             Some(v) => v,
             None => dflt,
-        }
-    };
-    let target = check("target_utilisation", c.target_utilisation, 0.05..=1.0, def.target);
+        };
+    let target = check(
+        "target_utilisation",
+        c.target_utilisation,
+        0.05..=1.0,
+        def.target,
+    );
     let max_step = check("max_step", c.max_step, 0.01..=1.0, def.max_step);
     let deadband = check("deadband", c.deadband, 0.0..=0.5, def.deadband);
     let max_overflow = check("max_overflow", c.max_overflow, 0.0..=1.0, def.max_overflow);

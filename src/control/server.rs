@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use super::MAX_LINE;
 use super::protocol::{
-    BgpSession, CapacityReport, CheckReport, LastReload, ShareReport, NodeReport, PushedReport, Reply, Request, Response,
-    StatusReply,
+    BgpSession, CapacityReport, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request,
+    Response, ShareReport, StatusReply,
 };
 use super::text;
 use crate::counters::Counters;
@@ -702,7 +702,10 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                     crate::capacity::check_push(l).map_err(|e| format!("{}: {e}", it.node))?;
                 }
                 if s.is_none() && it.load.is_none() {
-                    return Err(format!("push for {} needs a `state`, a `load` or both", it.node));
+                    return Err(format!(
+                        "push for {} needs a `state`, a `load` or both",
+                        it.node
+                    ));
                 }
                 if it.ttl == 0 || it.ttl > 86_400 {
                     return Err(format!("ttl for {} must be 1..=86400 seconds", it.node));
@@ -857,6 +860,9 @@ fn capacity_report(
             format!("pushed by {src} (expires in {left} s)")
         }
         (LoadStatus::Pushed(..), None) => "pushed".into(),
+        (LoadStatus::Unknown, Some(_)) if n.load.is_none() => {
+            "pushed load lapsed: static weight".into()
+        }
         (LoadStatus::Scraped(..), _) => "scraped".into(),
         (LoadStatus::Stale(age), _) => format!(
             "stale (last reading {} s ago): static weight",
@@ -864,7 +870,7 @@ fn capacity_report(
         ),
         (LoadStatus::Failing(e), _) => format!("{e}: static weight"),
         (LoadStatus::Unknown, _) if n.load.is_some() => "no reading yet: static weight".into(),
-        (LoadStatus::Unknown, _) => "no load pushed: static weight".into(),
+        (LoadStatus::Unknown, _) => "none (no load source, nothing pushed): static weight".into(),
     };
     let mut shares = Vec::new();
     for s in &snap.services {

@@ -27,15 +27,42 @@ pub use give::{Handoff, ReplaceError, Replaced};
 pub use take::{HandoverError, Taker};
 pub use wire::Carried;
 
+use crate::capacity::Capacity;
 use crate::counters::Counters;
 use crate::health::State;
 use crate::node_state::{NodeStates, Pushed};
 
-/// The node states and counters to carry over, as they stand. `counters` are the totals by
-/// name the new process adds as an offset: `ctl stats` names and metric series (see
-/// [`Counters::carry`]).
-pub fn carried(states: &NodeStates, counters: BTreeMap<String, u64>) -> Carried {
+/// The node states, capacity shares and counters to carry over, as they stand. `counters`
+/// are the totals by name the new process adds as an offset: `ctl stats` names and metric
+/// series (see [`Counters::carry`]).
+pub fn carried(
+    states: &NodeStates,
+    capacity: &Capacity,
+    counters: BTreeMap<String, u64>,
+) -> Carried {
     Carried {
+        steering: capacity
+            .services
+            .iter()
+            .map(|(service, st)| wire::SteeringState {
+                service: service.clone(),
+                factors: st.factors.clone(),
+                overflow: st.overflow.clone(),
+            })
+            .collect(),
+        pushed_loads: capacity
+            .loads
+            .iter()
+            .filter_map(|(node, l)| {
+                let p = l.pushed.as_ref()?;
+                Some(wire::PushedLoad {
+                    node: node.clone(),
+                    load: p.value,
+                    expires_at: p.expires_at,
+                    source: p.source.clone(),
+                })
+            })
+            .collect(),
         admin: states.admin.values().cloned().collect(),
         pushed: states
             .pushed
@@ -74,6 +101,34 @@ pub fn apply(states: &mut NodeStates, carried: &Carried) {
             ))
         })
         .collect();
+}
+
+/// Takes over the old process's capacity shares and pushed loads: the new process answers
+/// with the shares the old one had reached instead of starting again from static weights.
+/// Bad values (not finite, out of range) are dropped.
+pub fn apply_capacity(capacity: &mut Capacity, carried: &Carried) {
+    for s in &carried.steering {
+        let st = capacity.services.entry(s.service.clone()).or_default();
+        st.factors = s
+            .factors
+            .iter()
+            .filter(|(_, f)| f.is_finite() && **f > 0.0)
+            .map(|(n, f)| (n.clone(), *f))
+            .collect();
+        st.overflow = s
+            .overflow
+            .iter()
+            .filter(|(_, f)| (0.0..=1.0).contains(*f))
+            .map(|(n, f)| (n.clone(), *f))
+            .collect();
+    }
+    let now = std::time::Instant::now();
+    capacity.hold_until = Some(now + crate::capacity::CARRIED_HOLD);
+    for p in &carried.pushed_loads {
+        if crate::capacity::check_push(p.load).is_ok() {
+            capacity.push(&p.node, p.load, p.expires_at, &p.source, now);
+        }
+    }
 }
 
 /// Adds the old process's counters to `counters`, as a starting offset: what `ctl stats` and
@@ -118,13 +173,34 @@ mod tests {
             },
         );
         let totals = BTreeMap::from([("udp_queries".to_string(), 41), ("nxdomain".to_string(), 3)]);
-        let c = carried(&old, totals);
+        let mut cap = Capacity::default();
+        cap.push("fra1", 412.5, u64::MAX, "lb", std::time::Instant::now());
+        cap.services
+            .entry("dl".into())
+            .or_default()
+            .factors
+            .insert("fra1".into(), 0.5);
+        cap.services
+            .get_mut("dl")
+            .unwrap()
+            .overflow
+            .insert("europe".into(), 0.25);
+        let c = carried(&old, &cap, totals);
         let text = serde_json::to_string(&c).unwrap();
         let back: Carried = serde_json::from_str(&text).unwrap();
         let mut new = NodeStates::default();
         apply(&mut new, &back);
         assert_eq!(new.admin, old.admin);
         assert_eq!(new.pushed, old.pushed);
+        let mut cap2 = Capacity::default();
+        apply_capacity(&mut cap2, &back);
+        assert_eq!(cap2.services["dl"].factors["fra1"], 0.5);
+        assert_eq!(cap2.services["dl"].overflow["europe"], 0.25);
+        assert_eq!(cap2.loads["fra1"].pushed.as_ref().unwrap().value, 412.5);
+        // An older process sends no capacity fields: they default to none.
+        let old_text = r#"{"admin":[],"pushed":[],"counters":{}}"#;
+        let older: Carried = serde_json::from_str(old_text).unwrap();
+        assert!(older.steering.is_empty() && older.pushed_loads.is_empty());
         let fresh = Counters::new(1);
         carry(&fresh, &back.counters);
         let after: BTreeMap<_, _> = fresh.stats().into_iter().collect();

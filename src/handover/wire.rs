@@ -75,6 +75,36 @@ pub struct Carried {
     pub pushed: Vec<PushedState>,
     /// Counter name → value (the names of `Stats::snapshot`).
     pub counters: BTreeMap<String, u64>,
+    /// Capacity steering: each steered service's weight factors and overflow fractions.
+    #[serde(default)]
+    pub steering: Vec<SteeringState>,
+    /// Pushed loads.
+    #[serde(default)]
+    pub pushed_loads: Vec<PushedLoad>,
+}
+
+/// One steered service's shares, as data.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SteeringState {
+    /// The service (its first name).
+    pub service: String,
+    /// Weight factor by node.
+    pub factors: BTreeMap<String, f64>,
+    /// Overflow fraction by region.
+    pub overflow: BTreeMap<String, f64>,
+}
+
+/// A pushed load, as data.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PushedLoad {
+    /// The node.
+    pub node: String,
+    /// The load.
+    pub load: f64,
+    /// Unix time after which it lapses.
+    pub expires_at: u64,
+    /// Who pushed it.
+    pub source: String,
 }
 
 /// The old process's first frame.

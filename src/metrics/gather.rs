@@ -507,39 +507,6 @@ fn short(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn carry_keys_round_trip_and_add_up() {
-        let l = labels(&[("service", "dl"), ("node", "fra1")]);
-        let key = carry_key("service_node_answers", &l);
-        assert_eq!(
-            parse_carry_key(&key),
-            Some(("service_node_answers", l.clone()))
-        );
-        let mut fams = vec![Family {
-            name: "service_node_answers",
-            help: "",
-            kind: Kind::Counter,
-            samples: vec![(l.clone(), Value::Int(5))],
-        }];
-        let carried = BTreeMap::from([
-            (key, 7),
-            (
-                carry_key("service_node_answers", &labels(&[("node", "x")])),
-                2,
-            ),
-            ("udp_queries".to_string(), 9),
-        ]);
-        carry(&mut fams, &carried);
-        assert!(matches!(fams[0].samples[0].1, Value::Int(12)));
-        assert_eq!(fams[0].samples.len(), 2);
-        assert_eq!(counter_samples(&fams).values().sum::<u64>(), 14);
-    }
-}
-
 /// Capacity steering: each node's capacity and load, each steered service's weight factors,
 /// shares and overflow fractions. Families appear only when some node has a capacity.
 fn capacity(b: &mut Builder, serving: &Serving, snap: &crate::snapshot::Snapshot) {
@@ -582,8 +549,10 @@ fn capacity(b: &mut Builder, serving: &Serving, snap: &crate::snapshot::Snapshot
         Kind::Gauge,
     );
     for (n, v) in &valid {
-        f.samples
-            .push((labels(&[("node", n)]), Value::Float(if *v { 1.0 } else { 0.0 })));
+        f.samples.push((
+            labels(&[("node", n)]),
+            Value::Float(if *v { 1.0 } else { 0.0 }),
+        ));
     }
     drop(cap);
     let factor = b.family(
@@ -635,9 +604,40 @@ fn capacity(b: &mut Builder, serving: &Serving, snap: &crate::snapshot::Snapshot
         Kind::Gauge,
     );
     for (s, r, v) in overflow {
-        f.samples.push((
-            labels(&[("service", s), ("region", r)]),
-            Value::Float(v),
-        ));
+        f.samples
+            .push((labels(&[("service", s), ("region", r)]), Value::Float(v)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carry_keys_round_trip_and_add_up() {
+        let l = labels(&[("service", "dl"), ("node", "fra1")]);
+        let key = carry_key("service_node_answers", &l);
+        assert_eq!(
+            parse_carry_key(&key),
+            Some(("service_node_answers", l.clone()))
+        );
+        let mut fams = vec![Family {
+            name: "service_node_answers",
+            help: "",
+            kind: Kind::Counter,
+            samples: vec![(l.clone(), Value::Int(5))],
+        }];
+        let carried = BTreeMap::from([
+            (key, 7),
+            (
+                carry_key("service_node_answers", &labels(&[("node", "x")])),
+                2,
+            ),
+            ("udp_queries".to_string(), 9),
+        ]);
+        carry(&mut fams, &carried);
+        assert!(matches!(fams[0].samples[0].1, Value::Int(12)));
+        assert_eq!(fams[0].samples.len(), 2);
+        assert_eq!(counter_samples(&fams).values().sum::<u64>(), 14);
     }
 }

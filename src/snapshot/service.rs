@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo,
-    Steering, V6Table,
+    AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo, Steering,
+    V6Table,
 };
 use crate::hash::mix;
 use crate::health::{HealthTable, State};
@@ -254,7 +254,9 @@ impl Service {
                     continue;
                 }
                 let region = &self.regions[r];
-                let mut pick = self.choose(region, decision, wanted, client_key, &eligible, health, steer);
+                let mut pick = self.choose(
+                    region, decision, wanted, client_key, &eligible, health, steer,
+                );
                 if pick.count > 0 {
                     pick.region = Some(r);
                     pick.degraded = pos > 0
@@ -271,7 +273,9 @@ impl Service {
             if let Some(pos) = overflowed.take() {
                 let r = decision.chain[pos];
                 let region = &self.regions[r];
-                let mut pick = self.choose(region, decision, wanted, client_key, &eligible, health, steer);
+                let mut pick = self.choose(
+                    region, decision, wanted, client_key, &eligible, health, steer,
+                );
                 if pick.count > 0 {
                     pick.region = Some(r);
                     pick.degraded = true;
@@ -288,8 +292,9 @@ impl Service {
                         if decision.chain.contains(&r) {
                             continue;
                         }
-                        let mut p =
-                            self.choose(region, decision, wanted, client_key, &eligible, health, steer);
+                        let mut p = self.choose(
+                            region, decision, wanted, client_key, &eligible, health, steer,
+                        );
                         if p.count > 0 {
                             p.region = Some(r);
                             p.degraded = true;
@@ -351,6 +356,8 @@ impl Service {
     /// Up to `answers` nodes of `region` in state `wanted`: for a proximity or distance
     /// region, the nearest first (by `decision`'s ranks; members [`BEYOND`] the limit are
     /// left out), by weight or spread within each rank.
+    // The pick's own arguments, inlined into it: a struct would only be unpacked again.
+    #[allow(clippy::too_many_arguments)]
     fn choose(
         &self,
         region: &Region,
@@ -403,6 +410,7 @@ impl Service {
 
     /// Up to `want` nodes of `region` in state `wanted`, by weight (or spread by client).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn choose_n(
         &self,
         region: &Region,

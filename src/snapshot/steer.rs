@@ -121,10 +121,20 @@ mod tests {
         assert!(!(0..1000).any(|k| s.overflows(0, k)));
         s.set_overflow(0, 0.25);
         let quarter: Vec<u64> = (0..40_000).filter(|&k| s.overflows(0, k)).collect();
-        assert!((9_000..11_000).contains(&quarter.len()), "{}", quarter.len());
+        assert!(
+            (9_000..11_000).contains(&quarter.len()),
+            "{}",
+            quarter.len()
+        );
         s.set_overflow(0, 0.5);
-        assert!(quarter.iter().all(|&k| s.overflows(0, k)), "growing only adds");
-        assert!(!(0..1000).any(|k| s.overflows(1, k)), "other region untouched");
+        assert!(
+            quarter.iter().all(|&k| s.overflows(0, k)),
+            "growing only adds"
+        );
+        assert!(
+            !(0..1000).any(|k| s.overflows(1, k)),
+            "other region untouched"
+        );
         s.set_factor(1, 0.5);
         assert_eq!(s.factor(1), 0.5);
         assert_eq!(s.factor(0), 1.0);
