@@ -11,6 +11,12 @@
 #   NEW_EXTRA='query_log: {path: queries.jsonl}' \
 #     bash benches/old-new.sh target/release/signpost target/release/signpost 9 8
 #
+# OLD_SED / NEW_SED: a sed script applied to one side's map, to compare two map policies with
+# one binary, e.g. `spread: weighted` against `spread: capacity` (docs/benchmarks.md):
+#   OLD_SED='s/^    ttl: 60$/&\n    spread: weighted/' \
+#   NEW_SED='s/ipv4: \[\([^]]*\)\] }/ipv4: [\1], capacity: 1000 }/; s/^    ttl: 60$/&\n    spread: capacity/' \
+#     bash benches/old-new.sh target/release/signpost target/release/signpost 9 8
+#
 # For example, with each commit built in its own worktree:
 #   bash benches/old-new.sh ../wt-old/target/release/signpost target/release/signpost 5 8
 #
@@ -38,6 +44,8 @@ mkdir -p "$W/old" "$W/new"
 for v in old new; do cp "$W/sp/map.yaml" "$W/$v/"; done
 sed 's/127\.0\.0\.1:5401/127.0.0.1:5411/' "$W/sp/signpost.yaml" > "$W/old/signpost.yaml"
 sed 's/127\.0\.0\.1:5401/127.0.0.1:5412/' "$W/sp/signpost.yaml" > "$W/new/signpost.yaml"
+if [ -n "${OLD_SED:-}" ]; then sed -i "$OLD_SED" "$W/old/map.yaml"; fi
+if [ -n "${NEW_SED:-}" ]; then sed -i "$NEW_SED" "$W/new/map.yaml"; fi
 if [ -n "${OLD_EXTRA:-}" ]; then printf '%s\n' "$OLD_EXTRA" >> "$W/old/signpost.yaml"; fi
 if [ -n "${NEW_EXTRA:-}" ]; then printf '%s\n' "$NEW_EXTRA" >> "$W/new/signpost.yaml"; fi
 

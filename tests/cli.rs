@@ -39,7 +39,7 @@ fn version_help_and_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 zone(s), 1 service(s), 8 node(s)")
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 zone(s), 2 service(s), 8 node(s)")
     );
     // A missing configuration file is an error naming it.
     let out = signpost(&["check", "--config", "/nonexistent/signpost.yaml"]);

@@ -410,3 +410,76 @@ fn metrics_continue_across_a_replace() {
     assert_eq!(value(&after, node), 6.0, "{after}");
     assert_eq!(value(&after, a), 6.0, "{after}");
 }
+
+#[test]
+fn capacity_shares_and_pushed_loads_cross_a_replace() {
+    let dir = TempDir::new("replace-capacity");
+    let config = demo_config(&dir, "");
+    let server = Server::with_control(&config, &dir);
+    let sock = server.control.clone().unwrap();
+    let _reaper = Reaper(sock.clone());
+    // The demo's cdn.example.test is spread by load: fra1 busy, ams1 idle.
+    let out = ctl(
+        &sock,
+        &[
+            "push",
+            "--load",
+            "--source",
+            "lb",
+            "fra1=950:600",
+            "ams1=50:600",
+            "dtag1=100:600",
+            "iad1=500:600",
+            "sjc1=400:600",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let factor = |sock: &std::path::Path, node: &str| -> f64 {
+        let out = ctl(sock, &["--json", "nodes"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .and_then(|n| n["capacity"]["shares"][0]["factor"].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    assert!(
+        wait_for(10, || factor(&sock, "fra1") < 1.0),
+        "the controller lowers fra1: {}",
+        server.stderr()
+    );
+    let before = factor(&sock, "fra1");
+    // Now even loads: no step changes a factor any more (each node is at the region's
+    // utilisation), so a new process that did not take over the shares would stay at 1.
+    let out = ctl(
+        &sock,
+        &[
+            "push",
+            "--load",
+            "--source",
+            "lb",
+            "fra1=300:600",
+            "ams1=150:600",
+            "dtag1=600:600",
+            "iad1=500:600",
+            "sjc1=400:600",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = ctl(&sock, &["replace"]);
+    assert!(out.status.success(), "{out:?}\n{}", server.stderr());
+    let mut server = server;
+    assert!(wait_for(10, || server.child.try_wait().unwrap().is_some()));
+    std::thread::sleep(Duration::from_millis(600));
+    // The new process answers with the factor the old one reached, and has the pushed loads.
+    let after = factor(&sock, "fra1");
+    assert!(
+        before < 1.0 && (after - before).abs() < 1e-9,
+        "fra1's factor {before} became {after}"
+    );
+    let out = ctl(&sock, &["nodes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pushed by lb"), "{text}");
+}

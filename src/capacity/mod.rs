@@ -235,6 +235,14 @@ impl Capacity {
         }
     }
 
+    /// The load status of node `name` now.
+    pub fn status_now(&self, name: &str) -> LoadStatus {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.status(name, Instant::now(), unix)
+    }
+
     /// The load status of node `name`.
     pub fn status(&self, name: &str, now: Instant, unix: u64) -> LoadStatus {
         self.loads

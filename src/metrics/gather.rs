@@ -514,7 +514,6 @@ fn capacity(b: &mut Builder, serving: &Serving, snap: &crate::snapshot::Snapshot
         return;
     }
     let cap = serving.capacity();
-    let (now, unix) = (std::time::Instant::now(), crate::node_state::now());
     let f = b.family(
         "node_capacity",
         "What each node can carry, in the maps' capacity unit.",
@@ -529,7 +528,7 @@ fn capacity(b: &mut Builder, serving: &Serving, snap: &crate::snapshot::Snapshot
     let mut loads = Vec::new();
     let mut valid = Vec::new();
     for n in snap.nodes.iter().filter(|n| n.capacity.is_some()) {
-        let st = cap.status(&n.name, now, unix);
+        let st = cap.status_now(&n.name);
         if let Some((l, _)) = st.load() {
             loads.push((n.name.clone(), l));
         }

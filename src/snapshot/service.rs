@@ -240,6 +240,12 @@ impl Service {
                     .local_bit
                     .is_none_or(|b| decision.local_mask & (1u64 << b) != 0)
         };
+        let by = By {
+            client_key,
+            eligible: &eligible,
+            health,
+            steer,
+        };
         // A region that overflows sends this client on to the next region of the chain; when
         // no later region has a node up, the client stays with the region after all.
         let mut overflowed = None;
@@ -254,9 +260,7 @@ impl Service {
                     continue;
                 }
                 let region = &self.regions[r];
-                let mut pick = self.choose(
-                    region, decision, wanted, client_key, &eligible, health, steer,
-                );
+                let mut pick = self.choose(region, decision, wanted, &by);
                 if pick.count > 0 {
                     pick.region = Some(r);
                     pick.degraded = pos > 0
@@ -273,9 +277,7 @@ impl Service {
             if let Some(pos) = overflowed.take() {
                 let r = decision.chain[pos];
                 let region = &self.regions[r];
-                let mut pick = self.choose(
-                    region, decision, wanted, client_key, &eligible, health, steer,
-                );
+                let mut pick = self.choose(region, decision, wanted, &by);
                 if pick.count > 0 {
                     pick.region = Some(r);
                     pick.degraded = true;
@@ -292,9 +294,7 @@ impl Service {
                         if decision.chain.contains(&r) {
                             continue;
                         }
-                        let mut p = self.choose(
-                            region, decision, wanted, client_key, &eligible, health, steer,
-                        );
+                        let mut p = self.choose(region, decision, wanted, &by);
                         if p.count > 0 {
                             p.region = Some(r);
                             p.degraded = true;
@@ -356,21 +356,11 @@ impl Service {
     /// Up to `answers` nodes of `region` in state `wanted`: for a proximity or distance
     /// region, the nearest first (by `decision`'s ranks; members [`BEYOND`] the limit are
     /// left out), by weight or spread within each rank.
-    // The pick's own arguments, inlined into it: a struct would only be unpacked again.
-    #[allow(clippy::too_many_arguments)]
-    fn choose(
-        &self,
-        region: &Region,
-        decision: &Decision,
-        wanted: State,
-        client_key: u64,
-        eligible: &dyn Fn(usize) -> bool,
-        health: &HealthTable,
-        steer: Option<&Steering>,
-    ) -> Pick {
+    fn choose(&self, region: &Region, decision: &Decision, wanted: State, by: &By<'_>) -> Pick {
         let want = self.answers.min(MAX_ANSWERS);
+        let (eligible, health) = (by.eligible, by.health);
         if !region.ranked() || decision.ranks.is_empty() {
-            return self.choose_n(region, wanted, client_key, eligible, health, want, steer);
+            return self.choose_n(region, wanted, by, want);
         }
         let rank = |n: usize| decision.ranks.get(n).copied().unwrap_or(NO_ROUTE);
         let mut pick = Pick::empty();
@@ -390,15 +380,11 @@ impl Service {
                 break;
             };
             let in_tier = |n: usize| eligible(n) && rank(n) == tier;
-            let more = self.choose_n(
-                region,
-                wanted,
-                client_key,
-                &in_tier,
-                health,
-                want - pick.count,
-                steer,
-            );
+            let tier_by = By {
+                eligible: &in_tier,
+                ..*by
+            };
+            let more = self.choose_n(region, wanted, &tier_by, want - pick.count);
             for &n in more.nodes() {
                 pick.nodes[pick.count] = n;
                 pick.count += 1;
@@ -410,17 +396,8 @@ impl Service {
 
     /// Up to `want` nodes of `region` in state `wanted`, by weight (or spread by client).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn choose_n(
-        &self,
-        region: &Region,
-        wanted: State,
-        client_key: u64,
-        eligible: &dyn Fn(usize) -> bool,
-        health: &HealthTable,
-        want: usize,
-        steer: Option<&Steering>,
-    ) -> Pick {
+    fn choose_n(&self, region: &Region, wanted: State, by: &By<'_>, want: usize) -> Pick {
+        let (eligible, health) = (by.eligible, by.health);
         let mut pick = Pick::empty();
         if !self.spread {
             for &(n, _) in &region.members {
@@ -442,11 +419,11 @@ impl Service {
             if !eligible(n) || health.get(n) != wanted || w == 0 {
                 continue;
             }
-            let w = match steer {
+            let w = match by.steer {
                 Some(s) => w as f64 * s.factor(n),
                 None => w as f64,
             };
-            let h = mix(client_key ^ mix(n as u64 + 1));
+            let h = mix(by.client_key ^ mix(n as u64 + 1));
             let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             let score = w / -u.ln();
             // Insert into the top-`want` list.
@@ -468,6 +445,16 @@ impl Service {
         }
         pick
     }
+}
+
+/// What a pick chooses by, besides the region: the client, which nodes may serve it, their
+/// health, and the capacity steering in force (none: static weights).
+#[derive(Clone, Copy)]
+struct By<'a> {
+    client_key: u64,
+    eligible: &'a dyn Fn(usize) -> bool,
+    health: &'a HealthTable,
+    steer: Option<&'a Steering>,
 }
 
 /// Whether `decision` leaves member `n` of `region` out: past a distance region's limit.
