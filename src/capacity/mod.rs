@@ -349,12 +349,12 @@ impl Capacity {
             // A node that went down: the load it carried is about to land on the others. A
             // node whose load became valid or invalid is an event too (the static weight
             // applies at once).
-            let event = up != state.up || valid != state.valid;
+            let membership = up != state.up;
+            let event = membership || valid != state.valid;
             state.valid = valid;
             for gone in state.up.difference(&up) {
                 if let Some(&l) = state.last_load.get(gone) {
-                    let until = now + ttl + settings.interval;
-                    state.pending.insert(gone.clone(), (l, until));
+                    state.pending.insert(gone.clone(), (l, now + ttl));
                 }
             }
             state
@@ -367,7 +367,9 @@ impl Capacity {
             }
             state.returned.retain(|n, _| up.contains(n));
             for (i, n) in snap.nodes.iter().enumerate() {
-                if let Some(&(l, _)) = state.pending.get(&n.name) {
+                // Pending loads count only in the step a failure triggers: a later step waits
+                // for readings taken after they landed, which carry them already.
+                if event && let Some(&(l, _)) = state.pending.get(&n.name) {
                     nodes[i].pending = l;
                 }
                 // Back from down: settling until a load measured a TTL after its return.
@@ -401,6 +403,11 @@ impl Capacity {
                     .collect(),
             };
             let after = controller::step(&settings, &regions, &nodes, &before, settled);
+            // A node going down or coming back changes where clients are, like a step: the
+            // next settled step waits for readings a TTL after it.
+            if membership {
+                state.last_change = Some(now);
+            }
             if after == before {
                 continue;
             }
