@@ -11,7 +11,9 @@
 //!   name ([`zone`]), and for a service name does one lookup in a flat table of CIDR blocks
 //!   ([`snapshot::Service::route`]) that yields both the decision (a rule, its chain of regions,
 //!   the proximity ranks) and the ECS scope; [`snapshot::Service::pick`] then picks nodes by
-//!   rank, weight and health, and pre-encoded records are copied into the response
+//!   rank, weight and health (for `spread: capacity`, with the weight factors and overflow
+//!   fractions the capacity controller publishes as atomics beside the snapshot, read with
+//!   one relaxed load each), and pre-encoded records are copied into the response
 //!   ([`dns::answer`]). No lock, no I/O, no `.await`, no allocation (`tests/alloc.rs`).
 //!   Each worker counts into its own row of the counters ([`tally`], [`counters`]); a metrics
 //!   scrape sums the rows.
@@ -70,7 +72,8 @@
 //!    scopes.
 //! 4. [`config`], [`spec`], [`source`]: the file formats and their error reporting.
 //! 5. [`serving`], [`reload`], [`node_state`], [`probe`], [`control`]: the moving parts around
-//!    the snapshot.
+//!    the snapshot; [`capacity`] (with [`meter`] and [`scrape`]): loads in, weight factors and
+//!    overflow fractions out, published beside the snapshot like node states.
 //! 6. [`feed`] and [`live`]: BGP sessions and what they hand to the compiler.
 //! 7. [`daemon`] and [`cli`]: how it all starts; [`handover`]: how a new process takes over.
 
