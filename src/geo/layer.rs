@@ -68,6 +68,10 @@ pub struct V6Starts {
 impl Starts for V6Starts {
     const BITS: u8 = 128;
     fn push(&mut self, a: u128) {
+        debug_assert!(
+            self.high.is_empty() || a > self.get(self.high.len() - 1),
+            "starts pushed in ascending order"
+        );
         if a as u64 != 0 {
             self.low.push((self.high.len() as u32, a as u64));
         }
@@ -85,12 +89,19 @@ impl Starts for V6Starts {
     }
     fn at_or_below(&self, a: u128) -> usize {
         let top = (a >> 64) as u64;
-        let mut n = self.high.partition_point(|&h| h <= top);
-        // Starts within the same /64 as `a` may still lie above it.
-        while n > 0 && self.high[n - 1] == top && self.get(n - 1) > a {
-            n -= 1;
+        let end = self.high.partition_point(|&h| h <= top);
+        // Starts within the same /64 as `a` may still lie above it: a binary search within
+        // that run (hostile data can put many starts in one /64).
+        let (mut lo, mut hi) = (self.high[..end].partition_point(|&h| h < top), end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid) <= a {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-        n
+        lo
     }
     fn bytes(&self) -> usize {
         self.high.capacity() * 8 + self.low.capacity() * 16
@@ -449,6 +460,36 @@ pub struct Locations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v6_starts_within_one_slash_64_are_found_by_binary_search() {
+        // Many starts inside one /64 (as hostile data could give), around starts in others.
+        let mut all: Vec<u128> = vec![0, 1u128 << 64];
+        let base = 0x2001_0db8_0000_0001u128 << 64;
+        all.extend((0..5000u128).map(|i| base | (i * 7 + 3)));
+        all.push(0x2001_0db8_0000_0002u128 << 64);
+        let mut s = V6Starts::default();
+        for &a in &all {
+            s.push(a);
+        }
+        let reference = |a: u128| all.iter().filter(|&&x| x <= a).count();
+        for probe in [
+            0,
+            5,
+            (1u128 << 64) - 1,
+            1u128 << 64,
+            base,
+            base | 3,
+            base | 4,
+            base | 34_999,
+        ]
+        .into_iter()
+        .chain((0..2000u128).map(|i| base | (i * 13)))
+        .chain([base | u64::MAX as u128, u128::MAX])
+        {
+            assert_eq!(s.at_or_below(probe), reference(probe), "{probe:#x}");
+        }
+    }
 
     #[test]
     fn spans_keep_ranges_gaps_and_merge_neighbours() {
