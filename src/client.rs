@@ -186,7 +186,11 @@ impl ClientData {
                 prefix_len,
             })
         }
-        let mut out = ClientInfo::default();
+        // Without any location database there is nothing to keep: the location is unknown.
+        let mut out = ClientInfo {
+            locations_kept: true,
+            ..ClientInfo::default()
+        };
         let mut first_location_db = true;
         for db in self.geo() {
             let found = db.lookup(addr);
@@ -282,5 +286,21 @@ impl ClientInfo {
             _ => out.push("asn: unknown".into()),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_location_database_means_an_unknown_location_not_a_dropped_one() {
+        let lines = ClientData::default()
+            .lookup("192.0.2.1".parse().unwrap())
+            .lines();
+        assert!(
+            lines.contains(&"location: unknown".to_string()),
+            "{lines:?}"
+        );
     }
 }
