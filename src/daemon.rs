@@ -616,6 +616,7 @@ fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
                 passive: p.passive,
                 asn: p.asn,
                 hold_time: p.hold_time,
+                min_hold_time: p.min_hold_time,
                 ipv4: p.ipv4,
                 ipv6: p.ipv6,
                 max_prefixes: p.max_prefixes,

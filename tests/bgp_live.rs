@@ -2,7 +2,9 @@
 //! connecting to Signpost's `feeds.listen`, gobgpd waiting for Signpost to connect) and with a
 //! raw speaker of the test's own, on loopback. Routes announced, changed and withdrawn on the
 //! daemons move the answers `dig` gets; a killed daemon's routes go stale, then away; broken
-//! input and a prefix limit end one session and nothing else.
+//! input and a prefix limit end one session and nothing else; a router that keeps reconnecting
+//! with new prefixes holds no more than its prefix limit; a router's hold time 0 is refused
+//! unless allowed; what the other side of a connection can make Signpost log is rate-limited.
 //!
 //! The configuration is `testdata/bgp-live/signpost.yaml` with its peers from
 //! `peer-passive.yaml` / `peer-active.yaml`, rendered into a temporary directory laid out like
@@ -97,6 +99,8 @@ struct FeedPeer {
     nodes: &'static [&'static str],
     mode: Mode,
     max_prefixes: u32,
+    /// `min_hold_time`: 3 (the default) unless the test's raw speaker proposes hold time 0.
+    min_hold_time: u16,
 }
 
 impl FeedPeer {
@@ -109,6 +113,7 @@ impl FeedPeer {
             nodes,
             mode: Mode::Passive,
             max_prefixes: 1000,
+            min_hold_time: 3,
         }
     }
 
@@ -133,6 +138,12 @@ impl FeedPeer {
         self
     }
 
+    /// Accepts hold times from `n` seconds (0: the raw speaker's hold time 0 too).
+    fn min_hold_time(mut self, n: u16) -> FeedPeer {
+        self.min_hold_time = n;
+        self
+    }
+
     /// The peer's YAML, from its template.
     fn yaml(&self) -> String {
         let mut vars = vec![
@@ -141,6 +152,7 @@ impl FeedPeer {
             ("ASN", self.asn.to_string()),
             ("NODES", self.nodes.join(", ")),
             ("MAX_PREFIXES", self.max_prefixes.to_string()),
+            ("MIN_HOLD_TIME", self.min_hold_time.to_string()),
         ];
         let template = match self.mode {
             Mode::Passive => "peer-passive.yaml",
@@ -842,8 +854,8 @@ impl RawPeer {
         })
     }
 
-    /// OPEN (hold time 0: no keepalives either way), Signpost's OPEN, KEEPALIVE, its
-    /// KEEPALIVE. Returns Signpost's OPEN.
+    /// OPEN (hold time 0: no keepalives either way; the peer needs `min_hold_time: 0`),
+    /// Signpost's OPEN, KEEPALIVE, its KEEPALIVE. Returns Signpost's OPEN.
     fn handshake(&mut self, asn: u32) -> Msg {
         self.send(&open(asn, Ipv4Addr::new(10, 9, 9, 9), 0));
         let theirs = self.recv();
@@ -943,7 +955,7 @@ fn raw_speaker_errors_touch_only_their_session() {
         2000,
         &[
             FeedPeer::passive("fra1-rtr", &bs, &["fra1"]),
-            FeedPeer::passive("raw-rtr", &raw, &["ams1"]),
+            FeedPeer::passive("raw-rtr", &raw, &["ams1"]).min_hold_time(0),
         ],
     );
     let b = start_bird(&bs, sp, &[(EU4_A, &[64651]), (EU6_A, &[64651])]);
@@ -1037,7 +1049,11 @@ fn updates_right_after_the_handshake_are_applied() {
     let raw_addr = IpAddr::V4(loopback_v4());
     let raw_asn = 65072;
     let raw = Speaker::on(raw_asn, raw_addr).no_listen();
-    let s = Signpost::start(sp, 2000, &[FeedPeer::passive("raw-rtr", &raw, &["ams1"])]);
+    let s = Signpost::start(
+        sp,
+        2000,
+        &[FeedPeer::passive("raw-rtr", &raw, &["ams1"]).min_hold_time(0)],
+    );
     let mut r = RawPeer::connect(raw_addr, sp);
     r.send(&open(raw_asn, Ipv4Addr::new(10, 9, 9, 9), 0));
     assert!(matches!(r.recv(), Some(Msg::Open { .. })));
@@ -1244,4 +1260,185 @@ fn operator_peer_configs_match_the_tests() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The raw speaker's UPDATEs announcing `prefixes` (IPv4) with path `[asn]`, as few messages
+/// as fit (500 prefixes each).
+fn announce_all(asn: u32, prefixes: &[String]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for chunk in prefixes.chunks(500) {
+        let nlri: Vec<u8> = chunk.iter().flat_map(|p| nlri4(p)).collect();
+        bytes.extend(update(&[], &attributes(&[asn]), &nlri));
+    }
+    bytes
+}
+
+/// `ctl bgp`'s fresh IPv4 plus stale prefixes of `peer`.
+fn held(s: &Signpost, peer: &str) -> u64 {
+    let v = s.session(peer);
+    v["ipv4_prefixes"].as_u64().unwrap() + v["stale_prefixes"].as_u64().unwrap()
+}
+
+/// A router that reconnects again and again within `stale_ms`, each session announcing 999
+/// prefixes that no earlier session had and never sending End-of-RIB, against
+/// `max_prefixes: 1000`: fresh and stale routes together stay within the limit (the stale
+/// routes of the oldest sessions make room), and the latest session's routes are all fresh.
+/// Before the limit counted stale routes, 20 such sessions left 19,980 routes held.
+#[test]
+fn a_flapping_peer_holds_no_more_than_max_prefixes() {
+    let sp = signpost_addr();
+    let raw_addr = IpAddr::V4(loopback_v4());
+    let raw_asn = 65081;
+    let raw = Speaker::on(raw_asn, raw_addr).no_listen();
+    let s = Signpost::start(
+        sp,
+        60_000,
+        &[FeedPeer::passive("raw-rtr", &raw, &["ams1"]).min_hold_time(0)],
+    );
+    let started = Instant::now();
+    let mut most = 0;
+    for session in 0..20u32 {
+        let prefixes: Vec<String> = (0..999u32)
+            .map(|i| {
+                let n = session * 1000 + i;
+                format!("10.{}.{}.0/24", n >> 8, n & 255)
+            })
+            .collect();
+        let mut r = RawPeer::connect(raw_addr, sp);
+        r.handshake(raw_asn);
+        r.send(&announce_all(raw_asn, &prefixes));
+        if !wait_until(CHANGE, || s.session("raw-rtr")["ipv4_prefixes"] == 999) {
+            panic!("session {session}: {}", s.diagnostics());
+        }
+        most = most.max(held(&s, "raw-rtr"));
+        drop(r);
+        if !wait_until(CHANGE, || s.session("raw-rtr")["ipv4_prefixes"] == 0) {
+            panic!("session {session} not down: {}", s.diagnostics());
+        }
+        most = most.max(held(&s, "raw-rtr"));
+    }
+    eprintln!(
+        "20 sessions of 999 new prefixes in {} ms: at most {most} routes held",
+        ms(started.elapsed())
+    );
+    assert!(most <= 1000, "{most} routes held, limit 1000");
+    assert_eq!(held(&s, "raw-rtr"), 1000);
+    // The server answers all along.
+    s.expect("A", US4, IAD1);
+}
+
+/// Lines in `text` containing `what`.
+fn lines_with(text: &str, what: &str) -> usize {
+    text.lines().filter(|l| l.contains(what)).count()
+}
+
+/// What the other side of a BGP connection can make Signpost log is rate-limited: 1000
+/// malformed UPDATEs (treated as withdrawals), 200 connections from an address that is no
+/// peer's and 30 sessions in a row of one peer give at most 10 lines of each kind (and the
+/// counts of those held back go on the next line of the kind written, a minute later at most:
+/// `log_limit.rs` tests that). Before the limits, every one of them was a line.
+#[test]
+fn remote_parties_cannot_flood_the_log() {
+    let sp = signpost_addr();
+    let raw_addr = IpAddr::V4(loopback_v4());
+    let stranger = IpAddr::V4(loopback_v4());
+    let raw_asn = 65091;
+    let raw = Speaker::on(raw_asn, raw_addr).no_listen();
+    let s = Signpost::start(
+        sp,
+        2000,
+        &[FeedPeer::passive("raw-rtr", &raw, &["ams1"]).min_hold_time(0)],
+    );
+
+    // 1000 malformed UPDATEs (ORIGIN of length 2), then a good one: once the good one is in
+    // the table, every bad one before it was handled.
+    let mut r = RawPeer::connect(raw_addr, sp);
+    r.handshake(raw_asn);
+    let mut bad_origin = vec![0x40, 1, 2, 0, 0];
+    bad_origin.extend(&attributes(&[raw_asn])[4..]);
+    let bad = update(&[], &bad_origin, &nlri4(EU4_B));
+    r.send(&bad.repeat(1000));
+    r.send(&update(&[], &attributes(&[raw_asn]), &nlri4(EU4_B)));
+    if !wait_until(CHANGE, || s.session("raw-rtr")["ipv4_prefixes"] == 1) {
+        panic!("{}", s.diagnostics());
+    }
+    assert_eq!(s.session("raw-rtr")["state"], "established");
+    drop(r);
+
+    // 200 connections from an unknown address, each closed by Signpost.
+    for _ in 0..200 {
+        let mut c = RawPeer::connect(stranger, sp);
+        assert_eq!(c.recv(), None);
+    }
+
+    // 30 sessions of the peer, each up and then closed by the peer.
+    for _ in 0..30 {
+        let mut r = RawPeer::connect(raw_addr, sp);
+        r.handshake(raw_asn);
+        drop(r);
+    }
+    // The last session's end is logged (or counted) too.
+    if !wait_until(CHANGE, || s.session("raw-rtr")["state"] != "established") {
+        panic!("{}", s.diagnostics());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let log = s.server.stderr();
+    let counts = [
+        "malformed BGP UPDATE treated as withdraw",
+        "BGP connection from an unknown address refused",
+        "BGP session up",
+        "BGP session down",
+    ]
+    .map(|what| (what, lines_with(&log, what)));
+    eprintln!("log lines: {counts:?}, {} bytes in all", log.len());
+    let head: String = log.lines().take(40).collect::<Vec<_>>().join("\n");
+    for (what, n) in counts {
+        assert!(
+            (1..=10).contains(&n),
+            "{n} lines of {what:?}; the log begins:\n{head}"
+        );
+    }
+    assert!(log.len() < 64 * 1024, "{} bytes of log", log.len());
+}
+
+/// A router proposing hold time 0 (RFC 4271 allows it: no keepalives and no hold timer, so a
+/// router that falls silent keeps its session, and its routes fresh, for ever) is refused by
+/// default: NOTIFICATION OPEN Message Error / Unacceptable Hold Time, and `ctl bgp` says so.
+/// The same router configured with `min_hold_time: 0` comes up.
+#[test]
+fn hold_time_zero_is_refused_unless_allowed() {
+    let sp = signpost_addr();
+    let strict_addr = IpAddr::V4(loopback_v4());
+    let open_addr = IpAddr::V4(loopback_v4());
+    let strict = Speaker::on(65101, strict_addr).no_listen();
+    let lenient = Speaker::on(65102, open_addr).no_listen();
+    let s = Signpost::start(
+        sp,
+        2000,
+        &[
+            FeedPeer::passive("strict-rtr", &strict, &["ams1"]),
+            FeedPeer::passive("lenient-rtr", &lenient, &["fra1"]).min_hold_time(0),
+        ],
+    );
+    let mut r = RawPeer::connect(strict_addr, sp);
+    r.send(&open(65101, Ipv4Addr::new(10, 9, 9, 9), 0));
+    assert!(matches!(r.recv(), Some(Msg::Open { .. })));
+    assert_eq!(r.notification(), (2, 6, vec![]));
+    let strict = s.session("strict-rtr");
+    assert_ne!(strict["state"], "established", "{strict}");
+    assert!(
+        strict["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unacceptable Hold Time")),
+        "{strict}"
+    );
+
+    let mut r = RawPeer::connect(open_addr, sp);
+    r.handshake(65102);
+    if !wait_until(CHANGE, || {
+        s.session("lenient-rtr")["state"] == "established"
+    }) {
+        panic!("{}", s.diagnostics());
+    }
 }

@@ -175,6 +175,8 @@ pub struct FeedPeer {
     pub local_address: Option<std::net::IpAddr>,
     /// Proposed hold time, seconds.
     pub hold_time: u16,
+    /// The shortest hold time accepted from the router, seconds.
+    pub min_hold_time: u16,
     /// IPv4 unicast.
     pub ipv4: bool,
     /// IPv6 unicast.
@@ -588,6 +590,7 @@ impl Config {
                                 p.passive,
                                 p.local_address,
                                 p.hold_time,
+                                p.min_hold_time,
                                 p.ipv4,
                                 p.ipv6,
                                 p.max_prefixes,

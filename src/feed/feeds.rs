@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::error::FeedError;
 use super::listener;
+use super::log_limit::LogLimits;
 use super::peer::{self, PeerShared, lock};
 use super::settings::{Speaker, canonical};
 use super::status::{SessionState, SessionStatus, StatusCell};
@@ -74,11 +75,12 @@ impl Feeds {
                 stale_tx,
                 on_change: on_change.clone(),
                 messages: AtomicU64::new(0),
+                logs: LogLimits::new(),
             });
             let incoming = match p.passive {
                 true => {
                     let (tx, rx) = mpsc::channel(1);
-                    routes.insert(canonical(p.address), (p.name.clone(), tx));
+                    routes.insert(canonical(p.address), (shared.clone(), tx));
                     Some(rx)
                 }
                 false => None,

@@ -1,5 +1,7 @@
 //! Accepting passive peers' connections: each is handed to the peer whose address it comes
-//! from; a connection from any other address is refused (closed), logged and counted.
+//! from; a connection from any other address is refused (closed), counted and logged (at most
+//! [`LINES`](super::log_limit::LINES) lines a minute of each kind, the others counted on the
+//! next line written).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,35 +11,49 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::warn;
 
+use super::log_limit::{LogLimits, limited};
+use super::peer::PeerShared;
 use super::settings::canonical;
 
 /// Accepts connections forever, dispatching them by source address.
 pub(crate) async fn accept(
     listener: TcpListener,
-    peers: HashMap<IpAddr, (String, mpsc::Sender<TcpStream>)>,
+    peers: HashMap<IpAddr, (Arc<PeerShared>, mpsc::Sender<TcpStream>)>,
     refused: Arc<AtomicU64>,
 ) {
+    // Lines about connections that no peer owns.
+    let logs = LogLimits::new();
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
-                warn!(error = %e, "accepting a BGP connection failed");
+                limited!(logs, warn, "accepting a BGP connection failed", error = %e);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         match peers.get(&canonical(from.ip())) {
-            Some((name, tx)) => {
+            Some((shared, tx)) => {
                 if tx.try_send(stream).is_err() {
-                    warn!(peer = %name, from = %from, "BGP connection refused: one is already pending");
+                    limited!(
+                        shared.logs,
+                        warn,
+                        "BGP connection refused: one is already pending",
+                        peer = %shared.peer.name,
+                        from = %from
+                    );
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
             None => {
-                warn!(from = %from, "BGP connection from an unknown address refused");
+                limited!(
+                    logs,
+                    warn,
+                    "BGP connection from an unknown address refused",
+                    from = %from
+                );
                 refused.fetch_add(1, Ordering::Relaxed);
                 drop(stream);
             }

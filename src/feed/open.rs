@@ -20,6 +20,7 @@ use bgpkit_parser::models::{
 };
 use bytes::Bytes;
 
+use super::log_limit::{LogLimits, limited};
 use super::notice::{Notice, OPEN_ERROR};
 use super::settings::Peer;
 
@@ -84,12 +85,14 @@ pub(crate) fn build_open(local_asn: u32, router_id: Ipv4Addr, peer: &Peer) -> By
         .unwrap_or_default()
 }
 
-/// Checks the peer's OPEN against the settings; the error is the NOTIFICATION to send.
+/// Checks the peer's OPEN against the settings; the error is the NOTIFICATION to send. What
+/// the NOTIFICATION cannot say (the AS or hold time received) is logged through `logs`.
 pub(crate) fn check_open(
     open: &BgpOpenMessage,
     local_asn: u32,
     router_id: Ipv4Addr,
     peer: &Peer,
+    logs: &LogLimits,
 ) -> Result<Negotiated, Notice> {
     if open.version != 4 {
         // The data is the largest version Signpost supports (RFC 4271 §6.2).
@@ -120,12 +123,14 @@ pub(crate) fn check_open(
     };
     let two_byte_ok = two_byte == asn || (asn > 0xffff && two_byte == u32::from(AS_TRANS));
     if asn != peer.asn || !two_byte_ok {
-        tracing::warn!(
+        limited!(
+            logs,
+            warn,
+            "BGP OPEN with another AS than configured",
             peer = %peer.name,
             received = asn,
             received_two_byte = two_byte,
-            configured = peer.asn,
-            "BGP OPEN with another AS than configured"
+            configured = peer.asn
         );
         return Err(Notice::new(OPEN_ERROR, 2));
     }
@@ -134,6 +139,17 @@ pub(crate) fn check_open(
         return Err(Notice::new(OPEN_ERROR, 3));
     }
     if matches!(open.hold_time, 1 | 2) {
+        return Err(Notice::new(OPEN_ERROR, 6));
+    }
+    if open.hold_time < peer.min_hold_time {
+        limited!(
+            logs,
+            warn,
+            "BGP OPEN with a hold time below min_hold_time",
+            peer = %peer.name,
+            received = open.hold_time,
+            min_hold_time = peer.min_hold_time
+        );
         return Err(Notice::new(OPEN_ERROR, 6));
     }
     // RFC 4760: without any multiprotocol capability, IPv4 unicast is implied.
@@ -173,28 +189,35 @@ mod tests {
         // Our own OPEN passes our checks when the peer has the same settings (an iBGP mirror).
         let mut mirror = peer.clone();
         mirror.asn = 4_200_000_000;
-        let n = check_open(&ours, 65000, Ipv4Addr::new(192, 0, 2, 1), &mirror).unwrap();
+        let logs = LogLimits::new();
+        let n = check_open(&ours, 65000, Ipv4Addr::new(192, 0, 2, 1), &mirror, &logs).unwrap();
         assert_eq!((n.hold_time, n.ipv4, n.ipv6), (90, true, true));
     }
 
     #[test]
     fn rejects_wrong_asn_version_and_hold_time() {
-        let peer = Peer::new("r1", "192.0.2.1".parse().unwrap(), 65001);
+        let mut peer = Peer::new("r1", "192.0.2.1".parse().unwrap(), 65001);
         let id = Ipv4Addr::new(192, 0, 2, 9);
+        let logs = LogLimits::new();
+        let check = |open: &BgpOpenMessage, peer: &Peer| check_open(open, 65000, id, peer, &logs);
         let mut open = parse(build_open(65002, Ipv4Addr::new(192, 0, 2, 1), &peer));
-        assert_eq!(
-            check_open(&open, 65000, id, &peer),
-            Err(Notice::new(OPEN_ERROR, 2))
-        );
+        assert_eq!(check(&open, &peer), Err(Notice::new(OPEN_ERROR, 2)));
         open = parse(build_open(65001, Ipv4Addr::new(192, 0, 2, 1), &peer));
         open.hold_time = 2;
-        assert_eq!(
-            check_open(&open, 65000, id, &peer),
-            Err(Notice::new(OPEN_ERROR, 6))
-        );
+        assert_eq!(check(&open, &peer), Err(Notice::new(OPEN_ERROR, 6)));
         open.hold_time = 30;
-        assert_eq!(check_open(&open, 65000, id, &peer).unwrap().hold_time, 30);
+        assert_eq!(check(&open, &peer).unwrap().hold_time, 30);
+        // Hold time 0 is below the default minimum; accepted when the minimum is 0.
+        open.hold_time = 0;
+        assert_eq!(check(&open, &peer), Err(Notice::new(OPEN_ERROR, 6)));
+        peer.min_hold_time = 0;
+        assert_eq!(check(&open, &peer).unwrap().hold_time, 0);
+        // A configured minimum above 3.
+        peer.min_hold_time = 30;
+        open.hold_time = 29;
+        assert_eq!(check(&open, &peer), Err(Notice::new(OPEN_ERROR, 6)));
+        open.hold_time = 30;
         open.version = 3;
-        assert_eq!(check_open(&open, 65000, id, &peer).unwrap_err().subcode, 1);
+        assert_eq!(check(&open, &peer).unwrap_err().subcode, 1);
     }
 }

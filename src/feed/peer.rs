@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
 
+use super::log_limit::{LogLimits, limited};
 use super::session::{self, SessionEnd};
 use super::settings::Peer;
 use super::status::{SessionState, SessionStatus, StatusCell};
@@ -36,6 +36,8 @@ pub(crate) struct PeerShared {
     pub on_change: OnChange,
     /// Messages received (also in the status; counted here without a lock).
     pub messages: AtomicU64,
+    /// The rate limits of this peer's log lines.
+    pub logs: LogLimits,
 }
 
 /// Locks a mutex even if a task panicked while holding it (the data stay usable).
@@ -90,19 +92,28 @@ impl PeerShared {
 
     /// Marks every route stale after a session ended.
     fn routes_stale(&self, stale_time: Duration) {
-        let (changed, until) = {
+        let (changed, next) = {
             let mut t = lock(&self.table);
             let changed = t.session_down(Instant::now() + stale_time);
-            (changed, t.stale_until)
+            (changed, t.next_expiry())
         };
-        self.stale_tx.send_replace(until);
+        self.stale_tx.send_replace(next);
         if changed {
             (self.on_change)();
         }
     }
+
+    /// Tells the sweeper when the next stale routes expire, if that changed.
+    pub fn expiry_changed(&self, next: Option<Instant>) {
+        self.stale_tx.send_if_modified(|d| {
+            let changed = *d != next;
+            *d = next;
+            changed
+        });
+    }
 }
 
-/// Removes a peer's stale routes when their time comes.
+/// Removes a peer's stale routes when their time comes, one generation after the other.
 pub(crate) async fn sweep_stale(shared: Arc<PeerShared>) {
     let mut rx = shared.stale_tx.subscribe();
     loop {
@@ -115,14 +126,26 @@ pub(crate) async fn sweep_stale(shared: Arc<PeerShared>) {
         };
         tokio::select! {
             _ = due => {
-                let changed = lock(&shared.table).expire(Instant::now());
+                let (changed, next) = {
+                    let mut t = lock(&shared.table);
+                    let changed = t.expire(Instant::now());
+                    (changed, t.next_expiry())
+                };
                 if changed {
-                    info!(peer = %shared.peer.name, "stale BGP routes removed");
+                    limited!(
+                        shared.logs,
+                        info,
+                        "stale BGP routes removed",
+                        peer = %shared.peer.name
+                    );
                     (shared.on_change)();
                 }
-                if rx.changed().await.is_err() {
-                    return;
+                if next == deadline {
+                    // Woken a little early: wait again for the same deadline.
+                    continue;
                 }
+                // Seen by this loop's next turn (a later deadline, or none).
+                shared.expiry_changed(next);
             }
             r = rx.changed() => if r.is_err() { return },
         }
@@ -175,7 +198,13 @@ pub(crate) async fn run(
                 match connect(&shared.peer, connect_retry).await {
                     Ok(stream) => stream,
                     Err(e) => {
-                        warn!(peer = %name, error = %e, "BGP connection failed");
+                        limited!(
+                            shared.logs,
+                            warn,
+                            "BGP connection failed",
+                            peer = %name,
+                            error = %e
+                        );
                         shared.set_error(format!("connect: {e}"));
                         shared.set_state(SessionState::Idle);
                         tokio::time::sleep(connect_retry).await;
@@ -192,14 +221,20 @@ pub(crate) async fn run(
         shared.set_state(SessionState::Idle);
         shared.routes_stale(stale_time);
         if established {
-            info!(peer = %name, "BGP session down");
+            limited!(shared.logs, info, "BGP session down", peer = %name);
         }
         if over_limit {
             // A peer over its prefix limit would send the same table again at once: hold the
             // session down (refusing its connections) so that it does not flap, and so that
             // the Cease stays the last error an operator sees.
             let hold = connect_retry.max(OVER_LIMIT_HOLD);
-            warn!(peer = %name, seconds = hold.as_secs(), "prefix limit reached: session held down");
+            limited!(
+                shared.logs,
+                warn,
+                "prefix limit reached: session held down",
+                peer = %name,
+                seconds = hold.as_secs()
+            );
             let until = tokio::time::Instant::now() + hold;
             match incoming.as_mut() {
                 Some(rx) => {

@@ -18,9 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
 
 use super::frame::{self, Frame, FrameReader, ReadError};
+use super::log_limit::limited;
 use super::notice::{CEASE, FSM_ERROR, HOLD_TIMER_EXPIRED, Notice, OPEN_ERROR};
 use super::open::{self, Negotiated};
 use super::peer::{PeerShared, lock};
@@ -157,13 +157,15 @@ pub(crate) async fn run(
         Ok(negotiated) => {
             established = true;
             shared.set_state(SessionState::Established);
-            info!(
+            limited!(
+                shared.logs,
+                info,
+                "BGP session up",
                 peer = %shared.peer.name,
                 remote = ?remote,
                 hold_time = negotiated.hold_time,
                 ipv4 = negotiated.ipv4,
-                ipv6 = negotiated.ipv6,
-                "BGP session up"
+                ipv6 = negotiated.ipv6
             );
             receive(shared, &mut conn, &negotiated, incoming).await
         }
@@ -175,21 +177,38 @@ pub(crate) async fn run(
     match ending {
         Ending::Send(notice) => {
             over_limit = notice.code == CEASE && notice.subcode == 1;
-            warn!(peer = %name, notification = %notice, "sending BGP NOTIFICATION");
+            limited!(
+                shared.logs,
+                warn,
+                "sending BGP NOTIFICATION",
+                peer = %name,
+                notification = %notice
+            );
             shared.set_error(format!("sent NOTIFICATION: {notice}"));
             conn.close_with(&notice).await;
         }
         Ending::Received(notice) => {
-            warn!(peer = %name, notification = %notice, "BGP NOTIFICATION received");
+            limited!(
+                shared.logs,
+                warn,
+                "BGP NOTIFICATION received",
+                peer = %name,
+                notification = %notice
+            );
             shared.set_error(format!("received NOTIFICATION: {notice}"));
         }
         Ending::Lost(text) => {
-            warn!(peer = %name, error = %text, "BGP connection lost");
+            limited!(shared.logs, warn, "BGP connection lost", peer = %name, error = %text);
             shared.set_error(text);
         }
         Ending::Replaced(stream) => {
             let notice = Notice::new(CEASE, 7);
-            warn!(peer = %name, "new BGP connection from the peer replaces the session");
+            limited!(
+                shared.logs,
+                warn,
+                "new BGP connection from the peer replaces the session",
+                peer = %name
+            );
             shared.set_error(format!("sent NOTIFICATION: {notice}"));
             conn.close_with(&notice).await;
             replaced_by = Some(stream);
@@ -220,8 +239,14 @@ async fn open_exchange(shared: &PeerShared, conn: &mut Conn) -> Result<Negotiate
     let Some(BgpMessage::Open(their)) = parse(&frame) else {
         return Err(Ending::Send(Notice::new(OPEN_ERROR, 0)));
     };
-    let negotiated =
-        open::check_open(&their, shared.local_asn, shared.router_id, peer).map_err(Ending::Send)?;
+    let negotiated = open::check_open(
+        &their,
+        shared.local_asn,
+        shared.router_id,
+        peer,
+        &shared.logs,
+    )
+    .map_err(Ending::Send)?;
     conn.send(&keepalive()).await?;
     shared.set_state(SessionState::OpenConfirm);
     let wait = match negotiated.hold_time {
@@ -358,7 +383,13 @@ fn apply(shared: &PeerShared, batch: Vec<Changes>) -> Result<(), Notice> {
         let mut table = lock(&shared.table);
         'batch: for c in &batch {
             if let Some(why) = &c.treat_as_withdraw {
-                warn!(peer = %peer.name, reason = %why, "malformed BGP UPDATE treated as withdraw");
+                limited!(
+                    shared.logs,
+                    warn,
+                    "malformed BGP UPDATE treated as withdraw",
+                    peer = %peer.name,
+                    reason = %why
+                );
             }
             for &key in &c.withdraw_v4 {
                 changed |= table.v4.withdraw(key);
@@ -390,13 +421,15 @@ fn apply(shared: &PeerShared, batch: Vec<Changes>) -> Result<(), Notice> {
                 changed |= table.drop_stale(c.end_of_rib_v4, c.end_of_rib_v6);
             }
         }
+        // End-of-RIB, and stale routes making room for new ones, move the next expiry.
+        shared.expiry_changed(table.next_expiry());
     }
     lock(&shared.status).last_update = Some(Instant::now());
     if changed {
         (shared.on_change)();
     }
     if result.is_err() {
-        warn!(peer = %peer.name, limit, "BGP peer exceeded its prefix limit");
+        limited!(shared.logs, warn, "BGP peer exceeded its prefix limit", peer = %peer.name, limit);
     }
     result
 }

@@ -13,6 +13,11 @@ use super::error::FeedError;
 /// address family, above any full table today, so a runaway peer cannot exhaust memory.
 pub const DEFAULT_PREFIX_CAP: u32 = 2_000_000;
 
+/// The shortest hold time a peer may propose unless configured otherwise: 3 s, the shortest
+/// RFC 4271 allows besides 0. A peer proposing 0 (no keepalives, no hold timer: a silent peer
+/// would keep its session, and its routes fresh, for ever) is refused.
+pub const DEFAULT_MIN_HOLD_TIME: u16 = 3;
+
 /// The local BGP speaker: who Signpost is, where it listens, and whom it peers with.
 #[derive(Debug, Clone)]
 pub struct Speaker {
@@ -51,17 +56,24 @@ pub struct Peer {
     /// Proposed hold time in seconds: 0 (no keepalives) or at least 3. The session uses the
     /// smaller of this and the router's.
     pub hold_time: u16,
+    /// The shortest hold time, in seconds, accepted from the router: an OPEN proposing less
+    /// (0 included) is answered with OPEN Message Error / Unacceptable Hold Time. 0 accepts
+    /// every hold time RFC 4271 allows. `hold_time` must not be below it.
+    pub min_hold_time: u16,
     /// Negotiate IPv4 unicast.
     pub ipv4: bool,
     /// Negotiate IPv6 unicast.
     pub ipv6: bool,
-    /// Most routes accepted per address family before the session is closed with Cease /
-    /// Maximum Number of Prefixes Reached; `None` means [`DEFAULT_PREFIX_CAP`].
+    /// Most routes kept per address family, fresh and stale together; one fresh route more
+    /// closes the session with Cease / Maximum Number of Prefixes Reached, a new route that
+    /// only the stale ones push over it removes a stale one. `None` means
+    /// [`DEFAULT_PREFIX_CAP`].
     pub max_prefixes: Option<u32>,
 }
 
 impl Peer {
-    /// A passive IPv4 + IPv6 peer with hold time 90 s, remote port 179 and the default cap.
+    /// A passive IPv4 + IPv6 peer with hold time 90 s (at least [`DEFAULT_MIN_HOLD_TIME`] from
+    /// the router), remote port 179 and the default cap.
     pub fn new(name: &str, address: IpAddr, asn: u32) -> Peer {
         Peer {
             name: name.to_string(),
@@ -71,6 +83,7 @@ impl Peer {
             passive: true,
             asn,
             hold_time: 90,
+            min_hold_time: DEFAULT_MIN_HOLD_TIME,
             ipv4: true,
             ipv6: true,
             max_prefixes: None,
@@ -84,12 +97,16 @@ impl Peer {
 }
 
 impl Speaker {
-    /// Checks the settings: a non-zero local ASN, unique peer names and addresses, a hold time
-    /// of 0 or ≥ 3, at least one family per peer, a listen address when a peer is passive, and a
-    /// non-zero connect retry.
+    /// Checks the settings: a non-zero local ASN, a router id other than 0.0.0.0 and
+    /// 255.255.255.255, unique peer names and addresses, a hold time of 0 or ≥ 3 and not below
+    /// the minimum, at least one family per peer, a listen address when a peer is passive, and
+    /// a non-zero connect retry.
     pub fn validate(&self) -> Result<(), FeedError> {
         if self.local_asn == 0 {
             return Err(FeedError::ZeroAsn);
+        }
+        if !usable_router_id(self.router_id) {
+            return Err(FeedError::RouterId(self.router_id));
         }
         if self.connect_retry.is_zero() {
             return Err(FeedError::ZeroConnectRetry);
@@ -112,6 +129,13 @@ impl Speaker {
                     hold_time: peer.hold_time,
                 });
             }
+            if peer.hold_time < peer.min_hold_time {
+                return Err(FeedError::HoldTimeBelowMinimum {
+                    peer: peer.name.clone(),
+                    hold_time: peer.hold_time,
+                    min_hold_time: peer.min_hold_time,
+                });
+            }
             if !peer.ipv4 && !peer.ipv6 {
                 return Err(FeedError::NoFamily(peer.name.clone()));
             }
@@ -126,11 +150,11 @@ impl Speaker {
 /// The address as a peer is identified: an IPv4-mapped IPv6 address is its IPv4 address (a
 /// dual-stack listener reports IPv4 clients that way).
 pub(crate) fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
+    address.to_canonical()
+}
+
+/// Whether a BGP identifier can be used: not 0.0.0.0 (RFC 6286 wants it non-zero) nor
+/// 255.255.255.255 (refused by Signpost from its peers too).
+pub(crate) fn usable_router_id(id: Ipv4Addr) -> bool {
+    !id.is_unspecified() && !id.is_broadcast()
 }

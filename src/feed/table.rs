@@ -7,8 +7,18 @@
 //! shared 2-core machine: a fresh export of 600,000 IPv4 routes takes 18–21 ms with this crate
 //! optimised (opt-level 2) and about 55 ms unoptimised; a cached one takes under 1 µs. The
 //! peer's table lock is held during a fresh export, so that peer's updates wait that long.
+//!
+//! Stale routes carry the generation of the session end that made them stale (the peer's
+//! sessions ended so far, counted from 1). A generation is removed whole `stale_time` after its
+//! session ended, whatever later sessions do: a peer that keeps reconnecting does not extend
+//! the life of routes it no longer announces. The limit counts fresh and stale routes of a
+//! family together: a new prefix that would go over it first removes a stale route, from the
+//! oldest generation, lowest prefix first; only fresh routes over the limit are refused. Each
+//! generation remembers where its last removal was, so that finding the next costs one walk
+//! of the table per generation at most, and no index beside the table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,13 +28,57 @@ pub use crate::live::Route;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LimitReached;
 
+/// A route as kept: the exported [`Route`] with the stale flag replaced by the generation
+/// (0: fresh). The same size as a `Route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    /// Origin AS.
+    origin: u32,
+    /// AS path length.
+    path_len: u32,
+    /// The generation in which the route went stale; 0 while it is fresh.
+    stale_since: u32,
+}
+
+impl Slot {
+    /// A fresh slot for `route`.
+    fn fresh(route: Route) -> Slot {
+        Slot {
+            origin: route.origin,
+            path_len: route.path_len,
+            stale_since: 0,
+        }
+    }
+
+    /// The route as exported.
+    fn route(self) -> Route {
+        Route {
+            origin: self.origin,
+            path_len: self.path_len,
+            stale: self.stale_since != 0,
+        }
+    }
+}
+
+/// The stale routes of one generation in one family.
+#[derive(Debug)]
+struct Generation<K> {
+    /// How many there are.
+    count: usize,
+    /// The last one removed to make room: the search for the next starts after it (every
+    /// route of this generation before it is gone, since none becomes part of it later).
+    resume: Option<(K, u8)>,
+}
+
 /// The routes of one address family; `K` is the address as an integer.
 #[derive(Debug)]
 pub(crate) struct FamilyTable<K> {
     /// (start, length) → route.
-    routes: BTreeMap<(K, u8), Route>,
+    routes: BTreeMap<(K, u8), Slot>,
     /// Routes not flagged stale.
     fresh: usize,
+    /// Stale routes by generation, oldest first.
+    stale: BTreeMap<u32, Generation<K>>,
     /// The sorted export, while it is current.
     cache: Option<Arc<[(K, u8, Route)]>>,
 }
@@ -35,53 +89,52 @@ impl<K: Ord + Copy> FamilyTable<K> {
         FamilyTable {
             routes: BTreeMap::new(),
             fresh: 0,
+            stale: BTreeMap::new(),
             cache: None,
         }
     }
 
-    /// Sets the route of a prefix; fails, changing nothing, when that would make more than
-    /// `limit` fresh routes. Returns whether the table changed.
+    /// Sets the route of a prefix. Fails, changing nothing, when that would make more than
+    /// `limit` fresh routes; when it would make more than `limit` routes with the stale ones,
+    /// stale routes are removed first (oldest generation first). Returns whether the table
+    /// changed.
     pub fn announce(
         &mut self,
         key: (K, u8),
         route: Route,
         limit: usize,
     ) -> Result<bool, LimitReached> {
-        let route = Route {
-            stale: false,
-            ..route
-        };
-        match self.routes.get_mut(&key) {
-            Some(old) if *old == route => Ok(false),
-            Some(old) => {
-                if old.stale {
-                    if self.fresh >= limit {
-                        return Err(LimitReached);
-                    }
-                    self.fresh += 1;
+        let slot = Slot::fresh(route);
+        match self.routes.get(&key).copied() {
+            Some(old) if old == slot => return Ok(false),
+            Some(old) if old.stale_since != 0 => {
+                if self.fresh >= limit {
+                    return Err(LimitReached);
                 }
-                *old = route;
-                self.cache = None;
-                Ok(true)
+                self.fresh += 1;
+                self.unstale(old.stale_since);
             }
+            Some(_) => {}
             None => {
                 if self.fresh >= limit {
                     return Err(LimitReached);
                 }
-                self.routes.insert(key, route);
+                while self.routes.len() >= limit && self.evict_stale() {}
                 self.fresh += 1;
-                self.cache = None;
-                Ok(true)
             }
         }
+        self.routes.insert(key, slot);
+        self.cache = None;
+        Ok(true)
     }
 
     /// Removes a prefix; returns whether it was there.
     pub fn withdraw(&mut self, key: (K, u8)) -> bool {
         match self.routes.remove(&key) {
             Some(old) => {
-                if !old.stale {
-                    self.fresh -= 1;
+                match old.stale_since {
+                    0 => self.fresh -= 1,
+                    generation => self.unstale(generation),
                 }
                 self.cache = None;
                 true
@@ -90,12 +143,67 @@ impl<K: Ord + Copy> FamilyTable<K> {
         }
     }
 
-    /// Flags every route stale; returns whether any was fresh.
-    pub fn mark_stale(&mut self) -> bool {
+    /// One stale route of `generation` is gone (announced again, withdrawn or removed).
+    fn unstale(&mut self, generation: u32) {
+        if let Some(g) = self.stale.get_mut(&generation) {
+            g.count = g.count.saturating_sub(1);
+            if g.count == 0 {
+                self.stale.remove(&generation);
+            }
+        }
+    }
+
+    /// Removes one stale route of the oldest generation, the first after the last one removed
+    /// from it; returns whether there was one.
+    fn evict_stale(&mut self) -> bool {
+        while let Some(mut entry) = self.stale.first_entry() {
+            let generation = *entry.key();
+            let g = entry.get_mut();
+            let from = match g.resume {
+                Some(key) => Bound::Excluded(key),
+                None => Bound::Unbounded,
+            };
+            let found = self
+                .routes
+                .range((from, Bound::Unbounded))
+                .find(|(_, slot)| slot.stale_since == generation)
+                .map(|(&key, _)| key);
+            match found {
+                Some(key) => {
+                    self.routes.remove(&key);
+                    g.count -= 1;
+                    g.resume = Some(key);
+                    if g.count == 0 {
+                        entry.remove();
+                    }
+                    self.cache = None;
+                    return true;
+                }
+                // The count was wrong (it cannot be): forget the generation, try the next.
+                None => {
+                    entry.remove();
+                }
+            }
+        }
+        false
+    }
+
+    /// Flags every fresh route stale, as part of `generation`; returns whether any was fresh.
+    pub fn mark_stale(&mut self, generation: u32) -> bool {
         if self.fresh == 0 {
             return false;
         }
-        self.routes.values_mut().for_each(|r| r.stale = true);
+        self.routes
+            .values_mut()
+            .filter(|slot| slot.stale_since == 0)
+            .for_each(|slot| slot.stale_since = generation);
+        let g = self.stale.entry(generation).or_insert(Generation {
+            count: 0,
+            resume: None,
+        });
+        g.count += self.fresh;
+        // Only when the generation number was used before (it saturated): search from the top.
+        g.resume = None;
         self.fresh = 0;
         self.cache = None;
         true
@@ -106,9 +214,31 @@ impl<K: Ord + Copy> FamilyTable<K> {
         if self.stale() == 0 {
             return false;
         }
-        self.routes.retain(|_, r| !r.stale);
+        self.routes.retain(|_, slot| slot.stale_since == 0);
+        self.stale.clear();
         self.cache = None;
         true
+    }
+
+    /// Removes the stale routes of `generation` and older ones; returns whether there were any.
+    pub fn drop_through(&mut self, generation: u32) -> bool {
+        if self
+            .stale
+            .first_key_value()
+            .is_none_or(|(&g, _)| g > generation)
+        {
+            return false;
+        }
+        self.routes
+            .retain(|_, slot| slot.stale_since == 0 || slot.stale_since > generation);
+        self.stale.retain(|&g, _| g > generation);
+        self.cache = None;
+        true
+    }
+
+    /// Whether stale routes of `generation` are left.
+    pub fn has_generation(&self, generation: u32) -> bool {
+        self.stale.contains_key(&generation)
     }
 
     /// Fresh routes.
@@ -129,22 +259,25 @@ impl<K: Ord + Copy> FamilyTable<K> {
         let list: Arc<[(K, u8, Route)]> = self
             .routes
             .iter()
-            .map(|(&(start, len), &route)| (start, len, route))
+            .map(|(&(start, len), &slot)| (start, len, slot.route()))
             .collect();
         self.cache = Some(list.clone());
         list
     }
 }
 
-/// Both families of one peer, and when its stale routes expire.
+/// Both families of one peer, and when each generation of its stale routes expires.
 #[derive(Debug)]
 pub(crate) struct PeerTable {
     /// IPv4 routes.
     pub v4: FamilyTable<u32>,
     /// IPv6 routes.
     pub v6: FamilyTable<u128>,
-    /// When the stale routes are removed, while there are some.
-    pub stale_until: Option<Instant>,
+    /// The last generation: sessions ended so far.
+    generation: u32,
+    /// When each generation's stale routes are removed, oldest first (deadlines grow with
+    /// generations, the stale time being the same for all).
+    deadlines: VecDeque<(u32, Instant)>,
 }
 
 impl PeerTable {
@@ -153,41 +286,68 @@ impl PeerTable {
         PeerTable {
             v4: FamilyTable::new(),
             v6: FamilyTable::new(),
-            stale_until: None,
+            generation: 0,
+            deadlines: VecDeque::new(),
         }
     }
 
-    /// A session ended: every route becomes stale until `until`. Returns whether anything
-    /// changed.
+    /// A session ended: every fresh route becomes stale until `until`; routes already stale
+    /// keep their own deadline. Returns whether anything changed.
     pub fn session_down(&mut self, until: Instant) -> bool {
-        let changed = self.v4.mark_stale() | self.v6.mark_stale();
-        if self.v4.stale() + self.v6.stale() > 0 {
-            self.stale_until = Some(until);
+        self.generation = self.generation.saturating_add(1);
+        let generation = self.generation;
+        let changed = self.v4.mark_stale(generation) | self.v6.mark_stale(generation);
+        if changed {
+            match self.deadlines.back_mut() {
+                Some(last) if last.0 == generation => last.1 = until,
+                _ => self.deadlines.push_back((generation, until)),
+            }
         }
         changed
     }
 
-    /// Drops the stale routes of the families given (End-of-RIB) and clears the deadline once
-    /// none is left. Returns whether anything changed.
+    /// When the next stale routes are removed, if there are any.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.deadlines
+            .iter()
+            .find(|&&(g, _)| self.v4.has_generation(g) || self.v6.has_generation(g))
+            .map(|&(_, at)| at)
+    }
+
+    /// Forgets the deadlines of generations that have no route left.
+    fn prune(&mut self) {
+        let (v4, v6) = (&self.v4, &self.v6);
+        self.deadlines
+            .retain(|&(g, _)| v4.has_generation(g) || v6.has_generation(g));
+    }
+
+    /// Drops the stale routes of the families given (End-of-RIB). Returns whether anything
+    /// changed.
     pub fn drop_stale(&mut self, v4: bool, v6: bool) -> bool {
         let changed = (v4 && self.v4.drop_stale()) | (v6 && self.v6.drop_stale());
-        if self.v4.stale() + self.v6.stale() == 0 {
-            self.stale_until = None;
-        }
+        self.prune();
         changed
     }
 
-    /// Drops all stale routes if their time has come. Returns whether anything changed.
+    /// Drops the stale routes whose time has come. Returns whether anything changed.
     pub fn expire(&mut self, now: Instant) -> bool {
-        match self.stale_until {
-            Some(until) if until <= now => self.drop_stale(true, true),
-            _ => false,
+        let mut changed = false;
+        while let Some(&(generation, at)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            changed |= self.v4.drop_through(generation) | self.v6.drop_through(generation);
+            self.deadlines.pop_front();
         }
+        self.prune();
+        changed
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const R: Route = Route {
@@ -196,13 +356,18 @@ mod tests {
         stale: false,
     };
 
+    /// The prefixes of a family table, in order, each with its stale flag.
+    fn keys(t: &mut FamilyTable<u32>) -> Vec<(u32, bool)> {
+        t.export().iter().map(|e| (e.0, e.2.stale)).collect()
+    }
+
     #[test]
     fn stale_routes_are_replaced_and_dropped() {
         let mut t = PeerTable::new();
         t.v4.announce((0x0a00_0000, 8), R, 10).unwrap();
         t.v4.announce((0x0b00_0000, 8), R, 10).unwrap();
         t.v6.announce((1, 128), R, 10).unwrap();
-        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let later = Instant::now() + Duration::from_secs(60);
         assert!(t.session_down(later));
         assert_eq!((t.v4.fresh(), t.v4.stale()), (0, 2));
         // Re-announced: fresh again.
@@ -212,9 +377,9 @@ mod tests {
         // End-of-RIB for IPv4 drops the remaining stale IPv4 route only.
         assert!(t.drop_stale(true, false));
         assert_eq!((t.v4.fresh(), t.v4.stale(), t.v6.stale()), (1, 0, 1));
-        assert!(t.stale_until.is_some());
+        assert_eq!(t.next_expiry(), Some(later));
         assert!(t.expire(later));
-        assert_eq!((t.v6.fresh(), t.v6.stale(), t.stale_until), (0, 0, None));
+        assert_eq!((t.v6.fresh(), t.v6.stale(), t.next_expiry()), (0, 0, None));
     }
 
     #[test]
@@ -229,6 +394,94 @@ mod tests {
         assert_eq!(t.announce((3, 32), R, 2), Ok(true));
         let list = t.export();
         assert_eq!(list.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    /// Fresh and stale routes together stay within the limit: a new prefix pushes out a stale
+    /// route of the oldest generation, lowest prefix first; a stale route announced again
+    /// takes no room; only fresh routes over the limit are refused.
+    #[test]
+    fn stale_routes_make_room_oldest_first() {
+        let mut t = PeerTable::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        for k in [20, 10] {
+            t.v4.announce((k, 32), R, 4).unwrap();
+        }
+        t.session_down(until); // generation 1: 10, 20
+        for k in [5, 30] {
+            t.v4.announce((k, 32), R, 4).unwrap();
+        }
+        t.session_down(until); // generation 2: 5, 30
+        assert_eq!((t.v4.fresh(), t.v4.stale()), (0, 4));
+        // A stale route announced again: no room needed.
+        assert_eq!(t.v4.announce((30, 32), R, 4), Ok(true));
+        assert_eq!(t.v4.stale(), 3);
+        // New prefixes: generation 1 goes first (10, then 20), then generation 2's 5.
+        t.v4.announce((40, 32), R, 4).unwrap();
+        assert_eq!(
+            keys(&mut t.v4),
+            vec![(5, true), (20, true), (30, false), (40, false)]
+        );
+        t.v4.announce((50, 32), R, 4).unwrap();
+        t.v4.announce((60, 32), R, 4).unwrap();
+        assert_eq!(
+            keys(&mut t.v4),
+            vec![(30, false), (40, false), (50, false), (60, false)]
+        );
+        assert!(!t.v4.has_generation(1) && !t.v4.has_generation(2));
+        assert_eq!(t.next_expiry(), None);
+        // All fresh and full: refused.
+        assert_eq!(t.v4.announce((70, 32), R, 4), Err(LimitReached));
+    }
+
+    /// The flapping peer: 200 sessions in a row, each announcing 999 prefixes no
+    /// earlier session had, within the stale time, against a limit of 1000. The table holds
+    /// 1000 routes at most (it held 199,800 when the limit counted fresh routes only).
+    #[test]
+    fn a_flapping_peer_stays_within_its_limit() {
+        let mut t = PeerTable::new();
+        let until = Instant::now() + Duration::from_secs(120);
+        let mut most = 0;
+        for session in 0..200u32 {
+            for i in 0..999u32 {
+                let key = ((session * 1000 + i) << 8, 24);
+                assert_eq!(t.v4.announce(key, R, 1000), Ok(true));
+            }
+            most = most.max(t.v4.fresh() + t.v4.stale());
+            t.session_down(until);
+            most = most.max(t.v4.fresh() + t.v4.stale());
+        }
+        assert_eq!(most, 1000);
+        assert_eq!(t.v4.stale(), 1000);
+        // The latest session's 999 routes are among them.
+        let kept = t.v4.export();
+        assert!((0..999u32).all(|i| kept.iter().any(|e| e.0 == (199 * 1000 + i) << 8)));
+    }
+
+    /// Each generation keeps the deadline of the session end that made it stale: a later
+    /// session end does not extend it.
+    #[test]
+    fn generations_expire_on_their_own_deadline() {
+        let mut t = PeerTable::new();
+        let t0 = Instant::now();
+        let (first, second) = (t0 + Duration::from_secs(10), t0 + Duration::from_secs(15));
+        for k in [1, 2] {
+            t.v4.announce((k, 32), R, 10).unwrap();
+        }
+        t.v6.announce((9, 128), R, 10).unwrap();
+        assert!(t.session_down(first));
+        // The next session announces 1 again, then ends too.
+        t.v4.announce((1, 32), R, 10).unwrap();
+        assert!(t.session_down(second));
+        assert_eq!(t.next_expiry(), Some(first));
+        assert!(!t.expire(first - Duration::from_millis(1)));
+        assert!(t.expire(first));
+        assert_eq!(keys(&mut t.v4), vec![(1, true)]);
+        assert_eq!(t.v6.stale(), 0);
+        assert_eq!(t.next_expiry(), Some(second));
+        assert!(t.expire(second));
+        assert_eq!((t.v4.stale(), t.next_expiry()), (0, None));
+        // A session end with nothing fresh changes nothing.
+        assert!(!t.session_down(second));
     }
 
     #[test]

@@ -228,4 +228,72 @@ async fn bad_listen_address_and_settings_fail_at_start() {
     let free = "127.0.0.1:0".parse().unwrap();
     let r = Feeds::start(settings(free, 2), handle(), Arc::new(|| {}));
     assert!(matches!(r, Err(crate::feed::FeedError::HoldTime { .. })));
+    // Hold time 0 of our own, under the default minimum: every session would be refused.
+    let r = Feeds::start(settings(free, 0), handle(), Arc::new(|| {}));
+    assert!(matches!(
+        r,
+        Err(crate::feed::FeedError::HoldTimeBelowMinimum { .. })
+    ));
+    // A router id that routers refuse.
+    for id in [
+        std::net::Ipv4Addr::UNSPECIFIED,
+        std::net::Ipv4Addr::BROADCAST,
+    ] {
+        let mut s = settings(free, 90);
+        s.router_id = id;
+        let r = Feeds::start(s, handle(), Arc::new(|| {}));
+        assert!(
+            matches!(r, Err(crate::feed::FeedError::RouterId(_))),
+            "{id}"
+        );
+    }
+}
+
+/// A router proposing hold time 0 (allowed by RFC 4271: no keepalives, no hold timer, so a
+/// silent router would keep its session and routes for ever) is refused by default with OPEN
+/// Message Error / Unacceptable Hold Time; a peer configured with `min_hold_time: 0` accepts
+/// it, and one with a higher minimum refuses hold times below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_time_below_the_minimum_is_refused() {
+    timeout(WAIT * 2, async {
+        let mut r2 = peer("r2", "127.0.0.3", 65002);
+        r2.min_hold_time = 0;
+        let mut r3 = peer("r3", "127.0.0.4", 65003);
+        r3.min_hold_time = 30;
+        let h = Harness::start(
+            vec![peer("r1", "127.0.0.2", 65001), r2, r3],
+            Duration::from_secs(5),
+        );
+        for (from, asn, hold) in [("127.0.0.2", 65001, 0), ("127.0.0.4", 65003, 29)] {
+            let mut s = RawSpeaker::connect(ip(from), h.addr()).await;
+            s.send(&speaker::open(
+                asn,
+                "10.9.9.9".parse().unwrap(),
+                hold,
+                true,
+                true,
+            ))
+            .await;
+            assert!(matches!(s.recv().await, Some(BgpMessage::Open(_))));
+            assert_eq!(s.notification().await, (2, 6, vec![]), "hold time {hold}");
+            s.closed().await;
+        }
+        h.until("errors recorded", |h| {
+            ["r1", "r3"].iter().all(|p| {
+                h.status(p)
+                    .last_error
+                    .is_some_and(|e| e.contains("Unacceptable Hold Time"))
+            })
+        })
+        .await;
+        assert_ne!(h.status("r1").state, SessionState::Established);
+        let mut s = RawSpeaker::connect(ip("127.0.0.3"), h.addr()).await;
+        s.handshake(65002, 0).await;
+        h.until_state("r2", SessionState::Established).await;
+        let mut s3 = RawSpeaker::connect(ip("127.0.0.4"), h.addr()).await;
+        s3.handshake(65003, 30).await;
+        h.until_state("r3", SessionState::Established).await;
+    })
+    .await
+    .unwrap();
 }

@@ -117,3 +117,41 @@ async fn reconnect_replaces_stale_routes_and_end_of_rib_drops_the_rest() {
     .await
     .unwrap();
 }
+
+/// A peer that reconnects again and again within the stale time, each session announcing
+/// prefixes no earlier one had (and no End-of-RIB): fresh and stale routes together stay within
+/// `max_prefixes` per family, the stale ones of the oldest sessions making room; the latest
+/// session's routes are all there. Before the limit counted stale routes, ten sessions of 99
+/// prefixes under a limit of 100 left 990 routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_peer_holds_no_more_than_its_limit() {
+    timeout(WAIT * 4, async {
+        let mut p = peer("r1", "127.0.0.2", 65001);
+        p.max_prefixes = Some(100);
+        let h = Harness::start(vec![p], Duration::from_secs(30));
+        let mut most = 0;
+        for session in 0..10u32 {
+            let mut s = RawSpeaker::connect(ip("127.0.0.2"), h.addr()).await;
+            s.handshake(65001, 90).await;
+            let prefixes: Vec<String> = (0..99u32)
+                .map(|i| format!("10.{}.{}.0/24", session, i))
+                .collect();
+            let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+            s.send(&update(&refs, &[], &path(&[65001], &[]))).await;
+            h.until("announced", |h| h.status("r1").v4_prefixes == 99)
+                .await;
+            let st = h.status("r1");
+            most = most.max(st.v4_prefixes + st.stale_prefixes);
+            drop(s);
+            h.until("down", |h| h.status("r1").v4_prefixes == 0).await;
+            let st = h.status("r1");
+            most = most.max(st.v4_prefixes + st.stale_prefixes);
+        }
+        assert_eq!(most, 100, "fresh + stale routes held at most");
+        let t = h.table("r1");
+        assert_eq!(t.v4.len(), 100);
+        assert!((0..99).all(|i| route4(&t, &format!("10.9.{i}.0/24")).is_some_and(|r| r.stale)));
+    })
+    .await
+    .unwrap();
+}
