@@ -313,7 +313,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         })
         .map_err(CliError::Daemon),
         Command::Check { config } => {
-            let (c, snap) = crate::load::load(config.as_deref(), None)?;
+            let c = crate::load::config(config.as_deref())?;
+            // What `serve` would refuse at start (the query log's file), with the other
+            // problems.
+            let problems = daemon::start_problems(&c);
+            let (c, snap) = match crate::load::build_config(c, None, &[], false) {
+                Ok(built) if problems.is_empty() => built,
+                Ok(_) => return Err(problems.into()),
+                Err(mut e) => {
+                    e.extend(problems);
+                    return Err(e.into());
+                }
+            };
             println!(
                 "ok: {} zone(s), {} service(s), {} node(s); {}",
                 c.zones.len(),

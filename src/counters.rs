@@ -10,8 +10,8 @@
 //!   belongs to that snapshot. When a snapshot is replaced, [`Counters::retire`] keeps its
 //!   tally and the names of its cells; once no worker holds the old snapshot any more, its
 //!   counts are folded into totals by name, so a reload never resets a counter.
-//! - **Events** off the query path (reloads, health checks, node state transitions) are kept
-//!   under a mutex.
+//! - **Events** off the query path (reloads, health checks, node state transitions, query-log
+//!   records written and failed) are kept under a mutex.
 //!
 //! Readers (`ctl stats`, the metrics endpoint) call [`Counters::queries`],
 //! [`Counters::answers`] and [`Counters::events`]; nothing here formats an exposition.
@@ -310,6 +310,8 @@ pub struct Events {
     pub transitions: BTreeMap<(String, &'static str), u64>,
     /// Query-log records written.
     pub querylog_written: u64,
+    /// Query-log records the file did not take (a full disk, an I/O error).
+    pub querylog_failed: u64,
 }
 
 /// Every counter of the server.
@@ -520,6 +522,10 @@ impl Counters {
             (
                 "querylog_dropped",
                 extra(query::QUERYLOG_DROPPED) + c("querylog_dropped"),
+            ),
+            (
+                "querylog_failed",
+                self.events().querylog_failed + c("querylog_failed"),
             ),
         ]
     }

@@ -442,7 +442,8 @@ fn run(
                 }
                 _ = usr1.recv() => {
                     match hup.reopen_logs() {
-                        Some(path) => tracing::info!(path = %path.display(), "SIGUSR1: reopening the query log"),
+                        Some(Ok(path)) => tracing::info!(path = %path.display(), "SIGUSR1: query log reopened"),
+                        Some(Err(e)) => tracing::warn!("SIGUSR1: cannot reopen: {e}; still writing to the file opened before"),
                         None => tracing::info!("SIGUSR1: no query log to reopen"),
                     }
                 }
@@ -452,7 +453,15 @@ fn run(
     });
     match ready {
         Some(ready) => hand_over(
-            ready, control, &stop, threads, accepting, &open, &handoff, &serving,
+            ready,
+            control,
+            &stop,
+            threads,
+            accepting,
+            &open,
+            &handoff,
+            &serving,
+            query_log.as_deref(),
         ),
         None => {
             tracing::info!("stopping");
@@ -471,11 +480,27 @@ fn run(
     }
     let _ = reload_thread.join();
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    // The workers and connections are gone: the log writes what they queued, then stops.
+    // The workers and connections are gone: the log writes what they queued, then stops
+    // (waiting a bounded time: a writer that cannot finish does not keep the process alive).
     if let Some(q) = query_log {
         q.stop();
     }
     Ok(())
+}
+
+/// What `serve` would refuse at start that the configuration alone does not show, for
+/// `signpost check`: a query-log file it could not open ([`crate::querylog::check`]), at the
+/// position of `query_log.path`.
+pub fn start_problems(config: &crate::config::Config) -> Errors {
+    let mut problems = Errors::default();
+    if let Some(q) = &config.query_log
+        && let Err(e) = crate::querylog::check(&q.path)
+    {
+        let mut at = q.path_at.clone();
+        at.message = e.to_string();
+        problems.0.push(at);
+    }
+    problems
 }
 
 /// The listen addresses: the command line's (UDP and TCP each) instead of the configured ones.
@@ -498,9 +523,11 @@ fn listen_addresses(
 
 /// A new process serves from the sockets: stop accepting control connections, stop the UDP
 /// workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
-/// stop accepting TCP, send the final node states and counters, and let open TCP connections
-/// finish for at most [`TCP_DRAIN`]. What is queued on the sockets meanwhile is the new
-/// process's to read.
+/// stop accepting TCP, stop the query log (it writes what is queued first, so that the
+/// `written` count carried agrees with the file), send the final node states and counters,
+/// and let open TCP connections finish for at most [`TCP_DRAIN`]. What is queued on the
+/// sockets meanwhile is the new process's to read; queries those connections still carry are
+/// answered, not logged (their records count as dropped here, where nobody reads them).
 #[allow(clippy::too_many_arguments)]
 fn hand_over(
     ready: Ready,
@@ -511,6 +538,7 @@ fn hand_over(
     open: &tcp::Open,
     handoff: &Handoff,
     serving: &Serving,
+    query_log: Option<&crate::querylog::QueryLog>,
 ) {
     tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
     let new_pid = ready.pid;
@@ -526,6 +554,9 @@ fn hand_over(
     }
     for a in &accepting {
         a.abort();
+    }
+    if let Some(q) = query_log {
+        q.stop();
     }
     let totals = totals(serving);
     let _ = ready.carried.send(handover::carried(

@@ -207,11 +207,13 @@ impl Serving {
         let _ = self.query_log.set(log);
     }
 
-    /// Asks the query log to reopen its file; its path, or None without a query log.
-    pub fn reopen_logs(&self) -> Option<std::path::PathBuf> {
+    /// Reopens the query log's file: its path, or why it could not be opened (the log keeps
+    /// its old file); None without a query log.
+    pub fn reopen_logs(
+        &self,
+    ) -> Option<Result<std::path::PathBuf, crate::querylog::QueryLogError>> {
         let log = self.query_log.get()?;
-        log.reopen();
-        Some(log.path().to_path_buf())
+        Some(log.reopen().map(|()| log.path().to_path_buf()))
     }
 
     /// The counters.

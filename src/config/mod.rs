@@ -264,6 +264,9 @@ pub struct QueryLog {
     pub sample_rate: f64,
     /// Queue length.
     pub queue: usize,
+    /// Where `path` is written (an error without a message), for `signpost check` to report
+    /// a file the server could not open at its position.
+    pub path_at: crate::source::SourceError,
 }
 
 impl Config {
@@ -486,10 +489,18 @@ impl Config {
                     .push(doc.error("query_log.queue", "must be 1..=1048576"));
                 return None;
             }
+            if q.path.is_empty() {
+                errors.0.push(doc.error(
+                    "query_log.path",
+                    "must not be empty (the file the records are appended to)",
+                ));
+                return None;
+            }
             Some(QueryLog {
                 path: as_path(&q.path)?,
                 sample_rate: q.sample_rate,
                 queue: q.queue,
+                path_at: doc.error("query_log.path", ""),
             })
         });
         let workers = if spec.workers == 0 {
@@ -572,7 +583,13 @@ impl Config {
             ),
             ("state_file", format!("{:?}", self.state_file)),
             ("metrics", format!("{:?}", self.metrics_listen)),
-            ("query_log", format!("{:?}", self.query_log)),
+            (
+                "query_log",
+                // Without the position in the file.
+                self.query_log.as_ref().map_or(String::new(), |q| {
+                    format!("{:?} {} {}", q.path, q.sample_rate, q.queue)
+                }),
+            ),
             (
                 "feeds",
                 self.feeds.as_ref().map_or(String::new(), |f| {

@@ -807,14 +807,17 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 lines: crate::explain::explain(&snap, s, ip, "given in the request", ipv6),
             }))
         }
-        Request::Reopen {} => Ok(Response::ok(Reply::Reopened {
-            reopened: shared
-                .serving
-                .reopen_logs()
-                .map(|p| p.display().to_string())
-                .into_iter()
-                .collect(),
-        })),
+        Request::Reopen {} => match shared.serving.reopen_logs() {
+            None => Ok(Response::ok(Reply::Reopened {
+                reopened: Vec::new(),
+            })),
+            Some(Ok(path)) => Ok(Response::ok(Reply::Reopened {
+                reopened: vec![path.display().to_string()],
+            })),
+            Some(Err(e)) => Err(format!(
+                "cannot reopen: {e}; still writing to the file opened before"
+            )),
+        },
         Request::Replace {} => {
             let h = shared
                 .handover

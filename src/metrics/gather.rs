@@ -183,7 +183,7 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
     let events = counters.events().clone();
     let f = b.family(
         "querylog_records",
-        "Query-log records written, and dropped because the writer was behind.",
+        "Query-log records written, dropped (the writer was behind), and failed (the file did not take them).",
         Kind::Counter,
     );
     f.samples.push((
@@ -196,6 +196,10 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
             q[query::extra(0, query::QUERYLOG_DROPPED)]
                 + q[query::extra(1, query::QUERYLOG_DROPPED)],
         ),
+    ));
+    f.samples.push((
+        labels(&[("result", "failed")]),
+        Value::Int(events.querylog_failed),
     ));
 
     // Answers of the services.
