@@ -6,6 +6,8 @@
 #
 #   bash benches/instructions.sh [SECONDS]
 #   OLD=path/to/older/signpost bash benches/instructions.sh [SECONDS]   # and that build's count
+#   NEW_SED=... OLD_SED=...: sed scripts applied to the map of the Signpost run and of the OLD
+#   run, to count two map policies (OLD may be the same binary); see benches/old-new.sh.
 #
 # Each server starts under callgrind (slow: Signpost walks the whole GeoIP database at start,
 # about two minutes under valgrind), its counters are zeroed once it answers, then it gets
@@ -49,10 +51,14 @@ count() {
   eval "IPQ_$name=$((ir / ans))"
 }
 echo "database: $DB; random ECS, ${SECS} s of load per server under callgrind"
+mkdir -p "$W/old"
+cp "$W/sp/signpost.yaml" "$W/sp/map.yaml" "$W/old/"
+if [ -n "${NEW_SED:-}" ]; then sed -i "$NEW_SED" "$W/sp/map.yaml"; fi
+if [ -n "${OLD_SED:-}" ]; then sed -i "$OLD_SED" "$W/old/map.yaml"; fi
 count signpost 5401 "$SP" serve --config "$W/sp/signpost.yaml"
 count gdnsd 5402 gdnsd -c "$W/gd" start
 printf 'instructions per query, signpost/gdnsd: %.3f\n' "$(echo "scale=4; $IPQ_signpost/$IPQ_gdnsd" | bc)"
 if [ -n "${OLD:-}" ]; then
-  count old 5401 "$OLD" serve --config "$W/sp/signpost.yaml"
+  count old 5401 "$OLD" serve --config "$W/old/signpost.yaml"
   printf 'instructions per query, signpost/old: %.3f\n' "$(echo "scale=4; $IPQ_signpost/$IPQ_old" | bc)"
 fi

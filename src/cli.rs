@@ -724,8 +724,13 @@ fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
         }
         return;
     }
+    let unit = nodes
+        .iter()
+        .find_map(|n| n.capacity.as_ref().and_then(|c| c.unit.clone()))
+        .map(|u| format!(" ({})", escape(&u)))
+        .unwrap_or_default();
     println!(
-        "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  WHY",
+        "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  WHY{unit}",
         "NODE", "STATE", "LOAD", "CAPACITY", "UTIL", "SHARE", "OVERFLOW"
     );
     let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
@@ -734,11 +739,8 @@ fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
         let share = c.and_then(|c| c.shares.first());
         let mut why = escape(&n.why).into_owned();
         if let Some(c) = c {
-            why.push_str("; load ");
+            why.push_str("; load: ");
             why.push_str(&escape(&c.load_status));
-            if let Some(u) = &c.unit {
-                why.push_str(&format!(" ({})", escape(u)));
-            }
         }
         println!(
             "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  {}",

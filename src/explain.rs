@@ -131,7 +131,7 @@ pub fn explain(
                 if let Some(steer) = &svc.steering {
                     let f = steer.factor(n);
                     if f != 1.0 {
-                        s.push_str(&format!(" (capacity: weight ×{f:.2})"));
+                        s.push_str(&format!(" (capacity: weight x{f:.2})"));
                     }
                 }
                 if node
@@ -259,7 +259,7 @@ fn capacity_line(
             "capacity: moved from {from} by the weights the controller set (load and headroom)"
         ));
     }
-    Some("capacity: not moved (the node static weights give)".into())
+    Some("capacity: not moved (static weights give the same node)".into())
 }
 
 /// How much of the address space a map change moves: IPv4 /24s and IPv6 /48s whose first

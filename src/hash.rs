@@ -10,6 +10,16 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// A well-spread 64-bit key of a name (FNV-1a, then [`mix`]): what spreading hashes a node or
+/// a region by, so that a client's choice does not change when other nodes or regions are
+/// added, removed or reordered in the maps.
+pub fn name_key(name: &str) -> u64 {
+    let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    mix(fnv)
+}
+
 /// A hasher for integer keys (offsets, ids) built on [`mix`]: much cheaper than the default
 /// SipHash where keys come from files, are not chosen by a remote party, and are looked up
 /// millions of times (walking a GeoIP database).

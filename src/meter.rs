@@ -55,8 +55,12 @@ pub enum LoadSpecError {
     Metric(String),
     /// `scale` is not a finite positive number.
     Scale,
-    /// `interval_ms`, `timeout_ms` or `stale_ms` out of range.
-    Timing,
+    /// `interval_ms` out of 100..=3600000.
+    Interval,
+    /// `timeout_ms` out of 1..=`interval_ms`.
+    Timeout,
+    /// `stale_ms` below twice `interval_ms` (or above a day).
+    Stale,
 }
 
 impl std::fmt::Display for LoadSpecError {
@@ -69,9 +73,13 @@ impl std::fmt::Display for LoadSpecError {
             ),
             LoadSpecError::Metric(m) => write!(f, "{} is not a metric name", quote(m)),
             LoadSpecError::Scale => f.write_str("`scale` must be a finite number above 0"),
-            LoadSpecError::Timing => f.write_str(
-                "`interval_ms` must be ≥ 100, `timeout_ms` between 1 and `interval_ms`, and \
-                 `stale_ms` at least `interval_ms`",
+            LoadSpecError::Interval => f.write_str("`interval_ms` must be 100..=3600000"),
+            LoadSpecError::Timeout => {
+                f.write_str("`timeout_ms` must be between 1 and `interval_ms`")
+            }
+            LoadSpecError::Stale => f.write_str(
+                "`stale_ms` must be at least twice `interval_ms` (one late scrape must not make \
+                 the reading stale) and at most 86400000",
             ),
         }
     }
@@ -86,7 +94,9 @@ impl LoadSpecError {
             LoadSpecError::Url(_) => "url",
             LoadSpecError::Metric(_) => "metric",
             LoadSpecError::Scale => "scale",
-            LoadSpecError::Timing => "timeout_ms",
+            LoadSpecError::Interval => "interval_ms",
+            LoadSpecError::Timeout => "timeout_ms",
+            LoadSpecError::Stale => "stale_ms",
         }
     }
 }
@@ -132,13 +142,16 @@ impl LoadSource {
             return Err(LoadSpecError::Scale);
         }
         let stale_ms = s.stale_ms.unwrap_or(s.interval_ms.saturating_mul(3));
-        if s.interval_ms < 100
-            || s.interval_ms > 3_600_000
-            || s.timeout_ms == 0
-            || s.timeout_ms > s.interval_ms
-            || stale_ms < s.interval_ms
-        {
-            return Err(LoadSpecError::Timing);
+        // The default timeout is 2 s, or the interval when that is shorter.
+        let timeout_ms = s.timeout_ms.unwrap_or(s.interval_ms.min(2000));
+        if !(100..=3_600_000).contains(&s.interval_ms) {
+            return Err(LoadSpecError::Interval);
+        }
+        if timeout_ms == 0 || timeout_ms > s.interval_ms {
+            return Err(LoadSpecError::Timeout);
+        }
+        if stale_ms < s.interval_ms.saturating_mul(2) || stale_ms > 86_400_000 {
+            return Err(LoadSpecError::Stale);
         }
         Ok(LoadSource {
             authority,
@@ -149,7 +162,7 @@ impl LoadSource {
             kind: s.kind,
             scale: s.scale,
             interval: Duration::from_millis(s.interval_ms),
-            timeout: Duration::from_millis(s.timeout_ms),
+            timeout: Duration::from_millis(timeout_ms),
             stale: Duration::from_millis(stale_ms),
         })
     }
@@ -282,7 +295,7 @@ mod tests {
             kind,
             scale: 8e-6,
             interval_ms: 1000,
-            timeout_ms: 500,
+            timeout_ms: Some(500),
             stale_ms: None,
         }
     }
@@ -325,9 +338,20 @@ node_network_transmit_bytes_total{device=\"lo\"} 7\n";
         s.scale = f64::NAN;
         assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Scale));
         s.scale = 1.0;
-        s.timeout_ms = 5000;
-        assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Timing));
-        s.timeout_ms = 500;
+        s.timeout_ms = Some(5000);
+        assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Timeout));
+        s.timeout_ms = None;
+        s.interval_ms = 500;
+        assert_eq!(
+            LoadSource::from_spec(&s).unwrap().timeout,
+            Duration::from_millis(500)
+        );
+        s.stale_ms = Some(500);
+        assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Stale));
+        s.stale_ms = None;
+        s.interval_ms = 50;
+        assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Interval));
+        s.interval_ms = 1000;
         s.metric = "9bad".into();
         assert!(matches!(
             LoadSource::from_spec(&s),

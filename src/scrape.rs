@@ -107,8 +107,20 @@ async fn poll(src: LoadSource, name: String, serving: Arc<Serving>) {
     loop {
         ticks.tick().await;
         let before = mark;
-        let result = fetch(&src).await.and_then(|body| {
-            let raw = meter::sample(&src, &body)?;
+        let result = match fetch(&src).await {
+            // Parsing a large body takes time: off the I/O thread, which also serves DNS over
+            // TCP, the control socket and the BGP sessions.
+            Ok(body) => {
+                let s = src.clone();
+                tokio::task::spawn_blocking(move || meter::sample(&s, &body))
+                    .await
+                    .unwrap_or_else(|e| Err(MeterError::Parse(e.to_string())))
+            }
+            Err(e) => Err(e),
+        };
+        // A reading that is refused (absurd, not a number) moves the counter's baseline on
+        // all the same: the next rate spans one interval, not a growing window.
+        let result = result.and_then(|raw| {
             let at = Instant::now();
             let load =
                 meter::reading(&src, raw, at.duration_since(start).as_secs_f64(), &mut mark)?;
@@ -119,10 +131,6 @@ async fn poll(src: LoadSource, name: String, serving: Arc<Serving>) {
                 since,
             })
         });
-        if result.is_err() && !matches!(result, Err(MeterError::Reset | MeterError::Warming)) {
-            // A failed scrape says nothing about the counter: the next rate spans both.
-            mark = before;
-        }
         serving.update_capacity(|cap, _| cap.record_scrape(&name, result));
     }
 }

@@ -87,9 +87,8 @@ pub struct LoadSpec {
     /// Milliseconds between scrapes.
     #[serde(default = "load_interval")]
     pub interval_ms: u64,
-    /// Milliseconds before a scrape counts as failed.
-    #[serde(default = "timeout")]
-    pub timeout_ms: u64,
+    /// Milliseconds before a scrape counts as failed; 2000, or `interval_ms` when shorter.
+    pub timeout_ms: Option<u64>,
     /// Milliseconds after which the last reading is stale and the node falls back to its
     /// static weight; three intervals when absent.
     pub stale_ms: Option<u64>,

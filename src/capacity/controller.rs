@@ -44,13 +44,18 @@ pub struct NodeIn {
     /// It came back up less than a TTL ago: its clients are still returning, so its load
     /// says nothing yet; it counts in no aggregate and its factor stays as it is.
     pub settling: bool,
+    /// Local-only: only its own networks' clients can get it, so its headroom is not the
+    /// region's; it counts in no aggregate and keeps its static weight.
+    pub local_only: bool,
 }
 
 impl NodeIn {
     /// Whether the node's load and capacity count: up, with a capacity and a valid load.
     fn usable(&self) -> Option<(f64, f64)> {
         match self.load {
-            Some(l) if self.up && !self.settling && self.capacity > 0.0 => Some((l, self.capacity)),
+            Some(l) if self.up && !self.settling && !self.local_only && self.capacity > 0.0 => {
+                Some((l, self.capacity))
+            }
             _ => None,
         }
     }
@@ -138,16 +143,33 @@ pub fn step(
     // Weights: within each region, a node busier than the region's average gets a smaller
     // factor, a quieter one a larger, so that utilisation evens out; each node follows the
     // first used region it is a member of.
-    // A node without a valid load is answered by its static weight, at once.
-    for r in regions.iter().filter(|r| r.used) {
-        for &n in &r.members {
-            if nodes[n].up && !nodes[n].settling && nodes[n].load.is_none() {
-                out.factors[n] = 1.0;
+    // A region one of whose up nodes has no valid load is answered by static weights, at
+    // once: factors balanced against a load nobody knows would mean nothing.
+    let mut blind = vec![false; regions.len()];
+    for (i, r) in regions.iter().enumerate().filter(|(_, r)| r.used) {
+        blind[i] = r.members.iter().any(|&n| {
+            let x = &nodes[n];
+            x.up && !x.settling && !x.local_only && x.load.is_none()
+        });
+        if blind[i] {
+            for &n in &r.members {
+                if nodes[n].up && !nodes[n].settling {
+                    out.factors[n] = 1.0;
+                }
             }
         }
     }
+    for (n, x) in nodes.iter().enumerate() {
+        if x.local_only {
+            out.factors[n] = 1.0;
+        }
+    }
     let mut done = vec![false; nodes.len()];
-    for r in regions.iter().filter(|r| r.used && settled) {
+    for (_, r) in regions
+        .iter()
+        .enumerate()
+        .filter(|&(i, r)| r.used && settled && !blind[i])
+    {
         let usable: Vec<(usize, f64, f64)> = r
             .members
             .iter()
@@ -198,6 +220,7 @@ mod tests {
             load: Some(load),
             pending: 0.0,
             settling: false,
+            local_only: false,
         }
     }
 
@@ -319,6 +342,22 @@ mod tests {
         let out = step(&settings(), &world(), &nodes, &flat(), true);
         assert!(out.overflow[0] > 0.0 && out.overflow[0] < 0.1, "{out:?}");
         assert_eq!(out.overflow[1], 0.0, "eu does not send back");
+    }
+
+    #[test]
+    fn a_local_only_node_counts_in_no_aggregate() {
+        // eu3 is local-only with all the headroom: eu1 and eu2 at 100 % must still overflow.
+        let mut nodes = [
+            node(400.0),
+            node(400.0),
+            node(600.0),
+            node(600.0),
+            node(0.0),
+        ];
+        nodes[4].local_only = true;
+        let out = step(&settings(), &world(), &nodes, &flat(), true);
+        assert!(out.overflow[1] > 0.0, "{out:?}");
+        assert_eq!(out.factors[4], 1.0);
     }
 
     #[test]

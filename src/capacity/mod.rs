@@ -261,7 +261,11 @@ impl Capacity {
             // A counter's first scrape or a reset is no fault of the source.
             Err(MeterError::Warming) => {}
             Err(e) => {
-                if l.error.as_ref() != Some(&e) {
+                let same = l
+                    .error
+                    .as_ref()
+                    .is_some_and(|old| std::mem::discriminant(old) == std::mem::discriminant(&e));
+                if !same {
                     tracing::warn!(node = %name.escape_debug(), error = %e, "load source: no reading");
                 }
                 l.error = Some(e);
@@ -344,11 +348,21 @@ impl Capacity {
                     load: load.map(|(v, _)| v),
                     pending: 0.0,
                     settling: false,
+                    local_only: n.local_bit.is_some(),
                 };
             }
             // A node that went down: the load it carried is about to land on the others. A
             // node whose load became valid or invalid is an event too (the static weight
             // applies at once).
+            // The first look at a service (at start, or with shares carried by `ctl replace`)
+            // records who is up and starts the evidence clock: nothing has changed yet.
+            if state.last_step.is_none() && state.up.is_empty() {
+                state.up = up;
+                state.valid = valid;
+                state.last_step = Some(now);
+                state.last_change = Some(now);
+                continue;
+            }
             let membership = up != state.up;
             let event = membership || valid != state.valid;
             state.valid = valid;
@@ -373,12 +387,14 @@ impl Capacity {
                     nodes[i].pending = l;
                 }
                 // Back from down: settling until a load measured a TTL after its return.
+                // Without a valid load at all it is answered by its static weight instead.
                 if let Some(&at) = state.returned.get(&n.name) {
-                    match self.loads.get(&n.name).map(|l| l.status(now, unix)) {
-                        Some(st) if st.load().is_some_and(|(_, since)| since >= at + ttl) => {
+                    let st = self.loads.get(&n.name).map(|l| l.status(now, unix));
+                    match st.as_ref().and_then(|st| st.load()) {
+                        Some((_, since)) if since < at + ttl => nodes[i].settling = true,
+                        _ => {
                             state.returned.remove(&n.name);
                         }
-                        _ => nodes[i].settling = true,
                     }
                 }
             }
@@ -435,11 +451,13 @@ impl Capacity {
 }
 
 /// A node's share of its region in a steered service: its effective weight over the sum of
-/// the up members' (0 when it is not up).
+/// the up members' (0 when it is not up). Local-only members count only in their own share
+/// (the region's other clients cannot get them).
 pub fn share(snap: &Snapshot, s: &Service, region: usize, node: usize) -> f64 {
     let Some(steer) = &s.steering else { return 0.0 };
     let w = |n: usize, w: u32| {
-        if snap.health.get(n) == State::Up {
+        let local = snap.nodes[n].local_bit.is_some() && n != node;
+        if snap.health.get(n) == State::Up && !local {
             w as f64 * steer.factor(n)
         } else {
             0.0

@@ -120,6 +120,7 @@ pub(super) fn nodes(specs: &[Sourced<'_, NodeSpec>], errors: &mut Errors) -> Nod
         node_index.insert(n.name.clone(), nodes.len());
         nodes.push(Node {
             name: n.name.clone(),
+            key: crate::hash::name_key(&n.name),
             v4: n.ipv4.clone(),
             v6: n.ipv6.clone(),
             weight: n.weight,

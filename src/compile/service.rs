@@ -217,8 +217,15 @@ pub(super) fn service(
         v4: t.v4,
         v6: t.v6,
         rr: AtomicU64::new(0),
-        steering: steer
-            .map(|st| Steering::new(st, ctx.nodes.nodes.len(), ctx.regions.regions.len())),
+        steering: steer.map(|st| {
+            let names: Vec<&str> = ctx
+                .regions
+                .regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
+            Steering::new(st, ctx.nodes.nodes.len(), &names)
+        }),
     })
 }
 

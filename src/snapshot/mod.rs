@@ -29,6 +29,8 @@ pub const MAX_ANSWERS: usize = 8;
 pub struct Node {
     /// Name, unique across the maps.
     pub name: String,
+    /// [`crate::hash::name_key`] of the name: what spreading hashes the node by.
+    pub key: u64,
     /// IPv4 addresses.
     pub v4: Vec<Ipv4Addr>,
     /// IPv6 addresses.

@@ -245,6 +245,7 @@ impl Service {
             eligible: &eligible,
             health,
             steer,
+            nodes,
         };
         // A region that overflows sends this client on to the next region of the chain; when
         // no later region has a node up, the client stays with the region after all.
@@ -423,7 +424,9 @@ impl Service {
                 Some(s) => w as f64 * s.factor(n),
                 None => w as f64,
             };
-            let h = mix(by.client_key ^ mix(n as u64 + 1));
+            // By the node's name, not its position: adding or moving other nodes in the maps
+            // moves no client.
+            let h = mix(by.client_key ^ by.nodes[n].key);
             let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             let score = w / -u.ln();
             // Insert into the top-`want` list.
@@ -455,6 +458,7 @@ struct By<'a> {
     eligible: &'a dyn Fn(usize) -> bool,
     health: &'a HealthTable,
     steer: Option<&'a Steering>,
+    nodes: &'a [Node],
 }
 
 /// Whether `decision` leaves member `n` of `region` out: past a distance region's limit.
@@ -483,6 +487,7 @@ mod tests {
     fn node(name: &str, weight: u32) -> Node {
         Node {
             name: name.into(),
+            key: crate::hash::name_key(name),
             v4: vec![Ipv4Addr::new(192, 0, 2, 1)],
             v6: vec![],
             weight,
@@ -596,6 +601,38 @@ mod tests {
         let two = service(true, 2).pick(&d, false, 5, &nodes, &health);
         assert_eq!(two.count, 2);
         assert_ne!(two.nodes[0], two.nodes[1]);
+    }
+
+    #[test]
+    fn spread_follows_node_names_not_their_positions() {
+        // The same three nodes, then with another node listed before them: no client moves.
+        let names = ["a", "b", "c"];
+        let pick_names = |extra: bool| -> Vec<String> {
+            let mut list: Vec<&str> = Vec::new();
+            if extra {
+                list.push("zz");
+            }
+            list.extend(names);
+            let nodes: Vec<Node> = list.iter().map(|n| node(n, 1)).collect();
+            let health = HealthTable::new(list.iter().map(|n| n.to_string()).collect(), State::Up);
+            let mut s = service(true, 1);
+            let off = usize::from(extra);
+            s.regions[0].members = vec![(off, 100), (off + 1, 50), (off + 2, 50)];
+            let d = Decision {
+                rule: 0,
+                chain: vec![0].into(),
+                local_mask: 0,
+                ranks: Box::new([]),
+            };
+            (0..3000u64)
+                .map(|k| {
+                    nodes[s.pick(&d, false, k, &nodes, &health).nodes()[0]]
+                        .name
+                        .clone()
+                })
+                .collect()
+        };
+        assert_eq!(pick_names(false), pick_names(true));
     }
 
     #[test]

@@ -49,15 +49,18 @@ pub struct Steering {
     /// Per region of the service: the fraction of its clients sent on to the next region of
     /// their chain, in units of 2⁻³².
     overflow: Box<[AtomicU32]>,
+    /// Per region: [`crate::hash::name_key`] of its name, what the overflow order hashes by.
+    region_keys: Box<[u64]>,
 }
 
 impl Steering {
-    /// Shares for `nodes` nodes and `regions` regions: static weights, no overflow.
-    pub fn new(settings: SteerSettings, nodes: usize, regions: usize) -> Steering {
+    /// Shares for `nodes` nodes and the regions named `regions`: static weights, no overflow.
+    pub fn new(settings: SteerSettings, nodes: usize, regions: &[&str]) -> Steering {
         Steering {
             settings,
             factors: (0..nodes).map(|_| AtomicU32::new(UNIT)).collect(),
-            overflow: (0..regions).map(|_| AtomicU32::new(0)).collect(),
+            overflow: regions.iter().map(|_| AtomicU32::new(0)).collect(),
+            region_keys: regions.iter().map(|r| crate::hash::name_key(r)).collect(),
         }
     }
 
@@ -101,14 +104,15 @@ impl Steering {
             return false;
         };
         let f = o.load(Ordering::Relaxed);
-        f != 0 && overflow_hash(r, client_key) < f
+        f != 0 && overflow_hash(self.region_keys[r], client_key) < f
     }
 }
 
-/// A client's position in region `r`'s overflow order (uniform over `u32`).
+/// A client's position in the overflow order of the region whose name key is `region_key`
+/// (uniform over `u32`).
 #[inline(always)]
-pub fn overflow_hash(r: usize, client_key: u64) -> u32 {
-    (mix(client_key ^ mix(0x0f10_u64 << 32 | r as u64)) >> 32) as u32
+pub fn overflow_hash(region_key: u64, client_key: u64) -> u32 {
+    (mix(client_key ^ region_key ^ 0x0f10_0f10_0f10_0f10) >> 32) as u32
 }
 
 #[cfg(test)]
@@ -117,7 +121,7 @@ mod tests {
 
     #[test]
     fn overflow_is_monotone_and_proportional() {
-        let s = Steering::new(SteerSettings::default(), 2, 2);
+        let s = Steering::new(SteerSettings::default(), 2, &["a", "b"]);
         assert!(!(0..1000).any(|k| s.overflows(0, k)));
         s.set_overflow(0, 0.25);
         let quarter: Vec<u64> = (0..40_000).filter(|&k| s.overflows(0, k)).collect();
