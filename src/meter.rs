@@ -71,7 +71,12 @@ impl std::fmt::Display for LoadSpecError {
                 "{} is not an exporter URL; expected http://HOST[:PORT]/PATH",
                 quote(u)
             ),
-            LoadSpecError::Metric(m) => write!(f, "{} is not a metric name", quote(m)),
+            LoadSpecError::Metric(m) => write!(
+                f,
+                "{} is not a metric name the exposition parser reads (letters, digits and `_`, \
+                 not starting with a digit; recording rules' names with `:` are not read)",
+                quote(m)
+            ),
             LoadSpecError::Scale => f.write_str("`scale` must be a finite number above 0"),
             LoadSpecError::Interval => f.write_str("`interval_ms` must be 100..=3600000"),
             LoadSpecError::Timeout => {
@@ -132,9 +137,10 @@ impl LoadSource {
                 _ => return Err(bad_url()),
             },
         };
-        let metric_ok = s.metric.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_alphabetic() || b == b'_' || b == b':' || (i > 0 && b.is_ascii_digit())
-        }) && !s.metric.is_empty();
+        let metric_ok =
+            s.metric.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_alphabetic() || b == b'_' || (i > 0 && b.is_ascii_digit())
+            }) && !s.metric.is_empty();
         if !metric_ok {
             return Err(LoadSpecError::Metric(s.metric.clone()));
         }
@@ -352,6 +358,11 @@ node_network_transmit_bytes_total{device=\"lo\"} 7\n";
         s.interval_ms = 50;
         assert_eq!(LoadSource::from_spec(&s), Err(LoadSpecError::Interval));
         s.interval_ms = 1000;
+        s.metric = "job:edge_load:sum".into();
+        assert!(matches!(
+            LoadSource::from_spec(&s),
+            Err(LoadSpecError::Metric(_))
+        ));
         s.metric = "9bad".into();
         assert!(matches!(
             LoadSource::from_spec(&s),
