@@ -172,28 +172,18 @@ pub fn check_push(value: f64) -> Result<(), PushError> {
     }
 }
 
-/// The regions of `s` as the controller sees them: used by some chain, and what follows each.
-fn regions_of(s: &Service) -> Vec<RegionIn> {
-    let mut out: Vec<RegionIn> = s
-        .regions
+/// The regions of `s` as the controller sees them: their members, whether a chain uses
+/// them and what follows them (fixed at compile time in `steer`).
+fn regions_of(s: &Service, steer: &crate::snapshot::Steering) -> Vec<RegionIn> {
+    s.regions
         .iter()
-        .map(|r| RegionIn {
+        .enumerate()
+        .map(|(i, r)| RegionIn {
             members: r.members.iter().map(|&(n, _)| n).collect(),
-            next: Vec::new(),
-            used: false,
+            next: steer.next(i).to_vec(),
+            used: steer.used(i),
         })
-        .collect();
-    for d in &s.decisions {
-        for (pos, &r) in d.chain.iter().enumerate() {
-            out[r].used = true;
-            if let Some(&n) = d.chain.get(pos + 1)
-                && !out[r].next.contains(&n)
-            {
-                out[r].next.push(n);
-            }
-        }
-    }
-    out
+        .collect()
 }
 
 impl Capacity {
@@ -307,7 +297,7 @@ impl Capacity {
             };
             let settings = steer.settings;
             let ttl = Duration::from_secs(s.ttl as u64);
-            let regions = regions_of(s);
+            let regions = regions_of(s, steer);
             let mut in_service = vec![false; snap.nodes.len()];
             for r in regions.iter().filter(|r| r.used) {
                 for &n in &r.members {

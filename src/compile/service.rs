@@ -195,6 +195,15 @@ pub(super) fn service(
         ));
         return None;
     }
+    let steering = steer.map(|st| {
+        let names: Vec<&str> = ctx
+            .regions
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        Steering::new(st, ctx.nodes.nodes.len(), &names, &t.decisions)
+    });
     Some(Service {
         names: s.names.clone(),
         ttl: s.ttl,
@@ -217,15 +226,7 @@ pub(super) fn service(
         v4: t.v4,
         v6: t.v6,
         rr: AtomicU64::new(0),
-        steering: steer.map(|st| {
-            let names: Vec<&str> = ctx
-                .regions
-                .regions
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect();
-            Steering::new(st, ctx.nodes.nodes.len(), &names)
-        }),
+        steering,
     })
 }
 

@@ -4,6 +4,7 @@
 //! requests and the escaping of what `ctl` prints. The protocol is documented in
 //! `docs/control-socket.md`.
 
+mod capacity;
 pub mod client;
 pub mod protocol;
 pub mod server;

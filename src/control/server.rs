@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use super::MAX_LINE;
 use super::protocol::{
-    BgpSession, CapacityReport, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request,
-    Response, ShareReport, StatusReply,
+    BgpSession, CheckReport, LastReload, NodeReport, PushedReport, Reply, Request, Response,
+    StatusReply,
 };
 use super::text;
 use crate::counters::Counters;
@@ -627,7 +627,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                         successes: p.successes,
                         failures: p.failures,
                     }),
-                    capacity: capacity_report(&snap, &cap, i),
+                    capacity: super::capacity::report(&snap, &cap, i),
                 })
                 .collect();
             Ok(Response::ok(Reply::Nodes { nodes }))
@@ -838,70 +838,4 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 .collect(),
         })),
     }
-}
-
-/// Node `i`'s capacity, load and shares, when it has a capacity or a load.
-fn capacity_report(
-    snap: &crate::snapshot::Snapshot,
-    cap: &crate::capacity::Capacity,
-    i: usize,
-) -> Option<CapacityReport> {
-    use crate::capacity::LoadStatus;
-    let n = &snap.nodes[i];
-    let status = cap.status(&n.name, std::time::Instant::now(), now());
-    if n.capacity.is_none() && n.load.is_none() && status == LoadStatus::Unknown {
-        return None;
-    }
-    let load = status.load().map(|(v, _)| v);
-    let pushed_by = cap
-        .loads
-        .get(&n.name)
-        .and_then(|l| l.pushed.as_ref())
-        .map(|p| (p.source.clone(), p.expires_at.saturating_sub(now())));
-    let load_status = match (&status, pushed_by) {
-        (LoadStatus::Pushed(..), Some((src, left))) => {
-            format!("pushed by {src} (expires in {left} s)")
-        }
-        (LoadStatus::Pushed(..), None) => "pushed".into(),
-        (LoadStatus::Unknown, Some(_)) if n.load.is_none() => {
-            "pushed load lapsed: static weight".into()
-        }
-        (LoadStatus::Scraped(..), _) => "scraped".into(),
-        (LoadStatus::Stale(age), _) => format!(
-            "stale (last reading {} s ago): static weight",
-            age.as_secs()
-        ),
-        (LoadStatus::Failing(e), _) => format!("{e}: static weight"),
-        (LoadStatus::Unknown, _) if n.load.is_some() => "no reading yet: static weight".into(),
-        (LoadStatus::Unknown, _) => "none (no load source, nothing pushed): static weight".into(),
-    };
-    let mut shares = Vec::new();
-    for s in &snap.services {
-        let Some(steer) = &s.steering else { continue };
-        for (r, region) in s.regions.iter().enumerate() {
-            if !region.members.iter().any(|&(m, _)| m == i)
-                || !s.decisions.iter().any(|d| d.chain.contains(&r))
-            {
-                continue;
-            }
-            shares.push(ShareReport {
-                service: s.names.first().cloned().unwrap_or_default(),
-                region: region.name.clone(),
-                factor: steer.factor(i),
-                share: crate::capacity::share(snap, s, r, i),
-                overflow: steer.overflow(r),
-            });
-        }
-    }
-    Some(CapacityReport {
-        capacity: n.capacity,
-        unit: snap.capacity_unit.clone(),
-        load,
-        utilisation: match (load, n.capacity) {
-            (Some(l), Some(c)) if c > 0.0 => Some(l / c),
-            _ => None,
-        },
-        load_status,
-        shares,
-    })
 }

@@ -5,6 +5,7 @@
 //! ([`gather`]); the query path is never touched by it. Every metric is listed in
 //! `docs/metrics.md`.
 
+mod capacity;
 pub mod gather;
 
 use std::convert::Infallible;

@@ -19,7 +19,7 @@ use crate::zone::Zone;
 
 pub use route::{NESTED, RouteKey, RouteTable, V6Table};
 pub use service::{Pick, Service, ServiceAnswer, client_key};
-pub use steer::{SteerSettings, Steering, UNIT, overflow_hash};
+pub use steer::{SteerSettings, Steering, UNIT};
 
 /// The most addresses a service can answer with.
 pub const MAX_ANSWERS: usize = 8;

@@ -51,17 +51,54 @@ pub struct Steering {
     overflow: Box<[AtomicU32]>,
     /// Per region: [`crate::hash::name_key`] of its name, what the overflow order hashes by.
     region_keys: Box<[u64]>,
+    /// Per region: None when no chain of the service uses it, else the regions that follow it
+    /// in some chain (where its overflow goes). Fixed at compile time.
+    follows: Box<[Option<Box<[usize]>>]>,
 }
 
 impl Steering {
-    /// Shares for `nodes` nodes and the regions named `regions`: static weights, no overflow.
-    pub fn new(settings: SteerSettings, nodes: usize, regions: &[&str]) -> Steering {
+    /// Shares for `nodes` nodes and the regions named `regions`, used by the chains of
+    /// `decisions`: static weights, no overflow.
+    pub fn new(
+        settings: SteerSettings,
+        nodes: usize,
+        regions: &[&str],
+        decisions: &[super::Decision],
+    ) -> Steering {
+        let mut follows: Vec<Option<Vec<usize>>> = vec![None; regions.len()];
+        for d in decisions {
+            for (pos, &r) in d.chain.iter().enumerate() {
+                let next = follows[r].get_or_insert_with(Vec::new);
+                if let Some(&n) = d.chain.get(pos + 1)
+                    && !next.contains(&n)
+                {
+                    next.push(n);
+                }
+            }
+        }
         Steering {
             settings,
             factors: (0..nodes).map(|_| AtomicU32::new(UNIT)).collect(),
             overflow: regions.iter().map(|_| AtomicU32::new(0)).collect(),
             region_keys: regions.iter().map(|r| crate::hash::name_key(r)).collect(),
+            follows: follows
+                .into_iter()
+                .map(|f| f.map(Vec::into_boxed_slice))
+                .collect(),
         }
+    }
+
+    /// Whether some chain of the service uses region `r`.
+    pub fn used(&self, r: usize) -> bool {
+        self.follows.get(r).is_some_and(Option::is_some)
+    }
+
+    /// The regions that follow region `r` in some chain of the service.
+    pub fn next(&self, r: usize) -> &[usize] {
+        self.follows
+            .get(r)
+            .and_then(Option::as_deref)
+            .unwrap_or_default()
     }
 
     /// The weight factor of node `n`, as a multiplier.
@@ -111,7 +148,7 @@ impl Steering {
 /// A client's position in the overflow order of the region whose name key is `region_key`
 /// (uniform over `u32`).
 #[inline(always)]
-pub fn overflow_hash(region_key: u64, client_key: u64) -> u32 {
+fn overflow_hash(region_key: u64, client_key: u64) -> u32 {
     (mix(client_key ^ region_key ^ 0x0f10_0f10_0f10_0f10) >> 32) as u32
 }
 
@@ -121,7 +158,7 @@ mod tests {
 
     #[test]
     fn overflow_is_monotone_and_proportional() {
-        let s = Steering::new(SteerSettings::default(), 2, &["a", "b"]);
+        let s = Steering::new(SteerSettings::default(), 2, &["a", "b"], &[]);
         assert!(!(0..1000).any(|k| s.overflows(0, k)));
         s.set_overflow(0, 0.25);
         let quarter: Vec<u64> = (0..40_000).filter(|&k| s.overflows(0, k)).collect();
