@@ -291,153 +291,202 @@ impl Capacity {
         }
         let mut changed = false;
         for s in &snap.services {
-            let Some(steer) = &s.steering else { continue };
-            let Some(name) = s.names.first() else {
+            let (Some(steer), Some(name)) = (&s.steering, s.names.first()) else {
                 continue;
             };
-            let settings = steer.settings;
-            let ttl = Duration::from_secs(s.ttl as u64);
-            let regions = regions_of(s, steer);
-            let mut in_service = vec![false; snap.nodes.len()];
-            for r in regions.iter().filter(|r| r.used) {
-                for &n in &r.members {
-                    in_service[n] = true;
-                }
-            }
             let state = self.services.entry(name.clone()).or_default();
-            let mut nodes = vec![NodeIn::default(); snap.nodes.len()];
-            let mut up = BTreeSet::new();
-            let mut valid = BTreeSet::new();
-            let mut settled = true;
-            for (i, n) in snap.nodes.iter().enumerate() {
-                if !in_service[i] {
-                    continue;
-                }
-                let is_up = snap.health.get(i) == State::Up;
-                let status = self
-                    .loads
-                    .get(&n.name)
-                    .map_or(LoadStatus::Unknown, |l| l.status(now, unix));
-                let load = status.load();
-                if let (true, Some((_, since))) = (is_up, load)
-                    && let Some(t) = state.last_change
-                    && since < t + ttl
-                {
-                    settled = false;
-                }
-                if is_up {
-                    up.insert(n.name.clone());
-                    if let Some((v, _)) = load {
-                        state.last_load.insert(n.name.clone(), v);
-                        valid.insert(n.name.clone());
-                    }
-                }
-                nodes[i] = NodeIn {
-                    up: is_up,
-                    capacity: n.capacity.unwrap_or(0.0),
-                    load: load.map(|(v, _)| v),
-                    pending: 0.0,
-                    settling: false,
-                    local_only: n.local_bit.is_some(),
-                };
-            }
-            // A node that went down: the load it carried is about to land on the others. A
-            // node whose load became valid or invalid is an event too (the static weight
-            // applies at once).
-            // The first look at a service (at start, or with shares carried by `ctl replace`)
-            // records who is up and starts the evidence clock: nothing has changed yet.
-            if state.last_step.is_none() && state.up.is_empty() {
-                state.up = up;
-                state.valid = valid;
-                state.last_step = Some(now);
-                state.last_change = Some(now);
-                continue;
-            }
-            let membership = up != state.up;
-            let event = membership || valid != state.valid;
-            state.valid = valid;
-            for gone in state.up.difference(&up) {
-                if let Some(&l) = state.last_load.get(gone) {
-                    state.pending.insert(gone.clone(), (l, now + ttl));
-                }
-            }
-            state
-                .pending
-                .retain(|n, (_, until)| *until > now && !up.contains(n));
-            if !state.up.is_empty() {
-                for back in up.difference(&state.up) {
-                    state.returned.insert(back.clone(), now);
-                }
-            }
-            state.returned.retain(|n, _| up.contains(n));
-            for (i, n) in snap.nodes.iter().enumerate() {
-                // Pending loads count only in the step a failure triggers: a later step waits
-                // for readings taken after they landed, which carry them already.
-                if event && let Some(&(l, _)) = state.pending.get(&n.name) {
-                    nodes[i].pending = l;
-                }
-                // Back from down: settling until a load measured a TTL after its return.
-                // Without a valid load at all it is answered by its static weight instead.
-                if let Some(&at) = state.returned.get(&n.name) {
-                    let st = self.loads.get(&n.name).map(|l| l.status(now, unix));
-                    match st.as_ref().and_then(|st| st.load()) {
-                        Some((_, since)) if since < at + ttl => nodes[i].settling = true,
-                        _ => {
-                            state.returned.remove(&n.name);
-                        }
-                    }
-                }
-            }
-            state.up = up;
-            let due = state
-                .last_step
-                .is_none_or(|t| now.duration_since(t) >= settings.interval);
-            if !(event || due && settled) {
-                continue;
-            }
-            state.last_step = Some(now);
-            let before = Shares {
-                factors: snap
-                    .nodes
-                    .iter()
-                    .map(|n| state.factors.get(&n.name).copied().unwrap_or(1.0))
-                    .collect(),
-                overflow: s
-                    .regions
-                    .iter()
-                    .map(|r| state.overflow.get(&r.name).copied().unwrap_or(0.0))
-                    .collect(),
-            };
-            let after = controller::step(&settings, &regions, &nodes, &before, settled);
-            // A node going down or coming back changes where clients are, like a step: the
-            // next settled step waits for readings a TTL after it.
-            if membership {
-                state.last_change = Some(now);
-            }
-            if after == before {
-                continue;
-            }
-            changed = true;
-            state.last_change = Some(now);
-            for (i, r) in s.regions.iter().enumerate() {
-                let (b, a) = (before.overflow[i], after.overflow[i]);
-                if b == 0.0 && a > 0.0 {
-                    tracing::warn!(service = %name, region = %r.name, overflow = a, "region at capacity: overflowing to the next region");
-                } else if b > 0.0 && a == 0.0 {
-                    tracing::info!(service = %name, region = %r.name, "region no longer overflowing");
-                }
-                state.overflow.insert(r.name.clone(), a);
-                steer.set_overflow(i, a);
-            }
-            for (i, n) in snap.nodes.iter().enumerate() {
-                if in_service[i] {
-                    state.factors.insert(n.name.clone(), after.factors[i]);
-                    steer.set_factor(i, after.factors[i]);
-                }
-            }
+            changed |= step_service(&self.loads, state, snap, s, steer, now, unix);
         }
         changed
     }
+}
+
+/// What the controller sees of one service's nodes at one tick.
+struct Observed {
+    /// Per node of the snapshot (default for nodes outside the service's chains).
+    nodes: Vec<NodeIn>,
+    /// Nodes of the service's chains in the snapshot.
+    in_service: Vec<bool>,
+    /// Nodes up.
+    up: BTreeSet<String>,
+    /// Nodes up with a valid load.
+    valid: BTreeSet<String>,
+    /// Every load used was measured a TTL after the last change.
+    settled: bool,
+}
+
+/// Reads the nodes of service `s` (chains `regions`): state, capacity, load, and whether
+/// every load is evidence of the last change; remembers each up node's last valid load.
+fn observe(
+    loads: &BTreeMap<String, NodeLoad>,
+    state: &mut ServiceState,
+    snap: &Snapshot,
+    regions: &[RegionIn],
+    ttl: Duration,
+    now: Instant,
+    unix: u64,
+) -> Observed {
+    let mut o = Observed {
+        nodes: vec![NodeIn::default(); snap.nodes.len()],
+        in_service: vec![false; snap.nodes.len()],
+        up: BTreeSet::new(),
+        valid: BTreeSet::new(),
+        settled: true,
+    };
+    for r in regions.iter().filter(|r| r.used) {
+        for &n in &r.members {
+            o.in_service[n] = true;
+        }
+    }
+    for (i, n) in snap.nodes.iter().enumerate() {
+        if !o.in_service[i] {
+            continue;
+        }
+        let is_up = snap.health.get(i) == State::Up;
+        let status = loads
+            .get(&n.name)
+            .map_or(LoadStatus::Unknown, |l| l.status(now, unix));
+        let load = status.load();
+        if let (true, Some((_, since))) = (is_up, load)
+            && let Some(t) = state.last_change
+            && since < t + ttl
+        {
+            o.settled = false;
+        }
+        if is_up {
+            o.up.insert(n.name.clone());
+            if let Some((v, _)) = load {
+                state.last_load.insert(n.name.clone(), v);
+                o.valid.insert(n.name.clone());
+            }
+        }
+        o.nodes[i] = NodeIn {
+            up: is_up,
+            capacity: n.capacity.unwrap_or(0.0),
+            load: load.map(|(v, _)| v),
+            pending: 0.0,
+            settling: false,
+            local_only: n.local_bit.is_some(),
+        };
+    }
+    o
+}
+
+/// One tick of the controller for service `s`: a step when one is due, its result written
+/// into `steer` and `state`. True when a share changed.
+fn step_service(
+    loads: &BTreeMap<String, NodeLoad>,
+    state: &mut ServiceState,
+    snap: &Snapshot,
+    s: &Service,
+    steer: &crate::snapshot::Steering,
+    now: Instant,
+    unix: u64,
+) -> bool {
+    let settings = steer.settings;
+    let ttl = Duration::from_secs(s.ttl as u64);
+    let regions = regions_of(s, steer);
+    let Observed {
+        mut nodes,
+        in_service,
+        up,
+        valid,
+        settled,
+    } = observe(loads, state, snap, &regions, ttl, now, unix);
+    // The first look at a service (at start, or with shares carried by `ctl replace`) records
+    // who is up and starts the evidence clock: nothing has changed yet.
+    if state.last_step.is_none() && state.up.is_empty() {
+        state.up = up;
+        state.valid = valid;
+        state.last_step = Some(now);
+        state.last_change = Some(now);
+        return false;
+    }
+    // A node that went down: the load it carried is about to land on the others. A node
+    // whose load became valid or invalid is an event too (the static weight applies at once).
+    let membership = up != state.up;
+    let event = membership || valid != state.valid;
+    state.valid = valid;
+    for gone in state.up.difference(&up) {
+        if let Some(&l) = state.last_load.get(gone) {
+            state.pending.insert(gone.clone(), (l, now + ttl));
+        }
+    }
+    state
+        .pending
+        .retain(|n, (_, until)| *until > now && !up.contains(n));
+    if !state.up.is_empty() {
+        for back in up.difference(&state.up) {
+            state.returned.insert(back.clone(), now);
+        }
+    }
+    state.returned.retain(|n, _| up.contains(n));
+    for (i, n) in snap.nodes.iter().enumerate() {
+        // Pending loads count only in the step a failure triggers: a later step waits for
+        // readings taken after they landed, which carry them already.
+        if event && let Some(&(l, _)) = state.pending.get(&n.name) {
+            nodes[i].pending = l;
+        }
+        // Back from down: settling until a load measured a TTL after its return. Without a
+        // valid load at all it is answered by its static weight instead.
+        if let Some(&at) = state.returned.get(&n.name) {
+            let st = loads.get(&n.name).map(|l| l.status(now, unix));
+            match st.as_ref().and_then(|st| st.load()) {
+                Some((_, since)) if since < at + ttl => nodes[i].settling = true,
+                _ => {
+                    state.returned.remove(&n.name);
+                }
+            }
+        }
+    }
+    state.up = up;
+    let due = state
+        .last_step
+        .is_none_or(|t| now.duration_since(t) >= settings.interval);
+    if !(event || due && settled) {
+        return false;
+    }
+    state.last_step = Some(now);
+    let before = Shares {
+        factors: snap
+            .nodes
+            .iter()
+            .map(|n| state.factors.get(&n.name).copied().unwrap_or(1.0))
+            .collect(),
+        overflow: s
+            .regions
+            .iter()
+            .map(|r| state.overflow.get(&r.name).copied().unwrap_or(0.0))
+            .collect(),
+    };
+    let after = controller::step(&settings, &regions, &nodes, &before, settled);
+    // A node going down or coming back changes where clients are, like a step: the next
+    // settled step waits for readings a TTL after it.
+    if membership {
+        state.last_change = Some(now);
+    }
+    if after == before {
+        return false;
+    }
+    state.last_change = Some(now);
+    let name = s.names.first().map_or("", String::as_str);
+    for (i, r) in s.regions.iter().enumerate() {
+        let (b, a) = (before.overflow[i], after.overflow[i]);
+        if b == 0.0 && a > 0.0 {
+            tracing::warn!(service = %name, region = %r.name, overflow = a, "region at capacity: overflowing to the next region");
+        } else if b > 0.0 && a == 0.0 {
+            tracing::info!(service = %name, region = %r.name, "region no longer overflowing");
+        }
+        state.overflow.insert(r.name.clone(), a);
+        steer.set_overflow(i, a);
+    }
+    for (i, n) in snap.nodes.iter().enumerate() {
+        if in_service[i] {
+            state.factors.insert(n.name.clone(), after.factors[i]);
+            steer.set_factor(i, after.factors[i]);
+        }
+    }
+    true
 }
 
 /// A node's share of its region in a steered service: its effective weight over the sum of
