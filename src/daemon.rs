@@ -206,12 +206,20 @@ fn run(
             handoff.register(entry, fd);
             Ok::<(), std::io::Error>(())
         };
+        // Sockets handed over by the process this one replaces, else a fresh pair on one port.
+        let mut sockets = taker.as_mut().map(|t| t.udp(l.addr)).unwrap_or_default();
+        let mut tcp_listener = taker.as_mut().and_then(|t| t.tcp(l.addr));
+        let inherited = !sockets.is_empty();
+        if !inherited && tcp_listener.is_none() {
+            (sockets, tcp_listener) =
+                crate::dns::listen::bind_pair(addr, config.workers, l.udp, l.tcp)
+                    .map_err(|(kind, e)| DaemonError::Bind(kind, addr, e))?;
+        }
         if l.udp {
             let bind_err = |e| DaemonError::Bind("UDP", addr, e);
-            let mut sockets = taker.as_mut().map(|t| t.udp(l.addr)).unwrap_or_default();
             if sockets.is_empty() {
                 sockets = udp::bind_group(addr, config.workers).map_err(bind_err)?;
-            } else {
+            } else if inherited {
                 // More workers than inherited sockets: more sockets in the same group. Fewer:
                 // every inherited socket still gets a worker, since a socket nobody reads
                 // keeps (and loses) its queue.
@@ -241,10 +249,10 @@ fn run(
         }
         if l.tcp {
             let bind_err = |e| DaemonError::Bind("TCP", addr, e);
-            let listener = match taker.as_mut().and_then(|t| t.tcp(l.addr)) {
-                Some(inherited) => {
-                    inherited.set_nonblocking(true).map_err(bind_err)?;
-                    inherited
+            let listener = match tcp_listener.take() {
+                Some(listener) => {
+                    listener.set_nonblocking(true).map_err(bind_err)?;
+                    listener
                 }
                 None => tcp::bind(addr).map_err(bind_err)?,
             };

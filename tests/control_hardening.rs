@@ -570,12 +570,12 @@ fn the_socket_is_never_reachable_with_looser_permissions() {
             cfg.to_str().unwrap(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path("stderr")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = std::collections::BTreeSet::new();
-    // Bounded: until the server answers on the socket, or 60 s.
+    // Bounded: until the server answers on the socket, exits, or 60 s.
     while Instant::now() < deadline {
         if let Ok(m) = std::fs::symlink_metadata(&sock) {
             seen.insert(m.permissions().mode() & 0o777);
@@ -583,10 +583,18 @@ fn the_socket_is_never_reachable_with_looser_permissions() {
                 break;
             }
         }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(seen, std::collections::BTreeSet::from([0o600]), "{seen:?}");
+    let stderr = std::fs::read_to_string(dir.path("stderr")).unwrap_or_default();
+    assert_eq!(
+        seen,
+        std::collections::BTreeSet::from([0o600]),
+        "{seen:?}\n{stderr}"
+    );
 }
 
 /// A reload that changes a setting read at start only (listen addresses, workers, ...) says

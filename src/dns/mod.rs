@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod conns;
+pub mod listen;
 pub mod rrl;
 pub mod tcp;
 pub mod udp;
