@@ -44,7 +44,8 @@
 //! the modules it may name) and fails on any `crate::` path against it:
 //!
 //! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`], [`tally`]
-//!    (counter cells with a row per writer), [`distance`] (great-circle distances);
+//!    (counter cells with a row per writer), [`distance`] (great-circle distances),
+//!    `log_limit` (rate limits for log lines others can cause);
 //! 2. formats: [`spec`], [`zone`], [`config`];
 //! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`meter`]
 //!    (load sources: where a node's load is read, and how a scrape becomes a load), [`live`];
@@ -102,6 +103,7 @@ pub mod hash;
 pub mod health;
 pub mod live;
 pub mod load;
+pub(crate) mod log_limit;
 pub mod manual;
 pub mod meter;
 pub mod metrics;

@@ -227,8 +227,13 @@ fn answers(s: &Server, subnets: &[String]) -> BTreeMap<String, (String, String)>
                 .lines()
                 .find(|l| l.starts_with("dl.example.test."))
                 .and_then(|l| l.split_whitespace().last())
-                .unwrap_or_default();
-            out.insert(net.to_string(), (addr.to_string(), scope.to_string()));
+                .map(str::to_string)
+                // No address: the header says why (kept, so that a failure shows it).
+                .unwrap_or_else(|| {
+                    let status = part.lines().next().unwrap_or_default().trim();
+                    format!("(none: {status})")
+                });
+            out.insert(net.to_string(), (addr, scope.to_string()));
         }
     }
     for net in subnets {

@@ -2,7 +2,8 @@
 //! it. Each top-level module (a file or a directory under `src/`) may name only itself and the
 //! modules listed for it; the list runs one way, from the bottom up:
 //!
-//! - base: `wire`, `hash`, `embedded`, `source`, `ranges`, `health`, `tally`, `distance`
+//! - base: `wire`, `hash`, `embedded`, `source`, `ranges`, `health`, `tally`, `distance`,
+//!   `log_limit`
 //! - formats: `spec`, `zone`, `config`
 //! - data: `geo`, `bgp`, `client`, `check` (health checks), `meter` (load sources), `live`
 //! - compiled model: `snapshot`, `explain`
@@ -33,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("health", &[]),
     ("tally", &[]),
     ("distance", &[]),
+    ("log_limit", &[]),
     // Formats.
     ("spec", &["source"]),
     ("zone", &["wire", "source"]),
@@ -69,7 +71,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Node states; the load pipeline (the only reader of storage for builds).
     ("node_state", &["health", "snapshot"]),
     // Loads and the capacity controller: what the shares of a steered service should be.
-    ("capacity", &["health", "meter", "snapshot"]),
+    ("capacity", &["health", "meter", "snapshot", "log_limit"]),
     // The reload guard: what a new snapshot takes away from the serving one.
     ("guard", &["config", "snapshot"]),
     (
@@ -101,8 +103,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "dns",
         &[
-            "wire", "snapshot", "zone", "config", "hash", "explain", "counters", "tally",
+            "wire",
+            "snapshot",
+            "zone",
+            "config",
+            "hash",
+            "explain",
+            "counters",
+            "tally",
             "querylog",
+            "log_limit",
         ],
     ),
     (
@@ -130,7 +140,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "client",
         ],
     ),
-    ("feed", &["live"]),
+    ("feed", &["live", "log_limit"]),
     (
         "metrics",
         &[

@@ -59,6 +59,9 @@ pub struct NodeLoad {
     pub error: Option<MeterError>,
     /// How long a scraped reading stays valid.
     pub stale_after: Option<Duration>,
+    /// The budget of the node's "no reading" lines: a source that alternates between failing
+    /// and not causes at most a few a minute.
+    pub(crate) log: std::sync::Arc<crate::log_limit::LogLimits>,
 }
 
 /// Which load counts for a node, and why.
@@ -256,7 +259,7 @@ impl Capacity {
                     .as_ref()
                     .is_some_and(|old| std::mem::discriminant(old) == std::mem::discriminant(&e));
                 if !same {
-                    tracing::warn!(node = %name.escape_debug(), error = %e, "load source: no reading");
+                    crate::log_limit::limited!(l.log, warn, "load source: no reading", node = %name.escape_debug(), error = %e);
                 }
                 l.error = Some(e);
             }

@@ -8,6 +8,9 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
+/// A listener's UDP sockets (one per worker) and TCP listener.
+pub type Pair = (Vec<UdpSocket>, Option<TcpListener>);
+
 /// How many ports are tried for a port-0 pair before giving up.
 const ATTEMPTS: usize = 32;
 
@@ -19,7 +22,7 @@ pub fn bind_pair(
     workers: usize,
     udp: bool,
     tcp: bool,
-) -> Result<(Vec<UdpSocket>, Option<TcpListener>), (&'static str, io::Error)> {
+) -> Result<Pair, (&'static str, io::Error)> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let sockets = if udp {

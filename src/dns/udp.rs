@@ -139,6 +139,8 @@ fn worker(
     let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut lens = [0usize; BATCH];
+    // A receive error repeated for every batch would otherwise be a line per batch.
+    let log_limits = crate::log_limit::LogLimits::new();
     let mut senders: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     // Destinations when some query of the batch went unanswered (else `senders` serves).
     let mut replies: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
@@ -169,7 +171,7 @@ fn worker(
                 }
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => 0,
                 Err(e) => {
-                    tracing::warn!(error = %e, "UDP receive failed");
+                    crate::log_limit::limited!(log_limits, warn, "UDP receive failed", error = %e);
                     0
                 }
             }

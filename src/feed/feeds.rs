@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 
 use super::error::FeedError;
 use super::listener;
-use super::log_limit::LogLimits;
 use super::peer::{self, PeerShared, lock};
 use super::settings::{Speaker, canonical};
 use super::status::{SessionState, SessionStatus, StatusCell};
 use super::table::PeerTable;
+use crate::log_limit::LogLimits;
 
 pub use crate::live::FeedTable;
 

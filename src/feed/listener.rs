@@ -1,6 +1,6 @@
 //! Accepting passive peers' connections: each is handed to the peer whose address it comes
 //! from; a connection from any other address is refused (closed), counted and logged (at most
-//! [`LINES`](super::log_limit::LINES) lines a minute of each kind, the others counted on the
+//! [`LINES`](crate::log_limit::LINES) lines a minute of each kind, the others counted on the
 //! next line written).
 
 use std::collections::HashMap;
@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::log_limit::{LogLimits, limited};
 use super::peer::PeerShared;
 use super::settings::canonical;
+use crate::log_limit::{LogLimits, limited};
 
 /// Accepts connections forever, dispatching them by source address.
 pub(crate) async fn accept(

@@ -33,7 +33,7 @@
 //!   prefixes holds no more than its cap. The read buffer is a fixed 64 KiB per session.
 //! - Log lines that the other side can cause (refused connections, malformed UPDATEs,
 //!   sessions up and down, NOTIFICATIONs) are rate-limited per peer and per kind, with the
-//!   count of the lines held back on the next one written (`log_limit.rs`).
+//!   count of the lines held back on the next one written (`src/log_limit.rs`).
 //! - A passive peer that connects while its session is up replaces that session (the router
 //!   restarted); connections from unknown addresses, and from active peers' addresses, are
 //!   refused and counted.
@@ -50,7 +50,6 @@ mod error;
 mod feeds;
 mod frame;
 mod listener;
-mod log_limit;
 mod notice;
 mod open;
 mod peer;

@@ -20,9 +20,9 @@ use bgpkit_parser::models::{
 };
 use bytes::Bytes;
 
-use super::log_limit::{LogLimits, limited};
 use super::notice::{Notice, OPEN_ERROR};
 use super::settings::Peer;
+use crate::log_limit::{LogLimits, limited};
 
 /// AS_TRANS (RFC 6793): the 2-byte field's value when the real ASN does not fit.
 pub(crate) const AS_TRANS: u16 = 23456;

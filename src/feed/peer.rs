@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::log_limit::{LogLimits, limited};
 use super::session::{self, SessionEnd};
 use super::settings::Peer;
 use super::status::{SessionState, SessionStatus, StatusCell};
 use super::table::PeerTable;
+use crate::log_limit::{LogLimits, limited};
 
 /// The caller's change callback.
 pub(crate) type OnChange = Arc<dyn Fn() + Send + Sync>;

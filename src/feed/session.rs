@@ -20,13 +20,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::frame::{self, Frame, FrameReader, ReadError};
-use super::log_limit::limited;
 use super::notice::{CEASE, FSM_ERROR, HOLD_TIMER_EXPIRED, Notice, OPEN_ERROR};
 use super::open::{self, Negotiated};
 use super::peer::{PeerShared, lock};
 use super::status::SessionState;
 use super::table::LimitReached;
 use super::update::{self, Changes};
+use crate::log_limit::limited;
 
 /// How a session ended.
 pub(crate) struct SessionEnd {

@@ -7,6 +7,7 @@
 
 mod capacity;
 pub mod gather;
+mod slots;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -189,15 +190,17 @@ impl Drop for Metrics {
     }
 }
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once; a new one beyond them closes the least recently active
+/// ([`slots`]).
 const MAX_CONNECTIONS: usize = 32;
+/// How long a connection may take to send a request's headers (a scraper sends them at once).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a connection may stay open at all; scrapes take milliseconds.
+const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn accept(listener: tokio::net::TcpListener, serving: Arc<Serving>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = slots::Slots::new(MAX_CONNECTIONS);
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
@@ -207,19 +210,25 @@ async fn accept(listener: tokio::net::TcpListener, serving: Arc<Serving>) {
                 continue;
             }
         };
+        let slot = Arc::new(slots.take());
         let serving = serving.clone();
         tokio::spawn(async move {
+            let touch = slot.clone();
             let service = hyper::service::service_fn(move |req| {
+                touch.touch();
                 let serving = serving.clone();
                 async move { Ok::<_, Infallible>(respond(&req, &serving)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            // A scraper that stalls is cut off; scrapes take milliseconds.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;
-            drop(permit);
+            // A scraper that stalls is cut off; so is the least recently active connection
+            // when a new one needs its slot.
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIMIT, conn) => {}
+                () = slot.close.notified() => {}
+            }
         });
     }
 }

@@ -1,12 +1,14 @@
-//! Rate limits for the log lines that the other side of a connection can cause: a refused
-//! connection, a malformed UPDATE, a session that comes up and goes down again.
+//! Rate limits for the log lines that another party can cause: a refused BGP connection, a
+//! malformed UPDATE, a session that comes up and goes down again, a socket error repeated for
+//! every packet.
 //!
 //! Each kind of line (its message text) has its own budget in each [`LogLimits`]: at most
 //! [`LINES`] lines per [`WINDOW`]; the lines over it are counted instead of written. The first
 //! line written after some were held back carries the count as a `suppressed` field, as the
 //! kernel's `printk_ratelimit` does: so every line that was caused is either in the log or
-//! counted on a later line of the same kind. Each peer has its own limits (a noisy peer does not
-//! hide another's lines); the listener has one for everything that does not come from a peer.
+//! counted on a later line of the same kind. In the BGP feeds each peer has its own limits (a noisy
+//! peer does not hide another's lines) and the listener has one for everything that does not
+//! come from a peer; each DNS UDP worker has its own.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
