@@ -112,7 +112,12 @@ fn run(
     let started = std::time::Instant::now();
     let sources =
         crate::load::Sources::read(opts.config.as_deref(), None).map_err(DaemonError::Invalid)?;
-    let snap = sources.build(&[]).map_err(DaemonError::Invalid)?;
+    // A process this one replaces hands over its BGP feeds' routes: the first snapshot answers
+    // with them, not without them until the sessions are back.
+    let carried_routes = taker.as_ref().map(|t| t.feed_tables()).unwrap_or_default();
+    let snap = sources
+        .build(&carried_routes)
+        .map_err(DaemonError::Invalid)?;
     let config = sources.config.clone();
     // Admin overrides and the first round of health checks are applied before the first
     // answer.
@@ -277,14 +282,28 @@ fn run(
     let feeds = match &config.feeds {
         Some(f) => {
             let changed = serving.clone();
+            let inherited = crate::feed::Inherited {
+                listener: f.listen.and_then(|a| taker.as_mut().and_then(|t| t.bgp(a))),
+                tables: carried_routes,
+            };
             let feeds = crate::feed::Feeds::start(
                 speaker(f),
                 runtime.handle().clone(),
                 Arc::new(move || changed.feed_changed()),
+                inherited,
             )
             .map_err(DaemonError::Feeds)?;
             if let Some(a) = feeds.local_addr() {
                 bound.push(format!("bgp {a}"));
+                if let Some(fd) = feeds.listener_fd() {
+                    let entry = Socket {
+                        kind: Kind::Bgp,
+                        listen: f.listen,
+                        bound: Some(a),
+                        path: None,
+                    };
+                    handoff.register(entry, fd);
+                }
             }
             let feeds = Arc::new(feeds);
             serving.set_feeds(feeds.clone());
@@ -460,17 +479,24 @@ fn run(
         }
     });
     match ready {
-        Some(ready) => hand_over(
-            ready,
-            control,
-            &stop,
-            threads,
-            accepting,
-            &open,
-            &handoff,
-            &serving,
-            query_log.as_deref(),
-        ),
+        Some(ready) => {
+            // The BGP sessions end at once, so that the routers take the new process's (it
+            // answers with the routes handed over meanwhile).
+            if let Some(f) = &feeds {
+                f.shutdown();
+            }
+            hand_over(
+                ready,
+                control,
+                &stop,
+                threads,
+                accepting,
+                &open,
+                &handoff,
+                &serving,
+                query_log.as_deref(),
+            )
+        }
         None => {
             tracing::info!("stopping");
             crate::notify::stopping("stopping");
@@ -617,11 +643,18 @@ struct Relay {
 
 impl crate::control::server::Handover for Relay {
     fn takeover(&self, stream: std::os::unix::net::UnixStream) {
-        self.handoff.give(stream, || {
-            // The totals first: gathering them reads the capacity state too.
-            let totals = totals(&self.serving);
-            handover::carried(&self.serving.states(), &self.serving.capacity(), totals)
-        });
+        self.handoff.give(
+            stream,
+            || {
+                // The totals first: gathering them reads the capacity state too.
+                let totals = totals(&self.serving);
+                handover::carried(&self.serving.states(), &self.serving.capacity(), totals)
+            },
+            || {
+                let tables = self.serving.feeds().map(|f| f.tables()).unwrap_or_default();
+                handover::feed_routes(&tables)
+            },
+        );
     }
 
     fn replace(&self) -> Result<(u32, u32), crate::control::server::ReplaceFailed> {

@@ -4,7 +4,8 @@
 //! daemons move the answers `dig` gets; a killed daemon's routes go stale, then away; broken
 //! input and a prefix limit end one session and nothing else; a router that keeps reconnecting
 //! with new prefixes holds no more than its prefix limit; a router's hold time 0 is refused
-//! unless allowed; what the other side of a connection can make Signpost log is rate-limited.
+//! unless allowed; what the other side of a connection can make Signpost log is rate-limited;
+//! a `ctl replace` answers with the feeds' routes throughout.
 //!
 //! The configuration is `testdata/bgp-live/signpost.yaml` with its peers from
 //! `peer-passive.yaml` / `peer-active.yaml`, rendered into a temporary directory laid out like
@@ -660,6 +661,93 @@ fn killed_daemon_routes_go_stale_then_away() {
     );
     s.wait_session("fra1-rtr", 1, 1, CHANGE);
     s.wait_session("ams1-rtr", 1, 0, CHANGE);
+}
+
+/// `ctl replace` with live feeds: the new process answers with the routes the old one had
+/// from its very first answer (handed over, stale until its own sessions announce them again),
+/// takes over the listener the routers connect to, and its sessions come back. Before, a
+/// replace with a passive peer failed (the listen address was taken), and with active peers
+/// the new process answered without the feeds' routes until its sessions were up.
+#[test]
+fn a_replace_answers_with_the_feeds_routes_throughout() {
+    let sp = signpost_addr();
+    let bs = bird_speaker(65051);
+    let gs = Speaker::new(65052);
+    let s = Signpost::start(
+        sp,
+        60_000,
+        &[
+            FeedPeer::passive("fra1-rtr", &bs, &["fra1"]),
+            FeedPeer::active("ams1-rtr", &gs, sp.ip(), &["ams1"]),
+        ],
+    );
+    let _reaper = Reaper(s.server.control.clone().unwrap());
+    let mut g = start_gobgpd(&gs, sp);
+    g.add_route(EU4_B, &[64652], ip(NH4));
+    let _b = start_bird(&bs, sp, &[(US4, &[64642, CUSTOMER_AS])]);
+    s.wait_session("fra1-rtr", 1, 0, SESSION);
+    s.wait_session("ams1-rtr", 1, 0, SESSION);
+    // Without the feeds: US4 → IAD1 (GeoIP), EU4_B → LON1.
+    s.wait_answer("A", US4, SYD1, CHANGE);
+    s.wait_answer("A", EU4_B, AMS1, CHANGE);
+
+    // Queries all along, bounded in time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let querier = {
+        let (stop, seen, server) = (stop.clone(), seen.clone(), s.server.udp);
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(90) {
+                let us = dig_short(server, "A", US4);
+                let eu = dig_short(server, "A", EU4_B);
+                seen.lock().unwrap().push((Instant::now(), us, eu));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let old_pid = s.server.child.id();
+    let replaced = Instant::now();
+    let (ok, v) = s.server.ctl(&["replace"]);
+    assert!(ok, "replace failed: {v}\n{}", s.diagnostics());
+    assert_ne!(v["new_pid"].as_u64(), Some(u64::from(old_pid)), "{v}");
+    // The new process holds the routes it was handed, stale, before its sessions are back.
+    let fra = s.session("fra1-rtr");
+    eprintln!("right after the replace: {fra}");
+    // Its own sessions come back (BIRD connects to the listener it inherited; it connects to
+    // gobgpd) and announce the routes again.
+    s.wait_session("fra1-rtr", 1, 0, Duration::from_secs(60));
+    s.wait_session("ams1-rtr", 1, 0, Duration::from_secs(60));
+    let back = replaced.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    querier.join().unwrap();
+    let seen = seen.lock().unwrap();
+    let after: Vec<_> = seen.iter().filter(|(t, _, _)| *t > replaced).collect();
+    let wrong: Vec<_> = seen
+        .iter()
+        .filter(|(_, us, eu)| us != SYD1 || eu != AMS1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} answer pairs without the feeds' routes: {:?}\n{}",
+        wrong.len(),
+        seen.len(),
+        &wrong[..wrong.len().min(5)],
+        s.diagnostics()
+    );
+    assert!(
+        after.len() >= 10,
+        "only {} queries after the replace",
+        after.len()
+    );
+    assert_eq!(s.session("fra1-rtr")["stale_prefixes"], 0);
+    eprintln!(
+        "replace with feeds: {} answer pairs, {} after the replace, all with the feeds' routes; sessions back after {} ms",
+        seen.len(),
+        after.len(),
+        ms(back)
+    );
 }
 
 /// An `asns` rule matches the live origin (the last AS of the path) of the longest prefix a

@@ -158,6 +158,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "health",
             "counters",
             "notify",
+            "live",
         ],
     ),
     // Parts of a service held to less than their module: the rate limiter needs no snapshot;

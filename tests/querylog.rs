@@ -267,37 +267,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Stops, when the test ends, every process started to take over on the control socket `.0`
-/// (they are not the harness's children).
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let wanted = format!("--takeover\0{}\0", self.0.display());
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if !String::from_utf8_lossy(&cmdline).contains(&wanted) {
-                continue;
-            }
-            let pid = pid.to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            wait_for(10, || {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|s| s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
-                    .unwrap_or(true)
-            });
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        }
-    }
-}
-
 /// Runs `cmd` for at most `secs` seconds: its output, or None when it had to be killed.
 fn bounded(cmd: &mut Command, secs: u64) -> Option<std::process::Output> {
     let mut child = cmd

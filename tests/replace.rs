@@ -12,49 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, TempDir, demo_config, query, wait_for};
-
-/// Stops, when the test ends, every process started to take over on the control socket `.0`
-/// (they are not the harness's children).
-struct Reaper(std::path::PathBuf);
-
-impl Reaper {
-    fn pids(&self) -> Vec<u32> {
-        let wanted = format!("--takeover\0{}\0", self.0.display());
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&wanted) && alive(pid) {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in self.pids() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            wait_for(10, || !alive(pid));
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie (exited, not yet reaped) counts as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
-        .unwrap_or(false)
-}
+use common::{Reaper, Server, TempDir, alive, demo_config, query, wait_for};
 
 fn ctl(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_signpost"))

@@ -20,6 +20,15 @@ use crate::log_limit::LogLimits;
 
 pub use crate::live::FeedTable;
 
+/// What a process that hands over leaves to the feeds of the new one.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    /// The listener bound for `feeds.listen`.
+    pub listener: Option<std::net::TcpListener>,
+    /// Every peer's routes, by peer name.
+    pub tables: Vec<FeedTable>,
+}
+
 /// The BGP feed: sessions with every configured peer and their live tables.
 pub struct Feeds {
     /// Every peer's shared state, in settings order.
@@ -30,6 +39,8 @@ pub struct Feeds {
     refused: Arc<AtomicU64>,
     /// The bound listen address.
     local_addr: Option<SocketAddr>,
+    /// A duplicate of the listener's descriptor.
+    listener_fd: Option<std::os::fd::OwnedFd>,
 }
 
 impl Feeds {
@@ -37,17 +48,26 @@ impl Feeds {
     /// the sessions on `handle`. `on_change` is called, from the runtime's threads, after each
     /// batch of messages that changed a table and after stale routes are removed; it should only
     /// flag the change (the caller coalesces and calls [`Feeds::tables`]).
+    ///
+    /// `inherited` is what a process this one replaces handed over: its listener (used instead
+    /// of binding `listen`) and its tables, which become the tables of the peers of the same
+    /// name, every route stale (gone after the stale time unless the new session announces it
+    /// again; the session's End-of-RIB removes the rest).
     pub fn start(
         settings: Speaker,
         handle: Handle,
         on_change: Arc<dyn Fn() + Send + Sync>,
+        inherited: Inherited,
     ) -> Result<Feeds, FeedError> {
         settings.validate()?;
         let _guard = handle.enter();
         let listener = match settings.listen {
             Some(address) => {
                 let bind = |address| -> std::io::Result<tokio::net::TcpListener> {
-                    let std = std::net::TcpListener::bind(address)?;
+                    let std = match inherited.listener {
+                        Some(l) => l,
+                        None => std::net::TcpListener::bind(address)?,
+                    };
                     std.set_nonblocking(true)?;
                     tokio::net::TcpListener::from_std(std)
                 };
@@ -56,12 +76,24 @@ impl Feeds {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let listener_fd = listener.as_ref().and_then(|l| {
+            use std::os::fd::AsFd;
+            l.as_fd().try_clone_to_owned().ok()
+        });
         let refused = Arc::new(AtomicU64::new(0));
         let mut peers = Vec::new();
         let mut tasks = Vec::new();
         let mut routes = HashMap::new();
         for p in &settings.peers {
-            let (stale_tx, _) = watch::channel(None);
+            let table = match inherited.tables.iter().find(|t| t.peer == p.name) {
+                Some(t) => PeerTable::seeded(
+                    t,
+                    p.prefix_limit() as usize,
+                    std::time::Instant::now() + settings.stale_time,
+                ),
+                None => PeerTable::new(),
+            };
+            let (stale_tx, _) = watch::channel(table.next_expiry());
             let state = match p.passive {
                 true => SessionState::Active,
                 false => SessionState::Idle,
@@ -70,7 +102,7 @@ impl Feeds {
                 peer: p.clone(),
                 local_asn: settings.local_asn,
                 router_id: settings.router_id,
-                table: Mutex::new(PeerTable::new()),
+                table: Mutex::new(table),
                 status: Mutex::new(StatusCell::new(state)),
                 stale_tx,
                 on_change: on_change.clone(),
@@ -102,6 +134,7 @@ impl Feeds {
             tasks: Mutex::new(tasks),
             refused,
             local_addr,
+            listener_fd,
         })
     }
 
@@ -128,6 +161,11 @@ impl Feeds {
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// A duplicate of the listener's descriptor, to hand over.
+    pub fn listener_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.listener_fd.as_ref().and_then(|f| f.try_clone().ok())
     }
 
     /// Connections refused: from unknown or active peers' addresses, or while one from the same

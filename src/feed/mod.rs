@@ -63,7 +63,7 @@ mod update;
 mod tests;
 
 pub use error::FeedError;
-pub use feeds::{FeedTable, Feeds};
+pub use feeds::{FeedTable, Feeds, Inherited};
 pub use settings::{DEFAULT_MIN_HOLD_TIME, DEFAULT_PREFIX_CAP, Peer, Speaker};
 pub use status::{SessionState, SessionStatus};
 pub use table::Route;

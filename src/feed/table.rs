@@ -306,6 +306,20 @@ impl PeerTable {
         changed
     }
 
+    /// A table holding `routes` (another process's view of this peer, handed over by `ctl
+    /// replace`), all stale until `until`, at most `limit` per family (the first ones kept).
+    pub fn seeded(routes: &crate::live::FeedTable, limit: usize, until: Instant) -> PeerTable {
+        let mut t = PeerTable::new();
+        for &(start, len, route) in routes.v4.iter() {
+            let _ = t.v4.announce((start, len), route, limit);
+        }
+        for &(start, len, route) in routes.v6.iter() {
+            let _ = t.v6.announce((start, len), route, limit);
+        }
+        t.session_down(until);
+        t
+    }
+
     /// When the next stale routes are removed, if there are any.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.deadlines
@@ -500,5 +514,35 @@ mod tests {
         assert!(list.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
         eprintln!("export of 600k routes: {fresh:?} fresh, {cached:?} cached");
         assert!(fresh < std::time::Duration::from_secs(2));
+    }
+
+    /// Routes handed over by `ctl replace` are all stale, expire together, stay within the
+    /// limit, and a new session's announcements make them fresh again one by one.
+    #[test]
+    fn a_seeded_table_is_stale_until_announced_again() {
+        let routes = crate::live::FeedTable {
+            peer: "p".into(),
+            v4: (0..5u32)
+                .map(|i| (i << 8, 24, Route { stale: false, ..R }))
+                .collect(),
+            v6: vec![(1u128 << 120, 8, Route { stale: true, ..R })].into(),
+        };
+        let now = Instant::now();
+        let until = now + Duration::from_secs(60);
+        let mut t = PeerTable::seeded(&routes, 4, until);
+        assert_eq!((t.v4.fresh(), t.v4.stale()), (0, 4));
+        assert_eq!((t.v6.fresh(), t.v6.stale()), (0, 1));
+        assert_eq!(t.next_expiry(), Some(until));
+        assert!(
+            t.v4.export()
+                .iter()
+                .all(|r| r.2.stale && r.2.origin == R.origin)
+        );
+        assert_eq!(t.v4.announce((0, 24), R, 4), Ok(true));
+        assert_eq!((t.v4.fresh(), t.v4.stale()), (1, 3));
+        assert!(t.drop_stale(true, false));
+        assert_eq!((t.v4.fresh(), t.v4.stale()), (1, 0));
+        assert!(t.expire(until));
+        assert_eq!(t.v6.stale(), 0);
     }
 }

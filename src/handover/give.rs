@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::wire::{self, Carried, Description, Message, Socket};
+use super::wire::{self, Carried, Description, FeedRoutes, Message, Socket};
 use crate::control::Response;
 use crate::control::protocol::Reply;
 
@@ -164,7 +164,13 @@ impl Handoff {
     /// Serves one `takeover` request on `stream` (its request line already read): answers it,
     /// sends the sockets, waits for "ready", has the daemon stop, sends the final states.
     /// `now` gives the node states and counters as they stand.
-    pub fn give(&self, mut stream: UnixStream, now: impl Fn() -> Carried) {
+    /// `routes` gives the BGP feeds' routes as they stand.
+    pub fn give(
+        &self,
+        mut stream: UnixStream,
+        now: impl Fn() -> Carried,
+        routes: impl Fn() -> Vec<FeedRoutes>,
+    ) {
         let answer = |stream: &mut UnixStream, r: Response| {
             let mut line = serde_json::to_string(&r).expect("responses serialise");
             line.push('\n');
@@ -177,7 +183,7 @@ impl Handoff {
             );
             return;
         }
-        let outcome = self.hand_over(&mut stream, now, answer);
+        let outcome = self.hand_over(&mut stream, now, routes, answer);
         match &outcome {
             Ok(pid) => {
                 tracing::info!(new_pid = pid, "handed over; stopping");
@@ -197,19 +203,26 @@ impl Handoff {
         &self,
         stream: &mut UnixStream,
         now: impl Fn() -> Carried,
+        routes: impl Fn() -> Vec<FeedRoutes>,
         answer: impl Fn(&mut UnixStream, Response) -> std::io::Result<()>,
     ) -> Result<u32, ReplaceError> {
         answer(stream, Response::ok(Reply::Done {})).map_err(ReplaceError::Io)?;
         {
+            let feeds = routes();
             let sockets = lock(&self.sockets);
             let desc = Description {
                 pid: std::process::id(),
                 sockets: sockets.iter().map(|(s, _)| s.clone()).collect(),
                 carried: now(),
+                feeds: feeds.len(),
             };
             wire::write_frame(stream, &desc).map_err(ReplaceError::Io)?;
             let fds: Vec<_> = sockets.iter().map(|(_, fd)| fd.as_fd()).collect();
             wire::send_fds(stream, &fds).map_err(ReplaceError::Io)?;
+            // The routes the new process answers with until its own sessions are back.
+            for f in &feeds {
+                wire::write_routes(stream, f).map_err(ReplaceError::Io)?;
+            }
         }
         stream
             .set_read_timeout(Some(READY_TIMEOUT))

@@ -147,6 +147,49 @@ pub fn notify_main_pid() {
     }
 }
 
+/// The BGP feeds' tables as the old process sends them.
+pub fn feed_routes(tables: &[crate::live::FeedTable]) -> Vec<wire::FeedRoutes> {
+    tables
+        .iter()
+        .map(|t| wire::FeedRoutes {
+            peer: t.peer.clone(),
+            v4: t
+                .v4
+                .iter()
+                .map(|&(s, l, r)| (s, l, r.origin, r.path_len))
+                .collect(),
+            v6: t
+                .v6
+                .iter()
+                .map(|&(s, l, r)| (s, l, r.origin, r.path_len))
+                .collect(),
+        })
+        .collect()
+}
+
+/// One feed's routes as received, as a table whose routes are all stale: they stand until the
+/// new process's own session with the peer announces them again (or its stale time passes).
+fn feed_table(routes: &wire::FeedRoutes) -> crate::live::FeedTable {
+    let route = |origin, path_len| crate::live::Route {
+        origin,
+        path_len,
+        stale: true,
+    };
+    crate::live::FeedTable {
+        peer: routes.peer.clone(),
+        v4: routes
+            .v4
+            .iter()
+            .map(|&(s, l, o, p)| (s, l, route(o, p)))
+            .collect(),
+        v6: routes
+            .v6
+            .iter()
+            .map(|&(s, l, o, p)| (s, l, route(o, p)))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::wire::{self, Carried, Description, Kind, Message, Socket};
+use super::wire::{self, Carried, Description, FeedRoutes, Kind, Message, Socket};
 use crate::control::{MAX_LINE, Request, Response};
 
 /// How long one step of the old process may take to answer (sending the sockets; stopping
@@ -68,6 +68,7 @@ pub struct Taker {
     old_pid: u32,
     entries: Vec<(Socket, Option<OwnedFd>)>,
     carried: Carried,
+    routes: Vec<FeedRoutes>,
     keeps_control: bool,
 }
 
@@ -101,9 +102,18 @@ impl Taker {
             .ok_or(HandoverError::Closed)?;
         let fds =
             wire::recv_fds(&stream, desc.sockets.len()).map_err(io("receiving the sockets"))?;
+        let routes = (0..desc.feeds)
+            .map(|_| wire::read_routes(&mut stream))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io("receiving the BGP feeds' routes"))?;
         tracing::info!(
             pid = desc.pid,
             sockets = fds.len(),
+            feeds = routes.len(),
+            routes = routes
+                .iter()
+                .map(|r| r.v4.len() + r.v6.len())
+                .sum::<usize>(),
             "taking over from the running server"
         );
         Ok(Taker {
@@ -115,6 +125,7 @@ impl Taker {
                 .zip(fds.into_iter().map(Some))
                 .collect(),
             carried: desc.carried,
+            routes,
             keeps_control: false,
         })
     }
@@ -127,6 +138,17 @@ impl Taker {
     /// The node states as they stood when the sockets were sent.
     pub fn carried(&self) -> &Carried {
         &self.carried
+    }
+
+    /// The BGP feeds' routes as the running server held them, one table per peer (every
+    /// route flagged stale: the new process's own sessions announce them again).
+    pub fn feed_tables(&self) -> Vec<crate::live::FeedTable> {
+        self.routes.iter().map(super::feed_table).collect()
+    }
+
+    /// The feeds' listener the old process bound for `listen`.
+    pub fn bgp(&mut self, listen: SocketAddr) -> Option<TcpListener> {
+        self.take(Kind::Bgp, listen).pop().map(TcpListener::from)
     }
 
     /// Takes the inherited sockets of `kind` for the listen address `listen`: those the old

@@ -5,7 +5,9 @@
 //! a 4-byte big-endian length, then that many bytes of JSON. The descriptors follow the
 //! [`Description`] frame in messages of one byte each, carrying up to [`CHUNK`] descriptors as
 //! `SCM_RIGHTS` ancillary data (through rustix, which hands them back as `OwnedFd`): the n-th
-//! descriptor received is the n-th entry of [`Description::sockets`].
+//! descriptor received is the n-th entry of [`Description::sockets`]. Then come
+//! [`Description::feeds`] frames of [`FeedRoutes`], one per BGP feed, in postcard (a compact
+//! binary serde format: a full table is millions of routes) instead of JSON.
 
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -35,6 +37,8 @@ pub enum Kind {
     Control,
     /// The metrics endpoint's HTTP listener.
     Metrics,
+    /// The BGP feeds' listener (`feeds.listen`).
+    Bgp,
 }
 
 /// One handed-over socket.
@@ -116,6 +120,21 @@ pub struct Description {
     pub sockets: Vec<Socket>,
     /// Node states as they stand now (counters follow in [`Message::Done`]).
     pub carried: Carried,
+    /// How many [`FeedRoutes`] frames follow the descriptors.
+    #[serde(default)]
+    pub feeds: usize,
+}
+
+/// One BGP feed's routes as the old process holds them (fresh and stale alike): (start,
+/// prefix length, origin AS, AS-path length) per family, sorted.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct FeedRoutes {
+    /// The peer's name.
+    pub peer: String,
+    /// IPv4 routes.
+    pub v4: Vec<(u32, u8, u32, u32)>,
+    /// IPv6 routes.
+    pub v6: Vec<(u128, u8, u32, u32)>,
 }
 
 /// The frames after the description.
@@ -150,22 +169,53 @@ pub enum Message {
 
 /// Descriptors per message.
 pub const CHUNK: usize = 32;
-/// The longest frame accepted.
+/// The longest frame accepted: room for a feed of 2 million IPv4 and 1 million IPv6 routes
+/// in postcard (at most 14 and 26 bytes each).
 const MAX_FRAME: usize = 64 << 20;
 
 /// Writes `value` as one frame.
 pub fn write_frame(stream: &mut UnixStream, value: &impl Serialize) -> io::Result<()> {
-    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
-    let len = u32::try_from(body.len()).map_err(io::Error::other)?;
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&body);
-    stream.write_all(&out)?;
-    stream.flush()
+    write_bytes(
+        stream,
+        &serde_json::to_vec(value).map_err(io::Error::other)?,
+    )
 }
 
 /// Reads one frame; `Ok(None)` when the peer closed the connection before it.
 pub fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut UnixStream) -> io::Result<Option<T>> {
+    read_bytes(stream)?
+        .map(|body| serde_json::from_slice(&body))
+        .transpose()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes one feed's routes as a frame (postcard).
+pub fn write_routes(stream: &mut UnixStream, routes: &FeedRoutes) -> io::Result<()> {
+    write_bytes(
+        stream,
+        &postcard::to_stdvec(routes).map_err(io::Error::other)?,
+    )
+}
+
+/// Reads one feed's routes written by [`write_routes`].
+pub fn read_routes(stream: &mut UnixStream) -> io::Result<FeedRoutes> {
+    let body = read_bytes(stream)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes `body` with its length in front.
+fn write_bytes(stream: &mut UnixStream, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::other(format!("frame of {len} bytes")));
+    }
+    stream.write_all(&len.to_be_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+/// Reads one length-prefixed body; `Ok(None)` when the peer closed the connection before it.
+fn read_bytes(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -186,9 +236,7 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut UnixStream) -> io::
     }
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(Some(body))
 }
 
 /// Reads one line (the control response to `takeover`) without reading past its newline, so
@@ -287,15 +335,31 @@ mod tests {
                 })
                 .collect(),
             carried: Carried::default(),
+            feeds: 1,
         };
         write_frame(&mut a, &desc).unwrap();
         let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
         send_fds(&a, &fds).unwrap();
+        let routes = FeedRoutes {
+            peer: "fra1-rtr".into(),
+            v4: (0..100_000u32)
+                .map(|i| (i << 8, 24, 64_512 + i % 7, 2))
+                .collect(),
+            v6: vec![(0x2001_0db8u128 << 96, 32, 65_001, 1)],
+        };
         let ready = Message::Ready {
             pid: 8,
             keeps_control: true,
         };
-        write_frame(&mut a, &ready).unwrap();
+        let writer = {
+            let mut a = a.try_clone().unwrap();
+            let (routes, ready) = (routes.clone(), ready.clone());
+            // Bigger than the socket buffer: written while the other side reads.
+            std::thread::spawn(move || {
+                write_routes(&mut a, &routes).unwrap();
+                write_frame(&mut a, &ready).unwrap();
+            })
+        };
         let got: Description = read_frame(&mut b).unwrap().unwrap();
         assert_eq!(got, desc);
         let received = recv_fds(&b, got.sockets.len()).unwrap();
@@ -303,6 +367,8 @@ mod tests {
             let s = std::net::UdpSocket::from(fd);
             assert_eq!(Some(s.local_addr().unwrap()), entry.bound);
         }
+        assert_eq!(read_routes(&mut b).unwrap(), routes);
+        writer.join().unwrap();
         let m: Message = read_frame(&mut b).unwrap().unwrap();
         assert_eq!(m, ready);
         drop(a);

@@ -47,7 +47,13 @@ impl Harness {
         let on_change = Arc::new(move || {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        let feeds = Feeds::start(settings, tokio::runtime::Handle::current(), on_change).unwrap();
+        let feeds = Feeds::start(
+            settings,
+            tokio::runtime::Handle::current(),
+            on_change,
+            Default::default(),
+        )
+        .unwrap();
         Harness { feeds, changes }
     }
 

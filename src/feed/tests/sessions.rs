@@ -73,8 +73,13 @@ async fn active_session_with_four_byte_asns_and_as_set() {
             stale_time: Duration::from_secs(5),
             peers: vec![p],
         };
-        let feeds =
-            Feeds::start(settings, tokio::runtime::Handle::current(), Arc::new(|| {})).unwrap();
+        let feeds = Feeds::start(
+            settings,
+            tokio::runtime::Handle::current(),
+            Arc::new(|| {}),
+            Default::default(),
+        )
+        .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let mut s = RawSpeaker::from_stream(stream);
         let theirs = s.handshake(4_200_000_000, 90).await;
@@ -223,13 +228,24 @@ async fn bad_listen_address_and_settings_fail_at_start() {
         settings(taken.local_addr().unwrap(), 90),
         handle(),
         Arc::new(|| {}),
+        Default::default(),
     );
     assert!(matches!(r, Err(crate::feed::FeedError::Bind { .. })));
     let free = "127.0.0.1:0".parse().unwrap();
-    let r = Feeds::start(settings(free, 2), handle(), Arc::new(|| {}));
+    let r = Feeds::start(
+        settings(free, 2),
+        handle(),
+        Arc::new(|| {}),
+        Default::default(),
+    );
     assert!(matches!(r, Err(crate::feed::FeedError::HoldTime { .. })));
     // Hold time 0 of our own, under the default minimum: every session would be refused.
-    let r = Feeds::start(settings(free, 0), handle(), Arc::new(|| {}));
+    let r = Feeds::start(
+        settings(free, 0),
+        handle(),
+        Arc::new(|| {}),
+        Default::default(),
+    );
     assert!(matches!(
         r,
         Err(crate::feed::FeedError::HoldTimeBelowMinimum { .. })
@@ -241,7 +257,7 @@ async fn bad_listen_address_and_settings_fail_at_start() {
     ] {
         let mut s = settings(free, 90);
         s.router_id = id;
-        let r = Feeds::start(s, handle(), Arc::new(|| {}));
+        let r = Feeds::start(s, handle(), Arc::new(|| {}), Default::default());
         assert!(
             matches!(r, Err(crate::feed::FeedError::RouterId(_))),
             "{id}"
