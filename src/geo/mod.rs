@@ -5,9 +5,11 @@
 //! Three layouts are understood: GeoIP2/GeoLite2 City and Country (`continent.code`,
 //! `country.iso_code`, `subdivisions[0].iso_code`, `location.latitude/longitude`),
 //! GeoLite2-ASN (`autonomous_system_number`), and the flat layout of DB-IP Lite and
-//! ip-location-db (`country_code`, `latitude`, `longitude`). The continent is derived from the
-//! country when the database has none (`geo::record`). This module is only used off the query
-//! path.
+//! ip-location-db (`country_code`, `latitude`, `longitude`). The layout only says which
+//! reading to try first: each record is read in whichever layout its fields are in (text in
+//! place of a GeoIP2 map, flat fields in a GeoIP2 database; `geo::record`). The continent is
+//! derived from the country when the database has none. This module is only used off the
+//! query path.
 
 pub mod layer;
 mod record;
@@ -309,19 +311,31 @@ impl Part {
 /// process may use two cores (the lower half of IPv4; the upper half and IPv6), merged in
 /// order; in one part otherwise.
 /// IPv4 networks come from the IPv4 subtree; in IPv6, the IPv4-compatible range (`::/96`) and
-/// the aliases of the IPv4 subtree are skipped.
+/// the aliases of the IPv4 subtree are skipped. An IPv6 database without an IPv4 subtree (its
+/// tree ends at `::/d`, d ≤ 96, with a record or none) is walked from `::/0`, `::/d` included,
+/// with no network skipped as an alias (the reader would skip every leaf holding the `::/d`
+/// record); its IPv4 addresses get the `::/d` record, as its readers answer them.
 fn walk(reader: &Reader<Vec<u8>>, layout: Layout, locations: bool) -> Result<Part, GeoError> {
     let half = 1u128 << 31;
     let first: Vec<(bool, u128, u8)> = vec![(false, 0, 1)];
     let mut second: Vec<(bool, u128, u8)> = vec![(false, half, 1)];
+    let mut options = WithinOptions::default();
     if reader.metadata().ip_version == 6 {
-        second.extend(v6_outside_v4().map(|(s, l)| (true, s, l)));
+        if has_ipv4_subtree(reader)? {
+            second.extend(v6_outside_v4().map(|(s, l)| (true, s, l)));
+        } else {
+            second.push((true, 0, 0));
+            options = options.include_aliased_networks();
+        }
     }
+    let part = |cidrs: &[(bool, u128, u8)], v4_from| {
+        walk_part(reader, layout, locations, cidrs, v4_from, options)
+    };
     let two = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let (a, b) = if two {
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| walk_part(reader, layout, locations, &second, half));
-            let a = walk_part(reader, layout, locations, &first, 0);
+            let other = scope.spawn(|| part(&second, half));
+            let a = part(&first, 0);
             let b = other
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -330,11 +344,20 @@ fn walk(reader: &Reader<Vec<u8>>, layout: Layout, locations: bool) -> Result<Par
     } else {
         // One core: one part, so that no record is decoded twice.
         let all: Vec<(bool, u128, u8)> = first.into_iter().chain(second).collect();
-        return walk_part(reader, layout, locations, &all, 0);
+        return part(&all, 0);
     };
     let mut out = a?;
     out.append(b?, layout == Layout::Asn);
     Ok(out)
+}
+
+/// True when an IPv6 database keeps IPv4 in a subtree at `::/96`: its search tree goes on past
+/// `::/96` (an address there is looked up to a network longer than /96).
+fn has_ipv4_subtree(reader: &Reader<Vec<u8>>) -> Result<bool, GeoError> {
+    let found = reader
+        .lookup(IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED))
+        .map_err(GeoError::Read)?;
+    Ok(found.network().map_err(GeoError::Read)?.prefix() > 96)
 }
 
 /// Walks the networks of `cidrs` (ascending; `(IPv6, start, length)`), each distinct record
@@ -345,6 +368,7 @@ fn walk_part(
     locations: bool,
     cidrs: &[(bool, u128, u8)],
     v4_from: u128,
+    options: WithinOptions,
 ) -> Result<Part, GeoError> {
     let t0 = std::time::Instant::now();
     let mut out = Part::new(v4_from);
@@ -355,27 +379,30 @@ fn walk_part(
     let mut point_of: IntMap<u32, u32> = IntMap::default();
     let mut last: Option<(u32, (u32, u32))> = None;
     let mut text = String::new();
-    for &(v6, start, len) in cidrs {
+    for &(v6, cidr_start, cidr_len) in cidrs {
         let bits = if v6 { 128 } else { 32 };
         let addr = if v6 {
-            IpAddr::from(start.to_be_bytes())
+            IpAddr::from(cidr_start.to_be_bytes())
         } else {
-            IpAddr::from((start as u32).to_be_bytes())
+            IpAddr::from((cidr_start as u32).to_be_bytes())
         };
         let iter = reader
             .within(
-                format!("{addr}/{len}")
+                format!("{addr}/{cidr_len}")
                     .parse()
                     .map_err(|e| GeoError::Read(maxminddb::MaxMindDbError::InvalidNetwork(e)))?,
-                WithinOptions::default(),
+                options,
             )
             .map_err(GeoError::Read)?;
         for item in iter {
             let item = item.map_err(GeoError::Read)?;
             let net = item.network().map_err(GeoError::Read)?;
-            let start = match net.ip() {
-                IpAddr::V4(a) if !v6 => u32::from(a) as u128,
-                IpAddr::V6(a) if v6 => u128::from(a),
+            let (start, len) = match net.ip() {
+                IpAddr::V4(a) if !v6 => (u32::from(a) as u128, net.prefix()),
+                IpAddr::V6(a) if v6 => (u128::from(a), net.prefix()),
+                // An IPv4 CIDR of a database without an IPv4 subtree lies inside one IPv6
+                // network (`::/d`), whose record holds all of it.
+                IpAddr::V6(_) if !v6 => (cidr_start, cidr_len),
                 _ => continue,
             };
             let Some(offset) = item.offset() else {
@@ -404,7 +431,7 @@ fn walk_part(
                     found
                 }
             };
-            let end = ranges::block_end(start, net.prefix(), bits);
+            let end = ranges::block_end(start, len, bits);
             if v6 {
                 if value != layer::GAP {
                     out.v6.0.push(start, end, value);
@@ -542,13 +569,4 @@ pub fn is_country(code: &str) -> bool {
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn continents() {
-        assert_eq!(continent_of("gb"), Some("EU"));
-        assert_eq!(continent_of("AU"), Some("OC"));
-        assert_eq!(continent_of("ZZ"), None);
-    }
-}
+mod tests;

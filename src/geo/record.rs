@@ -400,7 +400,8 @@ impl<'de> Visitor<'de> for Asn {
 }
 
 /// A whole record read through serde, every field accepted in any type (unusable values are
-/// ignored): for the flat and ASN layouts. GeoIP2 records are read by path instead
+/// ignored) and in either layout (a GeoIP2 map wins over the flat field): for the flat and
+/// ASN layouts, and for the GeoIP2 records that reading by path does not place
 /// ([`Record::of_geoip2`]).
 pub(super) struct Lenient<'a>(pub Record<'a>);
 
@@ -448,35 +449,61 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
 }
 
 impl<'a> Record<'a> {
-    /// Reads a GeoIP2 record by path: only the fields it needs, each found by skipping past
-    /// the others (a skipped field costs a pointer or a header, where decoding the whole
-    /// record would walk every name in every language). The subdivision is read only for a
-    /// record with a country, the registered country only for a record with no location,
-    /// the coordinates only when `coordinates` is set. `Ok(None)`: the address has no record.
+    /// Reads a record of a GeoIP2-typed database. The GeoIP2 fields are read by path first:
+    /// only the fields needed, each found by skipping past the others (a skipped field costs a
+    /// pointer or a header, where decoding the whole record would walk every name in every
+    /// language). A record that this does not place whole (no `country.iso_code` or
+    /// `continent.code` map, no `location` map when `coordinates` is set, or a field of
+    /// another type, such as `continent` as text) is read again as a whole by [`Lenient`],
+    /// each field in whichever layout it is present (GeoIP2 maps, text, or the flat
+    /// `country_code`, `continent_code`, `latitude`, `longitude`), and that reading decides:
+    /// a record it cannot read is refused with its error. `Ok(None)`: the address has no
+    /// record.
     pub fn of_geoip2<S: AsRef<[u8]>>(
         item: &maxminddb::LookupResult<'a, S>,
         coordinates: bool,
     ) -> Result<Option<Record<'a>>, maxminddb::MaxMindDbError> {
-        use maxminddb::path;
         if !item.has_data() {
             return Ok(None);
         }
-        let mut r = Record {
-            country: item.decode_path(&path!["country", "iso_code"])?,
-            continent: item.decode_path(&path!["continent", "code"])?,
-            ..Record::default()
+        match Record::by_path(item, coordinates) {
+            Ok(Some(r)) => Ok(Some(r)),
+            Ok(None) | Err(_) => item.decode::<Lenient>().map(|r| r.map(|r| r.0)),
+        }
+    }
+
+    /// The GeoIP2 fields of a record read by path; `None` when a field that places the client
+    /// is not there as a GeoIP2 map (the record may hold it in another layout), an error when a
+    /// field on the path has another type (or the record cannot be decoded). The subdivision
+    /// is read once the country is known, the coordinates only when `coordinates` is set.
+    fn by_path<S: AsRef<[u8]>>(
+        item: &maxminddb::LookupResult<'a, S>,
+        coordinates: bool,
+    ) -> Result<Option<Record<'a>>, maxminddb::MaxMindDbError> {
+        use maxminddb::path;
+        let Some(country) = item.decode_path(&path!["country", "iso_code"])? else {
+            return Ok(None);
         };
-        if r.country.is_some() {
-            r.subdivision = item.decode_path(&path!["subdivisions", 0, "iso_code"])?;
-        }
-        if coordinates || (r.country.is_none() && r.continent.is_none()) {
-            r.location = item
+        let Some(continent) = item.decode_path(&path!["continent", "code"])? else {
+            return Ok(None);
+        };
+        let location = if coordinates {
+            match item
                 .decode_path::<Location>(&path!["location"])?
-                .and_then(|l| l.0);
-        }
-        if r.country.is_none() && r.continent.is_none() && r.location.is_none() {
-            r.registered_country = item.decode_path(&path!["registered_country", "iso_code"])?;
-        }
-        Ok(Some(r))
+                .and_then(|l| l.0)
+            {
+                Some(at) => Some(at),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        Ok(Some(Record {
+            country: Some(country),
+            continent: Some(continent),
+            subdivision: item.decode_path(&path!["subdivisions", 0, "iso_code"])?,
+            location,
+            ..Record::default()
+        }))
     }
 }
