@@ -179,6 +179,8 @@ impl ClientData {
     /// the first ASN database. Each item's prefix length is the widest block around `addr`
     /// with the same value in that input.
     pub fn lookup(&self, addr: IpAddr) -> ClientInfo {
+        // An IPv4-mapped IPv6 address is the IPv4 address, as in the answer path.
+        let addr = addr.to_canonical();
         fn src<T>(value: T, db: &GeoDb, prefix_len: u8) -> Option<Sourced<T>> {
             Some(Sourced {
                 value,

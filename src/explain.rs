@@ -27,6 +27,22 @@ pub fn live_lines(live: &LiveData, addr: IpAddr) -> Vec<String> {
         .collect()
 }
 
+/// What the snapshot knows of `addr` (`lookup --socket`, and the start of an explanation):
+/// the client data's lines, with the live origin as the `asn:` line where a feed covers the
+/// address (the origin the rules use), then what each feed has.
+pub fn client_lines(snap: &Snapshot, addr: IpAddr) -> Vec<String> {
+    let addr = addr.to_canonical();
+    let mut data = snap.client.lookup(addr).lines();
+    if let Some(line) = live_origin_line(&snap.live, addr) {
+        match data.iter_mut().find(|l| l.starts_with("asn:")) {
+            Some(l) => *l = line,
+            None => data.push(line),
+        }
+    }
+    data.extend(live_lines(&snap.live, addr));
+    data
+}
+
 /// The origin the live feeds give `addr`, as the compiler decides it (the longest covering
 /// prefix of any feed; the origin most feeds give it, ties to the smaller ASN), as an `asn:`
 /// line; none when no feed covers the address.
@@ -88,22 +104,14 @@ pub fn explain(
     how: &str,
     v6: bool,
 ) -> Vec<String> {
+    // An IPv4-mapped IPv6 address is the IPv4 address, as in the answer path.
+    let client = client.to_canonical();
     let svc = &snap.services[service];
     let mut out = vec![format!("client {client} ({how})")];
-    let info = snap.client.lookup(client);
     // The location distance regions measure from (the first database with locations, as the
     // compiler uses).
-    let at = info.location.as_ref().map(|l| l.value);
-    let mut data = info.lines();
-    // Where a live feed covers the client, its origin is the one the rules used.
-    if let Some(line) = live_origin_line(&snap.live, client) {
-        match data.iter_mut().find(|l| l.starts_with("asn:")) {
-            Some(l) => *l = line,
-            None => data.push(line),
-        }
-    }
-    out.extend(data);
-    out.extend(live_lines(&snap.live, client));
+    let at = snap.client.lookup(client).location.map(|l| l.value);
+    out.extend(client_lines(snap, client));
     let Some((decision, scope)) = svc.route(client) else {
         out.push("no route (empty table)".into());
         return out;

@@ -799,6 +799,22 @@ fn live_origin_decides_asns_rules() {
         )) && text.contains("rule: asn"),
         "{text}"
     );
+    // So does `lookup --socket`: the origin the rules use, not the file tables' answer.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["lookup", "--socket"])
+        .arg(s.server.control.as_ref().unwrap())
+        .arg(client)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(&format!(
+                "asn: AS{CUSTOMER_AS} (live, prefix {US4}, from fra1-rtr)"
+            ))
+            && !text.contains("asn: unknown"),
+        "{text}"
+    );
 
     let t2 = Instant::now();
     b.set_routes(&[("8.8.0.0/16", &[64642, 64991])]);

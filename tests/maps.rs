@@ -436,6 +436,19 @@ fn offline_tools_lookup_explain_diff() {
         text.contains("country: US") && text.contains("AS15169"),
         "{text}"
     );
+    // An IPv4-mapped address is looked up as the IPv4 address, as the answer path does.
+    let lines = |arg: &str| {
+        let out = std::process::Command::new(bin)
+            .args(["lookup", arg])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+    };
+    let (v4, mapped) = (lines("81.2.69.142"), lines("::ffff:81.2.69.142"));
+    assert!(v4.iter().any(|l| l.contains("country: GB")), "{v4:?}");
+    assert_eq!(mapped, v4);
     let out = std::process::Command::new(bin)
         .args(["lookup", "81.2.69.142", "not-an-ip"])
         .output()

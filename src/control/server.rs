@@ -781,13 +781,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                     .parse()
                     .map_err(|_| format!("{a:?} is not an IP address"))?;
                 lines.push(ip.to_string());
-                for l in snap
-                    .client
-                    .lookup(ip)
-                    .lines()
-                    .into_iter()
-                    .chain(crate::explain::live_lines(&snap.live, ip))
-                {
+                for l in crate::explain::client_lines(&snap, ip) {
                     lines.push(format!("  {l}"));
                 }
             }
