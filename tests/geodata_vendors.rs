@@ -88,8 +88,11 @@ fn ipv6_no_ipv4_subtree() -> Vec<u8> {
     w.to_bytes().unwrap()
 }
 
-/// The committed files, by path under `testdata/`, and what writes them.
-fn files() -> [(&'static str, fn() -> Vec<u8>); 2] {
+/// A committed file: its path under `testdata/`, and what writes it.
+type Made = (&'static str, fn() -> Vec<u8>);
+
+/// The committed files.
+fn files() -> [Made; 2] {
     [
         ("geoip/mixed-layouts.mmdb", mixed_layouts),
         ("geoip/ipv6-no-ipv4-subtree.mmdb", ipv6_no_ipv4_subtree),
