@@ -649,10 +649,13 @@ fn ctl(
                 println!("reopened {}", escape(&path));
             }
         }
-        Reply::Bgp { sessions } if sessions.is_empty() => {
+        Reply::Bgp { sessions, .. } if sessions.is_empty() => {
             println!("no BGP feeds configured (`feeds` in signpost.yaml)")
         }
-        Reply::Bgp { sessions } => {
+        Reply::Bgp {
+            sessions,
+            refused_connections,
+        } => {
             println!(
                 "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  LAST ERROR",
                 "PEER",
@@ -688,6 +691,9 @@ fn ctl(
                     s.messages,
                     escape(s.last_error.as_deref().unwrap_or("-"))
                 );
+            }
+            if refused_connections > 0 {
+                println!("connections refused at the listener: {refused_connections}");
             }
         }
         Reply::Lines { lines } => {

@@ -172,6 +172,9 @@ pub trait FeedView: Send + Sync {
     fn tables(&self) -> Vec<FeedTable>;
     /// Every session's status now.
     fn status(&self) -> Vec<SessionStatus>;
+    /// Connections refused at the listener so far: from addresses of no passive peer, or
+    /// while one from the same peer was already waiting.
+    fn refused_connections(&self) -> u64;
 }
 
 #[cfg(test)]

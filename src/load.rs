@@ -61,19 +61,10 @@ pub fn load(
     config_path: Option<&Path>,
     previous: Option<&ClientData>,
 ) -> Result<(Config, Snapshot), Errors> {
-    load_with(config_path, previous, &[])
+    build_config(config(config_path)?, previous, &[], false)
 }
 
-/// Like [`load`], with the live feeds' tables.
-pub fn load_with(
-    config_path: Option<&Path>,
-    previous: Option<&ClientData>,
-    live: &[FeedTable],
-) -> Result<(Config, Snapshot), Errors> {
-    build_config(config(config_path)?, previous, live, false)
-}
-
-/// Like [`load_with`], from a configuration already loaded; the GeoIP coordinates are kept
+/// Like [`load`], from a configuration already loaded, with the live feeds' tables; the GeoIP coordinates are kept
 /// when a map ranks by distance or `keep_locations` is set (for tools that show them).
 pub fn build_config(
     config: Config,

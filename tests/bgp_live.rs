@@ -1469,11 +1469,16 @@ fn remote_parties_cannot_flood_the_log() {
     assert_eq!(s.session("raw-rtr")["state"], "established");
     drop(r);
 
-    // 200 connections from an unknown address, each closed by Signpost.
+    // 200 connections from an unknown address, each closed by Signpost, and counted.
     for _ in 0..200 {
         let mut c = RawPeer::connect(stranger, sp);
         assert_eq!(c.recv(), None);
     }
+    let (ok, bgp) = s.server.ctl(&["bgp"]);
+    assert!(
+        ok && bgp["refused_connections"].as_u64() >= Some(200),
+        "{bgp}"
+    );
 
     // 30 sessions of the peer, each up and then closed by the peer.
     for _ in 0..30 {

@@ -35,8 +35,3 @@ pub fn default_socket() -> std::path::PathBuf {
 
 /// The longest request line accepted.
 pub const MAX_LINE: usize = 64 * 1024;
-
-/// Parses a request line (see [`Request::parse`]).
-pub fn parse_request(line: &[u8]) -> Result<Request, protocol::RequestError> {
-    Request::parse(line)
-}

@@ -276,6 +276,9 @@ pub enum Reply {
     Bgp {
         /// Every configured session, in configuration order.
         sessions: Vec<BgpSession>,
+        /// Connections refused at `feeds.listen` so far.
+        #[serde(default)]
+        refused_connections: u64,
     },
     /// `lookup` and `explain`: lines of text.
     Lines {

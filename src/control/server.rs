@@ -773,6 +773,7 @@ fn execute(shared: &Shared, req: Request) -> Result<Response, String> {
                 .feeds()
                 .map(|f| f.status().iter().map(BgpSession::from).collect())
                 .unwrap_or_default(),
+            refused_connections: serving.feeds().map_or(0, |f| f.refused_connections()),
         })),
         Request::Lookup { addresses } => {
             let mut lines = Vec::new();

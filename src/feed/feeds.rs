@@ -196,4 +196,8 @@ impl crate::live::FeedView for Feeds {
     fn status(&self) -> Vec<SessionStatus> {
         Feeds::status(self)
     }
+
+    fn refused_connections(&self) -> u64 {
+        Feeds::refused_connections(self)
+    }
 }

@@ -469,6 +469,13 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
                 Value::Int(s.messages_received),
             ));
         }
+        b.family(
+            "bgp_refused_connections",
+            "Connections to feeds.listen refused: from an address of no passive peer, or while one from the same peer was already waiting.",
+            Kind::Counter,
+        )
+        .samples
+        .push((labels(&[]), Value::Int(feeds.refused_connections())));
     }
 
     b.family("build_info", "The running build: its version.", Kind::Gauge)
