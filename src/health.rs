@@ -1,9 +1,10 @@
 //! Node health as the answer path sees it: one byte per node, read with a relaxed atomic load.
 //!
-//! The table is shared by every snapshot built from the same node list; a reload that changes
-//! the node list builds a new table and carries the state of nodes that stay (by name). Writers
-//! (admin overrides, pushes, the poller) store the *effective* state here after applying the
-//! precedence rules in [`crate::control`]; readers never lock.
+//! Each build makes a table of its own (one per snapshot, its nodes in the snapshot's order);
+//! publishing a snapshot writes every node's state into it before the swap, and later changes
+//! are written into the serving snapshot's table. The writers store the *effective* state,
+//! decided by the precedence of admin overrides, pushes and health checks in
+//! `crate::node_state`; readers never lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -9,17 +9,21 @@
 //! - **The hot path** ([`dns`]): a UDP worker ([`dns::udp`]) loads the snapshot once per
 //!   `recvmmsg` batch, decodes each query without allocating ([`wire`]), finds the zone and
 //!   name ([`zone`]), and for a service name does one lookup in a flat table of CIDR blocks
-//!   ([`snapshot::Service::route`]) that yields both the decision (a rule, its chain of regions,
-//!   the proximity ranks) and the ECS scope; [`snapshot::Service::pick`] then picks nodes by
+//!   ([`snapshot::Service::route`]; IPv6 blocks longer than /64 sit in a second table that the
+//!   first one points to) that yields both the decision (a rule, its chain of regions, the
+//!   proximity ranks) and the ECS scope; [`snapshot::Service::pick`] then picks nodes by
 //!   rank, weight and health (for `spread: capacity`, with the weight factors and overflow
 //!   fractions the capacity controller publishes as atomics beside the snapshot, read with
 //!   one relaxed load each), and pre-encoded records are copied into the response
-//!   ([`dns::answer`]). No lock, no I/O, no `.await`, no allocation (`tests/alloc.rs`).
-//!   Each worker counts into its own row of the counters ([`tally`], [`counters`]); a metrics
-//!   scrape sums the rows.
+//!   ([`dns::answer`]). No lock, no I/O, no `.await`, no allocation (`tests/alloc.rs`; the
+//!   one exception is a `_why` TXT query, which builds its explanation as text).
+//!   Each UDP worker counts into its own row of the counters ([`tally`], [`counters`]), the
+//!   TCP tasks share one more row; a metrics scrape sums the rows.
 //! - **The reload path** ([`reload`]): every trigger — a watched file changed, SIGHUP,
 //!   `signpost ctl reload`, a live BGP feed changed — is a request on one channel to the reload
-//!   thread, which coalesces them, runs the one load pipeline ([`load`]: read the configuration
+//!   thread, which coalesces them, runs the one load pipeline ([`load`]; a build for a feed
+//!   change reads no file, it compiles the last good inputs again with the new live tables:
+//!   read the configuration
 //!   [`config`], the client data [`client`] ([`geo`]: each GeoIP database walked once into
 //!   compact range lists, the file not kept; [`bgp`]) and the maps [`spec`], then
 //!   compile with [`compile`]) off the query path, and publishes the result through

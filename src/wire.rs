@@ -448,7 +448,9 @@ pub enum Section {
 }
 
 impl<'b> Writer<'b> {
-    /// Starts a response to `q` with `flags` (QR is added) and `rcode` (low 4 bits).
+    /// Starts a response in `buf`: the header with `id` and `flags` (QR is added; the rcode
+    /// is in their low 4 bits), QDCOUNT 1 when `question` (the question section's bytes, as
+    /// received) is not empty, then the question.
     pub fn new(buf: &'b mut [u8], id: u16, flags: u16, question: &[u8]) -> Writer<'b> {
         let mut w = Writer {
             buf,

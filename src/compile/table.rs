@@ -30,11 +30,11 @@ pub(super) struct Locations {
     pub ranges: [Vec<Range>; 2],
 }
 
-/// The distance regions of one rule's chain: every node they rank (node index, location),
-/// and each limited region's limit with its members (positions in `nodes`).
 /// (node index, rank) pairs.
 type NodeRanks = Vec<(usize, u8)>;
 
+/// The distance regions of one rule's chain: every node they rank (node index, location),
+/// and each limited region's limit with its members (positions in `nodes`).
 #[derive(Default)]
 struct DistanceRule {
     nodes: Vec<(usize, (f64, f64))>,

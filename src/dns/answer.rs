@@ -520,7 +520,9 @@ fn cname_chain(
     rcode::NOERROR
 }
 
-/// True for addresses that may not stand for a client on the Internet.
+/// False for addresses that may not stand for a client on the Internet (private, loopback,
+/// link-local, unspecified, broadcast, documentation, shared (100.64/10), reserved (240/4),
+/// unique-local and documentation IPv6): true for the rest.
 fn is_global(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {

@@ -2,9 +2,10 @@
 //! tables, nodes with answers encoded ahead of time, and the health table.
 //!
 //! One [`Snapshot`] is built by [`crate::compile`] and published through an `ArcSwap`; the
-//! answer path loads it once per query. `route` is one binary search over a flat, sorted,
-//! non-overlapping table of CIDR blocks, which yields both the decision (rule and region chain)
-//! and the ECS scope. `pick` walks the chain's nodes, pre-sorted by weight, and reads health.
+//! answer path loads it once per query. `route` looks the client up in a flat, sorted,
+//! non-overlapping table of CIDR blocks (a directory on the top 16 bits, then a search within
+//! that slot; IPv6 blocks longer than /64 in a second table), which yields both the decision
+//! (rule and region chain) and the ECS scope. `pick` walks the chain's nodes, pre-sorted by weight, and reads health.
 //! Nothing here allocates, locks or does I/O on the query path.
 
 mod route;
