@@ -114,6 +114,9 @@ impl ClientData {
         for f in geo {
             let name = f.source.display();
             let stamp = Stamp::of(&f.source, &f.format);
+            // Only the first location database's coordinates are used (by distance ranking and
+            // the lookups): the ones after it keep none.
+            let locations = locations && data.geo.iter().all(|(_, d)| d.layout == Layout::Asn);
             if let Some((stamp, old)) =
                 previous.and_then(|p| p.geo.iter().find(|(s, _)| stamp.is_some() && *s == stamp))
             {
@@ -294,6 +297,41 @@ impl ClientInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Coordinates are kept for the first location database only, the one that is used.
+    #[test]
+    fn only_the_first_location_database_keeps_coordinates() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/geoip/mixed-layouts.mmdb"
+        );
+        let file = DataFile {
+            source: crate::config::DataSource::File(path.into()),
+            format: "auto".into(),
+        };
+        let data = ClientData::load_reusing(&[file.clone(), file], &[], None, true).unwrap();
+        let kept: Vec<bool> = data.geo().map(|d| d.locations.is_some()).collect();
+        assert_eq!(kept, [true, false]);
+        // Reused on a reload as they are.
+        let again = ClientData::load_reusing(
+            &[
+                DataFile {
+                    source: crate::config::DataSource::File(path.into()),
+                    format: "auto".into(),
+                },
+                DataFile {
+                    source: crate::config::DataSource::File(path.into()),
+                    format: "auto".into(),
+                },
+            ],
+            &[],
+            Some(&data),
+            true,
+        )
+        .unwrap();
+        let kept: Vec<bool> = again.geo().map(|d| d.locations.is_some()).collect();
+        assert_eq!(kept, [true, false]);
+    }
 
     #[test]
     fn no_location_database_means_an_unknown_location_not_a_dropped_one() {

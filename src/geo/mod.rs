@@ -508,13 +508,18 @@ fn key_id(
     keys: &mut Vec<GeoKey>,
 ) -> u32 {
     let code = |c: Option<[u8; 2]>| c.map(|c| String::from_utf8_lossy(&c).into_owned());
+    // Three characters per code, the first saying whether it is there: no two keys share a
+    // text, whatever bytes the codes hold.
     text.clear();
     for part in [p.continent, p.country] {
-        if let Some(c) = part {
-            text.push(c[0] as char);
-            text.push(c[1] as char);
+        match part {
+            Some(c) => {
+                text.push('+');
+                text.push(c[0] as char);
+                text.push(c[1] as char);
+            }
+            None => text.push_str("-  "),
         }
-        text.push('/');
     }
     if let Some(s) = &p.subdivision {
         text.push_str(s);

@@ -169,3 +169,31 @@ fn an_ipv6_database_with_an_ipv4_subtree_keeps_ipv4_once() {
         assert_eq!(key(&db, aliased), None, "{aliased}");
     }
 }
+
+/// Location keys are told apart whatever bytes their codes hold: a continent code and no
+/// country is not the same key as no continent and a country code with the same letters.
+#[test]
+fn location_keys_never_collide_through_their_text() {
+    let placed = |continent, country, subdivision: Option<&str>| record::Placed {
+        continent,
+        country,
+        subdivision: subdivision.map(str::to_string),
+        location: None,
+    };
+    let (mut text, mut ids, mut keys) = (String::new(), HashMap::new(), Vec::new());
+    let records = [
+        placed(Some(*b"/A"), None, None),
+        placed(None, Some(*b"A/"), None),
+        placed(None, Some(*b"/A"), Some("")),
+        placed(Some(*b"/A"), Some(*b"/A"), None),
+        placed(Some(*b"EU"), Some(*b"DE"), Some("BE")),
+        placed(Some(*b"EU"), Some(*b"DE"), None),
+    ];
+    let got: Vec<u32> = records
+        .iter()
+        .map(|p| key_id(p, &mut text, &mut ids, &mut keys))
+        .collect();
+    assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+    // The same record again gets the same id.
+    assert_eq!(key_id(&records[4], &mut text, &mut ids, &mut keys), 4);
+}
