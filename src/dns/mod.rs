@@ -1,6 +1,6 @@
 //! The DNS front end: wire format, the answer path, and the UDP and TCP transports.
 //!
-//! Transports read the current snapshot once per query and call [`answer::respond`]; nothing
+//! Transports read the current snapshot once per batch (UDP) or per query (TCP) and call [`answer::respond`]; nothing
 //! in here touches files or the maps' formats.
 
 pub mod answer;

@@ -12,8 +12,9 @@ use tokio::task::JoinHandle;
 
 use super::error::FeedError;
 use super::listener;
-use super::peer::{self, PeerShared, lock};
+use super::peer;
 use super::settings::{Speaker, canonical};
+use super::shared::{PeerShared, lock};
 use super::status::{SessionState, SessionStatus, StatusCell};
 use super::table::PeerTable;
 use crate::log_limit::LogLimits;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::peer::PeerShared;
 use super::settings::canonical;
+use super::shared::PeerShared;
 use crate::log_limit::{LogLimits, limited};
 
 /// Accepts connections forever, dispatching them by source address.

@@ -55,6 +55,7 @@ mod open;
 mod peer;
 mod session;
 mod settings;
+mod shared;
 mod status;
 mod table;
 mod update;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::frame::{self, Frame, FrameReader, ReadError};
 use super::notice::{CEASE, FSM_ERROR, HOLD_TIMER_EXPIRED, Notice, OPEN_ERROR};
 use super::open::{self, Negotiated};
-use super::peer::{PeerShared, lock};
+use super::shared::{PeerShared, lock};
 use super::status::SessionState;
 use super::table::LimitReached;
 use super::update::{self, Changes};

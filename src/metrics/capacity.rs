@@ -1,7 +1,7 @@
 //! The capacity steering's metric families: each node's capacity and load, each steered
 //! service's weight factors, shares and overflow fractions (`docs/metrics.md`, Capacity).
 
-use super::gather::{Builder, Kind, Value, labels};
+use super::family::{Builder, Kind, Value, labels};
 use crate::serving::Serving;
 
 /// Capacity steering: each node's capacity and load, each steered service's weight factors,

@@ -1,104 +1,14 @@
 //! What a scrape reports: every metric family with its samples, gathered from the counters,
 //! the snapshot serving now, the node states and the BGP sessions. Names and help texts live
-//! here and in `docs/metrics.md` only.
+//! here (the capacity families in `capacity.rs`) and in `docs/metrics.md` only.
 
 use std::collections::BTreeMap;
 
-use crate::counters::{AnswerMetric, Histogram, query};
+use crate::counters::{AnswerMetric, query};
 use crate::serving::Serving;
 
-/// The type of a family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Only goes up (`_total` is appended by the exposition).
-    Counter,
-    /// Goes up and down.
-    Gauge,
-    /// Observations in buckets.
-    Histogram,
-}
-
-/// A sample's value.
-#[derive(Clone, Debug)]
-pub enum Value {
-    /// A count.
-    Int(u64),
-    /// A gauge reading.
-    Float(f64),
-    /// A histogram.
-    Hist(Histogram),
-}
-
-/// Label names and values.
-pub type Labels = Vec<(String, String)>;
-
-/// One metric family.
-#[derive(Clone, Debug)]
-pub struct Family {
-    /// Name, without the `signpost_` prefix and, for counters, without `_total`.
-    pub name: &'static str,
-    /// Help text.
-    pub help: &'static str,
-    /// Type.
-    pub kind: Kind,
-    /// Samples.
-    pub samples: Vec<(Labels, Value)>,
-}
-
-pub(super) fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The key a counter sample is carried under to a replacing process: `name|k=v,k=v`.
-pub fn carry_key(name: &str, labels: &Labels) -> String {
-    let mut s = format!("{name}|");
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(k);
-        s.push('=');
-        s.push_str(v);
-    }
-    s
-}
-
-fn parse_carry_key(key: &str) -> Option<(&str, Labels)> {
-    let (name, rest) = key.split_once('|')?;
-    let labels = rest
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Some((name, labels))
-}
-
-/// The families of one scrape, as they are gathered.
-pub(super) struct Builder {
-    families: Vec<Family>,
-}
-
-impl Builder {
-    /// Starts a family; samples are pushed onto the one returned.
-    pub(super) fn family(
-        &mut self,
-        name: &'static str,
-        help: &'static str,
-        kind: Kind,
-    ) -> &mut Family {
-        self.families.push(Family {
-            name,
-            help,
-            kind,
-            samples: Vec::new(),
-        });
-        self.families.last_mut().expect("just pushed")
-    }
-}
+use super::family::{Builder, labels, parse_carry_key};
+pub use super::family::{Family, Kind, Labels, Value, carry_key};
 
 /// Every family, as of now.
 pub fn gather(serving: &Serving) -> Vec<Family> {

@@ -6,6 +6,7 @@
 //! `docs/metrics.md`.
 
 mod capacity;
+mod family;
 pub mod gather;
 mod slots;
 
@@ -20,7 +21,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
 use crate::serving::Serving;
-use gather::{Family, Kind, Value};
+use family::{Family, Kind, Value};
 
 /// The content type of the OpenMetrics exposition (what Prometheus asks for).
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -2,7 +2,7 @@
 //! tables, nodes with answers encoded ahead of time, and the health table.
 //!
 //! One [`Snapshot`] is built by [`crate::compile`] and published through an `ArcSwap`; the
-//! answer path loads it once per query. `route` looks the client up in a flat, sorted,
+//! answer path loads it once per batch (a UDP worker's `recvmmsg`) or per query (TCP). `route` looks the client up in a flat, sorted,
 //! non-overlapping table of CIDR blocks (a directory on the top 16 bits, then a search within
 //! that slot; IPv6 blocks longer than /64 in a second table), which yields both the decision
 //! (rule and region chain) and the ECS scope. `pick` walks the chain's nodes, pre-sorted by weight, and reads health.
