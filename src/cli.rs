@@ -710,7 +710,10 @@ fn ctl(
         Reply::Replaced { old_pid, new_pid } => {
             println!("replaced: pid {old_pid} -> pid {new_pid}")
         }
-        _ => println!("ok"),
+        // Every item was accepted (a push is all or nothing): nothing more to say.
+        Reply::Pushed { accepted: _ } => println!("ok"),
+        // `set` and `clear`: done, nothing more to say.
+        Reply::Done {} => println!("ok"),
     }
     Ok(())
 }

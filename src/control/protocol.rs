@@ -465,6 +465,99 @@ pub struct CheckReport {
 mod tests {
     use super::*;
 
+    /// One request of every command, each optional field set. The `match` has no catch-all:
+    /// a new command does not compile until it is listed here, and then
+    /// `fields_match_the_request_type` holds `FIELDS` to it.
+    fn one_of_each() -> Vec<Request> {
+        let all = vec![
+            Request::Status {},
+            Request::Nodes {},
+            Request::Set {
+                node: "n".into(),
+                state: "down".into(),
+                reason: Some("r".into()),
+                expires_in: Some(1),
+            },
+            Request::Clear { node: "n".into() },
+            Request::Push {
+                source: Some("s".into()),
+                states: Vec::new(),
+            },
+            Request::Reload { confirm: true },
+            Request::Stats {},
+            Request::Reopen {},
+            Request::Bgp {},
+            Request::Lookup {
+                addresses: Vec::new(),
+            },
+            Request::Explain {
+                address: "192.0.2.1".into(),
+                name: "n".into(),
+                ipv6: true,
+            },
+            Request::Replace {},
+            Request::Takeover {},
+        ];
+        for r in &all {
+            match r {
+                Request::Status {}
+                | Request::Nodes {}
+                | Request::Set { .. }
+                | Request::Clear { .. }
+                | Request::Push { .. }
+                | Request::Reload { .. }
+                | Request::Stats {}
+                | Request::Reopen {}
+                | Request::Bgp {}
+                | Request::Lookup { .. }
+                | Request::Explain { .. }
+                | Request::Replace {}
+                | Request::Takeover {} => {}
+            }
+        }
+        all
+    }
+
+    /// `FIELDS`, which names the fields in messages and refuses unknown ones, says what the
+    /// request type says: every command, its fields, and those without a default.
+    #[test]
+    fn fields_match_the_request_type() {
+        let all = one_of_each();
+        assert_eq!(all.len(), FIELDS.len(), "a command missing from FIELDS");
+        for r in all {
+            let Value::Object(map) = serde_json::to_value(&r).unwrap() else {
+                panic!("{r:?} is not an object");
+            };
+            let cmd = map["cmd"].as_str().unwrap().to_string();
+            let (_, fields, needs) = FIELDS
+                .iter()
+                .find(|(c, _, _)| *c == cmd)
+                .unwrap_or_else(|| panic!("{cmd} missing from FIELDS"));
+            let mut have: Vec<&str> = map
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "cmd")
+                .collect();
+            have.sort_unstable();
+            let mut listed = fields.to_vec();
+            listed.sort_unstable();
+            assert_eq!(have, listed, "{cmd}: fields");
+            // A field is needed exactly when the request does not decode without it.
+            for field in *fields {
+                let mut without = map.clone();
+                without.remove(*field);
+                let decodes = serde_json::from_value::<Request>(Value::Object(without)).is_ok();
+                assert_eq!(
+                    !decodes,
+                    needs.contains(field),
+                    "{cmd}: is `{field}` needed?"
+                );
+            }
+            // And parsing the line gives the request back.
+            assert_eq!(Request::parse(r.to_line().as_bytes()).unwrap(), r);
+        }
+    }
+
     #[test]
     fn bad_requests() {
         assert!(Request::parse(b"not json").is_err());
