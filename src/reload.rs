@@ -6,9 +6,9 @@
 //! the outcome.
 //!
 //! The reload guard ([`crate::guard`]): a build from the files whose snapshot would stop
-//! serving a zone or a service name, or whose GeoIP or BGP file data shrink by more than
-//! `reload_guard.max_shrink_percent`, is held: the serving snapshot stays, `status` and the log
-//! say what shrank, and `signpost ctl reload --confirm` publishes it. The settings of the
+//! serving a zone or a service name, or whose GeoIP or BGP file data or maps' prefix files
+//! shrink by more than `reload_guard.max_shrink_percent`, is held: the serving snapshot stays,
+//! `status` and the log say what shrank, and `signpost ctl reload --confirm` publishes it. The settings of the
 //! configuration serving now decide (an edit cannot switch the guard off for itself). Builds
 //! for feed changes only are never held: they compile the sources already serving.
 //!
