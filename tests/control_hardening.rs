@@ -666,13 +666,23 @@ fn a_reload_names_the_reload_control_and_health_settings_it_cannot_apply() {
         "{v}"
     );
     assert!(note.contains("restart"), "{v}");
-    // The control socket keeps the limits it started with: an idle connection held open for
-    // longer than the new idle timeout does not keep a second one out.
-    let idle = UnixStream::connect(dir.path("ctl.sock")).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // The control socket keeps the limits it started with: a connection held open does not
+    // keep a second one out (64, not 1), and is not closed after the new idle timeout.
+    let mut idle = UnixStream::connect(dir.path("ctl.sock")).unwrap();
     let (ok, st) = s.ctl(&["status"]);
     assert!(ok, "{st}");
     assert_eq!(st["last_reload"]["notes"][0], note.as_str(), "{st}");
-    drop(idle);
+    std::thread::sleep(Duration::from_millis(600));
+    idle.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match idle.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the idle connection was answered or closed: {other:?}"),
+    }
     s.terminate();
 }
