@@ -1,14 +1,15 @@
 //! The reload guard: decides whether a new snapshot takes away more than an operator would do
 //! on purpose. A reload whose snapshot no longer serves a zone or a service name that the
 //! serving snapshot serves, or whose GeoIP or BGP file data shrink by more than the configured
-//! share, is *held* by the reload thread: the old snapshot keeps serving until the operator
-//! confirms (`signpost ctl reload --confirm`).
+//! share, or whose maps' prefix files (`prefix_file`, each file and family on its own) do, is
+//! *held* by the reload thread: the old snapshot keeps serving until the operator confirms
+//! (`signpost ctl reload --confirm`).
 //!
 //! Everything here is pure: [`Inventory::of`] counts what a snapshot serves, and [`compare`]
 //! lists what shrank between two inventories. Live BGP feeds are not counted: a session that
 //! drops is routing, handled by the feeds' stale timers, and never waits for an operator.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::ReloadGuard;
 use crate::snapshot::Snapshot;
@@ -55,6 +56,8 @@ pub struct Inventory {
     pub names: BTreeSet<String>,
     /// The count of each measure, in [`Measure::ALL`] order.
     pub counts: [u64; 4],
+    /// The prefixes of each prefix file the maps' rules read, per family (IPv4, IPv6).
+    pub prefix_files: BTreeMap<String, [u64; 2]>,
 }
 
 /// Lowercase, without the final dot: the form names are compared in.
@@ -75,6 +78,17 @@ impl Inventory {
             counts[2] += db.layer.spans.v4.len() as u64;
             counts[3] += db.layer.spans.v6.len() as u64;
         }
+        let mut prefix_files = BTreeMap::new();
+        for f in snap
+            .services
+            .iter()
+            .flat_map(|s| &s.rules)
+            .filter_map(|r| r.prefix_file.as_ref())
+        {
+            let counts: &mut [u64; 2] = prefix_files.entry(f.file.clone()).or_default();
+            counts[0] += f.counts[0];
+            counts[1] += f.counts[1];
+        }
         Inventory {
             zones: snap.zones.iter().map(|z| normal(&z.apex_text)).collect(),
             names: snap
@@ -83,6 +97,7 @@ impl Inventory {
                 .flat_map(|s| s.names.iter().map(|n| normal(n)))
                 .collect(),
             counts,
+            prefix_files,
         }
     }
 
@@ -110,6 +125,44 @@ pub enum Shrink {
         /// The share allowed, in per cent.
         allowed: u8,
     },
+    /// The prefixes of one family in a map's prefix file would shrink by more than the share
+    /// allowed.
+    PrefixFile {
+        /// The file.
+        file: String,
+        /// IPv6 (else IPv4).
+        v6: bool,
+        /// Serving now.
+        before: u64,
+        /// In the new snapshot.
+        after: u64,
+        /// The share allowed, in per cent.
+        allowed: u8,
+    },
+}
+
+/// `what: before -> after (-x %, more than the n % allowed)`.
+fn shrank(
+    f: &mut std::fmt::Formatter<'_>,
+    what: std::fmt::Arguments<'_>,
+    before: u64,
+    after: u64,
+    allowed: u8,
+) -> std::fmt::Result {
+    let percent = (before - after) as f64 * 100.0 / before as f64;
+    write!(
+        f,
+        "{what}: {} -> {} (-{percent:.1} %, more than the {allowed} % allowed)",
+        thousands(before),
+        thousands(after),
+    )
+}
+
+/// Whether going from `before` to `after` loses more than `allowed` per cent of `before`.
+fn too_much(before: u64, after: u64, allowed: u8) -> bool {
+    // Integer arithmetic: (before - after) / before > allowed / 100.
+    let lost = before.saturating_sub(after) as u128;
+    lost * 100 > u128::from(allowed) * before as u128
 }
 
 /// `12345` as `12,345`.
@@ -138,23 +191,35 @@ impl std::fmt::Display for Shrink {
                 before,
                 after,
                 allowed,
-            } => {
-                let percent = (before - after) as f64 * 100.0 / *before as f64;
-                write!(
-                    f,
-                    "{}: {} -> {} (-{percent:.1} %, more than the {allowed} % allowed)",
-                    measure.as_str(),
-                    thousands(*before),
-                    thousands(*after),
-                )
-            }
+            } => shrank(
+                f,
+                format_args!("{}", measure.as_str()),
+                *before,
+                *after,
+                *allowed,
+            ),
+            Shrink::PrefixFile {
+                file,
+                v6,
+                before,
+                after,
+                allowed,
+            } => shrank(
+                f,
+                format_args!("prefix file {file} IPv{} prefixes", if *v6 { 6 } else { 4 }),
+                *before,
+                *after,
+                *allowed,
+            ),
         }
     }
 }
 
 /// What `new` takes away from `old` beyond what `guard` allows: every zone and service name
 /// gone, then every measure that shrinks by more than `max_shrink_percent` of its count in
-/// `old`. Empty when the guard is off or nothing shrank too much.
+/// `old`, then every family of a prefix file read by both that does. A prefix file that no
+/// rule reads any more is a change of the maps, not a shrink. Empty when the guard is off or
+/// nothing shrank too much.
 pub fn compare(old: &Inventory, new: &Inventory, guard: &ReloadGuard) -> Vec<Shrink> {
     if !guard.enabled {
         return Vec::new();
@@ -171,15 +236,29 @@ pub fn compare(old: &Inventory, new: &Inventory, guard: &ReloadGuard) -> Vec<Shr
     );
     for m in Measure::ALL {
         let (before, after) = (old.count(m), new.count(m));
-        // Integer arithmetic: held when (before - after) / before > allowed / 100.
-        let lost = before.saturating_sub(after) as u128;
-        if lost * 100 > u128::from(guard.max_shrink_percent) * before as u128 {
+        if too_much(before, after, guard.max_shrink_percent) {
             out.push(Shrink::Data {
                 measure: m,
                 before,
                 after,
                 allowed: guard.max_shrink_percent,
             });
+        }
+    }
+    for (file, was) in &old.prefix_files {
+        let Some(now) = new.prefix_files.get(file) else {
+            continue;
+        };
+        for (fam, (&before, &after)) in was.iter().zip(now).enumerate() {
+            if too_much(before, after, guard.max_shrink_percent) {
+                out.push(Shrink::PrefixFile {
+                    file: file.clone(),
+                    v6: fam == 1,
+                    before,
+                    after,
+                    allowed: guard.max_shrink_percent,
+                });
+            }
         }
     }
     out
@@ -213,6 +292,7 @@ mod tests {
             zones: zones.iter().map(|z| z.to_string()).collect(),
             names: names.iter().map(|n| n.to_string()).collect(),
             counts,
+            prefix_files: BTreeMap::new(),
         }
     }
 
@@ -321,6 +401,43 @@ mod tests {
             max_shrink_percent: 10,
         };
         assert!(compare(&a, &inv(&[], &[], [0; 4]), &off).is_empty());
+    }
+
+    #[test]
+    fn a_prefix_file_cut_is_held_per_file_and_family() {
+        let with = |files: &[(&str, [u64; 2])]| Inventory {
+            prefix_files: files.iter().map(|(f, c)| (f.to_string(), *c)).collect(),
+            ..Inventory::default()
+        };
+        let a = with(&[("maps/lab.txt", [1000, 40]), ("maps/big.txt", [90_000, 0])]);
+        // Another file's size does not hide a cut one.
+        let b = with(&[("maps/lab.txt", [3, 40]), ("maps/big.txt", [90_000, 0])]);
+        let held = compare(&a, &b, &ON);
+        assert_eq!(
+            held,
+            vec![Shrink::PrefixFile {
+                file: "maps/lab.txt".into(),
+                v6: false,
+                before: 1000,
+                after: 3,
+                allowed: 10
+            }]
+        );
+        assert_eq!(
+            held[0].to_string(),
+            "prefix file maps/lab.txt IPv4 prefixes: 1,000 -> 3 (-99.7 %, more than the 10 % allowed)"
+        );
+        // A family gone is held on its own.
+        let c = with(&[("maps/lab.txt", [1000, 0]), ("maps/big.txt", [90_000, 0])]);
+        assert_eq!(compare(&a, &c, &ON).len(), 1);
+        // Within the share, growth, or a file no rule reads any more: published.
+        let d = with(&[("maps/lab.txt", [900, 40]), ("maps/other.txt", [1, 0])]);
+        assert!(compare(&a, &d, &ON).is_empty());
+        let off = ReloadGuard {
+            enabled: false,
+            max_shrink_percent: 10,
+        };
+        assert!(compare(&a, &b, &off).is_empty());
     }
 
     #[test]

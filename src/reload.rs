@@ -6,9 +6,9 @@
 //! the outcome.
 //!
 //! The reload guard ([`crate::guard`]): a build from the files whose snapshot would stop
-//! serving a zone or a service name, or whose GeoIP or BGP file data shrink by more than
-//! `reload_guard.max_shrink_percent`, is held: the serving snapshot stays, `status` and the log
-//! say what shrank, and `signpost ctl reload --confirm` publishes it. The settings of the
+//! serving a zone or a service name, or whose GeoIP or BGP file data or maps' prefix files
+//! shrink by more than `reload_guard.max_shrink_percent`, is held: the serving snapshot stays,
+//! `status` and the log say what shrank, and `signpost ctl reload --confirm` publishes it. The settings of the
 //! configuration serving now decide (an edit cannot switch the guard off for itself). Builds
 //! for feed changes only are never held: they compile the sources already serving.
 //!
@@ -84,7 +84,8 @@ pub fn start(
     requests: Receiver<ReloadRequest>,
 ) -> Result<std::thread::JoinHandle<()>, ReloadError> {
     let config = &initial.config;
-    let _ = START_ONLY.set(config.start_only());
+    // The settings read at start only keep these values until the next start.
+    let started = config.clone();
     let watches = match config_path {
         Some(_) => Some(Watches::start(config, serving.reload_sender())?),
         None => None,
@@ -102,6 +103,7 @@ pub fn start(
                 timing,
                 Some(initial),
                 watches,
+                &started,
             )
         })
         .map_err(ReloadError::Thread)
@@ -340,6 +342,7 @@ fn run(
     timing: Timing,
     initial: Option<Sources>,
     mut watches: Option<Watches>,
+    started: &Config,
 ) {
     // The inputs of the snapshot serving now.
     let mut sources = initial;
@@ -384,6 +387,7 @@ fn run(
             &mut sources,
             batch.reread,
             batch.confirm,
+            started,
         );
         refresh(&mut watches, &sources);
         for w in batch.waiters {
@@ -392,24 +396,10 @@ fn run(
     }
 }
 
-/// The start-only settings the server started with.
-static START_ONLY: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
-
-fn start_only() -> &'static [(&'static str, String)] {
-    START_ONLY.get().map_or(&[], |v| v.as_slice())
-}
-
-/// What a reloaded configuration changed among the settings read at start only.
-fn restart_notes(
-    started: &[(&'static str, String)],
-    now: &[(&'static str, String)],
-) -> Vec<String> {
-    let changed: Vec<&str> = started
-        .iter()
-        .zip(now)
-        .filter(|(a, b)| a.0 == b.0 && a.1 != b.1)
-        .map(|(a, _)| a.0)
-        .collect();
+/// What a reloaded configuration changed among the settings read at start only (`at_start`:
+/// the configuration the server started with).
+fn restart_notes(at_start: &Config, now: &Config) -> Vec<String> {
+    let changed = at_start.restart_needed(now);
     if changed.is_empty() {
         return Vec::new();
     }
@@ -423,13 +413,15 @@ fn restart_notes(
 /// Builds a new snapshot and publishes it, or keeps the old one and records why. A batch of
 /// feed changes only (`reread` false) compiles the last good sources again with the new live
 /// tables; anything else reads the files first, and its snapshot passes the reload guard
-/// unless `confirm` is set.
+/// unless `confirm` is set; its notes name the settings of `at_start` (the configuration the
+/// server started with) that it changes but only a restart applies.
 fn reload_once(
     config_path: Option<&Path>,
     serving: &Serving,
     sources: &mut Option<Sources>,
     reread: bool,
     confirm: bool,
+    at_start: &Config,
 ) -> ReloadOutcome {
     let started = Instant::now();
     // The service manager hears of reloads of the files (SIGHUP, `ctl reload`, a changed
@@ -461,7 +453,7 @@ fn reload_once(
             };
             if shrinks.is_empty() {
                 if let Some(s) = fresh {
-                    let notes = restart_notes(start_only(), &s.config.start_only());
+                    let notes = restart_notes(at_start, &s.config);
                     if !notes.is_empty() {
                         tracing::warn!("{}", notes.join("; "));
                     }

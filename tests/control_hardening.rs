@@ -637,3 +637,52 @@ fn a_reload_says_which_settings_need_a_restart() {
     );
     s.terminate();
 }
+
+/// The settings read at start only beyond the sockets (the reload thread's own timing, the
+/// control socket's limits, the checks' first state) are named too, and are not applied.
+#[test]
+fn a_reload_names_the_reload_control_and_health_settings_it_cannot_apply() {
+    let dir = TempDir::new("restartnote2");
+    let cfg = demo_config(&dir, "");
+    let s = Server::with_control(&cfg, &dir);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    dir.write(
+        "signpost.yaml",
+        &format!(
+            "{}control: {{max_connections: 1, idle_timeout_ms: 200}}\n\
+             health: {{initial: down, max_concurrent_checks: 2}}\n",
+            text.replace("reload_debounce_ms: 200", "reload_debounce_ms: 50")
+                .replace("reload_priority: normal", "reload_priority: low")
+        ),
+    );
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(ok, "{v}");
+    let note = v["notes"][0].as_str().unwrap_or_default().to_string();
+    assert!(
+        note.contains(
+            "reload_debounce_ms, reload_priority, control.max_connections, \
+             control.idle_timeout_ms, health.initial, health.max_concurrent_checks"
+        ),
+        "{v}"
+    );
+    assert!(note.contains("restart"), "{v}");
+    // The control socket keeps the limits it started with: a connection held open does not
+    // keep a second one out (64, not 1), and is not closed after the new idle timeout.
+    let mut idle = UnixStream::connect(dir.path("ctl.sock")).unwrap();
+    let (ok, st) = s.ctl(&["status"]);
+    assert!(ok, "{st}");
+    assert_eq!(st["last_reload"]["notes"][0], note.as_str(), "{st}");
+    std::thread::sleep(Duration::from_millis(600));
+    idle.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match idle.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the idle connection was answered or closed: {other:?}"),
+    }
+    s.terminate();
+}

@@ -250,3 +250,69 @@ fn thousands(n: usize) -> String {
     }
     out
 }
+
+/// A client in 12.`second`.0.0/16 (in the US: North America, unless `prefix_file: lab.txt`
+/// lists it, which sends it to Europe).
+fn lab(s: &Server, second: u8) -> String {
+    s.short(&["dl.example.test", &format!("+subnet=12.{second}.0.0/24")])
+}
+
+#[test]
+fn a_prefix_file_cut_to_nearly_nothing_is_held_until_confirmed() {
+    let dir = TempDir::new("guard-prefix-file");
+    // 200 IPv4 and 20 IPv6 prefixes: networks an operator sends to Europe.
+    let list = |v4: usize, v6: usize| -> String {
+        let mut text = String::from("# lab networks\n");
+        for i in 0..v4 {
+            text.push_str(&format!("12.{i}.0.0/16\n"));
+        }
+        for i in 0..v6 {
+            text.push_str(&format!("2001:db8:{i:x}::/48\n"));
+        }
+        text
+    };
+    let s = start(&dir, "");
+    // The list put in place: a new prefix file is not compared with anything.
+    dir.write("maps/lab.txt", &list(200, 20));
+    let services = std::fs::read_to_string(dir.path("maps/services.yaml")).unwrap();
+    let services = services.replace("prefixes: [198.18.0.0/15]", "prefix_file: lab.txt");
+    assert!(services.contains("prefix_file: lab.txt"));
+    dir.write("maps/services.yaml", &services);
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(ok, "{v}");
+    let europe = lab(&s, 150);
+    let elsewhere = lab(&s, 250);
+    assert_ne!(
+        elsewhere, europe,
+        "the listed networks go to Europe, the others not"
+    );
+    // A small edit (5 % of the IPv4 lines gone) is published.
+    dir.write("maps/lab.txt", &list(190, 20));
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(ok, "{v}");
+    assert_eq!(lab(&s, 195), elsewhere);
+    // The list cut by a failed download: two lines left, IPv6 gone.
+    dir.write("maps/lab.txt", &list(2, 0));
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(!ok, "{v}");
+    let text = errors(&status(&s));
+    assert_eq!(status(&s)["held"], true, "{text}");
+    let file = dir.path("maps/lab.txt").display().to_string();
+    for want in [
+        format!(
+            "reload held: prefix file {file} IPv4 prefixes: 190 -> 2 (-98.9 %, more than the 10 % allowed)"
+        ),
+        format!(
+            "reload held: prefix file {file} IPv6 prefixes: 20 -> 0 (-100.0 %, more than the 10 % allowed)"
+        ),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in\n{text}");
+    }
+    // The whole list keeps serving.
+    assert_eq!(lab(&s, 150), europe);
+    // Confirmed: the cut list is what serves.
+    let (ok, v) = s.ctl(&["reload", "--confirm"]);
+    assert!(ok, "{v}");
+    assert_eq!(lab(&s, 150), elsewhere);
+    assert_eq!(lab(&s, 1), europe);
+}

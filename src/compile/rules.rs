@@ -11,7 +11,7 @@ use super::nodes::{NodeSet, RegionSet};
 use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
-use crate::snapshot::{Region, RuleKind};
+use crate::snapshot::{PrefixFile, Region, RuleKind};
 use crate::source::{Document, Errors, quote};
 use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
 
@@ -23,6 +23,8 @@ pub(super) struct RuleDraft {
     pub chain: Vec<usize>,
     /// `file:line:col` of the rule.
     pub location: String,
+    /// Its `prefix_file` and the prefixes read from it.
+    pub prefix_file: Option<PrefixFile>,
 }
 
 /// A service's rules and the selectors they define.
@@ -127,26 +129,34 @@ pub(super) fn rules(
                     map.insert(key, idx);
                 }
             };
+        let mut prefix_file = None;
         match kind {
             RuleKind::Prefix => {
-                let mut list: Vec<(String, String)> = r
+                // Each prefix, where it is written, and whether it comes from the file.
+                let mut list: Vec<(String, String, bool)> = r
                     .prefixes
                     .iter()
                     .flatten()
                     .enumerate()
-                    .map(|(i, c)| (c.clone(), format!("{rp}.prefixes[{i}]")))
+                    .map(|(i, c)| (c.clone(), format!("{rp}.prefixes[{i}]"), false))
                     .collect();
                 if let Some(f) = &r.prefix_file {
                     match read_prefix_file(files, &map.source, f) {
-                        Ok(lines) => list.extend(
-                            lines
-                                .into_iter()
-                                .map(|(n, c)| (c, format!("{rp}.prefix_file (line {n})"))),
-                        ),
+                        Ok((file, lines)) => {
+                            prefix_file = Some(PrefixFile {
+                                file,
+                                counts: [0; 2],
+                            });
+                            list.extend(
+                                lines.into_iter().map(|(n, c)| {
+                                    (c, format!("{rp}.prefix_file (line {n})"), true)
+                                }),
+                            )
+                        }
                         Err(e) => errors.0.push(d.error(&format!("{rp}.prefix_file"), e)),
                     }
                 }
-                for (c, path) in list {
+                for (c, path, from_file) in list {
                     match parse_cidr(&c) {
                         Ok(net) => {
                             if let Some(prev) = seen_prefix.get(&net) {
@@ -159,6 +169,9 @@ pub(super) fn rules(
                                 IpNetwork::V6(n) => (1, u128::from(n.network_address())),
                             };
                             prefix_rules[fam].push((start, net.netmask(), idx));
+                            if let Some(f) = prefix_file.as_mut().filter(|_| from_file) {
+                                f.counts[fam] += 1;
+                            }
                         }
                         Err(e) => errors.0.push(d.error(&path, e.to_string())),
                     }
@@ -238,6 +251,7 @@ pub(super) fn rules(
             kind,
             chain,
             location,
+            prefix_file,
         });
     }
     Rules {
@@ -260,22 +274,23 @@ pub(super) fn rules_loc(rules: &[RuleDraft], idx: u32) -> String {
 }
 
 /// Reads a file of prefixes (one per line, `#` comments) relative to the map file, through the
-/// caller's reader.
+/// caller's reader: its name in messages, and each prefix with its line number.
 fn read_prefix_file(
     files: &ReadFile<'_>,
     map: &DataSource,
     rel: &str,
-) -> Result<Vec<(usize, String)>, String> {
+) -> Result<(String, Vec<(usize, String)>), String> {
     let source = map.sibling(rel);
     let bytes = files(&source).map_err(|e| format!("{}: {e}", source.display()))?;
     let text =
         String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", source.display()))?;
-    Ok(text
+    let lines = text
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim().to_string()))
         .filter(|(_, l)| !l.is_empty())
-        .collect())
+        .collect();
+    Ok((source.display(), lines))
 }
 
 /// A decision holds one rank per node, so in one chain a node may be ranked by one region

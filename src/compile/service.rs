@@ -220,6 +220,7 @@ pub(super) fn service(
             .map(|r| RuleInfo {
                 kind: r.kind,
                 location: r.location.clone(),
+                prefix_file: r.prefix_file.clone(),
             })
             .collect(),
         decisions: t.decisions,

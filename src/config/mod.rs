@@ -7,6 +7,7 @@
 //! [`crate::embedded`]) goes through the same code.
 
 mod feeds;
+mod reload;
 pub mod spec;
 mod zones;
 
@@ -20,7 +21,7 @@ use spec::{ConfigSpec, ListenSpec};
 use zones::load_zones;
 
 /// Response rate limiting, ready to use.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rrl {
     /// Responses per second per client network (0: no limit).
     pub responses_per_second: u32,
@@ -46,7 +47,7 @@ pub struct Listen {
 }
 
 /// TCP limits, ready to use.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TcpLimits {
     /// Idle timeout.
     pub idle_timeout: Duration,
@@ -194,7 +195,9 @@ pub struct DataFile {
     pub format: String,
 }
 
-/// The daemon's runtime configuration.
+/// The daemon's runtime configuration. Whether a reload applies a field, or only a restart
+/// does, is decided in `reload.rs` ([`Config::restart_needed`]), which names every field: a new
+/// one does not compile until it is placed there.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where the configuration came from.
@@ -568,60 +571,6 @@ impl Config {
             query_log,
         };
         errors.into_result(config)
-    }
-
-    /// The settings read at start only, by key, as text to compare: a reload that changes one
-    /// of them is told that it takes effect at a restart (or a `ctl replace`).
-    pub fn start_only(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("listen", format!("{:?}", self.listen)),
-            ("workers", self.workers.to_string()),
-            ("tcp", format!("{:?}", self.tcp)),
-            (
-                "control",
-                format!("{:?} {:o}", self.control_socket, self.control_mode),
-            ),
-            ("state_file", format!("{:?}", self.state_file)),
-            ("metrics", format!("{:?}", self.metrics_listen)),
-            (
-                "query_log",
-                // Without the position in the file.
-                self.query_log.as_ref().map_or(String::new(), |q| {
-                    format!("{:?} {} {}", q.path, q.sample_rate, q.queue)
-                }),
-            ),
-            (
-                "feeds",
-                self.feeds.as_ref().map_or(String::new(), |f| {
-                    // Without the peers' nodes (compiler input, applied by a reload) and
-                    // without positions in the file.
-                    let peers: Vec<_> = f
-                        .peers
-                        .iter()
-                        .map(|p| {
-                            (
-                                &p.name,
-                                p.address,
-                                p.asn,
-                                p.port,
-                                p.passive,
-                                p.local_address,
-                                p.hold_time,
-                                p.min_hold_time,
-                                p.ipv4,
-                                p.ipv6,
-                                p.max_prefixes,
-                            )
-                        })
-                        .collect();
-                    format!(
-                        "{} {} {:?} {:?} {:?} {:?} {peers:?}",
-                        f.asn, f.router_id, f.listen, f.connect_retry, f.stale, f.update_delay
-                    )
-                }),
-            ),
-            ("rrl", format!("{:?}", self.rrl)),
-        ]
     }
 
     /// Files whose change should trigger a reload.

@@ -186,6 +186,17 @@ pub struct RuleInfo {
     pub kind: RuleKind,
     /// Where it is: `maps/x.yaml:12:5`.
     pub location: String,
+    /// Its `prefix_file`, if it has one: for the reload guard.
+    pub prefix_file: Option<PrefixFile>,
+}
+
+/// A rule's `prefix_file` as a build read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixFile {
+    /// The file, as messages name it.
+    pub file: String,
+    /// The prefixes it held, per family (IPv4, IPv6).
+    pub counts: [u64; 2],
 }
 
 /// Settings of the answer path that come from the daemon configuration.
