@@ -6,6 +6,7 @@
 
 mod capacity;
 pub mod client;
+mod commands;
 pub mod protocol;
 pub mod server;
 pub mod text;
