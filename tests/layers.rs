@@ -177,6 +177,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "source",
             "notify",
             "handover",
+            "snapshot",
+            "live",
         ],
     ),
     (

@@ -1,0 +1,120 @@
+//! Stopping for a new process that took over: stop reading, send the final node states and
+//! counters, let the open TCP connections finish; and what the control socket relays to the
+//! hand-over.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::TCP_DRAIN;
+use crate::control::Control;
+use crate::dns::tcp;
+use crate::handover::give::Ready;
+use crate::handover::{self, Handoff};
+use crate::serving::Serving;
+
+/// A new process serves from the sockets: stop accepting control connections, stop the UDP
+/// workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
+/// stop accepting TCP, stop the query log (it writes what is queued first, so that the
+/// `written` count carried agrees with the file), send the final node states and counters,
+/// and let open TCP connections finish for at most [`TCP_DRAIN`]. What is queued on the
+/// sockets meanwhile is the new process's to read; queries those connections still carry are
+/// answered, not logged (their records count as dropped here, where nobody reads them).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn hand_over(
+    ready: Ready,
+    control: Control,
+    stop: &AtomicBool,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    accepting: Vec<tokio::task::JoinHandle<()>>,
+    open: &tcp::Open,
+    handoff: &Handoff,
+    serving: &Serving,
+    query_log: Option<&crate::querylog::QueryLog>,
+) {
+    tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
+    let new_pid = ready.pid;
+    if ready.keeps_control {
+        control.release();
+    } else {
+        // The new process opened a control socket of its own: this one's goes away.
+        drop(control);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    for a in &accepting {
+        a.abort();
+    }
+    if let Some(q) = query_log {
+        q.stop();
+    }
+    let totals = totals(serving);
+    let _ = ready.carried.send(handover::carried(
+        &serving.states(),
+        &serving.capacity(),
+        totals,
+    ));
+    handoff.settle(Duration::from_secs(5));
+    let until = std::time::Instant::now() + TCP_DRAIN;
+    while open.count() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if open.count() > 0 {
+        tracing::warn!(
+            connections = open.count(),
+            "closing TCP connections still open"
+        );
+    }
+    tracing::info!(new_pid, "handed over; exiting");
+}
+
+/// Every counter total by name, for a process that takes over: `ctl stats` names and metric
+/// series (both include what this process carried over itself).
+fn totals(serving: &Serving) -> std::collections::BTreeMap<String, u64> {
+    let mut all: std::collections::BTreeMap<String, u64> = serving
+        .counters()
+        .stats()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    all.extend(crate::metrics::gather::counter_samples(
+        &crate::metrics::gather::gather(serving),
+    ));
+    all
+}
+
+/// The control socket's way to the hand-over.
+pub(super) struct Relay {
+    pub(super) handoff: Arc<Handoff>,
+    pub(super) serving: Arc<Serving>,
+}
+
+impl crate::control::server::Handover for Relay {
+    fn takeover(&self, stream: std::os::unix::net::UnixStream) {
+        self.handoff.give(
+            stream,
+            || {
+                // The totals first: gathering them reads the capacity state too.
+                let totals = totals(&self.serving);
+                handover::carried(&self.serving.states(), &self.serving.capacity(), totals)
+            },
+            || {
+                let tables = self.serving.feeds().map(|f| f.tables()).unwrap_or_default();
+                handover::feed_routes(&tables)
+            },
+        );
+    }
+
+    fn replace(&self) -> Result<(u32, u32), crate::control::server::ReplaceFailed> {
+        self.handoff
+            .replace()
+            .map(|r| (r.old_pid, r.new_pid))
+            .map_err(|e| crate::control::server::ReplaceFailed(e.to_string()))
+    }
+
+    fn replied(&self) {
+        self.handoff.replied();
+    }
+}
