@@ -1,0 +1,280 @@
+//! `signpost ctl` (and `lookup`/`explain --socket`): the request a subcommand makes, and the
+//! reply printed for a person, every free text escaped for the terminal.
+
+use std::time::Duration;
+
+use super::{CliError, CtlRequest, TIMEOUT_S};
+use crate::control::client;
+use crate::control::protocol::{PushItem, Reply, Request};
+use crate::control::text::{escape, escape_json};
+
+/// Sends `req` to the server and prints the lines it answers.
+pub(super) fn ask(socket: &std::path::Path, req: Request) -> Result<(), CliError> {
+    let (resp, _) = client::request(socket, &req, Duration::from_secs(TIMEOUT_S))
+        .map_err(CliError::Unreachable)?;
+    if !resp.ok {
+        return Err(CliError::Refused(Box::new(resp)));
+    }
+    if let Reply::Lines { lines } = resp.reply {
+        for l in lines {
+            println!("{}", escape(&l));
+        }
+    }
+    Ok(())
+}
+
+/// The request `signpost ctl` sends for `request`.
+fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
+    Ok(match request {
+        CtlRequest::Status => Request::Status {},
+        CtlRequest::Nodes => Request::Nodes {},
+        CtlRequest::Set {
+            node,
+            state,
+            reason,
+            expires,
+        } => Request::Set {
+            node: node.clone(),
+            state: state.clone(),
+            reason: Some(reason.clone()),
+            expires_in: *expires,
+        },
+        CtlRequest::Clear { node } => Request::Clear { node: node.clone() },
+        CtlRequest::Push {
+            source,
+            load,
+            states,
+        } => {
+            let mut items = Vec::new();
+            for s in states {
+                let Some((node, rest)) = s.split_once('=') else {
+                    return Err(CliError::Usage(format!(
+                        "{s:?}: expected NODE=STATE[:TTL] (or NODE=LOAD[:TTL] with --load)"
+                    )));
+                };
+                let (value, ttl) = match rest.split_once(':') {
+                    Some((v, t)) => match t.parse::<u64>() {
+                        Ok(t) => (v, t),
+                        Err(_) => return Err(CliError::Usage(format!("{s:?}: bad TTL"))),
+                    },
+                    None => (rest, 60),
+                };
+                let (state, load) = if *load {
+                    match value.parse::<f64>() {
+                        Ok(l) if l.is_finite() => (None, Some(l)),
+                        _ => {
+                            return Err(CliError::Usage(format!(
+                                "{s:?}: bad load {value:?} (a finite number)"
+                            )));
+                        }
+                    }
+                } else {
+                    (Some(value.to_string()), None)
+                };
+                items.push(PushItem {
+                    node: node.into(),
+                    state,
+                    load,
+                    ttl,
+                });
+            }
+            Request::Push {
+                source: Some(source.clone()),
+                states: items,
+            }
+        }
+        CtlRequest::Reload { confirm } => Request::Reload { confirm: *confirm },
+        CtlRequest::Replace => Request::Replace {},
+        CtlRequest::Stats => Request::Stats {},
+        CtlRequest::Reopen => Request::Reopen {},
+        CtlRequest::Bgp => Request::Bgp {},
+    })
+}
+
+/// Sends a `ctl` request and prints the response. Every string from the server is printed
+/// through [`escape`] (or [`escape_json`] for `--json`): a reason or an error may carry
+/// characters a terminal would act on.
+pub(super) fn ctl(
+    socket: &std::path::Path,
+    raw: bool,
+    timeout: Duration,
+    request: CtlRequest,
+) -> Result<(), CliError> {
+    let req = ctl_request(&request)?;
+    let (resp, line) = client::request(socket, &req, timeout).map_err(CliError::Unreachable)?;
+    if raw {
+        println!("{}", escape_json(&line));
+        return if resp.ok {
+            Ok(())
+        } else {
+            Err(CliError::RefusedRaw)
+        };
+    }
+    if !resp.ok {
+        return Err(CliError::Refused(Box::new(resp)));
+    }
+    match resp.reply {
+        Reply::Nodes { nodes } => print_nodes(&nodes),
+        Reply::Status(s) => {
+            println!("version:     {}", escape(&s.version));
+            println!("uptime:      {} s", s.uptime_s);
+            println!("data:        {}", escape(&s.data));
+            println!("generation:  {}", s.generation);
+            println!(
+                "last reload: {}",
+                match (s.last_reload.ok, s.last_reload.held) {
+                    (true, _) => "ok",
+                    (false, true) => "HELD (not serving; see below)",
+                    (false, false) => "FAILED",
+                }
+            );
+            for e in s.last_reload.errors {
+                println!("  {}", escape(&e));
+            }
+            for n in s.last_reload.notes {
+                println!("  note: {}", escape(&n));
+            }
+        }
+        Reply::Stats { stats } => {
+            for (k, v) in stats {
+                println!("{:<16} {v}", escape(&k));
+            }
+        }
+        Reply::Reopened { reopened } if reopened.is_empty() => {
+            println!("no query log configured")
+        }
+        Reply::Reopened { reopened } => {
+            for path in reopened {
+                println!("reopened {}", escape(&path));
+            }
+        }
+        Reply::Bgp { sessions, .. } if sessions.is_empty() => {
+            println!("no BGP feeds configured (`feeds` in signpost.yaml)")
+        }
+        Reply::Bgp {
+            sessions,
+            refused_connections,
+        } => {
+            println!(
+                "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  LAST ERROR",
+                "PEER",
+                "ADDRESS",
+                "STATE",
+                "IPV4",
+                "IPV6",
+                "STALE",
+                "FOR",
+                "LAST UPDATE",
+                "MESSAGES"
+            );
+            for s in sessions {
+                let age = s
+                    .uptime_s
+                    .or(s.down_s)
+                    .map(|t| format!("{t} s"))
+                    .unwrap_or_else(|| "-".into());
+                let update = s
+                    .last_update_s
+                    .map(|t| format!("{t} s ago"))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  {}",
+                    escape(&s.peer),
+                    escape(&s.address),
+                    escape(&s.state),
+                    s.ipv4_prefixes,
+                    s.ipv6_prefixes,
+                    s.stale_prefixes,
+                    age,
+                    update,
+                    s.messages,
+                    escape(s.last_error.as_deref().unwrap_or("-"))
+                );
+            }
+            if refused_connections > 0 {
+                println!("connections refused at the listener: {refused_connections}");
+            }
+        }
+        Reply::Lines { lines } => {
+            for l in lines {
+                println!("{}", escape(&l));
+            }
+        }
+        Reply::Reloaded { data, notes } => {
+            println!("reloaded: {}", escape(&data));
+            for n in notes {
+                println!("note: {}", escape(&n));
+            }
+        }
+        Reply::Replaced { old_pid, new_pid } => {
+            println!("replaced: pid {old_pid} -> pid {new_pid}")
+        }
+        // Every item was accepted (a push is all or nothing): nothing more to say.
+        Reply::Pushed { accepted: _ } => println!("ok"),
+        // `set` and `clear`: done, nothing more to say.
+        Reply::Done {} => println!("ok"),
+    }
+    Ok(())
+}
+
+/// The `ctl nodes` table: state and why; with capacity, load, utilisation and shares.
+fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
+    let steered = nodes.iter().any(|n| n.capacity.is_some());
+    if !steered {
+        println!("{:<16} {:<6} WHY", "NODE", "STATE");
+        for n in nodes {
+            println!(
+                "{:<16} {:<6} {}",
+                escape(&n.name),
+                escape(&n.state),
+                escape(&n.why)
+            );
+        }
+        return;
+    }
+    let unit = nodes
+        .iter()
+        .find_map(|n| n.capacity.as_ref().and_then(|c| c.unit.clone()))
+        .map(|u| format!(" ({})", escape(&u)))
+        .unwrap_or_default();
+    println!(
+        "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  WHY{unit}",
+        "NODE", "STATE", "LOAD", "CAPACITY", "UTIL", "SHARE", "OVERFLOW"
+    );
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    for n in nodes {
+        let c = n.capacity.as_ref();
+        let share = c.and_then(|c| c.shares.first());
+        let mut why = escape(&n.why).into_owned();
+        if let Some(c) = c {
+            why.push_str("; load: ");
+            why.push_str(&escape(&c.load_status));
+        }
+        println!(
+            "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  {}",
+            escape(&n.name),
+            escape(&n.state),
+            num(c.and_then(|c| c.load)),
+            num(c.and_then(|c| c.capacity)),
+            c.and_then(|c| c.utilisation)
+                .map_or("-".into(), |u| format!("{:.0}%", u * 100.0)),
+            share.map_or("-".into(), |s| format!("{:.1}%", s.share * 100.0)),
+            share.map_or("-".into(), |s| format!("{:.1}%", s.overflow * 100.0)),
+            why
+        );
+        for s in c.map(|c| &c.shares[..]).unwrap_or_default().iter().skip(1) {
+            println!(
+                "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  in {} of {}",
+                "",
+                "",
+                "",
+                "",
+                "",
+                format!("{:.1}%", s.share * 100.0),
+                format!("{:.1}%", s.overflow * 100.0),
+                escape(&s.region),
+                escape(&s.service)
+            );
+        }
+    }
+}
