@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::counters::{AnswerMetric, query};
+use crate::counters::{AnswerMetric, Counters, Events, query};
 use crate::serving::Serving;
+use crate::snapshot::Snapshot;
 
 use super::family::{Builder, labels, parse_carry_key};
 pub use super::family::{Family, Kind, Labels, Value, carry_key};
@@ -17,8 +18,25 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
     let mut b = Builder {
         families: Vec::new(),
     };
-    let q = counters.queries();
+    let events = counters.events().clone();
+    queries(&mut b, counters, &events);
+    answers(&mut b, counters, &snap);
+    nodes(&mut b, &snap, &events);
+    reloads_and_data(&mut b, serving, &snap, &events);
+    bgp(&mut b, serving);
+    b.family("build_info", "The running build: its version.", Kind::Gauge)
+        .samples
+        .push((
+            labels(&[("version", env!("CARGO_PKG_VERSION"))]),
+            Value::Float(1.0),
+        ));
+    carry(&mut b.families, &counters.carried());
+    b.families
+}
 
+/// Queries by transport, type and rcode, what the limits did, and the query log's records.
+fn queries(b: &mut Builder, counters: &Counters, events: &Events) {
+    let q = counters.queries();
     // Queries.
     let f = b.family(
         "queries",
@@ -50,13 +68,13 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         }
     };
     per_transport(
-        &mut b,
+        b,
         "dropped_queries",
         "Packets dropped without an answer (not a query, unanswerable source).",
         query::DROPPED,
     );
     per_transport(
-        &mut b,
+        b,
         "truncated_responses",
         "Responses sent with TC set because they did not fit.",
         query::TRUNCATED,
@@ -97,7 +115,6 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         Vec::new(),
         Value::Int(q[query::extra(1, query::TCP_REFUSED)]),
     ));
-    let events = counters.events().clone();
     let f = b.family(
         "querylog_records",
         "Query-log records written, dropped (the writer was behind), and failed (the file did not take them).",
@@ -118,9 +135,12 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         labels(&[("result", "failed")]),
         Value::Int(events.querylog_failed),
     ));
+}
 
+/// Answers of the services, by service, rule, region and node.
+fn answers(b: &mut Builder, counters: &Counters, snap: &Snapshot) {
     // Answers of the services.
-    let answers = counters.answers(&snap);
+    let answers = counters.answers(snap);
     for (metric, name, help, keys) in [
         (
             AnswerMetric::Answers,
@@ -196,7 +216,10 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
             }
         }
     }
+}
 
+/// Node states, their changes and the health checks.
+fn nodes(b: &mut Builder, snap: &Snapshot, events: &Events) {
     // Node states.
     let f = b.family(
         "node_state",
@@ -249,7 +272,10 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         f.samples
             .push((labels(&[("node", node)]), Value::Hist(p.latency.clone())));
     }
+}
 
+/// Reloads, the data in force and the services' tables.
+fn reloads_and_data(b: &mut Builder, serving: &Serving, snap: &Snapshot, events: &Events) {
     // Reloads and data.
     let f = b.family(
         "reloads",
@@ -334,8 +360,11 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         }
     }
 
-    super::capacity::families(&mut b, serving, &snap);
+    super::capacity::families(b, serving, snap);
+}
 
+/// The BGP sessions.
+fn bgp(b: &mut Builder, serving: &Serving) {
     // BGP sessions.
     if let Some(feeds) = serving.feeds() {
         let sessions = feeds.status();
@@ -387,15 +416,6 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         .samples
         .push((labels(&[]), Value::Int(feeds.refused_connections())));
     }
-
-    b.family("build_info", "The running build: its version.", Kind::Gauge)
-        .samples
-        .push((
-            labels(&[("version", env!("CARGO_PKG_VERSION"))]),
-            Value::Float(1.0),
-        ));
-    carry(&mut b.families, &counters.carried());
-    b.families
 }
 
 /// Adds the counts carried over from a replaced process to the counters they belong to.
