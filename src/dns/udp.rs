@@ -108,6 +108,8 @@ pub fn spawn_on(
 
 /// Messages per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
+/// The fewest buffers offered to a receive.
+const MIN_OFFER: usize = 4;
 /// Receive buffer per message: larger queries are cut by the kernel and answered FORMERR.
 const MAX_QUERY: usize = 4096;
 
@@ -147,16 +149,22 @@ fn worker(
     let mut reply_len = [0usize; BATCH];
     let no_cmsgs: [ControlMessage<'_>; 0] = [];
     let mut names = [[0u8; MAX_NAME]; BATCH];
+    // Buffers offered to the next receive: twice what the last one brought, at least
+    // `MIN_OFFER`, so that a quiet server does not set up BATCH buffers for every query while
+    // a busy one is back to BATCH within a few receives.
+    let mut offer = BATCH;
     while !stop.load(Ordering::Relaxed) {
-        // Receive up to BATCH datagrams; wait for the first one only.
+        // Receive up to `offer` datagrams; wait for the first one only.
         let n = {
-            let mut chunks = inbuf.chunks_mut(MAX_QUERY);
             let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+                std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
+            for (iov, chunk) in iovs[..offer].iter_mut().zip(inbuf.chunks_mut(MAX_QUERY)) {
+                *iov = [IoSliceMut::new(chunk)];
+            }
             match recvmmsg(
                 fd,
                 &mut rx_headers,
-                iovs.iter_mut(),
+                iovs[..offer].iter_mut(),
                 MsgFlags::MSG_WAITFORONE,
                 None,
             ) {
@@ -179,6 +187,7 @@ fn worker(
         if n == 0 {
             continue;
         }
+        offer = (2 * n).clamp(MIN_OFFER, BATCH);
         // Answer them all from one snapshot, in three passes: decode and place every query,
         // read the route-table memory each will need (the misses of the whole batch overlap
         // instead of stalling one query after another), then answer.
@@ -266,12 +275,13 @@ fn worker(
         // Send the answers in one call (and again for any the kernel did not take).
         let mut sent = 0;
         while sent < m {
-            let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|j| {
-                let k = (sent + j).min(m.saturating_sub(1));
-                [IoSlice::new(
+            let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
+            for (j, iov) in iovs[..m - sent].iter_mut().enumerate() {
+                let k = sent + j;
+                *iov = [IoSlice::new(
                     &outbuf[k * out_size..k * out_size + reply_len[k]],
-                )]
-            });
+                )];
+            }
             match sendmmsg(
                 fd,
                 &mut tx_headers,
