@@ -62,7 +62,7 @@ impl<'a> Meter<'a> {
     /// [`Meter::count`] with this worker's row of `snap`'s cells already looked up: one cell
     /// for the query (type, rcode, ECS or not), and for a service answer one for its
     /// combination and one per node; the rarer outcomes add to cells of their own.
-    #[inline]
+    #[inline(always)]
     pub fn count_in(&self, answers: Option<Row<'_>>, snap: &Snapshot, outcome: &answer::Outcome) {
         let Some(q) = &self.queries else {
             return;
