@@ -20,7 +20,7 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
@@ -97,16 +97,6 @@ fn subnets() -> Vec<[u8; 3]> {
     out
 }
 
-/// The server under callgrind, killed on drop.
-struct Traced(Child);
-
-impl Drop for Traced {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Sends `packet` and waits for the answer with its ID.
 fn ask(sock: &UdpSocket, server: SocketAddr, packet: &[u8]) -> bool {
     let mut buf = [0u8; 1500];
@@ -162,29 +152,16 @@ fn instructions_per_query_stay_under_the_ceiling() {
     let started = Instant::now();
     let dir = TempDir::new("instructions");
     let config = common::demo_config(&dir, "workers: 1\n");
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let out = dir.path("callgrind.out");
-    let child = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(env!("CARGO_BIN_EXE_signpost"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--control"])
-        .arg(dir.path("ctl.sock"))
-        .args(["--listen", &server.to_string()])
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start valgrind");
-    let traced = Traced(child);
-    let pid = traced.0.id();
+    let out_arg = format!("--callgrind-out-file={}", out.display());
+    // Killed when it goes out of scope, pass or fail.
+    let traced = common::Server::start_wrapped(
+        &["valgrind", "--tool=callgrind", &out_arg],
+        &["--config", config.to_str().unwrap()],
+        "127.0.0.1:0",
+        &[],
+    );
+    let (server, pid) = (traced.udp, traced.child.id());
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
