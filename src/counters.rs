@@ -115,6 +115,47 @@ pub mod query {
     pub fn extra(t: usize, extra: usize) -> usize {
         t * PER_TRANSPORT + QTYPES.len() * RCODES.len() + extra
     }
+
+    /// Cells per transport as the workers write them: the grid twice (queries without an ECS
+    /// option, then with one), then the single cells, so that an answer adds to one cell. The
+    /// [`ECS_PRESENT`] and [`ECS_ABSENT`] cells readers see are the sums of the two grids.
+    pub const RAW_PER_TRANSPORT: usize = 2 * QTYPES.len() * RCODES.len() + EXTRA;
+    /// Cells per row as the workers write them.
+    pub const RAW_CELLS: usize = RAW_PER_TRANSPORT * TRANSPORTS.len();
+
+    /// The cell the workers add an answer to: (question type index, rcode index), with or
+    /// without ECS, for transport `t`.
+    #[inline]
+    pub fn answered(t: usize, qtype: usize, rcode: usize, ecs: bool) -> usize {
+        t * RAW_PER_TRANSPORT + (usize::from(ecs) * QTYPES.len() + qtype) * RCODES.len() + rcode
+    }
+
+    /// The single cell `extra` for transport `t`, as the workers write it.
+    #[inline]
+    pub fn raw_extra(t: usize, extra: usize) -> usize {
+        t * RAW_PER_TRANSPORT + 2 * QTYPES.len() * RCODES.len() + extra
+    }
+
+    /// The cells readers see ([`grid`], [`extra`]) from the cells the workers write.
+    pub fn fold(raw: &[u64]) -> Vec<u64> {
+        let mut q = vec![0; CELLS];
+        let at = |c: usize| raw.get(c).copied().unwrap_or(0);
+        for t in 0..TRANSPORTS.len() {
+            for qt in 0..QTYPES.len() {
+                for rc in 0..RCODES.len() {
+                    for (ecs, cell) in [(false, ECS_ABSENT), (true, ECS_PRESENT)] {
+                        let v = at(answered(t, qt, rc, ecs));
+                        q[grid(t, qt, rc)] += v;
+                        q[extra(t, cell)] += v;
+                    }
+                }
+            }
+            for x in 0..EXTRA {
+                q[extra(t, x)] += at(raw_extra(t, x));
+            }
+        }
+        q
+    }
 }
 
 /// One writer's place in the tallies: its row, and whether it is the row's only writer.
@@ -162,10 +203,12 @@ pub enum AnswerMetric {
 /// A counter's name and label values.
 pub type AnswerKey = (AnswerMetric, Vec<String>);
 
-/// The name of every cell of a snapshot's tally (None for cells that are not reported: nodes
-/// that are not members of the service).
-fn cell_names(snap: &Snapshot) -> Vec<Option<AnswerKey>> {
-    let mut out = vec![None; snap.tally.cells()];
+/// What every cell of a snapshot's tally adds to, by name: nothing for cells that are not
+/// reported (nodes that are not members of the service), one counter for the rarer outcomes
+/// and the nodes, and for a combination cell the service's answers, its region, its rule kind
+/// when there is one and its ECS answers when ECS decided ([`cells`]).
+fn cell_names(snap: &Snapshot) -> Vec<Vec<AnswerKey>> {
+    let mut out = vec![Vec::new(); snap.tally.cells()];
     for (s, svc) in snap.services.iter().enumerate() {
         let Some(&base) = snap.cell_base.get(s) else {
             continue;
@@ -173,39 +216,49 @@ fn cell_names(snap: &Snapshot) -> Vec<Option<AnswerKey>> {
         let name = svc.names.first().cloned().unwrap_or_default();
         let mut set = |c: usize, key: AnswerKey| {
             if let Some(slot) = out.get_mut(base + c) {
-                *slot = Some(key);
+                slot.push(key);
             }
         };
         for (c, m) in [
-            (cells::ANSWERS, AnswerMetric::Answers),
             (cells::NODATA, AnswerMetric::NoData),
             (cells::FALLBACK, AnswerMetric::Fallback),
             (cells::DEGRADED, AnswerMetric::Degraded),
             (cells::ALL_DOWN, AnswerMetric::AllDown),
             (cells::SERVFAIL, AnswerMetric::ServFail),
-            (cells::ECS, AnswerMetric::Ecs),
         ] {
             set(c, (m, vec![name.clone()]));
         }
-        for k in RuleKind::ALL {
-            set(
-                Snapshot::kind_cell(k),
-                (AnswerMetric::Rule, vec![name.clone(), k.as_str().into()]),
-            );
+        let regions = svc
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(r, region)| (Some(r), region.name.as_str()))
+            .chain([(None, "none")]);
+        for (region, region_name) in regions {
+            for ecs in [false, true] {
+                let kinds = RuleKind::ALL.iter().map(|&k| Some(k)).chain([None]);
+                for kind in kinds {
+                    let c = snap.answer_cell(svc, region, ecs, kind);
+                    set(c, (AnswerMetric::Answers, vec![name.clone()]));
+                    set(
+                        c,
+                        (
+                            AnswerMetric::Region,
+                            vec![name.clone(), region_name.to_string()],
+                        ),
+                    );
+                    if let Some(k) = kind {
+                        set(
+                            c,
+                            (AnswerMetric::Rule, vec![name.clone(), k.as_str().into()]),
+                        );
+                    }
+                    if ecs {
+                        set(c, (AnswerMetric::Ecs, vec![name.clone()]));
+                    }
+                }
+            }
         }
-        for (r, region) in svc.regions.iter().enumerate() {
-            set(
-                snap.region_cell(svc, Some(r)),
-                (
-                    AnswerMetric::Region,
-                    vec![name.clone(), region.name.clone()],
-                ),
-            );
-        }
-        set(
-            snap.region_cell(svc, None),
-            (AnswerMetric::Region, vec![name.clone(), "none".into()]),
-        );
         let mut members: Vec<usize> = svc
             .regions
             .iter()
@@ -217,7 +270,7 @@ fn cell_names(snap: &Snapshot) -> Vec<Option<AnswerKey>> {
         for n in members {
             if let Some(node) = snap.nodes.get(n) {
                 set(
-                    snap.node_cell(svc, n),
+                    snap.node_cell(n),
                     (AnswerMetric::Node, vec![name.clone(), node.name.clone()]),
                 );
             }
@@ -229,14 +282,18 @@ fn cell_names(snap: &Snapshot) -> Vec<Option<AnswerKey>> {
 /// A retired snapshot's tally with the names of its cells.
 struct Retired {
     tally: Arc<Tally>,
-    names: Vec<Option<AnswerKey>>,
+    names: Vec<Vec<AnswerKey>>,
 }
 
 impl Retired {
     fn add_to(&self, totals: &mut BTreeMap<AnswerKey, u64>) {
-        for (c, name) in self.names.iter().enumerate() {
-            if let Some(key) = name {
-                *totals.entry(key.clone()).or_default() += self.tally.sum(c);
+        for (c, keys) in self.names.iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            let v = self.tally.sum(c);
+            for key in keys {
+                *totals.entry(key.clone()).or_default() += v;
             }
         }
     }
@@ -337,7 +394,7 @@ impl Counters {
     pub fn new(udp_workers: usize) -> Counters {
         let rows = udp_workers + 1;
         Counters {
-            queries: Tally::new(rows, query::CELLS),
+            queries: Tally::new(rows, query::RAW_CELLS),
             rows,
             next_row: Mutex::new(0),
             retired: Mutex::new((Vec::new(), BTreeMap::new())),
@@ -382,9 +439,10 @@ impl Counters {
         &self.queries
     }
 
-    /// The query cells summed over the workers.
+    /// The query cells summed over the workers, laid out by [`query::grid`] and
+    /// [`query::extra`].
     pub fn queries(&self) -> Vec<u64> {
-        self.queries.sums()
+        query::fold(&self.queries.sums())
     }
 
     /// Keeps the tally of a snapshot that stops serving, so that its counts are not lost.
@@ -565,6 +623,40 @@ mod tests {
         assert_eq!(query::qtype_index(rtype::AAAA), 8);
         assert_eq!(query::qtype_index(999), query::QTYPES.len() - 1);
         assert_eq!(query::rcode_index(rcode::BADVERS), 6);
+    }
+
+    #[test]
+    fn written_cells_fold_into_the_read_layout() {
+        let mut seen = std::collections::HashSet::new();
+        for t in 0..2 {
+            for q in 0..query::QTYPES.len() {
+                for r in 0..query::RCODES.len() {
+                    for ecs in [false, true] {
+                        assert!(seen.insert(query::answered(t, q, r, ecs)));
+                    }
+                }
+            }
+            for x in 0..query::EXTRA {
+                assert!(seen.insert(query::raw_extra(t, x)));
+            }
+        }
+        assert_eq!(seen.len(), query::RAW_CELLS);
+        let c = Counters::new(1);
+        let row = c.query_tally().row(0, true).unwrap();
+        let a = query::qtype_index(rtype::A);
+        let nx = query::rcode_index(rcode::NXDOMAIN);
+        row.bump(query::answered(0, a, 0, true));
+        row.bump(query::answered(0, a, 0, false));
+        row.bump(query::answered(1, a, nx, true));
+        row.bump(query::raw_extra(0, query::DROPPED));
+        let q = c.queries();
+        assert_eq!(q[query::grid(0, a, 0)], 2);
+        assert_eq!(q[query::grid(1, a, nx)], 1);
+        assert_eq!(q[query::extra(0, query::ECS_PRESENT)], 1);
+        assert_eq!(q[query::extra(0, query::ECS_ABSENT)], 1);
+        assert_eq!(q[query::extra(1, query::ECS_PRESENT)], 1);
+        assert_eq!(q[query::extra(0, query::DROPPED)], 1);
+        assert_eq!(q.iter().sum::<u64>(), 2 + 1 + 2 + 1 + 1);
     }
 
     #[test]

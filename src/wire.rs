@@ -515,16 +515,20 @@ impl<'b> Writer<'b> {
         dnssec_ok: bool,
         ecs: Option<(ClientSubnet, u8)>,
     ) {
-        // Assembled on the stack and appended in one write: at most 11 bytes of record, 8 of
-        // option header and 16 of address.
-        let mut rec = [0u8; 11 + 8 + 16];
+        let n = ecs.map_or(0, |(s, _)| (s.source_prefix as usize).div_ceil(8));
+        let len = if ecs.is_some() { 19 + n } else { 11 };
+        // Written in place: at most 11 bytes of record, 8 of option header and 16 of address.
+        let Some(rec) = self.buf.get_mut(self.len..self.len + len) else {
+            self.overflow = true;
+            return;
+        };
+        let ttl: u32 = ((ext_rcode as u32 >> 4) << 24) | if dnssec_ok { 0x8000 } else { 0 };
+        rec[0] = 0;
         rec[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
         rec[3..5].copy_from_slice(&udp_size.to_be_bytes());
-        let ttl: u32 = ((ext_rcode as u32 >> 4) << 24) | if dnssec_ok { 0x8000 } else { 0 };
         rec[5..9].copy_from_slice(&ttl.to_be_bytes());
-        let len = match ecs {
+        match ecs {
             Some((s, scope)) => {
-                let n = (s.source_prefix as usize).div_ceil(8);
                 rec[9..11].copy_from_slice(&((8 + n) as u16).to_be_bytes());
                 rec[11..13].copy_from_slice(&OPT_ECS.to_be_bytes());
                 rec[13..15].copy_from_slice(&((4 + n) as u16).to_be_bytes());
@@ -533,19 +537,13 @@ impl<'b> Writer<'b> {
                 rec[17] = s.source_prefix;
                 rec[18] = scope;
                 match s.addr {
-                    IpAddr::V4(a) => rec[19..19 + n].copy_from_slice(&a.octets()[..n]),
-                    IpAddr::V6(a) => rec[19..19 + n].copy_from_slice(&a.octets()[..n]),
+                    IpAddr::V4(a) => rec[19..].copy_from_slice(&a.octets()[..n]),
+                    IpAddr::V6(a) => rec[19..].copy_from_slice(&a.octets()[..n]),
                 }
-                19 + n
             }
-            None => 11,
-        };
-        let start = self.len;
-        self.put(&rec[..len]);
-        if self.overflow {
-            self.len = start;
-            return;
+            None => rec[9..11].fill(0),
         }
+        self.len += len;
         self.counts[Section::Additional as usize] += 1;
     }
 

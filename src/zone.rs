@@ -134,10 +134,13 @@ impl Hasher for NameHasher {
             w.copy_from_slice(c);
             self.add(u64::from_le_bytes(w));
         }
+        // The last bytes as a little-endian word, zero-padded (no call to copy them).
         let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        let tail = rest
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | (b as u64) << (8 * i));
+        self.add(tail ^ ((rest.len() as u64) << 56));
     }
 
     #[inline]

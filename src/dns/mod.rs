@@ -42,19 +42,34 @@ impl<'a> Meter<'a> {
     #[inline]
     pub fn bump(&self, extra: usize) {
         if let Some(r) = &self.queries {
-            r.bump(query::extra(self.transport, extra));
+            r.bump(query::raw_extra(self.transport, extra));
         }
+    }
+
+    /// This worker's row of `snap`'s answer cells: looked up once for a batch of queries
+    /// answered from the same snapshot, then given to [`Meter::count_in`].
+    #[inline]
+    pub fn answers<'s>(&self, snap: &'s Snapshot) -> Option<Row<'s>> {
+        self.slot.of(&snap.tally)
     }
 
     /// Counts one outcome: the query cells, and for a service answer the snapshot's cells.
     #[inline]
     pub fn count(&self, snap: &Snapshot, outcome: &answer::Outcome) {
+        self.count_in(self.answers(snap), snap, outcome);
+    }
+
+    /// [`Meter::count`] with this worker's row of `snap`'s cells already looked up: one cell
+    /// for the query (type, rcode, ECS or not), and for a service answer one for its
+    /// combination and one per node; the rarer outcomes add to cells of their own.
+    #[inline(always)]
+    pub fn count_in(&self, answers: Option<Row<'_>>, snap: &Snapshot, outcome: &answer::Outcome) {
         let Some(q) = &self.queries else {
             return;
         };
         let t = self.transport;
-        match *outcome {
-            answer::Outcome::Dropped => q.bump(query::extra(t, query::DROPPED)),
+        match outcome {
+            answer::Outcome::Dropped => q.bump(query::raw_extra(t, query::DROPPED)),
             answer::Outcome::Answered {
                 rcode,
                 truncated,
@@ -63,65 +78,56 @@ impl<'a> Meter<'a> {
                 service,
                 ..
             } => {
-                q.bump(query::grid(
+                q.bump(query::answered(
                     t,
-                    query::qtype_index(qtype),
-                    query::rcode_index(rcode),
+                    query::qtype_index(*qtype),
+                    query::rcode_index(*rcode),
+                    *ecs,
                 ));
-                if truncated {
-                    q.bump(query::extra(t, query::TRUNCATED));
+                if *truncated {
+                    q.bump(query::raw_extra(t, query::TRUNCATED));
                 }
-                q.bump(query::extra(
-                    t,
-                    if ecs {
-                        query::ECS_PRESENT
-                    } else {
-                        query::ECS_ABSENT
-                    },
-                ));
-                if let Some(a) = service {
-                    count_service(snap, self.slot, rcode, &a);
+                if let (Some(a), Some(row)) = (service, answers) {
+                    count_service(snap, row, *rcode, a);
                 }
             }
         }
     }
 }
 
-/// Counts a service answer in the snapshot's cells.
+/// Counts a service answer in the snapshot's cells (`row`: the worker's).
 #[inline]
-fn count_service(snap: &Snapshot, slot: Slot, rcode: u16, a: &answer::ServiceAnswer) {
-    let (Some(row), Some(&base), Some(svc)) = (
-        slot.of(&snap.tally),
-        snap.cell_base.get(a.service),
-        snap.services.get(a.service),
-    ) else {
+fn count_service(snap: &Snapshot, row: Row<'_>, rcode: u16, a: &answer::ServiceAnswer) {
+    let (Some(&base), Some(svc)) = (snap.cell_base.get(a.service), snap.services.get(a.service))
+    else {
         return;
     };
-    row.bump(base + cells::ANSWERS);
-    if rcode == crate::wire::rcode::SERVFAIL {
-        row.bump(base + cells::SERVFAIL);
-    }
-    if a.count == 0 {
-        row.bump(base + cells::NODATA);
-    }
-    if a.fallback {
-        row.bump(base + cells::FALLBACK);
-    }
-    if a.degraded {
-        row.bump(base + cells::DEGRADED);
-    }
-    if a.all_down {
-        row.bump(base + cells::ALL_DOWN);
-    }
-    if a.ecs_used {
-        row.bump(base + cells::ECS);
-    }
-    if let Some(rule) = a.rule.and_then(|r| svc.rules.get(r)) {
-        row.bump(base + Snapshot::kind_cell(rule.kind));
-    }
-    row.bump(base + snap.region_cell(svc, a.region));
+    let kind = a.rule.and_then(|r| svc.rules.get(r)).map(|r| r.kind);
+    row.bump(base + snap.answer_cell(svc, a.region, a.ecs_used, kind));
     for &n in a.nodes() {
-        row.bump(base + snap.node_cell(svc, n));
+        row.bump(base + snap.node_cell(n));
+    }
+    if rcode == crate::wire::rcode::SERVFAIL
+        || a.count == 0
+        || a.fallback
+        || a.degraded
+        || a.all_down
+    {
+        if rcode == crate::wire::rcode::SERVFAIL {
+            row.bump(base + cells::SERVFAIL);
+        }
+        if a.count == 0 {
+            row.bump(base + cells::NODATA);
+        }
+        if a.fallback {
+            row.bump(base + cells::FALLBACK);
+        }
+        if a.degraded {
+            row.bump(base + cells::DEGRADED);
+        }
+        if a.all_down {
+            row.bump(base + cells::ALL_DOWN);
+        }
     }
 }
 

@@ -37,21 +37,50 @@ struct Slot {
 /// One worker's rate limiter.
 pub struct RateLimiter {
     config: Rrl,
+    /// The exempt IPv4 networks as (network, mask), read without `IpNetwork`'s dispatch.
+    exempt4: Vec<(u32, u32)>,
+    /// The exempt IPv6 networks as (network, mask).
+    exempt6: Vec<(u128, u128)>,
     slots: Vec<Slot>,
 }
 
 impl RateLimiter {
     /// A limiter for `config`.
     pub fn new(config: Rrl) -> RateLimiter {
+        let (mut exempt4, mut exempt6) = (Vec::new(), Vec::new());
+        for n in &config.exempt {
+            match n {
+                ip_network::IpNetwork::V4(n) => {
+                    let m = u32::MAX.checked_shl(32 - n.netmask() as u32).unwrap_or(0);
+                    exempt4.push((u32::from(n.network_address()) & m, m));
+                }
+                ip_network::IpNetwork::V6(n) => {
+                    let m = u128::MAX.checked_shl(128 - n.netmask() as u32).unwrap_or(0);
+                    exempt6.push((u128::from(n.network_address()) & m, m));
+                }
+            }
+        }
         RateLimiter {
             config,
+            exempt4,
+            exempt6,
             slots: vec![Slot::default(); SLOTS],
         }
     }
 
     /// The verdict for one more response to `client` during second `now`.
     pub fn check(&mut self, client: IpAddr, now: u32) -> Verdict {
-        if self.config.exempt.iter().any(|n| n.contains(client)) {
+        let exempt = match client {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.exempt4.iter().any(|&(n, m)| a & m == n)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.exempt6.iter().any(|&(n, m)| a & m == n)
+            }
+        };
+        if exempt {
             return Verdict::Send;
         }
         let network = match client {
@@ -152,6 +181,21 @@ mod tests {
         assert_eq!(l.check(a, 8), Send, "a new second");
         let ten: IpAddr = "10.1.2.3".parse().unwrap();
         assert!((0..100).all(|_| l.check(ten, 8) == Send), "exempt");
+        let mut wide = RateLimiter::new(Rrl {
+            responses_per_second: 1,
+            slip: 0,
+            exempt: vec![
+                "0.0.0.0/0".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            ..l.config.clone()
+        });
+        assert!((0..10).all(|_| wide.check(a, 8) == Send), "exempt: /0");
+        let doc: IpAddr = "2001:db8:1::1".parse().unwrap();
+        assert!((0..10).all(|_| wide.check(doc, 8) == Send), "exempt: IPv6");
+        let other6: IpAddr = "2001:db9::1".parse().unwrap();
+        assert_eq!(wide.check(other6, 8), Send);
+        assert_eq!(wide.check(other6, 8), Drop, "outside the IPv6 exemption");
         let mut none = limiter(1, 0);
         none.check(a, 1);
         assert!(

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use nix::sys::socket::{SockaddrIn, SockaddrIn6, SockaddrLike};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Meter;
@@ -97,21 +98,31 @@ pub fn spawn_on(
         let log = log
             .as_ref()
             .and_then(|l| l.logger(slot.row as u64 ^ 0x5157_1e55));
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("udp-{i}"))
-                .spawn(move || worker(sock, state, counters, slot, stop, limiter, log))?,
-        );
+        // Peers' addresses in the socket's own family: a few bytes to copy per message
+        // (IPv6 sockets are IPv6-only).
+        let ipv4 = sock.local_addr()?.is_ipv4();
+        let name = format!("udp-{i}");
+        threads.push(std::thread::Builder::new().name(name).spawn(move || {
+            if ipv4 {
+                worker::<SockaddrIn>(sock, state, counters, slot, stop, limiter, log)
+            } else {
+                worker::<SockaddrIn6>(sock, state, counters, slot, stop, limiter, log)
+            }
+        })?);
     }
     Ok(threads)
 }
 
 /// Messages per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
+/// The fewest buffers offered to a receive.
+const MIN_OFFER: usize = 4;
 /// Receive buffer per message: larger queries are cut by the kernel and answered FORMERR.
 const MAX_QUERY: usize = 4096;
 
-fn worker(
+// Not inlined into the thread's closure: profiles then show the loop as `udp::worker`.
+#[inline(never)]
+fn worker<S: Peer>(
     sock: UdpSocket,
     state: Arc<ArcSwap<Snapshot>>,
     counters: Arc<Counters>,
@@ -123,9 +134,7 @@ fn worker(
     let meter = Meter::new(counters.query_tally(), slot, Transport::Udp);
     use super::rrl::Verdict;
     let started = std::time::Instant::now();
-    use nix::sys::socket::{
-        ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
-    };
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
     use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
 
@@ -136,27 +145,33 @@ fn worker(
     // Everything is allocated once, here.
     let mut inbuf = vec![0u8; BATCH * MAX_QUERY];
     let mut outbuf = vec![0u8; BATCH * out_size];
-    let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut rx_headers = MultiHeaders::<S>::preallocate(BATCH, None);
+    let mut tx_headers = MultiHeaders::<S>::preallocate(BATCH, None);
     let mut lens = [0usize; BATCH];
     // A receive error repeated for every batch would otherwise be a line per batch.
     let log_limits = crate::log_limit::LogLimits::new();
-    let mut senders: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+    let mut senders: [Option<S>; BATCH] = [None; BATCH];
     // Destinations when some query of the batch went unanswered (else `senders` serves).
-    let mut replies: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+    let mut replies: [Option<S>; BATCH] = [None; BATCH];
     let mut reply_len = [0usize; BATCH];
     let no_cmsgs: [ControlMessage<'_>; 0] = [];
     let mut names = [[0u8; MAX_NAME]; BATCH];
+    // Buffers offered to the next receive: twice what the last one brought, at least
+    // `MIN_OFFER`, so that a quiet server does not set up BATCH buffers for every query while
+    // a busy one is back to BATCH within a few receives.
+    let mut offer = BATCH;
     while !stop.load(Ordering::Relaxed) {
-        // Receive up to BATCH datagrams; wait for the first one only.
+        // Receive up to `offer` datagrams; wait for the first one only.
         let n = {
-            let mut chunks = inbuf.chunks_mut(MAX_QUERY);
             let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+                std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
+            for (iov, chunk) in iovs[..offer].iter_mut().zip(inbuf.chunks_mut(MAX_QUERY)) {
+                *iov = [IoSliceMut::new(chunk)];
+            }
             match recvmmsg(
                 fd,
                 &mut rx_headers,
-                iovs.iter_mut(),
+                iovs[..offer].iter_mut(),
                 MsgFlags::MSG_WAITFORONE,
                 None,
             ) {
@@ -179,10 +194,12 @@ fn worker(
         if n == 0 {
             continue;
         }
+        offer = (2 * n).clamp(MIN_OFFER, BATCH);
         // Answer them all from one snapshot, in three passes: decode and place every query,
         // read the route-table memory each will need (the misses of the whole batch overlap
         // instead of stalling one query after another), then answer.
         let snap = state.load();
+        let answers = meter.answers(&snap);
         let now = started.elapsed().as_secs() as u32;
         let mut peers: [Option<IpAddr>; BATCH] = [None; BATCH];
         let mut prepared: [Prepared<'_, '_>; BATCH] = std::array::from_fn(|_| Prepared::Drop);
@@ -192,7 +209,7 @@ fn worker(
             .zip(&mut names)
             .enumerate()
         {
-            let Some(peer) = addr.as_ref().and_then(to_std) else {
+            let Some(peer) = addr.as_ref().map(Peer::socket_addr) else {
                 continue;
             };
             // Port 0 and unspecified or broadcast sources cannot be answered honestly.
@@ -227,7 +244,7 @@ fn worker(
             };
             let out = &mut outbuf[m * out_size..(m + 1) * out_size];
             let outcome = complete(&snap, p, Transport::Udp, out);
-            meter.count(&snap, &outcome);
+            meter.count_in(answers, &snap, &outcome);
             if let Some(log) = &mut log
                 && log.sample()
                 && !log.offer(super::record(&snap, p, &outcome, peer, "udp"))
@@ -265,12 +282,13 @@ fn worker(
         // Send the answers in one call (and again for any the kernel did not take).
         let mut sent = 0;
         while sent < m {
-            let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|j| {
-                let k = (sent + j).min(m.saturating_sub(1));
-                [IoSlice::new(
+            let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
+            for (j, iov) in iovs[..m - sent].iter_mut().enumerate() {
+                let k = sent + j;
+                *iov = [IoSlice::new(
                     &outbuf[k * out_size..k * out_size + reply_len[k]],
-                )]
-            });
+                )];
+            }
             match sendmmsg(
                 fd,
                 &mut tx_headers,
@@ -301,20 +319,27 @@ fn worker(
     }
 }
 
-/// A socket address from the kernel as a std one.
-fn to_std(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4(std::net::SocketAddrV4::new(
-            v4.ip(),
-            v4.port(),
-        )));
+/// A peer's address as the kernel gives it for a socket of one family.
+trait Peer: SockaddrLike + Copy {
+    /// The address as a std one.
+    fn socket_addr(&self) -> SocketAddr;
+}
+
+impl Peer for SockaddrIn {
+    #[inline]
+    fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::V4(std::net::SocketAddrV4::new(self.ip(), self.port()))
     }
-    a.as_sockaddr_in6().map(|v6| {
+}
+
+impl Peer for SockaddrIn6 {
+    #[inline]
+    fn socket_addr(&self) -> SocketAddr {
         SocketAddr::V6(std::net::SocketAddrV6::new(
-            v6.ip(),
-            v6.port(),
-            v6.flowinfo(),
-            v6.scope_id(),
+            self.ip(),
+            self.port(),
+            self.flowinfo(),
+            self.scope_id(),
         ))
-    })
+    }
 }

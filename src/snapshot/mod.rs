@@ -242,28 +242,27 @@ pub struct Snapshot {
     pub capacity_unit: Option<String>,
 }
 
-/// The layout of a snapshot's answer counters: for each service, [`FIXED`](cells::FIXED)
-/// cells, then one per rule kind, one per region and one for answers from no region, then one
-/// per node of the snapshot.
+/// The layout of a snapshot's answer counters: for each service, [`NODES`](cells::NODES)
+/// cells for the rarer outcomes, then one per node of the snapshot, then one per combination
+/// of region (or none) × decided by ECS or not × rule kind (or none). An answer adds one to
+/// its combination and one per node answered, and to the first cells only when it is one of
+/// those outcomes; the answers, ECS answers, rule kinds and regions of a service are sums of
+/// combination cells, which the readers make ([`crate::counters`]).
 pub mod cells {
-    /// Answers with addresses or with none (A/AAAA of the service name).
-    pub const ANSWERS: usize = 0;
     /// Answers without an address (NOERROR, empty).
-    pub const NODATA: usize = 1;
+    pub const NODATA: usize = 0;
     /// Answers from a region that is not the first of the client's chain.
-    pub const FALLBACK: usize = 2;
+    pub const FALLBACK: usize = 1;
     /// Answers while the chosen region is degraded (the shorter TTL applies).
-    pub const DEGRADED: usize = 3;
+    pub const DEGRADED: usize = 2;
     /// Answers from the all-down policy.
-    pub const ALL_DOWN: usize = 4;
+    pub const ALL_DOWN: usize = 3;
     /// SERVFAIL by the all-down policy.
-    pub const SERVFAIL: usize = 5;
-    /// Answers decided by the client subnet (ECS) rather than the resolver's address.
-    pub const ECS: usize = 6;
-    /// Cells before the rule kinds.
-    pub const FIXED: usize = 7;
-    /// Cells before the regions.
-    pub const REGIONS: usize = FIXED + super::RuleKind::ALL.len();
+    pub const SERVFAIL: usize = 4;
+    /// Cells before the nodes.
+    pub const NODES: usize = 5;
+    /// Rule kinds in a combination, with one for answers without a rule.
+    pub const KINDS: usize = super::RuleKind::ALL.len() + 1;
 }
 
 impl Snapshot {
@@ -300,7 +299,7 @@ impl Snapshot {
 
     /// Cells per service: see [`cells`].
     pub fn service_cells(&self, service: &Service) -> usize {
-        cells::REGIONS + service.regions.len() + 1 + self.nodes.len()
+        cells::NODES + self.nodes.len() + (service.regions.len() + 1) * 2 * cells::KINDS
     }
 
     /// Gives the snapshot answer counters with `rows` rows (one per DNS worker), laid out by
@@ -316,21 +315,24 @@ impl Snapshot {
         self.tally = Arc::new(crate::tally::Tally::new(rows, next));
     }
 
-    /// The cell of region `region` (None: no region) of service `s`, relative to its base.
+    /// The combination cell of an answer of service `s` from `region` (None: no region),
+    /// decided by ECS or not, by a rule of `kind` (None: no rule), relative to its base.
     #[inline]
-    pub fn region_cell(&self, s: &Service, region: Option<usize>) -> usize {
-        cells::REGIONS + region.unwrap_or(s.regions.len())
+    pub fn answer_cell(
+        &self,
+        s: &Service,
+        region: Option<usize>,
+        ecs: bool,
+        kind: Option<RuleKind>,
+    ) -> usize {
+        let region = region.unwrap_or(s.regions.len());
+        let kind = kind.map_or(cells::KINDS - 1, |k| k as usize);
+        cells::NODES + self.nodes.len() + (region * 2 + usize::from(ecs)) * cells::KINDS + kind
     }
 
-    /// The cell of node `node` of service `s`, relative to its base.
+    /// The cell of node `node` of a service, relative to its base.
     #[inline]
-    pub fn node_cell(&self, s: &Service, node: usize) -> usize {
-        cells::REGIONS + s.regions.len() + 1 + node
-    }
-
-    /// The cell of rule kind `kind`, relative to a service's base.
-    #[inline]
-    pub fn kind_cell(kind: RuleKind) -> usize {
-        cells::FIXED + kind as usize
+    pub fn node_cell(&self, node: usize) -> usize {
+        cells::NODES + node
     }
 }
