@@ -206,7 +206,8 @@ struct Import {
     target: String,
 }
 
-/// The top-level module a file under `src/` belongs to (`dns/udp.rs` → `dns`).
+/// The top-level module a file under `src/` belongs to (`dns/udp.rs` → `dns`); a file
+/// module's tests in a file beside it belong to it (`wire_tests.rs` → `wire`).
 fn module_of(rel: &Path) -> String {
     let first = rel
         .components()
@@ -215,7 +216,8 @@ fn module_of(rel: &Path) -> String {
         .as_os_str()
         .to_string_lossy()
         .into_owned();
-    first.trim_end_matches(".rs").to_string()
+    let name = first.trim_end_matches(".rs");
+    name.strip_suffix("_tests").unwrap_or(name).to_string()
 }
 
 /// Every module `text` names through `crate::` (or `signpost::`, from the binary), with its
