@@ -4,6 +4,7 @@
 //! in here touches files or the maps' formats.
 
 pub mod answer;
+mod client;
 pub mod conns;
 pub mod listen;
 pub mod rrl;
