@@ -18,7 +18,7 @@ use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Region, RouteTable, V6Table};
+use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Ranking, Region, RouteTable, V6Table};
 
 /// Where the clients are: the locations of the first GeoIP database with locations, for
 /// regions that rank by distance. Computed once per build, only when one needs it.
@@ -129,7 +129,7 @@ pub(super) fn tables(
             let mut list = Vec::new();
             for &ri in &r.chain {
                 let region = &regions[ri];
-                if !region.proximity {
+                if region.rank != Ranking::Proximity {
                     continue;
                 }
                 for &(n, _) in &region.members {
@@ -157,7 +157,7 @@ pub(super) fn tables(
             let mut dr = DistanceRule::default();
             for &ri in &r.chain {
                 let region = &regions[ri];
-                let Some(rank) = &region.distance else {
+                let Some(rank) = region.distance() else {
                     continue;
                 };
                 let mut positions = Vec::with_capacity(region.members.len());
