@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::source::quote;
-use crate::spec::{CheckSpec, NodeSpec};
+use crate::source::{Choice, quote};
+use crate::spec::{CheckKind, CheckSpec, NodeSpec};
 
 /// Why a check spec cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum CheckError {
     BadHost(String),
     /// A `tcp` check without `port`.
     NoPort,
-    /// Not `http`, `https` or `tcp`.
+    /// A `kind` that is none of [`CheckKind`]'s, with the message that refuses it.
     UnknownKind(String),
     /// `insecure` on a check that is not https.
     InsecureWithoutTls,
@@ -42,13 +42,7 @@ impl std::fmt::Display for CheckError {
             CheckError::BadPath(p) => write!(f, "bad HTTP path {}", quote(p)),
             CheckError::BadHost(h) => write!(f, "bad Host {}", quote(h)),
             CheckError::NoPort => f.write_str("a tcp check needs a `port`"),
-            CheckError::UnknownKind(k) => {
-                write!(
-                    f,
-                    "unknown check kind {}; expected http, https or tcp",
-                    quote(k)
-                )
-            }
+            CheckError::UnknownKind(message) => f.write_str(message),
             CheckError::InsecureWithoutTls => {
                 f.write_str("`insecure` applies to https checks only")
             }
@@ -120,10 +114,14 @@ impl Check {
         if c.interval_ms < 100 || c.timeout_ms == 0 || c.timeout_ms > c.interval_ms.max(1000) * 10 {
             return Err(CheckError::Timing);
         }
-        let (kind, port) = match c.kind.as_str() {
-            "tcp" => (Kind::Tcp, c.port.ok_or(CheckError::NoPort)?),
-            "http" | "https" => {
-                let tls = c.kind == "https";
+        let checked = match &c.kind {
+            Choice::Given(k) => *k,
+            Choice::Refused(message) => return Err(CheckError::UnknownKind(message.clone())),
+        };
+        let (kind, port) = match checked {
+            CheckKind::Tcp => (Kind::Tcp, c.port.ok_or(CheckError::NoPort)?),
+            CheckKind::Http | CheckKind::Https => {
+                let tls = checked == CheckKind::Https;
                 if !c.path.starts_with('/') || c.path.contains(['\r', '\n', ' ']) {
                     return Err(CheckError::BadPath(c.path.clone()));
                 }
@@ -151,11 +149,8 @@ impl Check {
                     c.port.unwrap_or(if tls { 443 } else { 80 }),
                 )
             }
-            other => {
-                return Err(CheckError::UnknownKind(other.to_string()));
-            }
         };
-        let tls = (c.kind == "https").then(|| Tls {
+        let tls = (checked == CheckKind::Https).then(|| Tls {
             server_name: c
                 .host
                 .clone()

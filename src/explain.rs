@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::live::LiveData;
 use crate::ranges;
-use crate::snapshot::{Service, Snapshot, client_key};
+use crate::snapshot::{Ranking, Service, Snapshot, client_key};
 
 /// What each live feed has for `addr`: its longest covering prefix, origin and path length.
 pub fn live_lines(live: &LiveData, addr: IpAddr) -> Vec<String> {
@@ -151,7 +151,7 @@ pub fn explain(
                 if node.records(v6).is_empty() {
                     s.push_str(if v6 { " (no IPv6)" } else { " (no IPv4)" });
                 }
-                if let Some(rank) = &region.distance
+                if let Some(rank) = region.distance()
                     && let Some(at) = at
                     && let Some(i) = region.members.iter().position(|&(m, _)| m == n)
                 {
@@ -161,7 +161,7 @@ pub fn explain(
                         s.push_str(" (beyond the limit)");
                     }
                 }
-                if region.proximity {
+                if region.rank == Ranking::Proximity {
                     match node_path(&snap.live, &node.name, client) {
                         Some((len, feed, prefix)) => {
                             s.push_str(&format!(" path {len} via {feed} {prefix}"))
@@ -183,14 +183,14 @@ pub fn explain(
             "region {}: {}{}{overflow}: {}",
             i + 1,
             region.name,
-            match (&region.distance, at) {
-                _ if region.proximity => " (by proximity)".to_string(),
-                (Some(d), Some(_)) => match d.limit {
+            match (&region.rank, at) {
+                (Ranking::Proximity, _) => " (by proximity)".to_string(),
+                (Ranking::Distance(d), Some(_)) => match d.limit {
                     Some(l) => format!(" (by distance, nearest {l})"),
                     None => " (by distance)".to_string(),
                 },
-                (Some(_), None) => " (by weight: no client coordinates)".to_string(),
-                (None, _) => String::new(),
+                (Ranking::Distance(_), None) => " (by weight: no client coordinates)".to_string(),
+                (Ranking::Weight, _) => String::new(),
             },
             members.join(", ")
         ));

@@ -5,7 +5,9 @@
 //! into a `serde_yaml::Value` (the data) and once through `yaml-rust2`'s event stream (an index
 //! from every YAML path, such as `zones[0].records[2].ttl`, to its line and column). Typed
 //! decoding then runs item by item through `serde_path_to_error`, so that every broken item is
-//! reported, each with its path and position, instead of stopping at the first.
+//! reported, each with its path and position, instead of stopping at the first. A value with
+//! a fixed set of choices is an enum decoded by serde, held in a [`Choice`] so that a name none
+//! of the choices has is reported at its position without hiding the item's other problems.
 //!
 //! This module owns no format: `config` and `spec` say what the documents mean.
 
@@ -294,6 +296,17 @@ impl Document {
         }
     }
 
+    /// The choice `value` (found at `path`), or `None` after reporting a refused one there.
+    pub fn choice<T: Copy>(&self, path: &str, value: &Choice<T>, errors: &mut Errors) -> Option<T> {
+        match value {
+            Choice::Given(v) => Some(*v),
+            Choice::Refused(message) => {
+                errors.0.push(self.error(path, message.clone()));
+                None
+            }
+        }
+    }
+
     /// Decodes each element of the sequence `value` (at `path`) independently, so that one
     /// broken element does not hide the problems of the others.
     pub fn decode_each<T: DeserializeOwned>(
@@ -317,6 +330,90 @@ impl Document {
                 Vec::new()
             }
         }
+    }
+}
+
+/// A spec value with a fixed set of choices: an enum that serde decodes from its name
+/// (`#[derive(Deserialize)]` with `rename_all`), kept apart from the table around it so that a
+/// value that is none of the names does not hide the table's other problems. The compiler takes
+/// it with [`Document::choice`], which reports a refused value at its position, worded by
+/// [`Choices::refusal`]. A value that is not even text fails the table's decoding, as a
+/// `String` field would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice<T> {
+    /// One of the names.
+    Given(T),
+    /// Any other text, with the message that refuses it.
+    Refused(String),
+}
+
+impl<T: Default> Default for Choice<T> {
+    fn default() -> Self {
+        Choice::Given(T::default())
+    }
+}
+
+impl<T> Choice<T> {
+    /// The choice, when the value was one of the names.
+    pub fn given(&self) -> Option<&T> {
+        match self {
+            Choice::Given(v) => Some(v),
+            Choice::Refused(_) => None,
+        }
+    }
+}
+
+/// An enum a [`Choice`] holds: how a value that is none of its names is refused.
+pub trait Choices: DeserializeOwned {
+    /// The message for `found`, which is none of `names` (the enum's names, as serde lists
+    /// them). By default "expected `a`, `b` or `c`".
+    fn refusal(found: &str, names: &[&str]) -> String {
+        let _ = found;
+        format!("expected {}", listed(names, "`"))
+    }
+}
+
+/// `names` as a message lists them: each between `mark`s, the last after "or".
+pub fn listed(names: &[&str], mark: &str) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{mark}{n}{mark}")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => String::new(),
+    }
+}
+
+impl<'de, T: Choices> serde::Deserialize<'de> for Choice<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Choice<T>, D::Error> {
+        let found = <String as serde::Deserialize>::deserialize(d)?;
+        let names = serde::de::value::StrDeserializer::<Refusal>::new(&found);
+        Ok(match T::deserialize(names) {
+            Ok(v) => Choice::Given(v),
+            Err(Refusal(names)) => Choice::Refused(T::refusal(&found, names)),
+        })
+    }
+}
+
+/// What decoding a choice from its name can fail with: a name that is none of the choices,
+/// with the choices' names (serde's derive hands them over).
+#[derive(Debug)]
+struct Refusal(&'static [&'static str]);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {}", listed(self.0, "`"))
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl serde::de::Error for Refusal {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Refusal(&[])
+    }
+
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        Refusal(expected)
     }
 }
 
@@ -456,6 +553,53 @@ mod tests {
                 .to_string()
                 .starts_with("t.yaml:5:13: items[1].weight: ")
         );
+    }
+
+    #[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+    #[serde(rename_all = "lowercase")]
+    enum Colour {
+        #[default]
+        Red,
+        Green,
+        Blue,
+    }
+
+    impl Choices for Colour {}
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Paint {
+        #[serde(default)]
+        colour: Choice<Colour>,
+        coats: u8,
+    }
+
+    #[test]
+    fn a_choice_is_refused_with_its_names_and_hides_nothing() {
+        let text = "paints:\n  - {colour: green, coats: 1}\n  - {coats: 2}\n  - {colour: mauve, coats: 3}\n  - {colour: [red], coats: 1}\n";
+        let doc = Document::parse("t.yaml", text).unwrap();
+        let mut errors = Errors::default();
+        let paints: Vec<(String, Paint)> =
+            doc.decode_each("paints", &doc.root["paints"], &mut errors);
+        // A value that is not text at all fails the item, as a `String` field would.
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(
+            errors.0[0].to_string(),
+            "t.yaml:5:14: paints[3].colour: invalid type: sequence, expected a string"
+        );
+        // A refused name leaves the rest of the item decoded, and is reported where it is.
+        let colours: Vec<Option<Colour>> = paints
+            .iter()
+            .map(|(p, x)| doc.choice(&format!("{p}.colour"), &x.colour, &mut errors))
+            .collect();
+        assert_eq!(colours, [Some(Colour::Green), Some(Colour::Red), None]);
+        assert_eq!(paints[2].1.coats, 3);
+        assert_eq!(
+            errors.0[1].to_string(),
+            "t.yaml:4:14: paints[2].colour: expected `red`, `green` or `blue`"
+        );
+        assert_eq!(listed(&["a", "b"], ""), "a or b");
+        assert_eq!(listed(&["a"], "`"), "`a`");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ip_network::IpNetwork;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::source::quote;
+use crate::source::{Choice, Choices, listed, quote};
 
 /// One map file.
 #[derive(Debug, Deserialize, Default)]
@@ -115,8 +115,8 @@ fn load_interval() -> u64 {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
-    /// `http`, `https` or `tcp`.
-    pub kind: String,
+    /// What is probed.
+    pub kind: Choice<CheckKind>,
     /// Address to probe; the node's first IPv4 (else IPv6) address when absent.
     pub address: Option<IpAddr>,
     /// Port; 80 for http and 443 for https when absent.
@@ -150,6 +150,28 @@ pub struct CheckSpec {
     /// https: accept any certificate (private CAs, self-signed).
     #[serde(default)]
     pub insecure: bool,
+}
+
+/// What a health check probes.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// An HTTP request.
+    Http,
+    /// An HTTP request over TLS.
+    Https,
+    /// A TCP connection.
+    Tcp,
+}
+
+impl Choices for CheckKind {
+    fn refusal(found: &str, names: &[&str]) -> String {
+        format!(
+            "unknown check kind {}; expected {}",
+            quote(found),
+            listed(names, "")
+        )
+    }
 }
 
 fn slash() -> String {
@@ -231,18 +253,27 @@ pub struct RegionSpec {
     pub nodes: Vec<MemberSpec>,
     /// Default health check of members that have none.
     pub check: Option<CheckSpec>,
-    /// How members are ranked: `weight` (heaviest first, the default), `proximity` (the
-    /// node whose own BGP feeds have the shortest AS path to the client first, then weight) or
-    /// `distance` (the node nearest the client's GeoIP location first, then weight).
-    #[serde(default = "by_weight")]
-    pub rank: String,
+    /// How members are ranked.
+    #[serde(default)]
+    pub rank: Choice<Rank>,
     /// With `rank: distance`: only this many nearest members serve a client.
     pub limit: Option<u64>,
 }
 
-fn by_weight() -> String {
-    "weight".into()
+/// How a region ranks its members (`rank:`); every mode ranks by weight last.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Rank {
+    /// Heaviest first.
+    #[default]
+    Weight,
+    /// The node whose own BGP feeds have the shortest AS path to the client first.
+    Proximity,
+    /// The node nearest the client's GeoIP location first (`limit:` keeps the nearest few).
+    Distance,
 }
+
+impl Choices for Rank {}
 
 /// A redirecting service.
 #[derive(Debug, Deserialize)]
@@ -258,18 +289,17 @@ pub struct ServiceSpec {
     /// Addresses per answer (1..=8).
     #[serde(default = "one")]
     pub answers: usize,
-    /// `none` (heaviest first), `weighted`, or `capacity` (weighted, with the weights and
-    /// overflow steered by measured load; see `capacity`).
-    #[serde(default = "none")]
-    pub spread: String,
+    /// How answers are spread over a region's nodes.
+    #[serde(default)]
+    pub spread: Choice<Spread>,
     /// With `spread: capacity`: the controller's settings.
     pub capacity: Option<SteerSpec>,
-    /// `use` or `ignore` the EDNS Client Subnet.
-    #[serde(default = "use_")]
-    pub ecs: String,
-    /// `any_region`, `last_resort`, `servfail` or `empty`.
-    #[serde(default = "any_region")]
-    pub all_down: String,
+    /// Whether the EDNS Client Subnet stands for the client.
+    #[serde(default)]
+    pub ecs: Choice<Ecs>,
+    /// What is answered when every node of the chain is down.
+    #[serde(default)]
+    pub all_down: Choice<AllDownSpec>,
     /// Nodes for `all_down: last_resort`.
     #[serde(default)]
     pub last_resort: Vec<MemberSpec>,
@@ -300,15 +330,53 @@ fn default_service_ttl() -> u32 {
 fn one() -> usize {
     1
 }
-fn none() -> String {
-    "none".into()
+
+/// How a service spreads answers over a region's nodes (`spread:`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// The heaviest healthy nodes.
+    #[default]
+    None,
+    /// Clients spread over the healthy nodes in proportion to weight, stable per client
+    /// network.
+    Weighted,
+    /// Like `weighted`, with the weights and overflow steered by measured load (see
+    /// `capacity`).
+    Capacity,
 }
-fn use_() -> String {
-    "use".into()
+
+impl Choices for Spread {}
+
+/// Whether a service reads the EDNS Client Subnet (`ecs:`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Ecs {
+    /// The subnet stands for the client.
+    #[default]
+    Use,
+    /// The resolver's address stands for the client.
+    Ignore,
 }
-fn any_region() -> String {
-    "any_region".into()
+
+impl Choices for Ecs {}
+
+/// What a service answers when every node of a client's chain is down (`all_down:`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AllDownSpec {
+    /// Every other region of the service, in declaration order.
+    #[default]
+    AnyRegion,
+    /// The `last_resort` nodes, whatever their health.
+    LastResort,
+    /// SERVFAIL.
+    Servfail,
+    /// NOERROR with no address.
+    Empty,
 }
+
+impl Choices for AllDownSpec {}
 
 /// A rule: exactly one selector, and the region chain for clients it selects.
 #[derive(Debug, Deserialize)]

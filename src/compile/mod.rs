@@ -24,9 +24,9 @@ use crate::config::{Config, DataSource, ReadError};
 use crate::geo::{GeoLayer, Layout};
 use crate::health::{HealthTable, State};
 use crate::live::FeedTable;
-use crate::snapshot::{Settings, Snapshot};
+use crate::snapshot::{Ranking, Settings, Snapshot};
 use crate::source::{Document, Errors, quote};
-use crate::spec::{MapFileSpec, NodeSpec, RegionSpec, ServiceSpec};
+use crate::spec::{MapFileSpec, NodeSpec, Rank, RegionSpec, ServiceSpec};
 
 /// A map file's text and where it came from.
 pub struct MapText {
@@ -53,20 +53,21 @@ pub struct Inputs<'a> {
 }
 
 /// Whether a region of `maps` ranks by distance: the client data must then keep the GeoIP
-/// databases' coordinates, which are otherwise dropped after the walk. Read leniently (a map
-/// that does not parse wants nothing); the build reports what is wrong with it.
+/// databases' coordinates, which are otherwise dropped after the walk. The regions are
+/// decoded as the build decodes them, leniently (a file or a region that does not decode wants
+/// nothing); the build reports what is wrong with them.
 pub fn wants_locations(maps: &[MapText]) -> bool {
     maps.iter().any(|m| {
-        let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&m.text) else {
+        let Ok(file) = serde_yaml::from_str::<MapFileSpec>(&m.text) else {
             return false;
         };
-        doc.get("regions")
-            .and_then(|r| r.as_sequence())
-            .is_some_and(|regions| {
-                regions
-                    .iter()
-                    .any(|r| r.get("rank").and_then(|v| v.as_str()) == Some("distance"))
-            })
+        let serde_yaml::Value::Sequence(regions) = file.regions else {
+            return false;
+        };
+        regions.into_iter().any(|r| {
+            serde_yaml::from_value::<RegionSpec>(r)
+                .is_ok_and(|r| r.rank.given() == Some(&Rank::Distance))
+        })
     })
 }
 
@@ -140,7 +141,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let mut proximity_nodes: Vec<usize> = region_set
         .regions
         .iter()
-        .filter(|r| r.proximity)
+        .filter(|r| r.rank == Ranking::Proximity)
         .flat_map(|r| r.members.iter().map(|&(n, _)| n))
         .collect();
     proximity_nodes.sort_unstable();

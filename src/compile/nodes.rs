@@ -8,9 +8,9 @@ use ip_network::IpNetwork;
 
 use super::hint;
 use crate::check::Check;
-use crate::snapshot::{DistanceRank, Node, Region};
+use crate::snapshot::{DistanceRank, Node, Ranking, Region};
 use crate::source::{Document, Errors, quote};
-use crate::spec::{MemberSpec, NodeSpec, RegionSpec, parse_cidr};
+use crate::spec::{MemberSpec, NodeSpec, Rank, RegionSpec, parse_cidr};
 use crate::wire::rtype;
 use crate::zone;
 
@@ -281,20 +281,14 @@ pub(super) fn regions(
                 }
             }
         }
-        let (proximity, by_distance) = match r.rank.as_str() {
-            "weight" => (false, false),
-            "proximity" => (true, false),
-            "distance" => (false, true),
-            _ => {
-                errors.0.push(d.error(
-                    &format!("{p}.rank"),
-                    "expected `weight`, `proximity` or `distance`",
-                ));
-                (false, false)
+        let rank = match d.choice(&format!("{p}.rank"), &r.rank, errors) {
+            None | Some(Rank::Weight) => Ranking::Weight,
+            Some(Rank::Proximity) => Ranking::Proximity,
+            Some(Rank::Distance) => {
+                Ranking::Distance(distance_rank(d, p, r, &m, set, node_specs, errors))
             }
         };
-        let distance = by_distance.then(|| distance_rank(d, p, r, &m, set, node_specs, errors));
-        if r.limit.is_some() && !by_distance {
+        if r.limit.is_some() && !matches!(rank, Ranking::Distance(_)) {
             errors.0.push(d.error(
                 &format!("{p}.limit"),
                 "`limit` needs `rank: distance` (it keeps the nearest nodes)",
@@ -304,8 +298,7 @@ pub(super) fn regions(
         regions.push(Region {
             name: r.name.clone(),
             members: m,
-            proximity,
-            distance,
+            rank,
         });
     }
     for (n, c) in region_checks {

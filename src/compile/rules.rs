@@ -11,7 +11,7 @@ use super::nodes::{NodeSet, RegionSet};
 use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
-use crate::snapshot::{PrefixFile, Region, RuleKind};
+use crate::snapshot::{PrefixFile, Ranking, Region, RuleKind};
 use crate::source::{Document, Errors, quote};
 use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
 
@@ -305,20 +305,20 @@ fn ranked_once(
     nodes: &NodeSet,
     errors: &mut Errors,
 ) {
-    let limited = |r: &Region| r.distance.as_ref().is_some_and(|x| x.limit.is_some());
+    let limited = |r: &Region| r.distance().is_some_and(|x| x.limit.is_some());
     for (k, &b) in chain.iter().enumerate() {
         let rb = &regions.regions[b];
         for &a in &chain[..k] {
             let ra = &regions.regions[a];
-            let why = if (ra.proximity && rb.distance.is_some())
-                || (ra.distance.is_some() && rb.proximity)
-            {
-                "one ranks by `proximity`, the other by `distance`"
-            } else if ra.distance.is_some() && rb.distance.is_some() && (limited(ra) || limited(rb))
-            {
-                "both rank by `distance` and one has a `limit`"
-            } else {
-                continue;
+            let why = match (&ra.rank, &rb.rank) {
+                (Ranking::Proximity, Ranking::Distance(_))
+                | (Ranking::Distance(_), Ranking::Proximity) => {
+                    "one ranks by `proximity`, the other by `distance`"
+                }
+                (Ranking::Distance(_), Ranking::Distance(_)) if limited(ra) || limited(rb) => {
+                    "both rank by `distance` and one has a `limit`"
+                }
+                _ => continue,
             };
             let Some(&(n, _)) = rb
                 .members

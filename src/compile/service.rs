@@ -15,7 +15,7 @@ use crate::snapshot::{
     AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service, SteerSettings, Steering, V6Table,
 };
 use crate::source::{Document, Errors};
-use crate::spec::ServiceSpec;
+use crate::spec::{AllDownSpec, Ecs, ServiceSpec, Spread};
 
 /// What every service of a build shares.
 pub(super) struct Context<'a> {
@@ -85,41 +85,23 @@ pub(super) fn service(
             format!("must be 1..={MAX_ANSWERS}"),
         ));
     }
-    let (spread, by_capacity) = match s.spread.as_str() {
-        "none" => (false, false),
-        "weighted" => (true, false),
-        "capacity" => (true, true),
-        _ => {
-            errors.0.push(d.error(
-                &format!("{p}.spread"),
-                "expected `none`, `weighted` or `capacity`",
-            ));
-            (false, false)
-        }
-    };
+    let spread = d
+        .choice(&format!("{p}.spread"), &s.spread, errors)
+        .unwrap_or_default();
+    let by_capacity = spread == Spread::Capacity;
     let steer = steer_settings(d, p, s, by_capacity, errors);
-    let use_ecs = match s.ecs.as_str() {
-        "use" => true,
-        "ignore" => false,
-        _ => {
-            errors
-                .0
-                .push(d.error(&format!("{p}.ecs"), "expected `use` or `ignore`"));
-            true
-        }
-    };
-    let all_down = match s.all_down.as_str() {
-        "any_region" => AllDown::AnyRegion,
-        "last_resort" => AllDown::LastResort,
-        "servfail" => AllDown::ServFail,
-        "empty" => AllDown::Empty,
-        _ => {
-            errors.0.push(d.error(
-                &format!("{p}.all_down"),
-                "expected `any_region`, `last_resort`, `servfail` or `empty`",
-            ));
-            AllDown::AnyRegion
-        }
+    let use_ecs = d
+        .choice(&format!("{p}.ecs"), &s.ecs, errors)
+        .unwrap_or_default()
+        == Ecs::Use;
+    let all_down = match d
+        .choice(&format!("{p}.all_down"), &s.all_down, errors)
+        .unwrap_or_default()
+    {
+        AllDownSpec::AnyRegion => AllDown::AnyRegion,
+        AllDownSpec::LastResort => AllDown::LastResort,
+        AllDownSpec::Servfail => AllDown::ServFail,
+        AllDownSpec::Empty => AllDown::Empty,
     };
     let last_resort = ctx
         .nodes
@@ -176,7 +158,7 @@ pub(super) fn service(
     let by_distance = rules.drafts.iter().any(|r| {
         r.chain
             .iter()
-            .any(|&ri| ctx.regions.regions[ri].distance.is_some())
+            .any(|&ri| ctx.regions.regions[ri].distance().is_some())
     });
     let t = table::tables(
         &mut rules,
@@ -209,7 +191,7 @@ pub(super) fn service(
         ttl: s.ttl,
         degraded_ttl,
         answers: s.answers,
-        spread,
+        spread: spread != Spread::None,
         use_ecs,
         all_down,
         last_resort,

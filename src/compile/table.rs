@@ -18,7 +18,7 @@ use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Region, RouteTable, V6Table};
+use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Ranking, Region, RouteTable, V6Table};
 
 /// Where the clients are: the locations of the first GeoIP database with locations, for
 /// regions that rank by distance. Computed once per build, only when one needs it.
@@ -39,6 +39,55 @@ type NodeRanks = Vec<(usize, u8)>;
 struct DistanceRule {
     nodes: Vec<(usize, (f64, f64))>,
     limits: Vec<(usize, Vec<usize>)>,
+}
+
+/// Where each layer of one family's address space sits in the list given to
+/// [`ranges::overlay`], which hands back the values of each piece in that order: the GeoIP
+/// rule, the ASN class and the operator's prefix rule first, then one layer per local-only
+/// node, one per node of a proximity region and the client's location.
+struct Positions {
+    /// One layer per local-only node (bit `i` of the mask for the `i`-th): 1 where the node's
+    /// own prefixes cover the address.
+    local: std::ops::Range<usize>,
+    /// One layer per proximity node (in the order of `prox_nodes`): its AS-path length.
+    paths: std::ops::Range<usize>,
+    /// The id of the client's location, when a region ranks by distance.
+    location: Option<usize>,
+}
+
+impl Positions {
+    /// The rule the GeoIP database selects (by the address's subdivision, country or
+    /// continent).
+    const GEO_RULE: usize = 0;
+    /// The ASN class of the address's origin (an index into the classes).
+    const ASN_CLASS: usize = 1;
+    /// The rule of the operator's longest prefix covering the address.
+    const PREFIX_RULE: usize = 2;
+    /// Where the per-node layers start.
+    const FIRST_NODE_LAYER: usize = 3;
+
+    /// The values of one piece, named.
+    fn piece<'v>(&self, v: &'v [Option<u32>]) -> Piece<'v> {
+        Piece {
+            geo_rule: v[Self::GEO_RULE],
+            asn_class: v[Self::ASN_CLASS],
+            prefix_rule: v[Self::PREFIX_RULE],
+            local: &v[self.local.clone()],
+            paths: &v[self.paths.clone()],
+            location: self.location.and_then(|l| v[l]),
+        }
+    }
+}
+
+/// What the layers say about one piece of the address space (see [`Positions`]); `None`
+/// where a layer does not cover it.
+struct Piece<'v> {
+    geo_rule: Option<u32>,
+    asn_class: Option<u32>,
+    prefix_rule: Option<u32>,
+    local: &'v [Option<u32>],
+    paths: &'v [Option<u32>],
+    location: Option<u32>,
 }
 
 /// A service's compiled decisions and route tables.
@@ -129,7 +178,7 @@ pub(super) fn tables(
             let mut list = Vec::new();
             for &ri in &r.chain {
                 let region = &regions[ri];
-                if !region.proximity {
+                if region.rank != Ranking::Proximity {
                     continue;
                 }
                 for &(n, _) in &region.members {
@@ -157,7 +206,7 @@ pub(super) fn tables(
             let mut dr = DistanceRule::default();
             for &ri in &r.chain {
                 let region = &regions[ri];
-                let Some(rank) = &region.distance else {
+                let Some(rank) = region.distance() else {
                     continue;
                 };
                 let mut positions = Vec::with_capacity(region.members.len());
@@ -230,12 +279,13 @@ pub(super) fn tables(
         }
         asn_ranges.retain(|r| r.2 != 0);
         let op_ranges = ranges::flatten(std::mem::take(&mut rules.prefixes[fam]), bits);
-        // Owned layers made here, borrowed ones shared by every service of the build.
-        let mut layers: Vec<Cow<'_, [Range]>> = vec![
-            Cow::Owned(geo_ranges),
-            Cow::Owned(asn_ranges),
-            Cow::Owned(op_ranges),
-        ];
+        // Owned layers made here, borrowed ones shared by every service of the build; in the
+        // order of `Positions`.
+        let mut layers: Vec<Cow<'_, [Range]>> = vec![Cow::Owned(Vec::new()); 3];
+        layers[Positions::GEO_RULE] = Cow::Owned(geo_ranges);
+        layers[Positions::ASN_CLASS] = Cow::Owned(asn_ranges);
+        layers[Positions::PREFIX_RULE] = Cow::Owned(op_ranges);
+        debug_assert_eq!(layers.len(), Positions::FIRST_NODE_LAYER);
         for l in local {
             let list: Vec<(u128, u8, u32)> = l
                 .prefixes
@@ -252,6 +302,7 @@ pub(super) fn tables(
                 .collect();
             layers.push(Cow::Owned(ranges::flatten(list, bits)));
         }
+        let local_layers = Positions::FIRST_NODE_LAYER..layers.len();
         // Proximity: one layer per node of a proximity region, its AS-path length.
         let prox_base = layers.len();
         for &n in &prox_nodes {
@@ -266,22 +317,32 @@ pub(super) fn tables(
             layers.push(Cow::Borrowed(&l.ranges[fam][..]));
             layers.len() - 1
         });
-        let prox_end = loc_layer.unwrap_or(layers.len());
+        let positions = Positions {
+            local: local_layers,
+            paths: prox_base..loc_layer.unwrap_or(layers.len()),
+            location: loc_layer,
+        };
         let mut decide = |v: &[Option<u32>]| -> u32 {
-            let class = classes[v[1].unwrap_or(0) as usize];
-            let rule = v[2].or(class.0).or(v[0]).unwrap_or(default_rule);
+            let piece = positions.piece(v);
+            let class = classes[piece.asn_class.unwrap_or(0) as usize];
+            // The operator's prefix, then the origin ASN, then the GeoIP location decide.
+            let rule = piece
+                .prefix_rule
+                .or(class.0)
+                .or(piece.geo_rule)
+                .unwrap_or(default_rule);
             let mut mask = class.1;
-            for (bit, val) in v[3..prox_base].iter().enumerate() {
+            for (bit, val) in piece.local.iter().enumerate() {
                 if val.is_some() {
                     mask |= 1 << bit;
                 }
             }
-            let mut ranks = ranks_for(&rule_prox[rule as usize], &v[prox_base..prox_end]);
+            let mut ranks = ranks_for(&rule_prox[rule as usize], piece.paths);
             let dr = &rule_dist[rule as usize];
-            if let (Some(li), Some(l)) = (loc_layer, locations)
+            if let Some(l) = locations
                 && !dr.nodes.is_empty()
             {
-                let at = v[li];
+                let at = piece.location;
                 let found = dist_memo.entry((rule, at)).or_insert_with(|| {
                     distance_ranks(dr, at.and_then(|i| l.points.get(i as usize).copied()))
                 });

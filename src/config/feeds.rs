@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use super::spec::{Checked, FeedsSpec, PeerSpec};
+use super::spec::{Checked, FeedsSpec, PeerMode, PeerSpec};
 use super::{FeedPeer, Feeds};
 use crate::source::{Document, Errors, join_path, quote};
 
@@ -225,17 +225,10 @@ fn load_peer(doc: &Document, p: &str, spec: PeerSpec, errors: &mut Errors) -> Op
             .0
             .push(doc.error(&at("asn"), "must be 1..=4294967295"));
     }
-    let passive = match take(doc, &at("mode"), spec.mode, errors).as_deref() {
-        Some("passive") | None => true,
-        Some("active") => false,
-        Some(_) => {
-            errors.0.push(doc.error(
-                &at("mode"),
-                "expected `passive` (the router connects) or `active` (Signpost connects)",
-            ));
-            true
-        }
-    };
+    let passive = take(doc, &at("mode"), spec.mode, errors)
+        .and_then(|mode| doc.choice(&at("mode"), &mode, errors))
+        .unwrap_or_default()
+        == PeerMode::Passive;
     let local_address = take(doc, &at("local_address"), spec.local_address, errors).flatten();
     if passive && local_address.is_some() {
         errors.0.push(doc.error(

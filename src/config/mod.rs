@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::source::{Document, Errors, quote};
 use crate::zone::Zone;
-use spec::{ConfigSpec, ListenSpec};
+use spec::{ConfigSpec, InitialState, ListenSpec, ReloadPriority};
 use zones::load_zones;
 
 /// Response rate limiting, ready to use.
@@ -424,16 +424,10 @@ impl Config {
                 .0
                 .push(doc.error("control.idle_timeout_ms", "must be at least 100"));
         }
-        let reload_low_priority = match spec.reload_priority.as_str() {
-            "low" => true,
-            "normal" => false,
-            _ => {
-                errors
-                    .0
-                    .push(doc.error("reload_priority", "expected `low` or `normal`"));
-                true
-            }
-        };
+        let reload_low_priority = doc
+            .choice("reload_priority", &spec.reload_priority, &mut errors)
+            .unwrap_or_default()
+            == ReloadPriority::Low;
         if spec.reload_guard.max_shrink_percent > 100 {
             errors
                 .0
@@ -454,15 +448,12 @@ impl Config {
                 .0
                 .push(doc.error("tcp.max_fd_percent", "must be 1..=100"));
         }
-        let health_initial = match spec.health.initial.as_str() {
-            "up" => crate::health::State::Up,
-            "down" => crate::health::State::Down,
-            _ => {
-                errors
-                    .0
-                    .push(doc.error("health.initial", "expected `up` or `down`"));
-                crate::health::State::Up
-            }
+        let health_initial = match doc
+            .choice("health.initial", &spec.health.initial, &mut errors)
+            .unwrap_or_default()
+        {
+            InitialState::Up => crate::health::State::Up,
+            InitialState::Down => crate::health::State::Down,
         };
         let as_path = |s: &String| match resolve(s) {
             DataSource::File(p) => Some(p),

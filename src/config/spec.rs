@@ -5,6 +5,8 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use crate::source::{Choice, Choices};
+
 /// The top of `signpost.yaml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,10 +50,9 @@ pub struct ConfigSpec {
     /// Milliseconds of quiet after a file change before reloading.
     #[serde(default = "default_debounce")]
     pub reload_debounce_ms: u64,
-    /// `low` (nice 19: a reload never takes CPU from the UDP workers, but takes longer on a
-    /// busy machine) or `normal`.
-    #[serde(default = "low")]
-    pub reload_priority: String,
+    /// The CPU priority reloads run at.
+    #[serde(default)]
+    pub reload_priority: Choice<ReloadPriority>,
     /// Reloads that remove served names or shrink the data are held until confirmed.
     #[serde(default)]
     pub reload_guard: ReloadGuardSpec,
@@ -69,6 +70,20 @@ pub struct ConfigSpec {
     /// The query log.
     pub query_log: Option<QueryLogSpec>,
 }
+
+/// The CPU priority of reloads (`reload_priority:`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadPriority {
+    /// Nice 19: a reload never takes CPU from the UDP workers, but takes longer on a busy
+    /// machine.
+    #[default]
+    Low,
+    /// The server's own priority.
+    Normal,
+}
+
+impl Choices for ReloadPriority {}
 
 /// The Prometheus metrics endpoint.
 #[derive(Debug, Default, Deserialize)]
@@ -104,8 +119,8 @@ fn default_queue() -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSpec {
-    /// State of a checked node before its first result: `up` or `down`.
-    pub initial: String,
+    /// State of a checked node before its first result.
+    pub initial: Choice<InitialState>,
     /// How long the first round of checks may delay answering, in milliseconds.
     pub startup_wait_ms: u64,
     /// Checks running at once.
@@ -115,12 +130,25 @@ pub struct HealthSpec {
 impl Default for HealthSpec {
     fn default() -> Self {
         HealthSpec {
-            initial: "up".into(),
+            initial: Choice::default(),
             startup_wait_ms: 3000,
             max_concurrent_checks: 64,
         }
     }
 }
+
+/// The state of a checked node before its first result (`health.initial:`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialState {
+    /// Up: answered with until a check says otherwise.
+    #[default]
+    Up,
+    /// Down: answered with only once a check has passed.
+    Down,
+}
+
+impl Choices for InitialState {}
 
 /// The reload guard: a reload whose new snapshot serves fewer names, or whose GeoIP or BGP
 /// file data shrink by more than `max_shrink_percent`, is held until confirmed.
@@ -169,10 +197,6 @@ impl Default for ControlSpec {
 
 fn default_udp_payload() -> u16 {
     1232
-}
-
-fn low() -> String {
-    "low".into()
 }
 
 fn default_debounce() -> u64 {
@@ -522,9 +546,9 @@ pub struct PeerSpec {
     /// The nodes (sites) whose network this router's table describes.
     #[serde(default = "no_nodes")]
     pub nodes: Checked<Vec<String>>,
-    /// `passive` (the router connects to `listen`) or `active` (Signpost connects).
+    /// Who opens the session.
     #[serde(default = "passive")]
-    pub mode: Checked<String>,
+    pub mode: Checked<Choice<PeerMode>>,
     /// The router's port, for an active session.
     #[serde(default = "bgp_port")]
     pub port: Checked<u16>,
@@ -551,8 +575,25 @@ fn no_nodes() -> Checked<Vec<String>> {
     Checked::Value(Vec::new())
 }
 
-fn passive() -> Checked<String> {
-    Checked::Value("passive".into())
+fn passive() -> Checked<Choice<PeerMode>> {
+    Checked::Value(Choice::default())
+}
+
+/// Who opens a feed session (`mode:`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerMode {
+    /// The router connects to `feeds.listen`.
+    #[default]
+    Passive,
+    /// Signpost connects to the router.
+    Active,
+}
+
+impl Choices for PeerMode {
+    fn refusal(_: &str, _: &[&str]) -> String {
+        "expected `passive` (the router connects) or `active` (Signpost connects)".into()
+    }
 }
 
 fn bgp_port() -> Checked<u16> {

@@ -66,20 +66,38 @@ pub struct Region {
     pub name: String,
     /// (node index, weight), sorted by weight descending then node name.
     pub members: Vec<(usize, u32)>,
-    /// Rank members by BGP proximity (the AS-path length from each node's own feeds to the
-    /// client) before weight: [`Decision::ranks`] holds the order.
-    pub proximity: bool,
-    /// Rank members by great-circle distance from the client's GeoIP location before weight
-    /// (`rank: distance`): [`Decision::ranks`] holds the order, [`BEYOND`] the members past
-    /// the limit. None for other regions.
-    pub distance: Option<DistanceRank>,
+    /// How members are ranked before weight.
+    pub rank: Ranking,
+}
+
+/// How a region ranks its members (`rank:`); every mode ranks by weight last.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Ranking {
+    /// By weight only: [`Region::members`] is the order.
+    #[default]
+    Weight,
+    /// By BGP proximity (the AS-path length from each node's own feeds to the client), then
+    /// weight: [`Decision::ranks`] holds the order.
+    Proximity,
+    /// By great-circle distance from the client's GeoIP location, then weight:
+    /// [`Decision::ranks`] holds the order, [`BEYOND`] the members past the limit.
+    Distance(DistanceRank),
 }
 
 impl Region {
     /// Whether [`Decision::ranks`] orders this region's members (proximity or distance).
     #[inline]
     pub fn ranked(&self) -> bool {
-        self.proximity || self.distance.is_some()
+        !matches!(self.rank, Ranking::Weight)
+    }
+
+    /// The distance ranking, for a region ranked by distance.
+    #[inline]
+    pub fn distance(&self) -> Option<&DistanceRank> {
+        match &self.rank {
+            Ranking::Distance(d) => Some(d),
+            _ => None,
+        }
     }
 }
 

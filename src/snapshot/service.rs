@@ -464,7 +464,7 @@ struct By<'a> {
 /// Whether `decision` leaves member `n` of `region` out: past a distance region's limit.
 #[inline(always)]
 fn beyond(region: &Region, decision: &Decision, n: usize) -> bool {
-    region.distance.is_some() && decision.ranks.get(n) == Some(&BEYOND)
+    region.distance().is_some() && decision.ranks.get(n) == Some(&BEYOND)
 }
 
 fn gcd(a: u64, b: u64) -> u64 {

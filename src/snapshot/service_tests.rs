@@ -1,5 +1,6 @@
 //! Unit tests of the pick: weight order, spread, proximity and distance ranks, stability.
 use super::*;
+use crate::snapshot::Ranking;
 use std::net::Ipv4Addr;
 
 fn node(name: &str, weight: u32) -> Node {
@@ -32,14 +33,12 @@ fn service(spread: bool, answers: usize) -> Service {
             Region {
                 name: "r0".into(),
                 members: vec![(0, 100), (1, 50), (2, 50)],
-                proximity: false,
-                distance: None,
+                rank: Ranking::Weight,
             },
             Region {
                 name: "r1".into(),
                 members: vec![(3, 10)],
-                proximity: false,
-                distance: None,
+                rank: Ranking::Weight,
             },
         ],
         rules: vec![],
@@ -158,7 +157,7 @@ fn proximity_ranks_before_weight_and_fills_answers_nearest_first() {
     let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
     let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
     let mut s = service(false, 2);
-    s.regions[0].proximity = true;
+    s.regions[0].rank = Ranking::Proximity;
     // n0 (heaviest) has no route, n1 is two tiers away, n2 nearest.
     let d = Decision {
         rule: 0,
@@ -192,7 +191,7 @@ fn distance_limit_leaves_members_beyond_out() {
     let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
     let health = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
     let mut s = service(false, 1);
-    s.regions[0].distance = Some(super::super::DistanceRank {
+    s.regions[0].rank = Ranking::Distance(super::super::DistanceRank {
         locations: vec![(0.0, 0.0); 3],
         limit: Some(1),
     });
