@@ -24,6 +24,8 @@ use crate::snapshot::{RuleKind, Snapshot, cells};
 use crate::tally::{Row, Tally};
 use crate::wire::{rcode, rtype};
 
+pub use crate::tally::{Histogram, LATENCY_BUCKETS};
+
 /// The layout of the query cells: per transport, a question type × rcode grid, then
 /// [`EXTRA`](query::EXTRA) single cells.
 pub mod query {
@@ -296,44 +298,6 @@ impl Retired {
                 *totals.entry(key.clone()).or_default() += v;
             }
         }
-    }
-}
-
-/// Buckets of a latency histogram, in seconds.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
-/// A histogram of durations (cumulative buckets are computed by the reader).
-#[derive(Clone, Debug, Default)]
-pub struct Histogram {
-    /// Observations per bucket of [`LATENCY_BUCKETS`] (the last entry: above them all).
-    pub counts: [u64; LATENCY_BUCKETS.len() + 1],
-    /// Sum of the observations, in seconds.
-    pub sum: f64,
-    /// Observations.
-    pub count: u64,
-}
-
-impl Histogram {
-    /// Records one duration.
-    pub fn observe(&mut self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| s <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.counts[i] += 1;
-        self.sum += s;
-        self.count += 1;
-    }
-
-    /// (upper bound, observations in the bucket alone) per bucket; the last bound, above
-    /// every other, is `f64::MAX` (`+Inf`).
-    pub fn buckets(&self) -> Vec<(f64, u64)> {
-        self.counts
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| (LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::MAX), c))
-            .collect()
     }
 }
 

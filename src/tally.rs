@@ -7,7 +7,8 @@
 //! rows. Rows are padded to whole cache lines.
 //!
 //! What a cell counts is decided by whoever allocates the tally; this module knows numbers
-//! only.
+//! only. A [`Histogram`] of durations (health-check latencies) is the other shape counts take
+//! off the query path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -114,6 +115,44 @@ impl Row<'_> {
     #[inline(always)]
     pub fn bump(&self, c: usize) {
         self.add(c, 1);
+    }
+}
+
+/// Buckets of a latency histogram, in seconds.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A histogram of durations (cumulative buckets are computed by the reader).
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket of [`LATENCY_BUCKETS`] (the last entry: above them all).
+    pub counts: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+    /// Observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&mut self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += s;
+        self.count += 1;
+    }
+
+    /// (upper bound, observations in the bucket alone) per bucket; the last bound, above
+    /// every other, is `f64::MAX` (`+Inf`).
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::MAX), c))
+            .collect()
     }
 }
 

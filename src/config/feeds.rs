@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use super::spec::{Checked, FeedsSpec, PeerMode, PeerSpec};
+use super::feeds_spec::{Checked, FeedsSpec, PeerMode, PeerSpec};
 use super::{FeedPeer, Feeds};
 use crate::source::{Document, Errors, join_path, quote};
 
