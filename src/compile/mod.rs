@@ -82,45 +82,15 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             Err(e) => errors.extend(e),
         }
     }
-    // Decode every file's sections.
-    let mut node_specs: Vec<(&Document, String, NodeSpec)> = Vec::new();
-    let mut region_specs: Vec<(&Document, String, RegionSpec)> = Vec::new();
-    let mut service_specs: Vec<(&Document, &MapText, String, ServiceSpec)> = Vec::new();
-    // Names defined in the files, decoded or not, and whether a whole file is unreadable.
-    let mut declared_nodes: HashSet<String> = HashSet::new();
-    let mut declared_regions: HashSet<String> = HashSet::new();
-    let mut incomplete = docs.len() < inputs.maps.len();
-    let mut capacity_unit: Option<String> = None;
-    for (m, d) in &docs {
-        let Some(file) = d.decode::<MapFileSpec>("", &d.root, &mut errors) else {
-            incomplete = true;
-            continue;
-        };
-        if let Some(u) = &file.capacity_unit {
-            match &capacity_unit {
-                Some(prev) if prev != u => errors.0.push(d.error(
-                    "capacity_unit",
-                    format!(
-                        "{} differs from {} given in another map file: one unit for all maps",
-                        quote(u),
-                        quote(prev)
-                    ),
-                )),
-                _ => capacity_unit = Some(u.clone()),
-            }
-        }
-        declared_nodes.extend(names(&file.nodes));
-        declared_regions.extend(names(&file.regions));
-        for (p, n) in d.decode_each::<NodeSpec>("nodes", &file.nodes, &mut errors) {
-            node_specs.push((d, p, n));
-        }
-        for (p, r) in d.decode_each::<RegionSpec>("regions", &file.regions, &mut errors) {
-            region_specs.push((d, p, r));
-        }
-        for (p, s) in d.decode_each::<ServiceSpec>("services", &file.services, &mut errors) {
-            service_specs.push((d, m, p, s));
-        }
-    }
+    let Decoded {
+        nodes: node_specs,
+        regions: region_specs,
+        services: service_specs,
+        declared_nodes,
+        declared_regions,
+        incomplete,
+        capacity_unit,
+    } = decode(&docs, docs.len() < inputs.maps.len(), &mut errors);
 
     let mut node_set = nodes::nodes(&node_specs, &mut errors);
     node_set.broken = nodes::Broken {
@@ -234,6 +204,73 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         cell_base: Vec::new(),
         capacity_unit,
     })
+}
+
+/// Every map file's sections, decoded, with where each item is; the names the files define,
+/// decoded or not; whether some file could not be read at all (`incomplete`); and the
+/// capacity unit they agree on.
+struct Decoded<'a> {
+    nodes: Vec<(&'a Document, String, NodeSpec)>,
+    regions: Vec<(&'a Document, String, RegionSpec)>,
+    services: Vec<(&'a Document, &'a MapText, String, ServiceSpec)>,
+    declared_nodes: HashSet<String>,
+    declared_regions: HashSet<String>,
+    incomplete: bool,
+    capacity_unit: Option<String>,
+}
+
+/// Decodes the parsed map files (`incomplete`: some file did not even parse).
+fn decode<'a>(
+    docs: &'a [(&'a MapText, Document)],
+    mut incomplete: bool,
+    errors: &mut Errors,
+) -> Decoded<'a> {
+    let mut node_specs: Vec<(&Document, String, NodeSpec)> = Vec::new();
+    let mut region_specs: Vec<(&Document, String, RegionSpec)> = Vec::new();
+    let mut service_specs: Vec<(&Document, &MapText, String, ServiceSpec)> = Vec::new();
+    // Names defined in the files, decoded or not, and whether a whole file is unreadable.
+    let mut declared_nodes: HashSet<String> = HashSet::new();
+    let mut declared_regions: HashSet<String> = HashSet::new();
+    let mut capacity_unit: Option<String> = None;
+    for (m, d) in docs {
+        let Some(file) = d.decode::<MapFileSpec>("", &d.root, errors) else {
+            incomplete = true;
+            continue;
+        };
+        if let Some(u) = &file.capacity_unit {
+            match &capacity_unit {
+                Some(prev) if prev != u => errors.0.push(d.error(
+                    "capacity_unit",
+                    format!(
+                        "{} differs from {} given in another map file: one unit for all maps",
+                        quote(u),
+                        quote(prev)
+                    ),
+                )),
+                _ => capacity_unit = Some(u.clone()),
+            }
+        }
+        declared_nodes.extend(names(&file.nodes));
+        declared_regions.extend(names(&file.regions));
+        for (p, n) in d.decode_each::<NodeSpec>("nodes", &file.nodes, errors) {
+            node_specs.push((d, p, n));
+        }
+        for (p, r) in d.decode_each::<RegionSpec>("regions", &file.regions, errors) {
+            region_specs.push((d, p, r));
+        }
+        for (p, s) in d.decode_each::<ServiceSpec>("services", &file.services, errors) {
+            service_specs.push((d, m, p, s));
+        }
+    }
+    Decoded {
+        nodes: node_specs,
+        regions: region_specs,
+        services: service_specs,
+        declared_nodes,
+        declared_regions,
+        incomplete,
+        capacity_unit,
+    }
 }
 
 /// Refuses a node steered by capacity in two services: each service's controller would
