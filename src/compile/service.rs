@@ -160,16 +160,16 @@ pub(super) fn service(
             .iter()
             .any(|&ri| ctx.regions.regions[ri].distance().is_some())
     });
-    let t = table::tables(
-        &mut rules,
+    let inputs = table::Inputs {
         default_rule,
-        &ctx.nodes.local,
-        ctx.client,
-        ctx.live,
-        &ctx.regions.regions,
-        ctx.geo,
-        by_distance.then(|| ctx.locations()),
-    );
+        local: &ctx.nodes.local,
+        client: ctx.client,
+        live: ctx.live,
+        regions: &ctx.regions.regions,
+        geo: ctx.geo,
+        locations: by_distance.then(|| ctx.locations()),
+    };
+    let t = table::tables(&mut rules, &inputs);
     if t.decisions.len() >= MAX_DECISIONS {
         errors.0.push(d.error(
             &format!("{p}.rules"),

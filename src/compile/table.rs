@@ -103,20 +103,91 @@ pub(super) struct Tables {
 /// The route tables pack a decision into 23 bits, the last value marking nested IPv6 blocks.
 pub(super) const MAX_DECISIONS: usize = crate::snapshot::NESTED as usize;
 
+/// What the route tables of one service are made from, besides its rules.
+pub(super) struct Inputs<'a> {
+    /// The rule of addresses no other rule selects.
+    pub default_rule: u32,
+    /// The local-only nodes (bit `i` of a decision's mask for the `i`-th).
+    pub local: &'a [LocalNode],
+    /// The GeoIP databases and BGP tables of the build.
+    pub client: &'a ClientData,
+    /// The live feeds' origins and AS paths.
+    pub live: &'a Live,
+    /// The regions the rules' chains index.
+    pub regions: &'a [Region],
+    /// The GeoIP layer whose keys select subdivision, country and continent rules.
+    pub geo: &'a GeoLayer,
+    /// The clients' locations, when a region ranks by distance.
+    pub locations: Option<&'a Locations>,
+}
+
 /// Compiles the route tables of a service whose rules are `rules`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn tables(
-    rules: &mut Rules,
-    default_rule: u32,
-    local: &[LocalNode],
-    client: &ClientData,
-    live: &Live,
-    regions: &[Region],
-    geo: &GeoLayer,
-    locations: Option<&Locations>,
-) -> Tables {
-    // The rule each GeoIP key selects.
-    let geo_rule: Vec<u32> = geo
+pub(super) fn tables(rules: &mut Rules, inputs: &Inputs) -> Tables {
+    let geo_rule = geo_rules(rules, inputs);
+    let asn_dbs: Vec<&GeoLayer> = inputs
+        .client
+        .geo()
+        .filter(|d| d.layout == Layout::Asn)
+        .map(|d| &*d.layer)
+        .collect();
+    let classes = AsnClasses::new(rules, inputs, &asn_dbs);
+    let (prox_nodes, rule_prox) = proximity_rules(rules, inputs.regions);
+    let [v4_prefixes, v6_prefixes] = std::mem::take(&mut rules.prefixes);
+    let mut decider = Decider {
+        rules,
+        inputs,
+        classes: &classes.list,
+        rule_dist: distance_rules(rules, inputs.regions),
+        rule_prox,
+        dist_memo: HashMap::new(),
+        decisions: Vec::new(),
+        decision_of: HashMap::new(),
+        plain_decision: vec![None; rules.drafts.len()],
+    };
+    let mut tables: (RouteTable<u32>, RouteTable<u128>) =
+        (RouteTable::default(), RouteTable::default());
+    for (fam, bits, prefixes) in [(0usize, 32u8, v4_prefixes), (1, 128, v6_prefixes)] {
+        let (layers, positions) = Layers {
+            inputs,
+            geo_rule: &geo_rule,
+            classes: &classes,
+            asn_dbs: &asn_dbs,
+            prox_nodes: &prox_nodes,
+        }
+        .family(fam, bits, prefixes);
+        // Neighbouring pieces often have the same layer values: decide those once.
+        let mut last: (Vec<Option<u32>>, u32) = (Vec::new(), u32::MAX);
+        let merged = ranges::overlay(&layers, bits, |v| {
+            if last.1 != u32::MAX && last.0 == v {
+                return last.1;
+            }
+            let d = decider.decide(&positions.piece(v));
+            last.0.clear();
+            last.0.extend_from_slice(v);
+            last.1 = d;
+            d
+        });
+        ranges::for_each_block(&merged, bits, |start, len, dec| {
+            if fam == 0 {
+                tables.0.push(start as u32, dec, len);
+            } else {
+                tables.1.push(start, dec, len);
+            }
+        });
+    }
+    tables.0.finish();
+    tables.1.finish();
+    Tables {
+        decisions: decider.decisions,
+        v4: tables.0,
+        v6: V6Table::from(tables.1),
+    }
+}
+
+/// The rule each key of the GeoIP layer selects (by subdivision, country, continent).
+fn geo_rules(rules: &Rules, inputs: &Inputs) -> Vec<u32> {
+    inputs
+        .geo
         .keys
         .iter()
         .map(|(cont, country, sub)| {
@@ -125,53 +196,62 @@ pub(super) fn tables(
                 .or_else(|| country.as_ref().and_then(|c| rules.by_country.get(c)))
                 .or_else(|| cont.as_ref().and_then(|c| rules.by_cont.get(c)))
                 .copied()
-                .unwrap_or(default_rule)
+                .unwrap_or(inputs.default_rule)
         })
-        .collect();
+        .collect()
+}
 
-    // ASN classes: (rule for the ASN, local-only nodes whose ASN it is).
-    let mut classes: Vec<(Option<u32>, u64)> = vec![(None, 0)];
-    let mut class_of: HashMap<(Option<u32>, u64), u32> = HashMap::from([((None, 0), 0)]);
-    let mut asn_class_of: HashMap<u32, u32> = HashMap::new();
-    let asn_dbs: Vec<&GeoLayer> = client
-        .geo()
-        .filter(|d| d.layout == Layout::Asn)
-        .map(|d| &*d.layer)
-        .collect();
-    let all_asns = client
-        .bgp()
-        .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
-        .chain(asn_dbs.iter().flat_map(|l| {
-            l.spans
-                .ranges(false)
-                .chain(l.spans.ranges(true))
-                .map(|r| r.2)
-        }))
-        .chain(live.origins.iter().flatten().map(|p| p.2));
-    {
+/// The origin ASNs grouped by what they decide: (the rule for the ASN, the local-only nodes
+/// whose ASN it is). Class 0 decides nothing.
+struct AsnClasses {
+    /// The classes, by id.
+    list: Vec<(Option<u32>, u64)>,
+    /// The class of each origin ASN met in the data.
+    of: HashMap<u32, u32>,
+}
+
+impl AsnClasses {
+    fn new(rules: &Rules, inputs: &Inputs, asn_dbs: &[&GeoLayer]) -> AsnClasses {
+        let mut list: Vec<(Option<u32>, u64)> = vec![(None, 0)];
+        let mut class_of: HashMap<(Option<u32>, u64), u32> = HashMap::from([((None, 0), 0)]);
+        let mut of: HashMap<u32, u32> = HashMap::new();
+        let all_asns = inputs
+            .client
+            .bgp()
+            .flat_map(|t| t.v4.iter().chain(&t.v6).map(|p| p.2))
+            .chain(asn_dbs.iter().flat_map(|l| {
+                l.spans
+                    .ranges(false)
+                    .chain(l.spans.ranges(true))
+                    .map(|r| r.2)
+            }))
+            .chain(inputs.live.origins.iter().flatten().map(|p| p.2));
         for asn in all_asns {
-            if asn_class_of.contains_key(&asn) {
+            if of.contains_key(&asn) {
                 continue;
             }
             let mut mask = 0u64;
-            for (bit, l) in local.iter().enumerate() {
+            for (bit, l) in inputs.local.iter().enumerate() {
                 if l.asns.contains(&asn) {
                     mask |= 1 << bit;
                 }
             }
             let key = (rules.by_asn.get(&asn).copied(), mask);
             let id = *class_of.entry(key).or_insert_with(|| {
-                classes.push(key);
-                (classes.len() - 1) as u32
+                list.push(key);
+                (list.len() - 1) as u32
             });
-            asn_class_of.insert(asn, id);
+            of.insert(asn, id);
         }
+        AsnClasses { list, of }
     }
+}
 
-    // The nodes of proximity regions, and for each rule those its chain ranks: (position in
-    // `prox_nodes`, node index).
+/// The nodes of proximity regions, and for each rule those its chain ranks: (position in
+/// the node list, node index).
+fn proximity_rules(rules: &Rules, regions: &[Region]) -> (Vec<usize>, Vec<Vec<(usize, usize)>>) {
     let mut prox_nodes: Vec<usize> = Vec::new();
-    let rule_prox: Vec<Vec<(usize, usize)>> = rules
+    let rule_prox = rules
         .drafts
         .iter()
         .map(|r| {
@@ -197,9 +277,12 @@ pub(super) fn tables(
             list
         })
         .collect();
+    (prox_nodes, rule_prox)
+}
 
-    // The nodes of distance regions, for each rule (empty when its chain has none).
-    let rule_dist: Vec<DistanceRule> = rules
+/// The nodes of distance regions, for each rule (empty when its chain has none).
+fn distance_rules(rules: &Rules, regions: &[Region]) -> Vec<DistanceRule> {
+    rules
         .drafts
         .iter()
         .map(|r| {
@@ -226,67 +309,41 @@ pub(super) fn tables(
             }
             dr
         })
-        .collect();
-    // Distance ranks by (rule, location id): many pieces of the space share a location.
-    let mut dist_memo: HashMap<(u32, Option<u32>), NodeRanks> = HashMap::new();
+        .collect()
+}
 
-    let mut decisions: Vec<Decision> = Vec::new();
-    let mut decision_of: HashMap<(u32, u64, Vec<u8>), u32> = HashMap::new();
-    // The decision of each rule for pieces without local-only nodes or ranks.
-    let mut plain_decision: Vec<Option<u32>> = vec![None; rules.drafts.len()];
-    let mut tables: (RouteTable<u32>, RouteTable<u128>) =
-        (RouteTable::default(), RouteTable::default());
-    for (fam, bits) in [(0usize, 32u8), (1, 128)] {
+/// What one family's layers are made from.
+struct Layers<'a> {
+    inputs: &'a Inputs<'a>,
+    geo_rule: &'a [u32],
+    classes: &'a AsnClasses,
+    asn_dbs: &'a [&'a GeoLayer],
+    prox_nodes: &'a [usize],
+}
+
+impl<'a> Layers<'a> {
+    /// The layers of family `fam` (0: IPv4 of `bits` 32, 1: IPv6), in the order of the
+    /// [`Positions`] returned with them; `prefixes` are the operator's prefix rules.
+    fn family(
+        &self,
+        fam: usize,
+        bits: u8,
+        prefixes: Vec<(u128, u8, u32)>,
+    ) -> (Vec<Cow<'a, [Range]>>, Positions) {
+        let inputs = self.inputs;
         // Merge neighbours that select the same rule.
         let mut geo_ranges: Vec<Range> = Vec::new();
-        for (start, end, k) in geo.spans.ranges(fam == 1) {
-            ranges::push_merged(&mut geo_ranges, start, end, geo_rule[k as usize]);
+        for (start, end, k) in inputs.geo.spans.ranges(fam == 1) {
+            ranges::push_merged(&mut geo_ranges, start, end, self.geo_rule[k as usize]);
         }
-        // BGP: earlier tables win, so they go last into `flatten`.
-        let mut bgp_prefixes = Vec::new();
-        for t in client.bgp().collect::<Vec<_>>().into_iter().rev() {
-            let list = if fam == 0 { &t.v4 } else { &t.v6 };
-            bgp_prefixes.extend(list.iter().map(|&(s, l, asn)| (s, l, asn_class_of[&asn])));
-        }
-        let mut asn_ranges = ranges::flatten(bgp_prefixes, bits);
-        // ASN databases fill what the BGP tables do not cover.
-        if !asn_dbs.is_empty() {
-            let mut layers = vec![asn_ranges];
-            for l in &asn_dbs {
-                layers.push(
-                    l.spans
-                        .ranges(fam == 1)
-                        .map(|(s, e, asn)| (s, e, asn_class_of[&asn]))
-                        .collect(),
-                );
-            }
-            asn_ranges = ranges::overlay(&layers, bits, |v| {
-                v.iter().flatten().next().copied().unwrap_or(0)
-            });
-        }
-        // Live feeds decide wherever one of them covers the address (see `live`).
-        if !live.origins[fam].is_empty() {
-            let live_ranges = ranges::flatten(
-                live.origins[fam]
-                    .iter()
-                    .map(|&(s, l, asn)| (s, l, asn_class_of[&asn]))
-                    .collect(),
-                bits,
-            );
-            asn_ranges = ranges::overlay(&[live_ranges, asn_ranges], bits, |v| {
-                v.iter().flatten().next().copied().unwrap_or(0)
-            });
-        }
-        asn_ranges.retain(|r| r.2 != 0);
-        let op_ranges = ranges::flatten(std::mem::take(&mut rules.prefixes[fam]), bits);
         // Owned layers made here, borrowed ones shared by every service of the build; in the
         // order of `Positions`.
-        let mut layers: Vec<Cow<'_, [Range]>> = vec![Cow::Owned(Vec::new()); 3];
+        let mut layers: Vec<Cow<'a, [Range]>> = vec![Cow::Owned(Vec::new()); 3];
         layers[Positions::GEO_RULE] = Cow::Owned(geo_ranges);
-        layers[Positions::ASN_CLASS] = Cow::Owned(asn_ranges);
-        layers[Positions::PREFIX_RULE] = Cow::Owned(op_ranges);
+        layers[Positions::ASN_CLASS] = Cow::Owned(self.asn_ranges(fam, bits));
+        layers[Positions::PREFIX_RULE] = Cow::Owned(ranges::flatten(prefixes, bits));
         debug_assert_eq!(layers.len(), Positions::FIRST_NODE_LAYER);
-        for l in local {
+        for l in inputs.local {
             let list: Vec<(u128, u8, u32)> = l
                 .prefixes
                 .iter()
@@ -305,15 +362,17 @@ pub(super) fn tables(
         let local_layers = Positions::FIRST_NODE_LAYER..layers.len();
         // Proximity: one layer per node of a proximity region, its AS-path length.
         let prox_base = layers.len();
-        for &n in &prox_nodes {
+        for &n in self.prox_nodes {
             layers.push(
-                live.paths
+                inputs
+                    .live
+                    .paths
                     .get(&n)
                     .map_or(Cow::Borrowed(&[][..]), |p| Cow::Borrowed(&p[fam][..])),
             );
         }
         // Distance: one layer, the id of the client's location.
-        let loc_layer = locations.map(|l| {
+        let loc_layer = inputs.locations.map(|l| {
             layers.push(Cow::Borrowed(&l.ranges[fam][..]));
             layers.len() - 1
         });
@@ -322,85 +381,120 @@ pub(super) fn tables(
             paths: prox_base..loc_layer.unwrap_or(layers.len()),
             location: loc_layer,
         };
-        let mut decide = |v: &[Option<u32>]| -> u32 {
-            let piece = positions.piece(v);
-            let class = classes[piece.asn_class.unwrap_or(0) as usize];
-            // The operator's prefix, then the origin ASN, then the GeoIP location decide.
-            let rule = piece
-                .prefix_rule
-                .or(class.0)
-                .or(piece.geo_rule)
-                .unwrap_or(default_rule);
-            let mut mask = class.1;
-            for (bit, val) in piece.local.iter().enumerate() {
-                if val.is_some() {
-                    mask |= 1 << bit;
-                }
-            }
-            let mut ranks = ranks_for(&rule_prox[rule as usize], piece.paths);
-            let dr = &rule_dist[rule as usize];
-            if let Some(l) = locations
-                && !dr.nodes.is_empty()
-            {
-                let at = piece.location;
-                let found = dist_memo.entry((rule, at)).or_insert_with(|| {
-                    distance_ranks(dr, at.and_then(|i| l.points.get(i as usize).copied()))
-                });
-                for &(n, r) in found.iter() {
-                    if ranks.len() <= n {
-                        ranks.resize(n + 1, 0);
-                    }
-                    ranks[n] = r;
-                }
-            }
-            // Most pieces rank nothing and serve every client: their decision is the rule's.
-            let plain = mask == 0 && ranks.is_empty();
-            if plain && let Some(&Some(d)) = plain_decision.get(rule as usize) {
-                return d;
-            }
-            let key = (rule, mask, ranks);
-            if let Some(&d) = decision_of.get(&key) {
-                return d;
-            }
-            decisions.push(Decision {
-                rule: rule as usize,
-                chain: rules.drafts[rule as usize].chain.clone().into(),
-                local_mask: mask,
-                ranks: key.2.clone().into_boxed_slice(),
-            });
-            let d = (decisions.len() - 1) as u32;
-            decision_of.insert(key, d);
-            if plain {
-                plain_decision[rule as usize] = Some(d);
-            }
-            d
-        };
-        // Neighbouring pieces often have the same layer values: decide those once.
-        let mut last: (Vec<Option<u32>>, u32) = (Vec::new(), u32::MAX);
-        let merged = ranges::overlay(&layers, bits, |v| {
-            if last.1 != u32::MAX && last.0 == v {
-                return last.1;
-            }
-            let d = decide(v);
-            last.0.clear();
-            last.0.extend_from_slice(v);
-            last.1 = d;
-            d
-        });
-        ranges::for_each_block(&merged, bits, |start, len, dec| {
-            if fam == 0 {
-                tables.0.push(start as u32, dec, len);
-            } else {
-                tables.1.push(start, dec, len);
-            }
-        });
+        (layers, positions)
     }
-    tables.0.finish();
-    tables.1.finish();
-    Tables {
-        decisions,
-        v4: tables.0,
-        v6: V6Table::from(tables.1),
+
+    /// The ASN class of each address of family `fam`: BGP tables first (earlier tables win),
+    /// ASN databases where they cover nothing, live feeds above both wherever they cover.
+    fn asn_ranges(&self, fam: usize, bits: u8) -> Vec<Range> {
+        let (inputs, class_of) = (self.inputs, &self.classes.of);
+        // Earlier tables win, so they go last into `flatten`.
+        let mut bgp_prefixes = Vec::new();
+        for t in inputs.client.bgp().collect::<Vec<_>>().into_iter().rev() {
+            let list = if fam == 0 { &t.v4 } else { &t.v6 };
+            bgp_prefixes.extend(list.iter().map(|&(s, l, asn)| (s, l, class_of[&asn])));
+        }
+        let mut asn_ranges = ranges::flatten(bgp_prefixes, bits);
+        if !self.asn_dbs.is_empty() {
+            let mut layers = vec![asn_ranges];
+            for l in self.asn_dbs {
+                layers.push(
+                    l.spans
+                        .ranges(fam == 1)
+                        .map(|(s, e, asn)| (s, e, class_of[&asn]))
+                        .collect(),
+                );
+            }
+            asn_ranges = ranges::overlay(&layers, bits, |v| {
+                v.iter().flatten().next().copied().unwrap_or(0)
+            });
+        }
+        // Live feeds decide wherever one of them covers the address (see `live`).
+        if !inputs.live.origins[fam].is_empty() {
+            let live_ranges = ranges::flatten(
+                inputs.live.origins[fam]
+                    .iter()
+                    .map(|&(s, l, asn)| (s, l, class_of[&asn]))
+                    .collect(),
+                bits,
+            );
+            asn_ranges = ranges::overlay(&[live_ranges, asn_ranges], bits, |v| {
+                v.iter().flatten().next().copied().unwrap_or(0)
+            });
+        }
+        asn_ranges.retain(|r| r.2 != 0);
+        asn_ranges
+    }
+}
+
+/// Turns pieces of the address space into decisions, each distinct decision made once.
+struct Decider<'a> {
+    rules: &'a Rules,
+    inputs: &'a Inputs<'a>,
+    classes: &'a [(Option<u32>, u64)],
+    rule_prox: Vec<Vec<(usize, usize)>>,
+    rule_dist: Vec<DistanceRule>,
+    /// Distance ranks by (rule, location id): many pieces of the space share a location.
+    dist_memo: HashMap<(u32, Option<u32>), NodeRanks>,
+    decisions: Vec<Decision>,
+    decision_of: HashMap<(u32, u64, Vec<u8>), u32>,
+    /// The decision of each rule for pieces without local-only nodes or ranks.
+    plain_decision: Vec<Option<u32>>,
+}
+
+impl Decider<'_> {
+    /// The decision for one piece.
+    fn decide(&mut self, piece: &Piece) -> u32 {
+        let class = self.classes[piece.asn_class.unwrap_or(0) as usize];
+        // The operator's prefix, then the origin ASN, then the GeoIP location decide.
+        let rule = piece
+            .prefix_rule
+            .or(class.0)
+            .or(piece.geo_rule)
+            .unwrap_or(self.inputs.default_rule);
+        let mut mask = class.1;
+        for (bit, val) in piece.local.iter().enumerate() {
+            if val.is_some() {
+                mask |= 1 << bit;
+            }
+        }
+        let mut ranks = ranks_for(&self.rule_prox[rule as usize], piece.paths);
+        let dr = &self.rule_dist[rule as usize];
+        if let Some(l) = self.inputs.locations
+            && !dr.nodes.is_empty()
+        {
+            let at = piece.location;
+            let found = self.dist_memo.entry((rule, at)).or_insert_with(|| {
+                distance_ranks(dr, at.and_then(|i| l.points.get(i as usize).copied()))
+            });
+            for &(n, r) in found.iter() {
+                if ranks.len() <= n {
+                    ranks.resize(n + 1, 0);
+                }
+                ranks[n] = r;
+            }
+        }
+        // Most pieces rank nothing and serve every client: their decision is the rule's.
+        let plain = mask == 0 && ranks.is_empty();
+        if plain && let Some(&Some(d)) = self.plain_decision.get(rule as usize) {
+            return d;
+        }
+        let key = (rule, mask, ranks);
+        if let Some(&d) = self.decision_of.get(&key) {
+            return d;
+        }
+        self.decisions.push(Decision {
+            rule: rule as usize,
+            chain: self.rules.drafts[rule as usize].chain.clone().into(),
+            local_mask: mask,
+            ranks: key.2.clone().into_boxed_slice(),
+        });
+        let d = (self.decisions.len() - 1) as u32;
+        self.decision_of.insert(key, d);
+        if plain {
+            self.plain_decision[rule as usize] = Some(d);
+        }
+        d
     }
 }
 
