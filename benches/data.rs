@@ -12,7 +12,7 @@ use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use signpost::bgp::BgpTable;
+use signpost::bgp::{BgpTable, TableFormat};
 use signpost::geo::GeoDb;
 
 fn rss_mb() -> u64 {
@@ -58,7 +58,7 @@ fn main() {
     println!("start: RSS {} MB", rss_mb());
     let bytes = std::fs::read(&pyasn).unwrap();
     let t = Instant::now();
-    let table = BgpTable::load("pyasn", &bytes, "pyasn").unwrap();
+    let table = BgpTable::load("pyasn", &bytes, Some(TableFormat::Text)).unwrap();
     println!(
         "pyasn 2015 full table: {} IPv4 + {} IPv6 prefixes loaded in {:.2} s",
         table.v4.len(),
@@ -80,7 +80,7 @@ fn main() {
             reencoded.push('\n');
         }
         let t = Instant::now();
-        let big = BgpTable::load("bart", reencoded.as_bytes(), "pyasn").unwrap();
+        let big = BgpTable::load("bart", reencoded.as_bytes(), Some(TableFormat::Text)).unwrap();
         println!(
             "bart 2024-size table: {} IPv4 + {} IPv6 prefixes loaded in {:.2} s",
             big.v4.len(),
@@ -91,7 +91,7 @@ fn main() {
 
     let bytes = std::fs::read(&city).unwrap();
     let t = Instant::now();
-    let geo = GeoDb::open("city", bytes, "auto").unwrap();
+    let geo = GeoDb::open("city", bytes, None).unwrap();
     println!(
         "GeoLite2-City opened, verified by a full walk and flattened ({} IPv4 + {} IPv6 ranges) in {:.2} s",
         geo.layer.spans.v4.len(),

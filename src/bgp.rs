@@ -24,13 +24,20 @@ use ip_network_table::IpNetworkTable;
 /// The current route of each (peer, ADD-PATH id) for one prefix: (origin ASN, AS path length).
 type PeerRoutes = std::collections::HashMap<(IpAddr, u32), (u32, u32)>;
 
+/// How a prefix table is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    /// MRT (TABLE_DUMP, TABLE_DUMP_V2, BGP4MP).
+    Mrt,
+    /// Text: pyasn or CAIDA pfx2as lines.
+    Text,
+}
+
 /// Why a prefix table cannot be loaded.
 #[derive(Debug)]
 pub enum TableError {
     /// The file is empty.
     Empty,
-    /// The `format` is not `auto`, `mrt`, `pyasn` or `pfx2as`.
-    UnknownFormat(String),
     /// The file starts like gzip but does not decompress.
     Gzip(std::io::Error),
     /// The file starts like bzip2 and not even its start decompresses.
@@ -45,10 +52,6 @@ impl std::fmt::Display for TableError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TableError::Empty => f.write_str("empty file"),
-            TableError::UnknownFormat(format) => write!(
-                f,
-                "unknown BGP table format {format:?}; expected auto, mrt, pyasn or pfx2as"
-            ),
             TableError::Gzip(e) => write!(f, "bad gzip data: {e}"),
             TableError::Bzip2(e) => write!(f, "bad bzip2 data: {e}"),
             TableError::NotUtf8 => f.write_str("neither MRT nor a text prefix table (not UTF-8)"),
@@ -90,16 +93,22 @@ impl std::fmt::Debug for BgpTable {
 }
 
 impl BgpTable {
-    /// Parses a table from its bytes; `format` is `auto`, `mrt`, `pyasn` or `pfx2as`.
-    pub fn load(name: &str, bytes: &[u8], format: &str) -> Result<BgpTable, TableError> {
+    /// Parses a table from its bytes, in `format` (`None`: MRT when the bytes look like MRT,
+    /// else text).
+    pub fn load(
+        name: &str,
+        bytes: &[u8],
+        format: Option<TableFormat>,
+    ) -> Result<BgpTable, TableError> {
         if bytes.is_empty() {
             return Err(TableError::Empty);
         }
-        if !matches!(format, "auto" | "pyasn" | "pfx2as" | "mrt") {
-            return Err(TableError::UnknownFormat(format.to_string()));
-        }
         let data = decompress(bytes)?;
-        if format == "mrt" || (format == "auto" && looks_like_mrt(&data)) {
+        let mrt = match format {
+            Some(f) => f == TableFormat::Mrt,
+            None => looks_like_mrt(&data),
+        };
+        if mrt {
             return BgpTable::load_mrt(name, &data);
         }
         let text = String::from_utf8(data).map_err(|_| TableError::NotUtf8)?;
@@ -321,7 +330,7 @@ mod tests {
     #[test]
     fn both_text_formats_and_bad_lines() {
         let text = "; comment\n8.8.8.0/24\t15169\n1.0.0.0\t24\t13335\n2001:db8::/32\t64500_64501\n9.9.9.0/24\tx\n";
-        let t = BgpTable::load("t", text.as_bytes(), "auto").unwrap();
+        let t = BgpTable::load("t", text.as_bytes(), None).unwrap();
         assert_eq!(t.v4.len(), 2);
         assert_eq!(t.v6.len(), 1);
         assert_eq!(t.skipped, 1);
@@ -329,7 +338,7 @@ mod tests {
         let (net, asn) = t.lookup("8.8.8.8".parse().unwrap()).unwrap();
         assert_eq!((net.to_string().as_str(), asn), ("8.8.8.0/24", 15169));
         assert_eq!(t.lookup("2001:db8::1".parse().unwrap()).unwrap().1, 64500);
-        assert!(BgpTable::load("t", b"garbage\n", "auto").is_err());
-        assert!(BgpTable::load("t", b"", "auto").is_err());
+        assert!(BgpTable::load("t", b"garbage\n", None).is_err());
+        assert!(BgpTable::load("t", b"", None).is_err());
     }
 }

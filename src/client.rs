@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::bgp::BgpTable;
-use crate::config::DataFile;
+use crate::bgp::{BgpTable, TableFormat};
+use crate::config::{BgpFormat, DataFile, GeoipFormat};
 use crate::geo::{GeoDb, Layout};
 use crate::source::Errors;
 
@@ -24,11 +24,38 @@ pub struct ClientData {
     bgp: Vec<(Option<Stamp>, Arc<BgpTable>)>,
 }
 
+/// The declared format of an input file (part of its [`Stamp`]: a file read again under
+/// another format is not the same input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Geoip(GeoipFormat),
+    Bgp(BgpFormat),
+}
+
+/// The layout a declared GeoIP format asks for (`None`: detect it).
+fn layout(format: GeoipFormat) -> Option<Layout> {
+    match format {
+        GeoipFormat::Auto => None,
+        GeoipFormat::Geoip2 => Some(Layout::GeoIp2),
+        GeoipFormat::Asn => Some(Layout::Asn),
+        GeoipFormat::Flat => Some(Layout::Flat),
+    }
+}
+
+/// The table format a declared BGP format asks for (`None`: detect it).
+fn table_format(format: BgpFormat) -> Option<TableFormat> {
+    match format {
+        BgpFormat::Auto => None,
+        BgpFormat::Mrt => Some(TableFormat::Mrt),
+        BgpFormat::Pyasn | BgpFormat::Pfx2as => Some(TableFormat::Text),
+    }
+}
+
 /// What identifies one version of an input file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamp {
     source: crate::config::DataSource,
-    format: String,
+    format: Format,
     len: u64,
     modified: Option<std::time::SystemTime>,
     inode: u64,
@@ -36,14 +63,14 @@ pub struct Stamp {
 
 impl Stamp {
     /// The stamp of `source` now; None when it cannot be read (it will be read, and fail).
-    fn of(source: &crate::config::DataSource, format: &str) -> Option<Stamp> {
+    fn of(source: &crate::config::DataSource, format: Format) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt;
         match source {
             crate::config::DataSource::File(p) => {
                 let m = std::fs::metadata(p).ok()?;
                 Some(Stamp {
                     source: source.clone(),
-                    format: format.into(),
+                    format,
                     len: m.len(),
                     modified: m.modified().ok(),
                     inode: m.ino(),
@@ -51,7 +78,7 @@ impl Stamp {
             }
             crate::config::DataSource::Embedded(_) => Some(Stamp {
                 source: source.clone(),
-                format: format.into(),
+                format,
                 len: 0,
                 modified: None,
                 inode: 0,
@@ -94,7 +121,7 @@ pub struct ClientInfo {
 impl ClientData {
     /// Loads every input, keeping the coordinates of the location databases; all failures
     /// are reported, each naming its file.
-    pub fn load(geo: &[DataFile], bgp: &[DataFile]) -> Result<ClientData, Errors> {
+    pub fn load(geo: &[DataFile<GeoipFormat>], bgp: &[DataFile<BgpFormat>]) -> Result<ClientData, Errors> {
         ClientData::load_reusing(geo, bgp, None, true)
     }
 
@@ -104,8 +131,8 @@ impl ClientData {
     /// time and inode) is reused instead of read again, so that a reload costs only what
     /// changed. A database loaded without coordinates is read again when they are wanted.
     pub fn load_reusing(
-        geo: &[DataFile],
-        bgp: &[DataFile],
+        geo: &[DataFile<GeoipFormat>],
+        bgp: &[DataFile<BgpFormat>],
         previous: Option<&ClientData>,
         locations: bool,
     ) -> Result<ClientData, Errors> {
@@ -113,7 +140,7 @@ impl ClientData {
         let mut data = ClientData::default();
         for f in geo {
             let name = f.source.display();
-            let stamp = Stamp::of(&f.source, &f.format);
+            let stamp = Stamp::of(&f.source, Format::Geoip(f.format));
             // Only the first location database's coordinates are used (by distance ranking and
             // the lookups): the ones after it keep none.
             let locations = locations && data.geo.iter().all(|(_, d)| d.layout == Layout::Asn);
@@ -132,7 +159,7 @@ impl ClientData {
                 }
             }
             match f.source.read().map_err(|e| e.to_string()).and_then(|b| {
-                GeoDb::open_with(&name, b, &f.format, locations).map_err(|e| e.to_string())
+                GeoDb::open_with(&name, b, layout(f.format), locations).map_err(|e| e.to_string())
             }) {
                 Ok(db) => data.geo.push((stamp, Arc::new(db))),
                 Err(e) => errors.file(&name, e),
@@ -140,7 +167,7 @@ impl ClientData {
         }
         for f in bgp {
             let name = f.source.display();
-            let stamp = Stamp::of(&f.source, &f.format);
+            let stamp = Stamp::of(&f.source, Format::Bgp(f.format));
             if let Some(old) =
                 previous.and_then(|p| p.bgp.iter().find(|(s, _)| stamp.is_some() && *s == stamp))
             {
@@ -151,7 +178,7 @@ impl ClientData {
                 .source
                 .read()
                 .map_err(|e| e.to_string())
-                .and_then(|b| BgpTable::load(&name, &b, &f.format).map_err(|e| e.to_string()))
+                .and_then(|b| BgpTable::load(&name, &b, table_format(f.format)).map_err(|e| e.to_string()))
             {
                 Ok(t) => {
                     if t.skipped > 0 {
@@ -307,7 +334,7 @@ mod tests {
         );
         let file = DataFile {
             source: crate::config::DataSource::File(path.into()),
-            format: "auto".into(),
+            format: GeoipFormat::Auto,
         };
         let data = ClientData::load_reusing(&[file.clone(), file], &[], None, true).unwrap();
         let kept: Vec<bool> = data.geo().map(|d| d.locations.is_some()).collect();
@@ -317,11 +344,11 @@ mod tests {
             &[
                 DataFile {
                     source: crate::config::DataSource::File(path.into()),
-                    format: "auto".into(),
+                    format: GeoipFormat::Auto,
                 },
                 DataFile {
                     source: crate::config::DataSource::File(path.into()),
-                    format: "auto".into(),
+                    format: GeoipFormat::Auto,
                 },
             ],
             &[],

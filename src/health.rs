@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// The effective state of a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The effective state of a node; in files and messages its lowercase name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     /// Serving.
     Up = 0,

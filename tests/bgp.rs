@@ -8,7 +8,7 @@ use common::*;
 use std::collections::HashMap;
 use std::io::Read;
 
-use signpost::bgp::BgpTable;
+use signpost::bgp::{BgpTable, TableFormat};
 use signpost::geo::GeoDb;
 
 fn read(rel: &str) -> Vec<u8> {
@@ -102,7 +102,7 @@ fn mrt_matches_bgpdump_prefix_by_prefix() {
         "updates.long_withdrawal.gz",
     ] {
         let want = expected(&gunzip(&read(&format!("mrt/expect/{file}.bgp.gz"))));
-        let loaded = BgpTable::load(file, &read(&format!("mrt/{file}")), "auto");
+        let loaded = BgpTable::load(file, &read(&format!("mrt/{file}")), None);
         if want.is_empty() {
             // Only withdrawals: nothing is left, and a table of nothing is an error.
             assert!(
@@ -138,7 +138,7 @@ fn mrt_matches_bgpdump_prefix_by_prefix() {
 #[test]
 fn full_table_sample_sizes() {
     // The 2002 RIS table: 112,988 prefixes (bgpdump's own count, see testdata/README.md).
-    let t = BgpTable::load("bview", &read("mrt/bview.20020722.2337.gz"), "auto").unwrap();
+    let t = BgpTable::load("bview", &read("mrt/bview.20020722.2337.gz"), None).unwrap();
     assert_eq!(t.v4.len() + t.v6.len(), 112_988);
     let (net, asn) = t.lookup("3.1.2.3".parse().unwrap()).unwrap();
     assert_eq!((net.to_string().as_str(), asn), ("3.0.0.0/8", 80));
@@ -148,9 +148,9 @@ fn full_table_sample_sizes() {
 fn truncated_and_other_mrt_inputs() {
     // A RouteViews TABLE_DUMP_V2 RIB cut after its first MB, bzip2: the records before the cut
     // load, the cut is counted and reported.
-    let t = BgpTable::load("rib", &read("mrt/rib.20140523.0600_firstMB.bz2"), "auto").unwrap();
+    let t = BgpTable::load("rib", &read("mrt/rib.20140523.0600_firstMB.bz2"), None).unwrap();
     assert!(t.v4.len() > 5_000, "{}", t.v4.len());
-    let t6 = BgpTable::load("rib6", &read("mrt/rib6.20151101.0600_firstMB.bz2"), "auto").unwrap();
+    let t6 = BgpTable::load("rib6", &read("mrt/rib6.20151101.0600_firstMB.bz2"), None).unwrap();
     assert!(t6.v6.len() > 5_000, "{}", t6.v6.len());
     // Dumps written by OpenBGPD, Quagga and BIRD (RIBs and BGP4MP update streams).
     for f in [
@@ -159,12 +159,12 @@ fn truncated_and_other_mrt_inputs() {
         "bird6-mrtdump_rib",
         "bird_bgp",
     ] {
-        let t = BgpTable::load(f, &read(&format!("mrt/{f}")), "mrt")
+        let t = BgpTable::load(f, &read(&format!("mrt/{f}")), Some(TableFormat::Mrt))
             .unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(!t.v4.is_empty() || !t.v6.is_empty(), "{f}");
     }
     // OpenBGPD's multi-protocol TABLE_DUMP variant is not understood: a clear error.
-    let e = BgpTable::load("mp", &read("mrt/openbgpd_rib_table-mp"), "mrt")
+    let e = BgpTable::load("mp", &read("mrt/openbgpd_rib_table-mp"), Some(TableFormat::Mrt))
         .unwrap_err()
         .to_string();
     assert!(
@@ -174,15 +174,15 @@ fn truncated_and_other_mrt_inputs() {
     // A file cut in the middle of a record: the complete records load, nothing panics.
     let whole = gunzip_bytes(&read("mrt/bview.20020722.2337.gz"));
     let cut = &whole[..whole.len() / 2 + 7];
-    let t = BgpTable::load("cut", cut, "mrt").unwrap();
+    let t = BgpTable::load("cut", cut, Some(TableFormat::Mrt)).unwrap();
     assert!(t.v4.len() > 30_000);
     assert!(t.skipped >= 1, "the cut record is reported");
     // Garbage and empty files are errors, not panics.
-    assert!(BgpTable::load("junk", &[0x55; 4000], "mrt").is_err());
-    assert!(BgpTable::load("empty", &[], "auto").is_err());
+    assert!(BgpTable::load("junk", &[0x55; 4000], Some(TableFormat::Mrt)).is_err());
+    assert!(BgpTable::load("empty", &[], None).is_err());
     let mut header_only = whole[..12].to_vec();
     header_only.extend_from_slice(&[0xff; 3]);
-    assert!(BgpTable::load("header", &header_only, "mrt").is_err());
+    assert!(BgpTable::load("header", &header_only, Some(TableFormat::Mrt)).is_err());
 }
 
 fn gunzip_bytes(bytes: &[u8]) -> Vec<u8> {
@@ -195,7 +195,7 @@ fn gunzip_bytes(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn maxmind_test_databases_and_corrupt_ones() {
-    let city = GeoDb::open("city", read("mmdb/test-data/GeoIP2-City-Test.mmdb"), "auto").unwrap();
+    let city = GeoDb::open("city", read("mmdb/test-data/GeoIP2-City-Test.mmdb"), None).unwrap();
     let found = city.lookup("81.2.69.160".parse().unwrap());
     let ((continent, country, subdivision), len) = found.key.unwrap();
     assert_eq!(country.as_deref(), Some("GB"));
@@ -203,7 +203,7 @@ fn maxmind_test_databases_and_corrupt_ones() {
     assert_eq!(subdivision.as_deref(), Some("GB-ENG"));
     assert!(found.location.is_some());
     assert_eq!(len, 27);
-    let asn = GeoDb::open("asn", read("mmdb/test-data/GeoLite2-ASN-Test.mmdb"), "auto").unwrap();
+    let asn = GeoDb::open("asn", read("mmdb/test-data/GeoLite2-ASN-Test.mmdb"), None).unwrap();
     assert_eq!(asn.layout, signpost::geo::Layout::Asn);
     assert_eq!(
         asn.lookup("1.128.0.1".parse().unwrap()).asn.map(|a| a.0),
@@ -212,7 +212,7 @@ fn maxmind_test_databases_and_corrupt_ones() {
     let country = GeoDb::open(
         "country",
         read("mmdb/test-data/GeoIP2-Country-Test.mmdb"),
-        "auto",
+        None,
     )
     .unwrap();
     assert!(country.lookup("2001:218::1".parse().unwrap()).key.is_some());
@@ -240,7 +240,7 @@ fn maxmind_test_databases_and_corrupt_ones() {
     );
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
-        let r = std::panic::catch_unwind(|| GeoDb::open("bad", bytes, "auto").map(|_| ()));
+        let r = std::panic::catch_unwind(|| GeoDb::open("bad", bytes, None).map(|_| ()));
         let r = r.unwrap_or_else(|_| panic!("{} panicked", f.display()));
         if r.is_err() {
             refused += 1;
@@ -258,14 +258,14 @@ fn maxmind_test_databases_and_corrupt_ones() {
         "MaxMind-DB-test-broken-search-tree-24.mmdb",
     ] {
         assert!(
-            GeoDb::open(f, read(&format!("mmdb/test-data/{f}")), "auto").is_err(),
+            GeoDb::open(f, read(&format!("mmdb/test-data/{f}")), None).is_err(),
             "{f}"
         );
     }
     // Cut mid-file and empty.
     let whole = read("mmdb/test-data/GeoIP2-City-Test.mmdb");
-    assert!(GeoDb::open("cut", whole[..whole.len() / 2].to_vec(), "auto").is_err());
-    assert!(GeoDb::open("empty", Vec::new(), "auto").is_err());
+    assert!(GeoDb::open("cut", whole[..whole.len() / 2].to_vec(), None).is_err());
+    assert!(GeoDb::open("empty", Vec::new(), None).is_err());
 }
 
 #[test]

@@ -7,7 +7,13 @@ use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 
 fuzz_target!(|data: &[u8]| {
-    for format in ["auto", "geoip2", "asn", "flat"] {
+    use signpost::geo::Layout;
+    for format in [
+        None,
+        Some(Layout::GeoIp2),
+        Some(Layout::Asn),
+        Some(Layout::Flat),
+    ] {
         let Ok(db) = signpost::geo::GeoDb::open("fuzz", data.to_vec(), format) else {
             continue;
         };

@@ -5,7 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for format in ["auto", "mrt", "pfx2as"] {
+    use signpost::bgp::TableFormat;
+    for format in [None, Some(TableFormat::Mrt), Some(TableFormat::Text)] {
         if let Ok(t) = signpost::bgp::BgpTable::load("fuzz", data, format) {
             assert!(!t.v4.is_empty() || !t.v6.is_empty());
         }

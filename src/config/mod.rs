@@ -16,9 +16,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::source::{Document, Errors, quote};
+use crate::source::{Choices, Document, Errors, quote};
 use crate::zone::Zone;
-use spec::{ConfigSpec, InitialState, ListenSpec, ReloadPriority};
+pub use spec::{BgpFormat, GeoipFormat};
+use spec::{ConfigSpec, DataFileSpec, InitialState, ListenSpec, ReloadPriority};
 use zones::load_zones;
 
 /// Response rate limiting, ready to use.
@@ -187,13 +188,13 @@ pub struct FeedPeer {
     pub max_prefixes: Option<u32>,
 }
 
-/// A data file to load.
+/// A data file to load; `F` is its kind's formats ([`GeoipFormat`], [`BgpFormat`]).
 #[derive(Clone, Debug)]
-pub struct DataFile {
+pub struct DataFile<F> {
     /// Where it is.
     pub source: DataSource,
     /// The declared format (`auto` when not given).
-    pub format: String,
+    pub format: F,
 }
 
 /// The daemon's runtime configuration. Whether a reload applies a field, or only a restart
@@ -226,9 +227,9 @@ pub struct Config {
     /// Map files (directories expanded at load time).
     pub maps: Vec<DataSource>,
     /// GeoIP databases.
-    pub geoip: Vec<DataFile>,
+    pub geoip: Vec<DataFile<GeoipFormat>>,
     /// BGP tables.
-    pub bgp: Vec<DataFile>,
+    pub bgp: Vec<DataFile<BgpFormat>>,
     /// Live BGP feeds.
     pub feeds: Option<Feeds>,
     /// Reload debounce.
@@ -355,24 +356,8 @@ impl Config {
                     .push(doc.error(&format!("why.allow[{i}]"), e.to_string())),
             }
         }
-        // Data file formats, checked here so that a bad one is reported where it is written.
-        for (key, list, known) in [
-            ("geoip", &spec.geoip, &["auto", "geoip2", "asn", "flat"][..]),
-            ("bgp", &spec.bgp, &["auto", "mrt", "pyasn", "pfx2as"][..]),
-        ] {
-            for (i, d) in list.iter().enumerate() {
-                if !known.contains(&d.format.as_str()) {
-                    errors.0.push(doc.error(
-                        &format!("{key}[{i}].format"),
-                        format!(
-                            "unknown format {}; expected {}",
-                            quote(&d.format),
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
+        let geoip = data_files(&doc, "geoip", &spec.geoip, resolve, &mut errors);
+        let bgp = data_files(&doc, "bgp", &spec.bgp, resolve, &mut errors);
         let zones = load_zones(&doc, &spec.zones, &mut errors);
         let feeds = spec
             .feeds
@@ -528,22 +513,8 @@ impl Config {
             rrl,
             zones,
             maps: spec.maps.iter().map(|m| resolve(m)).collect(),
-            geoip: spec
-                .geoip
-                .iter()
-                .map(|d| DataFile {
-                    source: resolve(&d.path),
-                    format: d.format.clone(),
-                })
-                .collect(),
-            bgp: spec
-                .bgp
-                .iter()
-                .map(|d| DataFile {
-                    source: resolve(&d.path),
-                    format: d.format.clone(),
-                })
-                .collect(),
+            geoip,
+            bgp,
             feeds,
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
             reload_low_priority,
@@ -579,6 +550,26 @@ impl Config {
         self.bgp.iter().for_each(|d| push(&d.source));
         out
     }
+}
+
+/// The data files of the list at `key`, each with its declared format (a refused one is
+/// reported at its position).
+fn data_files<F: Choices + Copy + Default>(
+    doc: &Document,
+    key: &str,
+    list: &[DataFileSpec<F>],
+    resolve: &dyn Fn(&str) -> DataSource,
+    errors: &mut Errors,
+) -> Vec<DataFile<F>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| DataFile {
+            source: resolve(&d.path),
+            format: doc
+                .choice(&format!("{key}[{i}].format"), &d.format, errors)
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

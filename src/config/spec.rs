@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::source::{Choice, Choices};
+use crate::source::{Choice, Choices, quote};
 
 /// The top of `signpost.yaml`.
 #[derive(Debug, Deserialize)]
@@ -40,10 +40,10 @@ pub struct ConfigSpec {
     pub maps: Vec<String>,
     /// GeoIP databases.
     #[serde(default)]
-    pub geoip: Vec<DataFileSpec>,
+    pub geoip: Vec<DataFileSpec<GeoipFormat>>,
     /// BGP prefix tables.
     #[serde(default)]
-    pub bgp: Vec<DataFileSpec>,
+    pub bgp: Vec<DataFileSpec<BgpFormat>>,
     /// Live BGP feeds: sessions with the sites' routers. A [`FeedsSpec`](super::feeds_spec::FeedsSpec), decoded on its own
     /// so that a problem there hides nothing else.
     pub feeds: Option<Value>,
@@ -343,19 +343,62 @@ impl Default for RrlSpec {
     }
 }
 
-/// A data file and how to read it.
+/// A data file and how to read it; `F` is the list's formats.
 #[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct DataFileSpec {
+#[serde(deny_unknown_fields, bound = "F: Choices + Default")]
+pub struct DataFileSpec<F> {
     /// The file.
     pub path: String,
     /// The format; `auto` detects it.
-    #[serde(default = "auto")]
-    pub format: String,
+    #[serde(default)]
+    pub format: Choice<F>,
 }
 
-fn auto() -> String {
-    "auto".into()
+/// How a GeoIP database stores its fields (`geoip[].format`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GeoipFormat {
+    /// Told by the database's type in its metadata.
+    #[default]
+    Auto,
+    /// GeoIP2 / GeoLite2 City or Country.
+    Geoip2,
+    /// GeoLite2-ASN.
+    Asn,
+    /// `country_code` at the top level.
+    Flat,
+}
+
+/// How a BGP table is written (`bgp[].format`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BgpFormat {
+    /// MRT when the bytes look like MRT, else text.
+    #[default]
+    Auto,
+    /// An MRT RIB dump (TABLE_DUMP, TABLE_DUMP_V2) or update stream.
+    Mrt,
+    /// pyasn's `PREFIX<TAB>ASN` text.
+    Pyasn,
+    /// CAIDA pfx2as: `ADDRESS<TAB>LENGTH<TAB>ASN`.
+    Pfx2as,
+}
+
+/// The refusal of a data format, with every name in order.
+fn format_refusal(found: &str, names: &[&str]) -> String {
+    format!("unknown format {}; expected {}", quote(found), names.join(", "))
+}
+
+impl Choices for GeoipFormat {
+    fn refusal(found: &str, names: &[&str]) -> String {
+        format_refusal(found, names)
+    }
+}
+
+impl Choices for BgpFormat {
+    fn refusal(found: &str, names: &[&str]) -> String {
+        format_refusal(found, names)
+    }
 }
 
 /// A zone in `signpost.yaml`.

@@ -153,7 +153,7 @@ fn set(
     expires_in: Option<u64>,
 ) -> Outcome {
     known(snap, &node)?;
-    State::parse(&state)
+    let state = State::parse(&state)
         .ok_or_else(|| format!("bad state {state:?}; expected up, down or drain"))?;
     let reason = reason.unwrap_or_default();
     text::check("reason", &reason, text::MAX_REASON).map_err(|e| e.to_string())?;

@@ -43,8 +43,6 @@ pub enum GeoError {
     Empty,
     /// The bytes are not a MaxMind DB (no readable metadata).
     NotMaxMind(maxminddb::MaxMindDbError),
-    /// The `format` is not `auto`, `geoip2`, `asn` or `flat`.
-    UnknownFormat(String),
     /// The reader failed on the search tree or a record.
     Read(maxminddb::MaxMindDbError),
     /// Walking the whole database found no network with usable data.
@@ -60,10 +58,6 @@ impl std::fmt::Display for GeoError {
         match self {
             GeoError::Empty => f.write_str("empty file"),
             GeoError::NotMaxMind(e) => write!(f, "not a MaxMind DB: {e}"),
-            GeoError::UnknownFormat(other) => write!(
-                f,
-                "unknown GeoIP format {other:?}; expected auto, geoip2, asn or flat"
-            ),
             GeoError::Read(e) => write!(f, "{e}"),
             GeoError::NoData => f.write_str("the database maps no network to usable data"),
             GeoError::TooLarge => f.write_str("a record lies beyond 4 GiB into the data section"),
@@ -119,19 +113,19 @@ fn v6_outside_v4() -> impl Iterator<Item = (u128, u8)> {
 
 impl GeoDb {
     /// Opens a database from its bytes, keeping its coordinates; see [`GeoDb::open_with`].
-    pub fn open(name: &str, bytes: Vec<u8>, format: &str) -> Result<GeoDb, GeoError> {
-        GeoDb::open_with(name, bytes, format, true)
+    pub fn open(name: &str, bytes: Vec<u8>, layout: Option<Layout>) -> Result<GeoDb, GeoError> {
+        GeoDb::open_with(name, bytes, layout, true)
     }
 
     /// Opens a database from its bytes: detects the layout, walks every network (checking
     /// the search tree and decoding every record, so that a corrupt file is refused here and
     /// never reaches the query path), keeps the flattened layer (and the coordinates when
-    /// `locations` is set and the database has any) and drops the bytes. `format` is `auto`,
-    /// `geoip2`, `asn` or `flat`.
+    /// `locations` is set and the database has any) and drops the bytes. `layout` is the one
+    /// the operator declared; `None` detects it from the database's type.
     pub fn open_with(
         name: &str,
         bytes: Vec<u8>,
-        format: &str,
+        layout: Option<Layout>,
         locations: bool,
     ) -> Result<GeoDb, GeoError> {
         if bytes.is_empty() {
@@ -139,11 +133,9 @@ impl GeoDb {
         }
         let reader = Reader::from_source(bytes).map_err(GeoError::NotMaxMind)?;
         let db_type = reader.metadata().database_type.clone();
-        let layout = match format {
-            "geoip2" => Layout::GeoIp2,
-            "asn" => Layout::Asn,
-            "flat" => Layout::Flat,
-            "auto" => {
+        let layout = match layout {
+            Some(l) => l,
+            None => {
                 let t = db_type.to_ascii_lowercase();
                 if t.contains("asn") && !t.contains("country") && !t.contains("city") {
                     Layout::Asn
@@ -156,7 +148,6 @@ impl GeoDb {
                     Layout::Flat
                 }
             }
-            other => return Err(GeoError::UnknownFormat(other.to_string())),
         };
         let build_epoch = reader.metadata().build_epoch;
         let version = format!("{db_type} built {build_epoch}");

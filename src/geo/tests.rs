@@ -35,7 +35,7 @@ fn continents() {
 /// place of the GeoIP2 maps, or a mix: each record is read in the layouts it uses.
 #[test]
 fn a_geoip2_database_is_read_in_whichever_layout_each_record_uses() {
-    let db = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), "auto").unwrap();
+    let db = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), None).unwrap();
     assert_eq!(db.layout, Layout::GeoIp2);
     assert_eq!(
         key(&db, "45.1.1.1"),
@@ -87,8 +87,8 @@ fn a_geoip2_database_is_read_in_whichever_layout_each_record_uses() {
     );
     assert_eq!(at("45.2.1.1"), None);
     // Without coordinates, the same keys; read as the flat layout, the same too.
-    let bare = GeoDb::open_with("mixed", testdata("geoip/mixed-layouts.mmdb"), "auto", false);
-    let flat = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), "flat").unwrap();
+    let bare = GeoDb::open_with("mixed", testdata("geoip/mixed-layouts.mmdb"), None, false);
+    let flat = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), Some(Layout::Flat)).unwrap();
     for other in [bare.unwrap(), flat] {
         assert_eq!(other.layer.keys, db.layer.keys);
         assert_eq!(other.layer.spans, db.layer.spans);
@@ -99,7 +99,7 @@ fn a_geoip2_database_is_read_in_whichever_layout_each_record_uses() {
 /// layout asked for.
 #[test]
 fn corrupt_records_are_still_refused_with_their_position() {
-    for format in ["auto", "geoip2", "flat"] {
+    for format in [None, Some(Layout::GeoIp2), Some(Layout::Flat)] {
         for (file, expected) in [
             (
                 "mmdb/test-data/MaxMind-DB-test-broken-pointers-24.mmdb",
@@ -118,7 +118,7 @@ fn corrupt_records_are_still_refused_with_their_position() {
             let text = err.to_string();
             assert!(
                 matches!(err, GeoError::Corrupt(_)) && text.contains(expected),
-                "{file} as {format}: {text}"
+                "{file} as {format:?}: {text}"
             );
         }
     }
@@ -129,7 +129,7 @@ fn corrupt_records_are_still_refused_with_their_position() {
 /// and IPv4 addresses, which its readers look up at `::a.b.c.d`, get the `::/8` record.
 #[test]
 fn an_ipv6_database_without_an_ipv4_subtree_keeps_its_short_v6_records() {
-    let db = GeoDb::open("v6", testdata("geoip/ipv6-no-ipv4-subtree.mmdb"), "auto").unwrap();
+    let db = GeoDb::open("v6", testdata("geoip/ipv6-no-ipv4-subtree.mmdb"), None).unwrap();
     let se = |len| Some((some("EU"), some("SE"), None, len));
     assert_eq!(key(&db, "::1:0:0:1"), se(8), "::/8 outside ::/96");
     assert_eq!(key(&db, "ff::1"), se(8), "the end of ::/8");
@@ -162,7 +162,7 @@ fn an_ipv6_database_without_an_ipv4_subtree_keeps_its_short_v6_records() {
 /// in IPv6: each IPv4 network is kept once, as IPv4.
 #[test]
 fn an_ipv6_database_with_an_ipv4_subtree_keeps_ipv4_once() {
-    let db = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), "auto").unwrap();
+    let db = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), None).unwrap();
     assert_eq!(db.layer.spans.v4.len(), 8);
     assert_eq!(db.layer.spans.v6.len(), 1, "2a02:1::/32 only");
     for aliased in ["::ffff:45.1.1.1", "2002:2d01:101::1", "::45.1.1.1"] {

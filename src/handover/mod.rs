@@ -84,7 +84,6 @@ pub fn apply(states: &mut NodeStates, carried: &Carried) {
     states.admin = carried
         .admin
         .iter()
-        .filter(|o| State::parse(&o.state).is_some())
         .map(|o| (o.node.clone(), o.clone()))
         .collect();
     states.pushed = carried
@@ -202,7 +201,7 @@ mod tests {
             "fra1".into(),
             Override {
                 node: "fra1".into(),
-                state: "down".into(),
+                state: State::Down,
                 reason: "disk".into(),
                 expires_at: None,
             },

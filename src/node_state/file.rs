@@ -45,9 +45,16 @@ impl std::fmt::Display for StateFileError {
 
 impl std::error::Error for StateFileError {}
 
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Default)]
 struct StateFile {
     overrides: Vec<Override>,
+}
+
+/// A state file as read: each override decoded on its own, so that one with a state this
+/// version does not know is dropped alone.
+#[derive(Deserialize)]
+struct StateFileRead {
+    overrides: Vec<serde_json::Value>,
 }
 
 /// Reads the overrides in `path`; a missing file has none. Overrides with an unknown state are
@@ -58,24 +65,27 @@ pub(super) fn read(path: &Path) -> Result<BTreeMap<String, Override>, StateFileE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(StateFileError::Read(path.into(), e)),
     };
-    let f: StateFile =
-        serde_json::from_slice(&bytes).map_err(|e| StateFileError::Parse(path.into(), e))?;
-    Ok(f.overrides
-        .into_iter()
-        .filter(|o| {
-            let known = State::parse(&o.state).is_some();
-            if !known {
-                tracing::warn!(
-                    path = %path.display(),
-                    node = %o.node.escape_debug(),
-                    state = %o.state.escape_debug(),
-                    "state file: override with an unknown state dropped (expected up, down or drain)"
-                );
-            }
-            known
-        })
-        .map(|o| (o.node.clone(), o))
-        .collect())
+    let parse = |e| StateFileError::Parse(path.into(), e);
+    let f: StateFileRead = serde_json::from_slice(&bytes).map_err(parse)?;
+    let mut out = BTreeMap::new();
+    for value in f.overrides {
+        let state = value.get("state").and_then(|s| s.as_str());
+        if let Some(state) = state
+            && State::parse(state).is_none()
+        {
+            let node = value.get("node").and_then(|n| n.as_str()).unwrap_or("");
+            tracing::warn!(
+                path = %path.display(),
+                node = %node.escape_debug(),
+                state = %state.escape_debug(),
+                "state file: override with an unknown state dropped (expected up, down or drain)"
+            );
+            continue;
+        }
+        let o: Override = serde_json::from_value(value).map_err(parse)?;
+        out.insert(o.node.clone(), o);
+    }
+    Ok(out)
 }
 
 /// The temporary file a write of `path` goes through: `.NAME.tmp` beside it. Never `path`

@@ -27,7 +27,7 @@ pub struct Override {
     /// Node name.
     pub node: String,
     /// Forced state.
-    pub state: String,
+    pub state: State,
     /// Why (free text).
     #[serde(default)]
     pub reason: String,
@@ -219,10 +219,8 @@ impl NodeStates {
 
     /// The layer that decides `node`'s state: the precedence rules, in one place.
     fn deciding(&self, node: &str) -> Decider<'_> {
-        if let Some(o) = self.admin.get(node)
-            && let Some(s) = State::parse(&o.state)
-        {
-            return Decider::Admin(s, o);
+        if let Some(o) = self.admin.get(node) {
+            return Decider::Admin(o.state, o);
         }
         if let Some(p) = self.pushed.get(node) {
             return Decider::Pushed(p);
@@ -345,7 +343,7 @@ mod tests {
             "a".into(),
             Override {
                 node: "a".into(),
-                state: "drain".into(),
+                state: State::Drain,
                 reason: "r".into(),
                 expires_at: None,
             },
@@ -367,7 +365,7 @@ mod tests {
             "fra1".into(),
             Override {
                 node: "fra1".into(),
-                state: "down".into(),
+                state: State::Down,
                 reason: "maintenance".into(),
                 expires_at: None,
             },
@@ -391,7 +389,7 @@ mod tests {
         s.state_file = Some(path);
         let o = Override {
             node: "fra1".into(),
-            state: "down".into(),
+            state: State::Down,
             reason: String::new(),
             expires_at: None,
         };
