@@ -121,7 +121,10 @@ pub struct ClientInfo {
 impl ClientData {
     /// Loads every input, keeping the coordinates of the location databases; all failures
     /// are reported, each naming its file.
-    pub fn load(geo: &[DataFile<GeoipFormat>], bgp: &[DataFile<BgpFormat>]) -> Result<ClientData, Errors> {
+    pub fn load(
+        geo: &[DataFile<GeoipFormat>],
+        bgp: &[DataFile<BgpFormat>],
+    ) -> Result<ClientData, Errors> {
         ClientData::load_reusing(geo, bgp, None, true)
     }
 
@@ -174,12 +177,9 @@ impl ClientData {
                 data.bgp.push(old.clone());
                 continue;
             }
-            match f
-                .source
-                .read()
-                .map_err(|e| e.to_string())
-                .and_then(|b| BgpTable::load(&name, &b, table_format(f.format)).map_err(|e| e.to_string()))
-            {
+            match f.source.read().map_err(|e| e.to_string()).and_then(|b| {
+                BgpTable::load(&name, &b, table_format(f.format)).map_err(|e| e.to_string())
+            }) {
                 Ok(t) => {
                     if t.skipped > 0 {
                         tracing::warn!(file = %name, skipped = t.skipped, first = ?t.problems, "prefix table lines skipped");

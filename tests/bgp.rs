@@ -164,9 +164,13 @@ fn truncated_and_other_mrt_inputs() {
         assert!(!t.v4.is_empty() || !t.v6.is_empty(), "{f}");
     }
     // OpenBGPD's multi-protocol TABLE_DUMP variant is not understood: a clear error.
-    let e = BgpTable::load("mp", &read("mrt/openbgpd_rib_table-mp"), Some(TableFormat::Mrt))
-        .unwrap_err()
-        .to_string();
+    let e = BgpTable::load(
+        "mp",
+        &read("mrt/openbgpd_rib_table-mp"),
+        Some(TableFormat::Mrt),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("no usable prefix") && e.contains("MRT record 1"),
         "{e}"

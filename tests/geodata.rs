@@ -84,7 +84,9 @@ fn flat_and_city_layouts() {
     assert_eq!(flat.lookup("7.7.7.7".parse().unwrap()), Default::default());
     // Layout forced by configuration.
     assert_eq!(
-        GeoDb::open("flat", flat_db(), Some(Layout::Flat)).unwrap().layout,
+        GeoDb::open("flat", flat_db(), Some(Layout::Flat))
+            .unwrap()
+            .layout,
         Layout::Flat
     );
     // An unknown format name is refused where the configuration is read (a typed choice; the

@@ -9,6 +9,7 @@
 mod feeds;
 pub mod feeds_spec;
 mod reload;
+mod sections;
 pub mod spec;
 mod zones;
 
@@ -16,10 +17,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::source::{Choices, Document, Errors, quote};
+use crate::source::{Document, Errors};
 use crate::zone::Zone;
+use sections::{control, data_files, listen, networks, query_log, rrl, tcp_limits};
 pub use spec::{BgpFormat, GeoipFormat};
-use spec::{ConfigSpec, DataFileSpec, InitialState, ListenSpec, ReloadPriority};
+use spec::{ConfigSpec, InitialState, ReloadPriority};
 use zones::load_zones;
 
 /// Response rate limiting, ready to use.
@@ -320,42 +322,13 @@ impl Config {
         let Some(spec) = doc.decode::<ConfigSpec>("", &doc.root, &mut errors) else {
             return Err(errors);
         };
-        let mut listen = Vec::new();
-        let specs = if spec.listen.is_empty() {
-            vec![ListenSpec::Plain("127.0.0.1:5353".into())]
-        } else {
-            spec.listen
-        };
-        for (i, l) in specs.iter().enumerate() {
-            let (addr, udp, tcp) = match l {
-                ListenSpec::Plain(a) => (a.as_str(), true, true),
-                ListenSpec::Detailed(d) => (d.address.as_str(), d.udp, d.tcp),
-            };
-            match addr.parse::<SocketAddr>() {
-                Ok(addr) => listen.push(Listen { addr, udp, tcp }),
-                Err(_) => errors.0.push(doc.error(
-                    &format!("listen[{i}]"),
-                    format!(
-                        "{} is not ADDRESS:PORT (IPv6 in brackets, e.g. \"[::1]:53\")",
-                        quote(addr)
-                    ),
-                )),
-            }
-        }
+        let listen = listen(&doc, &spec.listen, &mut errors);
         if spec.udp_payload_max < 512 {
             errors
                 .0
                 .push(doc.error("udp_payload_max", "must be at least 512"));
         }
-        let mut why_allow = Vec::new();
-        for (i, a) in spec.why.allow.iter().enumerate() {
-            match crate::spec::parse_cidr(a) {
-                Ok(n) => why_allow.push(n),
-                Err(e) => errors
-                    .0
-                    .push(doc.error(&format!("why.allow[{i}]"), e.to_string())),
-            }
-        }
+        let why_allow = networks(&doc, "why.allow", &spec.why.allow, &mut errors);
         let geoip = data_files(&doc, "geoip", &spec.geoip, resolve, &mut errors);
         let bgp = data_files(&doc, "bgp", &spec.bgp, resolve, &mut errors);
         let zones = load_zones(&doc, &spec.zones, &mut errors);
@@ -363,53 +336,8 @@ impl Config {
             .feeds
             .as_ref()
             .map(|f| feeds::load(&doc, f, &mut errors));
-        let mut exempt = Vec::new();
-        for (i, a) in spec.rrl.exempt.iter().enumerate() {
-            match crate::spec::parse_cidr(a) {
-                Ok(n) => exempt.push(n),
-                Err(e) => errors
-                    .0
-                    .push(doc.error(&format!("rrl.exempt[{i}]"), e.to_string())),
-            }
-        }
-        if spec.rrl.ipv4_prefix > 32 {
-            errors
-                .0
-                .push(doc.error("rrl.ipv4_prefix", "must be 0..=32"));
-        }
-        if spec.rrl.ipv6_prefix > 128 {
-            errors
-                .0
-                .push(doc.error("rrl.ipv6_prefix", "must be 0..=128"));
-        }
-        let rrl = (spec.rrl.enabled && spec.rrl.responses_per_second > 0).then(|| Rrl {
-            responses_per_second: spec.rrl.responses_per_second,
-            slip: spec.rrl.slip,
-            ipv4_prefix: spec.rrl.ipv4_prefix.min(32),
-            ipv6_prefix: spec.rrl.ipv6_prefix.min(128),
-            exempt,
-        });
-        let control_mode = match u32::from_str_radix(spec.control.mode.trim_start_matches("0o"), 8)
-        {
-            Ok(m) if m <= 0o777 => m,
-            _ => {
-                errors.0.push(doc.error(
-                    "control.mode",
-                    "expected an octal file mode such as \"0660\"",
-                ));
-                0o660
-            }
-        };
-        if spec.control.max_connections == 0 {
-            errors
-                .0
-                .push(doc.error("control.max_connections", "must be at least 1"));
-        }
-        if spec.control.idle_timeout_ms < 100 {
-            errors
-                .0
-                .push(doc.error("control.idle_timeout_ms", "must be at least 100"));
-        }
+        let rrl = rrl(&doc, &spec.rrl, &mut errors);
+        let control_mode = control(&doc, &spec.control, &mut errors);
         let reload_low_priority = doc
             .choice("reload_priority", &spec.reload_priority, &mut errors)
             .unwrap_or_default()
@@ -419,21 +347,7 @@ impl Config {
                 .0
                 .push(doc.error("reload_guard.max_shrink_percent", "must be 0..=100"));
         }
-        if spec.tcp.ipv4_prefix > 32 {
-            errors
-                .0
-                .push(doc.error("tcp.ipv4_prefix", "must be 0..=32"));
-        }
-        if spec.tcp.ipv6_prefix > 128 {
-            errors
-                .0
-                .push(doc.error("tcp.ipv6_prefix", "must be 0..=128"));
-        }
-        if !(1..=100).contains(&spec.tcp.max_fd_percent) {
-            errors
-                .0
-                .push(doc.error("tcp.max_fd_percent", "must be 1..=100"));
-        }
+        let tcp = tcp_limits(&doc, &spec.tcp, &mut errors);
         let health_initial = match doc
             .choice("health.initial", &spec.health.initial, &mut errors)
             .unwrap_or_default()
@@ -455,34 +369,10 @@ impl Config {
                 None
             }
         });
-        let query_log = spec.query_log.as_ref().and_then(|q| {
-            if !(0.0..=1.0).contains(&q.sample_rate) {
-                errors.0.push(doc.error(
-                    "query_log.sample_rate",
-                    "must be between 0 and 1 (the fraction of queries logged)",
-                ));
-                return None;
-            }
-            if q.queue == 0 || q.queue > 1 << 20 {
-                errors
-                    .0
-                    .push(doc.error("query_log.queue", "must be 1..=1048576"));
-                return None;
-            }
-            if q.path.is_empty() {
-                errors.0.push(doc.error(
-                    "query_log.path",
-                    "must not be empty (the file the records are appended to)",
-                ));
-                return None;
-            }
-            Some(QueryLog {
-                path: as_path(&q.path)?,
-                sample_rate: q.sample_rate,
-                queue: q.queue,
-                path_at: doc.error("query_log.path", ""),
-            })
-        });
+        let query_log = spec
+            .query_log
+            .as_ref()
+            .and_then(|q| query_log(&doc, q, &as_path, &mut errors));
         let workers = if spec.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -495,17 +385,7 @@ impl Config {
             listen,
             workers,
             udp_payload_max: spec.udp_payload_max,
-            tcp: TcpLimits {
-                idle_timeout: Duration::from_millis(spec.tcp.idle_timeout_ms),
-                max_connections: spec.tcp.max_connections.max(1),
-                max_connections_per_client: spec.tcp.max_connections_per_client.max(1),
-                max_queries_per_connection: spec.tcp.max_queries_per_connection.max(1),
-                max_connections_per_network: spec.tcp.max_connections_per_network.max(1),
-                ipv4_prefix: spec.tcp.ipv4_prefix.min(32),
-                ipv6_prefix: spec.tcp.ipv6_prefix.min(128),
-                reclaim_idle: Duration::from_millis(spec.tcp.reclaim_idle_ms),
-                max_fd_percent: spec.tcp.max_fd_percent.clamp(1, 100),
-            },
+            tcp,
             server_id: Some(spec.identity.server_id).filter(|s| !s.is_empty()),
             version: spec.identity.version,
             why_enabled: spec.why.enabled,
@@ -550,26 +430,6 @@ impl Config {
         self.bgp.iter().for_each(|d| push(&d.source));
         out
     }
-}
-
-/// The data files of the list at `key`, each with its declared format (a refused one is
-/// reported at its position).
-fn data_files<F: Choices + Copy + Default>(
-    doc: &Document,
-    key: &str,
-    list: &[DataFileSpec<F>],
-    resolve: &dyn Fn(&str) -> DataSource,
-    errors: &mut Errors,
-) -> Vec<DataFile<F>> {
-    list.iter()
-        .enumerate()
-        .map(|(i, d)| DataFile {
-            source: resolve(&d.path),
-            format: doc
-                .choice(&format!("{key}[{i}].format"), &d.format, errors)
-                .unwrap_or_default(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

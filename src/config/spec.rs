@@ -386,7 +386,11 @@ pub enum BgpFormat {
 
 /// The refusal of a data format, with every name in order.
 fn format_refusal(found: &str, names: &[&str]) -> String {
-    format!("unknown format {}; expected {}", quote(found), names.join(", "))
+    format!(
+        "unknown format {}; expected {}",
+        quote(found),
+        names.join(", ")
+    )
 }
 
 impl Choices for GeoipFormat {

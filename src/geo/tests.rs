@@ -88,7 +88,12 @@ fn a_geoip2_database_is_read_in_whichever_layout_each_record_uses() {
     assert_eq!(at("45.2.1.1"), None);
     // Without coordinates, the same keys; read as the flat layout, the same too.
     let bare = GeoDb::open_with("mixed", testdata("geoip/mixed-layouts.mmdb"), None, false);
-    let flat = GeoDb::open("mixed", testdata("geoip/mixed-layouts.mmdb"), Some(Layout::Flat)).unwrap();
+    let flat = GeoDb::open(
+        "mixed",
+        testdata("geoip/mixed-layouts.mmdb"),
+        Some(Layout::Flat),
+    )
+    .unwrap();
     for other in [bare.unwrap(), flat] {
         assert_eq!(other.layer.keys, db.layer.keys);
         assert_eq!(other.layer.spans, db.layer.spans);
