@@ -32,10 +32,28 @@ pub(super) fn load_zones(doc: &Document, value: &Value, errors: &mut Errors) -> 
 /// Record bodies by (owner, type), with the order of first appearance.
 type RecordSets = BTreeMap<(Box<[u8]>, u16), (usize, Vec<Box<[u8]>>)>;
 
+/// One zone's records while they are read: by (owner, type) in the order of first
+/// appearance, with the glue and where each owner's CNAME records are written.
+struct Draft<'a> {
+    doc: &'a Document,
+    /// The zone's YAML path.
+    path: &'a str,
+    apex: Name,
+    apex_wire: Box<[u8]>,
+    /// The zone's default TTL.
+    ttl: u32,
+    sets: RecordSets,
+    order: usize,
+    glue: Vec<Glue>,
+    /// Where each owner's CNAME records are written, for the CNAME rules' messages.
+    cname_paths: BTreeMap<Box<[u8]>, Vec<String>>,
+    /// The owners in the order of their first CNAME.
+    cname_owners: Vec<Box<[u8]>>,
+}
+
 fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -> Option<Zone> {
     let before = errors.0.len();
-    let root = Name::root();
-    let apex = match zone::parse_name(&spec.apex, &root) {
+    let apex = match zone::parse_name(&spec.apex, &Name::root()) {
         Ok(n) => n,
         Err(e) => {
             errors
@@ -44,134 +62,26 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             return None;
         }
     };
-    let apex_wire = zone::wire(&apex);
-    let name_of = |field: &str, text: &str, errors: &mut Errors| match zone::parse_name(text, &apex)
-    {
-        Ok(n) => Some(n),
-        Err(e) => {
-            errors
-                .0
-                .push(doc.error(&format!("{path}.{field}"), e.to_string()));
-            None
-        }
+    let mut draft = Draft {
+        doc,
+        path,
+        apex_wire: zone::wire(&apex),
+        apex,
+        ttl: spec.ttl,
+        sets: BTreeMap::new(),
+        order: 0,
+        glue: Vec::new(),
+        cname_paths: BTreeMap::new(),
+        cname_owners: Vec::new(),
     };
-    let mname = name_of("soa.mname", &spec.soa.mname, errors);
-    let rname = name_of("soa.rname", &spec.soa.rname, errors);
+    let mname = draft.name("soa.mname", &spec.soa.mname, errors);
+    let rname = draft.name("soa.rname", &spec.soa.rname, errors);
     let soa_ttl = spec.soa.ttl.unwrap_or(spec.ttl);
-    let mut sets: RecordSets = BTreeMap::new();
-    let mut order = 0usize;
-    let mut add = |owner: Box<[u8]>, rt: u16, body: Box<[u8]>| {
-        order += 1;
-        sets.entry((owner, rt))
-            .or_insert_with(|| (order, Vec::new()))
-            .1
-            .push(body);
-    };
-    let mut glue = Vec::new();
-    if spec.ns.is_empty() {
-        errors.0.push(doc.error(
-            &format!("{path}.ns"),
-            "a zone needs at least one name server",
-        ));
-    }
-    for (i, ns) in spec.ns.iter().enumerate() {
-        let (name, addrs) = match ns {
-            NsSpec::Name(n) => (n, &[][..]),
-            NsSpec::WithGlue { name, addresses } => (name, &addresses[..]),
-        };
-        let Some(n) = name_of(&format!("ns[{i}]"), name, errors) else {
-            continue;
-        };
-        let w = zone::wire(&n);
-        add(
-            apex_wire.clone(),
-            rtype::NS,
-            zone::body(rtype::NS, spec.ttl, &w),
-        );
-        if !addrs.is_empty() && !zone::is_within(&w, &apex_wire) {
-            errors.0.push(doc.error(
-                &format!("{path}.ns[{i}].addresses"),
-                "glue is only for name servers inside the zone",
-            ));
-        }
-        for a in addrs {
-            let (rt, rd) = match a {
-                std::net::IpAddr::V4(v4) => (rtype::A, v4.octets().to_vec()),
-                std::net::IpAddr::V6(v6) => (rtype::AAAA, v6.octets().to_vec()),
-            };
-            let b = zone::body(rt, spec.ttl, &rd);
-            add(w.clone(), rt, b.clone());
-            glue.push(Glue {
-                owner: w.clone(),
-                body: b,
-            });
-        }
-    }
-    // Where each owner's CNAME records are written, for the CNAME rules' messages, and the
-    // owners in the order of their first CNAME.
-    let mut cname_paths: BTreeMap<Box<[u8]>, Vec<String>> = BTreeMap::new();
-    let mut cname_owners: Vec<Box<[u8]>> = Vec::new();
+    draft.name_servers(&spec.ns, errors);
     for (rpath, r) in
         doc.decode_each::<RecordSpec>(&format!("{path}.records"), &spec.records, errors)
     {
-        let Some(rt) = zone::type_from_str(&r.rtype) else {
-            errors.0.push(doc.error(
-                &format!("{rpath}.type"),
-                format!(
-                    "unsupported type {}; expected A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR",
-                    quote(&r.rtype)
-                ),
-            ));
-            continue;
-        };
-        let owner = match zone::parse_name(&r.name, &apex) {
-            Ok(n) => zone::wire(&n),
-            Err(e) => {
-                errors
-                    .0
-                    .push(doc.error(&format!("{rpath}.name"), e.to_string()));
-                continue;
-            }
-        };
-        if !zone::is_within(&owner, &apex_wire) {
-            errors.0.push(doc.error(
-                &format!("{rpath}.name"),
-                format!("{} is outside the zone {}", r.name, apex),
-            ));
-            continue;
-        }
-        let values: Vec<&String> = match (&r.value, &r.values) {
-            (Some(v), None) => vec![v],
-            (None, Some(vs)) if !vs.is_empty() => vs.iter().collect(),
-            _ => {
-                errors.0.push(doc.error(
-                    &rpath,
-                    "give exactly one of `value` or `values` (non-empty)",
-                ));
-                continue;
-            }
-        };
-        let ttl = r.ttl.unwrap_or(spec.ttl);
-        if rt == rtype::CNAME {
-            let paths = cname_paths.entry(owner.clone()).or_default();
-            if paths.is_empty() {
-                cname_owners.push(owner.clone());
-            }
-            paths.push(rpath.clone());
-        }
-        for (vi, v) in values.iter().enumerate() {
-            match zone::rdata(rt, v, &apex) {
-                Ok(rd) => add(owner.clone(), rt, zone::body(rt, ttl, &rd)),
-                Err(e) => {
-                    let vp = if r.values.is_some() {
-                        format!("{rpath}.values[{vi}]")
-                    } else {
-                        format!("{rpath}.value")
-                    };
-                    errors.0.push(doc.error(&vp, e.to_string()));
-                }
-            }
-        }
+        draft.record(&rpath, &r, errors);
     }
     let (Some(mname), Some(rname)) = (mname, rname) else {
         return None;
@@ -186,77 +96,215 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
             [s.serial, s.refresh, s.retry, s.expire, s.minimum],
         ),
     );
-    let mut nodes = zone::NodeMap::default();
-    nodes
-        .entry(apex_wire.clone())
-        .or_default()
-        .sets
-        .push(RecordSet {
-            rtype: rtype::SOA,
-            records: vec![soa.clone()],
-        });
-    let mut ordered: Vec<_> = sets.into_iter().collect();
-    ordered.sort_by_key(|(_, (o, _))| *o);
-    for ((owner, rt), (_, records)) in ordered {
-        zone::add_ancestors(&mut nodes, &owner, &apex_wire);
-        let node = nodes.entry(owner.clone()).or_default();
-        if rt == rtype::CNAME {
-            if records.len() > 1 {
-                // At the second CNAME of the name.
-                let at = cname_paths
-                    .get(&owner)
-                    .and_then(|p| p.get(1).or(p.first()).cloned())
-                    .unwrap_or_else(|| format!("{path}.records"));
-                errors
-                    .0
-                    .push(doc.error(&at, format!("{} has more than one CNAME", show(&owner))));
-            }
-            node.cname_target = Some(records[0][10..].into());
-        }
-        node.sets.push(RecordSet { rtype: rt, records });
-    }
-    for (owner, node) in &nodes {
-        if node.cname_target.is_some() && node.sets.len() > 1 {
-            let at = cname_paths
-                .get(owner)
-                .and_then(|p| p.first().cloned())
-                .unwrap_or_else(|| format!("{path}.records"));
-            errors.0.push(doc.error(
-                &at,
-                format!(
-                    "{} has a CNAME and other records (RFC 1034 §3.6.2)",
-                    show(owner)
-                ),
-            ));
-        }
-    }
-    for cycle in cname_loops(&nodes, &cname_owners, &apex_wire) {
-        let at = cname_paths
-            .get(&cycle[0])
-            .and_then(|p| p.first().cloned())
-            .unwrap_or_else(|| format!("{path}.records"));
-        let mut names: Vec<String> = cycle.iter().map(|n| show(n)).collect();
-        names.push(show(&cycle[0]));
-        errors.0.push(doc.error(
-            &at,
-            format!(
-                "{} is in a CNAME loop: {}",
-                show(&cycle[0]),
-                names.join(" → ")
-            ),
-        ));
-    }
+    let apex_text = draft.apex.to_ascii();
+    let (apex_wire, nodes, glue) = draft.finish(soa.clone(), errors);
     if errors.0.len() > before {
         return None;
     }
     Some(Zone {
         apex: apex_wire,
-        apex_text: apex.to_ascii(),
+        apex_text,
         soa,
         negative_ttl: soa_ttl.min(s.minimum),
         nodes,
         glue,
     })
+}
+
+impl Draft<'_> {
+    /// The name `text` (relative to the apex) at `field`.
+    fn name(&self, field: &str, text: &str, errors: &mut Errors) -> Option<Name> {
+        match zone::parse_name(text, &self.apex) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.0.push(
+                    self.doc
+                        .error(&format!("{}.{field}", self.path), e.to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    fn add(&mut self, owner: Box<[u8]>, rt: u16, body: Box<[u8]>) {
+        self.order += 1;
+        let order = self.order;
+        self.sets
+            .entry((owner, rt))
+            .or_insert_with(|| (order, Vec::new()))
+            .1
+            .push(body);
+    }
+
+    /// The apex's NS records, and the glue of those inside the zone.
+    fn name_servers(&mut self, list: &[NsSpec], errors: &mut Errors) {
+        let path = self.path;
+        if list.is_empty() {
+            errors.0.push(self.doc.error(
+                &format!("{path}.ns"),
+                "a zone needs at least one name server",
+            ));
+        }
+        for (i, ns) in list.iter().enumerate() {
+            let (name, addrs) = match ns {
+                NsSpec::Name(n) => (n, &[][..]),
+                NsSpec::WithGlue { name, addresses } => (name, &addresses[..]),
+            };
+            let Some(n) = self.name(&format!("ns[{i}]"), name, errors) else {
+                continue;
+            };
+            let w = zone::wire(&n);
+            let body = zone::body(rtype::NS, self.ttl, &w);
+            self.add(self.apex_wire.clone(), rtype::NS, body);
+            if !addrs.is_empty() && !zone::is_within(&w, &self.apex_wire) {
+                errors.0.push(self.doc.error(
+                    &format!("{path}.ns[{i}].addresses"),
+                    "glue is only for name servers inside the zone",
+                ));
+            }
+            for a in addrs {
+                let (rt, rd) = match a {
+                    std::net::IpAddr::V4(v4) => (rtype::A, v4.octets().to_vec()),
+                    std::net::IpAddr::V6(v6) => (rtype::AAAA, v6.octets().to_vec()),
+                };
+                let b = zone::body(rt, self.ttl, &rd);
+                self.add(w.clone(), rt, b.clone());
+                self.glue.push(Glue {
+                    owner: w.clone(),
+                    body: b,
+                });
+            }
+        }
+    }
+
+    /// One static record entry (at `rpath`), with its values.
+    fn record(&mut self, rpath: &str, r: &RecordSpec, errors: &mut Errors) {
+        let doc = self.doc;
+        let Some(rt) = zone::type_from_str(&r.rtype) else {
+            errors.0.push(doc.error(
+                &format!("{rpath}.type"),
+                format!(
+                    "unsupported type {}; expected A, AAAA, CNAME, TXT, MX, CAA, SRV, NS or PTR",
+                    quote(&r.rtype)
+                ),
+            ));
+            return;
+        };
+        let owner = match zone::parse_name(&r.name, &self.apex) {
+            Ok(n) => zone::wire(&n),
+            Err(e) => {
+                errors
+                    .0
+                    .push(doc.error(&format!("{rpath}.name"), e.to_string()));
+                return;
+            }
+        };
+        if !zone::is_within(&owner, &self.apex_wire) {
+            errors.0.push(doc.error(
+                &format!("{rpath}.name"),
+                format!("{} is outside the zone {}", r.name, self.apex),
+            ));
+            return;
+        }
+        let values: Vec<&String> = match (&r.value, &r.values) {
+            (Some(v), None) => vec![v],
+            (None, Some(vs)) if !vs.is_empty() => vs.iter().collect(),
+            _ => {
+                errors
+                    .0
+                    .push(doc.error(rpath, "give exactly one of `value` or `values` (non-empty)"));
+                return;
+            }
+        };
+        let ttl = r.ttl.unwrap_or(self.ttl);
+        if rt == rtype::CNAME {
+            let paths = self.cname_paths.entry(owner.clone()).or_default();
+            if paths.is_empty() {
+                self.cname_owners.push(owner.clone());
+            }
+            paths.push(rpath.to_string());
+        }
+        for (vi, v) in values.iter().enumerate() {
+            match zone::rdata(rt, v, &self.apex) {
+                Ok(rd) => self.add(owner.clone(), rt, zone::body(rt, ttl, &rd)),
+                Err(e) => {
+                    let vp = if r.values.is_some() {
+                        format!("{rpath}.values[{vi}]")
+                    } else {
+                        format!("{rpath}.value")
+                    };
+                    errors.0.push(doc.error(&vp, e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Where the CNAME records of `owner` are first written (or the `n`-th when it has one).
+    fn cname_at(&self, owner: &[u8], n: usize) -> String {
+        self.cname_paths
+            .get(owner)
+            .and_then(|p| p.get(n).or(p.first()).cloned())
+            .unwrap_or_else(|| format!("{}.records", self.path))
+    }
+
+    /// The zone's nodes with `soa` at the apex, checking the CNAME rules: (apex, nodes, glue).
+    fn finish(
+        mut self,
+        soa: Box<[u8]>,
+        errors: &mut Errors,
+    ) -> (Box<[u8]>, zone::NodeMap, Vec<Glue>) {
+        let doc = self.doc;
+        let mut nodes = zone::NodeMap::default();
+        nodes
+            .entry(self.apex_wire.clone())
+            .or_default()
+            .sets
+            .push(RecordSet {
+                rtype: rtype::SOA,
+                records: vec![soa],
+            });
+        let mut ordered: Vec<_> = std::mem::take(&mut self.sets).into_iter().collect();
+        ordered.sort_by_key(|(_, (o, _))| *o);
+        for ((owner, rt), (_, records)) in ordered {
+            zone::add_ancestors(&mut nodes, &owner, &self.apex_wire);
+            let node = nodes.entry(owner.clone()).or_default();
+            if rt == rtype::CNAME {
+                if records.len() > 1 {
+                    // At the second CNAME of the name.
+                    errors.0.push(doc.error(
+                        &self.cname_at(&owner, 1),
+                        format!("{} has more than one CNAME", show(&owner)),
+                    ));
+                }
+                node.cname_target = Some(records[0][10..].into());
+            }
+            node.sets.push(RecordSet { rtype: rt, records });
+        }
+        for (owner, node) in &nodes {
+            if node.cname_target.is_some() && node.sets.len() > 1 {
+                errors.0.push(doc.error(
+                    &self.cname_at(owner, 0),
+                    format!(
+                        "{} has a CNAME and other records (RFC 1034 §3.6.2)",
+                        show(owner)
+                    ),
+                ));
+            }
+        }
+        for cycle in cname_loops(&nodes, &self.cname_owners, &self.apex_wire) {
+            let mut names: Vec<String> = cycle.iter().map(|n| show(n)).collect();
+            names.push(show(&cycle[0]));
+            errors.0.push(doc.error(
+                &self.cname_at(&cycle[0], 0),
+                format!(
+                    "{} is in a CNAME loop: {}",
+                    show(&cycle[0]),
+                    names.join(" → ")
+                ),
+            ));
+        }
+        (self.apex_wire, nodes, self.glue)
+    }
 }
 
 /// Every CNAME loop inside the zone (the links the answer path follows: targets inside the
