@@ -119,7 +119,14 @@ pub(super) fn service(
             .push(d.error(&format!("{p}.degraded_ttl"), "must not exceed `ttl`"));
     }
 
-    let mut rules = rules::rules(d, map, p, s, ctx.regions, ctx.nodes, ctx.files, errors);
+    let inputs = rules::RuleInputs {
+        d,
+        map,
+        regions: ctx.regions,
+        nodes: ctx.nodes,
+        files: ctx.files,
+    };
+    let mut rules = rules::rules(&inputs, p, s, errors);
     if rules.default_rule.is_none() && errors.0.len() == before {
         errors.0.push(d.error(
             &format!("{p}.rules"),
