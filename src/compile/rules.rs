@@ -11,7 +11,7 @@ use super::nodes::{NodeSet, RegionSet};
 use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
-use crate::snapshot::{PrefixFile, Ranking, Region, RuleKind};
+use crate::snapshot::{PrefixFile, Ranking, Region, RuleInfo, RuleKind};
 use crate::source::{Document, Errors, quote};
 use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
 
@@ -25,6 +25,17 @@ pub(super) struct RuleDraft {
     pub location: String,
     /// Its `prefix_file` and the prefixes read from it.
     pub prefix_file: Option<PrefixFile>,
+}
+
+impl RuleDraft {
+    /// What the snapshot keeps of the rule (for explanations).
+    pub fn info(&self) -> RuleInfo {
+        RuleInfo {
+            kind: self.kind,
+            location: self.location.clone(),
+            prefix_file: self.prefix_file.clone(),
+        }
+    }
 }
 
 /// A service's rules and the selectors they define.

@@ -6,13 +6,13 @@ use std::sync::atomic::AtomicU64;
 
 use super::live::Live;
 use super::nodes::{NodeSet, RegionSet};
-use super::rules;
+use super::rules::{self, RuleDraft, Rules};
 use super::table::{self, Locations, MAX_DECISIONS};
 use super::{MapText, ReadFile};
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::snapshot::{
-    AllDown, MAX_ANSWERS, RouteTable, RuleInfo, Service, SteerSettings, Steering, V6Table,
+    AllDown, MAX_ANSWERS, RouteTable, Service, SteerSettings, Steering, V6Table,
 };
 use crate::source::{Document, Errors};
 use crate::spec::{AllDownSpec, Ecs, ServiceSpec, Spread};
@@ -94,15 +94,10 @@ pub(super) fn service(
         .choice(&format!("{p}.ecs"), &s.ecs, errors)
         .unwrap_or_default()
         == Ecs::Use;
-    let all_down = match d
-        .choice(&format!("{p}.all_down"), &s.all_down, errors)
-        .unwrap_or_default()
-    {
-        AllDownSpec::AnyRegion => AllDown::AnyRegion,
-        AllDownSpec::LastResort => AllDown::LastResort,
-        AllDownSpec::Servfail => AllDown::ServFail,
-        AllDownSpec::Empty => AllDown::Empty,
-    };
+    let all_down = all_down(
+        d.choice(&format!("{p}.all_down"), &s.all_down, errors)
+            .unwrap_or_default(),
+    );
     let last_resort = ctx
         .nodes
         .members(d, &format!("{p}.last_resort"), &s.last_resort, errors);
@@ -137,30 +132,8 @@ pub(super) fn service(
         return None;
     }
     let default_rule = rules.default_rule.unwrap_or(0);
-    if by_capacity {
-        // Every node a chain can answer with needs a capacity: utilisation is load / capacity.
-        let mut reported = std::collections::HashSet::new();
-        for r in &rules.drafts {
-            for &ri in r.chain.iter() {
-                for &(n, _) in &ctx.regions.regions[ri].members {
-                    let node = &ctx.nodes.nodes[n];
-                    if node.capacity.is_none() && reported.insert(n) {
-                        errors.0.push(d.error(
-                            &format!("{p}.spread"),
-                            format!(
-                                "`spread: capacity` needs a `capacity` on every node its \
-                                 regions hold; node {} (region {}) has none",
-                                crate::source::quote(&node.name),
-                                crate::source::quote(&ctx.regions.regions[ri].name)
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        if errors.0.len() > before {
-            return None;
-        }
+    if by_capacity && !every_node_has_capacity(ctx, d, p, &rules, errors) {
+        return None;
     }
     let by_distance = rules.drafts.iter().any(|r| {
         r.chain
@@ -203,21 +176,55 @@ pub(super) fn service(
         all_down,
         last_resort,
         regions: ctx.regions.regions.clone(),
-        rules: rules
-            .drafts
-            .iter()
-            .map(|r| RuleInfo {
-                kind: r.kind,
-                location: r.location.clone(),
-                prefix_file: r.prefix_file.clone(),
-            })
-            .collect(),
+        rules: rules.drafts.iter().map(RuleDraft::info).collect(),
         decisions: t.decisions,
         v4: t.v4,
         v6: t.v6,
         rr: AtomicU64::new(0),
         steering,
     })
+}
+
+/// What the answer path does when every node of a chain is down.
+fn all_down(spec: AllDownSpec) -> AllDown {
+    match spec {
+        AllDownSpec::AnyRegion => AllDown::AnyRegion,
+        AllDownSpec::LastResort => AllDown::LastResort,
+        AllDownSpec::Servfail => AllDown::ServFail,
+        AllDownSpec::Empty => AllDown::Empty,
+    }
+}
+
+/// Whether every node a chain of `rules` can answer with has a capacity (utilisation is load
+/// / capacity), reporting each node without one once.
+fn every_node_has_capacity(
+    ctx: &Context<'_>,
+    d: &Document,
+    p: &str,
+    rules: &Rules,
+    errors: &mut Errors,
+) -> bool {
+    let before = errors.0.len();
+    let mut reported = std::collections::HashSet::new();
+    for r in &rules.drafts {
+        for &ri in r.chain.iter() {
+            for &(n, _) in &ctx.regions.regions[ri].members {
+                let node = &ctx.nodes.nodes[n];
+                if node.capacity.is_none() && reported.insert(n) {
+                    errors.0.push(d.error(
+                        &format!("{p}.spread"),
+                        format!(
+                            "`spread: capacity` needs a `capacity` on every node its \
+                             regions hold; node {} (region {}) has none",
+                            crate::source::quote(&node.name),
+                            crate::source::quote(&ctx.regions.regions[ri].name)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    errors.0.len() == before
 }
 
 /// The controller settings of a `spread: capacity` service (`capacity:`), checked.
