@@ -108,9 +108,6 @@ pub fn explain(
     let client = client.to_canonical();
     let svc = &snap.services[service];
     let mut out = vec![format!("client {client} ({how})")];
-    // The location distance regions measure from (the first database with locations, as the
-    // compiler uses).
-    let at = snap.client.lookup(client).location.map(|l| l.value);
     out.extend(client_lines(snap, client));
     let Some((decision, scope)) = svc.route(client) else {
         out.push("no route (empty table)".into());
@@ -118,7 +115,50 @@ pub fn explain(
     };
     let rule = &svc.rules[decision.rule];
     out.push(format!("rule: {} at {}", rule.kind, rule.location));
+    let seen = Seen {
+        snap,
+        svc,
+        decision,
+        client,
+        v6,
+        // The location distance regions measure from (the first database with locations,
+        // as the compiler uses).
+        at: snap.client.lookup(client).location.map(|l| l.value),
+    };
     for (i, &r) in decision.chain.iter().enumerate() {
+        out.push(seen.region_line(i, r));
+    }
+    let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
+    out.push(seen.answer_line(&pick));
+    if svc.steering.is_some() {
+        out.extend(capacity_line(snap, svc, decision, v6, client, &pick));
+    }
+    out.push(format!(
+        "scope: /{}; ttl {}",
+        svc.scope(scope, client),
+        svc.ttl(&pick)
+    ));
+    out.push(format!("data: {}", snap.versions));
+    out
+}
+
+/// One client's decision, as the explanation's lines see it.
+struct Seen<'a> {
+    snap: &'a Snapshot,
+    svc: &'a Service,
+    decision: &'a crate::snapshot::Decision,
+    client: IpAddr,
+    /// AAAA (else A).
+    v6: bool,
+    /// The client's coordinates.
+    at: Option<(f64, f64)>,
+}
+
+impl Seen<'_> {
+    /// The line of the `i`-th region of the chain (region index `r`), its members in the
+    /// order they are tried.
+    fn region_line(&self, i: usize, r: usize) -> String {
+        let (svc, decision) = (self.svc, self.decision);
         let region = &svc.regions[r];
         // Members in the order they are tried: by proximity rank first in a proximity region.
         let mut order: Vec<(usize, u32)> = region.members.clone();
@@ -133,44 +173,7 @@ pub fn explain(
         }
         let members: Vec<String> = order
             .iter()
-            .map(|&(n, w)| {
-                let node = &snap.nodes[n];
-                let mut s = format!("{} w{} {}", node.name, w, snap.health.get(n).as_str());
-                if let Some(steer) = &svc.steering {
-                    let f = steer.factor(n);
-                    if f != 1.0 {
-                        s.push_str(&format!(" (capacity: weight x{f:.2})"));
-                    }
-                }
-                if node
-                    .local_bit
-                    .is_some_and(|b| decision.local_mask & (1 << b) == 0)
-                {
-                    s.push_str(" (local-only, not for this client)");
-                }
-                if node.records(v6).is_empty() {
-                    s.push_str(if v6 { " (no IPv6)" } else { " (no IPv4)" });
-                }
-                if let Some(rank) = region.distance()
-                    && let Some(at) = at
-                    && let Some(i) = region.members.iter().position(|&(m, _)| m == n)
-                {
-                    let km = crate::distance::haversine_km(at, rank.locations[i]);
-                    s.push_str(&format!(" {km:.0} km"));
-                    if decision.ranks.get(n) == Some(&crate::snapshot::BEYOND) {
-                        s.push_str(" (beyond the limit)");
-                    }
-                }
-                if region.rank == Ranking::Proximity {
-                    match node_path(&snap.live, &node.name, client) {
-                        Some((len, feed, prefix)) => {
-                            s.push_str(&format!(" path {len} via {feed} {prefix}"))
-                        }
-                        None => s.push_str(" no route"),
-                    }
-                }
-                s
-            })
+            .map(|&(n, w)| self.member(region, n, w))
             .collect();
         let overflow = svc
             .steering
@@ -179,11 +182,11 @@ pub fn explain(
             .filter(|&f| f > 0.0 && i + 1 < decision.chain.len())
             .map(|f| format!(" (at capacity: {:.1} % of its clients sent on)", f * 100.0))
             .unwrap_or_default();
-        out.push(format!(
+        format!(
             "region {}: {}{}{overflow}: {}",
             i + 1,
             region.name,
-            match (&region.rank, at) {
+            match (&region.rank, self.at) {
                 (Ranking::Proximity, _) => " (by proximity)".to_string(),
                 (Ranking::Distance(d), Some(_)) => match d.limit {
                     Some(l) => format!(" (by distance, nearest {l})"),
@@ -193,49 +196,86 @@ pub fn explain(
                 (Ranking::Weight, _) => String::new(),
             },
             members.join(", ")
-        ));
+        )
     }
-    let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
-    let answer: Vec<String> = pick
-        .nodes()
-        .iter()
-        .flat_map(|&n| {
-            let node = &snap.nodes[n];
-            let addrs: Vec<String> = if v6 {
-                node.v6.iter().map(|a| a.to_string()).collect()
-            } else {
-                node.v4.iter().map(|a| a.to_string()).collect()
-            };
-            std::iter::once(format!("{} [{}]", node.name, addrs.join(" ")))
-        })
-        .collect();
-    let region = pick
-        .region
-        .map(|r| svc.regions[r].name.as_str())
-        .unwrap_or("-");
-    let outcome = if pick.servfail {
-        "SERVFAIL (all down)".to_string()
-    } else if answer.is_empty() {
-        "no address".to_string()
-    } else {
-        answer.join(", ")
-    };
-    let scope = svc.scope(scope, client);
-    out.push(format!(
-        "answer: {outcome} from region {region}{}{}",
-        if pick.degraded { " (degraded)" } else { "" },
-        if pick.all_down {
-            " (all-down policy)"
-        } else {
-            ""
+
+    /// Member `n` (weight `w`) of `region`: its state and what decides its place.
+    fn member(&self, region: &crate::snapshot::Region, n: usize, w: u32) -> String {
+        let (snap, decision) = (self.snap, self.decision);
+        let node = &snap.nodes[n];
+        let mut s = format!("{} w{} {}", node.name, w, snap.health.get(n).as_str());
+        if let Some(steer) = &self.svc.steering {
+            let f = steer.factor(n);
+            if f != 1.0 {
+                s.push_str(&format!(" (capacity: weight x{f:.2})"));
+            }
         }
-    ));
-    if svc.steering.is_some() {
-        out.extend(capacity_line(snap, svc, decision, v6, client, &pick));
+        if node
+            .local_bit
+            .is_some_and(|b| decision.local_mask & (1 << b) == 0)
+        {
+            s.push_str(" (local-only, not for this client)");
+        }
+        if node.records(self.v6).is_empty() {
+            s.push_str(if self.v6 { " (no IPv6)" } else { " (no IPv4)" });
+        }
+        if let Some(rank) = region.distance()
+            && let Some(at) = self.at
+            && let Some(i) = region.members.iter().position(|&(m, _)| m == n)
+        {
+            let km = crate::distance::haversine_km(at, rank.locations[i]);
+            s.push_str(&format!(" {km:.0} km"));
+            if decision.ranks.get(n) == Some(&crate::snapshot::BEYOND) {
+                s.push_str(" (beyond the limit)");
+            }
+        }
+        if region.rank == Ranking::Proximity {
+            match node_path(&snap.live, &node.name, self.client) {
+                Some((len, feed, prefix)) => {
+                    s.push_str(&format!(" path {len} via {feed} {prefix}"))
+                }
+                None => s.push_str(" no route"),
+            }
+        }
+        s
     }
-    out.push(format!("scope: /{scope}; ttl {}", svc.ttl(&pick)));
-    out.push(format!("data: {}", snap.versions));
-    out
+
+    /// The answer line: the picked nodes with their addresses, and from which region.
+    fn answer_line(&self, pick: &crate::snapshot::Pick) -> String {
+        let answer: Vec<String> = pick
+            .nodes()
+            .iter()
+            .map(|&n| {
+                let node = &self.snap.nodes[n];
+                let addrs: Vec<String> = if self.v6 {
+                    node.v6.iter().map(|a| a.to_string()).collect()
+                } else {
+                    node.v4.iter().map(|a| a.to_string()).collect()
+                };
+                format!("{} [{}]", node.name, addrs.join(" "))
+            })
+            .collect();
+        let region = pick
+            .region
+            .map(|r| self.svc.regions[r].name.as_str())
+            .unwrap_or("-");
+        let outcome = if pick.servfail {
+            "SERVFAIL (all down)".to_string()
+        } else if answer.is_empty() {
+            "no address".to_string()
+        } else {
+            answer.join(", ")
+        };
+        format!(
+            "answer: {outcome} from region {region}{}{}",
+            if pick.degraded { " (degraded)" } else { "" },
+            if pick.all_down {
+                " (all-down policy)"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// What capacity steering changed for this client, if anything: sent on by a region at

@@ -82,45 +82,13 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             Err(e) => errors.extend(e),
         }
     }
-    let Decoded {
-        nodes: node_specs,
-        regions: region_specs,
-        services: service_specs,
-        declared_nodes,
-        declared_regions,
-        incomplete,
-        capacity_unit,
-    } = decode(&docs, docs.len() < inputs.maps.len(), &mut errors);
-
-    let mut node_set = nodes::nodes(&node_specs, &mut errors);
-    node_set.broken = nodes::Broken {
-        names: declared_nodes
-            .into_iter()
-            .filter(|n| !node_specs.iter().any(|(_, _, s)| &s.name == n))
-            .collect(),
-        all: incomplete,
-    };
-    let mut region_set = nodes::regions(&region_specs, &node_specs, &mut node_set, &mut errors);
-    region_set.broken = nodes::Broken {
-        names: declared_regions
-            .into_iter()
-            .filter(|n| !region_specs.iter().any(|(_, _, s)| &s.name == n))
-            .collect(),
-        all: incomplete,
-    };
-    let mut proximity_nodes: Vec<usize> = region_set
-        .regions
-        .iter()
-        .filter(|r| r.rank == Ranking::Proximity)
-        .flat_map(|r| r.members.iter().map(|&(n, _)| n))
-        .collect();
-    proximity_nodes.sort_unstable();
-    proximity_nodes.dedup();
+    let decoded = decode(&docs, docs.len() < inputs.maps.len(), &mut errors);
+    let (node_set, region_set) = sets(&decoded, &mut errors);
     let live = live::Live::prepare(
         config,
         inputs.live,
         &node_set,
-        &proximity_nodes,
+        &proximity_nodes(&region_set),
         &mut errors,
     );
 
@@ -145,29 +113,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         live: &live,
         locations: Default::default(),
     };
-    let mut services = Vec::new();
-    let mut seen_names = HashSet::new();
-    for (d, m, p, s) in &service_specs {
-        let idx = services.len();
-        let before = errors.0.len();
-        let svc = service::service(&ctx, d, m, p, s, &mut errors);
-        zones::attach(
-            &mut zones,
-            &mut seen_names,
-            d,
-            p,
-            s,
-            idx,
-            config.why_enabled,
-            &mut errors,
-        );
-        match svc {
-            Some(svc) if errors.0.len() == before => services.push(svc),
-            // Keep indices stable for the names attached above; the build fails anyway.
-            _ => services.push(service::placeholder()),
-        }
-    }
-    steered_once(&services, &service_specs, &node_set, &mut errors);
+    let services = services(&ctx, &decoded.services, &mut zones, config, &mut errors);
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         v4_blocks = services.iter().map(|s| s.v4.len()).sum::<usize>(),
@@ -202,8 +148,77 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         live: Arc::new(live.data),
         tally: Arc::default(),
         cell_base: Vec::new(),
-        capacity_unit,
+        capacity_unit: decoded.capacity_unit,
     })
+}
+
+/// The nodes and regions of the decoded maps, each set knowing the names that were declared
+/// but did not decode (so that a reference to one is not reported as unknown).
+fn sets(decoded: &Decoded, errors: &mut Errors) -> (nodes::NodeSet, nodes::RegionSet) {
+    let mut node_set = nodes::nodes(&decoded.nodes, errors);
+    node_set.broken = nodes::Broken {
+        names: decoded
+            .declared_nodes
+            .iter()
+            .filter(|n| !decoded.nodes.iter().any(|(_, _, s)| &s.name == *n))
+            .cloned()
+            .collect(),
+        all: decoded.incomplete,
+    };
+    let mut region_set = nodes::regions(&decoded.regions, &decoded.nodes, &mut node_set, errors);
+    region_set.broken = nodes::Broken {
+        names: decoded
+            .declared_regions
+            .iter()
+            .filter(|n| !decoded.regions.iter().any(|(_, _, s)| &s.name == *n))
+            .cloned()
+            .collect(),
+        all: decoded.incomplete,
+    };
+    (node_set, region_set)
+}
+
+/// The nodes of proximity regions (their AS paths are the live feeds' input), sorted.
+fn proximity_nodes(regions: &nodes::RegionSet) -> Vec<usize> {
+    let mut out: Vec<usize> = regions
+        .regions
+        .iter()
+        .filter(|r| r.rank == Ranking::Proximity)
+        .flat_map(|r| r.members.iter().map(|&(n, _)| n))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Compiles every service and attaches its names to `zones`; a service that fails keeps its
+/// index with a placeholder (the build fails anyway).
+fn services(
+    ctx: &service::Context<'_>,
+    specs: &[(&Document, &MapText, String, ServiceSpec)],
+    zones: &mut [crate::zone::Zone],
+    config: &Config,
+    errors: &mut Errors,
+) -> Vec<crate::snapshot::Service> {
+    let mut services = Vec::new();
+    let mut names = zones::Names {
+        zones,
+        seen: HashSet::new(),
+        why_enabled: config.why_enabled,
+    };
+    for (d, m, p, s) in specs {
+        let idx = services.len();
+        let before = errors.0.len();
+        let svc = service::service(ctx, d, m, p, s, errors);
+        names.attach(d, p, s, idx, errors);
+        match svc {
+            Some(svc) if errors.0.len() == before => services.push(svc),
+            // Keep indices stable for the names attached above; the build fails anyway.
+            _ => services.push(service::placeholder()),
+        }
+    }
+    steered_once(&services, specs, ctx.nodes, errors);
+    services
 }
 
 /// Every map file's sections, decoded, with where each item is; the names the files define,

@@ -9,58 +9,67 @@ use crate::spec::ServiceSpec;
 use crate::wire::rtype;
 use crate::zone::{self, Zone};
 
-/// Attaches the names of service `idx` (spec `s` at path `p` of `d`) to `zones`; `seen`
-/// collects every service name of the build.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attach(
-    zones: &mut [Zone],
-    seen_names: &mut HashSet<Box<[u8]>>,
-    d: &Document,
-    p: &str,
-    s: &ServiceSpec,
-    idx: usize,
-    why_enabled: bool,
-    errors: &mut Errors,
-) {
-    for (i, name) in s.names.iter().enumerate() {
-        let np = format!("{p}.names[{i}]");
-        let n = match zone::parse_name(name, &hickory_proto::rr::Name::root()) {
-            Ok(n) => zone::wire(&n),
-            Err(e) => {
-                errors.0.push(d.error(&np, e.to_string()));
+/// The zones of a build, getting the services' names.
+pub(super) struct Names<'z> {
+    /// The zones.
+    pub zones: &'z mut [Zone],
+    /// Every service name attached so far.
+    pub seen: HashSet<Box<[u8]>>,
+    /// `_why` names are attached too.
+    pub why_enabled: bool,
+}
+
+impl Names<'_> {
+    /// Attaches the names of service `idx` (spec `s` at path `p` of `d`).
+    pub(super) fn attach(
+        &mut self,
+        d: &Document,
+        p: &str,
+        s: &ServiceSpec,
+        idx: usize,
+        errors: &mut Errors,
+    ) {
+        let (zones, seen_names, why_enabled) = (&mut *self.zones, &mut self.seen, self.why_enabled);
+        for (i, name) in s.names.iter().enumerate() {
+            let np = format!("{p}.names[{i}]");
+            let n = match zone::parse_name(name, &hickory_proto::rr::Name::root()) {
+                Ok(n) => zone::wire(&n),
+                Err(e) => {
+                    errors.0.push(d.error(&np, e.to_string()));
+                    continue;
+                }
+            };
+            if !seen_names.insert(n.clone()) {
+                errors
+                    .0
+                    .push(d.error(&np, format!("{name} is served by two services")));
                 continue;
             }
-        };
-        if !seen_names.insert(n.clone()) {
-            errors
-                .0
-                .push(d.error(&np, format!("{name} is served by two services")));
-            continue;
-        }
-        let Some(z) = zones.iter_mut().find(|z| zone::is_within(&n, &z.apex)) else {
-            errors.0.push(d.error(
-                &np,
-                format!("{name} is not inside any zone of the configuration"),
-            ));
-            continue;
-        };
-        let node = z.nodes.entry(n.clone()).or_default();
-        if node.cname_target.is_some()
-            || node.set(rtype::A).is_some()
-            || node.set(rtype::AAAA).is_some()
-        {
-            errors.0.push(d.error(
-                &np,
-                format!("{name} also has static A, AAAA or CNAME records"),
-            ));
-            continue;
-        }
-        node.service = Some(idx);
-        zone::add_ancestors(&mut z.nodes, &n, &z.apex);
-        if why_enabled {
-            let mut why = b"\x04_why".to_vec();
-            why.extend_from_slice(&n);
-            z.nodes.entry(why.into()).or_default().why = Some(idx);
+            let Some(z) = zones.iter_mut().find(|z| zone::is_within(&n, &z.apex)) else {
+                errors.0.push(d.error(
+                    &np,
+                    format!("{name} is not inside any zone of the configuration"),
+                ));
+                continue;
+            };
+            let node = z.nodes.entry(n.clone()).or_default();
+            if node.cname_target.is_some()
+                || node.set(rtype::A).is_some()
+                || node.set(rtype::AAAA).is_some()
+            {
+                errors.0.push(d.error(
+                    &np,
+                    format!("{name} also has static A, AAAA or CNAME records"),
+                ));
+                continue;
+            }
+            node.service = Some(idx);
+            zone::add_ancestors(&mut z.nodes, &n, &z.apex);
+            if why_enabled {
+                let mut why = b"\x04_why".to_vec();
+                why.extend_from_slice(&n);
+                z.nodes.entry(why.into()).or_default().why = Some(idx);
+            }
         }
     }
 }
