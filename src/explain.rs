@@ -33,7 +33,14 @@ pub fn live_lines(live: &LiveData, addr: IpAddr) -> Vec<String> {
 pub fn client_lines(snap: &Snapshot, addr: IpAddr) -> Vec<String> {
     let addr = addr.to_canonical();
     let mut data = snap.client.lookup(addr).lines();
-    if let Some(line) = live_origin_line(&snap.live, addr) {
+    if let Some(o) = snap.live.origin(addr) {
+        let line = format!(
+            "asn: AS{} (live, prefix {}/{}, from {})",
+            o.asn,
+            o.prefix.0,
+            o.prefix.1,
+            o.feeds.join(", ")
+        );
         match data.iter_mut().find(|l| l.starts_with("asn:")) {
             Some(l) => *l = line,
             None => data.push(line),
@@ -41,36 +48,6 @@ pub fn client_lines(snap: &Snapshot, addr: IpAddr) -> Vec<String> {
     }
     data.extend(live_lines(&snap.live, addr));
     data
-}
-
-/// The origin the live feeds give `addr`, as the compiler decides it (the longest covering
-/// prefix of any feed; the origin most feeds give it, ties to the smaller ASN), as an `asn:`
-/// line; none when no feed covers the address.
-fn live_origin_line(live: &LiveData, addr: IpAddr) -> Option<String> {
-    let found: Vec<(String, IpAddr, u8, u32)> = live
-        .feeds
-        .iter()
-        .filter_map(|f| {
-            let (start, len, r) = f.table.lookup(addr)?;
-            Some((f.table.peer.clone(), start, len, r.origin))
-        })
-        .collect();
-    let best = found.iter().map(|f| f.2).max()?;
-    let at: Vec<&(String, IpAddr, u8, u32)> = found.iter().filter(|f| f.2 == best).collect();
-    let mut origins: Vec<u32> = at.iter().map(|f| f.3).collect();
-    origins.sort_unstable();
-    let winner = crate::live::majority(origins.into_iter())?;
-    let feeds: Vec<&str> = at
-        .iter()
-        .filter(|f| f.3 == winner)
-        .map(|f| f.0.as_str())
-        .collect();
-    Some(format!(
-        "asn: AS{} (live, prefix {}/{best}, from {})",
-        winner,
-        at[0].1,
-        feeds.join(", ")
-    ))
 }
 
 /// The shortest AS path to `addr` among the feeds of `node`: (length, feed, prefix), as the

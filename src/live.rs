@@ -105,7 +105,50 @@ pub struct LiveFeed {
     pub nodes: Vec<String>,
 }
 
+/// The origin the live feeds give one address ([`LiveData::origin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveOrigin {
+    /// The origin ASN.
+    pub asn: u32,
+    /// The deciding prefix: the longest that any feed has covering the address.
+    pub prefix: (IpAddr, u8),
+    /// The feeds that have that prefix with that origin.
+    pub feeds: Vec<String>,
+}
+
 impl LiveData {
+    /// The origin ASN the live feeds give `addr`, by the one precedence rule: where any feed
+    /// has a prefix covering the address, the feeds decide, by the longest covering prefix of
+    /// any of them; when they disagree on that prefix's origin, the origin most of them give
+    /// it ([`majority`]). `None` where no feed covers the address: the file tables decide
+    /// there. The compiler applies the same rule to whole ranges (`compile/live.rs`, checked
+    /// against this function by `live_origins_agree_with_the_point_rule`); the explanations
+    /// call this.
+    pub fn origin(&self, addr: IpAddr) -> Option<LiveOrigin> {
+        let found: Vec<(&str, IpAddr, u8, u32)> = self
+            .feeds
+            .iter()
+            .filter_map(|f| {
+                let (start, len, r) = f.table.lookup(addr)?;
+                Some((f.table.peer.as_str(), start, len, r.origin))
+            })
+            .collect();
+        let best = found.iter().map(|f| f.2).max()?;
+        let at: Vec<&(&str, IpAddr, u8, u32)> = found.iter().filter(|f| f.2 == best).collect();
+        let mut origins: Vec<u32> = at.iter().map(|f| f.3).collect();
+        origins.sort_unstable();
+        let asn = majority(origins.into_iter())?;
+        Some(LiveOrigin {
+            asn,
+            prefix: (at[0].1, best),
+            feeds: at
+                .iter()
+                .filter(|f| f.3 == asn)
+                .map(|f| f.0.to_string())
+                .collect(),
+        })
+    }
+
     /// True when no feed is configured.
     pub fn is_empty(&self) -> bool {
         self.feeds.is_empty()

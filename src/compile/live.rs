@@ -3,10 +3,10 @@
 //! and, for every node of a proximity region, the AS-path length from its own feeds to every
 //! address (for the ranks).
 //!
-//! Precedence for the origin ASN: where any live feed has a prefix covering an address, the
-//! feeds decide, by their longest covering prefix (when feeds disagree on that prefix's origin,
-//! the origin most feeds announce, ties to the smaller ASN); elsewhere the file tables decide as
-//! before. Stale routes (of a dropped session, within its stale time) count like fresh ones.
+//! Precedence for the origin ASN: the rule of [`LiveData::origin`], applied here to whole
+//! ranges (every prefix of any feed with its majority origin, flattened so that the longest
+//! prefix wins; the route tables put these above the file tables). Stale routes (of a dropped
+//! session, within its stale time) count like fresh ones. A test checks that the two agree.
 
 use std::collections::HashMap;
 
@@ -150,4 +150,81 @@ fn origins(feeds: impl Iterator<Item = Vec<(u128, u8, Route)>>) -> Vec<(u128, u8
         out.push((run[0].0, run[0].1, origin));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// The compiler's origins over whole ranges and the explanations' point rule
+    /// ([`LiveData::origin`]) give every address the same origin: nested prefixes, feeds that
+    /// disagree (majority, ties to the smaller ASN), a prefix only one feed has.
+    #[test]
+    fn live_origins_agree_with_the_point_rule() {
+        let route = |origin| Route {
+            origin,
+            path_len: 2,
+            stale: false,
+        };
+        // (feed, [(start, length, origin)]), each list sorted by (start, length).
+        let a = |o1, o2, o3| -> Vec<(u32, u8, Route)> {
+            vec![
+                (0x0a00_0000, 8, route(o1)),
+                (0x0a01_0000, 16, route(o2)),
+                (0x0a01_0200, 24, route(o3)),
+            ]
+        };
+        let feeds = [
+            ("r1", a(100, 200, 300)),
+            ("r2", a(100, 201, 301)),
+            ("r3", {
+                let mut v = a(101, 201, 300);
+                v.push((0x0a02_0000, 16, route(400)));
+                v
+            }),
+        ];
+        let data = LiveData {
+            feeds: feeds
+                .iter()
+                .map(|(peer, v4)| LiveFeed {
+                    table: FeedTable {
+                        peer: peer.to_string(),
+                        v4: v4.clone().into(),
+                        v6: Vec::new().into(),
+                    },
+                    nodes: Vec::new(),
+                })
+                .collect(),
+        };
+        let ranges = ranges::flatten(origins(data.feeds.iter().map(|f| widen(&f.table.v4))), 32);
+        let mut x: u32 = 12345;
+        let mut checked = 0;
+        for i in 0..20_000u32 {
+            // Addresses in and around 10.0.0.0/8, and the edges of every prefix.
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let addr = match i % 4 {
+                0 => 0x0a00_0000 | (x & 0x00ff_ffff),
+                1 => 0x0a01_0000 | (x & 0x0000_ffff),
+                2 => 0x0a01_0200 | (x & 0x0000_01ff),
+                _ => 0x0900_0000 | (x & 0x02ff_ffff),
+            };
+            let compiled = ranges
+                .iter()
+                .find(|r| r.0 <= addr as u128 && addr as u128 <= r.1)
+                .map(|r| r.2);
+            let point = data.origin(IpAddr::V4(Ipv4Addr::from(addr))).map(|o| o.asn);
+            assert_eq!(compiled, point, "{}", Ipv4Addr::from(addr));
+            checked += usize::from(point.is_some());
+        }
+        assert!(checked > 10_000, "{checked}");
+        // The rule as written: the /24 has 300 twice (r1, r3), the /16 201 twice (r2, r3), the
+        // /8 100 twice (r1, r2); 10.2/16 is r3's alone.
+        let at = |a: [u8; 4]| data.origin(IpAddr::from(a)).map(|o| o.asn);
+        assert_eq!(at([10, 1, 2, 9]), Some(300));
+        assert_eq!(at([10, 1, 9, 9]), Some(201));
+        assert_eq!(at([10, 9, 9, 9]), Some(100));
+        assert_eq!(at([10, 2, 0, 1]), Some(400));
+        assert_eq!(at([11, 0, 0, 1]), None);
+    }
 }
