@@ -23,13 +23,150 @@ use std::time::Duration;
 use crate::snapshot::{RuleKind, Snapshot, cells};
 use crate::tally::{Row, Tally};
 use crate::wire::{rcode, rtype};
+use query::Cell;
 
 pub use crate::tally::{Histogram, LATENCY_BUCKETS};
 
 /// The layout of the query cells: per transport, a question type × rcode grid, then
-/// [`EXTRA`](query::EXTRA) single cells.
+/// [`EXTRA`](query::EXTRA) single cells, one per [`Cell`](query::Cell).
 pub mod query {
     use super::{rcode, rtype};
+
+    /// A family of counters as the metrics endpoint shows it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Family {
+        /// The name, without `signpost_` and `_total`.
+        pub name: &'static str,
+        /// The help text.
+        pub help: &'static str,
+    }
+
+    const DROPPED_QUERIES: Family = Family {
+        name: "dropped_queries",
+        help: "Packets dropped without an answer (not a query, unanswerable source).",
+    };
+    const TRUNCATED_RESPONSES: Family = Family {
+        name: "truncated_responses",
+        help: "Responses sent with TC set because they did not fit.",
+    };
+    const ECS_QUERIES: Family = Family {
+        name: "ecs_queries",
+        help: "Queries with and without an EDNS Client Subnet option.",
+    };
+    const RRL_RESPONSES: Family = Family {
+        name: "rrl_responses",
+        help: "UDP responses withheld by response rate limiting: dropped, or sent truncated (slip).",
+    };
+    const TCP_REFUSED_CONNECTIONS: Family = Family {
+        name: "tcp_refused_connections",
+        help: "TCP connections closed at once by the connection caps.",
+    };
+    /// Also has samples from events (records written and failed).
+    pub const QUERYLOG_RECORDS: Family = Family {
+        name: "querylog_records",
+        help: "Query-log records written, dropped (the writer was behind), and failed (the file did not take them).",
+    };
+
+    /// A single counter cell of each transport, besides the question type × rcode grid. Each
+    /// is declared once, in [`Cell::reading`]: its `ctl stats` name (which is also the key its
+    /// count is carried under to a replacing process) and its metric.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Cell {
+        /// Queries dropped without an answer.
+        Dropped,
+        /// Responses truncated (TC set).
+        Truncated,
+        /// Queries with an EDNS Client Subnet option (the sum of the ECS grid; never bumped).
+        EcsPresent,
+        /// Queries without one (likewise).
+        EcsAbsent,
+        /// UDP responses dropped by rate limiting.
+        RrlDropped,
+        /// UDP responses sent truncated by rate limiting (slip).
+        RrlSlipped,
+        /// TCP connections refused by the connection caps.
+        TcpRefused,
+        /// Query-log records dropped because the writer was behind.
+        QuerylogDropped,
+    }
+
+    /// How the metrics endpoint shows a cell's transports.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Transports {
+        /// One sample per transport, with a `transport` label.
+        Labelled,
+        /// One sample, the transports summed.
+        Summed,
+    }
+
+    /// How readers see a cell.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Reading {
+        /// Its `ctl stats` name (the transports summed); `None`: not in `ctl stats`.
+        pub stats: Option<&'static str>,
+        /// Its metric family.
+        pub family: Family,
+        /// The label that tells it from the family's other samples.
+        pub label: Option<(&'static str, &'static str)>,
+        /// Its transports in the metric.
+        pub transports: Transports,
+    }
+
+    impl Cell {
+        /// Every cell, in index order.
+        pub const ALL: [Cell; 8] = [
+            Cell::Dropped,
+            Cell::Truncated,
+            Cell::EcsPresent,
+            Cell::EcsAbsent,
+            Cell::RrlDropped,
+            Cell::RrlSlipped,
+            Cell::TcpRefused,
+            Cell::QuerylogDropped,
+        ];
+
+        /// Its index among the single cells.
+        #[inline]
+        pub const fn index(self) -> usize {
+            self as usize
+        }
+
+        /// How readers see it: the one declaration of its names.
+        pub const fn reading(self) -> Reading {
+            use Transports::{Labelled, Summed};
+            let (stats, family, label, transports) = match self {
+                Cell::Dropped => (Some("dropped"), DROPPED_QUERIES, None, Labelled),
+                Cell::Truncated => (Some("truncated"), TRUNCATED_RESPONSES, None, Labelled),
+                Cell::EcsPresent => (None, ECS_QUERIES, Some(("ecs", "present")), Labelled),
+                Cell::EcsAbsent => (None, ECS_QUERIES, Some(("ecs", "absent")), Labelled),
+                Cell::RrlDropped => (
+                    Some("rrl_dropped"),
+                    RRL_RESPONSES,
+                    Some(("action", "drop")),
+                    Summed,
+                ),
+                Cell::RrlSlipped => (
+                    Some("rrl_slipped"),
+                    RRL_RESPONSES,
+                    Some(("action", "slip")),
+                    Summed,
+                ),
+                Cell::TcpRefused => (Some("tcp_refused"), TCP_REFUSED_CONNECTIONS, None, Summed),
+                Cell::QuerylogDropped => (
+                    Some("querylog_dropped"),
+                    QUERYLOG_RECORDS,
+                    Some(("result", "dropped")),
+                    Summed,
+                ),
+            };
+            Reading {
+                stats,
+                family,
+                label,
+                transports,
+            }
+        }
+    }
 
     /// Question types counted by name; everything else is `other`.
     pub const QTYPES: [(u16, &str); 17] = [
@@ -65,24 +202,8 @@ pub mod query {
     /// Transports, in cell order.
     pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 
-    /// Queries dropped without an answer.
-    pub const DROPPED: usize = 0;
-    /// Responses truncated (TC set).
-    pub const TRUNCATED: usize = 1;
-    /// Queries with an EDNS Client Subnet option.
-    pub const ECS_PRESENT: usize = 2;
-    /// Queries without one.
-    pub const ECS_ABSENT: usize = 3;
-    /// UDP responses dropped by rate limiting.
-    pub const RRL_DROPPED: usize = 4;
-    /// UDP responses sent truncated by rate limiting (slip).
-    pub const RRL_SLIPPED: usize = 5;
-    /// TCP connections refused by the connection caps.
-    pub const TCP_REFUSED: usize = 6;
-    /// Query-log records dropped because the writer was behind.
-    pub const QUERYLOG_DROPPED: usize = 7;
     /// Single cells per transport.
-    pub const EXTRA: usize = 8;
+    pub const EXTRA: usize = Cell::ALL.len();
     /// Cells per transport.
     pub const PER_TRANSPORT: usize = QTYPES.len() * RCODES.len() + EXTRA;
     /// Cells per row.
@@ -114,13 +235,14 @@ pub mod query {
 
     /// The single cell `extra` for transport `t`.
     #[inline]
-    pub fn extra(t: usize, extra: usize) -> usize {
-        t * PER_TRANSPORT + QTYPES.len() * RCODES.len() + extra
+    pub fn extra(t: usize, extra: Cell) -> usize {
+        t * PER_TRANSPORT + QTYPES.len() * RCODES.len() + extra.index()
     }
 
     /// Cells per transport as the workers write them: the grid twice (queries without an ECS
     /// option, then with one), then the single cells, so that an answer adds to one cell. The
-    /// [`ECS_PRESENT`] and [`ECS_ABSENT`] cells readers see are the sums of the two grids.
+    /// [`Cell::EcsPresent`] and [`Cell::EcsAbsent`] cells readers see are the sums of the two
+    /// grids.
     pub const RAW_PER_TRANSPORT: usize = 2 * QTYPES.len() * RCODES.len() + EXTRA;
     /// Cells per row as the workers write them.
     pub const RAW_CELLS: usize = RAW_PER_TRANSPORT * TRANSPORTS.len();
@@ -134,8 +256,8 @@ pub mod query {
 
     /// The single cell `extra` for transport `t`, as the workers write it.
     #[inline]
-    pub fn raw_extra(t: usize, extra: usize) -> usize {
-        t * RAW_PER_TRANSPORT + 2 * QTYPES.len() * RCODES.len() + extra
+    pub fn raw_extra(t: usize, extra: Cell) -> usize {
+        t * RAW_PER_TRANSPORT + 2 * QTYPES.len() * RCODES.len() + extra.index()
     }
 
     /// The cells readers see ([`grid`], [`extra`]) from the cells the workers write.
@@ -145,14 +267,14 @@ pub mod query {
         for t in 0..TRANSPORTS.len() {
             for qt in 0..QTYPES.len() {
                 for rc in 0..RCODES.len() {
-                    for (ecs, cell) in [(false, ECS_ABSENT), (true, ECS_PRESENT)] {
+                    for (ecs, cell) in [(false, Cell::EcsAbsent), (true, Cell::EcsPresent)] {
                         let v = at(answered(t, qt, rc, ecs));
                         q[grid(t, qt, rc)] += v;
                         q[extra(t, cell)] += v;
                     }
                 }
             }
-            for x in 0..EXTRA {
+            for x in Cell::ALL {
                 q[extra(t, x)] += at(raw_extra(t, x));
             }
         }
@@ -520,36 +642,27 @@ impl Counters {
         };
         let both = |f: &dyn Fn(usize) -> u64| f(0) + f(1);
         let rc = |code: u16| both(&|t| grid_sum(t, Some(query::rcode_index(code))));
-        let extra = |x: usize| both(&|t| q[query::extra(t, x)]);
+        let dropped = |t: usize| q[query::extra(t, Cell::Dropped)];
+        let mut out = vec![
+            ("udp_queries", grid_sum(0, None) + dropped(0)),
+            ("tcp_queries", grid_sum(1, None) + dropped(1)),
+            ("formerr", rc(rcode::FORMERR)),
+            ("refused", rc(rcode::REFUSED)),
+            ("nxdomain", rc(rcode::NXDOMAIN)),
+            ("servfail", rc(rcode::SERVFAIL)),
+        ];
+        for cell in Cell::ALL {
+            if let Some(name) = cell.reading().stats {
+                out.push((name, both(&|t| q[query::extra(t, cell)])));
+            }
+        }
+        out.push(("querylog_failed", self.events().querylog_failed));
+        // What a replaced process counted is carried under the same names.
         let carried = self.carried();
-        let c = |name: &str| carried.get(name).copied().unwrap_or(0);
-        vec![
-            (
-                "udp_queries",
-                grid_sum(0, None) + q[query::extra(0, query::DROPPED)] + c("udp_queries"),
-            ),
-            (
-                "tcp_queries",
-                grid_sum(1, None) + q[query::extra(1, query::DROPPED)] + c("tcp_queries"),
-            ),
-            ("dropped", extra(query::DROPPED) + c("dropped")),
-            ("truncated", extra(query::TRUNCATED) + c("truncated")),
-            ("formerr", rc(rcode::FORMERR) + c("formerr")),
-            ("refused", rc(rcode::REFUSED) + c("refused")),
-            ("nxdomain", rc(rcode::NXDOMAIN) + c("nxdomain")),
-            ("servfail", rc(rcode::SERVFAIL) + c("servfail")),
-            ("tcp_refused", extra(query::TCP_REFUSED) + c("tcp_refused")),
-            ("rrl_dropped", extra(query::RRL_DROPPED) + c("rrl_dropped")),
-            ("rrl_slipped", extra(query::RRL_SLIPPED) + c("rrl_slipped")),
-            (
-                "querylog_dropped",
-                extra(query::QUERYLOG_DROPPED) + c("querylog_dropped"),
-            ),
-            (
-                "querylog_failed",
-                self.events().querylog_failed + c("querylog_failed"),
-            ),
-        ]
+        for (name, v) in &mut out {
+            *v += carried.get(*name).copied().unwrap_or(0);
+        }
+        out
     }
 
     fn lock_retired(&self) -> MutexGuard<'_, (Vec<Retired>, BTreeMap<AnswerKey, u64>)> {

@@ -11,7 +11,7 @@ fn query_cells_do_not_overlap() {
                 assert!(seen.insert(query::grid(t, q, r)));
             }
         }
-        for x in 0..query::EXTRA {
+        for x in query::Cell::ALL {
             assert!(seen.insert(query::extra(t, x)));
         }
     }
@@ -33,7 +33,7 @@ fn written_cells_fold_into_the_read_layout() {
                 }
             }
         }
-        for x in 0..query::EXTRA {
+        for x in query::Cell::ALL {
             assert!(seen.insert(query::raw_extra(t, x)));
         }
     }
@@ -45,14 +45,14 @@ fn written_cells_fold_into_the_read_layout() {
     row.bump(query::answered(0, a, 0, true));
     row.bump(query::answered(0, a, 0, false));
     row.bump(query::answered(1, a, nx, true));
-    row.bump(query::raw_extra(0, query::DROPPED));
+    row.bump(query::raw_extra(0, query::Cell::Dropped));
     let q = c.queries();
     assert_eq!(q[query::grid(0, a, 0)], 2);
     assert_eq!(q[query::grid(1, a, nx)], 1);
-    assert_eq!(q[query::extra(0, query::ECS_PRESENT)], 1);
-    assert_eq!(q[query::extra(0, query::ECS_ABSENT)], 1);
-    assert_eq!(q[query::extra(1, query::ECS_PRESENT)], 1);
-    assert_eq!(q[query::extra(0, query::DROPPED)], 1);
+    assert_eq!(q[query::extra(0, query::Cell::EcsPresent)], 1);
+    assert_eq!(q[query::extra(0, query::Cell::EcsAbsent)], 1);
+    assert_eq!(q[query::extra(1, query::Cell::EcsPresent)], 1);
+    assert_eq!(q[query::extra(0, query::Cell::Dropped)], 1);
     assert_eq!(q.iter().sum::<u64>(), 2 + 1 + 2 + 1 + 1);
 }
 
@@ -79,4 +79,22 @@ fn histogram_buckets_are_cumulative() {
     assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 3);
     assert_eq!(*b.last().unwrap(), (f64::MAX, 1));
     assert_eq!(h.count, 3);
+}
+
+/// Each single cell's index is its place in `Cell::ALL`, and its `ctl stats` name (also its
+/// hand-over key) is nobody else's.
+#[test]
+fn single_cells_are_declared_once() {
+    let mut names = std::collections::HashSet::new();
+    for (i, cell) in query::Cell::ALL.into_iter().enumerate() {
+        assert_eq!(cell.index(), i, "{cell:?}");
+        if let Some(n) = cell.reading().stats {
+            assert!(names.insert(n), "{n} twice");
+        }
+    }
+    let c = Counters::new(1);
+    let stats: Vec<&str> = c.stats().into_iter().map(|(n, _)| n).collect();
+    let unique: std::collections::HashSet<&str> = stats.iter().copied().collect();
+    assert_eq!(unique.len(), stats.len(), "{stats:?}");
+    assert!(names.iter().all(|n| unique.contains(n)));
 }

@@ -41,7 +41,7 @@ impl<'a> Meter<'a> {
 
     /// Adds one to the query cell `extra` ([`query`]'s single cells).
     #[inline]
-    pub fn bump(&self, extra: usize) {
+    pub fn bump(&self, extra: query::Cell) {
         if let Some(r) = &self.queries {
             r.bump(query::raw_extra(self.transport, extra));
         }
@@ -70,7 +70,7 @@ impl<'a> Meter<'a> {
         };
         let t = self.transport;
         match outcome {
-            answer::Outcome::Dropped => q.bump(query::raw_extra(t, query::DROPPED)),
+            answer::Outcome::Dropped => q.bump(query::raw_extra(t, query::Cell::Dropped)),
             answer::Outcome::Answered {
                 rcode,
                 truncated,
@@ -86,7 +86,7 @@ impl<'a> Meter<'a> {
                     *ecs,
                 ));
                 if *truncated {
-                    q.bump(query::raw_extra(t, query::TRUNCATED));
+                    q.bump(query::raw_extra(t, query::Cell::Truncated));
                 }
                 if let (Some(a), Some(row)) = (service, answers) {
                     count_service(snap, row, *rcode, a);

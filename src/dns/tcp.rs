@@ -131,7 +131,7 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(why) => {
                 tracing::trace!(client = %peer.ip(), ?why, "TCP connection refused");
-                meter.bump(query::TCP_REFUSED);
+                meter.bump(query::Cell::TcpRefused);
                 drop(stream);
                 continue;
             }
@@ -207,7 +207,7 @@ async fn connection(
                 && log.sample()
                 && !log.offer(super::record(&snap, &prepared, &outcome, peer.ip(), "tcp"))
             {
-                meter.bump(query::QUERYLOG_DROPPED);
+                meter.bump(query::Cell::QuerylogDropped);
             }
             outcome
         };

@@ -217,7 +217,7 @@ fn worker<S: Peer>(
                 || peer.ip().is_unspecified()
                 || matches!(peer.ip(), IpAddr::V4(a) if a.is_broadcast())
             {
-                meter.bump(query::DROPPED);
+                meter.bump(query::Cell::Dropped);
                 continue;
             }
             peers[i] = Some(peer.ip());
@@ -249,20 +249,20 @@ fn worker<S: Peer>(
                 && log.sample()
                 && !log.offer(super::record(&snap, p, &outcome, peer, "udp"))
             {
-                meter.bump(query::QUERYLOG_DROPPED);
+                meter.bump(query::Cell::QuerylogDropped);
             }
             if let Outcome::Answered { mut len, .. } = outcome {
                 match limiter.as_mut().map(|l| l.check(peer, now)) {
                     None | Some(Verdict::Send) => {}
                     Some(Verdict::Slip) => {
-                        meter.bump(query::RRL_SLIPPED);
+                        meter.bump(query::Cell::RrlSlipped);
                         match super::rrl::truncate(&mut out[..len]) {
                             Some(n) => len = n,
                             None => continue,
                         }
                     }
                     Some(Verdict::Drop) => {
-                        meter.bump(query::RRL_DROPPED);
+                        meter.bump(query::Cell::RrlDropped);
                         continue;
                     }
                 }

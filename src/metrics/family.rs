@@ -82,13 +82,18 @@ pub(super) struct Builder {
 }
 
 impl Builder {
-    /// Starts a family; samples are pushed onto the one returned.
+    /// The family `name`, started when it is not there yet; samples are pushed onto the one
+    /// returned.
     pub(super) fn family(
         &mut self,
         name: &'static str,
         help: &'static str,
         kind: Kind,
     ) -> &mut Family {
+        if let Some(i) = self.families.iter().position(|f| f.name == name) {
+            debug_assert!(self.families[i].help == help && self.families[i].kind == kind);
+            return &mut self.families[i];
+        }
         self.families.push(Family {
             name,
             help,

@@ -1,6 +1,7 @@
 //! What a scrape reports: every metric family with its samples, gathered from the counters,
 //! the snapshot serving now, the node states and the BGP sessions. Names and help texts live
-//! here (the capacity families in `capacity.rs`) and in `docs/metrics.md` only.
+//! here, in the declaration of the query cells (`counters::query::Cell::reading`) and the
+//! capacity families in `capacity.rs`, and in `docs/metrics.md`.
 
 use std::collections::BTreeMap;
 
@@ -58,78 +59,34 @@ fn queries(b: &mut Builder, counters: &Counters, events: &Events) {
             }
         }
     }
-    let per_transport = |b: &mut Builder, name, help, cell| {
-        let f = b.family(name, help, Kind::Counter);
-        for (t, transport) in query::TRANSPORTS.iter().enumerate() {
-            f.samples.push((
-                labels(&[("transport", transport)]),
-                Value::Int(q[query::extra(t, cell)]),
-            ));
-        }
-    };
-    per_transport(
-        b,
-        "dropped_queries",
-        "Packets dropped without an answer (not a query, unanswerable source).",
-        query::DROPPED,
-    );
-    per_transport(
-        b,
-        "truncated_responses",
-        "Responses sent with TC set because they did not fit.",
-        query::TRUNCATED,
-    );
-    let f = b.family(
-        "ecs_queries",
-        "Queries with and without an EDNS Client Subnet option.",
-        Kind::Counter,
-    );
-    for (t, transport) in query::TRANSPORTS.iter().enumerate() {
-        for (cell, ecs) in [
-            (query::ECS_PRESENT, "present"),
-            (query::ECS_ABSENT, "absent"),
-        ] {
-            f.samples.push((
-                labels(&[("transport", transport), ("ecs", ecs)]),
-                Value::Int(q[query::extra(t, cell)]),
-            ));
+    // The single cells, each as its declaration says.
+    for cell in query::Cell::ALL {
+        let r = cell.reading();
+        let f = b.family(r.family.name, r.family.help, Kind::Counter);
+        let label: Vec<(&str, &str)> = r.label.into_iter().collect();
+        match r.transports {
+            query::Transports::Labelled => {
+                for (t, transport) in query::TRANSPORTS.iter().enumerate() {
+                    let mut l = vec![("transport", *transport)];
+                    l.extend(&label);
+                    f.samples
+                        .push((labels(&l), Value::Int(q[query::extra(t, cell)])));
+                }
+            }
+            query::Transports::Summed => f.samples.push((
+                labels(&label),
+                Value::Int(q[query::extra(0, cell)] + q[query::extra(1, cell)]),
+            )),
         }
     }
     let f = b.family(
-        "rrl_responses",
-        "UDP responses withheld by response rate limiting: dropped, or sent truncated (slip).",
-        Kind::Counter,
-    );
-    for (cell, action) in [(query::RRL_DROPPED, "drop"), (query::RRL_SLIPPED, "slip")] {
-        f.samples.push((
-            labels(&[("action", action)]),
-            Value::Int(q[query::extra(0, cell)]),
-        ));
-    }
-    let f = b.family(
-        "tcp_refused_connections",
-        "TCP connections closed at once by the connection caps.",
-        Kind::Counter,
-    );
-    f.samples.push((
-        Vec::new(),
-        Value::Int(q[query::extra(1, query::TCP_REFUSED)]),
-    ));
-    let f = b.family(
-        "querylog_records",
-        "Query-log records written, dropped (the writer was behind), and failed (the file did not take them).",
+        query::QUERYLOG_RECORDS.name,
+        query::QUERYLOG_RECORDS.help,
         Kind::Counter,
     );
     f.samples.push((
         labels(&[("result", "written")]),
         Value::Int(events.querylog_written),
-    ));
-    f.samples.push((
-        labels(&[("result", "dropped")]),
-        Value::Int(
-            q[query::extra(0, query::QUERYLOG_DROPPED)]
-                + q[query::extra(1, query::QUERYLOG_DROPPED)],
-        ),
     ));
     f.samples.push((
         labels(&[("result", "failed")]),
