@@ -4,6 +4,9 @@
 //! cargo build --release && cargo bench --bench bgp_feed -- [--secs 10] [--rounds 3] [--rate 2000] [--churn-secs 20]
 //! ```
 //!
+//! `SIGNPOST_BIN=PATH` measures another build of the server (a copy of an older one, for before
+//! and after).
+//!
 //! A replaying BGP speaker (written here: OPEN, KEEPALIVE, UPDATE over a TCP session bound to
 //! its own loopback source address) feeds `target/release/signpost`, spawned with a generated
 //! configuration in a temporary directory:
@@ -1069,7 +1072,10 @@ fn main() {
     let o = opts();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let data = root.join(DATA);
-    let bin = root.join("target/release/signpost");
+    // SIGNPOST_BIN measures another build (a copy of an older one, for before and after).
+    let bin = std::env::var_os("SIGNPOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/signpost"));
     if !data.join(STREAM).exists() || !data.join(RIB_TEXT).exists() {
         println!("{} is not here; nothing to measure", data.display());
         return;

@@ -63,17 +63,24 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
     for p in prefixes.iter_mut() {
         p.0 = mask(p.0, p.1, bits);
     }
-    // Sort by start, shorter (enclosing) first; keep the last of equal prefixes.
-    let mut indexed: Vec<(usize, (u128, u8, u32))> = prefixes.into_iter().enumerate().collect();
-    indexed.sort_by_key(|&(i, (start, len, _))| (start, len, i));
-    let mut dedup: Vec<(u128, u8, u32)> = Vec::with_capacity(indexed.len());
-    for (_, p) in indexed {
-        match dedup.last_mut() {
-            Some(last) if last.0 == p.0 && last.1 == p.1 => *last = p,
-            _ => dedup.push(p),
+    // Sort by start, shorter (enclosing) first; keep the last of equal prefixes. In place (a
+    // stable sort keeps equal prefixes in their order): with full BGP tables the list holds
+    // millions of prefixes, and a build's peak memory is what its lists hold at once.
+    prefixes.sort_by_key(|&(start, len, _)| (start, len));
+    let mut kept = 0;
+    for i in 0..prefixes.len() {
+        let p = prefixes[i];
+        if kept > 0 && (prefixes[kept - 1].0, prefixes[kept - 1].1) == (p.0, p.1) {
+            prefixes[kept - 1] = p;
+        } else {
+            prefixes[kept] = p;
+            kept += 1;
         }
     }
-    let mut out: Vec<Range> = Vec::with_capacity(dedup.len() * 2);
+    prefixes.truncate(kept);
+    let dedup = prefixes;
+    // Each prefix starts a range and may resume its parent's after it: between n and 2n + 1.
+    let mut out: Vec<Range> = Vec::with_capacity(dedup.len() + dedup.len() / 2);
     // Stack of enclosing prefixes: (end, value); `cursor` is the first address not yet emitted.
     let mut stack: Vec<(u128, u32)> = Vec::new();
     let mut cursor: Option<u128> = Some(0);
@@ -109,6 +116,7 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
         }
         cursor = top_end.checked_add(1);
     }
+    out.shrink_to_fit();
     out
 }
 

@@ -76,15 +76,9 @@ impl Live {
                 nodes: peer.nodes.iter().map(|(n, _)| n.clone()).collect(),
             });
         }
-        live.origins = [
-            origins(live.data.feeds.iter().map(|f| widen(&f.table.v4))),
-            origins(
-                live.data
-                    .feeds
-                    .iter()
-                    .map(|f| f.table.v6.iter().copied().collect()),
-            ),
-        ];
+        let v4: Vec<&[(u32, u8, Route)]> = live.data.feeds.iter().map(|f| &*f.table.v4).collect();
+        let v6: Vec<&[(u128, u8, Route)]> = live.data.feeds.iter().map(|f| &*f.table.v6).collect();
+        live.origins = [origins(&v4), origins(&v6)];
         for &n in proximity_nodes {
             let Some(fs) = node_feeds.get(&n) else {
                 continue;
@@ -120,34 +114,40 @@ impl Live {
     }
 }
 
-/// IPv4 routes with wide keys.
-fn widen(list: &[(u32, u8, Route)]) -> Vec<(u128, u8, Route)> {
-    list.iter().map(|&(s, l, r)| (s as u128, l, r)).collect()
-}
-
 /// The origin of every prefix any feed has: the one most feeds announce (ties: the smaller
-/// ASN). Each feed's list is sorted by (start, length); the lists are merged by sorting their
-/// concatenation, then each run of one prefix is counted.
-fn origins(feeds: impl Iterator<Item = Vec<(u128, u8, Route)>>) -> Vec<(u128, u8, u32)> {
-    let mut feeds: Vec<Vec<(u128, u8, Route)>> = feeds.filter(|f| !f.is_empty()).collect();
-    if feeds.len() <= 1 {
-        return feeds
-            .pop()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(s, l, r)| (s, l, r.origin))
+/// ASN). Each feed's list is sorted by (start, length) and holds a prefix once; the lists are
+/// merged in step (a prefix's entries are at the heads of the lists that have it), so that
+/// nothing but the result is allocated: with full tables the lists hold millions of routes.
+fn origins<K: Copy + Ord + Into<u128>>(feeds: &[&[(K, u8, Route)]]) -> Vec<(u128, u8, u32)> {
+    let feeds: Vec<&[(K, u8, Route)]> = feeds.iter().copied().filter(|f| !f.is_empty()).collect();
+    if let [one] = &feeds[..] {
+        return one
+            .iter()
+            .map(|&(s, l, r)| (s.into(), l, r.origin))
             .collect();
     }
-    let mut all: Vec<(u128, u8, u32)> = feeds
+    let longest = feeds.iter().map(|f| f.len()).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(longest);
+    let mut at = vec![0usize; feeds.len()];
+    let mut here: Vec<u32> = Vec::with_capacity(feeds.len());
+    while let Some(key) = feeds
         .iter()
-        .flatten()
-        .map(|&(s, l, r)| (s, l, r.origin))
-        .collect();
-    all.sort_unstable();
-    let mut out = Vec::with_capacity(all.len() / feeds.len());
-    for run in all.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-        let origin = majority(run.iter().map(|e| e.2)).expect("a run is never empty");
-        out.push((run[0].0, run[0].1, origin));
+        .zip(&at)
+        .filter_map(|(f, &i)| f.get(i).map(|e| (e.0, e.1)))
+        .min()
+    {
+        here.clear();
+        for (f, i) in feeds.iter().zip(at.iter_mut()) {
+            if let Some(e) = f.get(*i)
+                && (e.0, e.1) == key
+            {
+                here.push(e.2.origin);
+                *i += 1;
+            }
+        }
+        here.sort_unstable();
+        let origin = majority(here.iter().copied()).expect("the key came from a head");
+        out.push((key.0.into(), key.1, origin));
     }
     out
 }
@@ -197,7 +197,8 @@ mod tests {
                 })
                 .collect(),
         };
-        let ranges = ranges::flatten(origins(data.feeds.iter().map(|f| widen(&f.table.v4))), 32);
+        let v4: Vec<&[(u32, u8, Route)]> = data.feeds.iter().map(|f| &*f.table.v4).collect();
+        let ranges = ranges::flatten(origins(&v4), 32);
         let mut x: u32 = 12345;
         let mut checked = 0;
         for i in 0..20_000u32 {
