@@ -6,6 +6,8 @@
 //! file are relative to the file's directory. The embedded default configuration (see
 //! [`crate::embedded`]) goes through the same code.
 
+mod anycast;
+pub mod anycast_spec;
 mod feeds;
 pub mod feeds_spec;
 mod reload;
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use anycast::{Anycast, AnycastPrefix, LoadFailurePolicy};
 use crate::source::{Document, Errors, quote};
 use crate::zone::Zone;
 use spec::{ConfigSpec, InitialState, ListenSpec, ReloadPriority};
@@ -231,6 +234,8 @@ pub struct Config {
     pub bgp: Vec<DataFile>,
     /// Live BGP feeds.
     pub feeds: Option<Feeds>,
+    /// Announcing the service prefixes over the feeds (`anycast.rs`).
+    pub anycast: Option<Anycast>,
     /// Reload debounce.
     pub reload_debounce: Duration,
     /// Run reloads at the lowest CPU priority.
@@ -378,6 +383,10 @@ impl Config {
             .feeds
             .as_ref()
             .map(|f| feeds::load(&doc, f, &mut errors));
+        let anycast = spec
+            .anycast
+            .as_ref()
+            .and_then(|a| anycast::load(&doc, a, feeds.as_ref(), &mut errors));
         let mut exempt = Vec::new();
         for (i, a) in spec.rrl.exempt.iter().enumerate() {
             match crate::spec::parse_cidr(a) {
@@ -545,6 +554,7 @@ impl Config {
                 })
                 .collect(),
             feeds,
+            anycast,
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
             reload_low_priority,
             reload_guard: ReloadGuard {

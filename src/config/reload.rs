@@ -34,6 +34,7 @@ impl Config {
             tcp,
             rrl,
             feeds,
+            anycast,
             reload_debounce,
             reload_low_priority,
             control_socket,
@@ -58,6 +59,7 @@ impl Config {
                 (a, b) => a.is_some() != b.is_some(),
             },
         );
+        each("anycast", *anycast != next.anycast);
         each(
             "reload_debounce_ms",
             *reload_debounce != next.reload_debounce,
