@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::{CliError, CtlRequest, TIMEOUT_S};
+use super::{AnycastArg, CliError, CtlRequest, TIMEOUT_S};
 use crate::control::client;
-use crate::control::protocol::{PushItem, Reply, Request};
+use crate::control::protocol::{AnycastAction, AnycastStatus, PushItem, Reply, Request};
 use crate::control::text::{escape, escape_json};
 
 /// Sends `req` to the server and prints the lines it answers.
@@ -88,6 +88,12 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
         CtlRequest::Stats => Request::Stats {},
         CtlRequest::Reopen => Request::Reopen {},
         CtlRequest::Bgp => Request::Bgp {},
+        CtlRequest::Anycast { action } => Request::Anycast {
+            action: action.map(|a| match a {
+                AnycastArg::Withdraw => AnycastAction::Withdraw,
+                AnycastArg::Announce => AnycastAction::Announce,
+            }),
+        },
     })
 }
 
@@ -134,7 +140,11 @@ pub(super) fn ctl(
             for n in s.last_reload.notes {
                 println!("  note: {}", escape(&n));
             }
+            if let Some(a) = s.anycast {
+                print_anycast(&a);
+            }
         }
+        Reply::Anycast { anycast } => print_anycast(&anycast),
         Reply::Stats { stats } => {
             for (k, v) in stats {
                 println!("{:<16} {v}", escape(&k));
@@ -215,6 +225,23 @@ pub(super) fn ctl(
         Reply::Done {} => println!("ok"),
     }
     Ok(())
+}
+
+/// The anycast lines of `ctl status` and `ctl anycast`.
+fn print_anycast(a: &AnycastStatus) {
+    let state = match (a.announced, a.reason) {
+        (true, _) => "announced".to_string(),
+        (false, Some(r)) => format!("WITHDRAWN ({r})"),
+        (false, None) => "WITHDRAWN".to_string(),
+    };
+    println!("anycast:     {state}, for {} s", a.since_ms / 1000);
+    println!("  prefixes: {}", escape(&a.prefixes.join(", ")));
+    if a.operator_withdrawn {
+        println!("  withdrawn by the operator (`ctl anycast announce` ends it)");
+    }
+    if let Some(ms) = a.hold_down_left_ms {
+        println!("  hold-down: {} ms left", ms);
+    }
 }
 
 /// The `ctl nodes` table: state and why; with capacity, load, utilisation and shares.

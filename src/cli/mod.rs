@@ -205,6 +205,23 @@ pub enum CtlRequest {
     Reopen,
     /// BGP sessions: state, uptime, prefixes per family, last update, last error.
     Bgp,
+    /// The anycast announcement: announced or withdrawn and why; `withdraw` withdraws it
+    /// (maintenance; kept across restarts) until `announce`, which announces again once healthy
+    /// for the hold-down.
+    Anycast {
+        /// `withdraw` or `announce`; none shows the state.
+        #[arg(value_enum)]
+        action: Option<AnycastArg>,
+    },
+}
+
+/// The operator's word on the anycast announcement (`ctl anycast`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnycastArg {
+    /// Withdraw the prefixes until `announce`.
+    Withdraw,
+    /// End the withdrawal: announce again when healthy, after the hold-down.
+    Announce,
 }
 
 /// Why a command failed.
