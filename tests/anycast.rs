@@ -140,6 +140,8 @@ fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
     // Announced after start, with Signpost's AS and the community; IPv6 by MP_REACH_NLRI.
     let took = wait_route(&bird, &s, V4, true, Duration::from_secs(10));
     eprintln!("announced {:?} after the session came up", took);
+    // The first announcement needs one good self-check (every 200 ms), no hold-down.
+    assert!(took < HOLD_DOWN / 2, "announced only after {took:?}\n{}", s.stderr());
     assert_eq!(bird.as_path(V4), Some(vec![SIGNPOST_ASN]));
     wait_route(&bird, &s, V6, true, Duration::from_secs(5));
     let detail = bird.birdc(&["show", "route", V4, "all"]);

@@ -5,10 +5,12 @@
 //! The rules, in order (the first that holds gives the reason to withdraw):
 //! 1. stopping ([`Reason::Stopping`]), for good;
 //! 2. the operator's withdrawal ([`Reason::Operator`]);
-//! 3. no self-check has succeeded since start ([`Reason::Starting`]);
+//! 3. nothing observed since start ([`Reason::Starting`]);
 //! 4. the last reload failed and the policy withdraws on that ([`Reason::LoadFailed`]);
 //! 5. the data served is older than the limit ([`Reason::DataTooOld`]);
-//! 6. `check_failures` self-checks failed in a row ([`Reason::SelfCheck`]).
+//! 6. `check_failures` self-checks failed in a row ([`Reason::SelfCheck`]);
+//! 7. never announced yet, and the last self-check failed: the first announcement waits for
+//!    a check that succeeded ([`Reason::Starting`]).
 //!
 //! With none of them, the prefixes are announced, the first time at once, afterwards only once
 //! the server has been healthy (none of the rules holding) for the hold-down without a break
@@ -198,7 +200,10 @@ impl Machine {
             }
             None => {
                 let since = *self.healthy_since.get_or_insert(now);
-                if !self.ever_announced || now - since >= self.policy.hold_down {
+                if self.announced
+                    || !self.ever_announced
+                    || now - since >= self.policy.hold_down
+                {
                     self.announced = true;
                     self.ever_announced = true;
                     self.reason = None;
@@ -225,10 +230,6 @@ impl Machine {
         let Some(h) = self.last else {
             return Some(Reason::Starting);
         };
-        if !self.ever_announced && self.failed_checks > 0 {
-            // The first announcement waits for a check that succeeded.
-            return Some(Reason::Starting);
-        }
         if h.load_failed {
             return Some(Reason::LoadFailed);
         }
@@ -237,6 +238,10 @@ impl Machine {
         }
         if self.failed_checks >= self.policy.check_failures.max(1) {
             return Some(Reason::SelfCheck);
+        }
+        if !self.ever_announced && self.failed_checks > 0 {
+            // The first announcement waits for a check that succeeded.
+            return Some(Reason::Starting);
         }
         None
     }

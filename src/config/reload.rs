@@ -228,6 +228,10 @@ query_log: {path: q.log}
                 "feeds",
                 changed("router_id: 192.0.2.53", "router_id: 192.0.2.54"),
             ),
+            (
+                "anycast",
+                add("anycast: {peers: [r1], prefixes: [{prefix: 192.0.2.53/32}]}"),
+            ),
             ("reload_debounce_ms", add("reload_debounce_ms: 200")),
             ("reload_priority", add("reload_priority: normal")),
             ("control.socket", add("control: {socket: /tmp/x.sock}")),
