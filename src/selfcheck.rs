@@ -83,7 +83,11 @@ pub async fn run(
         if status.ok {
             last_good_load = status.at;
         }
-        let apex = serving.snapshot().zones.first().map(|z| z.apex_text.clone());
+        let apex = serving
+            .snapshot()
+            .zones
+            .first()
+            .map(|z| z.apex_text.clone());
         let mut problem = None;
         for &t in &targets {
             if let Err(e) = check(t, apex.as_deref(), settings.timeout).await {
@@ -109,10 +113,14 @@ pub async fn run(
 }
 
 /// One query to `to` for the SOA of `apex`, and the checks on its answer.
-pub async fn check(to: SocketAddr, apex: Option<&str>, timeout: Duration) -> Result<(), CheckError> {
+pub async fn check(
+    to: SocketAddr,
+    apex: Option<&str>,
+    timeout: Duration,
+) -> Result<(), CheckError> {
     let apex = apex.ok_or(CheckError::NoZone)?;
-    let name = Name::from_ascii(apex)
-        .map_err(|e| CheckError::Wrong(format!("zone name {apex}: {e}")))?;
+    let name =
+        Name::from_ascii(apex).map_err(|e| CheckError::Wrong(format!("zone name {apex}: {e}")))?;
     // Not secret: the socket is connected to the listener and used for one query.
     let id = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -191,6 +199,11 @@ mod tests {
         assert!(e.to_string().contains("no SOA"), "{e}");
         assert!(verify(&m, 8, &apex).is_err());
         m.metadata.response_code = ResponseCode::ServFail;
-        assert!(verify(&m, 7, &apex).unwrap_err().to_string().contains("rcode"));
+        assert!(
+            verify(&m, 7, &apex)
+                .unwrap_err()
+                .to_string()
+                .contains("rcode")
+        );
     }
 }

@@ -15,9 +15,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::anycast::Announcer;
 use crate::capacity::Capacity;
 use crate::counters::Counters;
-use crate::anycast::Announcer;
 use crate::live::{FeedTable, FeedView};
 use crate::node_state::NodeStates;
 use crate::querylog::QueryLog;

@@ -141,7 +141,11 @@ fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
     let took = wait_route(&bird, &s, V4, true, Duration::from_secs(10));
     eprintln!("announced {:?} after the session came up", took);
     // The first announcement needs one good self-check (every 200 ms), no hold-down.
-    assert!(took < HOLD_DOWN / 2, "announced only after {took:?}\n{}", s.stderr());
+    assert!(
+        took < HOLD_DOWN / 2,
+        "announced only after {took:?}\n{}",
+        s.stderr()
+    );
     assert_eq!(bird.as_path(V4), Some(vec![SIGNPOST_ASN]));
     wait_route(&bird, &s, V6, true, Duration::from_secs(5));
     let detail = bird.birdc(&["show", "route", V4, "all"]);
@@ -169,7 +173,10 @@ fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
     wait_route(&bird, &s, V4, true, HOLD_DOWN + Duration::from_secs(5));
     let back = asked.elapsed();
     eprintln!("announced again {back:?} after ctl anycast announce");
-    assert!(back >= HOLD_DOWN, "back after {back:?}, hold-down {HOLD_DOWN:?}");
+    assert!(
+        back >= HOLD_DOWN,
+        "back after {back:?}, hold-down {HOLD_DOWN:?}"
+    );
 
     // SIGTERM: withdrawn at once, answers for the drain time, then gone.
     let udp = s.udp;
@@ -186,11 +193,18 @@ fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
         "exited before the drain"
     );
     assert!(answers(udp), "does not answer while draining");
-    assert!(wait_until(Duration::from_secs(10), || s.child.try_wait().unwrap().is_some()));
+    assert!(wait_until(Duration::from_secs(10), || s
+        .child
+        .try_wait()
+        .unwrap()
+        .is_some()));
     let exited = sent.elapsed();
     eprintln!("SIGTERM: withdrawn after {withdrawn:?}, exited after {exited:?}");
     assert!(withdrawn < DRAIN, "withdrawn {withdrawn:?}");
-    assert!(exited >= DRAIN, "exited after {exited:?}, before the drain {DRAIN:?}");
+    assert!(
+        exited >= DRAIN,
+        "exited after {exited:?}, before the drain {DRAIN:?}"
+    );
     drop(s);
 
     // The operator's withdrawal is kept across a restart.

@@ -22,7 +22,12 @@ pub struct FileError {
 
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "anycast state file {}: {}", self.path.display(), self.message)
+        write!(
+            f,
+            "anycast state file {}: {}",
+            self.path.display(),
+            self.message
+        )
     }
 }
 

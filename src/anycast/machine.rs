@@ -200,10 +200,7 @@ impl Machine {
             }
             None => {
                 let since = *self.healthy_since.get_or_insert(now);
-                if self.announced
-                    || !self.ever_announced
-                    || now - since >= self.policy.hold_down
-                {
+                if self.announced || !self.ever_announced || now - since >= self.policy.hold_down {
                     self.announced = true;
                     self.ever_announced = true;
                     self.reason = None;

@@ -108,7 +108,11 @@ fn flapping_never_announces_again() {
     m.observe(t0, Health::GOOD);
     for s in 1..60 {
         // Two failures, then two good seconds, over and over.
-        let h = if s % 4 < 2 { CHECK_FAILED } else { Health::GOOD };
+        let h = if s % 4 < 2 {
+            CHECK_FAILED
+        } else {
+            Health::GOOD
+        };
         m.observe(secs(t0, s), h);
         if s >= 5 {
             assert!(!m.announced(), "announced at {s}");
@@ -125,13 +129,22 @@ fn load_failure_and_old_data_withdraw_with_their_reasons_in_order() {
         load_failed: true,
         data_too_old: true,
     };
-    assert_eq!(m.observe(secs(t0, 1), both).unwrap().reason, Some(Reason::LoadFailed));
+    assert_eq!(
+        m.observe(secs(t0, 1), both).unwrap().reason,
+        Some(Reason::LoadFailed)
+    );
     let old = Health {
         data_too_old: true,
         ..Health::GOOD
     };
-    assert_eq!(m.observe(secs(t0, 2), old).unwrap().reason, Some(Reason::DataTooOld));
-    assert_eq!(m.observe(secs(t0, 3), Health::GOOD).unwrap().reason, Some(Reason::HoldDown));
+    assert_eq!(
+        m.observe(secs(t0, 2), old).unwrap().reason,
+        Some(Reason::DataTooOld)
+    );
+    assert_eq!(
+        m.observe(secs(t0, 3), Health::GOOD).unwrap().reason,
+        Some(Reason::HoldDown)
+    );
 }
 
 #[test]

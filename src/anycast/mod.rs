@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use file::FileError;
-pub use machine::{Health, Policy, Reason};
 use machine::{Change, Machine};
+pub use machine::{Health, Policy, Reason};
 
 /// The state of the announcement, for `ctl status`, `ctl anycast` and the metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use serde_yaml::Value;
 
 use super::Feeds;
-use super::anycast_spec::{AnnouncementSpec, AnycastSpec};
 pub use super::anycast_spec::LoadFailurePolicy;
+use super::anycast_spec::{AnnouncementSpec, AnycastSpec};
 use crate::source::{Document, Errors, quote};
 
 /// The anycast announcement, ready to use.
@@ -140,28 +140,34 @@ fn prefix(
         Err(_) => {
             errors.0.push(doc.error(
                 &format!("{at}.prefix"),
-                format!("{} is not a prefix such as 192.0.2.53/32", quote(&spec.prefix)),
+                format!(
+                    "{} is not a prefix such as 192.0.2.53/32",
+                    quote(&spec.prefix)
+                ),
             ));
             None
         }
     };
-    let next_hop = spec.next_hop.as_ref().and_then(|h| match h.parse::<IpAddr>() {
-        Ok(a) if prefix.is_some_and(|p| p.addr().is_ipv6() != a.is_ipv6()) => {
-            errors.0.push(doc.error(
-                &format!("{at}.next_hop"),
-                format!("{a} is not of the prefix's address family"),
-            ));
-            None
-        }
-        Ok(a) => Some(a),
-        Err(_) => {
-            errors.0.push(doc.error(
-                &format!("{at}.next_hop"),
-                format!("{} is not an IP address", quote(h)),
-            ));
-            None
-        }
-    });
+    let next_hop = spec
+        .next_hop
+        .as_ref()
+        .and_then(|h| match h.parse::<IpAddr>() {
+            Ok(a) if prefix.is_some_and(|p| p.addr().is_ipv6() != a.is_ipv6()) => {
+                errors.0.push(doc.error(
+                    &format!("{at}.next_hop"),
+                    format!("{a} is not of the prefix's address family"),
+                ));
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.0.push(doc.error(
+                    &format!("{at}.next_hop"),
+                    format!("{} is not an IP address", quote(h)),
+                ));
+                None
+            }
+        });
     let mut communities = Vec::new();
     for (i, c) in spec.communities.iter().enumerate() {
         let parsed = c

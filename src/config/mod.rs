@@ -18,9 +18,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use anycast::{Anycast, AnycastPrefix, LoadFailurePolicy};
 use crate::source::{Document, Errors, quote};
 use crate::zone::Zone;
+pub use anycast::{Anycast, AnycastPrefix, LoadFailurePolicy};
 use spec::{ConfigSpec, InitialState, ListenSpec, ReloadPriority};
 use zones::load_zones;
 

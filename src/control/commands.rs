@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use super::protocol::{
-    AnycastAction, BgpSession, CheckReport, LastReload, NodeReport, PushItem, PushedReport, Reply, Request,
-    Response, StatusReply,
+    AnycastAction, BgpSession, CheckReport, LastReload, NodeReport, PushItem, PushedReport, Reply,
+    Request, Response, StatusReply,
 };
 use super::text;
 use crate::counters::Counters;

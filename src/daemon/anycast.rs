@@ -41,7 +41,11 @@ pub(super) fn start(
         hold_down: config.hold_down,
         check_failures: config.check_failures,
     };
-    let prefixes = config.prefixes.iter().map(|p| p.prefix.to_string()).collect();
+    let prefixes = config
+        .prefixes
+        .iter()
+        .map(|p| p.prefix.to_string())
+        .collect();
     let state_file = w
         .opts
         .state_file
@@ -85,7 +89,10 @@ pub(super) fn drain(announcer: Option<&Arc<Announcer>>) {
     let Some(a) = announcer else { return };
     a.stop();
     let drain = a.drain();
-    tracing::info!(ms = drain.as_millis() as u64, "anycast: withdrawn, draining");
+    tracing::info!(
+        ms = drain.as_millis() as u64,
+        "anycast: withdrawn, draining"
+    );
     std::thread::sleep(drain);
 }
 

@@ -53,7 +53,10 @@ impl std::fmt::Display for Unsendable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unsendable::FamilyNotNegotiated(p) => {
-                write!(f, "{p}: its address family is not negotiated on the session")
+                write!(
+                    f,
+                    "{p}: its address family is not negotiated on the session"
+                )
             }
             Unsendable::NoNextHop(p) => write!(
                 f,
@@ -78,7 +81,10 @@ pub(crate) fn announce(a: &Announcement, s: &SessionView) -> Result<Bytes, Unsen
         true => AsPath::new(),
         false => AsPath::from_sequence([s.local_asn]),
     };
-    let mut attrs = vec![AttributeValue::Origin(Origin::IGP), AttributeValue::AsPath(path)];
+    let mut attrs = vec![
+        AttributeValue::Origin(Origin::IGP),
+        AttributeValue::AsPath(path),
+    ];
     if s.ibgp {
         attrs.push(AttributeValue::LocalPreference(100));
     }
@@ -183,10 +189,7 @@ mod tests {
         };
         let u = parsed(announce(&a, &view("198.18.0.2")).unwrap());
         assert_eq!(u.announced_prefixes[0].prefix, a.prefix);
-        assert_eq!(
-            u.attributes.next_hop(),
-            Some("198.18.0.2".parse().unwrap())
-        );
+        assert_eq!(u.attributes.next_hop(), Some("198.18.0.2".parse().unwrap()));
         assert_eq!(
             u.attributes.as_path().unwrap().to_u32_vec_opt(false),
             Some(vec![64500])

@@ -147,7 +147,8 @@ impl Feeds {
     /// Announces (`true`) or withdraws the peers' own routes on every established session,
     /// and on every session established later.
     pub fn set_announced(&self, on: bool) {
-        self.announced.send_if_modified(|a| std::mem::replace(a, on) != on);
+        self.announced
+            .send_if_modified(|a| std::mem::replace(a, on) != on);
     }
 
     /// Every peer's table, in settings order.
