@@ -4,7 +4,8 @@
 //! Signpost's AS in the path and the configured community), withdrawn by
 //! `ctl anycast withdraw`, back after `ctl anycast announce` only once the hold-down has
 //! passed, withdrawn at SIGTERM while the server still answers for the drain time, and the
-//! operator's withdrawal kept across a restart.
+//! operator's withdrawal kept across a restart; and, with `on_load_failure: withdraw`, a broken
+//! configuration on disk withdraws (reason `load_failed`) until it is fixed.
 //!
 //! The map and GeoIP data are those of `tests/bgp_live.rs` (`testdata/bgp-live/`). Timings go
 //! to stderr (`cargo test --test anycast -- --nocapture`).
@@ -29,7 +30,7 @@ const DRAIN: Duration = Duration::from_millis(2500);
 
 /// The configuration: one zone, the live-feed tests' map and data, one passive feed peer
 /// (BIRD) that receives the anycast prefixes.
-fn config(bgp: SocketAddr, router: IpAddr) -> String {
+fn config(bgp: SocketAddr, router: IpAddr, extra: &str) -> String {
     format!(
         r#"zones:
   - apex: example.test
@@ -54,7 +55,7 @@ anycast:
   hold_down_ms: {hold}
   drain_ms: {drain}
   check_interval_ms: 200
-"#,
+{extra}"#,
         hold = HOLD_DOWN.as_millis(),
         drain = DRAIN.as_millis(),
     )
@@ -75,7 +76,7 @@ fn rig_dir() -> TempDir {
 
 /// Starts signpost on the configuration in `dir`.
 fn start(dir: &TempDir, bgp: SocketAddr, router: IpAddr) -> Server {
-    let path = dir.write("bgp-live/signpost.yaml", &config(bgp, router));
+    let path = dir.write("bgp-live/signpost.yaml", &config(bgp, router, ""));
     Server::with_control(&path, dir)
 }
 
@@ -222,4 +223,48 @@ fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
     anycast(&s, &["announce"]);
     // Never announced by this process yet: no hold-down.
     wait_route(&bird, &s, V4, true, Duration::from_secs(3));
+}
+
+/// With `on_load_failure: withdraw`, a reload that fails (the configuration file broken on
+/// disk) withdraws the prefixes with the reason `load_failed`, while the previous data keep
+/// answering; the fixed file brings them back after the hold-down.
+#[test]
+fn a_failed_reload_withdraws_when_the_policy_says_so() {
+    let bgp = {
+        let a = IpAddr::V4(loopback_v4());
+        SocketAddr::new(a, free_port_on(a))
+    };
+    let router = Speaker::new(ROUTER_ASN);
+    let bird = Bird::start(
+        router
+            .clone()
+            .neighbor(Neighbor::active(bgp.ip(), bgp.port(), SIGNPOST_ASN).importing()),
+        &[],
+    );
+    let dir = rig_dir();
+    let good = config(bgp, router.addr, "  on_load_failure: withdraw\n");
+    let path = dir.write("bgp-live/signpost.yaml", &good);
+    let s = Server::with_control(&path, &dir);
+    bird.wait_established(&bird.protocol_of(bgp.ip()), Duration::from_secs(15));
+    wait_route(&bird, &s, V4, true, Duration::from_secs(10));
+
+    dir.write("bgp-live/signpost.yaml", &format!("{good}\nzones: [broken"));
+    let (ok, _) = s.ctl(&["reload"]);
+    assert!(!ok, "the broken configuration reloaded");
+    let took = wait_route(&bird, &s, V4, false, Duration::from_secs(5));
+    eprintln!("withdrawn {took:?} after the failed reload");
+    assert_eq!(anycast(&s, &[])["reason"], "load_failed");
+    assert!(answers(s.udp), "the previous data must keep answering");
+
+    dir.write("bgp-live/signpost.yaml", &good);
+    let (ok, v) = s.ctl(&["reload"]);
+    assert!(ok, "{v}");
+    let fixed = Instant::now();
+    assert_eq!(
+        wait_until(Duration::from_secs(2), || anycast(&s, &[])["reason"]
+            == "hold_down"),
+        true
+    );
+    wait_route(&bird, &s, V4, true, HOLD_DOWN + Duration::from_secs(5));
+    assert!(fixed.elapsed() >= HOLD_DOWN - Duration::from_millis(300));
 }

@@ -130,7 +130,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "health",
             "counters",
             "explain",
-            "anycast",
         ],
     ),
     ("feed", &["live", "log_limit"]),

@@ -1,6 +1,7 @@
 //! Wiring the anycast announcement: the [`Announcer`] with the operator's withdrawal kept
 //! beside the state file, the BGP feed following its announced flag, the self-check feeding
-//! it; and the drain at a graceful stop (withdraw, keep answering, then close).
+//! it; and the drain at a graceful stop (withdraw, keep answering, then close). Which feed
+//! peers get the routes is part of the feed settings (`wiring.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,25 +95,6 @@ pub(super) fn drain(announcer: Option<&Arc<Announcer>>) {
         "anycast: withdrawn, draining"
     );
     std::thread::sleep(drain);
-}
-
-/// The routes announced to each feed peer: the anycast prefixes for the peers it names.
-pub(super) fn routes_for(
-    anycast: Option<&crate::config::Anycast>,
-    peer: &str,
-) -> Vec<crate::feed::Announcement> {
-    match anycast {
-        Some(a) if a.peers.iter().any(|p| p == peer) => a
-            .prefixes
-            .iter()
-            .map(|p| crate::feed::Announcement {
-                prefix: p.prefix,
-                next_hop: p.next_hop,
-                communities: p.communities.clone(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[cfg(test)]

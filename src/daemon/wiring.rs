@@ -437,8 +437,27 @@ fn speaker(
                 ipv4: p.ipv4,
                 ipv6: p.ipv6,
                 max_prefixes: p.max_prefixes,
-                announce: super::anycast::routes_for(anycast, &p.name),
+                announce: routes_for(anycast, &p.name),
             })
             .collect(),
+    }
+}
+
+/// The routes announced to each feed peer: the anycast prefixes for the peers it names.
+fn routes_for(
+    anycast: Option<&crate::config::Anycast>,
+    peer: &str,
+) -> Vec<crate::feed::Announcement> {
+    match anycast {
+        Some(a) if a.peers.iter().any(|p| p == peer) => a
+            .prefixes
+            .iter()
+            .map(|p| crate::feed::Announcement {
+                prefix: p.prefix,
+                next_hop: p.next_hop,
+                communities: p.communities.clone(),
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
