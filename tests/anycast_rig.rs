@@ -53,6 +53,8 @@ struct Rig {
     namespaces: Vec<String>,
     bird: Option<Child>,
     replicas: Vec<Option<Server>>,
+    /// Processes started by a `ctl replace`, not children of the test.
+    adopted: Vec<u32>,
     dir: TempDir,
 }
 
@@ -172,6 +174,7 @@ anycast:
   hold_down_ms: 2000
   drain_ms: 1000
   check_interval_ms: 200
+  on_load_failure: withdraw
 "#
         );
         let path = self.dir.write(&format!("bgp-live/r{i}.yaml"), &config);
@@ -188,6 +191,27 @@ anycast:
             &[],
         );
         self.replicas[i as usize - 1] = Some(server);
+    }
+
+    /// Replica `name`'s server.
+    fn replica(&self, name: &str) -> &Server {
+        let i: usize = name[1..].parse().unwrap();
+        self.replicas[i - 1].as_ref().unwrap()
+    }
+
+    /// Queries for `span`: the replicas that answered, in order of first answer, and the
+    /// queries without an answer.
+    fn watch(&self, span: Duration) -> (Vec<String>, u32) {
+        let t = Instant::now();
+        let (mut seen, mut lost) = (Vec::new(), 0);
+        while t.elapsed() < span {
+            match self.who() {
+                Some(w) if !seen.contains(&w) => seen.push(w),
+                Some(_) => {}
+                None => lost += 1,
+            }
+        }
+        (seen, lost)
     }
 
     /// The next hops of the router's kernel route to the service address.
@@ -259,6 +283,11 @@ impl Drop for Rig {
                 .status();
         }
         self.replicas.clear();
+        for pid in &self.adopted {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
         if let Some(mut b) = self.bird.take() {
             let _ = b.kill();
             let _ = b.wait();
@@ -284,6 +313,7 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
         namespaces: Vec::new(),
         bird: None,
         replicas: vec![None, None, None],
+        adopted: Vec::new(),
         dir,
     };
     let Some(rtr) = rig.add_ns("rtr") else {
@@ -340,4 +370,59 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
         moved < Duration::from_secs(HOLD) + Duration::from_millis(1500),
         "moved after {moved:?}"
     );
+
+    // Back: SIGCONT, the router reconnects, the replica announces again.
+    Command::new("kill")
+        .args(["-CONT", &rig.pid(&second)])
+        .status()
+        .unwrap();
+    assert!(wait_for(15, || rig.next_hops() == 2), "{second} not back");
+
+    // Broken data: the replica the client reaches withdraws itself (on_load_failure: withdraw).
+    let third = rig.who().expect("no answer");
+    let path = rig.dir.path(&format!("bgp-live/{third}.yaml"));
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{good}\nzones: [broken")).unwrap();
+    let t = Instant::now();
+    let (ok, _) = rig.replica(&third).ctl(&["reload"]);
+    assert!(!ok);
+    let (moved, lost) = rig.wait_moved(&third, Duration::from_secs(5));
+    eprintln!(
+        "broken data on {third}: queries moved after {:?} ({lost} unanswered)",
+        t.elapsed()
+    );
+    assert!(moved < Duration::from_secs(2));
+    let (_, st) = rig.replica(&third).ctl(&["anycast"]);
+    assert_eq!(st["anycast"]["reason"], "load_failed", "{st}");
+    std::fs::write(&path, good).unwrap();
+    let (ok, v) = rig.replica(&third).ctl(&["reload"]);
+    assert!(ok, "{v}");
+    assert!(wait_for(10, || rig.next_hops() == 2), "{third} not back");
+
+    // ctl replace on the replica the client reaches: measured, with the other replica there.
+    let fourth = rig.who().expect("no answer");
+    let handle = {
+        let sock = rig.replica(&fourth).control.clone().unwrap();
+        std::thread::spawn(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
+                .args([
+                    "ctl",
+                    "--json",
+                    "--socket",
+                    sock.to_str().unwrap(),
+                    "replace",
+                ])
+                .output()
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+        })
+    };
+    let (seen, lost) = rig.watch(Duration::from_secs(4));
+    let reply = handle.join().unwrap();
+    if let Some(pid) = reply["new_pid"].as_u64() {
+        rig.adopted.push(pid as u32);
+    }
+    eprintln!("ctl replace on {fourth}: answered by {seen:?}, {lost} unanswered; {reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(lost, 0, "queries lost during the replace");
 }
