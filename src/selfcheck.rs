@@ -88,7 +88,9 @@ pub async fn run(
             .zones
             .first()
             .map(|z| z.apex_text.clone());
-        let mut problem = None;
+        let mut problem = targets
+            .is_empty()
+            .then(|| "no UDP listener to ask".to_string());
         for &t in &targets {
             if let Err(e) = check(t, apex.as_deref(), settings.timeout).await {
                 problem = Some(format!("{t}: {e}"));

@@ -288,6 +288,8 @@ async fn receive(
         ipv6: negotiated.ipv6,
     };
     let mut announced = shared.announced.clone();
+    // Cleared when the feed is gone: nothing will change the flag again.
+    let mut following = true;
     // What this session has announced: nothing yet, whatever an earlier session did.
     let mut sent = false;
     let mut last_heard = Instant::now();
@@ -330,12 +332,7 @@ async fn receive(
             Some(stream) = next_incoming(incoming.as_deref_mut()) => {
                 return Ending::Replaced(stream);
             }
-            r = announced.changed() => {
-                if r.is_err() {
-                    // The feed is gone: nothing will change the flag again.
-                    announced = tokio::sync::watch::channel(sent).1;
-                }
-            }
+            r = announced.changed(), if following => following = r.is_ok(),
         }
     }
 }
