@@ -425,4 +425,31 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
     eprintln!("ctl replace on {fourth}: answered by {seen:?}, {lost} unanswered; {reply}");
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(lost, 0, "queries lost during the replace");
+
+    // `ctl` with every replica's socket: one report each; the killed one says so.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+    cmd.arg("ctl");
+    for i in 1..=3 {
+        cmd.args([
+            "--socket",
+            rig.dir.path(&format!("r{i}.sock")).to_str().unwrap(),
+        ]);
+    }
+    let out = cmd.arg("anycast").output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("ctl anycast on every replica:\n{stdout}{stderr}");
+    assert!(
+        !out.status.success(),
+        "the killed replica's socket must fail"
+    );
+    assert_eq!(stdout.matches("== ").count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.matches("anycast:     announced").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stderr.contains(&format!("{first}.sock")), "{stderr}");
 }

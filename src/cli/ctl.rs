@@ -97,6 +97,39 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
     })
 }
 
+/// Sends the request to each socket in turn (the default socket when none is given): with
+/// several, each reply (or error) is printed under a `== SOCKET` line, and the first error is
+/// returned once every server was asked.
+pub(super) fn ctl_each(
+    sockets: &[std::path::PathBuf],
+    raw: bool,
+    timeout: Duration,
+    request: &CtlRequest,
+) -> Result<(), CliError> {
+    let [one] = sockets else {
+        if sockets.is_empty() {
+            return ctl(
+                &crate::control::default_socket(),
+                raw,
+                timeout,
+                request.clone(),
+            );
+        }
+        let mut first = None;
+        for socket in sockets {
+            if !raw {
+                println!("== {}", escape(&socket.display().to_string()));
+            }
+            if let Err(e) = ctl(socket, raw, timeout, request.clone()) {
+                eprintln!("{}: {e}", escape(&socket.display().to_string()));
+                first.get_or_insert(e);
+            }
+        }
+        return first.map_or(Ok(()), Err);
+    };
+    ctl(one, raw, timeout, request.clone())
+}
+
 /// Sends a `ctl` request and prints the response. Every string from the server is printed
 /// through [`escape`] (or [`escape_json`] for `--json`): a reason or an error may carry
 /// characters a terminal would act on.

@@ -18,7 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod ctl;
 mod offline;
 
-use ctl::{ask, ctl};
+use ctl::ask;
 use offline::{diff, explain, lookup};
 
 use crate::control::client::ClientError;
@@ -126,9 +126,10 @@ pub enum Command {
     /// Talk to a running server over its control socket.
     Ctl {
         /// The control socket (default: the path `serve` uses without `--control`, see
-        /// docs/control-socket.md).
+        /// docs/control-socket.md). Given several times, the request goes to each server in
+        /// turn (replicas), each reply under its socket's name.
         #[arg(long, short)]
-        socket: Option<PathBuf>,
+        socket: Vec<PathBuf>,
         /// Print the raw JSON response.
         #[arg(long)]
         json: bool,
@@ -154,7 +155,7 @@ pub enum Command {
 }
 
 /// Control requests.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CtlRequest {
     /// Version, uptime, data versions and the last reload's result.
     Status,
@@ -405,12 +406,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 CtlRequest::Replace => REPLACE_TIMEOUT_S,
                 _ => TIMEOUT_S,
             }));
-            ctl(
-                &socket.unwrap_or_else(crate::control::default_socket),
-                json,
-                timeout,
-                request,
-            )
+            ctl::ctl_each(&socket, json, timeout, &request)
         }
         Command::Man { dir } => man(dir),
         Command::Completions { shell } => {
