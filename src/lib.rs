@@ -57,11 +57,13 @@
 //! 5. the compiler: [`compile`];
 //! 6. node states, capacity steering (loads and the controller that turns them into shares),
 //!    the load pipeline and the reload guard: [`node_state`], [`capacity`], [`load`], [`guard`];
+//!    the anycast announcement's decision: [`anycast`] (a pure state machine and its holder);
 //! 7. where the services meet: [`counters`] (what is counted, and the one place that sums it),
 //!    [`querylog`] (the workers hand records to its writer thread), [`serving`], [`notify`]
 //!    (messages to systemd);
 //! 8. services: [`dns`], [`probe`], [`scrape`] (load scrapes and the controller's clock),
-//!    [`reload`], [`control`], [`feed`], [`metrics`] (the
+//!    [`reload`], [`control`], [`feed`], [`selfcheck`] (real queries to the own listeners,
+//!    for [`anycast`]), [`metrics`] (the
 //!    Prometheus endpoint) — they never name each other, and meet at the snapshot, the node
 //!    states, the counters and the serving state;
 //! 9. [`handover`]: a new process taking over the sockets, node states and counters of the
@@ -85,6 +87,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod anycast;
 pub mod bgp;
 pub mod capacity;
 pub mod check;
@@ -118,6 +121,7 @@ pub mod querylog;
 pub mod ranges;
 pub mod reload;
 pub mod scrape;
+pub mod selfcheck;
 pub mod serving;
 pub mod snapshot;
 pub mod source;

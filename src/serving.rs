@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::anycast::Announcer;
 use crate::capacity::Capacity;
 use crate::counters::Counters;
 use crate::live::{FeedTable, FeedView};
@@ -78,6 +79,7 @@ pub struct Serving {
     reloads: Sender<ReloadRequest>,
     status: Mutex<ReloadStatus>,
     feeds: OnceLock<Arc<dyn FeedView>>,
+    anycast: OnceLock<Arc<Announcer>>,
     feeds_pending: AtomicBool,
     counters: Arc<Counters>,
     query_log: OnceLock<Arc<QueryLog>>,
@@ -112,6 +114,7 @@ impl Serving {
                 notes: Vec::new(),
             }),
             feeds: OnceLock::new(),
+            anycast: OnceLock::new(),
             feeds_pending: AtomicBool::new(false),
             counters,
             query_log: OnceLock::new(),
@@ -263,6 +266,16 @@ impl Serving {
     /// Attaches the running BGP feeds (once, after they start).
     pub fn set_feeds(&self, feeds: Arc<dyn FeedView>) {
         let _ = self.feeds.set(feeds);
+    }
+
+    /// Attaches the anycast announcement (once, at start).
+    pub fn set_anycast(&self, announcer: Arc<Announcer>) {
+        let _ = self.anycast.set(announcer);
+    }
+
+    /// The anycast announcement, when configured.
+    pub fn anycast(&self) -> Option<&Arc<Announcer>> {
+        self.anycast.get()
     }
 
     /// The running BGP feeds, if any.

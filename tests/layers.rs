@@ -69,6 +69,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("node_state", &["health", "snapshot"]),
     // Loads and the capacity controller: what the shares of a steered service should be.
     ("capacity", &["health", "meter", "snapshot", "log_limit"]),
+    // The anycast announcement's decision (a pure state machine and its holder).
+    ("anycast", &[]),
     // The reload guard: what a new snapshot takes away from the serving one.
     ("guard", &["config", "snapshot"]),
     (
@@ -90,6 +92,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "counters",
             "querylog",
             "health",
+            "anycast",
         ],
     ),
     // Messages to the service manager (systemd), for the daemon and the reload thread.
@@ -130,10 +133,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("feed", &["live", "log_limit"]),
+    // The self-check behind the anycast announcement.
+    ("selfcheck", &["anycast", "serving"]),
     (
         "metrics",
         &[
-            "counters", "serving", "capacity", "health", "live", "snapshot",
+            "counters", "serving", "capacity", "health", "live", "snapshot", "anycast",
         ],
     ),
     // The hand-over to a new process: above the services it relays through (the control
@@ -154,7 +159,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // the control protocol and client know nothing of the server's state.
     ("dns/rrl", &["config", "hash"]),
     ("dns/conns", &["config"]),
-    ("control/protocol", &["node_state", "live"]),
+    ("control/protocol", &["node_state", "live", "anycast"]),
     ("control/client", &[]),
     ("control/text", &[]),
     // Wiring, the command line, the binary.
@@ -179,6 +184,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "handover",
             "snapshot",
             "live",
+            "anycast",
+            "selfcheck",
         ],
     ),
     (

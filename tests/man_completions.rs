@@ -36,6 +36,7 @@ const COMMANDS: &[&str] = &[
 ];
 const CTL: &[&str] = &[
     "status", "nodes", "set", "clear", "push", "reload", "stats", "reopen", "replace", "bgp",
+    "anycast",
 ];
 
 /// The short commit of the checkout, when this is one and git runs.

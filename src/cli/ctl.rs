@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::{CliError, CtlRequest, TIMEOUT_S};
+use super::{AnycastArg, CliError, CtlRequest, TIMEOUT_S};
 use crate::control::client;
-use crate::control::protocol::{PushItem, Reply, Request};
+use crate::control::protocol::{AnycastAction, AnycastStatus, PushItem, Reply, Request};
 use crate::control::text::{escape, escape_json};
 
 /// Sends `req` to the server and prints the lines it answers.
@@ -88,7 +88,46 @@ fn ctl_request(request: &CtlRequest) -> Result<Request, CliError> {
         CtlRequest::Stats => Request::Stats {},
         CtlRequest::Reopen => Request::Reopen {},
         CtlRequest::Bgp => Request::Bgp {},
+        CtlRequest::Anycast { action } => Request::Anycast {
+            action: action.map(|a| match a {
+                AnycastArg::Withdraw => AnycastAction::Withdraw,
+                AnycastArg::Announce => AnycastAction::Announce,
+            }),
+        },
     })
+}
+
+/// Sends the request to each socket in turn (the default socket when none is given): with
+/// several, each reply (or error) is printed under a `== SOCKET` line, and the first error is
+/// returned once every server was asked.
+pub(super) fn ctl_each(
+    sockets: &[std::path::PathBuf],
+    raw: bool,
+    timeout: Duration,
+    request: &CtlRequest,
+) -> Result<(), CliError> {
+    let [one] = sockets else {
+        if sockets.is_empty() {
+            return ctl(
+                &crate::control::default_socket(),
+                raw,
+                timeout,
+                request.clone(),
+            );
+        }
+        let mut first = None;
+        for socket in sockets {
+            if !raw {
+                println!("== {}", escape(&socket.display().to_string()));
+            }
+            if let Err(e) = ctl(socket, raw, timeout, request.clone()) {
+                eprintln!("{}: {e}", escape(&socket.display().to_string()));
+                first.get_or_insert(e);
+            }
+        }
+        return first.map_or(Ok(()), Err);
+    };
+    ctl(one, raw, timeout, request.clone())
 }
 
 /// Sends a `ctl` request and prints the response. Every string from the server is printed
@@ -134,7 +173,11 @@ pub(super) fn ctl(
             for n in s.last_reload.notes {
                 println!("  note: {}", escape(&n));
             }
+            if let Some(a) = s.anycast {
+                print_anycast(&a);
+            }
         }
+        Reply::Anycast { anycast } => print_anycast(&anycast),
         Reply::Stats { stats } => {
             for (k, v) in stats {
                 println!("{:<16} {v}", escape(&k));
@@ -215,6 +258,23 @@ pub(super) fn ctl(
         Reply::Done {} => println!("ok"),
     }
     Ok(())
+}
+
+/// The anycast lines of `ctl status` and `ctl anycast`.
+fn print_anycast(a: &AnycastStatus) {
+    let state = match (a.announced, a.reason) {
+        (true, _) => "announced".to_string(),
+        (false, Some(r)) => format!("WITHDRAWN ({r})"),
+        (false, None) => "WITHDRAWN".to_string(),
+    };
+    println!("anycast:     {state}, for {} s", a.since_ms / 1000);
+    println!("  prefixes: {}", escape(&a.prefixes.join(", ")));
+    if a.operator_withdrawn {
+        println!("  withdrawn by the operator (`ctl anycast announce` ends it)");
+    }
+    if let Some(ms) = a.hold_down_left_ms {
+        println!("  hold-down: {} ms left", ms);
+    }
 }
 
 /// The `ctl nodes` table: state and why; with capacity, load, utilisation and shares.

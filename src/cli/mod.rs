@@ -18,7 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod ctl;
 mod offline;
 
-use ctl::{ask, ctl};
+use ctl::ask;
 use offline::{diff, explain, lookup};
 
 use crate::control::client::ClientError;
@@ -126,9 +126,10 @@ pub enum Command {
     /// Talk to a running server over its control socket.
     Ctl {
         /// The control socket (default: the path `serve` uses without `--control`, see
-        /// docs/control-socket.md).
+        /// docs/control-socket.md). Given several times, the request goes to each server in
+        /// turn (replicas), each reply under its socket's name.
         #[arg(long, short)]
-        socket: Option<PathBuf>,
+        socket: Vec<PathBuf>,
         /// Print the raw JSON response.
         #[arg(long)]
         json: bool,
@@ -154,7 +155,7 @@ pub enum Command {
 }
 
 /// Control requests.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CtlRequest {
     /// Version, uptime, data versions and the last reload's result.
     Status,
@@ -205,6 +206,23 @@ pub enum CtlRequest {
     Reopen,
     /// BGP sessions: state, uptime, prefixes per family, last update, last error.
     Bgp,
+    /// The anycast announcement: announced or withdrawn and why; `withdraw` withdraws it
+    /// (maintenance; kept across restarts) until `announce`, which announces again once healthy
+    /// for the hold-down.
+    Anycast {
+        /// `withdraw` or `announce`; none shows the state.
+        #[arg(value_enum)]
+        action: Option<AnycastArg>,
+    },
+}
+
+/// The operator's word on the anycast announcement (`ctl anycast`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnycastArg {
+    /// Withdraw the prefixes until `announce`.
+    Withdraw,
+    /// End the withdrawal: announce again when healthy, after the hold-down.
+    Announce,
 }
 
 /// Why a command failed.
@@ -388,12 +406,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 CtlRequest::Replace => REPLACE_TIMEOUT_S,
                 _ => TIMEOUT_S,
             }));
-            ctl(
-                &socket.unwrap_or_else(crate::control::default_socket),
-                json,
-                timeout,
-                request,
-            )
+            ctl::ctl_each(&socket, json, timeout, &request)
         }
         Command::Man { dir } => man(dir),
         Command::Completions { shell } => {

@@ -6,6 +6,8 @@
 //! file are relative to the file's directory. The embedded default configuration (see
 //! [`crate::embedded`]) goes through the same code.
 
+mod anycast;
+pub mod anycast_spec;
 mod feeds;
 pub mod feeds_spec;
 mod reload;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use crate::source::{Document, Errors};
 use crate::zone::Zone;
+pub use anycast::{Anycast, AnycastPrefix, LoadFailurePolicy};
 use sections::{control, data_files, listen, networks, query_log, rrl, tcp_limits};
 pub use spec::{BgpFormat, GeoipFormat};
 use spec::{ConfigSpec, InitialState, ReloadPriority};
@@ -234,6 +237,8 @@ pub struct Config {
     pub bgp: Vec<DataFile<BgpFormat>>,
     /// Live BGP feeds.
     pub feeds: Option<Feeds>,
+    /// Announcing the service prefixes over the feeds (`anycast.rs`).
+    pub anycast: Option<Anycast>,
     /// Reload debounce.
     pub reload_debounce: Duration,
     /// Run reloads at the lowest CPU priority.
@@ -336,6 +341,10 @@ impl Config {
             .feeds
             .as_ref()
             .map(|f| feeds::load(&doc, f, &mut errors));
+        let anycast = spec
+            .anycast
+            .as_ref()
+            .and_then(|a| anycast::load(&doc, a, feeds.as_ref(), &mut errors));
         let rrl = rrl(&doc, &spec.rrl, &mut errors);
         let control_mode = control(&doc, &spec.control, &mut errors);
         let reload_low_priority = doc
@@ -396,6 +405,7 @@ impl Config {
             geoip,
             bgp,
             feeds,
+            anycast,
             reload_debounce: Duration::from_millis(spec.reload_debounce_ms),
             reload_low_priority,
             reload_guard: ReloadGuard {

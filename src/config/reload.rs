@@ -34,6 +34,7 @@ impl Config {
             tcp,
             rrl,
             feeds,
+            anycast,
             reload_debounce,
             reload_low_priority,
             control_socket,
@@ -58,6 +59,7 @@ impl Config {
                 (a, b) => a.is_some() != b.is_some(),
             },
         );
+        each("anycast", *anycast != next.anycast);
         each(
             "reload_debounce_ms",
             *reload_debounce != next.reload_debounce,
@@ -225,6 +227,10 @@ query_log: {path: q.log}
             (
                 "feeds",
                 changed("router_id: 192.0.2.53", "router_id: 192.0.2.54"),
+            ),
+            (
+                "anycast",
+                add("anycast: {peers: [r1], prefixes: [{prefix: 192.0.2.53/32}]}"),
             ),
             ("reload_debounce_ms", add("reload_debounce_ms: 200")),
             ("reload_priority", add("reload_priority: normal")),

@@ -47,6 +47,9 @@ pub struct ConfigSpec {
     /// Live BGP feeds: sessions with the sites' routers. A [`FeedsSpec`](super::feeds_spec::FeedsSpec), decoded on its own
     /// so that a problem there hides nothing else.
     pub feeds: Option<Value>,
+    /// Announcing the service prefixes over the feeds: an
+    /// [`AnycastSpec`](super::anycast_spec::AnycastSpec), decoded on its own.
+    pub anycast: Option<Value>,
     /// Milliseconds of quiet after a file change before reloading.
     #[serde(default = "default_debounce")]
     pub reload_debounce_ms: u64,

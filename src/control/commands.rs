@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use super::protocol::{
-    BgpSession, CheckReport, LastReload, NodeReport, PushItem, PushedReport, Reply, Request,
-    Response, StatusReply,
+    AnycastAction, BgpSession, CheckReport, LastReload, NodeReport, PushItem, PushedReport, Reply,
+    Request, Response, StatusReply,
 };
 use super::text;
 use crate::counters::Counters;
@@ -65,6 +65,7 @@ pub(super) fn execute(shared: &Shared, req: Request) -> Outcome {
         Request::Push { source, states } => push(serving, &snap, source, &states),
         Request::Reload { confirm } => reload(serving, confirm),
         Request::Bgp {} => Ok(bgp(serving)),
+        Request::Anycast { action } => anycast(serving, action),
         Request::Lookup { addresses } => lookup(&snap, &addresses),
         Request::Explain {
             address,
@@ -111,7 +112,24 @@ fn status(shared: &Shared, snap: &Snapshot) -> Response {
             errors: st.errors,
             notes: st.notes,
         },
+        anycast: shared.serving.anycast().map(|a| a.status()),
     }))
+}
+
+/// `anycast`: the state, after the operator's action if any (kept in the state file first).
+fn anycast(serving: &Serving, action: Option<AnycastAction>) -> Outcome {
+    let Some(a) = serving.anycast() else {
+        return Err("no anycast announcement configured (`anycast` in signpost.yaml)".into());
+    };
+    let status = match action {
+        None => a.status(),
+        Some(action) => {
+            let withdrawn = action == AnycastAction::Withdraw;
+            tracing::info!(?action, "anycast: operator");
+            a.set_operator(withdrawn).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(Response::ok(Reply::Anycast { anycast: status }))
 }
 
 fn nodes(serving: &Serving, snap: &Snapshot) -> Response {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::anycast::AnycastStatus;
 use crate::live::{SessionState, SessionStatus};
 use crate::node_state::Override;
 
@@ -57,6 +58,13 @@ pub enum Request {
     Reopen {},
     /// The BGP sessions.
     Bgp {},
+    /// The anycast announcement: its state, or the operator's withdrawal (kept across
+    /// restarts) and its end.
+    Anycast {
+        /// `withdraw` or `announce`; none: only the state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<AnycastAction>,
+    },
     /// What the server's data (files and live feeds) say about addresses.
     Lookup {
         /// The addresses.
@@ -78,6 +86,16 @@ pub enum Request {
     /// Sent by a new process (`serve --takeover`): the connection then carries the hand-over
     /// (the sockets, see `docs/replace.md`), not control requests.
     Takeover {},
+}
+
+/// The operator's word on the anycast announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnycastAction {
+    /// Withdraw the prefixes, whatever the health, until `announce`.
+    Withdraw,
+    /// End the operator's withdrawal: announce again when healthy, after the hold-down.
+    Announce,
 }
 
 /// One pushed state, load, or both.
@@ -104,7 +122,7 @@ type Fields = (
 );
 
 /// Every command, in the order messages list them, with its fields.
-const FIELDS: [Fields; 13] = [
+const FIELDS: [Fields; 14] = [
     ("status", &[], &[]),
     ("nodes", &[], &[]),
     (
@@ -118,6 +136,7 @@ const FIELDS: [Fields; 13] = [
     ("stats", &[], &[]),
     ("reopen", &[], &[]),
     ("bgp", &[], &[]),
+    ("anycast", &["action"], &[]),
     ("lookup", &["addresses"], &["addresses"]),
     (
         "explain",
@@ -280,6 +299,11 @@ pub enum Reply {
         #[serde(default)]
         refused_connections: u64,
     },
+    /// `anycast`.
+    Anycast {
+        /// The announcement's state.
+        anycast: AnycastStatus,
+    },
     /// `lookup` and `explain`: lines of text.
     Lines {
         /// The lines.
@@ -309,6 +333,9 @@ pub struct StatusReply {
     pub generation: u64,
     /// The last reload.
     pub last_reload: LastReload,
+    /// The anycast announcement, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast: Option<AnycastStatus>,
 }
 
 /// The last reload, in `status`.

@@ -25,6 +25,9 @@ fn one_of_each() -> Vec<Request> {
         Request::Stats {},
         Request::Reopen {},
         Request::Bgp {},
+        Request::Anycast {
+            action: Some(AnycastAction::Withdraw),
+        },
         Request::Lookup {
             addresses: Vec::new(),
         },
@@ -47,6 +50,7 @@ fn one_of_each() -> Vec<Request> {
             | Request::Stats {}
             | Request::Reopen {}
             | Request::Bgp {}
+            | Request::Anycast { .. }
             | Request::Lookup { .. }
             | Request::Explain { .. }
             | Request::Replace {}

@@ -4,6 +4,7 @@
 //! thread and the control socket, then wait for a signal, or for a new process that takes
 //! over, and stop.
 
+mod anycast;
 mod handing;
 mod wiring;
 
@@ -189,6 +190,7 @@ fn run(
     )
     .map_err(DaemonError::Reload)?;
     let control = w.start_control(taker, started)?;
+    let announcer = anycast::start(w, feeds.as_ref(), &bound);
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
@@ -223,6 +225,7 @@ fn run(
         None => {
             tracing::info!("stopping");
             crate::notify::stopping("stopping");
+            anycast::drain(announcer.as_ref());
             stop.store(true, Ordering::Relaxed);
             drop(control);
             for t in threads {

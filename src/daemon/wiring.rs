@@ -190,7 +190,7 @@ impl Wiring<'_> {
                     tables: carried_routes,
                 };
                 let feeds = crate::feed::Feeds::start(
-                    speaker(f),
+                    speaker(f, config.anycast.as_ref()),
                     runtime.handle().clone(),
                     Arc::new(move || changed.feed_changed()),
                     inherited,
@@ -411,8 +411,11 @@ pub(super) fn wait_for_signal(
     })
 }
 
-/// The feed settings of the configuration.
-fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
+/// The feed settings of the configuration, with the anycast routes of the peers that get them.
+fn speaker(
+    f: &crate::config::Feeds,
+    anycast: Option<&crate::config::Anycast>,
+) -> crate::feed::Speaker {
     crate::feed::Speaker {
         local_asn: f.asn,
         router_id: f.router_id,
@@ -434,7 +437,27 @@ fn speaker(f: &crate::config::Feeds) -> crate::feed::Speaker {
                 ipv4: p.ipv4,
                 ipv6: p.ipv6,
                 max_prefixes: p.max_prefixes,
+                announce: routes_for(anycast, &p.name),
             })
             .collect(),
+    }
+}
+
+/// The routes announced to each feed peer: the anycast prefixes for the peers it names.
+fn routes_for(
+    anycast: Option<&crate::config::Anycast>,
+    peer: &str,
+) -> Vec<crate::feed::Announcement> {
+    match anycast {
+        Some(a) if a.peers.iter().any(|p| p == peer) => a
+            .prefixes
+            .iter()
+            .map(|p| crate::feed::Announcement {
+                prefix: p.prefix,
+                next_hop: p.next_hop,
+                communities: p.communities.clone(),
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }

@@ -42,6 +42,8 @@ pub struct Feeds {
     local_addr: Option<SocketAddr>,
     /// A duplicate of the listener's descriptor.
     listener_fd: Option<std::os::fd::OwnedFd>,
+    /// Whether the peers' own routes are announced (starts withdrawn).
+    announced: watch::Sender<bool>,
 }
 
 impl Feeds {
@@ -82,6 +84,7 @@ impl Feeds {
             l.as_fd().try_clone_to_owned().ok()
         });
         let refused = Arc::new(AtomicU64::new(0));
+        let (announced, _) = watch::channel(false);
         let mut peers = Vec::new();
         let mut tasks = Vec::new();
         let mut routes = HashMap::new();
@@ -109,6 +112,7 @@ impl Feeds {
                 on_change: on_change.clone(),
                 messages: AtomicU64::new(0),
                 logs: LogLimits::new(),
+                announced: announced.subscribe(),
             });
             let incoming = match p.passive {
                 true => {
@@ -136,7 +140,15 @@ impl Feeds {
             refused,
             local_addr,
             listener_fd,
+            announced,
         })
+    }
+
+    /// Announces (`true`) or withdraws the peers' own routes on every established session,
+    /// and on every session established later.
+    pub fn set_announced(&self, on: bool) {
+        self.announced
+            .send_if_modified(|a| std::mem::replace(a, on) != on);
     }
 
     /// Every peer's table, in settings order.

@@ -1,8 +1,10 @@
 //! Live BGP feeds: Signpost receives each site router's routing table over BGP and keeps one
 //! table per peer (prefix → origin ASN, AS path length, stale flag) for the compiler.
 //!
-//! Signpost is receive-only: it sends OPEN, KEEPALIVE and NOTIFICATION, never an UPDATE, so a
-//! misconfigured session cannot leak routes. Sessions are passive (the router connects to
+//! Signpost is receive-only but for its own anycast service prefixes: it sends OPEN,
+//! KEEPALIVE and NOTIFICATION, and UPDATEs only for the prefixes configured on a peer
+//! (`announce.rs`, while [`Feeds::set_announced`] says so), so a misconfigured session cannot
+//! leak anyone else's routes. Sessions are passive (the router connects to
 //! [`Speaker::listen`] and is identified by its source address) or active (Signpost connects,
 //! retrying every `connect_retry`).
 //!
@@ -46,6 +48,7 @@
 //! per-family End-of-RIB (its `is_end_of_rib` does not say which family), and the session
 //! state machine.
 
+mod announce;
 mod error;
 mod feeds;
 mod frame;
@@ -63,6 +66,7 @@ mod update;
 #[cfg(test)]
 mod tests;
 
+pub use announce::Announcement;
 pub use error::FeedError;
 pub use feeds::{FeedTable, Feeds, Inherited};
 pub use settings::{DEFAULT_MIN_HOLD_TIME, DEFAULT_PREFIX_CAP, Peer, Speaker};

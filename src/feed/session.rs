@@ -2,9 +2,10 @@
 //! peer's table while keeping the session alive, until an error, the peer, or a replacing
 //! connection ends it.
 //!
-//! Signpost never announces a route: after its OPEN it only sends KEEPALIVE and NOTIFICATION.
-//! Messages received in one read are applied to the table under one lock, and the change
-//! callback is called once per such batch.
+//! Signpost announces no route but its own anycast service prefixes, and those only on the
+//! peers configured with them (`announce.rs`), while the feed's announced flag is set; besides
+//! them it only sends KEEPALIVE and NOTIFICATION. Messages received in one read are applied to
+//! the table under one lock, and the change callback is called once per such batch.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+use super::announce::{self, SessionView};
 use super::frame::{self, Frame, FrameReader, ReadError};
 use super::notice::{CEASE, FSM_ERROR, HOLD_TIMER_EXPIRED, Notice, OPEN_ERROR};
 use super::open::{self, Negotiated};
@@ -278,6 +280,18 @@ async fn receive(
 ) -> Ending {
     let hold = Duration::from_secs(u64::from(negotiated.hold_time));
     let ibgp = shared.peer.asn == shared.local_asn;
+    let view = SessionView {
+        local_asn: shared.local_asn,
+        ibgp,
+        local: conn.wr.local_addr().ok().map(|a| a.ip()),
+        ipv4: negotiated.ipv4,
+        ipv6: negotiated.ipv6,
+    };
+    let mut announced = shared.announced.clone();
+    // Cleared when the feed is gone: nothing will change the flag again.
+    let mut following = true;
+    // What this session has announced: nothing yet, whatever an earlier session did.
+    let mut sent = false;
     let mut last_heard = Instant::now();
     let mut keepalives = tokio::time::interval((hold / 3).max(Duration::from_secs(1)));
     keepalives.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -286,6 +300,13 @@ async fn receive(
     // right behind its KEEPALIVE) are already buffered: handle them before reading more.
     let mut buffered = true;
     loop {
+        let wanted = *announced.borrow_and_update() && !shared.peer.announce.is_empty();
+        if wanted != sent {
+            if let Err(ending) = advertise(shared, conn, &view, wanted).await {
+                return ending;
+            }
+            sent = wanted;
+        }
         if buffered {
             buffered = false;
             if let Some(ending) = drain(shared, conn, negotiated, ibgp, &mut last_heard) {
@@ -311,8 +332,44 @@ async fn receive(
             Some(stream) = next_incoming(incoming.as_deref_mut()) => {
                 return Ending::Replaced(stream);
             }
+            r = announced.changed(), if following => following = r.is_ok(),
         }
     }
+}
+
+/// Announces (`on`) or withdraws the peer's own routes on this session, one UPDATE each; an
+/// announcement that cannot be sent here is logged and left out.
+async fn advertise(
+    shared: &PeerShared,
+    conn: &mut Conn,
+    view: &SessionView,
+    on: bool,
+) -> Result<(), Ending> {
+    let name = &shared.peer.name;
+    for a in &shared.peer.announce {
+        let message = match on {
+            true => match announce::announce(a, view) {
+                Ok(m) => Some(m),
+                Err(why) => {
+                    limited!(shared.logs, warn, "cannot announce", peer = %name, reason = %why);
+                    None
+                }
+            },
+            false => announce::withdraw(a, view),
+        };
+        if let Some(m) = message {
+            conn.send(&m).await?;
+        }
+    }
+    limited!(
+        shared.logs,
+        info,
+        "own routes sent",
+        peer = %name,
+        announced = on,
+        prefixes = shared.peer.announce.len()
+    );
+    Ok(())
 }
 
 /// Handles every complete frame in the read buffer: UPDATEs are decoded and applied as one

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::announce::Announcement;
 use super::error::FeedError;
 
 /// The per-family prefix cap used when a peer sets no `max_prefixes`: 2,000,000 routes per
@@ -69,6 +70,9 @@ pub struct Peer {
     /// only the stale ones push over it removes a stale one. `None` means
     /// [`DEFAULT_PREFIX_CAP`].
     pub max_prefixes: Option<u32>,
+    /// Signpost's own routes (anycast service prefixes) sent to this peer while the feed's
+    /// announced flag is set; empty for a receive-only session.
+    pub announce: Vec<Announcement>,
 }
 
 impl Peer {
@@ -87,6 +91,7 @@ impl Peer {
             ipv4: true,
             ipv6: true,
             max_prefixes: None,
+            announce: Vec::new(),
         }
     }
 

@@ -36,6 +36,8 @@ pub(crate) struct PeerShared {
     pub messages: AtomicU64,
     /// The rate limits of this peer's log lines.
     pub logs: LogLimits,
+    /// Whether the own routes (the peer's [`Peer::announce`]) are to be announced.
+    pub announced: watch::Receiver<bool>,
 }
 
 /// Locks a mutex even if a task panicked while holding it (the data stay usable).

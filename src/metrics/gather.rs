@@ -25,6 +25,7 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
     nodes(&mut b, &snap, &events);
     reloads_and_data(&mut b, serving, &snap, &events);
     bgp(&mut b, serving);
+    super::anycast::families(&mut b, serving);
     b.family("build_info", "The running build: its version.", Kind::Gauge)
         .samples
         .push((

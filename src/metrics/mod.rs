@@ -5,6 +5,7 @@
 //! ([`gather`]); the query path is never touched by it. Every metric is listed in
 //! `docs/metrics.md`.
 
+mod anycast;
 mod capacity;
 mod family;
 pub mod gather;

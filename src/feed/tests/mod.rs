@@ -1,6 +1,7 @@
 //! Tests of the feed over real TCP on loopback, with a raw test speaker on the other side, and
 //! of how UPDATEs are read (including what bgpkit-parser does with malformed ones).
 
+mod announce;
 mod decode;
 mod errors;
 mod sessions;

@@ -1,0 +1,455 @@
+//! Anycast in a namespace rig: a router network namespace running BIRD 2 with ECMP into the
+//! kernel, three replica namespaces each running `signpost` with 192.0.2.53 on its loopback
+//! and a BGP session to the router, and a client namespace asking 192.0.2.53 through the
+//! router (`dig`, one query at a time, so the load is bounded). Each replica answers
+//! `id.server` with its own name, so the client sees which one it reached.
+//!
+//! Measured (printed; `cargo test --test anycast_rig -- --nocapture`) and asserted: a replica
+//! killed with SIGKILL loses its queries to another within 1 s of its session closing (plus
+//! the client's polling); a replica stopped with SIGSTOP within the hold time (3 s) plus that
+//! margin. The addresses are from 198.18.0.0/15. The test needs root and `ip netns`; where a
+//! namespace cannot be made it says so and passes without testing. It always deletes its
+//! namespaces and stops its daemons (also when it fails).
+
+mod common;
+use common::*;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The service address.
+const ANYCAST: &str = "192.0.2.53";
+/// The router's and the replicas' AS.
+const ROUTER_AS: u32 = 64511;
+const REPLICA_AS: u32 = 65000;
+/// The BGP hold time on every session, seconds.
+const HOLD: u64 = 3;
+
+/// Runs `ip ARGS`; panics with its output when it fails.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `ip netns exec NS ARGS`; returns stdout.
+fn exec(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The namespaces and daemons of the rig, deleted and stopped on drop.
+struct Rig {
+    tag: String,
+    namespaces: Vec<String>,
+    bird: Option<Child>,
+    replicas: Vec<Option<Server>>,
+    /// Processes started by a `ctl replace`, not children of the test.
+    adopted: Vec<u32>,
+    dir: TempDir,
+}
+
+impl Rig {
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.tag)
+    }
+
+    /// Makes a namespace with its loopback up; `None` when namespaces cannot be made here.
+    fn add_ns(&mut self, name: &str) -> Option<String> {
+        let ns = self.ns(name);
+        let ok = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+        self.namespaces.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        Some(ns)
+    }
+
+    /// A veth pair between the router and `ns`: the router's end `ROUTER_ADDR/24`, the other
+    /// `ADDR/24`, with a default route through the router.
+    fn link(&self, ns: &str, i: u32, subnet: u32) {
+        let rtr = self.ns("rtr");
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        ip(&[
+            "link", "add", &a, "netns", &rtr, "type", "veth", "peer", "name", &b, "netns", ns,
+        ]);
+        ip(&[
+            "-n",
+            &rtr,
+            "addr",
+            "add",
+            &format!("198.18.{subnet}.1/24"),
+            "dev",
+            &a,
+        ]);
+        ip(&["-n", &rtr, "link", "set", &a, "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("198.18.{subnet}.2/24"),
+            "dev",
+            &b,
+        ]);
+        ip(&["-n", ns, "link", "set", &b, "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("198.18.{subnet}.1"),
+        ]);
+    }
+
+    /// BIRD in the router namespace: a session to each replica importing only the service
+    /// prefix, and the best routes merged into one multipath kernel route.
+    fn start_bird(&mut self, replicas: u32) {
+        let mut conf = format!(
+            "router id 198.18.0.1;\nlog \"{}\" all;\nprotocol device {{ }}\n\
+             protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\n",
+            self.dir.path("bird.log").display()
+        );
+        for i in 1..=replicas {
+            conf.push_str(&format!(
+                "protocol bgp r{i} {{\n  local 198.18.{i}.1 as {ROUTER_AS};\n  \
+                 neighbor 198.18.{i}.2 as {REPLICA_AS};\n  hold time {HOLD};\n  \
+                 keepalive time 1;\n  connect delay time 1;\n  connect retry time 1;\n  \
+                 error wait time 1, 2;\n  ipv4 {{ import filter {{ if net = {ANYCAST}/32 then \
+                 accept; reject; }}; export none; }};\n}}\n"
+            ));
+        }
+        let path = self.dir.write("bird.conf", &conf);
+        let sock = self.dir.path("bird.ctl");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("rtr"), "bird", "-f", "-c"])
+            .arg(&path)
+            .arg("-s")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bird");
+        self.bird = Some(child);
+    }
+
+    /// Starts replica `i` (named `r{i}`) in its namespace.
+    fn start_replica(&mut self, i: u32) {
+        let ns = self.ns(&format!("r{i}"));
+        let config = format!(
+            r#"workers: 1
+identity: {{ server_id: r{i} }}
+zones:
+  - apex: example.test
+    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}
+    ns: [ns1.example.test.]
+maps: [maps/]
+geoip:
+  - path: ../geoip/GeoLite2-Country-2018-08-07.mmdb
+feeds:
+  asn: {REPLICA_AS}
+  router_id: 198.18.{i}.2
+  listen: "198.18.{i}.2:179"
+  peers:
+    - {{ name: rtr, address: 198.18.{i}.1, asn: {ROUTER_AS}, nodes: [fra1], hold_time: {HOLD}, families: [ipv4] }}
+anycast:
+  peers: [rtr]
+  prefixes: [{{ prefix: {ANYCAST}/32 }}]
+  hold_down_ms: 2000
+  drain_ms: 1000
+  check_interval_ms: 200
+  on_load_failure: withdraw
+"#
+        );
+        let path = self.dir.write(&format!("bgp-live/r{i}.yaml"), &config);
+        let sock = self.dir.path(&format!("r{i}.sock"));
+        let server = Server::start_wrapped(
+            &["ip", "netns", "exec", &ns],
+            &[
+                "--config",
+                path.to_str().unwrap(),
+                "--control",
+                sock.to_str().unwrap(),
+            ],
+            &format!("{ANYCAST}:53"),
+            &[],
+        );
+        self.replicas[i as usize - 1] = Some(server);
+    }
+
+    /// Replica `name`'s server.
+    fn replica(&self, name: &str) -> &Server {
+        let i: usize = name[1..].parse().unwrap();
+        self.replicas[i - 1].as_ref().unwrap()
+    }
+
+    /// Queries for `span`: the replicas that answered, in order of first answer, and the
+    /// queries without an answer.
+    fn watch(&self, span: Duration) -> (Vec<String>, u32) {
+        let t = Instant::now();
+        let (mut seen, mut lost) = (Vec::new(), 0);
+        while t.elapsed() < span {
+            match self.who() {
+                Some(w) if !seen.contains(&w) => seen.push(w),
+                Some(_) => {}
+                None => lost += 1,
+            }
+        }
+        (seen, lost)
+    }
+
+    /// The next hops of the router's kernel route to the service address.
+    fn next_hops(&self) -> usize {
+        exec(
+            &self.ns("rtr"),
+            &["ip", "route", "show", &format!("{ANYCAST}/32")],
+        )
+        .matches("via ")
+        .count()
+    }
+
+    /// Which replica the client reaches now (`id.server`), if any answers within 300 ms.
+    fn who(&self) -> Option<String> {
+        let out = exec(
+            &self.ns("cli"),
+            &[
+                "dig",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                "-p",
+                "53",
+                &format!("@{ANYCAST}"),
+                "id.server",
+                "TXT",
+                "CH",
+            ],
+        );
+        let name = out.trim().trim_matches('"').to_string();
+        (!name.is_empty() && !name.contains(';')).then_some(name)
+    }
+
+    /// Polls [`Rig::who`] until another replica than `from` answers; returns the time and the
+    /// queries that got no answer meanwhile.
+    fn wait_moved(&self, from: &str, timeout: Duration) -> (Duration, u32) {
+        let t = Instant::now();
+        let mut lost = 0;
+        while t.elapsed() < timeout {
+            match self.who() {
+                Some(w) if w != from => return (t.elapsed(), lost),
+                Some(_) => {}
+                None => lost += 1,
+            }
+        }
+        panic!(
+            "queries did not move from {from} in {timeout:?}; routes: {}",
+            exec(&self.ns("rtr"), &["ip", "route"])
+        );
+    }
+
+    /// The pid of replica `name`.
+    fn pid(&self, name: &str) -> String {
+        let i: usize = name[1..].parse().unwrap();
+        self.replicas[i - 1]
+            .as_ref()
+            .unwrap()
+            .child
+            .id()
+            .to_string()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        for r in self.replicas.iter_mut().flatten() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &r.child.id().to_string()])
+                .status();
+        }
+        self.replicas.clear();
+        for pid in &self.adopted {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if let Some(mut b) = self.bird.take() {
+            let _ = b.kill();
+            let _ = b.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped() {
+    let dir = TempDir::new("anycast-rig");
+    std::fs::create_dir_all(dir.path("bgp-live")).unwrap();
+    std::os::unix::fs::symlink(
+        root().join("testdata/bgp-live/maps"),
+        dir.path("bgp-live/maps"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(root().join("testdata/geoip"), dir.path("geoip")).unwrap();
+    let mut rig = Rig {
+        tag: format!("sp{}", std::process::id() % 100_000),
+        namespaces: Vec::new(),
+        bird: None,
+        replicas: vec![None, None, None],
+        adopted: Vec::new(),
+        dir,
+    };
+    let Some(rtr) = rig.add_ns("rtr") else {
+        eprintln!("SKIPPED: cannot create network namespaces here (needs root and `ip netns`)");
+        return;
+    };
+    exec(&rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    for i in 1..=3u32 {
+        let ns = rig.add_ns(&format!("r{i}")).expect("namespace");
+        rig.link(&ns, i, i);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ANYCAST}/32"),
+            "dev",
+            "lo",
+        ]);
+    }
+    let cli = rig.add_ns("cli").expect("namespace");
+    rig.link(&cli, 10, 10);
+    rig.start_bird(3);
+    for i in 1..=3 {
+        rig.start_replica(i);
+    }
+    assert!(
+        wait_for(30, || rig.next_hops() == 3),
+        "no 3-way ECMP route: {}\nbird log: {}",
+        exec(&rtr, &["ip", "route"]),
+        std::fs::read_to_string(rig.dir.path("bird.log")).unwrap_or_default()
+    );
+
+    // SIGKILL: the kernel closes the session at once; the router withdraws that path.
+    let first = rig.who().expect("no answer through the router");
+    Command::new("kill")
+        .args(["-KILL", &rig.pid(&first)])
+        .status()
+        .unwrap();
+    let (moved, lost) = rig.wait_moved(&first, Duration::from_secs(5));
+    eprintln!("SIGKILL {first}: queries moved after {moved:?} ({lost} unanswered)");
+    assert!(moved < Duration::from_millis(1500), "moved after {moved:?}");
+    assert!(wait_for(5, || rig.next_hops() == 2));
+
+    // SIGSTOP: the session stays up until the router's hold timer expires.
+    let second = rig.who().expect("no answer after the kill");
+    Command::new("kill")
+        .args(["-STOP", &rig.pid(&second)])
+        .status()
+        .unwrap();
+    let (moved, lost) = rig.wait_moved(&second, Duration::from_secs(HOLD + 5));
+    eprintln!("SIGSTOP {second}: queries moved after {moved:?} ({lost} unanswered)");
+    assert!(
+        moved < Duration::from_secs(HOLD) + Duration::from_millis(1500),
+        "moved after {moved:?}"
+    );
+
+    // Back: SIGCONT, the router reconnects, the replica announces again.
+    Command::new("kill")
+        .args(["-CONT", &rig.pid(&second)])
+        .status()
+        .unwrap();
+    assert!(wait_for(15, || rig.next_hops() == 2), "{second} not back");
+
+    // Broken data: the replica the client reaches withdraws itself (on_load_failure: withdraw).
+    let third = rig.who().expect("no answer");
+    let path = rig.dir.path(&format!("bgp-live/{third}.yaml"));
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{good}\nzones: [broken")).unwrap();
+    let t = Instant::now();
+    let (ok, _) = rig.replica(&third).ctl(&["reload"]);
+    assert!(!ok);
+    let (moved, lost) = rig.wait_moved(&third, Duration::from_secs(5));
+    eprintln!(
+        "broken data on {third}: queries moved after {:?} ({lost} unanswered)",
+        t.elapsed()
+    );
+    assert!(moved < Duration::from_secs(2));
+    let (_, st) = rig.replica(&third).ctl(&["anycast"]);
+    assert_eq!(st["anycast"]["reason"], "load_failed", "{st}");
+    std::fs::write(&path, good).unwrap();
+    let (ok, v) = rig.replica(&third).ctl(&["reload"]);
+    assert!(ok, "{v}");
+    assert!(wait_for(10, || rig.next_hops() == 2), "{third} not back");
+
+    // ctl replace on the replica the client reaches: measured, with the other replica there.
+    let fourth = rig.who().expect("no answer");
+    let handle = {
+        let sock = rig.replica(&fourth).control.clone().unwrap();
+        std::thread::spawn(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
+                .args([
+                    "ctl",
+                    "--json",
+                    "--socket",
+                    sock.to_str().unwrap(),
+                    "replace",
+                ])
+                .output()
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+        })
+    };
+    let (seen, lost) = rig.watch(Duration::from_secs(4));
+    let reply = handle.join().unwrap();
+    if let Some(pid) = reply["new_pid"].as_u64() {
+        rig.adopted.push(pid as u32);
+    }
+    eprintln!("ctl replace on {fourth}: answered by {seen:?}, {lost} unanswered; {reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(lost, 0, "queries lost during the replace");
+
+    // `ctl` with every replica's socket: one report each; the killed one says so.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
+    cmd.arg("ctl");
+    for i in 1..=3 {
+        cmd.args([
+            "--socket",
+            rig.dir.path(&format!("r{i}.sock")).to_str().unwrap(),
+        ]);
+    }
+    let out = cmd.arg("anycast").output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("ctl anycast on every replica:\n{stdout}{stderr}");
+    assert!(
+        !out.status.success(),
+        "the killed replica's socket must fail"
+    );
+    assert_eq!(stdout.matches("== ").count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.matches("anycast:     announced").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stderr.contains(&format!("{first}.sock")), "{stderr}");
+}
