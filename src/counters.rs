@@ -81,8 +81,16 @@ pub mod query {
     pub const TCP_REFUSED: usize = 6;
     /// Query-log records dropped because the writer was behind.
     pub const QUERYLOG_DROPPED: usize = 7;
+    /// Queries with a COOKIE option and a good server cookie.
+    pub const COOKIE_GOOD: usize = 8;
+    /// Queries with a COOKIE option whose server cookie is bad (tampered, foreign, expired).
+    pub const COOKIE_BAD: usize = 9;
+    /// Queries with a client cookie and no server cookie.
+    pub const COOKIE_MISSING: usize = 10;
+    /// UDP answers sent truncated by `cookies.max_nocookie_response`.
+    pub const NOCOOKIE_TRUNCATED: usize = 11;
     /// Single cells per transport.
-    pub const EXTRA: usize = 8;
+    pub const EXTRA: usize = 12;
     /// Cells per transport.
     pub const PER_TRANSPORT: usize = QTYPES.len() * RCODES.len() + EXTRA;
     /// Cells per row.
@@ -541,6 +549,13 @@ impl Counters {
             ("tcp_refused", extra(query::TCP_REFUSED) + c("tcp_refused")),
             ("rrl_dropped", extra(query::RRL_DROPPED) + c("rrl_dropped")),
             ("rrl_slipped", extra(query::RRL_SLIPPED) + c("rrl_slipped")),
+            ("cookie_good", extra(query::COOKIE_GOOD) + c("cookie_good")),
+            ("cookie_bad", extra(query::COOKIE_BAD) + c("cookie_bad")),
+            ("cookie_missing", extra(query::COOKIE_MISSING) + c("cookie_missing")),
+            (
+                "nocookie_truncated",
+                extra(query::NOCOOKIE_TRUNCATED) + c("nocookie_truncated"),
+            ),
             (
                 "querylog_dropped",
                 extra(query::QUERYLOG_DROPPED) + c("querylog_dropped"),

@@ -6,6 +6,7 @@
 //! file are relative to the file's directory. The embedded default configuration (see
 //! [`crate::embedded`]) goes through the same code.
 
+pub mod cookies;
 mod feeds;
 pub mod feeds_spec;
 mod reload;
@@ -257,6 +258,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The query log.
     pub query_log: Option<QueryLog>,
+    /// DNS Cookies.
+    pub cookies: cookies::Cookies,
 }
 
 /// The query log's settings.
@@ -498,6 +501,7 @@ impl Config {
                 path_at: doc.error("query_log.path", ""),
             })
         });
+        let cookies = cookies::decode(&spec.cookies, &doc, &mut errors, resolve);
         let workers = if spec.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -561,6 +565,7 @@ impl Config {
             max_concurrent_checks: spec.health.max_concurrent_checks,
             metrics_listen,
             query_log,
+            cookies,
         };
         errors.into_result(config)
     }
@@ -577,6 +582,7 @@ impl Config {
         self.maps.iter().for_each(&mut push);
         self.geoip.iter().for_each(|d| push(&d.source));
         self.bgp.iter().for_each(|d| push(&d.source));
+        self.cookies.secret_file.iter().for_each(&mut push);
         out
     }
 }

@@ -45,11 +45,13 @@ pub enum Outcome {
         ecs: bool,
         /// For A/AAAA of a service name: how the service decided.
         service: Option<ServiceAnswer>,
+        /// What the query's COOKIE option said ([`super::cookie::status`] bits; 0 without one).
+        cookie: u8,
     },
 }
 
 /// A pointer to the question name (offset 12).
-const QNAME_PTR: [u8; 2] = [0xc0, 12];
+pub(super) const QNAME_PTR: [u8; 2] = [0xc0, 12];
 
 /// Answers `packet` from `src` into `out` (which should hold 65535 bytes).
 pub fn respond(
@@ -245,7 +247,7 @@ pub fn complete(
     let question_end = w.len();
     let mut service = None;
     let code = match target {
-        Target::Chaos => chaos(snap, q, &mut w),
+        Target::Chaos => super::chaos::chaos(snap, q, &mut w),
         Target::Refused => rcode::REFUSED,
         Target::Name { zone, node, route } => {
             w.set_flags(AA);
@@ -253,6 +255,22 @@ pub fn complete(
         }
     };
     w.set_rcode(code);
+    // Options that ask for something back, and errors an Extended DNS Error explains, take
+    // the long way; the common query does not.
+    if let Some(e) = q.edns
+        && (e.asks != 0 || code == rcode::REFUSED || code == rcode::SERVFAIL)
+    {
+        let done = super::edns::Done {
+            q,
+            src,
+            target,
+            question_end,
+            code,
+            service,
+            transport,
+        };
+        return super::edns::finish(snap, done, w);
+    }
     finish(snap, q, w, question_end, code, service, transport)
 }
 
@@ -270,7 +288,7 @@ fn finish(
     let limit = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
         (Transport::Udp, Some(e)) => {
-            e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize
+            e.udp_size.min(snap.settings.udp_nocookie_max).max(512) as usize
         }
         (Transport::Udp, None) => 512,
     };
@@ -284,8 +302,10 @@ fn finish(
         })
         .unwrap_or(0);
     let mut truncated = false;
+    let mut cookie = 0;
     if w.overflow || w.len() + opt_len > limit {
         // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
+        cookie = super::edns::nocookie_truncation(snap, q, transport, w.len() + opt_len, w.overflow);
         w.truncate_to_question(question_end);
         w.set_flags(wire::TC);
         truncated = true;
@@ -306,6 +326,7 @@ fn finish(
         qtype: q.qtype,
         ecs: q.edns.is_some_and(|e| e.ecs.is_some()),
         service,
+        cookie,
     }
 }
 
@@ -333,7 +354,11 @@ fn error(
         // RFC 6891 §7: a query with an OPT record gets one back, errors included (a resolver
         // that sees none may conclude that the server has no EDNS). BADVERS is carried in it
         // (§6.1.3), with version 0. A refused ECS option is not echoed.
+        let opt_start = w.len();
         w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, None);
+        if let Some(why) = q.why {
+            super::edns::ede(&mut w, opt_start, super::edns::OTHER, why.text());
+        }
     }
     let len = w.finish();
     Outcome::Answered {
@@ -346,33 +371,8 @@ fn error(
         }),
         ecs: q.is_some_and(|q| q.edns.is_some_and(|e| e.ecs.is_some())),
         service: None,
+        cookie: 0,
     }
-}
-
-/// CHAOS TXT `id.server`, `hostname.bind`, `version.bind`.
-fn chaos(snap: &Snapshot, q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
-    let text = match q.name() {
-        b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => snap.settings.server_id.as_deref(),
-        b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
-            snap.settings.version.as_deref()
-        }
-        _ => return rcode::REFUSED,
-    };
-    let Some(text) = text else {
-        return rcode::REFUSED;
-    };
-    if q.qtype != rtype::TXT && q.qtype != rtype::ANY {
-        return rcode::NOERROR;
-    }
-    let bytes = &text.as_bytes()[..text.len().min(255)];
-    let mut body = [0u8; 10 + 256];
-    body[..2].copy_from_slice(&rtype::TXT.to_be_bytes());
-    body[2..4].copy_from_slice(&CLASS_CH.to_be_bytes());
-    body[8..10].copy_from_slice(&((bytes.len() + 1) as u16).to_be_bytes());
-    body[10] = bytes.len() as u8;
-    body[11..11 + bytes.len()].copy_from_slice(bytes);
-    w.record(Section::Answer, &QNAME_PTR, &body[..11 + bytes.len()], None);
-    rcode::NOERROR
 }
 
 /// A compression pointer to where `suffix` (a suffix of the question name) starts.
@@ -411,7 +411,7 @@ fn lookup(
     if let Some(s) = node.why
         && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
     {
-        return why_answer(snap, s, q, src, w);
+        return super::why::why_answer(snap, s, q, src, w);
     }
     // Before the route: for an alias, `route` is the one of the service at the chain's end.
     if let Some(target) = &node.cname_target
@@ -566,34 +566,6 @@ fn service_answer(
     }
     if pick.count == 0 {
         soa_authority(zone, q, w);
-    }
-    rcode::NOERROR
-}
-
-/// TXT `_why.<service name>`: the explanation of the decision for this query's client.
-fn why_answer(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>) -> u16 {
-    if !snap.settings.why_allow.is_empty()
-        && !snap.settings.why_allow.iter().any(|n| n.contains(src))
-    {
-        return rcode::REFUSED;
-    }
-    let svc = &snap.services[s];
-    let (client, how, _) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
-    let lines = crate::explain::explain(snap, s, client, how, false);
-    for line in lines {
-        let bytes = line.as_bytes();
-        let mut body = Vec::with_capacity(bytes.len() + 16);
-        body.extend_from_slice(&rtype::TXT.to_be_bytes());
-        body.extend_from_slice(&CLASS_IN.to_be_bytes());
-        body.extend_from_slice(&0u32.to_be_bytes());
-        let chunks: Vec<&[u8]> = bytes.chunks(255).collect();
-        let rdlen: usize = chunks.iter().map(|c| c.len() + 1).sum();
-        body.extend_from_slice(&(rdlen as u16).to_be_bytes());
-        for c in chunks {
-            body.push(c.len() as u8);
-            body.extend_from_slice(c);
-        }
-        w.record(Section::Answer, &QNAME_PTR, &body, None);
     }
     rcode::NOERROR
 }

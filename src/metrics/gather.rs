@@ -107,6 +107,32 @@ fn queries(b: &mut Builder, counters: &Counters, events: &Events) {
         ));
     }
     let f = b.family(
+        "cookie_queries",
+        "Queries with a COOKIE option, by what its server cookie was: good, bad (tampered, foreign, expired), or missing (a client cookie alone).",
+        Kind::Counter,
+    );
+    for (t, transport) in query::TRANSPORTS.iter().enumerate() {
+        for (cell, cookie) in [
+            (query::COOKIE_GOOD, "good"),
+            (query::COOKIE_BAD, "bad"),
+            (query::COOKIE_MISSING, "missing"),
+        ] {
+            f.samples.push((
+                labels(&[("transport", transport), ("cookie", cookie)]),
+                Value::Int(q[query::extra(t, cell)]),
+            ));
+        }
+    }
+    let f = b.family(
+        "nocookie_truncated_responses",
+        "UDP answers sent truncated because they were larger than cookies.max_nocookie_response and the query had no good server cookie.",
+        Kind::Counter,
+    );
+    f.samples.push((
+        Vec::new(),
+        Value::Int(q[query::extra(0, query::NOCOOKIE_TRUNCATED)]),
+    ));
+    let f = b.family(
         "tcp_refused_connections",
         "TCP connections closed at once by the connection caps.",
         Kind::Counter,
