@@ -551,7 +551,10 @@ impl Counters {
             ("rrl_slipped", extra(query::RRL_SLIPPED) + c("rrl_slipped")),
             ("cookie_good", extra(query::COOKIE_GOOD) + c("cookie_good")),
             ("cookie_bad", extra(query::COOKIE_BAD) + c("cookie_bad")),
-            ("cookie_missing", extra(query::COOKIE_MISSING) + c("cookie_missing")),
+            (
+                "cookie_missing",
+                extra(query::COOKIE_MISSING) + c("cookie_missing"),
+            ),
             (
                 "nocookie_truncated",
                 extra(query::NOCOOKIE_TRUNCATED) + c("nocookie_truncated"),

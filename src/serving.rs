@@ -158,7 +158,13 @@ impl Serving {
             // The cookie secrets carry over (a generated one lives as long as the process); a
             // new configured secret rotates them. Under the lock, like the swap.
             let c = &mut snap.settings.cookies;
-            c.keys = self.snapshot.load().settings.cookies.keys.next(c.configured);
+            c.keys = self
+                .snapshot
+                .load()
+                .settings
+                .cookies
+                .keys
+                .next(c.configured);
             st.track(&snap);
             let before = self.effective(&self.snapshot.load());
             st.apply(&snap);

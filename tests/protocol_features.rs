@@ -47,7 +47,11 @@ fn cookie_of(out: &str) -> Option<(String, String)> {
     let line = out.lines().find_map(|l| l.strip_prefix("; COOKIE: "))?;
     let mut words = line.split_whitespace();
     let hex = words.next()?.to_string();
-    let verdict = words.next().unwrap_or("").trim_matches(['(', ')']).to_string();
+    let verdict = words
+        .next()
+        .unwrap_or("")
+        .trim_matches(['(', ')'])
+        .to_string();
     Some((hex, verdict))
 }
 
@@ -59,7 +63,13 @@ fn truncated(out: &str) -> bool {
 
 /// `big.example.test TXT` over UDP, not retried over TCP when truncated.
 fn big(s: &Server, cookie: &str) -> String {
-    s.dig(&[cookie, "+ignore", "+bufsize=1232", "big.example.test", "TXT"])
+    s.dig(&[
+        cookie,
+        "+ignore",
+        "+bufsize=1232",
+        "big.example.test",
+        "TXT",
+    ])
 }
 
 fn stat(s: &Server, name: &str) -> u64 {
@@ -71,7 +81,10 @@ fn server_cookies_are_good_when_echoed_and_lift_the_no_cookie_limit() {
     let (dir, s) = server();
     // A client cookie alone: a server cookie comes back, and the large answer is truncated.
     let first = big(&s, "+cookie");
-    assert!(truncated(&first), "no server cookie yet: truncated: {first}");
+    assert!(
+        truncated(&first),
+        "no server cookie yet: truncated: {first}"
+    );
     let (cookie, verdict) = cookie_of(&first).expect("a COOKIE option in the answer");
     assert_eq!(verdict, "good", "{first}");
     assert_eq!(cookie.len(), 48, "client 8 + server 16 octets: {first}");
@@ -96,7 +109,10 @@ fn server_cookies_are_good_when_echoed_and_lift_the_no_cookie_limit() {
     // Without any cookie: truncated as well.
     let out = big(&s, "+nocookie");
     assert!(truncated(&out), "{out}");
-    assert!(cookie_of(&out).is_none(), "no cookie asked, none given: {out}");
+    assert!(
+        cookie_of(&out).is_none(),
+        "no cookie asked, none given: {out}"
+    );
     // Small answers are not limited.
     let out = s.dig(&["+nocookie", "www.example.test", "A"]);
     assert!(!truncated(&out) && out.contains("192.0.2.80"), "{out}");
@@ -110,9 +126,15 @@ fn server_cookies_are_good_when_echoed_and_lift_the_no_cookie_limit() {
     let (ok, v) = s.ctl(&["reload"]);
     assert!(ok, "{v}");
     let out = big(&s, &format!("+cookie={cookie}"));
-    assert!(!truncated(&out), "the previous secret is still accepted: {out}");
+    assert!(
+        !truncated(&out),
+        "the previous secret is still accepted: {out}"
+    );
     let (renewed, _) = cookie_of(&out).unwrap();
-    assert_ne!(renewed, cookie, "a cookie of the new secret is handed out: {out}");
+    assert_ne!(
+        renewed, cookie,
+        "a cookie of the new secret is handed out: {out}"
+    );
     let out = big(&s, &format!("+cookie={renewed}"));
     assert!(!truncated(&out), "{out}");
     // A second rotation: the first secret is no longer accepted.
@@ -211,9 +233,15 @@ fn extended_errors_say_why_only_to_edns_queries() {
     assert!(out.contains("EDE: 20 (Not Authoritative)"), "{out}");
     let out = s.dig(&["+noedns", "elsewhere.invalid", "A"]);
     assert!(out.contains("status: REFUSED"), "{out}");
-    assert!(!out.contains("EDE"), "no OPT in the query, none in the answer: {out}");
+    assert!(
+        !out.contains("EDE"),
+        "no OPT in the query, none in the answer: {out}"
+    );
     let out = s.dig(&["+tcp", "example.test", "AXFR"]);
-    assert!(out.contains("EDE: 21") || out.contains("Transfer failed"), "{out}");
+    assert!(
+        out.contains("EDE: 21") || out.contains("Transfer failed"),
+        "{out}"
+    );
     let out = s.dig(&["+norec", "example.test", "IXFR=1"]);
     assert!(out.contains("EDE: 21 (Not Supported)"), "{out}");
     // A malformed ECS option: FORMERR, with the reason.
@@ -231,7 +259,10 @@ fn extended_errors_say_why_only_to_edns_queries() {
     assert!(String::from_utf8_lossy(&ede.1[2..]).contains("Client Subnet"));
     // A good answer carries none.
     let out = s.dig(&["www.example.test", "A"]);
-    assert!(out.contains("status: NOERROR") && !out.contains("EDE"), "{out}");
+    assert!(
+        out.contains("status: NOERROR") && !out.contains("EDE"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ pub(super) fn decode(
                 }
             };
             out.secret_file = Some(source);
-            (String::from_utf8_lossy(&bytes).into_owned(), "cookies.secret_file")
+            (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                "cookies.secret_file",
+            )
         }
         (None, None) => return out,
     };

@@ -241,12 +241,12 @@ pub fn complete(
     let (q, src, target) = match prepared {
         Prepared::Drop => return Outcome::Dropped,
         Prepared::Error { echo, packet, code } => return error(snap, *echo, packet, *code, out),
-        Prepared::Query { q, src, target } => (q, *src, *target),
+        Prepared::Query { q, src, target } => (q, *src, target),
     };
     let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
     let question_end = w.len();
     let mut service = None;
-    let code = match target {
+    let code = match *target {
         Target::Chaos => super::chaos::chaos(snap, q, &mut w),
         Target::Refused => rcode::REFUSED,
         Target::Name { zone, node, route } => {
@@ -266,10 +266,10 @@ pub fn complete(
             target,
             question_end,
             code,
-            service,
+            service: &service,
             transport,
         };
-        return super::edns::finish(snap, done, w);
+        return super::edns::finish(snap, &done, w);
     }
     finish(snap, q, w, question_end, code, service, transport)
 }
@@ -305,7 +305,8 @@ fn finish(
     let mut cookie = 0;
     if w.overflow || w.len() + opt_len > limit {
         // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
-        cookie = super::edns::nocookie_truncation(snap, q, transport, w.len() + opt_len, w.overflow);
+        cookie =
+            super::edns::nocookie_truncation(snap, q, transport, w.len() + opt_len, w.overflow);
         w.truncate_to_question(question_end);
         w.set_flags(wire::TC);
         truncated = true;

@@ -77,8 +77,12 @@ pub fn check(keys: &CookieKeys, cookie: &[u8], ip: IpAddr, now: u32) -> (u8, [u8
     let good_with = |secret: &Secret| {
         server.len() == 16
             && server[0] == 1
-            && server_cookie(secret, client, server[..8].try_into().unwrap_or_default(), ip)
-                == server[..16]
+            && server_cookie(
+                secret,
+                client,
+                server[..8].try_into().unwrap_or_default(),
+                ip,
+            ) == server[..16]
     };
     let stamped = u32::from_be_bytes([server[4], server[5], server[6], server[7]]);
     // Serial-number arithmetic: the difference taken modulo 2^32 (RFC 1982).

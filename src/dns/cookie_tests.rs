@@ -73,7 +73,11 @@ fn appendix_a4_ipv6_after_a_rotation() {
         Some("dd3bdf9344b678b185a6f5cb60fca715"),
     );
     let (st, answer) = check(&rotated, &query, ip, 1559741961);
-    assert_eq!(st, status::GOOD, "a cookie of the previous secret is accepted");
+    assert_eq!(
+        st,
+        status::GOOD,
+        "a cookie of the previous secret is accepted"
+    );
     assert_eq!(
         answer.to_vec(),
         hex("22681ab97d52c298010000005cf7c609a6bb79d16625507a"),

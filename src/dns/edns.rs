@@ -30,13 +30,13 @@ pub(super) struct Done<'q, 's> {
     /// Where it came from.
     pub src: IpAddr,
     /// What it was about.
-    pub target: Target<'s>,
+    pub target: &'q Target<'s>,
     /// The length of the message up to the end of the question.
     pub question_end: usize,
     /// The rcode written.
     pub code: u16,
     /// For A/AAAA of a service name: how the service decided.
-    pub service: Option<ServiceAnswer>,
+    pub service: &'q Option<ServiceAnswer>,
     /// How it came.
     pub transport: Transport,
 }
@@ -53,7 +53,7 @@ pub fn ede(w: &mut Writer<'_>, opt_start: usize, code: u16, text: &str) {
 /// Why a query was refused or failed, as an Extended DNS Error, when it can be said.
 fn explain(d: &Done<'_, '_>) -> Option<(u16, &'static str)> {
     let q = d.q;
-    match (d.code, d.target) {
+    match (d.code, *d.target) {
         // RFC 8914 §4.21: a zone transfer, which Signpost never serves.
         (rcode::REFUSED, Target::Refused) if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR => {
             Some((NOT_SUPPORTED, "zone transfers are not served"))
@@ -63,15 +63,18 @@ fn explain(d: &Done<'_, '_>) -> Option<(u16, &'static str)> {
         (rcode::REFUSED, Target::Refused) if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => {
             Some((NOT_AUTHORITATIVE, "class not served"))
         }
-        (rcode::REFUSED, Target::Refused) => Some((NOT_AUTHORITATIVE, "not authoritative for this name")),
+        (rcode::REFUSED, Target::Refused) => {
+            Some((NOT_AUTHORITATIVE, "not authoritative for this name"))
+        }
         (rcode::REFUSED, Target::Chaos) => Some((NOT_SUPPORTED, "CHAOS name not answered")),
         // `_why` from an address outside `why.allow`: another client would be answered.
         (rcode::REFUSED, Target::Name { .. }) => {
             Some((PROHIBITED, "_why not allowed from this address"))
         }
-        (rcode::SERVFAIL, Target::Name { .. }) if d.service.is_some_and(|s| s.all_down) => {
-            Some((OTHER, "every node of the service is down (all_down: servfail)"))
-        }
+        (rcode::SERVFAIL, Target::Name { .. }) if d.service.is_some_and(|s| s.all_down) => Some((
+            OTHER,
+            "every node of the service is down (all_down: servfail)",
+        )),
         (rcode::SERVFAIL, _) => Some((OTHER, "no answer could be decided")),
         _ => None,
     }
@@ -89,7 +92,8 @@ pub(super) fn nocookie_truncation(
 ) -> u8 {
     match (transport, q.edns) {
         (Transport::Udp, Some(e))
-            if !overflow && size <= e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize =>
+            if !overflow
+                && size <= e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize =>
         {
             status::NOCOOKIE_TRUNCATED
         }
@@ -101,14 +105,14 @@ pub(super) fn nocookie_truncation(
 /// something back, or whose rcode an Extended DNS Error explains: OPT, then the options.
 #[cold]
 #[inline(never)]
-pub(super) fn finish(snap: &Snapshot, d: Done<'_, '_>, mut w: Writer<'_>) -> Outcome {
+pub(super) fn finish(snap: &Snapshot, d: &Done<'_, '_>, mut w: Writer<'_>) -> Outcome {
     let q = d.q;
     let Some(e) = q.edns else {
         return Outcome::Dropped;
     };
     let mut code = d.code;
-    let mut service = d.service;
-    let mut why = explain(&d);
+    let mut service = *d.service;
+    let mut why = explain(d);
     // RFC 7828 §3.2.1: the option has no place over UDP.
     if e.asks & ask::KEEPALIVE != 0 && d.transport == Transport::Udp {
         w.truncate_to_question(d.question_end);
@@ -121,13 +125,20 @@ pub(super) fn finish(snap: &Snapshot, d: Done<'_, '_>, mut w: Writer<'_>) -> Out
     let (cookie_status, cookie_answer) = match e.asks & ask::COOKIE {
         0 => (0, None),
         _ => {
-            let (st, a) = cookie::check(&snap.settings.cookies.keys, q.cookie, d.src, cookie::now());
+            let (st, a) =
+                cookie::check(&snap.settings.cookies.keys, q.cookie, d.src, cookie::now());
             (st, Some(a))
         }
     };
-    let nsid = snap.settings.server_id.as_deref().filter(|_| e.asks & ask::NSID != 0);
+    let nsid = snap
+        .settings
+        .server_id
+        .as_deref()
+        .filter(|_| e.asks & ask::NSID != 0);
     let keepalive = e.asks & ask::KEEPALIVE != 0 && d.transport == Transport::Tcp;
-    let ecs_len = e.ecs.map_or(0, |s| 8 + (s.source_prefix as usize).div_ceil(8));
+    let ecs_len = e
+        .ecs
+        .map_or(0, |s| 8 + (s.source_prefix as usize).div_ceil(8));
     let extra_len = cookie_answer.map_or(0, |a| 4 + a.len())
         + nsid.map_or(0, |n| 4 + n.len().min(255))
         + if keepalive { 6 } else { 0 }
@@ -163,7 +174,11 @@ pub(super) fn finish(snap: &Snapshot, d: Done<'_, '_>, mut w: Writer<'_>) -> Out
         w.opt_option(opt_start, OPT_NSID, &n.as_bytes()[..n.len().min(255)]);
     }
     if keepalive {
-        w.opt_option(opt_start, OPT_KEEPALIVE, &snap.settings.tcp_idle_timeout.to_be_bytes());
+        w.opt_option(
+            opt_start,
+            OPT_KEEPALIVE,
+            &snap.settings.tcp_idle_timeout.to_be_bytes(),
+        );
     }
     if let Some((info, text)) = why {
         ede(&mut w, opt_start, info, text);

@@ -6,9 +6,9 @@
 pub mod answer;
 mod chaos;
 mod client;
+pub mod conns;
 pub mod cookie;
 mod edns;
-pub mod conns;
 pub mod listen;
 pub mod rrl;
 pub mod tcp;

@@ -10,7 +10,13 @@ use super::answer::QNAME_PTR;
 use super::client::client_address;
 
 /// TXT `_why.<service name>`: the explanation of the decision for this query's client.
-pub(super) fn why_answer(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>) -> u16 {
+pub(super) fn why_answer(
+    snap: &Snapshot,
+    s: usize,
+    q: &Query<'_>,
+    src: IpAddr,
+    w: &mut Writer<'_>,
+) -> u16 {
     if !snap.settings.why_allow.is_empty()
         && !snap.settings.why_allow.iter().any(|n| n.contains(src))
     {

@@ -391,60 +391,15 @@ fn read_additional<'a>(
                 if edns.ecs.is_some() {
                     return Err(Malformed::Ecs);
                 }
-                edns.ecs = Some(parse_ecs(body).map_err(|_| Malformed::Ecs)?);
+                edns.ecs = Some(options::parse_ecs(body).map_err(|_| Malformed::Ecs)?);
             } else if code <= options::HIGHEST_ASK {
-                options::read(code, body, &mut edns, &mut q.cookie)?;
+                edns.asks |= options::read(code, body, &mut q.cookie)?;
             }
             o += 4 + len;
         }
         q.edns = Some(edns);
     }
     Ok(name_end + 10 + rdlen)
-}
-
-/// Decodes and validates an ECS option body (RFC 7871 §6 and §7.1.1).
-fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
-    let head = body.get(..4).ok_or(rcode::FORMERR)?;
-    let family = u16::from_be_bytes([head[0], head[1]]);
-    let source = head[2];
-    let scope = head[3];
-    let addr = &body[4..];
-    // "ADDRESS ... MUST be truncated to the number of bits indicated by the SOURCE
-    // PREFIX-LENGTH field, padding with 0 bits to pad to the end of the last octet needed."
-    let needed = (source as usize).div_ceil(8);
-    // "SCOPE PREFIX-LENGTH ... In queries, it MUST be set to 0."
-    if scope != 0 || addr.len() != needed {
-        return Err(rcode::FORMERR);
-    }
-    let max = match family {
-        1 => 32,
-        2 => 128,
-        _ => return Err(rcode::FORMERR),
-    };
-    if source > max {
-        return Err(rcode::FORMERR);
-    }
-    // "... the Server MUST return FORMERR" when bits beyond the source prefix are set.
-    if source % 8 != 0 {
-        let last = addr[needed - 1];
-        let mask = 0xffu8 >> (source % 8);
-        if last & mask != 0 {
-            return Err(rcode::FORMERR);
-        }
-    }
-    let addr = if family == 1 {
-        let mut b = [0u8; 4];
-        b[..needed].copy_from_slice(addr);
-        IpAddr::from(b)
-    } else {
-        let mut b = [0u8; 16];
-        b[..needed].copy_from_slice(addr);
-        IpAddr::from(b)
-    };
-    Ok(ClientSubnet {
-        addr,
-        source_prefix: source,
-    })
 }
 
 /// Encodes a response into a borrowed buffer; never allocates.

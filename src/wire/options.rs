@@ -1,11 +1,13 @@
-//! The EDNS options beyond Client Subnet that ask for something back: COOKIE (RFC 7873),
-//! NSID (RFC 5001) and edns-tcp-keepalive (RFC 7828). The decoder notes that a query carries
-//! them (a bit each in [`Edns::asks`](super::Edns::asks), the cookie's bytes borrowed from
+//! EDNS options: Client Subnet (RFC 7871), validated, and the ones that ask for something
+//! back: COOKIE (RFC 7873), NSID (RFC 5001) and edns-tcp-keepalive (RFC 7828). The decoder
+//! notes that a query carries the latter (a bit each in [`Edns::asks`](super::Edns::asks), the cookie's bytes borrowed from
 //! the packet) and refuses malformed ones; [`Writer::opt_option`] appends an option to the OPT
 //! record a response has just written. Why a query was malformed is a [`Malformed`], which the
 //! answer path turns into an Extended DNS Error's text (RFC 8914).
 
-use super::{Edns, Writer};
+use std::net::IpAddr;
+
+use super::{ClientSubnet, Writer, rcode};
 
 /// EDNS option code of NSID (RFC 5001).
 pub const OPT_NSID: u16 = 3;
@@ -64,36 +66,77 @@ impl Malformed {
     }
 }
 
-/// Notes an option of `code` at most [`HIGHEST_ASK`] with its `body`; `cookie` receives the
-/// COOKIE option's body. Other codes are ignored.
+/// Decodes and validates an ECS option body (RFC 7871 §6 and §7.1.1).
+#[inline]
+pub(super) fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
+    let head = body.get(..4).ok_or(rcode::FORMERR)?;
+    let family = u16::from_be_bytes([head[0], head[1]]);
+    let source = head[2];
+    let scope = head[3];
+    let addr = &body[4..];
+    // "ADDRESS ... MUST be truncated to the number of bits indicated by the SOURCE
+    // PREFIX-LENGTH field, padding with 0 bits to pad to the end of the last octet needed."
+    let needed = (source as usize).div_ceil(8);
+    // "SCOPE PREFIX-LENGTH ... In queries, it MUST be set to 0."
+    if scope != 0 || addr.len() != needed {
+        return Err(rcode::FORMERR);
+    }
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return Err(rcode::FORMERR),
+    };
+    if source > max {
+        return Err(rcode::FORMERR);
+    }
+    // "... the Server MUST return FORMERR" when bits beyond the source prefix are set.
+    if source % 8 != 0 {
+        let last = addr[needed - 1];
+        let mask = 0xffu8 >> (source % 8);
+        if last & mask != 0 {
+            return Err(rcode::FORMERR);
+        }
+    }
+    let addr = if family == 1 {
+        let mut b = [0u8; 4];
+        b[..needed].copy_from_slice(addr);
+        IpAddr::from(b)
+    } else {
+        let mut b = [0u8; 16];
+        b[..needed].copy_from_slice(addr);
+        IpAddr::from(b)
+    };
+    Ok(ClientSubnet {
+        addr,
+        source_prefix: source,
+    })
+}
+
+/// The [`ask`] bit of an option of `code` at most [`HIGHEST_ASK`] with its `body` (0 for
+/// codes that ask for nothing); `cookie` receives the COOKIE option's body.
 #[cold]
-pub(super) fn read<'a>(
-    code: u16,
-    body: &'a [u8],
-    edns: &mut Edns,
-    cookie: &mut &'a [u8],
-) -> Result<(), Malformed> {
-    match code {
+#[inline(never)]
+pub(super) fn read<'a>(code: u16, body: &'a [u8], cookie: &mut &'a [u8]) -> Result<u8, Malformed> {
+    Ok(match code {
         // RFC 5001 §2.1: a query asks with an empty option; anything else is not a request.
-        OPT_NSID if body.is_empty() => edns.asks |= ask::NSID,
+        OPT_NSID if body.is_empty() => ask::NSID,
         OPT_COOKIE => {
             // RFC 7873 §5.2.2: a client cookie alone (8), or with a server cookie of 8 to 32.
             if !(body.len() == 8 || (16..=40).contains(&body.len())) || !cookie.is_empty() {
                 return Err(Malformed::Cookie);
             }
             *cookie = body;
-            edns.asks |= ask::COOKIE;
+            ask::COOKIE
         }
         OPT_KEEPALIVE => {
             // RFC 7828 §3.2.1: a client sends the option without a TIMEOUT.
             if !body.is_empty() {
                 return Err(Malformed::Keepalive);
             }
-            edns.asks |= ask::KEEPALIVE;
+            ask::KEEPALIVE
         }
-        _ => {}
-    }
-    Ok(())
+        _ => 0,
+    })
 }
 
 impl Writer<'_> {
