@@ -17,41 +17,8 @@ use crate::zone::{MAX_CNAME_LINKS, Zone, ZoneNode};
 
 use super::client::{client_address, echoed_scope};
 
-/// How the query arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP: responses are limited in size and truncated with TC.
-    Udp,
-    /// TCP: up to 65535 bytes.
-    Tcp,
-}
-
-/// What happened, for counters and the query log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing sent.
-    Dropped,
-    /// A response of this many bytes is in the buffer, with this rcode.
-    Answered {
-        /// Length of the response.
-        len: usize,
-        /// Its rcode (extended rcodes included).
-        rcode: u16,
-        /// It was truncated.
-        truncated: bool,
-        /// The question's type (0 when the query had none that could be read).
-        qtype: u16,
-        /// The query carried an EDNS Client Subnet option.
-        ecs: bool,
-        /// For A/AAAA of a service name: how the service decided.
-        service: Option<ServiceAnswer>,
-        /// What the query's COOKIE option said ([`super::cookie::status`] bits; 0 without one).
-        cookie: u8,
-    },
-}
-
-/// A pointer to the question name (offset 12).
-pub(super) const QNAME_PTR: [u8; 2] = [0xc0, 12];
+pub use super::outcome::{Outcome, Transport};
+use crate::wire::QNAME_PTR;
 
 /// Answers `packet` from `src` into `out` (which should hold 65535 bytes).
 pub fn respond(
@@ -263,7 +230,11 @@ pub fn complete(
         let done = super::edns::Done {
             q,
             src,
-            target,
+            asked: match target {
+                Target::Chaos => super::edns::Asked::Chaos,
+                Target::Refused => super::edns::Asked::Refused,
+                Target::Name { .. } => super::edns::Asked::Name,
+            },
             question_end,
             code,
             service: &service,

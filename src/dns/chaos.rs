@@ -2,9 +2,7 @@
 //! `identity.server_id`), `version.bind` and `version.server` (`identity.version`).
 
 use crate::snapshot::Snapshot;
-use crate::wire::{CLASS_CH, Query, Section, Writer, rcode, rtype};
-
-use super::answer::QNAME_PTR;
+use crate::wire::{CLASS_CH, QNAME_PTR, Query, Section, Writer, rcode, rtype};
 
 /// CHAOS TXT `id.server`, `hostname.bind`, `version.bind`.
 pub(super) fn chaos(snap: &Snapshot, q: &Query<'_>, w: &mut Writer<'_>) -> u16 {

@@ -6,8 +6,8 @@
 
 use std::net::IpAddr;
 
-use super::answer::{Outcome, Target, Transport};
 use super::cookie::{self, status};
+use super::outcome::{Outcome, Transport};
 use crate::snapshot::{ServiceAnswer, Snapshot};
 use crate::wire::{
     self, CLASS_ANY, CLASS_IN, Malformed, OPT_COOKIE, OPT_EDE, OPT_KEEPALIVE, OPT_NSID, Query,
@@ -23,14 +23,25 @@ const NOT_AUTHORITATIVE: u16 = 20;
 /// INFO-CODE 21, Not Supported: the server does not do what was asked.
 const NOT_SUPPORTED: u16 = 21;
 
+/// What a query was about, as far as its extended error goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Asked {
+    /// A CHAOS name.
+    Chaos,
+    /// Not ours, not a class we serve, or a zone transfer.
+    Refused,
+    /// A name in one of our zones.
+    Name,
+}
+
 /// An answer written up to its rcode, with what the end of it needs.
-pub(super) struct Done<'q, 's> {
+pub(super) struct Done<'q> {
     /// The query.
     pub q: &'q Query<'q>,
     /// Where it came from.
     pub src: IpAddr,
     /// What it was about.
-    pub target: &'q Target<'s>,
+    pub asked: Asked,
     /// The length of the message up to the end of the question.
     pub question_end: usize,
     /// The rcode written.
@@ -51,27 +62,25 @@ pub fn ede(w: &mut Writer<'_>, opt_start: usize, code: u16, text: &str) {
 }
 
 /// Why a query was refused or failed, as an Extended DNS Error, when it can be said.
-fn explain(d: &Done<'_, '_>) -> Option<(u16, &'static str)> {
+fn explain(d: &Done<'_>) -> Option<(u16, &'static str)> {
     let q = d.q;
-    match (d.code, *d.target) {
+    match (d.code, d.asked) {
         // RFC 8914 §4.21: a zone transfer, which Signpost never serves.
-        (rcode::REFUSED, Target::Refused) if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR => {
+        (rcode::REFUSED, Asked::Refused) if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR => {
             Some((NOT_SUPPORTED, "zone transfers are not served"))
         }
         // RFC 8914 §4.21 "Not Authoritative": the name (or its class) is not served here. Not
         // 18 "Prohibited", which says an authorised client would get an answer: none would.
-        (rcode::REFUSED, Target::Refused) if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => {
+        (rcode::REFUSED, Asked::Refused) if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => {
             Some((NOT_AUTHORITATIVE, "class not served"))
         }
-        (rcode::REFUSED, Target::Refused) => {
+        (rcode::REFUSED, Asked::Refused) => {
             Some((NOT_AUTHORITATIVE, "not authoritative for this name"))
         }
-        (rcode::REFUSED, Target::Chaos) => Some((NOT_SUPPORTED, "CHAOS name not answered")),
+        (rcode::REFUSED, Asked::Chaos) => Some((NOT_SUPPORTED, "CHAOS name not answered")),
         // `_why` from an address outside `why.allow`: another client would be answered.
-        (rcode::REFUSED, Target::Name { .. }) => {
-            Some((PROHIBITED, "_why not allowed from this address"))
-        }
-        (rcode::SERVFAIL, Target::Name { .. }) if d.service.is_some_and(|s| s.all_down) => Some((
+        (rcode::REFUSED, Asked::Name) => Some((PROHIBITED, "_why not allowed from this address")),
+        (rcode::SERVFAIL, Asked::Name) if d.service.is_some_and(|s| s.all_down) => Some((
             OTHER,
             "every node of the service is down (all_down: servfail)",
         )),
@@ -105,7 +114,7 @@ pub(super) fn nocookie_truncation(
 /// something back, or whose rcode an Extended DNS Error explains: OPT, then the options.
 #[cold]
 #[inline(never)]
-pub(super) fn finish(snap: &Snapshot, d: &Done<'_, '_>, mut w: Writer<'_>) -> Outcome {
+pub(super) fn finish(snap: &Snapshot, d: &Done<'_>, mut w: Writer<'_>) -> Outcome {
     let q = d.q;
     let Some(e) = q.edns else {
         return Outcome::Dropped;

@@ -10,6 +10,7 @@ pub mod conns;
 pub mod cookie;
 mod edns;
 pub mod listen;
+mod outcome;
 pub mod rrl;
 pub mod tcp;
 pub mod udp;

@@ -4,9 +4,8 @@
 use std::net::IpAddr;
 
 use crate::snapshot::Snapshot;
-use crate::wire::{CLASS_IN, Query, Section, Writer, rcode, rtype};
+use crate::wire::{CLASS_IN, QNAME_PTR, Query, Section, Writer, rcode, rtype};
 
-use super::answer::QNAME_PTR;
 use super::client::client_address;
 
 /// TXT `_why.<service name>`: the explanation of the decision for this query's client.

@@ -70,6 +70,9 @@ pub const CLASS_ANY: u16 = 255;
 pub const OPT_ECS: u16 = 8;
 pub use options::{OPT_COOKIE, OPT_EDE, OPT_KEEPALIVE, OPT_NSID};
 
+/// A compression pointer to the question name (offset 12).
+pub const QNAME_PTR: [u8; 2] = [0xc0, 12];
+
 /// The longest name in wire form (RFC 1035 §2.3.4).
 pub const MAX_NAME: usize = 255;
 
