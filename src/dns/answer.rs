@@ -224,25 +224,44 @@ pub fn complete(
     w.set_rcode(code);
     // Options that ask for something back, and errors an Extended DNS Error explains, take
     // the long way; the common query does not.
+    const EXPLAINED: u32 = 1 << rcode::REFUSED | 1 << rcode::SERVFAIL;
     if let Some(e) = q.edns
-        && (e.asks != 0 || code == rcode::REFUSED || code == rcode::SERVFAIL)
+        && (e.asks != 0 || (1u32 << (code & 31)) & EXPLAINED != 0)
     {
-        let done = super::edns::Done {
-            q,
-            src,
-            asked: match target {
-                Target::Chaos => super::edns::Asked::Chaos,
-                Target::Refused => super::edns::Asked::Refused,
-                Target::Name { .. } => super::edns::Asked::Name,
-            },
-            question_end,
-            code,
-            service: &service,
-            transport,
-        };
-        return super::edns::finish(snap, &done, w);
+        return long_way(snap, prepared, question_end, code, &service, transport, w);
     }
     finish(snap, q, w, question_end, code, service, transport)
+}
+
+/// The end of an answer that [`super::edns`] completes.
+#[cold]
+#[inline(never)]
+fn long_way(
+    snap: &Snapshot,
+    prepared: &Prepared<'_, '_>,
+    question_end: usize,
+    code: u16,
+    service: &Option<ServiceAnswer>,
+    transport: Transport,
+    w: Writer<'_>,
+) -> Outcome {
+    let Prepared::Query { q, src, target } = prepared else {
+        return Outcome::Dropped;
+    };
+    let done = super::edns::Done {
+        q,
+        src: *src,
+        asked: match target {
+            Target::Chaos => super::edns::Asked::Chaos,
+            Target::Refused => super::edns::Asked::Refused,
+            Target::Name { .. } => super::edns::Asked::Name,
+        },
+        question_end,
+        code,
+        service,
+        transport,
+    };
+    super::edns::finish(snap, &done, w)
 }
 
 /// Adds OPT, applies the size limit, and completes the message.
