@@ -90,8 +90,9 @@ fn explain(d: &Done<'_>) -> Option<(u16, &'static str)> {
 }
 
 /// For an answer truncated on the common path: [`status::NOCOOKIE_TRUNCATED`] when it would
-/// have fitted without `cookies.max_nocookie_response`, else 0.
-#[cold]
+/// have fitted without `cookies.max_nocookie_response`, else 0. Inlined: a call here would
+/// keep more of the common answer's values alive across it.
+#[inline(always)]
 pub(super) fn nocookie_truncation(
     snap: &Snapshot,
     q: &Query<'_>,
