@@ -157,14 +157,13 @@ impl Serving {
             let mut st = self.lock_states();
             // The cookie secrets carry over (a generated one lives as long as the process); a
             // new configured secret rotates them. Under the lock, like the swap.
+            let old = self.snapshot.load();
             let c = &mut snap.settings.cookies;
-            c.keys = self
-                .snapshot
-                .load()
-                .settings
-                .cookies
-                .keys
-                .next(c.configured);
+            c.keys = old.settings.cookies.keys.next(c.configured);
+            // The TCP idle timeout is read at start only (`tcp`): keepalive answers tell the one
+            // the connections keep, not one a reload could not apply.
+            snap.settings.tcp_idle_timeout = old.settings.tcp_idle_timeout;
+            drop(old);
             st.track(&snap);
             let before = self.effective(&self.snapshot.load());
             st.apply(&snap);
