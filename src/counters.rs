@@ -61,6 +61,14 @@ pub mod query {
         name: "tcp_refused_connections",
         help: "TCP connections closed at once by the connection caps.",
     };
+    const COOKIE_QUERIES: Family = Family {
+        name: "cookie_queries",
+        help: "Queries with a COOKIE option, by what its server cookie was: good, bad (tampered, foreign, expired), or missing (a client cookie alone).",
+    };
+    const NOCOOKIE_TRUNCATED_RESPONSES: Family = Family {
+        name: "nocookie_truncated_responses",
+        help: "UDP answers sent truncated because they were larger than cookies.max_nocookie_response and the query had no good server cookie.",
+    };
     /// Also has samples from events (records written and failed).
     pub const QUERYLOG_RECORDS: Family = Family {
         name: "querylog_records",
@@ -88,6 +96,14 @@ pub mod query {
         TcpRefused,
         /// Query-log records dropped because the writer was behind.
         QuerylogDropped,
+        /// Queries with a COOKIE option and a good server cookie.
+        CookieGood,
+        /// Queries with a COOKIE option whose server cookie is bad (tampered, foreign, expired).
+        CookieBad,
+        /// Queries with a client cookie and no server cookie.
+        CookieMissing,
+        /// UDP answers sent truncated by `cookies.max_nocookie_response`.
+        NocookieTruncated,
     }
 
     /// How the metrics endpoint shows a cell's transports.
@@ -114,7 +130,7 @@ pub mod query {
 
     impl Cell {
         /// Every cell, in index order.
-        pub const ALL: [Cell; 8] = [
+        pub const ALL: [Cell; 12] = [
             Cell::Dropped,
             Cell::Truncated,
             Cell::EcsPresent,
@@ -123,6 +139,10 @@ pub mod query {
             Cell::RrlSlipped,
             Cell::TcpRefused,
             Cell::QuerylogDropped,
+            Cell::CookieGood,
+            Cell::CookieBad,
+            Cell::CookieMissing,
+            Cell::NocookieTruncated,
         ];
 
         /// Its index among the single cells.
@@ -156,6 +176,30 @@ pub mod query {
                     Some("querylog_dropped"),
                     QUERYLOG_RECORDS,
                     Some(("result", "dropped")),
+                    Summed,
+                ),
+                Cell::CookieGood => (
+                    Some("cookie_good"),
+                    COOKIE_QUERIES,
+                    Some(("cookie", "good")),
+                    Labelled,
+                ),
+                Cell::CookieBad => (
+                    Some("cookie_bad"),
+                    COOKIE_QUERIES,
+                    Some(("cookie", "bad")),
+                    Labelled,
+                ),
+                Cell::CookieMissing => (
+                    Some("cookie_missing"),
+                    COOKIE_QUERIES,
+                    Some(("cookie", "missing")),
+                    Labelled,
+                ),
+                Cell::NocookieTruncated => (
+                    Some("nocookie_truncated"),
+                    NOCOOKIE_TRUNCATED_RESPONSES,
+                    None,
                     Summed,
                 ),
             };

@@ -70,6 +70,24 @@ pub struct ReloadStatus {
     pub notes: Vec<String>,
 }
 
+/// A server-cookie secret for a process whose configuration gives none: 128 bits from the
+/// kernel's random source (`/dev/urandom`). Should it be unreadable, the clock and the process
+/// id stand in, so that the server still starts; such a secret is guessable, and a warning says so.
+fn generate_secret() -> crate::snapshot::cookie::Secret {
+    use std::io::Read;
+    let mut s = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut s));
+    if let Err(e) = read {
+        tracing::warn!(error = %e, "cannot read /dev/urandom: the cookie secret is guessable; set cookies.secret");
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        s = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    s
+}
+
 /// The serving state shared by the services.
 pub struct Serving {
     snapshot: Arc<ArcSwap<Snapshot>>,
@@ -94,6 +112,8 @@ impl Serving {
         counters: Arc<Counters>,
     ) -> (Arc<Serving>, Receiver<ReloadRequest>) {
         snap.attach_tally(counters.rows());
+        let c = &mut snap.settings.cookies;
+        c.keys = crate::snapshot::cookie::CookieKeys::first(c.configured, generate_secret);
         states.track(&snap);
         states.apply(&snap);
         let mut capacity = Capacity::default();
@@ -138,6 +158,15 @@ impl Serving {
         snap.attach_tally(self.counters.rows());
         {
             let mut st = self.lock_states();
+            // The cookie secrets carry over (a generated one lives as long as the process); a
+            // new configured secret rotates them. Under the lock, like the swap.
+            let old = self.snapshot.load();
+            let c = &mut snap.settings.cookies;
+            c.keys = old.settings.cookies.keys.next(c.configured);
+            // The TCP idle timeout is read at start only (`tcp`): keepalive answers tell the one
+            // the connections keep, not one a reload could not apply.
+            snap.settings.tcp_idle_timeout = old.settings.tcp_idle_timeout;
+            drop(old);
             st.track(&snap);
             let before = self.effective(&self.snapshot.load());
             st.apply(&snap);

@@ -140,8 +140,21 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
             server_id: config.server_id.clone(),
             version: config.version.clone(),
             udp_payload_max: config.udp_payload_max,
+            udp_nocookie_max: match config.cookies.max_nocookie_response {
+                0 => config.udp_payload_max,
+                n => n.min(config.udp_payload_max),
+            },
             why_enabled: config.why_enabled,
             why_allow: config.why_allow.clone(),
+            cookies: crate::snapshot::cookie::Cookies {
+                // The keys are the serving state's to set, at publication.
+                keys: Default::default(),
+                configured: config.cookies.secret,
+                max_nocookie_response: config.cookies.max_nocookie_response,
+            },
+            // RFC 7828: in units of 100 milliseconds.
+            tcp_idle_timeout: (config.tcp.idle_timeout.as_millis() / 100).min(u16::MAX as u128)
+                as u16,
         },
         versions: versions(inputs.maps, &inputs.client, &live.data),
         client: inputs.client,

@@ -8,6 +8,7 @@
 
 mod anycast;
 pub mod anycast_spec;
+pub mod cookies;
 mod feeds;
 pub mod feeds_spec;
 mod reload;
@@ -265,6 +266,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The query log.
     pub query_log: Option<QueryLog>,
+    /// DNS Cookies.
+    pub cookies: cookies::Cookies,
 }
 
 /// The query log's settings.
@@ -382,6 +385,7 @@ impl Config {
             .query_log
             .as_ref()
             .and_then(|q| query_log(&doc, q, &as_path, &mut errors));
+        let cookies = cookies::decode(&spec.cookies, &doc, &mut errors, resolve);
         let workers = if spec.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -422,6 +426,7 @@ impl Config {
             max_concurrent_checks: spec.health.max_concurrent_checks,
             metrics_listen,
             query_log,
+            cookies,
         };
         errors.into_result(config)
     }
@@ -438,6 +443,7 @@ impl Config {
         self.maps.iter().for_each(&mut push);
         self.geoip.iter().for_each(|d| push(&d.source));
         self.bgp.iter().for_each(|d| push(&d.source));
+        self.cookies.secret_file.iter().for_each(&mut push);
         out
     }
 }

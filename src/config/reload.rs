@@ -19,6 +19,7 @@ impl Config {
             origin: _,
             udp_payload_max: _,
             server_id: _,
+            cookies: _,
             version: _,
             why_enabled: _,
             why_allow: _,

@@ -72,6 +72,23 @@ pub struct ConfigSpec {
     pub metrics: MetricsSpec,
     /// The query log.
     pub query_log: Option<QueryLogSpec>,
+    /// DNS Cookies (RFC 7873, RFC 9018).
+    #[serde(default)]
+    pub cookies: CookiesSpec,
+}
+
+/// DNS Cookies: where the server secret comes from, and the limit on UDP answers to clients
+/// without a valid server cookie.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesSpec {
+    /// The 128-bit server secret as 32 hexadecimal digits.
+    pub secret: Option<String>,
+    /// A file holding the secret as 32 hexadecimal digits.
+    pub secret_file: Option<String>,
+    /// UDP answers larger than this many bytes to a query without a valid server cookie are
+    /// sent truncated; 0 (the default): no limit.
+    pub max_nocookie_response: u16,
 }
 
 /// The CPU priority of reloads (`reload_priority:`).

@@ -17,39 +17,8 @@ use crate::zone::{MAX_CNAME_LINKS, Zone, ZoneNode};
 
 use super::client::{client_address, echoed_scope};
 
-/// How the query arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP: responses are limited in size and truncated with TC.
-    Udp,
-    /// TCP: up to 65535 bytes.
-    Tcp,
-}
-
-/// What happened, for counters and the query log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing sent.
-    Dropped,
-    /// A response of this many bytes is in the buffer, with this rcode.
-    Answered {
-        /// Length of the response.
-        len: usize,
-        /// Its rcode (extended rcodes included).
-        rcode: u16,
-        /// It was truncated.
-        truncated: bool,
-        /// The question's type (0 when the query had none that could be read).
-        qtype: u16,
-        /// The query carried an EDNS Client Subnet option.
-        ecs: bool,
-        /// For A/AAAA of a service name: how the service decided.
-        service: Option<ServiceAnswer>,
-    },
-}
-
-/// A pointer to the question name (offset 12).
-const QNAME_PTR: [u8; 2] = [0xc0, 12];
+pub use super::outcome::{Outcome, Transport};
+use crate::wire::QNAME_PTR;
 
 /// Answers `packet` from `src` into `out` (which should hold 65535 bytes).
 pub fn respond(
@@ -239,13 +208,13 @@ pub fn complete(
     let (q, src, target) = match prepared {
         Prepared::Drop => return Outcome::Dropped,
         Prepared::Error { echo, packet, code } => return error(snap, *echo, packet, *code, out),
-        Prepared::Query { q, src, target } => (q, *src, *target),
+        Prepared::Query { q, src, target } => (q, *src, target),
     };
     let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
     let question_end = w.len();
     let mut service = None;
-    let code = match target {
-        Target::Chaos => chaos(snap, q, &mut w),
+    let code = match *target {
+        Target::Chaos => super::chaos::chaos(snap, q, &mut w),
         Target::Refused => rcode::REFUSED,
         Target::Name { zone, node, route } => {
             w.set_flags(AA);
@@ -253,7 +222,46 @@ pub fn complete(
         }
     };
     w.set_rcode(code);
+    // Options that ask for something back, and errors an Extended DNS Error explains, take
+    // the long way; the common query does not.
+    const EXPLAINED: u32 = 1 << rcode::REFUSED | 1 << rcode::SERVFAIL;
+    if let Some(e) = q.edns
+        && (e.asks != 0 || (1u32 << (code & 31)) & EXPLAINED != 0)
+    {
+        return long_way(snap, prepared, question_end, code, &service, transport, w);
+    }
     finish(snap, q, w, question_end, code, service, transport)
+}
+
+/// The end of an answer that [`super::edns`] completes.
+#[cold]
+#[inline(never)]
+fn long_way(
+    snap: &Snapshot,
+    prepared: &Prepared<'_, '_>,
+    question_end: usize,
+    code: u16,
+    service: &Option<ServiceAnswer>,
+    transport: Transport,
+    w: Writer<'_>,
+) -> Outcome {
+    let Prepared::Query { q, src, target } = prepared else {
+        return Outcome::Dropped;
+    };
+    let done = super::edns::Done {
+        q,
+        src: *src,
+        asked: match target {
+            Target::Chaos => super::edns::Asked::Chaos,
+            Target::Refused => super::edns::Asked::Refused,
+            Target::Name { .. } => super::edns::Asked::Name,
+        },
+        question_end,
+        code,
+        service,
+        transport,
+    };
+    super::edns::finish(snap, &done, w)
 }
 
 /// Adds OPT, applies the size limit, and completes the message.
@@ -270,7 +278,7 @@ fn finish(
     let limit = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
         (Transport::Udp, Some(e)) => {
-            e.udp_size.min(snap.settings.udp_payload_max).max(512) as usize
+            e.udp_size.min(snap.settings.udp_nocookie_max).max(512) as usize
         }
         (Transport::Udp, None) => 512,
     };
@@ -284,8 +292,11 @@ fn finish(
         })
         .unwrap_or(0);
     let mut truncated = false;
+    let mut cookie = 0;
     if w.overflow || w.len() + opt_len > limit {
         // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
+        cookie =
+            super::edns::nocookie_truncation(snap, q, transport, w.len() + opt_len, w.overflow);
         w.truncate_to_question(question_end);
         w.set_flags(wire::TC);
         truncated = true;
@@ -306,6 +317,7 @@ fn finish(
         qtype: q.qtype,
         ecs: q.edns.is_some_and(|e| e.ecs.is_some()),
         service,
+        cookie,
     }
 }
 
@@ -333,7 +345,11 @@ fn error(
         // RFC 6891 §7: a query with an OPT record gets one back, errors included (a resolver
         // that sees none may conclude that the server has no EDNS). BADVERS is carried in it
         // (§6.1.3), with version 0. A refused ECS option is not echoed.
+        let opt_start = w.len();
         w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, None);
+        if let Some(why) = q.why {
+            super::edns::ede(&mut w, opt_start, super::edns::OTHER, why.text());
+        }
     }
     let len = w.finish();
     Outcome::Answered {
@@ -346,33 +362,8 @@ fn error(
         }),
         ecs: q.is_some_and(|q| q.edns.is_some_and(|e| e.ecs.is_some())),
         service: None,
+        cookie: 0,
     }
-}
-
-/// CHAOS TXT `id.server`, `hostname.bind`, `version.bind`.
-fn chaos(snap: &Snapshot, q: &Query<'_>, w: &mut Writer<'_>) -> u16 {
-    let text = match q.name() {
-        b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => snap.settings.server_id.as_deref(),
-        b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
-            snap.settings.version.as_deref()
-        }
-        _ => return rcode::REFUSED,
-    };
-    let Some(text) = text else {
-        return rcode::REFUSED;
-    };
-    if q.qtype != rtype::TXT && q.qtype != rtype::ANY {
-        return rcode::NOERROR;
-    }
-    let bytes = &text.as_bytes()[..text.len().min(255)];
-    let mut body = [0u8; 10 + 256];
-    body[..2].copy_from_slice(&rtype::TXT.to_be_bytes());
-    body[2..4].copy_from_slice(&CLASS_CH.to_be_bytes());
-    body[8..10].copy_from_slice(&((bytes.len() + 1) as u16).to_be_bytes());
-    body[10] = bytes.len() as u8;
-    body[11..11 + bytes.len()].copy_from_slice(bytes);
-    w.record(Section::Answer, &QNAME_PTR, &body[..11 + bytes.len()], None);
-    rcode::NOERROR
 }
 
 /// A compression pointer to where `suffix` (a suffix of the question name) starts.
@@ -411,7 +402,7 @@ fn lookup(
     if let Some(s) = node.why
         && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
     {
-        return why_answer(snap, s, q, src, w);
+        return super::why::why_answer(snap, s, q, src, w);
     }
     // Before the route: for an alias, `route` is the one of the service at the chain's end.
     if let Some(target) = &node.cname_target
@@ -566,34 +557,6 @@ fn service_answer(
     }
     if pick.count == 0 {
         soa_authority(zone, q, w);
-    }
-    rcode::NOERROR
-}
-
-/// TXT `_why.<service name>`: the explanation of the decision for this query's client.
-fn why_answer(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr, w: &mut Writer<'_>) -> u16 {
-    if !snap.settings.why_allow.is_empty()
-        && !snap.settings.why_allow.iter().any(|n| n.contains(src))
-    {
-        return rcode::REFUSED;
-    }
-    let svc = &snap.services[s];
-    let (client, how, _) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
-    let lines = crate::explain::explain(snap, s, client, how, false);
-    for line in lines {
-        let bytes = line.as_bytes();
-        let mut body = Vec::with_capacity(bytes.len() + 16);
-        body.extend_from_slice(&rtype::TXT.to_be_bytes());
-        body.extend_from_slice(&CLASS_IN.to_be_bytes());
-        body.extend_from_slice(&0u32.to_be_bytes());
-        let chunks: Vec<&[u8]> = bytes.chunks(255).collect();
-        let rdlen: usize = chunks.iter().map(|c| c.len() + 1).sum();
-        body.extend_from_slice(&(rdlen as u16).to_be_bytes());
-        for c in chunks {
-            body.push(c.len() as u8);
-            body.extend_from_slice(c);
-        }
-        w.record(Section::Answer, &QNAME_PTR, &body, None);
     }
     rcode::NOERROR
 }

@@ -4,12 +4,17 @@
 //! in here touches files or the maps' formats.
 
 pub mod answer;
+mod chaos;
 mod client;
 pub mod conns;
+pub mod cookie;
+mod edns;
 pub mod listen;
+mod outcome;
 pub mod rrl;
 pub mod tcp;
 pub mod udp;
+mod why;
 
 use crate::counters::{Slot, query};
 use crate::snapshot::{Snapshot, cells};
@@ -77,6 +82,7 @@ impl<'a> Meter<'a> {
                 qtype,
                 ecs,
                 service,
+                cookie,
                 ..
             } => {
                 q.bump(query::answered(
@@ -91,7 +97,26 @@ impl<'a> Meter<'a> {
                 if let (Some(a), Some(row)) = (service, answers) {
                     count_service(snap, row, *rcode, a);
                 }
+                if *cookie != 0 {
+                    count_cookie(q, t, *cookie);
+                }
             }
+        }
+    }
+}
+
+/// Counts what a query's COOKIE option said, and a truncation by the no-cookie limit.
+#[cold]
+fn count_cookie(q: &Row<'_>, t: usize, bits: u8) {
+    use cookie::status;
+    for (bit, cell) in [
+        (status::GOOD, query::Cell::CookieGood),
+        (status::BAD, query::Cell::CookieBad),
+        (status::CLIENT_ONLY, query::Cell::CookieMissing),
+        (status::NOCOOKIE_TRUNCATED, query::Cell::NocookieTruncated),
+    ] {
+        if bits & bit != 0 {
+            q.bump(query::raw_extra(t, cell));
         }
     }
 }

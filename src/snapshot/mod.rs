@@ -8,6 +8,7 @@
 //! (rule and region chain) and the ECS scope. `pick` walks the chain's nodes, pre-sorted by weight, and reads health.
 //! Nothing here allocates, locks or does I/O on the query path.
 
+pub mod cookie;
 mod route;
 mod service;
 mod steer;
@@ -226,10 +227,17 @@ pub struct Settings {
     pub version: Option<String>,
     /// UDP payload cap.
     pub udp_payload_max: u16,
+    /// UDP payload cap for a query without a valid server cookie: `udp_payload_max`, or
+    /// `cookies.max_nocookie_response` when that is lower.
+    pub udp_nocookie_max: u16,
     /// `_why` answered.
     pub why_enabled: bool,
     /// Networks allowed to ask `_why` (empty: all).
     pub why_allow: Vec<ip_network::IpNetwork>,
+    /// DNS Cookies: the secrets and the limit for UDP answers without a valid cookie.
+    pub cookies: cookie::Cookies,
+    /// The TCP idle timeout in units of 100 ms, for edns-tcp-keepalive (RFC 7828).
+    pub tcp_idle_timeout: u16,
 }
 
 /// Everything the answer path reads, immutable once published.
@@ -303,8 +311,11 @@ impl Snapshot {
                 server_id: None,
                 version: None,
                 udp_payload_max: 1232,
+                udp_nocookie_max: 1232,
                 why_enabled: false,
                 why_allow: Vec::new(),
+                cookies: cookie::Cookies::default(),
+                tcp_idle_timeout: 100,
             },
             client: Arc::new(crate::client::ClientData::default()),
             live: Arc::default(),

@@ -68,6 +68,10 @@ pub const CLASS_ANY: u16 = 255;
 
 /// EDNS option code of the Client Subnet option (RFC 7871).
 pub const OPT_ECS: u16 = 8;
+pub use options::{OPT_COOKIE, OPT_EDE, OPT_KEEPALIVE, OPT_NSID};
+
+/// A compression pointer to the question name (offset 12).
+pub const QNAME_PTR: [u8; 2] = [0xc0, 12];
 
 /// The longest name in wire form (RFC 1035 §2.3.4).
 pub const MAX_NAME: usize = 255;
@@ -92,6 +96,9 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// The client subnet, when the query carried a valid one.
     pub ecs: Option<ClientSubnet>,
+    /// The other options the query carries that ask for something back ([`ask`] bits): 0
+    /// for most queries, so that the answer path pays for them only when they are there.
+    pub asks: u8,
 }
 
 /// Why a query is rejected before it is answered normally.
@@ -114,6 +121,8 @@ pub struct Echo<'a> {
     pub question: &'a [u8],
     /// EDNS(0), when it could be read.
     pub edns: Option<Edns>,
+    /// Why a FORMERR, when the decoder can say (an extended error's text).
+    pub why: Option<Malformed>,
 }
 
 /// A decoded query; everything borrows from the packet.
@@ -133,6 +142,9 @@ pub struct Query<'a> {
     pub qclass: u16,
     /// EDNS(0), when the query had an OPT record.
     pub edns: Option<Edns>,
+    /// The body of the COOKIE option (RFC 7873: a client cookie, and a server cookie when
+    /// the client has one), when the query carried one; else empty.
+    pub cookie: &'a [u8],
 }
 
 impl<'a> Query<'a> {
@@ -143,6 +155,7 @@ impl<'a> Query<'a> {
             flags: self.flags,
             question: self.question,
             edns: self.edns,
+            why: None,
         }
     }
 
@@ -180,6 +193,7 @@ impl<'a> Query<'a> {
             qtype: 0,
             qclass: 0,
             edns: None,
+            cookie: &[],
         };
         if qdcount != 1 {
             let code = if opcode != 0 {
@@ -207,7 +221,11 @@ impl<'a> Query<'a> {
         for _ in 0..arcount {
             match read_additional(packet, pos, &mut q) {
                 Ok(next) => pos = next,
-                Err(code) => return Err((Reject::Rcode(code), Some(q.echo()))),
+                Err(why) => {
+                    let mut echo = q.echo();
+                    echo.why = Some(why);
+                    return Err((Reject::Rcode(rcode::FORMERR), Some(echo)));
+                }
             }
         }
         if pos != packet.len() {
@@ -335,92 +353,56 @@ fn skip_name(packet: &[u8], pos: usize) -> Option<usize> {
 }
 
 /// Reads one additional record; OPT is decoded, anything else skipped.
-fn read_additional(packet: &[u8], pos: usize, q: &mut Query<'_>) -> Result<usize, u16> {
-    let name_end = skip_name(packet, pos).ok_or(rcode::FORMERR)?;
-    let fixed = packet.get(name_end..name_end + 10).ok_or(rcode::FORMERR)?;
+fn read_additional<'a>(
+    packet: &'a [u8],
+    pos: usize,
+    q: &mut Query<'a>,
+) -> Result<usize, Malformed> {
+    let name_end = skip_name(packet, pos).ok_or(Malformed::Record)?;
+    let fixed = packet
+        .get(name_end..name_end + 10)
+        .ok_or(Malformed::Record)?;
     let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
     let class = u16::from_be_bytes([fixed[2], fixed[3]]);
     let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
     let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
     let rdata = packet
         .get(name_end + 10..name_end + 10 + rdlen)
-        .ok_or(rcode::FORMERR)?;
+        .ok_or(Malformed::Record)?;
     if rtype == rtype::OPT {
         // RFC 6891 §6.1.1: the owner is the root, and there is at most one OPT.
         if name_end != pos + 1 || q.edns.is_some() {
-            return Err(rcode::FORMERR);
+            return Err(Malformed::Opt);
         }
         let mut edns = Edns {
             udp_size: class.max(512),
             version: (ttl >> 16) as u8,
             dnssec_ok: ttl & 0x8000 != 0,
             ecs: None,
+            asks: 0,
         };
         // The fixed part of the OPT record is readable: from here on, an error response
         // carries an OPT record too (RFC 6891 §7), without the option that was refused.
         q.edns = Some(edns);
         let mut o = 0;
         while o < rdata.len() {
-            let head = rdata.get(o..o + 4).ok_or(rcode::FORMERR)?;
+            let head = rdata.get(o..o + 4).ok_or(Malformed::Option)?;
             let code = u16::from_be_bytes([head[0], head[1]]);
             let len = u16::from_be_bytes([head[2], head[3]]) as usize;
-            let body = rdata.get(o + 4..o + 4 + len).ok_or(rcode::FORMERR)?;
+            let body = rdata.get(o + 4..o + 4 + len).ok_or(Malformed::Option)?;
             if code == OPT_ECS {
                 if edns.ecs.is_some() {
-                    return Err(rcode::FORMERR);
+                    return Err(Malformed::Ecs);
                 }
-                edns.ecs = Some(parse_ecs(body)?);
+                edns.ecs = Some(options::parse_ecs(body).map_err(|_| Malformed::Ecs)?);
+            } else if code <= options::HIGHEST_ASK {
+                edns.asks |= options::read(code, body, &mut q.cookie)?;
             }
             o += 4 + len;
         }
         q.edns = Some(edns);
     }
     Ok(name_end + 10 + rdlen)
-}
-
-/// Decodes and validates an ECS option body (RFC 7871 §6 and §7.1.1).
-fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
-    let head = body.get(..4).ok_or(rcode::FORMERR)?;
-    let family = u16::from_be_bytes([head[0], head[1]]);
-    let source = head[2];
-    let scope = head[3];
-    let addr = &body[4..];
-    // "ADDRESS ... MUST be truncated to the number of bits indicated by the SOURCE
-    // PREFIX-LENGTH field, padding with 0 bits to pad to the end of the last octet needed."
-    let needed = (source as usize).div_ceil(8);
-    // "SCOPE PREFIX-LENGTH ... In queries, it MUST be set to 0."
-    if scope != 0 || addr.len() != needed {
-        return Err(rcode::FORMERR);
-    }
-    let max = match family {
-        1 => 32,
-        2 => 128,
-        _ => return Err(rcode::FORMERR),
-    };
-    if source > max {
-        return Err(rcode::FORMERR);
-    }
-    // "... the Server MUST return FORMERR" when bits beyond the source prefix are set.
-    if source % 8 != 0 {
-        let last = addr[needed - 1];
-        let mask = 0xffu8 >> (source % 8);
-        if last & mask != 0 {
-            return Err(rcode::FORMERR);
-        }
-    }
-    let addr = if family == 1 {
-        let mut b = [0u8; 4];
-        b[..needed].copy_from_slice(addr);
-        IpAddr::from(b)
-    } else {
-        let mut b = [0u8; 16];
-        b[..needed].copy_from_slice(addr);
-        IpAddr::from(b)
-    };
-    Ok(ClientSubnet {
-        addr,
-        source_prefix: source,
-    })
 }
 
 /// Encodes a response into a borrowed buffer; never allocates.
@@ -574,6 +556,8 @@ impl<'b> Writer<'b> {
     }
 }
 
+mod options;
+pub use options::{Malformed, ask};
+
 #[cfg(test)]
-#[path = "wire_tests.rs"]
 mod tests;
