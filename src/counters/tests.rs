@@ -1,6 +1,7 @@
 //! The counters' unit tests: cells, rows, sums and what is carried over.
 
 use super::*;
+use crate::wire::rtype;
 
 #[test]
 fn query_cells_do_not_overlap() {
