@@ -132,7 +132,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "explain",
         ],
     ),
-    ("feed", &["live", "log_limit"]),
+    ("feed", &["live", "log_limit", "config"]),
     // The self-check behind the anycast announcement.
     ("selfcheck", &["anycast", "serving"]),
     (

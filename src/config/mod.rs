@@ -165,32 +165,40 @@ pub struct Feeds {
     pub peers: Vec<FeedPeer>,
 }
 
-/// One router of the feeds.
+/// One router of the feeds, as configured: the one declaration of a peer's options, which the
+/// BGP sessions read as they are (`feed::Peer` holds it).
 #[derive(Clone, Debug)]
 pub struct FeedPeer {
-    /// Unique name.
+    /// Name used in logs, status and exported tables; unique.
     pub name: String,
-    /// Its address.
+    /// The router's address: the source address of its connections for a passive session, the
+    /// address connected to for an active one.
     pub address: std::net::IpAddr,
-    /// Its AS number.
+    /// The router's AS number, checked against its OPEN.
     pub asn: u32,
     /// The nodes whose view it is, each with where it is named (for the compiler's errors).
     pub nodes: Vec<(String, crate::source::SourceError)>,
-    /// The router connects to Signpost.
+    /// Wait for the router to connect (`true`: its connections are accepted on `feeds.listen`)
+    /// or connect to it (`false`: its incoming connections are refused).
     pub passive: bool,
-    /// Its port, when Signpost connects.
+    /// Remote TCP port for an active session (179 normally); unused when passive.
     pub port: u16,
-    /// Where Signpost connects from.
+    /// Local address to connect from (active sessions only).
     pub local_address: Option<std::net::IpAddr>,
-    /// Proposed hold time, seconds.
+    /// Proposed hold time in seconds: 0 (no keepalives) or at least 3. The session uses the
+    /// smaller of this and the router's.
     pub hold_time: u16,
-    /// The shortest hold time accepted from the router, seconds.
+    /// The shortest hold time, in seconds, accepted from the router: an OPEN proposing less
+    /// (0 included) is answered with OPEN Message Error / Unacceptable Hold Time. 0 accepts
+    /// every hold time RFC 4271 allows. `hold_time` must not be below it.
     pub min_hold_time: u16,
-    /// IPv4 unicast.
+    /// Negotiate IPv4 unicast.
     pub ipv4: bool,
-    /// IPv6 unicast.
+    /// Negotiate IPv6 unicast.
     pub ipv6: bool,
-    /// Route limit per family.
+    /// Most routes kept per address family, fresh and stale together; one fresh route more
+    /// closes the session with Cease / Maximum Number of Prefixes Reached, a new route that
+    /// only the stale ones push over it removes a stale one. `None`: the feed's default cap.
     pub max_prefixes: Option<u32>,
 }
 

@@ -426,17 +426,7 @@ fn speaker(
             .peers
             .iter()
             .map(|p| crate::feed::Peer {
-                name: p.name.clone(),
-                address: p.address,
-                port: p.port,
-                local_address: p.local_address,
-                passive: p.passive,
-                asn: p.asn,
-                hold_time: p.hold_time,
-                min_hold_time: p.min_hold_time,
-                ipv4: p.ipv4,
-                ipv6: p.ipv6,
-                max_prefixes: p.max_prefixes,
+                settings: p.clone(),
                 announce: routes_for(anycast, &p.name),
             })
             .collect(),

@@ -1,6 +1,7 @@
 //! Runtime settings of the BGP feed: the local speaker and its peers.
 //!
-//! These are plain values; the configuration file format is converted into them elsewhere.
+//! These are plain values. A peer's options are the configuration's [`FeedPeer`], declared once
+//! there and read here as they are; the file format is converted into them by `config`.
 //! [`Speaker::validate`] reports the combinations the sessions cannot work with.
 
 use std::collections::HashSet;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use super::announce::Announcement;
 use super::error::FeedError;
+use crate::config::FeedPeer;
 
 /// The per-family prefix cap used when a peer sets no `max_prefixes`: 2,000,000 routes per
 /// address family, above any full table today, so a runaway peer cannot exhaust memory.
@@ -36,43 +38,30 @@ pub struct Speaker {
     pub peers: Vec<Peer>,
 }
 
-/// One BGP neighbour (a site's router) that sends Signpost its routing table.
+/// One BGP neighbour (a site's router) that sends Signpost its routing table: its settings as
+/// the configuration declares them ([`FeedPeer`], read through this type as if they were its
+/// own fields: one declaration of each option from the file to the session), and the routes
+/// Signpost announces to it.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// Name used in logs, status and exported tables; unique.
-    pub name: String,
-    /// The router's address: the source address of its connections for a passive session, the
-    /// address connected to for an active one.
-    pub address: IpAddr,
-    /// Remote TCP port for an active session (179 normally); unused when passive.
-    pub port: u16,
-    /// Local address to connect from (active sessions only).
-    pub local_address: Option<IpAddr>,
-    /// Wait for the router to connect (`true`) or connect to it (`false`). A passive peer's
-    /// connections are accepted on [`Speaker::listen`]; an active peer's incoming connections are
-    /// refused.
-    pub passive: bool,
-    /// The router's AS number, checked against its OPEN.
-    pub asn: u32,
-    /// Proposed hold time in seconds: 0 (no keepalives) or at least 3. The session uses the
-    /// smaller of this and the router's.
-    pub hold_time: u16,
-    /// The shortest hold time, in seconds, accepted from the router: an OPEN proposing less
-    /// (0 included) is answered with OPEN Message Error / Unacceptable Hold Time. 0 accepts
-    /// every hold time RFC 4271 allows. `hold_time` must not be below it.
-    pub min_hold_time: u16,
-    /// Negotiate IPv4 unicast.
-    pub ipv4: bool,
-    /// Negotiate IPv6 unicast.
-    pub ipv6: bool,
-    /// Most routes kept per address family, fresh and stale together; one fresh route more
-    /// closes the session with Cease / Maximum Number of Prefixes Reached, a new route that
-    /// only the stale ones push over it removes a stale one. `None` means
-    /// [`DEFAULT_PREFIX_CAP`].
-    pub max_prefixes: Option<u32>,
+    /// The configured settings.
+    pub settings: FeedPeer,
     /// Signpost's own routes (anycast service prefixes) sent to this peer while the feed's
     /// announced flag is set; empty for a receive-only session.
     pub announce: Vec<Announcement>,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = FeedPeer;
+    fn deref(&self) -> &FeedPeer {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut FeedPeer {
+        &mut self.settings
+    }
 }
 
 impl Peer {
@@ -80,17 +69,20 @@ impl Peer {
     /// the router), remote port 179 and the default cap.
     pub fn new(name: &str, address: IpAddr, asn: u32) -> Peer {
         Peer {
-            name: name.to_string(),
-            address,
-            port: 179,
-            local_address: None,
-            passive: true,
-            asn,
-            hold_time: 90,
-            min_hold_time: DEFAULT_MIN_HOLD_TIME,
-            ipv4: true,
-            ipv6: true,
-            max_prefixes: None,
+            settings: FeedPeer {
+                name: name.to_string(),
+                address,
+                asn,
+                nodes: Vec::new(),
+                passive: true,
+                port: 179,
+                local_address: None,
+                hold_time: 90,
+                min_hold_time: DEFAULT_MIN_HOLD_TIME,
+                ipv4: true,
+                ipv6: true,
+                max_prefixes: None,
+            },
             announce: Vec::new(),
         }
     }
