@@ -3,10 +3,85 @@
 
 use std::time::Duration;
 
-use super::{AnycastArg, CliError, CtlRequest, TIMEOUT_S};
+use clap::Subcommand;
+
+use super::{CliError, TIMEOUT_S};
 use crate::control::client;
-use crate::control::protocol::{AnycastAction, AnycastStatus, PushItem, Reply, Request};
+use crate::control::protocol::{
+    AnycastAction, AnycastStatus, BgpSession, PushItem, Reply, Request, StatusReply,
+};
 use crate::control::text::{escape, escape_json};
+
+/// Control requests.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlRequest {
+    /// Version, uptime, data versions and the last reload's result.
+    Status,
+    /// Every node's effective state and why.
+    Nodes,
+    /// Force a node up, down or into drain.
+    Set {
+        /// Node name.
+        node: String,
+        /// up, down or drain.
+        state: String,
+        /// Why (shown in `nodes` and `_why`).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Lapse after this many seconds (at most ten years; leave it out for no expiry).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::control::server::MAX_EXPIRES_IN))]
+        expires: Option<u64>,
+    },
+    /// Remove a node's admin override.
+    Clear {
+        /// Node name.
+        node: String,
+    },
+    /// Push states from a monitor: `NODE=STATE[:TTL]` (TTL in seconds, default 60); with
+    /// `--load`, loads: `NODE=LOAD[:TTL]` in the maps' capacity unit.
+    Push {
+        /// Who is pushing.
+        #[arg(long, default_value = "monitor")]
+        source: String,
+        /// The values are loads (for `spread: capacity`), not states.
+        #[arg(long)]
+        load: bool,
+        /// States.
+        states: Vec<String>,
+    },
+    /// Reload configuration, maps and data now.
+    Reload {
+        /// Accept a reload that the reload guard holds (served names gone, data shrunk).
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Restart without losing a query: a new process (this binary path, the server's
+    /// arguments) takes over the sockets, node states and counters; the old one then exits.
+    Replace,
+    /// Query counters.
+    Stats,
+    /// Reopen the query log (after logrotate moved it; SIGUSR1 does the same).
+    Reopen,
+    /// BGP sessions: state, uptime, prefixes per family, last update, last error.
+    Bgp,
+    /// The anycast announcement: announced or withdrawn and why; `withdraw` withdraws it
+    /// (maintenance; kept across restarts) until `announce`, which announces again once healthy
+    /// for the hold-down.
+    Anycast {
+        /// `withdraw` or `announce`; none shows the state.
+        #[arg(value_enum)]
+        action: Option<AnycastArg>,
+    },
+}
+
+/// The operator's word on the anycast announcement (`ctl anycast`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnycastArg {
+    /// Withdraw the prefixes until `announce`.
+    Withdraw,
+    /// End the withdrawal: announce again when healthy, after the hold-down.
+    Announce,
+}
 
 /// Sends `req` to the server and prints the lines it answers.
 pub(super) fn ask(socket: &std::path::Path, req: Request) -> Result<(), CliError> {
@@ -152,31 +227,16 @@ pub(super) fn ctl(
     if !resp.ok {
         return Err(CliError::Refused(Box::new(resp)));
     }
-    match resp.reply {
+    print_reply(resp.reply);
+    Ok(())
+}
+
+/// Prints a reply for a person. Every kind has its arm (no catch-all): a new kind does not
+/// compile without one.
+fn print_reply(reply: Reply) {
+    match reply {
         Reply::Nodes { nodes } => print_nodes(&nodes),
-        Reply::Status(s) => {
-            println!("version:     {}", escape(&s.version));
-            println!("uptime:      {} s", s.uptime_s);
-            println!("data:        {}", escape(&s.data));
-            println!("generation:  {}", s.generation);
-            println!(
-                "last reload: {}",
-                match (s.last_reload.ok, s.last_reload.held) {
-                    (true, _) => "ok",
-                    (false, true) => "HELD (not serving; see below)",
-                    (false, false) => "FAILED",
-                }
-            );
-            for e in s.last_reload.errors {
-                println!("  {}", escape(&e));
-            }
-            for n in s.last_reload.notes {
-                println!("  note: {}", escape(&n));
-            }
-            if let Some(a) = s.anycast {
-                print_anycast(&a);
-            }
-        }
+        Reply::Status(s) => print_status(s),
         Reply::Anycast { anycast } => print_anycast(&anycast),
         Reply::Stats { stats } => {
             for (k, v) in stats {
@@ -197,47 +257,7 @@ pub(super) fn ctl(
         Reply::Bgp {
             sessions,
             refused_connections,
-        } => {
-            println!(
-                "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  LAST ERROR",
-                "PEER",
-                "ADDRESS",
-                "STATE",
-                "IPV4",
-                "IPV6",
-                "STALE",
-                "FOR",
-                "LAST UPDATE",
-                "MESSAGES"
-            );
-            for s in sessions {
-                let age = s
-                    .uptime_s
-                    .or(s.down_s)
-                    .map(|t| format!("{t} s"))
-                    .unwrap_or_else(|| "-".into());
-                let update = s
-                    .last_update_s
-                    .map(|t| format!("{t} s ago"))
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  {}",
-                    escape(&s.peer),
-                    escape(&s.address),
-                    escape(&s.state),
-                    s.ipv4_prefixes,
-                    s.ipv6_prefixes,
-                    s.stale_prefixes,
-                    age,
-                    update,
-                    s.messages,
-                    escape(s.last_error.as_deref().unwrap_or("-"))
-                );
-            }
-            if refused_connections > 0 {
-                println!("connections refused at the listener: {refused_connections}");
-            }
-        }
+        } => print_bgp(&sessions, refused_connections),
         Reply::Lines { lines } => {
             for l in lines {
                 println!("{}", escape(&l));
@@ -257,7 +277,66 @@ pub(super) fn ctl(
         // `set` and `clear`: done, nothing more to say.
         Reply::Done {} => println!("ok"),
     }
-    Ok(())
+}
+
+/// The lines of `ctl status`.
+fn print_status(s: StatusReply) {
+    println!("version:     {}", escape(&s.version));
+    println!("uptime:      {} s", s.uptime_s);
+    println!("data:        {}", escape(&s.data));
+    println!("generation:  {}", s.generation);
+    println!(
+        "last reload: {}",
+        match (s.last_reload.ok, s.last_reload.held) {
+            (true, _) => "ok",
+            (false, true) => "HELD (not serving; see below)",
+            (false, false) => "FAILED",
+        }
+    );
+    for e in s.last_reload.errors {
+        println!("  {}", escape(&e));
+    }
+    for n in s.last_reload.notes {
+        println!("  note: {}", escape(&n));
+    }
+    if let Some(a) = s.anycast {
+        print_anycast(&a);
+    }
+}
+
+/// The table of `ctl bgp`.
+fn print_bgp(sessions: &[BgpSession], refused_connections: u64) {
+    println!(
+        "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  LAST ERROR",
+        "PEER", "ADDRESS", "STATE", "IPV4", "IPV6", "STALE", "FOR", "LAST UPDATE", "MESSAGES"
+    );
+    for s in sessions {
+        let age = s
+            .uptime_s
+            .or(s.down_s)
+            .map(|t| format!("{t} s"))
+            .unwrap_or_else(|| "-".into());
+        let update = s
+            .last_update_s
+            .map(|t| format!("{t} s ago"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  {}",
+            escape(&s.peer),
+            escape(&s.address),
+            escape(&s.state),
+            s.ipv4_prefixes,
+            s.ipv6_prefixes,
+            s.stale_prefixes,
+            age,
+            update,
+            s.messages,
+            escape(s.last_error.as_deref().unwrap_or("-"))
+        );
+    }
+    if refused_connections > 0 {
+        println!("connections refused at the listener: {refused_connections}");
+    }
 }
 
 /// The anycast lines of `ctl status` and `ctl anycast`.

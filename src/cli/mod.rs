@@ -19,6 +19,7 @@ mod ctl;
 mod offline;
 
 use ctl::ask;
+pub use ctl::{AnycastArg, CtlRequest};
 use offline::{diff, explain, lookup};
 
 use crate::control::client::ClientError;
@@ -152,77 +153,6 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-}
-
-/// Control requests.
-#[derive(Debug, Clone, Subcommand)]
-pub enum CtlRequest {
-    /// Version, uptime, data versions and the last reload's result.
-    Status,
-    /// Every node's effective state and why.
-    Nodes,
-    /// Force a node up, down or into drain.
-    Set {
-        /// Node name.
-        node: String,
-        /// up, down or drain.
-        state: String,
-        /// Why (shown in `nodes` and `_why`).
-        #[arg(long, default_value = "")]
-        reason: String,
-        /// Lapse after this many seconds (at most ten years; leave it out for no expiry).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::control::server::MAX_EXPIRES_IN))]
-        expires: Option<u64>,
-    },
-    /// Remove a node's admin override.
-    Clear {
-        /// Node name.
-        node: String,
-    },
-    /// Push states from a monitor: `NODE=STATE[:TTL]` (TTL in seconds, default 60); with
-    /// `--load`, loads: `NODE=LOAD[:TTL]` in the maps' capacity unit.
-    Push {
-        /// Who is pushing.
-        #[arg(long, default_value = "monitor")]
-        source: String,
-        /// The values are loads (for `spread: capacity`), not states.
-        #[arg(long)]
-        load: bool,
-        /// States.
-        states: Vec<String>,
-    },
-    /// Reload configuration, maps and data now.
-    Reload {
-        /// Accept a reload that the reload guard holds (served names gone, data shrunk).
-        #[arg(long)]
-        confirm: bool,
-    },
-    /// Restart without losing a query: a new process (this binary path, the server's
-    /// arguments) takes over the sockets, node states and counters; the old one then exits.
-    Replace,
-    /// Query counters.
-    Stats,
-    /// Reopen the query log (after logrotate moved it; SIGUSR1 does the same).
-    Reopen,
-    /// BGP sessions: state, uptime, prefixes per family, last update, last error.
-    Bgp,
-    /// The anycast announcement: announced or withdrawn and why; `withdraw` withdraws it
-    /// (maintenance; kept across restarts) until `announce`, which announces again once healthy
-    /// for the hold-down.
-    Anycast {
-        /// `withdraw` or `announce`; none shows the state.
-        #[arg(value_enum)]
-        action: Option<AnycastArg>,
-    },
-}
-
-/// The operator's word on the anycast announcement (`ctl anycast`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AnycastArg {
-    /// Withdraw the prefixes until `announce`.
-    Withdraw,
-    /// End the withdrawal: announce again when healthy, after the hold-down.
-    Announce,
 }
 
 /// Why a command failed.
