@@ -202,6 +202,79 @@ pub(super) fn load(doc: &Document, section: &Value, errors: &mut Errors) -> Feed
     feeds
 }
 
+/// A peer's proposed and least accepted hold times (`hold_time`, `min_hold_time` of the peer at
+/// `p`), checked against RFC 4271 and each other.
+fn hold_times(
+    doc: &Document,
+    p: &str,
+    hold_time: Checked<u16>,
+    min_hold_time: Checked<u16>,
+    errors: &mut Errors,
+) -> (Option<u16>, Option<u16>) {
+    let at = |key: &str| format!("{p}.{key}");
+    let hold_time = take(doc, &at("hold_time"), hold_time, errors);
+    if matches!(hold_time, Some(1 | 2)) {
+        errors.0.push(doc.error(
+            &at("hold_time"),
+            "must be 0 (no keepalives) or at least 3 seconds (RFC 4271)",
+        ));
+    }
+    let min_hold_time = take(doc, &at("min_hold_time"), min_hold_time, errors);
+    if matches!(min_hold_time, Some(1 | 2)) {
+        errors.0.push(doc.error(
+            &at("min_hold_time"),
+            "must be 0 (accept hold time 0) or at least 3 seconds (RFC 4271)",
+        ));
+    }
+    match (hold_time, min_hold_time) {
+        (Some(0), Some(min)) if min > 0 => errors.0.push(doc.error(
+            &at("hold_time"),
+            format!(
+                "0 (no keepalives) is below `min_hold_time` ({min}); set `min_hold_time: 0` \
+                 too for a session without hold timer"
+            ),
+        )),
+        (Some(hold), Some(min)) if hold < min && !matches!(hold, 1 | 2) => {
+            errors.0.push(doc.error(
+                &at("hold_time"),
+                format!("must be at least `min_hold_time` ({min})"),
+            ))
+        }
+        _ => {}
+    }
+    (hold_time, min_hold_time)
+}
+
+/// The families a peer (at `p`) negotiates: (IPv4 unicast, IPv6 unicast).
+fn families(
+    doc: &Document,
+    p: &str,
+    families: Checked<Vec<String>>,
+    errors: &mut Errors,
+) -> (bool, bool) {
+    let at = |key: &str| format!("{p}.{key}");
+    let (mut ipv4, mut ipv6) = (false, false);
+    if let Some(families) = take(doc, &at("families"), families, errors) {
+        for (i, f) in families.iter().enumerate() {
+            match f.as_str() {
+                "ipv4" => ipv4 = true,
+                "ipv6" => ipv6 = true,
+                _ => errors.0.push(doc.error(
+                    &format!("{p}.families[{i}]"),
+                    format!("{}: expected `ipv4` or `ipv6`", quote(f)),
+                )),
+            }
+        }
+        if families.is_empty() {
+            errors.0.push(doc.error(
+                &at("families"),
+                "a peer needs at least one of `ipv4` and `ipv6`",
+            ));
+        }
+    }
+    (ipv4, ipv6)
+}
+
 fn load_peer(doc: &Document, p: &str, spec: PeerSpec, errors: &mut Errors) -> Option<FeedPeer> {
     let before = errors.0.len();
     let at = |key: &str| format!("{p}.{key}");
@@ -250,55 +323,8 @@ fn load_peer(doc: &Document, p: &str, spec: PeerSpec, errors: &mut Errors) -> Op
     if port == Some(0) {
         errors.0.push(doc.error(&at("port"), "must be 1..=65535"));
     }
-    let hold_time = take(doc, &at("hold_time"), spec.hold_time, errors);
-    if matches!(hold_time, Some(1 | 2)) {
-        errors.0.push(doc.error(
-            &at("hold_time"),
-            "must be 0 (no keepalives) or at least 3 seconds (RFC 4271)",
-        ));
-    }
-    let min_hold_time = take(doc, &at("min_hold_time"), spec.min_hold_time, errors);
-    if matches!(min_hold_time, Some(1 | 2)) {
-        errors.0.push(doc.error(
-            &at("min_hold_time"),
-            "must be 0 (accept hold time 0) or at least 3 seconds (RFC 4271)",
-        ));
-    }
-    match (hold_time, min_hold_time) {
-        (Some(0), Some(min)) if min > 0 => errors.0.push(doc.error(
-            &at("hold_time"),
-            format!(
-                "0 (no keepalives) is below `min_hold_time` ({min}); set `min_hold_time: 0` \
-                 too for a session without hold timer"
-            ),
-        )),
-        (Some(hold), Some(min)) if hold < min && !matches!(hold, 1 | 2) => {
-            errors.0.push(doc.error(
-                &at("hold_time"),
-                format!("must be at least `min_hold_time` ({min})"),
-            ))
-        }
-        _ => {}
-    }
-    let (mut ipv4, mut ipv6) = (false, false);
-    if let Some(families) = take(doc, &at("families"), spec.families, errors) {
-        for (i, f) in families.iter().enumerate() {
-            match f.as_str() {
-                "ipv4" => ipv4 = true,
-                "ipv6" => ipv6 = true,
-                _ => errors.0.push(doc.error(
-                    &format!("{p}.families[{i}]"),
-                    format!("{}: expected `ipv4` or `ipv6`", quote(f)),
-                )),
-            }
-        }
-        if families.is_empty() {
-            errors.0.push(doc.error(
-                &at("families"),
-                "a peer needs at least one of `ipv4` and `ipv6`",
-            ));
-        }
-    }
+    let (hold_time, min_hold_time) = hold_times(doc, p, spec.hold_time, spec.min_hold_time, errors);
+    let (ipv4, ipv6) = families(doc, p, spec.families, errors);
     let max_prefixes = take(doc, &at("max_prefixes"), spec.max_prefixes, errors).flatten();
     if max_prefixes == Some(0) {
         errors
