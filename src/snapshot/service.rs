@@ -286,6 +286,13 @@ impl Service {
                 }
             }
         }
+        self.all_down_pick(decision, &by)
+    }
+
+    /// What the all-down policy answers when no node of `decision`'s chain is usable.
+    #[cold]
+    fn all_down_pick(&self, decision: &Decision, by: &By<'_>) -> Pick {
+        let eligible = by.eligible;
         let mut pick = Pick::empty();
         pick.all_down = true;
         match self.all_down {
@@ -295,7 +302,7 @@ impl Service {
                         if decision.chain.contains(&r) {
                             continue;
                         }
-                        let mut p = self.choose(region, decision, wanted, &by);
+                        let mut p = self.choose(region, decision, wanted, by);
                         if p.count > 0 {
                             p.region = Some(r);
                             p.degraded = true;
