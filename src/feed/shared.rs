@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::handing::Handed;
 use super::settings::Peer;
 use super::status::{SessionState, SessionStatus, StatusCell};
 use super::table::PeerTable;
@@ -38,6 +39,11 @@ pub(crate) struct PeerShared {
     pub logs: LogLimits,
     /// Whether the own routes (the peer's [`Peer::announce`]) are to be announced.
     pub announced: watch::Receiver<bool>,
+    /// Set when the process hands its sessions over: an established session stops at the
+    /// next message boundary and gives its socket and state to [`PeerShared::handing`].
+    pub pausing: watch::Receiver<bool>,
+    /// Where a paused session goes (set by [`Feeds::pause`](super::Feeds::pause)).
+    pub handing: Mutex<Option<oneshot::Sender<Handed>>>,
 }
 
 /// Locks a mutex even if a task panicked while holding it (the data stay usable).
@@ -57,6 +63,24 @@ impl PeerShared {
             s.down_since = Some(now);
         }
         s.state = state;
+    }
+
+    /// A session taken over from another process is established, and has been for `up`.
+    pub fn set_resumed(&self, up: Duration) {
+        let mut s = lock(&self.status);
+        let now = Instant::now();
+        s.up_since = Some(now.checked_sub(up).unwrap_or(now));
+        s.state = SessionState::Established;
+    }
+
+    /// Gives a paused session to whoever asked for it; without anyone, it is closed.
+    pub fn hand(&self, handed: Handed) {
+        match lock(&self.handing).take() {
+            Some(tx) => {
+                let _ = tx.send(handed);
+            }
+            None => drop(handed),
+        }
     }
 
     /// Records the last error.

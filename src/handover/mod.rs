@@ -22,6 +22,7 @@ pub mod take;
 pub mod wire;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 
 pub use give::{Handoff, ReplaceError, Replaced};
 pub use take::{HandoverError, Taker};
@@ -30,7 +31,19 @@ pub use wire::Carried;
 use crate::capacity::Capacity;
 use crate::counters::Counters;
 use crate::health::State;
+use crate::live::CarriedSession;
 use crate::node_state::{NodeStates, Pushed};
+
+/// What the old process sends once it has stopped: the final node states and counters, and
+/// the established BGP sessions (their state and connected sockets), which the new process
+/// resumes without a new OPEN.
+#[derive(Debug, Default)]
+pub struct Final {
+    /// Node states, capacity shares and counters.
+    pub carried: Carried,
+    /// The BGP sessions handed over.
+    pub sessions: Vec<(CarriedSession, OwnedFd)>,
+}
 
 /// The node states, capacity shares and counters to carry over, as they stand. `counters`
 /// are the totals by name the new process adds as an offset: `ctl stats` names and metric
