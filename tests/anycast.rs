@@ -278,7 +278,8 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     wait_route(&bird, &s, V4, true, Duration::from_secs(10));
     wait_route(&bird, &s, V6, true, Duration::from_secs(5));
     assert!(
-        wait_until(Duration::from_secs(10), || session(&s)["ipv4_prefixes"] == 1),
+        wait_until(Duration::from_secs(10), || session(&s)["ipv4_prefixes"]
+            == 1),
         "BIRD's route not received: {}",
         session(&s)
     );
@@ -326,7 +327,10 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (polls, missing) = poller.join().unwrap();
-    eprintln!("replace took {took:?}; {polls} polls of BIRD's table, {} without the route", missing.len());
+    eprintln!(
+        "replace took {took:?}; {polls} polls of BIRD's table, {} without the route",
+        missing.len()
+    );
     assert!(
         missing.is_empty(),
         "the route left BIRD's table during the replace at {missing:?}\n{}\n{}",
@@ -336,7 +340,12 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     assert!(polls >= 20, "only {polls} polls");
 
     // The same session: BIRD's row (state and since) and the route's age unchanged.
-    assert_eq!(protocol_row(&bird, &name), row, "BIRD's session changed\n{}", bird.log());
+    assert_eq!(
+        protocol_row(&bird, &name),
+        row,
+        "BIRD's session changed\n{}",
+        bird.log()
+    );
     assert_eq!(route_line(&bird, V4), route, "the route was sent again");
     assert!(has(&bird, V6), "the IPv6 route is gone");
     let st = anycast(&s, &[]);
@@ -372,7 +381,12 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     assert_eq!(protocol_row(&bird, &name), row, "BIRD's session changed");
     // Keepalives go on: still up after more than a hold time (9 s) past the replace.
     std::thread::sleep(Duration::from_secs(10).saturating_sub(replaced.elapsed()));
-    assert_eq!(protocol_row(&bird, &name), row, "BIRD's session changed\n{}", bird.log());
+    assert_eq!(
+        protocol_row(&bird, &name),
+        row,
+        "BIRD's session changed\n{}",
+        bird.log()
+    );
     assert!(has(&bird, V4));
 }
 

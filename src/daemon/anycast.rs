@@ -91,7 +91,7 @@ pub(super) fn start(
 pub(super) fn resume(
     feeds: Option<&Arc<Feeds>>,
     announcer: Option<&Arc<Announcer>>,
-    sessions: Vec<super::wiring::HandedSession>,
+    sessions: Vec<crate::handover::Session>,
 ) {
     let Some(feeds) = feeds else { return };
     if let (true, Some(a)) = (sessions.iter().any(|(c, _)| c.announced), announcer) {

@@ -32,7 +32,7 @@ pub(super) fn hand_over(
     handoff: &Handoff,
     serving: &Serving,
     query_log: Option<&crate::querylog::QueryLog>,
-    sessions: Vec<super::wiring::HandedSession>,
+    sessions: Vec<handover::Session>,
 ) {
     tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
     let new_pid = ready.pid;
@@ -69,6 +69,23 @@ pub(super) fn hand_over(
         );
     }
     tracing::info!(new_pid, "handed over; exiting");
+}
+
+/// The established BGP sessions stop between two messages, to go to the new process with the
+/// final states; the others end at once, and the new process connects.
+pub(super) fn pause_feeds(
+    runtime: &tokio::runtime::Runtime,
+    feeds: Option<&crate::feed::Feeds>,
+) -> Vec<handover::Session> {
+    let Some(f) = feeds else {
+        return Vec::new();
+    };
+    let handed = runtime.block_on(f.pause(super::SESSION_PAUSE));
+    f.shutdown();
+    handed
+        .into_iter()
+        .map(|h| (h.carry, std::os::fd::OwnedFd::from(h.stream)))
+        .collect()
 }
 
 /// Every counter total by name, for a process that takes over: `ctl stats` names and metric

@@ -209,19 +209,7 @@ fn run(
     let ready = wait_for_signal(&runtime, &serving, &mut handed);
     match ready {
         Some(ready) => {
-            // The established BGP sessions stop between two messages and go to the new process
-            // with the final states; the others end at once and the new process connects.
-            let sessions = match &feeds {
-                Some(f) => {
-                    let handed = runtime.block_on(f.pause(SESSION_PAUSE));
-                    f.shutdown();
-                    handed
-                        .into_iter()
-                        .map(|h| (h.carry, std::os::fd::OwnedFd::from(h.stream)))
-                        .collect()
-                }
-                None => Vec::new(),
-            };
+            let sessions = handing::pause_feeds(&runtime, feeds.as_deref());
             hand_over(
                 ready,
                 control,

@@ -17,8 +17,6 @@ use crate::handover::give::Ready;
 use crate::handover::wire::{Kind, Socket};
 use crate::handover::{self, Handoff, Taker};
 
-/// A BGP session handed over by the process this one replaces: its state and socket.
-pub(super) type HandedSession = (crate::live::CarriedSession, std::os::fd::OwnedFd);
 use crate::serving::{ReloadRequest, Serving};
 
 /// What the services are wired with.
@@ -277,7 +275,7 @@ impl Wiring<'_> {
         self,
         taker: &mut Option<Taker>,
         started: std::time::Instant,
-    ) -> Result<(Control, Vec<HandedSession>), DaemonError> {
+    ) -> Result<(Control, Vec<handover::Session>), DaemonError> {
         let Wiring {
             opts,
             config,

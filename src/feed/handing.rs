@@ -15,19 +15,11 @@
 use std::time::Instant;
 
 use super::open::Negotiated;
+pub use super::shared::Handed;
 use super::shared::{PeerShared, lock};
 use super::table::PeerTable;
 pub use crate::live::CarriedSession;
 use crate::live::{FeedTable, Route};
-
-/// An established session as handed over: its state and the connected socket.
-#[derive(Debug)]
-pub struct Handed {
-    /// What the session needs to go on, and the peer's routes.
-    pub carry: CarriedSession,
-    /// The connected socket.
-    pub stream: std::net::TcpStream,
-}
 
 /// The state of the session on `shared` to hand over.
 pub(crate) fn carry(
@@ -164,13 +156,20 @@ mod tests {
             announced: true,
             up_ms: 5,
             unread: vec![0xff; 3],
-            v4: vec![(10 << 24, 8, 64500, 2, false), (11 << 24, 8, 64501, 1, true)],
+            v4: vec![
+                (10 << 24, 8, 64500, 2, false),
+                (11 << 24, 8, 64501, 1, true),
+            ],
             v6: vec![(1 << 120, 8, 64502, 3, false)],
         };
         let bytes = postcard::to_stdvec(&c).unwrap();
         let back: CarriedSession = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, c);
-        let mut t = table(&back, 100, Instant::now() + std::time::Duration::from_secs(60));
+        let mut t = table(
+            &back,
+            100,
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
         assert_eq!((t.v4.fresh(), t.v4.stale(), t.v6.fresh()), (1, 1, 1));
         let v4 = t.v4.export();
         assert_eq!(v4.len(), 2);

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use super::handing::Handed;
 use super::settings::Peer;
 use super::status::{SessionState, SessionStatus, StatusCell};
 use super::table::PeerTable;
@@ -44,6 +43,16 @@ pub(crate) struct PeerShared {
     pub pausing: watch::Receiver<bool>,
     /// Where a paused session goes (set by [`Feeds::pause`](super::Feeds::pause)).
     pub handing: Mutex<Option<oneshot::Sender<Handed>>>,
+}
+
+/// An established session as handed over to a process that takes over: its state and the
+/// connected socket (`handing.rs` builds and resumes it).
+#[derive(Debug)]
+pub struct Handed {
+    /// What the session needs to go on, and the peer's routes.
+    pub carry: crate::live::CarriedSession,
+    /// The connected socket.
+    pub stream: std::net::TcpStream,
 }
 
 /// Locks a mutex even if a task panicked while holding it (the data stay usable).

@@ -42,8 +42,11 @@ pub struct Final {
     /// Node states, capacity shares and counters.
     pub carried: Carried,
     /// The BGP sessions handed over.
-    pub sessions: Vec<(CarriedSession, OwnedFd)>,
+    pub sessions: Vec<Session>,
 }
+
+/// A BGP session handed over: its state and its connected socket.
+pub type Session = (CarriedSession, OwnedFd);
 
 /// The node states, capacity shares and counters to carry over, as they stand. `counters`
 /// are the totals by name the new process adds as an offset: `ctl stats` names and metric

@@ -209,10 +209,7 @@ impl Taker {
     }
 
     /// Receives `count` BGP sessions after [`Message::Done`]: the sockets, then their states.
-    fn sessions_handed(
-        &mut self,
-        count: usize,
-    ) -> std::io::Result<Vec<(crate::live::CarriedSession, OwnedFd)>> {
+    fn sessions_handed(&mut self, count: usize) -> std::io::Result<Vec<super::Session>> {
         if count == 0 {
             return Ok(Vec::new());
         }
