@@ -28,7 +28,7 @@ use query::Cell;
 pub use crate::tally::{Histogram, LATENCY_BUCKETS};
 
 /// The layout of the query cells: per transport, a question type × rcode grid, then
-/// [`EXTRA`](query::EXTRA) single cells, one per [`Cell`](query::Cell).
+/// [`EXTRA`](query::EXTRA) single cells, one per [`Cell`].
 pub mod query {
     use super::{rcode, rtype};
 

@@ -39,6 +39,10 @@
 //! - A passive peer that connects while its session is up replaces that session (the router
 //!   restarted); connections from unknown addresses, and from active peers' addresses, are
 //!   refused and counted.
+//! - Hand-over (`ctl replace`): [`Feeds::pause`] stops every established session at a message
+//!   boundary and gives back its connected socket and state ([`Handed`]); the new process's
+//!   peers named in [`Inherited::sessions`] wait for [`Feeds::resume`] and go on with the
+//!   session without a new OPEN (`handing.rs`).
 //!
 //! bgpkit-parser provides the message format: parsing every message type, and encoding OPEN
 //! (with the capabilities above), KEEPALIVE, NOTIFICATION and the tests' UPDATEs. It is built

@@ -11,8 +11,9 @@
 //! - [`take`]: the new process (`serve --takeover PATH`): asks for the sockets, serves from
 //!   them, says "ready", receives the final states and counters.
 //! - [`give`]: the old process: describes and sends its sockets, waits for "ready", lets the
-//!   daemon stop, sends the final states; and `ctl replace`, which starts the new process
-//!   itself and reports the outcome.
+//!   daemon stop, sends the final states and the established BGP sessions (their connected
+//!   sockets and [`CarriedSession`] state, see [`Final`]); and `ctl replace`, which starts the
+//!   new process itself and reports the outcome.
 //!
 //! This module owns the hand-over protocol only; the daemon decides what to bind, stop and
 //! drain. It never touches the answer path.
