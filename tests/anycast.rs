@@ -327,6 +327,30 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (polls, missing) = poller.join().unwrap();
+    // How long the session went unattended: from the old process's stop to the new one's
+    // resume (both log to the same standard error).
+    let at = |what: &str| {
+        let err = s.stderr();
+        let line = err.lines().find(|l| l.contains(what))?.to_string();
+        let time = line.split_whitespace().next()?.split('T').nth(1)?;
+        let mut parts = time.trim_end_matches('Z').split(':');
+        let (h, m, sec): (f64, f64, f64) = (
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+        );
+        Some(h * 3600.0 + m * 60.0 + sec)
+    };
+    let (paused, resumed) = (at("BGP session handed over"), at("BGP session taken over"));
+    assert!(
+        paused.is_some() && resumed.is_some(),
+        "the session was not handed over\n{}",
+        s.stderr()
+    );
+    eprintln!(
+        "session unattended for {:.0} ms during the replace",
+        (resumed.unwrap() - paused.unwrap()) * 1000.0
+    );
     eprintln!(
         "replace took {took:?}; {polls} polls of BIRD's table, {} without the route",
         missing.len()

@@ -400,10 +400,6 @@ async fn receive(
     // right behind its KEEPALIVE) are already buffered: handle them before reading more.
     let mut buffered = true;
     loop {
-        // Between whole messages: the place to stop for a hand-over.
-        if *pausing.borrow_and_update() {
-            return Ending::Paused(sent);
-        }
         let wanted = *announced.borrow_and_update() && !shared.peer.announce.is_empty();
         if wanted != sent {
             if let Err(ending) = advertise(shared, conn, &view, wanted).await {
@@ -416,6 +412,11 @@ async fn receive(
             if let Some(ending) = drain(shared, conn, negotiated, ibgp, &mut last_heard) {
                 return ending;
             }
+        }
+        // Every whole message read is handled, every one sent is sent: the place to stop for
+        // a hand-over (what is left unread is part of one message at most).
+        if *pausing.borrow_and_update() {
+            return Ending::Paused(sent);
         }
         let hold_expiry = tokio::time::sleep_until((last_heard + hold).into());
         tokio::select! {
