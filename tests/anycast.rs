@@ -253,7 +253,7 @@ fn session(s: &Server) -> serde_json::Value {
 }
 
 /// `ctl replace` hands the established session over: the new process goes on with the same
-/// TCP connection without a new OPEN. BIRD's session never goes down (its state row and the
+/// TCP connection without a new OPEN (and a replace that fails leaves the session alone). BIRD's session never goes down (its state row and the
 /// route's age stay the same), the anycast route is in BIRD's table at every poll (every
 /// 25 ms) through the replace and after it, and the new process receives BIRD's updates: a
 /// prefix BIRD announces after the replace reaches its table.
@@ -288,6 +288,26 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     let row = protocol_row(&bird, &name);
     let route = route_line(&bird, V4);
     assert!(row.contains("Established"), "{row}");
+
+    // A replace whose new process fails (a broken configuration on disk) touches nothing: the
+    // old process's session never stopped.
+    let path = dir.path("bgp-live/signpost.yaml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{good}\nzones: [broken")).unwrap();
+    let (ok, v) = s.ctl(&["replace"]);
+    assert!(!ok, "a broken configuration replaced the server: {v}");
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(
+        protocol_row(&bird, &name),
+        row,
+        "a failed replace touched the session"
+    );
+    assert_eq!(
+        route_line(&bird, V4),
+        route,
+        "a failed replace sent the route again"
+    );
+    assert_eq!(session(&s)["state"], "established");
 
     // Poll BIRD's table all through the replace.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
