@@ -233,3 +233,41 @@ mod tests {
         assert_eq!(majority([1, 2, 2, 2, 9, 9].into_iter()), Some(2));
     }
 }
+
+/// An established BGP session as a process that hands over passes it on (`ctl replace`),
+/// besides the connected socket itself: what the new process needs to continue the session
+/// without a new OPEN, and the peer's routes as they stood when the old process stopped
+/// reading. Sent by `crate::handover` (postcard), built and resumed by `crate::feed`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CarriedSession {
+    /// The peer's name.
+    pub peer: String,
+    /// The peer's configured address.
+    pub address: IpAddr,
+    /// The peer's AS.
+    pub peer_asn: u32,
+    /// Signpost's AS on the session.
+    pub local_asn: u32,
+    /// The negotiated hold time in seconds (0: no keepalives, no hold timer).
+    pub hold_time: u16,
+    /// The keepalive interval in milliseconds.
+    pub keepalive_ms: u64,
+    /// 4-byte AS numbers were negotiated (always, as Signpost requires them).
+    pub four_octet: bool,
+    /// IPv4 unicast was negotiated.
+    pub ipv4: bool,
+    /// IPv6 unicast was negotiated.
+    pub ipv6: bool,
+    /// The peer's BGP identifier.
+    pub peer_id: std::net::Ipv4Addr,
+    /// The anycast prefixes are announced on this session.
+    pub announced: bool,
+    /// How long the session had been established, in milliseconds.
+    pub up_ms: u64,
+    /// Bytes read from the socket but not yet handled (at most part of one message).
+    pub unread: Vec<u8>,
+    /// The peer's IPv4 routes: (start, length, origin, AS-path length, stale).
+    pub v4: Vec<(u32, u8, u32, u32, bool)>,
+    /// The peer's IPv6 routes.
+    pub v6: Vec<(u128, u8, u32, u32, bool)>,
+}

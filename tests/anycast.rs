@@ -5,7 +5,9 @@
 //! `ctl anycast withdraw`, back after `ctl anycast announce` only once the hold-down has
 //! passed, withdrawn at SIGTERM while the server still answers for the drain time, and the
 //! operator's withdrawal kept across a restart; and, with `on_load_failure: withdraw`, a broken
-//! configuration on disk withdraws (reason `load_failed`) until it is fixed.
+//! configuration on disk withdraws (reason `load_failed`) until it is fixed; and `ctl replace`
+//! hands the session itself to the new process: BIRD's session never goes down, the route
+//! never leaves BIRD's table, and the new process goes on receiving BIRD's updates.
 //!
 //! The map and GeoIP data are those of `tests/bgp_live.rs` (`testdata/bgp-live/`). Timings go
 //! to stderr (`cargo test --test anycast -- --nocapture`).
@@ -223,6 +225,213 @@ fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
     anycast(&s, &["announce"]);
     // Never announced by this process yet: no hold-down.
     wait_route(&bird, &s, V4, true, Duration::from_secs(3));
+}
+
+/// BIRD's row for protocol `name` in `show protocols`: its state and since when.
+fn protocol_row(bird: &Bird, name: &str) -> String {
+    bird.birdc(&["show", "protocols", name])
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// BIRD's route to `prefix` with its source and age (`[rtr 20:31:02.123]`).
+fn route_line(bird: &Bird, prefix: &str) -> String {
+    bird.birdc(&["show", "route", prefix])
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `ctl bgp`: the session with BIRD.
+fn session(s: &Server) -> serde_json::Value {
+    let (ok, v) = s.ctl(&["bgp"]);
+    assert!(ok, "ctl bgp: {v}");
+    v["sessions"][0].clone()
+}
+
+/// `ctl replace` hands the established session over: the new process goes on with the same
+/// TCP connection without a new OPEN (and a replace that fails leaves the session alone). BIRD's session never goes down (its state row and the
+/// route's age stay the same), the anycast route is in BIRD's table at every poll (every
+/// 25 ms) through the replace and after it, and the new process receives BIRD's updates: a
+/// prefix BIRD announces after the replace reaches its table.
+#[test]
+fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
+    let bgp = {
+        let a = IpAddr::V4(loopback_v4());
+        SocketAddr::new(a, free_port_on(a))
+    };
+    let router = Speaker::new(ROUTER_ASN);
+    let mut bird = Bird::start(
+        router
+            .clone()
+            .neighbor(Neighbor::active(bgp.ip(), bgp.port(), SIGNPOST_ASN).importing()),
+        &[("198.51.100.0/24", &[64999])],
+    );
+    let dir = rig_dir();
+    let s = start(&dir, bgp, router.addr);
+    let _reaper = Reaper(dir.path("ctl.sock"));
+    let name = bird.protocol_of(bgp.ip());
+    bird.wait_established(&name, Duration::from_secs(15));
+    wait_route(&bird, &s, V4, true, Duration::from_secs(10));
+    wait_route(&bird, &s, V6, true, Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(10), || session(&s)["ipv4_prefixes"]
+            == 1),
+        "BIRD's route not received: {}",
+        session(&s)
+    );
+    // A moment so that BIRD's timestamps would differ after any new session or update.
+    std::thread::sleep(Duration::from_millis(300));
+    let row = protocol_row(&bird, &name);
+    let route = route_line(&bird, V4);
+    assert!(row.contains("Established"), "{row}");
+
+    // A replace whose new process fails (a broken configuration on disk) touches nothing: the
+    // old process's session never stopped.
+    let path = dir.path("bgp-live/signpost.yaml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{good}\nzones: [broken")).unwrap();
+    let (ok, v) = s.ctl(&["replace"]);
+    assert!(!ok, "a broken configuration replaced the server: {v}");
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(
+        protocol_row(&bird, &name),
+        row,
+        "a failed replace touched the session"
+    );
+    assert_eq!(
+        route_line(&bird, V4),
+        route,
+        "a failed replace sent the route again"
+    );
+    assert_eq!(session(&s)["state"], "established");
+
+    // Poll BIRD's table all through the replace.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, sock) = (stop.clone(), bird.socket_path());
+        std::thread::spawn(move || {
+            let (mut polls, mut missing) = (0, Vec::new());
+            let t = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new("birdc")
+                    .arg("-s")
+                    .arg(&sock)
+                    .args(["show", "route", V4])
+                    .output()
+                    .unwrap();
+                polls += 1;
+                if !String::from_utf8_lossy(&out.stdout).contains(V4) {
+                    missing.push(t.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            (polls, missing)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let old_pid = s.child.id();
+    let replaced = Instant::now();
+    let (ok, v) = s.ctl(&["replace"]);
+    assert!(ok, "replace failed: {v}\n{}", s.stderr());
+    let new_pid = v["new_pid"].as_u64().unwrap_or(0) as u32;
+    assert_ne!(new_pid, old_pid, "{v}");
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(old_pid)),
+        "the old process did not exit"
+    );
+    let took = replaced.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (polls, missing) = poller.join().unwrap();
+    // How long the session went unattended: from the old process's stop to the new one's
+    // resume (both log to the same standard error).
+    let at = |what: &str| {
+        let err = s.stderr();
+        let line = err.lines().find(|l| l.contains(what))?.to_string();
+        let time = line.split_whitespace().next()?.split('T').nth(1)?;
+        let mut parts = time.trim_end_matches('Z').split(':');
+        let (h, m, sec): (f64, f64, f64) = (
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+        );
+        Some(h * 3600.0 + m * 60.0 + sec)
+    };
+    let (paused, resumed) = (at("BGP session handed over"), at("BGP session taken over"));
+    assert!(
+        paused.is_some() && resumed.is_some(),
+        "the session was not handed over\n{}",
+        s.stderr()
+    );
+    eprintln!(
+        "session unattended for {:.0} ms during the replace",
+        (resumed.unwrap() - paused.unwrap()) * 1000.0
+    );
+    eprintln!(
+        "replace took {took:?}; {polls} polls of BIRD's table, {} without the route",
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "the route left BIRD's table during the replace at {missing:?}\n{}\n{}",
+        bird.log(),
+        s.stderr()
+    );
+    assert!(polls >= 20, "only {polls} polls");
+
+    // The same session: BIRD's row (state and since) and the route's age unchanged.
+    assert_eq!(
+        protocol_row(&bird, &name),
+        row,
+        "BIRD's session changed\n{}",
+        bird.log()
+    );
+    assert_eq!(route_line(&bird, V4), route, "the route was sent again");
+    assert!(has(&bird, V6), "the IPv6 route is gone");
+    let st = anycast(&s, &[]);
+    assert_eq!(st["announced"], true, "{st}");
+    let sess = session(&s);
+    assert_eq!(sess["state"], "established", "{sess}");
+    assert_eq!(sess["ipv4_prefixes"], 1, "{sess}");
+    assert_eq!(sess["stale_prefixes"], 0, "{sess}");
+
+    // Updates keep arriving on the session handed over.
+    bird.set_routes(&[("198.51.100.0/24", &[64999]), ("203.0.113.0/24", &[64998])]);
+    assert!(
+        wait_until(Duration::from_secs(5), || session(&s)["ipv4_prefixes"] == 2),
+        "BIRD's new route not received after the replace: {}\n{}",
+        session(&s),
+        s.stderr()
+    );
+    // The route reaches the served data (`lookup --socket` asks the running server).
+    let lookup = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+            .args(["lookup", "--socket"])
+            .arg(dir.path("ctl.sock"))
+            .arg("203.0.113.7")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || lookup().contains("AS64998")),
+        "lookup: {}",
+        lookup()
+    );
+    assert_eq!(protocol_row(&bird, &name), row, "BIRD's session changed");
+    // Keepalives go on: still up after more than a hold time (9 s) past the replace.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(replaced.elapsed()));
+    assert_eq!(
+        protocol_row(&bird, &name),
+        row,
+        "BIRD's session changed\n{}",
+        bird.log()
+    );
+    assert!(has(&bird, V4));
 }
 
 /// With `on_load_failure: withdraw`, a reload that fails (the configuration file broken on

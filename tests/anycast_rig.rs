@@ -7,7 +7,8 @@
 //! Measured (printed; `cargo test --test anycast_rig -- --nocapture`) and asserted: a replica
 //! killed with SIGKILL loses its queries to another within 1 s of its session closing (plus
 //! the client's polling); a replica stopped with SIGSTOP within the hold time (3 s) plus that
-//! margin. The addresses are from 198.18.0.0/15. The test needs root and `ip netns`; where a
+//! margin; a replica replaced with `ctl replace` hands its session over and keeps every query
+//! (none moves to another replica). The addresses are from 198.18.0.0/15. The test needs root and `ip netns`; where a
 //! namespace cannot be made it says so and passes without testing. It always deletes its
 //! namespaces and stops its daemons (also when it fails).
 
@@ -425,6 +426,13 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
     eprintln!("ctl replace on {fourth}: answered by {seen:?}, {lost} unanswered; {reply}");
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(lost, 0, "queries lost during the replace");
+    // The session itself is handed over: the route never leaves the router, so the queries
+    // never move to the other replica.
+    assert_eq!(
+        seen,
+        vec![fourth.clone()],
+        "queries moved during the replace"
+    );
 
     // `ctl` with every replica's socket: one report each; the killed one says so.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));

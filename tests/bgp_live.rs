@@ -664,10 +664,11 @@ fn killed_daemon_routes_go_stale_then_away() {
 }
 
 /// `ctl replace` with live feeds: the new process answers with the routes the old one had
-/// from its very first answer (handed over, stale until its own sessions announce them again),
-/// takes over the listener the routers connect to, and its sessions come back. Before, a
-/// replace with a passive peer failed (the listen address was taken), and with active peers
-/// the new process answered without the feeds' routes until its sessions were up.
+/// from its very first answer (handed over with the description), takes over the listener the
+/// routers connect to, and the established sessions themselves (BIRD's passive one and the one
+/// to gobgpd), so none of the routes is stale after it. Before, a replace with a passive peer
+/// failed (the listen address was taken), and with active peers the new process answered
+/// without the feeds' routes until its sessions were up.
 #[test]
 fn a_replace_answers_with_the_feeds_routes_throughout() {
     let sp = signpost_addr();

@@ -183,6 +183,15 @@ impl Machine {
         self.step(now)
     }
 
+    /// The prefixes were announced by the process this one replaces, and this one serves:
+    /// taken as a first passing self-check.
+    pub fn carry_announced(&mut self, now: Instant) -> Option<Change> {
+        if self.last.is_none() {
+            self.last = Some(Health::GOOD);
+        }
+        self.step(now)
+    }
+
     /// The server stops: withdrawn for good.
     pub fn stop(&mut self, now: Instant) -> Option<Change> {
         self.stopping = true;

@@ -198,3 +198,20 @@ fn every_reason_has_a_distinct_name() {
         assert_eq!(serde_json::to_value(r).unwrap(), r.name());
     }
 }
+
+#[test]
+fn announced_when_carried_over_a_replace_unless_the_operator_withdrew() {
+    let (mut m, t0) = machine();
+    let c = m.carry_announced(t0).unwrap();
+    assert!(c.announced, "{c:?}");
+    // One failed check does not withdraw; the limit does, as for any announced replica.
+    assert_eq!(m.observe(secs(t0, 1), CHECK_FAILED), None);
+    assert!(!m.observe(secs(t0, 2), CHECK_FAILED).unwrap().announced);
+    let policy = Policy {
+        hold_down: HOLD,
+        check_failures: 2,
+    };
+    let mut kept = Machine::new(policy, true);
+    assert_eq!(kept.carry_announced(t0), None);
+    assert_eq!(kept.reason(), Some(Reason::Operator));
+}

@@ -130,6 +130,16 @@ impl Announcer {
         Ok(self.status())
     }
 
+    /// The process this one replaces handed over sessions with the prefixes announced, and
+    /// this one serves: announced as after a passing self-check (no hold-down, as for a first
+    /// announcement), unless another rule withdraws (the operator's withdrawal kept).
+    pub fn carry_announced(&self) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let change = inner.machine.carry_announced(now);
+        self.apply(&mut inner, now, change);
+    }
+
     /// The server stops: withdrawn for good.
     pub fn stop(&self) {
         let now = Instant::now();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::wiring::Wiring;
 use crate::anycast::{Announcer, Policy};
 use crate::config::LoadFailurePolicy;
-use crate::feed::Feeds;
+use crate::feed::{Feeds, Handed};
 
 /// Where the operator's withdrawal is kept: `STATE_FILE.anycast`.
 fn kept_at(state_file: Option<PathBuf>) -> Option<PathBuf> {
@@ -82,6 +82,31 @@ pub(super) fn start(
         settings,
     ));
     Some(announcer)
+}
+
+/// Resumes the BGP sessions the process this one replaces handed over. When the prefixes were
+/// announced on them, the announcement starts announced (this process serves already), and the
+/// feed follows before the sessions resume, so that nothing is withdrawn and announced again
+/// across the replace; the operator's withdrawal kept in the file still withdraws.
+pub(super) fn resume(
+    feeds: Option<&Arc<Feeds>>,
+    announcer: Option<&Arc<Announcer>>,
+    sessions: Vec<crate::handover::Session>,
+) {
+    let Some(feeds) = feeds else { return };
+    if let (true, Some(a)) = (sessions.iter().any(|(c, _)| c.announced), announcer) {
+        a.carry_announced();
+        feeds.set_announced(*a.subscribe().borrow());
+    }
+    feeds.resume(
+        sessions
+            .into_iter()
+            .map(|(carry, fd)| Handed {
+                carry,
+                stream: fd.into(),
+            })
+            .collect(),
+    );
 }
 
 /// A graceful stop: withdraw, and keep answering for the drain time so that the routers move

@@ -13,10 +13,11 @@ use crate::handover::give::Ready;
 use crate::handover::{self, Handoff};
 use crate::serving::Serving;
 
-/// A new process serves from the sockets: stop accepting control connections, stop the UDP
-/// workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
+/// A new process serves from the sockets (the BGP sessions are already stopped, `sessions`
+/// those to hand over): stop accepting control connections, stop the UDP workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
 /// stop accepting TCP, stop the query log (it writes what is queued first, so that the
-/// `written` count carried agrees with the file), send the final node states and counters,
+/// `written` count carried agrees with the file), send the final node states, counters and
+/// BGP sessions,
 /// and let open TCP connections finish for at most [`TCP_DRAIN`]. What is queued on the
 /// sockets meanwhile is the new process's to read; queries those connections still carry are
 /// answered, not logged (their records count as dropped here, where nobody reads them).
@@ -31,6 +32,7 @@ pub(super) fn hand_over(
     handoff: &Handoff,
     serving: &Serving,
     query_log: Option<&crate::querylog::QueryLog>,
+    sessions: Vec<handover::Session>,
 ) {
     tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
     let new_pid = ready.pid;
@@ -51,11 +53,10 @@ pub(super) fn hand_over(
         q.stop();
     }
     let totals = totals(serving);
-    let _ = ready.carried.send(handover::carried(
-        &serving.states(),
-        &serving.capacity(),
-        totals,
-    ));
+    let _ = ready.carried.send(handover::Final {
+        carried: handover::carried(&serving.states(), &serving.capacity(), totals),
+        sessions,
+    });
     handoff.settle(Duration::from_secs(5));
     let until = std::time::Instant::now() + TCP_DRAIN;
     while open.count() > 0 && std::time::Instant::now() < until {
@@ -68,6 +69,23 @@ pub(super) fn hand_over(
         );
     }
     tracing::info!(new_pid, "handed over; exiting");
+}
+
+/// The established BGP sessions stop between two messages, to go to the new process with the
+/// final states; the others end at once, and the new process connects.
+pub(super) fn pause_feeds(
+    runtime: &tokio::runtime::Runtime,
+    feeds: Option<&crate::feed::Feeds>,
+) -> Vec<handover::Session> {
+    let Some(f) = feeds else {
+        return Vec::new();
+    };
+    let handed = runtime.block_on(f.pause(super::SESSION_PAUSE));
+    f.shutdown();
+    handed
+        .into_iter()
+        .map(|h| (h.carry, std::os::fd::OwnedFd::from(h.stream)))
+        .collect()
 }
 
 /// Every counter total by name, for a process that takes over: `ctl stats` names and metric
@@ -100,9 +118,17 @@ impl crate::control::server::Handover for Relay {
                 let totals = totals(&self.serving);
                 handover::carried(&self.serving.states(), &self.serving.capacity(), totals)
             },
-            || {
-                let tables = self.serving.feeds().map(|f| f.tables()).unwrap_or_default();
-                handover::feed_routes(&tables)
+            || match self.serving.feeds() {
+                Some(f) => {
+                    let established = f
+                        .status()
+                        .into_iter()
+                        .filter(|s| s.state == crate::live::SessionState::Established)
+                        .map(|s| s.peer)
+                        .collect();
+                    (handover::feed_routes(&f.tables()), established)
+                }
+                None => Default::default(),
             },
         );
     }

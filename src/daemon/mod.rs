@@ -91,6 +91,9 @@ pub struct ServeOptions {
 
 /// How long a server that handed over lets its open TCP connections finish.
 const TCP_DRAIN: Duration = Duration::from_secs(5);
+/// Longest wait for the established BGP sessions to stop for a hand-over (each stops at its
+/// next message boundary, at once unless it is busy writing).
+const SESSION_PAUSE: Duration = Duration::from_secs(2);
 
 /// Runs the server until SIGTERM or SIGINT, or until a new process has taken over.
 pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
@@ -189,8 +192,9 @@ fn run(
         reload_requests,
     )
     .map_err(DaemonError::Reload)?;
-    let control = w.start_control(taker, started)?;
+    let (control, handed_sessions) = w.start_control(taker, started)?;
     let announcer = anycast::start(w, feeds.as_ref(), &bound);
+    anycast::resume(feeds.as_ref(), announcer.as_ref(), handed_sessions);
     tracing::info!(
         listening = %bound.join(", "),
         workers = config.workers,
@@ -205,11 +209,7 @@ fn run(
     let ready = wait_for_signal(&runtime, &serving, &mut handed);
     match ready {
         Some(ready) => {
-            // The BGP sessions end at once, so that the routers take the new process's (it
-            // answers with the routes handed over meanwhile).
-            if let Some(f) = &feeds {
-                f.shutdown();
-            }
+            let sessions = handing::pause_feeds(&runtime, feeds.as_deref());
             hand_over(
                 ready,
                 control,
@@ -220,6 +220,7 @@ fn run(
                 &handoff,
                 &serving,
                 query_log.as_deref(),
+                sessions,
             )
         }
         None => {

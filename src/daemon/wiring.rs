@@ -16,6 +16,7 @@ use crate::dns::{tcp, udp};
 use crate::handover::give::Ready;
 use crate::handover::wire::{Kind, Socket};
 use crate::handover::{self, Handoff, Taker};
+
 use crate::serving::{ReloadRequest, Serving};
 
 /// What the services are wired with.
@@ -188,6 +189,10 @@ impl Wiring<'_> {
                 let inherited = crate::feed::Inherited {
                     listener: f.listen.and_then(|a| taker.as_mut().and_then(|t| t.bgp(a))),
                     tables: carried_routes,
+                    sessions: taker
+                        .as_ref()
+                        .map(|t| t.sessions().to_vec())
+                        .unwrap_or_default(),
                 };
                 let feeds = crate::feed::Feeds::start(
                     speaker(f, config.anycast.as_ref()),
@@ -270,7 +275,7 @@ impl Wiring<'_> {
         self,
         taker: &mut Option<Taker>,
         started: std::time::Instant,
-    ) -> Result<Control, DaemonError> {
+    ) -> Result<(Control, Vec<handover::Session>), DaemonError> {
         let Wiring {
             opts,
             config,
@@ -315,9 +320,12 @@ impl Wiring<'_> {
         };
         // Serving from every socket now: the running server may stop. Its final node states
         // and counters replace those it sent at first.
+        let mut sessions = Vec::new();
         if let Some(t) = taker.take() {
             let old_pid = t.old_pid();
-            if let Some(carried) = t.ready().map_err(DaemonError::Takeover)? {
+            if let Some(last) = t.ready().map_err(DaemonError::Takeover)? {
+                let carried = last.carried;
+                sessions = last.sessions;
                 serving.update_states(|st, _| {
                     handover::apply(st, &carried);
                     if let Err(e) = st.save() {
@@ -367,7 +375,7 @@ impl Wiring<'_> {
             handoff: handoff.clone(),
             serving: serving.clone(),
         }));
-        Ok(control)
+        Ok((control, sessions))
     }
 }
 

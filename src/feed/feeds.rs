@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::error::FeedError;
+use super::handing::Handed;
 use super::listener;
 use super::peer;
 use super::settings::{Speaker, canonical};
@@ -28,6 +29,9 @@ pub struct Inherited {
     pub listener: Option<std::net::TcpListener>,
     /// Every peer's routes, by peer name.
     pub tables: Vec<FeedTable>,
+    /// The peers whose established sessions are to be handed over: they wait for
+    /// [`Feeds::resume`] instead of connecting.
+    pub sessions: Vec<String>,
 }
 
 /// The BGP feed: sessions with every configured peer and their live tables.
@@ -44,6 +48,10 @@ pub struct Feeds {
     listener_fd: Option<std::os::fd::OwnedFd>,
     /// Whether the peers' own routes are announced (starts withdrawn).
     announced: watch::Sender<bool>,
+    /// Set to hand the established sessions over.
+    pausing: watch::Sender<bool>,
+    /// The peers waiting for a session handed over, by name.
+    resuming: Mutex<HashMap<String, oneshot::Sender<Handed>>>,
 }
 
 impl Feeds {
@@ -85,6 +93,8 @@ impl Feeds {
         });
         let refused = Arc::new(AtomicU64::new(0));
         let (announced, _) = watch::channel(false);
+        let (pausing, _) = watch::channel(false);
+        let mut resuming = HashMap::new();
         let mut peers = Vec::new();
         let mut tasks = Vec::new();
         let mut routes = HashMap::new();
@@ -113,6 +123,13 @@ impl Feeds {
                 messages: AtomicU64::new(0),
                 logs: LogLimits::new(),
                 announced: announced.subscribe(),
+                pausing: pausing.subscribe(),
+                handing: Mutex::new(None),
+            });
+            let resume = inherited.sessions.contains(&p.name).then(|| {
+                let (tx, rx) = oneshot::channel();
+                resuming.insert(p.name.clone(), tx);
+                rx
             });
             let incoming = match p.passive {
                 true => {
@@ -128,6 +145,7 @@ impl Feeds {
                 settings.connect_retry,
                 settings.stale_time,
                 incoming,
+                resume,
             )));
             peers.push(shared);
         }
@@ -141,7 +159,60 @@ impl Feeds {
             local_addr,
             listener_fd,
             announced,
+            pausing,
+            resuming: Mutex::new(resuming),
         })
+    }
+
+    /// The peers whose sessions are established now.
+    pub fn established(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .filter(|p| lock(&p.status).state == SessionState::Established)
+            .map(|p| p.peer.name.clone())
+            .collect()
+    }
+
+    /// Stops every established session at its next message boundary and returns them, with
+    /// their sockets still open, to be handed over (waiting at most `wait`). Sessions that come
+    /// up later stop as well, and are closed. Nothing is withdrawn or sent.
+    pub async fn pause(&self, wait: std::time::Duration) -> Vec<Handed> {
+        let mut waiting = Vec::new();
+        for p in &self.peers {
+            if lock(&p.status).state == SessionState::Established {
+                let (tx, rx) = oneshot::channel();
+                *lock(&p.handing) = Some(tx);
+                waiting.push(rx);
+            }
+        }
+        self.pausing.send_replace(true);
+        let until = tokio::time::Instant::now() + wait;
+        let mut handed = Vec::new();
+        for rx in waiting {
+            if let Ok(Ok(h)) = tokio::time::timeout_at(until, rx).await {
+                handed.push(h);
+            }
+        }
+        handed
+    }
+
+    /// Resumes the sessions a process this one replaces handed over, each on its peer; the
+    /// peers still waiting for one connect as at any start. Call it once the announced flag
+    /// is what it should be ([`Feeds::set_announced`]): a session announced in the old
+    /// process withdraws at once otherwise.
+    pub fn resume(&self, sessions: Vec<Handed>) {
+        let mut waiting = std::mem::take(&mut *lock(&self.resuming));
+        for h in sessions {
+            match waiting.remove(&h.carry.peer) {
+                Some(tx) => {
+                    let _ = tx.send(h);
+                }
+                None => tracing::warn!(
+                    peer = %h.carry.peer,
+                    "a BGP session handed over for a peer not waiting for one; closed"
+                ),
+            }
+        }
     }
 
     /// Announces (`true`) or withdraws the peers' own routes on every established session,

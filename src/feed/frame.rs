@@ -95,6 +95,21 @@ impl FrameReader {
         }
     }
 
+    /// A reader holding `unread` (bytes another process read from the same connection and did
+    /// not handle: at most part of one message, never more than the buffer holds).
+    pub fn with_unread(unread: &[u8]) -> FrameReader {
+        let mut r = FrameReader::new();
+        let n = unread.len().min(BUFFER);
+        r.buf[..n].copy_from_slice(&unread[..n]);
+        r.end = n;
+        r
+    }
+
+    /// The bytes received and not yet taken as messages.
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
     /// The next whole message already received, if any. A bad header is reported as soon as
     /// its 19 bytes are in, without waiting for the body.
     pub fn next_frame(&mut self) -> Option<Result<Frame, Notice>> {
@@ -200,5 +215,22 @@ mod tests {
             reader.read_frame(&mut input).await,
             Err(ReadError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_continue_in_another_reader() {
+        let mut stream = header(19, KEEPALIVE);
+        stream.extend(header(23, UPDATE));
+        stream.extend([0, 0, 0, 0]);
+        let (first, rest) = stream.split_at(30);
+        let mut input: &[u8] = first;
+        let mut reader = FrameReader::new();
+        assert_eq!(reader.read_frame(&mut input).await.unwrap().kind, KEEPALIVE);
+        assert!(reader.next_frame().is_none());
+        assert_eq!(reader.unread(), &stream[19..30]);
+        let mut resumed = FrameReader::with_unread(reader.unread());
+        let mut input: &[u8] = rest;
+        let frame = resumed.read_frame(&mut input).await.unwrap();
+        assert_eq!((frame.kind, &frame.bytes[..]), (UPDATE, &stream[19..]));
     }
 }

@@ -39,6 +39,10 @@
 //! - A passive peer that connects while its session is up replaces that session (the router
 //!   restarted); connections from unknown addresses, and from active peers' addresses, are
 //!   refused and counted.
+//! - Hand-over (`ctl replace`): [`Feeds::pause`] stops every established session at a message
+//!   boundary and gives back its connected socket and state ([`Handed`]); the new process's
+//!   peers named in [`Inherited::sessions`] wait for [`Feeds::resume`] and go on with the
+//!   session without a new OPEN (`handing.rs`).
 //!
 //! bgpkit-parser provides the message format: parsing every message type, and encoding OPEN
 //! (with the capabilities above), KEEPALIVE, NOTIFICATION and the tests' UPDATEs. It is built
@@ -52,6 +56,7 @@ mod announce;
 mod error;
 mod feeds;
 mod frame;
+mod handing;
 mod listener;
 mod notice;
 mod open;
@@ -69,6 +74,7 @@ mod tests;
 pub use announce::Announcement;
 pub use error::FeedError;
 pub use feeds::{FeedTable, Feeds, Inherited};
+pub use handing::{CarriedSession, Handed};
 pub use settings::{DEFAULT_MIN_HOLD_TIME, DEFAULT_PREFIX_CAP, Peer, Speaker};
 pub use status::{SessionState, SessionStatus};
 pub use table::Route;

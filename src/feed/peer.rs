@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::handing::{self, Handed};
 use super::session::{self, SessionEnd};
 use super::settings::Peer;
 use super::shared::{PeerShared, lock};
@@ -75,50 +76,106 @@ async fn connect(peer: &Peer, timeout: Duration) -> std::io::Result<TcpStream> {
 /// How long a session that went over its prefix limit stays down (at least the connect retry).
 const OVER_LIMIT_HOLD: Duration = Duration::from_secs(60);
 
-/// The task of one peer. `incoming` delivers a passive peer's accepted connections.
+/// The next connection: the one that replaced the last session, the passive peer's next
+/// one, or one made to the active peer (retrying every `connect_retry`). `None` when the
+/// feed is gone.
+async fn next_stream(
+    shared: &PeerShared,
+    next: &mut Option<TcpStream>,
+    incoming: Option<&mut mpsc::Receiver<TcpStream>>,
+    connect_retry: Duration,
+) -> Option<TcpStream> {
+    if let Some(stream) = next.take() {
+        return Some(stream);
+    }
+    if let Some(rx) = incoming {
+        shared.set_state(SessionState::Active);
+        return rx.recv().await;
+    }
+    loop {
+        shared.set_state(SessionState::Connect);
+        match connect(&shared.peer, connect_retry).await {
+            Ok(stream) => return Some(stream),
+            Err(e) => {
+                limited!(
+                    shared.logs,
+                    warn,
+                    "BGP connection failed",
+                    peer = %shared.peer.name,
+                    error = %e
+                );
+                shared.set_error(format!("connect: {e}"));
+                shared.set_state(SessionState::Idle);
+                tokio::time::sleep(connect_retry).await;
+            }
+        }
+    }
+}
+
+/// Waits for the session a process this one replaces hands over, and takes the peer's table
+/// over as it was; `None` (connect as at any start) when none comes or it does not fit.
+async fn handed(
+    shared: &PeerShared,
+    resume: Option<oneshot::Receiver<Handed>>,
+    stale_time: Duration,
+) -> Option<Handed> {
+    let h = resume?.await.ok()?;
+    if !handing::fits(&h.carry, shared) {
+        limited!(
+            shared.logs,
+            warn,
+            "BGP session handed over does not fit the peer's settings; connecting again",
+            peer = %shared.peer.name
+        );
+        return None;
+    }
+    let table = handing::table(
+        &h.carry,
+        shared.peer.prefix_limit() as usize,
+        Instant::now() + stale_time,
+    );
+    let next = table.next_expiry();
+    *lock(&shared.table) = table;
+    shared.expiry_changed(next);
+    (shared.on_change)();
+    Some(h)
+}
+
+/// The task of one peer. `incoming` delivers a passive peer's accepted connections; `resume`
+/// the session a process this one replaces hands over, waited for before anything else.
 pub(crate) async fn run(
     shared: Arc<PeerShared>,
     connect_retry: Duration,
     stale_time: Duration,
     mut incoming: Option<mpsc::Receiver<TcpStream>>,
+    resume: Option<oneshot::Receiver<Handed>>,
 ) {
     let name = shared.peer.name.clone();
     let mut next: Option<TcpStream> = None;
+    let mut resumed = handed(&shared, resume, stale_time).await;
     loop {
-        let stream = match (next.take(), incoming.as_mut()) {
-            (Some(stream), _) => stream,
-            (None, Some(rx)) => {
-                shared.set_state(SessionState::Active);
-                match rx.recv().await {
-                    Some(stream) => stream,
-                    None => return,
-                }
-            }
-            (None, None) => {
-                shared.set_state(SessionState::Connect);
-                match connect(&shared.peer, connect_retry).await {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        limited!(
-                            shared.logs,
-                            warn,
-                            "BGP connection failed",
-                            peer = %name,
-                            error = %e
-                        );
-                        shared.set_error(format!("connect: {e}"));
-                        shared.set_state(SessionState::Idle);
-                        tokio::time::sleep(connect_retry).await;
-                        continue;
-                    }
-                }
+        let end = match resumed.take() {
+            Some(h) => session::resume(&shared, h, incoming.as_mut()).await,
+            None => {
+                let Some(stream) =
+                    next_stream(&shared, &mut next, incoming.as_mut(), connect_retry).await
+                else {
+                    return;
+                };
+                session::run(&shared, stream, incoming.as_mut()).await
             }
         };
+        if let Some(h) = end.paused {
+            // Handed over: the other process goes on with it; this task is done.
+            shared.hand(h);
+            return;
+        }
         let SessionEnd {
             established,
             replaced_by,
             over_limit,
-        } = session::run(&shared, stream, incoming.as_mut()).await;
+            ..
+        } = end;
         shared.set_state(SessionState::Idle);
         shared.routes_stale(stale_time);
         if established {

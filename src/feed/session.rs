@@ -6,6 +6,10 @@
 //! peers configured with them (`announce.rs`), while the feed's announced flag is set; besides
 //! them it only sends KEEPALIVE and NOTIFICATION. Messages received in one read are applied to
 //! the table under one lock, and the change callback is called once per such batch.
+//!
+//! A session handed over by a process that is replaced (`ctl replace`) resumes in the
+//! Established state without a new OPEN ([`resume`]); one this process hands over stops at a
+//! message boundary and ends with its socket still open ([`SessionEnd::paused`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use tokio::sync::mpsc;
 
 use super::announce::{self, SessionView};
 use super::frame::{self, Frame, FrameReader, ReadError};
+use super::handing::{self, Handed};
 use super::notice::{CEASE, FSM_ERROR, HOLD_TIMER_EXPIRED, Notice, OPEN_ERROR};
 use super::open::{self, Negotiated};
 use super::shared::{PeerShared, lock};
@@ -39,6 +44,8 @@ pub(crate) struct SessionEnd {
     /// It ended because the peer sent more routes than its limit: wait before the next
     /// session, instead of loading the table again at once.
     pub over_limit: bool,
+    /// It stopped to be handed over: the connected socket and the session's state.
+    pub paused: Option<Handed>,
 }
 
 /// Longest wait for a write to the peer before the session is given up.
@@ -75,6 +82,9 @@ enum Ending {
     Lost(String),
     /// A new connection from the peer replaces this one.
     Replaced(TcpStream),
+    /// The process hands the session over: stop here and keep the socket open. Says whether
+    /// the own routes are announced on it.
+    Paused(bool),
 }
 
 /// The socket halves and the read buffer.
@@ -88,6 +98,13 @@ struct Conn {
 }
 
 impl Conn {
+    /// The connection on `stream`, with `reader` holding what was already read.
+    fn new(stream: TcpStream, reader: FrameReader) -> Conn {
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        Conn { rd, wr, reader }
+    }
+
     /// Writes a whole message within [`WRITE_TIMEOUT`].
     async fn send(&mut self, bytes: &[u8]) -> Result<(), Ending> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(bytes)).await {
@@ -146,18 +163,10 @@ pub(crate) async fn run(
     stream: TcpStream,
     incoming: Option<&mut mpsc::Receiver<TcpStream>>,
 ) -> SessionEnd {
-    let _ = stream.set_nodelay(true);
     let remote = stream.peer_addr().ok();
-    let (rd, wr) = stream.into_split();
-    let mut conn = Conn {
-        rd,
-        wr,
-        reader: FrameReader::new(),
-    };
-    let mut established = false;
-    let ending = match open_exchange(shared, &mut conn).await {
+    let mut conn = Conn::new(stream, FrameReader::new());
+    let (ending, negotiated) = match open_exchange(shared, &mut conn).await {
         Ok(negotiated) => {
-            established = true;
             shared.set_state(SessionState::Established);
             limited!(
                 shared.logs,
@@ -169,16 +178,75 @@ pub(crate) async fn run(
                 ipv4 = negotiated.ipv4,
                 ipv6 = negotiated.ipv6
             );
-            receive(shared, &mut conn, &negotiated, incoming).await
+            let ending = receive(shared, &mut conn, &negotiated, incoming, false).await;
+            (ending, Some(negotiated))
         }
+        Err(ending) => (ending, None),
+    };
+    finish(shared, conn, ending, negotiated).await
+}
+
+/// Resumes a session another process handed over: Established at once, no OPEN; a KEEPALIVE
+/// goes out first (the old process's last one may be most of an interval ago), then the bytes
+/// it had read and not handled are handled, and the session goes on as any other.
+pub(crate) async fn resume(
+    shared: &Arc<PeerShared>,
+    handed: Handed,
+    incoming: Option<&mut mpsc::Receiver<TcpStream>>,
+) -> SessionEnd {
+    let Handed { carry, stream } = handed;
+    let negotiated = handing::negotiated(&carry);
+    let stream = match stream
+        .set_nonblocking(true)
+        .and_then(|()| TcpStream::from_std(stream))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            shared.set_error(format!("cannot resume the session handed over: {e}"));
+            return SessionEnd {
+                established: false,
+                replaced_by: None,
+                over_limit: false,
+                paused: None,
+            };
+        }
+    };
+    let mut conn = Conn::new(stream, FrameReader::with_unread(&carry.unread));
+    shared.set_resumed(Duration::from_millis(carry.up_ms));
+    limited!(
+        shared.logs,
+        info,
+        "BGP session taken over",
+        peer = %shared.peer.name,
+        hold_time = negotiated.hold_time,
+        announced = carry.announced,
+        unread = carry.unread.len()
+    );
+    let ending = match conn.send(&keepalive()).await {
+        Ok(()) => receive(shared, &mut conn, &negotiated, incoming, carry.announced).await,
         Err(ending) => ending,
     };
+    finish(shared, conn, ending, Some(negotiated)).await
+}
+
+/// Ends the session as `ending` says: NOTIFICATION, logs and status, or, handing over, the
+/// socket kept open with the session's state.
+async fn finish(
+    shared: &Arc<PeerShared>,
+    conn: Conn,
+    ending: Ending,
+    negotiated: Option<Negotiated>,
+) -> SessionEnd {
     let name = &shared.peer.name;
-    let mut replaced_by = None;
-    let mut over_limit = false;
+    let mut end = SessionEnd {
+        established: negotiated.is_some(),
+        replaced_by: None,
+        over_limit: false,
+        paused: None,
+    };
     match ending {
         Ending::Send(notice) => {
-            over_limit = notice.code == CEASE && notice.subcode == 1;
+            end.over_limit = notice.code == CEASE && notice.subcode == 1;
             limited!(
                 shared.logs,
                 warn,
@@ -213,14 +281,44 @@ pub(crate) async fn run(
             );
             shared.set_error(format!("sent NOTIFICATION: {notice}"));
             conn.close_with(&notice).await;
-            replaced_by = Some(stream);
+            end.replaced_by = Some(stream);
+        }
+        Ending::Paused(announced) => end.paused = paused(shared, conn, negotiated, announced),
+    }
+    end
+}
+
+/// The paused session as handed over: its state and the socket, whole again.
+fn paused(
+    shared: &PeerShared,
+    conn: Conn,
+    negotiated: Option<Negotiated>,
+    announced: bool,
+) -> Option<Handed> {
+    let negotiated = negotiated?;
+    let unread = conn.reader.unread().to_vec();
+    let keepalive = keepalive_interval(negotiated.hold_time);
+    let carry = handing::carry(shared, &negotiated, keepalive, announced, unread);
+    let stream = conn
+        .rd
+        .reunite(conn.wr)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|s| s.into_std());
+    match stream {
+        Ok(stream) => {
+            limited!(shared.logs, info, "BGP session handed over", peer = %shared.peer.name);
+            Some(Handed { carry, stream })
+        }
+        Err(e) => {
+            shared.set_error(format!("cannot hand the session over: {e}"));
+            None
         }
     }
-    SessionEnd {
-        established,
-        replaced_by,
-        over_limit,
-    }
+}
+
+/// The keepalive interval for a hold time: a third of it, at least a second.
+fn keepalive_interval(hold_time: u16) -> Duration {
+    (Duration::from_secs(u64::from(hold_time)) / 3).max(Duration::from_secs(1))
 }
 
 /// OPEN, the peer's OPEN, KEEPALIVE, the peer's KEEPALIVE.
@@ -271,12 +369,14 @@ async fn next_incoming(incoming: Option<&mut mpsc::Receiver<TcpStream>>) -> Opti
     }
 }
 
-/// The Established state: receive, apply, keep alive.
+/// The Established state: receive, apply, keep alive. `sent` says whether the own routes are
+/// announced on the session already (one handed over), so that only a change is sent.
 async fn receive(
     shared: &PeerShared,
     conn: &mut Conn,
     negotiated: &Negotiated,
     mut incoming: Option<&mut mpsc::Receiver<TcpStream>>,
+    mut sent: bool,
 ) -> Ending {
     let hold = Duration::from_secs(u64::from(negotiated.hold_time));
     let ibgp = shared.peer.asn == shared.local_asn;
@@ -290,10 +390,10 @@ async fn receive(
     let mut announced = shared.announced.clone();
     // Cleared when the feed is gone: nothing will change the flag again.
     let mut following = true;
-    // What this session has announced: nothing yet, whatever an earlier session did.
-    let mut sent = false;
+    let mut pausing = shared.pausing.clone();
+    let mut pause_open = true;
     let mut last_heard = Instant::now();
-    let mut keepalives = tokio::time::interval((hold / 3).max(Duration::from_secs(1)));
+    let mut keepalives = tokio::time::interval(keepalive_interval(negotiated.hold_time));
     keepalives.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     keepalives.tick().await;
     // Frames that arrived with the end of the handshake (a router sends its first UPDATEs
@@ -312,6 +412,11 @@ async fn receive(
             if let Some(ending) = drain(shared, conn, negotiated, ibgp, &mut last_heard) {
                 return ending;
             }
+        }
+        // Every whole message read is handled, every one sent is sent: the place to stop for
+        // a hand-over (what is left unread is part of one message at most).
+        if *pausing.borrow_and_update() {
+            return Ending::Paused(sent);
         }
         let hold_expiry = tokio::time::sleep_until((last_heard + hold).into());
         tokio::select! {
@@ -333,6 +438,7 @@ async fn receive(
                 return Ending::Replaced(stream);
             }
             r = announced.changed(), if following => following = r.is_ok(),
+            r = pausing.changed(), if pause_open => pause_open = r.is_ok(),
         }
     }
 }

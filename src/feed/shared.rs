@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::settings::Peer;
 use super::status::{SessionState, SessionStatus, StatusCell};
@@ -38,6 +38,21 @@ pub(crate) struct PeerShared {
     pub logs: LogLimits,
     /// Whether the own routes (the peer's [`Peer::announce`]) are to be announced.
     pub announced: watch::Receiver<bool>,
+    /// Set when the process hands its sessions over: an established session stops at the
+    /// next message boundary and gives its socket and state to [`PeerShared::handing`].
+    pub pausing: watch::Receiver<bool>,
+    /// Where a paused session goes (set by [`Feeds::pause`](super::Feeds::pause)).
+    pub handing: Mutex<Option<oneshot::Sender<Handed>>>,
+}
+
+/// An established session as handed over to a process that takes over: its state and the
+/// connected socket (`handing.rs` builds and resumes it).
+#[derive(Debug)]
+pub struct Handed {
+    /// What the session needs to go on, and the peer's routes.
+    pub carry: crate::live::CarriedSession,
+    /// The connected socket.
+    pub stream: std::net::TcpStream,
 }
 
 /// Locks a mutex even if a task panicked while holding it (the data stay usable).
@@ -57,6 +72,24 @@ impl PeerShared {
             s.down_since = Some(now);
         }
         s.state = state;
+    }
+
+    /// A session taken over from another process is established, and has been for `up`.
+    pub fn set_resumed(&self, up: Duration) {
+        let mut s = lock(&self.status);
+        let now = Instant::now();
+        s.up_since = Some(now.checked_sub(up).unwrap_or(now));
+        s.state = SessionState::Established;
+    }
+
+    /// Gives a paused session to whoever asked for it; without anyone, it is closed.
+    pub fn hand(&self, handed: Handed) {
+        match lock(&self.handing).take() {
+            Some(tx) => {
+                let _ = tx.send(handed);
+            }
+            None => drop(handed),
+        }
     }
 
     /// Records the last error.

@@ -5,7 +5,9 @@
 //! for the outcome.
 //!
 //! If the new process fails at any point before "ready" (it reports why, or its connection
-//! closes, or it exits), nothing has changed here: this process never stopped serving.
+//! closes, or it exits), nothing has changed here: this process never stopped serving, and
+//! its BGP sessions never stopped either. Only after "ready" does it stop its established
+//! sessions between two messages and send them, with the final states.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::Final;
 use super::wire::{self, Carried, Description, FeedRoutes, Message, Socket};
 use crate::control::Response;
 use crate::control::protocol::Reply;
@@ -77,15 +80,16 @@ pub struct Replaced {
     pub new_pid: u32,
 }
 
-/// The daemon is told this when a new process is ready: it stops reading its sockets and
-/// sends the final node states and counters back through `carried`.
+/// The daemon is told this when a new process is ready: it stops reading its sockets and its
+/// BGP sessions and sends the final node states, counters and sessions back through
+/// `carried`.
 pub struct Ready {
     /// The new process.
     pub pid: u32,
     /// The new process serves the control socket it was given.
     pub keeps_control: bool,
-    /// Where the daemon sends the final states, once it has stopped reading.
-    pub carried: mpsc::Sender<Carried>,
+    /// Where the daemon sends the final states and sessions, once it has stopped reading.
+    pub carried: mpsc::Sender<Final>,
 }
 
 /// How this process was started: the binary (resolved at start, so that a binary replaced on
@@ -164,12 +168,13 @@ impl Handoff {
     /// Serves one `takeover` request on `stream` (its request line already read): answers it,
     /// sends the sockets, waits for "ready", has the daemon stop, sends the final states.
     /// `now` gives the node states and counters as they stand.
-    /// `routes` gives the BGP feeds' routes as they stand.
+    /// `routes` gives the BGP feeds' routes as they stand, and the peers whose sessions are
+    /// established (handed over after "ready").
     pub fn give(
         &self,
         mut stream: UnixStream,
         now: impl Fn() -> Carried,
-        routes: impl Fn() -> Vec<FeedRoutes>,
+        routes: impl Fn() -> (Vec<FeedRoutes>, Vec<String>),
     ) {
         let answer = |stream: &mut UnixStream, r: Response| {
             let mut line = serde_json::to_string(&r).expect("responses serialise");
@@ -203,18 +208,19 @@ impl Handoff {
         &self,
         stream: &mut UnixStream,
         now: impl Fn() -> Carried,
-        routes: impl Fn() -> Vec<FeedRoutes>,
+        routes: impl Fn() -> (Vec<FeedRoutes>, Vec<String>),
         answer: impl Fn(&mut UnixStream, Response) -> std::io::Result<()>,
     ) -> Result<u32, ReplaceError> {
         answer(stream, Response::ok(Reply::Done {})).map_err(ReplaceError::Io)?;
         {
-            let feeds = routes();
+            let (feeds, sessions) = routes();
             let sockets = lock(&self.sockets);
             let desc = Description {
                 pid: std::process::id(),
                 sockets: sockets.iter().map(|(s, _)| s.clone()).collect(),
                 carried: now(),
                 feeds: feeds.len(),
+                sessions,
             };
             wire::write_frame(stream, &desc).map_err(ReplaceError::Io)?;
             let fds: Vec<_> = sockets.iter().map(|(_, fd)| fd.as_fd()).collect();
@@ -259,8 +265,8 @@ impl Handoff {
             Err(_) => None,
         };
         match carried {
-            Some(carried) => {
-                if let Err(e) = wire::write_frame(stream, &Message::Done { carried }) {
+            Some(last) => {
+                if let Err(e) = send_final(stream, last) {
                     tracing::warn!("cannot send the final states to the new process: {e}");
                 }
             }
@@ -358,6 +364,26 @@ impl Handoff {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Sends the final states, then the BGP sessions: their sockets, then their states. The
+/// sockets close here once sent; the new process holds them.
+fn send_final(stream: &mut UnixStream, last: Final) -> std::io::Result<()> {
+    let Final { carried, sessions } = last;
+    let done = Message::Done {
+        carried,
+        sessions: sessions.len(),
+    };
+    wire::write_frame(stream, &done)?;
+    let fds: Vec<_> = sessions.iter().map(|(_, fd)| fd.as_fd()).collect();
+    wire::send_fds(stream, &fds)?;
+    for (session, _) in &sessions {
+        wire::write_session(stream, session)?;
+    }
+    if !sessions.is_empty() {
+        tracing::info!(sessions = sessions.len(), "BGP sessions handed over");
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -11,8 +11,9 @@
 //! - [`take`]: the new process (`serve --takeover PATH`): asks for the sockets, serves from
 //!   them, says "ready", receives the final states and counters.
 //! - [`give`]: the old process: describes and sends its sockets, waits for "ready", lets the
-//!   daemon stop, sends the final states; and `ctl replace`, which starts the new process
-//!   itself and reports the outcome.
+//!   daemon stop, sends the final states and the established BGP sessions (their connected
+//!   sockets and [`CarriedSession`] state, see [`Final`]); and `ctl replace`, which starts the
+//!   new process itself and reports the outcome.
 //!
 //! This module owns the hand-over protocol only; the daemon decides what to bind, stop and
 //! drain. It never touches the answer path.
@@ -22,6 +23,7 @@ pub mod take;
 pub mod wire;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 
 pub use give::{Handoff, ReplaceError, Replaced};
 pub use take::{HandoverError, Taker};
@@ -30,7 +32,22 @@ pub use wire::Carried;
 use crate::capacity::Capacity;
 use crate::counters::Counters;
 use crate::health::State;
+use crate::live::CarriedSession;
 use crate::node_state::{NodeStates, Pushed};
+
+/// What the old process sends once it has stopped: the final node states and counters, and
+/// the established BGP sessions (their state and connected sockets), which the new process
+/// resumes without a new OPEN.
+#[derive(Debug, Default)]
+pub struct Final {
+    /// Node states, capacity shares and counters.
+    pub carried: Carried,
+    /// The BGP sessions handed over.
+    pub sessions: Vec<Session>,
+}
+
+/// A BGP session handed over: its state and its connected socket.
+pub type Session = (CarriedSession, OwnedFd);
 
 /// The node states, capacity shares and counters to carry over, as they stand. `counters`
 /// are the totals by name the new process adds as an offset: `ctl stats` names and metric

@@ -13,6 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::Final;
 use super::wire::{self, Carried, Description, FeedRoutes, Kind, Message, Socket};
 use crate::control::{MAX_LINE, Request, Response};
 
@@ -69,6 +70,7 @@ pub struct Taker {
     entries: Vec<(Socket, Option<OwnedFd>)>,
     carried: Carried,
     routes: Vec<FeedRoutes>,
+    sessions: Vec<String>,
     keeps_control: bool,
 }
 
@@ -126,6 +128,7 @@ impl Taker {
                 .collect(),
             carried: desc.carried,
             routes,
+            sessions: desc.sessions,
             keeps_control: false,
         })
     }
@@ -144,6 +147,12 @@ impl Taker {
     /// route flagged stale: the new process's own sessions announce them again).
     pub fn feed_tables(&self) -> Vec<crate::live::FeedTable> {
         self.routes.iter().map(super::feed_table).collect()
+    }
+
+    /// The BGP peers whose established sessions the old process hands over after "ready":
+    /// the feeds wait for them instead of connecting.
+    pub fn sessions(&self) -> &[String] {
+        &self.sessions
     }
 
     /// The feeds' listener the old process bound for `listen`.
@@ -199,6 +208,18 @@ impl Taker {
         Some((path, listener))
     }
 
+    /// Receives `count` BGP sessions after [`Message::Done`]: the sockets, then their states.
+    fn sessions_handed(&mut self, count: usize) -> std::io::Result<Vec<super::Session>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let fds = wire::recv_fds(&self.stream, count)?;
+        let states = (0..count)
+            .map(|_| wire::read_session(&mut self.stream))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(states.into_iter().zip(fds).collect())
+    }
+
     /// Tells the old process that this one cannot take over, and why (best effort: it may be
     /// gone). It keeps serving.
     pub fn fail(mut self, error: &str) {
@@ -211,10 +232,11 @@ impl Taker {
     }
 
     /// Says "ready" (this process serves from the sockets) and waits for the old process to
-    /// stop reading them. Returns the final node states and counters, or `None` when the old
-    /// process went away without sending them (it crashed: this one serves alone now). The
-    /// inherited sockets nobody asked for are closed here.
-    pub fn ready(mut self) -> Result<Option<Carried>, HandoverError> {
+    /// stop reading them. Returns the final node states and counters with the BGP sessions
+    /// handed over, or `None` when the old process went away without sending them (it
+    /// crashed: this one serves alone now). The inherited sockets nobody asked for are closed
+    /// here.
+    pub fn ready(mut self) -> Result<Option<Final>, HandoverError> {
         super::notify_main_pid();
         wire::write_frame(
             &mut self.stream,
@@ -233,7 +255,13 @@ impl Taker {
         }
         self.entries.clear();
         match wire::read_frame::<Message>(&mut self.stream) {
-            Ok(Some(Message::Done { carried })) => Ok(Some(carried)),
+            Ok(Some(Message::Done { carried, sessions })) => {
+                let sessions = self.sessions_handed(sessions).unwrap_or_else(|e| {
+                    tracing::warn!("BGP sessions not taken over ({e}); connecting again");
+                    Vec::new()
+                });
+                Ok(Some(Final { carried, sessions }))
+            }
             Ok(Some(Message::Abort { reason })) => Err(HandoverError::Aborted(reason)),
             Ok(Some(other)) => Err(HandoverError::Io(
                 "waiting for the old process to stop",

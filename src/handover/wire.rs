@@ -8,6 +8,10 @@
 //! descriptor received is the n-th entry of [`Description::sockets`]. Then come
 //! [`Description::feeds`] frames of [`FeedRoutes`], one per BGP feed, in postcard (a compact
 //! binary serde format: a full table is millions of routes) instead of JSON.
+//!
+//! After "ready", the old process's [`Message::Done`] says how many BGP sessions it hands
+//! over: their connected sockets follow as descriptors (as above), then one postcard frame of
+//! [`CarriedSession`] each, in the same order.
 
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -23,6 +27,7 @@ use rustix::net::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::live::CarriedSession;
 use crate::node_state::Override;
 
 /// What a handed-over socket is for.
@@ -123,6 +128,11 @@ pub struct Description {
     /// How many [`FeedRoutes`] frames follow the descriptors.
     #[serde(default)]
     pub feeds: usize,
+    /// The BGP peers whose sessions are established: the old process hands them over after
+    /// "ready" (those still established then), and the new one waits for them instead of
+    /// connecting.
+    #[serde(default)]
+    pub sessions: Vec<String>,
 }
 
 /// One BGP feed's routes as the old process holds them (fresh and stale alike): (start,
@@ -155,10 +165,14 @@ pub enum Message {
         /// Why.
         error: String,
     },
-    /// Old → new: it has stopped reading; the final node states and counters.
+    /// Old → new: it has stopped reading; the final node states and counters. Followed by
+    /// `sessions` descriptors of connected BGP sessions and a [`CarriedSession`] frame each.
     Done {
         /// States and counters.
         carried: Carried,
+        /// How many BGP sessions follow.
+        #[serde(default)]
+        sessions: usize,
     },
     /// Old → new: the old process gave up waiting and keeps serving; the new one must exit.
     Abort {
@@ -199,6 +213,20 @@ pub fn write_routes(stream: &mut UnixStream, routes: &FeedRoutes) -> io::Result<
 
 /// Reads one feed's routes written by [`write_routes`].
 pub fn read_routes(stream: &mut UnixStream) -> io::Result<FeedRoutes> {
+    let body = read_bytes(stream)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes one BGP session's state as a frame (postcard: it holds the peer's routes).
+pub fn write_session(stream: &mut UnixStream, session: &CarriedSession) -> io::Result<()> {
+    write_bytes(
+        stream,
+        &postcard::to_stdvec(session).map_err(io::Error::other)?,
+    )
+}
+
+/// Reads one BGP session's state written by [`write_session`].
+pub fn read_session(stream: &mut UnixStream) -> io::Result<CarriedSession> {
     let body = read_bytes(stream)?.ok_or(io::ErrorKind::UnexpectedEof)?;
     postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
@@ -336,6 +364,7 @@ mod tests {
                 .collect(),
             carried: Carried::default(),
             feeds: 1,
+            sessions: vec!["fra1-rtr".into()],
         };
         write_frame(&mut a, &desc).unwrap();
         let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();

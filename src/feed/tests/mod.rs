@@ -4,6 +4,7 @@
 mod announce;
 mod decode;
 mod errors;
+mod handover;
 mod sessions;
 mod speaker;
 mod stale;
@@ -35,6 +36,15 @@ pub struct Harness {
 impl Harness {
     /// Starts a feed listening on 127.0.0.1:0 with these peers and stale time.
     pub fn start(peers: Vec<Peer>, stale_time: Duration) -> Harness {
+        Harness::inheriting(peers, stale_time, Default::default())
+    }
+
+    /// Starts a feed as [`Harness::start`] does, with what a replaced process handed over.
+    pub fn inheriting(
+        peers: Vec<Peer>,
+        stale_time: Duration,
+        inherited: super::Inherited,
+    ) -> Harness {
         let settings = Speaker {
             local_asn: LOCAL_ASN,
             router_id: Ipv4Addr::new(192, 0, 2, 254),
@@ -52,7 +62,7 @@ impl Harness {
             settings,
             tokio::runtime::Handle::current(),
             on_change,
-            Default::default(),
+            inherited,
         )
         .unwrap();
         Harness { feeds, changes }
