@@ -13,6 +13,38 @@ use crate::handover::give::Ready;
 use crate::handover::{self, Handoff};
 use crate::serving::Serving;
 
+/// What a stop or a hand-over ends: the control socket, the DNS workers and listeners, and
+/// what their ending reads.
+pub(super) struct Ending<'a> {
+    /// The control socket.
+    pub control: Control,
+    /// Tells the UDP workers to stop.
+    pub stop: &'a AtomicBool,
+    /// The UDP workers.
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// The TCP accept loops.
+    pub accepting: Vec<tokio::task::JoinHandle<()>>,
+    /// The open TCP connections.
+    pub open: &'a tcp::Open,
+    /// The sockets handed over.
+    pub handoff: &'a Handoff,
+    /// The serving state.
+    pub serving: &'a Serving,
+    /// The query log.
+    pub query_log: Option<&'a crate::querylog::QueryLog>,
+}
+
+impl Ending<'_> {
+    /// A plain stop (a signal): the UDP workers finish their batches, the control socket goes.
+    pub(super) fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.control);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A new process serves from the sockets (the BGP sessions are already stopped, `sessions`
 /// those to hand over): stop accepting control connections, stop the UDP workers (each finishes the batch it holds; they notice within the 200 ms read timeout),
 /// stop accepting TCP, stop the query log (it writes what is queued first, so that the
@@ -21,19 +53,17 @@ use crate::serving::Serving;
 /// and let open TCP connections finish for at most [`TCP_DRAIN`]. What is queued on the
 /// sockets meanwhile is the new process's to read; queries those connections still carry are
 /// answered, not logged (their records count as dropped here, where nobody reads them).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn hand_over(
-    ready: Ready,
-    control: Control,
-    stop: &AtomicBool,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    accepting: Vec<tokio::task::JoinHandle<()>>,
-    open: &tcp::Open,
-    handoff: &Handoff,
-    serving: &Serving,
-    query_log: Option<&crate::querylog::QueryLog>,
-    sessions: Vec<handover::Session>,
-) {
+pub(super) fn hand_over(ready: Ready, ending: Ending<'_>, sessions: Vec<handover::Session>) {
+    let Ending {
+        control,
+        stop,
+        threads,
+        accepting,
+        open,
+        handoff,
+        serving,
+        query_log,
+    } = ending;
     tracing::info!(new_pid = ready.pid, "a new process serves; stopping");
     let new_pid = ready.pid;
     if ready.keeps_control {

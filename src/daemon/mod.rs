@@ -14,7 +14,7 @@ use wiring::{Listening, Wiring, wait_for_signal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::control::server::ControlError;
@@ -128,12 +128,7 @@ fn run(
     let config = sources.config.clone();
     let mut states = first_states(&opts, &config, taker, &snap)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .thread_name("signpost-io")
-        .build()
-        .map_err(DaemonError::Runtime)?;
+    let runtime = io_runtime()?;
 
     runtime.block_on(crate::probe::first_round(
         &snap,
@@ -151,16 +146,7 @@ fn run(
             cap.apply(snap);
         });
     }
-    let query_log = match &config.query_log {
-        Some(q) => Some(Arc::new(
-            crate::querylog::QueryLog::start(&q.path, q.sample_rate, q.queue, counters.clone())
-                .map_err(DaemonError::QueryLog)?,
-        )),
-        None => None,
-    };
-    if let Some(q) = &query_log {
-        serving.set_query_log(q.clone());
-    }
+    let query_log = start_query_log(&config, &serving)?;
     runtime.spawn(crate::probe::supervise(
         serving.clone(),
         config.max_concurrent_checks,
@@ -206,32 +192,26 @@ fn run(
     println!("signpost: ready; {}", bound.join("; "));
     crate::notify::ready("serving");
 
-    let ready = wait_for_signal(&runtime, &serving, &mut handed);
-    match ready {
+    let ending = handing::Ending {
+        control,
+        stop: &stop,
+        threads,
+        accepting,
+        open: &open,
+        handoff: &handoff,
+        serving: &serving,
+        query_log: query_log.as_deref(),
+    };
+    match wait_for_signal(&runtime, &serving, &mut handed) {
         Some(ready) => {
             let sessions = handing::pause_feeds(&runtime, feeds.as_deref());
-            hand_over(
-                ready,
-                control,
-                &stop,
-                threads,
-                accepting,
-                &open,
-                &handoff,
-                &serving,
-                query_log.as_deref(),
-                sessions,
-            )
+            hand_over(ready, ending, sessions)
         }
         None => {
             tracing::info!("stopping");
             crate::notify::stopping("stopping");
             anycast::drain(announcer.as_ref());
-            stop.store(true, Ordering::Relaxed);
-            drop(control);
-            for t in threads {
-                let _ = t.join();
-            }
+            ending.stop();
         }
     }
     serving.request_reload(ReloadRequest::Stop);
@@ -247,6 +227,37 @@ fn run(
         q.stop();
     }
     Ok(())
+}
+
+/// The runtime of the I/O tasks (TCP, control, checks, scrapes, feeds, metrics): one thread.
+fn io_runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("signpost-io")
+        .build()
+        .map_err(DaemonError::Runtime)
+}
+
+/// Starts the query log when one is configured, and lets the serving state reach it.
+fn start_query_log(
+    config: &crate::config::Config,
+    serving: &Serving,
+) -> Result<Option<Arc<crate::querylog::QueryLog>>, DaemonError> {
+    let Some(q) = &config.query_log else {
+        return Ok(None);
+    };
+    let log = Arc::new(
+        crate::querylog::QueryLog::start(
+            &q.path,
+            q.sample_rate,
+            q.queue,
+            serving.counters().clone(),
+        )
+        .map_err(DaemonError::QueryLog)?,
+    );
+    serving.set_query_log(log.clone());
+    Ok(Some(log))
 }
 
 /// The node states before the first answer: the state file's, then (taking over) the running

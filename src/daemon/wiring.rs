@@ -73,13 +73,7 @@ impl Wiring<'_> {
         let mut accepting = Vec::new();
         for l in listen {
             let mut addr = l.addr;
-            // The embedded demo also listens on [::1]; a machine without IPv6 still gets the demo.
-            if opts.config.is_none()
-                && opts.listen.is_empty()
-                && addr.is_ipv6()
-                && std::net::UdpSocket::bind(std::net::SocketAddr::new(addr.ip(), 0)).is_err()
-            {
-                tracing::warn!(%addr, "IPv6 loopback unavailable; the demo listens on IPv4 only");
+            if demo_without_ipv6(opts, addr) {
                 continue;
             }
             let register = |kind, b: SocketAddr, fd: std::os::fd::BorrowedFd<'_>| {
@@ -104,18 +98,8 @@ impl Wiring<'_> {
             }
             if l.udp {
                 let bind_err = |e| DaemonError::Bind("UDP", addr, e);
-                if sockets.is_empty() {
-                    sockets = udp::bind_group(addr, config.workers).map_err(bind_err)?;
-                } else if inherited {
-                    // More workers than inherited sockets: more sockets in the same group. Fewer:
-                    // every inherited socket still gets a worker, since a socket nobody reads
-                    // keeps (and loses) its queue.
-                    tracing::info!(%addr, sockets = sockets.len(), "UDP sockets taken over");
-                    let b = sockets[0].local_addr().map_err(bind_err)?;
-                    while sockets.len() < config.workers {
-                        sockets.push(udp::bind(b).map_err(bind_err)?);
-                    }
-                }
+                let sockets =
+                    udp_group(addr, sockets, inherited, config.workers).map_err(bind_err)?;
                 let b = sockets[0].local_addr().map_err(bind_err)?;
                 for sock in &sockets {
                     register(Kind::Udp, b, sock.as_fd()).map_err(bind_err)?;
@@ -417,6 +401,42 @@ pub(super) fn wait_for_signal(
             }
         }
     })
+}
+
+/// Whether `addr` is the embedded demo's IPv6 listener on a machine without IPv6: skipped,
+/// so that such a machine still gets the demo (on IPv4).
+fn demo_without_ipv6(opts: &ServeOptions, addr: SocketAddr) -> bool {
+    let skip = opts.config.is_none()
+        && opts.listen.is_empty()
+        && addr.is_ipv6()
+        && std::net::UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).is_err();
+    if skip {
+        tracing::warn!(%addr, "IPv6 loopback unavailable; the demo listens on IPv4 only");
+    }
+    skip
+}
+
+/// The UDP sockets of one listener, a worker each: those handed over (`inherited`) or bound
+/// with its TCP twin, else a new group. More workers than inherited sockets: more sockets in
+/// the same group. Fewer: every inherited socket still gets a worker, since a socket nobody
+/// reads keeps (and loses) its queue.
+fn udp_group(
+    addr: SocketAddr,
+    mut sockets: Vec<std::net::UdpSocket>,
+    inherited: bool,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    if sockets.is_empty() {
+        return udp::bind_group(addr, workers);
+    }
+    if inherited {
+        tracing::info!(%addr, sockets = sockets.len(), "UDP sockets taken over");
+        let b = sockets[0].local_addr()?;
+        while sockets.len() < workers {
+            sockets.push(udp::bind(b)?);
+        }
+    }
+    Ok(sockets)
 }
 
 /// The feed settings of the configuration, with the anycast routes of the peers that get them.
