@@ -218,7 +218,14 @@ pub fn complete(
         Target::Refused => rcode::REFUSED,
         Target::Name { zone, node, route } => {
             w.set_flags(AA);
-            lookup(snap, zone, node, route, q, src, &mut w, &mut service)
+            let mut a = Answering {
+                snap,
+                zone,
+                q,
+                w: &mut w,
+                service: &mut service,
+            };
+            lookup(&mut a, node, route, src)
         }
     };
     w.set_rcode(code);
@@ -383,18 +390,27 @@ fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
     );
 }
 
-/// Answers a name inside `zone`.
-#[allow(clippy::too_many_arguments)]
+/// One answer being written for a name inside a zone: what every step of it reads and writes.
+struct Answering<'a, 'q, 'w> {
+    snap: &'a Snapshot,
+    /// The zone holding the question's name.
+    zone: &'a Zone,
+    q: &'a Query<'q>,
+    w: &'a mut Writer<'w>,
+    /// What a service answered, for the counters and the query log.
+    service: &'a mut Option<ServiceAnswer>,
+}
+
+/// Answers a name inside the zone.
+#[inline(always)]
 fn lookup(
-    snap: &Snapshot,
-    zone: &Zone,
+    a: &mut Answering<'_, '_, '_>,
     node: Option<&ZoneNode>,
     route: Option<Route>,
-    q: &Query<'_>,
     src: IpAddr,
-    w: &mut Writer<'_>,
-    service: &mut Option<ServiceAnswer>,
 ) -> u16 {
+    let (snap, zone, q) = (a.snap, a.zone, a.q);
+    let w = &mut *a.w;
     let Some(node) = node else {
         soa_authority(zone, q, w);
         return rcode::NXDOMAIN;
@@ -408,10 +424,10 @@ fn lookup(
     if let Some(target) = &node.cname_target
         && q.qtype != rtype::CNAME
     {
-        return cname_chain(snap, zone, node, target, route, q, w, service);
+        return cname_chain(a, node, target, route);
     }
     if let Some(route) = route {
-        return service_answer(snap, zone, route, &QNAME_PTR, q, w, service);
+        return service_answer(a, route, &QNAME_PTR);
     }
     if q.qtype == rtype::ANY {
         // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here.
@@ -449,19 +465,15 @@ fn lookup(
 /// name twice) and answers at its end: from the static records there, or, for a service name
 /// and an address query, as the service answers this client (`route`, found by `prepare` for
 /// the chain's end), with its scope and TTL.
-#[allow(clippy::too_many_arguments)]
 fn cname_chain(
-    snap: &Snapshot,
-    zone: &Zone,
+    a: &mut Answering<'_, '_, '_>,
     first: &ZoneNode,
     target: &[u8],
     route: Option<Route>,
-    q: &Query<'_>,
-    w: &mut Writer<'_>,
-    service: &mut Option<ServiceAnswer>,
 ) -> u16 {
+    let (snap, zone, q) = (a.snap, a.zone, a.q);
     if let Some(set) = first.set(rtype::CNAME) {
-        w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
+        a.w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
     }
     // The names already answered, so that a loop (refused when the zone is loaded) could
     // still never repeat a record.
@@ -480,7 +492,7 @@ fn cname_chain(
             {
                 return rcode::NOERROR;
             }
-            soa_authority(zone, q, w);
+            soa_authority(zone, q, a.w);
             return rcode::NXDOMAIN;
         };
         if seen[..link].iter().any(|n| std::ptr::eq(*n, node)) {
@@ -488,7 +500,7 @@ fn cname_chain(
         }
         seen[link] = node;
         if let Some(set) = node.set(rtype::CNAME) {
-            w.record(Section::Answer, target, &set.records[0], None);
+            a.w.record(Section::Answer, target, &set.records[0], None);
             match &node.cname_target {
                 Some(t) => target = t,
                 None => return rcode::NOERROR,
@@ -498,15 +510,15 @@ fn cname_chain(
         if let Some(route) = route
             && node.service == Some(route.service)
         {
-            return service_answer(snap, zone, route, target, q, w, service);
+            return service_answer(a, route, target);
         }
         match node.set(q.qtype) {
             Some(set) => {
                 for r in &set.records {
-                    w.record(Section::Answer, target, r, None);
+                    a.w.record(Section::Answer, target, r, None);
                 }
             }
-            None => soa_authority(zone, q, w),
+            None => soa_authority(zone, q, a.w),
         }
         return rcode::NOERROR;
     }
@@ -515,15 +527,10 @@ fn cname_chain(
 
 /// A/AAAA for a service name; the records are owned by `owner` (the question name, or the
 /// name a CNAME chain led to).
-fn service_answer(
-    snap: &Snapshot,
-    zone: &Zone,
-    route: Route,
-    owner: &[u8],
-    q: &Query<'_>,
-    w: &mut Writer<'_>,
-    answer: &mut Option<ServiceAnswer>,
-) -> u16 {
+#[inline(always)]
+fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8]) -> u16 {
+    let (snap, zone, q, w) = (a.snap, a.zone, a.q, &mut *a.w);
+    let answer = &mut *a.service;
     let svc = &snap.services[route.service];
     let (client, ecs_used) = (route.client, route.ecs_used);
     let a = answer.insert(ServiceAnswer::new(route.service, ecs_used));
