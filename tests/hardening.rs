@@ -279,7 +279,16 @@ fn formerr_for_a_bad_option_carries_an_opt_record() {
         let (size, ttl, rdata) = response_opt(&r).expect("an OPT record (RFC 6891 §7)");
         assert_eq!(size, 1232);
         assert_eq!(ttl, 0x8000, "version 0, extended rcode 0, DO copied");
-        assert!(rdata.is_empty(), "the refused option is not echoed");
+        // The refused option is not echoed; an Extended DNS Error (15) says why.
+        let mut codes = Vec::new();
+        let mut at = 0;
+        while at + 4 <= rdata.len() {
+            codes.push(u16::from_be_bytes([rdata[at], rdata[at + 1]]));
+            at += 4 + u16::from_be_bytes([rdata[at + 2], rdata[at + 3]]) as usize;
+        }
+        assert_eq!(at, rdata.len(), "whole options: {rdata:?}");
+        assert!(!codes.contains(&8), "the refused ECS option is echoed: {codes:?}");
+        assert_eq!(codes, [15], "only the EDE: {codes:?}");
     }
     // Without OPT in the query, none in the FORMERR either.
     let mut p = query(9, 0, "dl.example.test", 1);
