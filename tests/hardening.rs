@@ -287,7 +287,10 @@ fn formerr_for_a_bad_option_carries_an_opt_record() {
             at += 4 + u16::from_be_bytes([rdata[at + 2], rdata[at + 3]]) as usize;
         }
         assert_eq!(at, rdata.len(), "whole options: {rdata:?}");
-        assert!(!codes.contains(&8), "the refused ECS option is echoed: {codes:?}");
+        assert!(
+            !codes.contains(&8),
+            "the refused ECS option is echoed: {codes:?}"
+        );
         assert_eq!(codes, [15], "only the EDE: {codes:?}");
     }
     // Without OPT in the query, none in the FORMERR either.
