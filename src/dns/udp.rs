@@ -11,8 +11,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use nix::sys::socket::{SockaddrIn, SockaddrIn6, SockaddrLike};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, recvmmsg,
+    sendmmsg,
+};
 use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::RawFd;
 
 use super::Meter;
 use super::answer::{Outcome, Prepared, Transport, complete, prepare};
@@ -132,10 +137,7 @@ fn worker<S: Peer>(
     mut log: Option<Logger>,
 ) {
     let meter = Meter::new(counters.query_tally(), slot, Transport::Udp);
-    use super::rrl::Verdict;
     let started = std::time::Instant::now();
-    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
-    use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
 
     let fd = sock.as_raw_fd();
@@ -154,7 +156,6 @@ fn worker<S: Peer>(
     // Destinations when some query of the batch went unanswered (else `senders` serves).
     let mut replies: [Option<S>; BATCH] = [None; BATCH];
     let mut reply_len = [0usize; BATCH];
-    let no_cmsgs: [ControlMessage<'_>; 0] = [];
     let mut names = [[0u8; MAX_NAME]; BATCH];
     // Buffers offered to the next receive: twice what the last one brought, at least
     // `MIN_OFFER`, so that a quiet server does not set up BATCH buffers for every query while
@@ -162,35 +163,15 @@ fn worker<S: Peer>(
     let mut offer = BATCH;
     while !stop.load(Ordering::Relaxed) {
         // Receive up to `offer` datagrams; wait for the first one only.
-        let n = {
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
-            for (iov, chunk) in iovs[..offer].iter_mut().zip(inbuf.chunks_mut(MAX_QUERY)) {
-                *iov = [IoSliceMut::new(chunk)];
-            }
-            match recvmmsg(
-                fd,
-                &mut rx_headers,
-                iovs[..offer].iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(msgs) => {
-                    let mut n = 0;
-                    for m in msgs {
-                        lens[n] = m.bytes;
-                        senders[n] = m.address;
-                        n += 1;
-                    }
-                    n
-                }
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => 0,
-                Err(e) => {
-                    crate::log_limit::limited!(log_limits, warn, "UDP receive failed", error = %e);
-                    0
-                }
-            }
-        };
+        let n = receive(
+            fd,
+            &mut rx_headers,
+            &mut inbuf,
+            &mut lens,
+            &mut senders,
+            offer,
+            &log_limits,
+        );
         if n == 0 {
             continue;
         }
@@ -224,18 +205,7 @@ fn worker<S: Peer>(
             let query = &inbuf[i * MAX_QUERY..i * MAX_QUERY + (*len).min(MAX_QUERY)];
             prepared[i] = prepare(&snap, query, peer.ip(), scratch);
         }
-        let mut words: [Option<&u64>; BATCH] = [None; BATCH];
-        for (w, p) in words.iter_mut().zip(&prepared[..n]) {
-            *w = p.directory_entry(&snap);
-        }
-        let mut touched = 0u64;
-        for w in &words[..n] {
-            touched ^= w.map_or(0, |w| *w);
-        }
-        for p in &prepared[..n] {
-            touched ^= p.warm_blocks(&snap);
-        }
-        std::hint::black_box(touched);
+        warm(&snap, &prepared[..n]);
         let mut m = 0;
         let mut compacted = false;
         for (i, p) in prepared[..n].iter().enumerate() {
@@ -251,21 +221,11 @@ fn worker<S: Peer>(
             {
                 meter.bump(query::Cell::QuerylogDropped);
             }
-            if let Outcome::Answered { mut len, .. } = outcome {
-                match limiter.as_mut().map(|l| l.check(peer, now)) {
-                    None | Some(Verdict::Send) => {}
-                    Some(Verdict::Slip) => {
-                        meter.bump(query::Cell::RrlSlipped);
-                        match super::rrl::truncate(&mut out[..len]) {
-                            Some(n) => len = n,
-                            None => continue,
-                        }
-                    }
-                    Some(Verdict::Drop) => {
-                        meter.bump(query::Cell::RrlDropped);
-                        continue;
-                    }
-                }
+            if let Outcome::Answered { len, .. } = outcome {
+                let Some(len) = rate_limited(limiter.as_mut(), &meter, peer, now, &mut out[..len])
+                else {
+                    continue;
+                };
                 // Reply m answers query i; while no query was skipped they are the same.
                 if m != i && !compacted {
                     replies[..m].copy_from_slice(&senders[..m]);
@@ -280,40 +240,135 @@ fn worker<S: Peer>(
         }
         drop(snap);
         // Send the answers in one call (and again for any the kernel did not take).
-        let mut sent = 0;
-        while sent < m {
-            let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
-            for (j, iov) in iovs[..m - sent].iter_mut().enumerate() {
-                let k = sent + j;
-                *iov = [IoSlice::new(
-                    &outbuf[k * out_size..k * out_size + reply_len[k]],
-                )];
+        let to = if compacted { &replies } else { &senders };
+        send(fd, &mut tx_headers, &outbuf, &reply_len[..m], &to[..m]);
+    }
+}
+
+/// Reads, for every prepared query of a batch, the route-table memory its answer will need, so
+/// that the cache misses of the whole batch overlap instead of stalling one answer after
+/// another.
+#[inline(always)]
+fn warm(snap: &Snapshot, prepared: &[Prepared<'_, '_>]) {
+    let mut words: [Option<&u64>; BATCH] = [None; BATCH];
+    for (w, p) in words.iter_mut().zip(prepared) {
+        *w = p.directory_entry(snap);
+    }
+    let mut touched = 0u64;
+    for w in &words[..prepared.len()] {
+        touched ^= w.map_or(0, |w| *w);
+    }
+    for p in prepared {
+        touched ^= p.warm_blocks(snap);
+    }
+    std::hint::black_box(touched);
+}
+
+/// The length of the answer `out` to send to `peer` after response rate limiting: as it is,
+/// truncated (a slip), or `None` (dropped).
+#[inline(always)]
+fn rate_limited(
+    limiter: Option<&mut super::rrl::RateLimiter>,
+    meter: &Meter<'_>,
+    peer: IpAddr,
+    now: u32,
+    out: &mut [u8],
+) -> Option<usize> {
+    use super::rrl::Verdict;
+    match limiter.map(|l| l.check(peer, now)) {
+        None | Some(Verdict::Send) => Some(out.len()),
+        Some(Verdict::Slip) => {
+            meter.bump(query::Cell::RrlSlipped);
+            super::rrl::truncate(out)
+        }
+        Some(Verdict::Drop) => {
+            meter.bump(query::Cell::RrlDropped);
+            None
+        }
+    }
+}
+
+/// Receives up to `offer` datagrams into `inbuf` (`MAX_QUERY` bytes each), waiting for the
+/// first one only: their lengths and sources; how many came.
+#[inline(always)]
+fn receive<S: Peer>(
+    fd: RawFd,
+    rx_headers: &mut MultiHeaders<S>,
+    inbuf: &mut [u8],
+    lens: &mut [usize; BATCH],
+    senders: &mut [Option<S>; BATCH],
+    offer: usize,
+    log_limits: &crate::log_limit::LogLimits,
+) -> usize {
+    let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+        std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
+    for (iov, chunk) in iovs[..offer].iter_mut().zip(inbuf.chunks_mut(MAX_QUERY)) {
+        *iov = [IoSliceMut::new(chunk)];
+    }
+    match recvmmsg(
+        fd,
+        rx_headers,
+        iovs[..offer].iter_mut(),
+        MsgFlags::MSG_WAITFORONE,
+        None,
+    ) {
+        Ok(msgs) => {
+            let mut n = 0;
+            for m in msgs {
+                lens[n] = m.bytes;
+                senders[n] = m.address;
+                n += 1;
             }
-            match sendmmsg(
-                fd,
-                &mut tx_headers,
-                iovs[..m - sent].iter(),
-                if compacted {
-                    &replies[sent..m]
-                } else {
-                    &senders[sent..m]
-                },
-                no_cmsgs,
-                MsgFlags::empty(),
-            ) {
-                Ok(r) => {
-                    let k = r.count();
-                    if k == 0 {
-                        break;
-                    }
-                    sent += k;
+            n
+        }
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => 0,
+        Err(e) => {
+            crate::log_limit::limited!(log_limits, warn, "UDP receive failed", error = %e);
+            0
+        }
+    }
+}
+
+/// Sends answer `k` (`outbuf`, `OUT_SIZE` bytes a slot, `lens[k]` long) to `to[k]`, all in one
+/// call and again for any the kernel did not take.
+#[inline(always)]
+fn send<S: Peer>(
+    fd: RawFd,
+    tx_headers: &mut MultiHeaders<S>,
+    outbuf: &[u8],
+    lens: &[usize],
+    to: &[Option<S>],
+) {
+    let no_cmsgs: [ControlMessage<'_>; 0] = [];
+    let m = lens.len();
+    let out_size = u16::MAX as usize;
+    let mut sent = 0;
+    while sent < m {
+        let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
+        for (j, iov) in iovs[..m - sent].iter_mut().enumerate() {
+            let k = sent + j;
+            *iov = [IoSlice::new(&outbuf[k * out_size..k * out_size + lens[k]])];
+        }
+        match sendmmsg(
+            fd,
+            tx_headers,
+            iovs[..m - sent].iter(),
+            &to[sent..m],
+            no_cmsgs,
+            MsgFlags::empty(),
+        ) {
+            Ok(r) => {
+                let k = r.count();
+                if k == 0 {
+                    break;
                 }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    // Skip the message the kernel refused (e.g. an unreachable peer).
-                    tracing::debug!(error = %e, "UDP send failed");
-                    sent += 1;
-                }
+                sent += k;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                // Skip the message the kernel refused (e.g. an unreachable peer).
+                tracing::debug!(error = %e, "UDP send failed");
+                sent += 1;
             }
         }
     }
