@@ -163,15 +163,7 @@ impl Seen<'_> {
             "region {}: {}{}{overflow}: {}",
             i + 1,
             region.name,
-            match (&region.rank, self.at) {
-                (Ranking::Proximity, _) => " (by proximity)".to_string(),
-                (Ranking::Distance(d), Some(_)) => match d.limit {
-                    Some(l) => format!(" (by distance, nearest {l})"),
-                    None => " (by distance)".to_string(),
-                },
-                (Ranking::Distance(_), None) => " (by weight: no client coordinates)".to_string(),
-                (Ranking::Weight, _) => String::new(),
-            },
+            region.rank.label(self.at.is_some()),
             members.join(", ")
         )
     }

@@ -6,11 +6,13 @@
 //!
 //! Reading order (files of `src/compile/`): `nodes.rs` (nodes and regions), `service.rs` (one
 //! service's policies), `rules.rs` (its rules, by [`RuleKind`](crate::snapshot::RuleKind)),
+//! `rank.rs` (ranking inside a region: each `rank:` mode's checks and per-node ranks),
 //! `live.rs` (the live feeds as input), `table.rs` (the route tables and ECS scopes),
 //! `zones.rs` (service names in the zones).
 
 mod live;
 mod nodes;
+mod rank;
 mod rules;
 mod service;
 mod table;

@@ -8,9 +8,9 @@ use ip_network::IpNetwork;
 
 use super::hint;
 use crate::check::Check;
-use crate::snapshot::{DistanceRank, Node, Ranking, Region};
+use crate::snapshot::{Node, Region};
 use crate::source::{Document, Errors, quote};
-use crate::spec::{MemberSpec, NodeSpec, Rank, RegionSpec, parse_cidr};
+use crate::spec::{MemberSpec, NodeSpec, RegionSpec, parse_cidr};
 use crate::wire::rtype;
 use crate::zone;
 
@@ -281,19 +281,17 @@ pub(super) fn regions(
                 }
             }
         }
-        let rank = match d.choice(&format!("{p}.rank"), &r.rank, errors) {
-            None | Some(Rank::Weight) => Ranking::Weight,
-            Some(Rank::Proximity) => Ranking::Proximity,
-            Some(Rank::Distance) => {
-                Ranking::Distance(distance_rank(d, p, r, &m, set, node_specs, errors))
-            }
-        };
-        if r.limit.is_some() && !matches!(rank, Ranking::Distance(_)) {
-            errors.0.push(d.error(
-                &format!("{p}.limit"),
-                "`limit` needs `rank: distance` (it keeps the nearest nodes)",
-            ));
-        }
+        let rank = super::rank::ranking(
+            &super::rank::Member {
+                d,
+                p,
+                r,
+                members: &m,
+                set,
+                node_specs,
+            },
+            errors,
+        );
         region_index.insert(r.name.clone(), regions.len());
         regions.push(Region {
             name: r.name.clone(),
@@ -309,54 +307,4 @@ pub(super) fn regions(
         index: region_index,
         broken: Broken::default(),
     }
-}
-
-/// The distance ranking of region `r` (path `p` of `d`) with members `m`: each member's
-/// location and the limit, reporting members without a location and a bad limit.
-fn distance_rank(
-    d: &Document,
-    p: &str,
-    r: &RegionSpec,
-    m: &[(usize, u32)],
-    set: &NodeSet,
-    node_specs: &[Sourced<'_, NodeSpec>],
-    errors: &mut Errors,
-) -> DistanceRank {
-    let mut locations = Vec::with_capacity(m.len());
-    for &(n, _) in m {
-        let name = &set.nodes[n].name;
-        match node_specs
-            .iter()
-            .find(|(_, _, s)| &s.name == name)
-            .and_then(|(_, _, s)| s.location)
-        {
-            Some(l) => locations.push((l.lat, l.lon)),
-            None => {
-                let i = r
-                    .nodes
-                    .iter()
-                    .position(|x| x.node() == name)
-                    .unwrap_or_default();
-                errors.0.push(d.error(
-                    &format!("{p}.nodes[{i}]"),
-                    format!(
-                        "node {} has no `location`; every member of a `rank: distance` region needs one",
-                        quote(name)
-                    ),
-                ));
-                locations.push((0.0, 0.0));
-            }
-        }
-    }
-    let limit = match r.limit {
-        None => None,
-        Some(0) => {
-            errors
-                .0
-                .push(d.error(&format!("{p}.limit"), "must be at least 1"));
-            None
-        }
-        Some(l) => Some(usize::try_from(l).unwrap_or(usize::MAX)),
-    };
-    DistanceRank { locations, limit }
 }

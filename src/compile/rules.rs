@@ -11,7 +11,7 @@ use super::nodes::{NodeSet, RegionSet};
 use super::{MapText, ReadFile, hint};
 use crate::config::DataSource;
 use crate::geo;
-use crate::snapshot::{PrefixFile, Ranking, Region, RuleInfo, RuleKind};
+use crate::snapshot::{PrefixFile, RuleInfo, RuleKind};
 use crate::source::{Document, Errors, quote};
 use crate::spec::{RuleSpec, ServiceSpec, parse_cidr};
 
@@ -211,7 +211,7 @@ impl Reader<'_> {
                 .0
                 .push(d.error(&format!("{rp}.regions"), "a rule needs at least one region"));
         }
-        ranked_once(d, rp, names, &chain, regions, self.inputs.nodes, errors);
+        super::rank::ranked_once(d, rp, names, &chain, regions, self.inputs.nodes, errors);
         chain
     }
 
@@ -365,52 +365,4 @@ fn read_prefix_file(
         .filter(|(_, l)| !l.is_empty())
         .collect();
     Ok((source.display(), lines))
-}
-
-/// A decision holds one rank per node, so in one chain a node may be ranked by one region
-/// only: not by a `proximity` and a `distance` region, nor by two `distance` regions when
-/// either keeps only its nearest (`limit`). Reports each conflict at the later region.
-fn ranked_once(
-    d: &Document,
-    rp: &str,
-    names: &[String],
-    chain: &[usize],
-    regions: &RegionSet,
-    nodes: &NodeSet,
-    errors: &mut Errors,
-) {
-    let limited = |r: &Region| r.distance().is_some_and(|x| x.limit.is_some());
-    for (k, &b) in chain.iter().enumerate() {
-        let rb = &regions.regions[b];
-        for &a in &chain[..k] {
-            let ra = &regions.regions[a];
-            let why = match (&ra.rank, &rb.rank) {
-                (Ranking::Proximity, Ranking::Distance(_))
-                | (Ranking::Distance(_), Ranking::Proximity) => {
-                    "one ranks by `proximity`, the other by `distance`"
-                }
-                (Ranking::Distance(_), Ranking::Distance(_)) if limited(ra) || limited(rb) => {
-                    "both rank by `distance` and one has a `limit`"
-                }
-                _ => continue,
-            };
-            let Some(&(n, _)) = rb
-                .members
-                .iter()
-                .find(|(n, _)| ra.members.iter().any(|(m, _)| m == n))
-            else {
-                continue;
-            };
-            let i = names.iter().position(|x| x == &rb.name).unwrap_or_default();
-            errors.0.push(d.error(
-                &format!("{rp}.regions[{i}]"),
-                format!(
-                    "node {} is in regions {} and {} of this chain, and {why}; a node can be ranked by one region of a chain only",
-                    quote(&nodes.nodes[n].name),
-                    quote(&ra.name),
-                    quote(&rb.name),
-                ),
-            ));
-        }
-    }
 }

@@ -14,11 +14,12 @@ use ip_network::IpNetwork;
 
 use super::live::Live;
 use super::nodes::LocalNode;
+use super::rank::Ranker;
 use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{BEYOND, Decision, MAX_RANK, NO_ROUTE, Ranking, Region, RouteTable, V6Table};
+use crate::snapshot::{Decision, Region, RouteTable, V6Table};
 
 /// Where the clients are: the locations of the first GeoIP database with locations, for
 /// regions that rank by distance. Computed once per build, only when one needs it.
@@ -28,17 +29,6 @@ pub(super) struct Locations {
     pub points: Vec<(f64, f64)>,
     /// Per family (IPv4, IPv6), merged ranges of addresses with the same location id.
     pub ranges: [Vec<Range>; 2],
-}
-
-/// (node index, rank) pairs.
-type NodeRanks = Vec<(usize, u8)>;
-
-/// The distance regions of one rule's chain: every node they rank (node index, location),
-/// and each limited region's limit with its members (positions in `nodes`).
-#[derive(Default)]
-struct DistanceRule {
-    nodes: Vec<(usize, (f64, f64))>,
-    limits: Vec<(usize, Vec<usize>)>,
 }
 
 /// Where each layer of one family's address space sits in the list given to
@@ -131,15 +121,13 @@ pub(super) fn tables(rules: &mut Rules, inputs: &Inputs) -> Tables {
         .map(|d| &*d.layer)
         .collect();
     let classes = AsnClasses::new(rules, inputs, &asn_dbs);
-    let (prox_nodes, rule_prox) = proximity_rules(rules, inputs.regions);
+    let (ranker, prox_nodes) = Ranker::new(rules, inputs.regions, inputs.locations);
     let [v4_prefixes, v6_prefixes] = std::mem::take(&mut rules.prefixes);
     let mut decider = Decider {
         rules,
         inputs,
         classes: &classes.list,
-        rule_dist: distance_rules(rules, inputs.regions),
-        rule_prox,
-        dist_memo: HashMap::new(),
+        ranker,
         decisions: Vec::new(),
         decision_of: HashMap::new(),
         plain_decision: vec![None; rules.drafts.len()],
@@ -245,71 +233,6 @@ impl AsnClasses {
         }
         AsnClasses { list, of }
     }
-}
-
-/// The nodes of proximity regions, and for each rule those its chain ranks: (position in
-/// the node list, node index).
-fn proximity_rules(rules: &Rules, regions: &[Region]) -> (Vec<usize>, Vec<Vec<(usize, usize)>>) {
-    let mut prox_nodes: Vec<usize> = Vec::new();
-    let rule_prox = rules
-        .drafts
-        .iter()
-        .map(|r| {
-            let mut list = Vec::new();
-            for &ri in &r.chain {
-                let region = &regions[ri];
-                if region.rank != Ranking::Proximity {
-                    continue;
-                }
-                for &(n, _) in &region.members {
-                    let pos = match prox_nodes.iter().position(|&p| p == n) {
-                        Some(p) => p,
-                        None => {
-                            prox_nodes.push(n);
-                            prox_nodes.len() - 1
-                        }
-                    };
-                    if !list.iter().any(|&(_, m)| m == n) {
-                        list.push((pos, n));
-                    }
-                }
-            }
-            list
-        })
-        .collect();
-    (prox_nodes, rule_prox)
-}
-
-/// The nodes of distance regions, for each rule (empty when its chain has none).
-fn distance_rules(rules: &Rules, regions: &[Region]) -> Vec<DistanceRule> {
-    rules
-        .drafts
-        .iter()
-        .map(|r| {
-            let mut dr = DistanceRule::default();
-            for &ri in &r.chain {
-                let region = &regions[ri];
-                let Some(rank) = region.distance() else {
-                    continue;
-                };
-                let mut positions = Vec::with_capacity(region.members.len());
-                for (&(n, _), &at) in region.members.iter().zip(&rank.locations) {
-                    let pos = match dr.nodes.iter().position(|&(m, _)| m == n) {
-                        Some(p) => p,
-                        None => {
-                            dr.nodes.push((n, at));
-                            dr.nodes.len() - 1
-                        }
-                    };
-                    positions.push(pos);
-                }
-                if let Some(limit) = rank.limit {
-                    dr.limits.push((limit, positions));
-                }
-            }
-            dr
-        })
-        .collect()
 }
 
 /// What one family's layers are made from.
@@ -432,10 +355,8 @@ struct Decider<'a> {
     rules: &'a Rules,
     inputs: &'a Inputs<'a>,
     classes: &'a [(Option<u32>, u64)],
-    rule_prox: Vec<Vec<(usize, usize)>>,
-    rule_dist: Vec<DistanceRule>,
-    /// Distance ranks by (rule, location id): many pieces of the space share a location.
-    dist_memo: HashMap<(u32, Option<u32>), NodeRanks>,
+    /// The per-node ranks of each rule's ranked regions.
+    ranker: Ranker<'a>,
     decisions: Vec<Decision>,
     decision_of: HashMap<(u32, u64, Vec<u8>), u32>,
     /// The decision of each rule for pieces without local-only nodes or ranks.
@@ -458,22 +379,7 @@ impl Decider<'_> {
                 mask |= 1 << bit;
             }
         }
-        let mut ranks = ranks_for(&self.rule_prox[rule as usize], piece.paths);
-        let dr = &self.rule_dist[rule as usize];
-        if let Some(l) = self.inputs.locations
-            && !dr.nodes.is_empty()
-        {
-            let at = piece.location;
-            let found = self.dist_memo.entry((rule, at)).or_insert_with(|| {
-                distance_ranks(dr, at.and_then(|i| l.points.get(i as usize).copied()))
-            });
-            for &(n, r) in found.iter() {
-                if ranks.len() <= n {
-                    ranks.resize(n + 1, 0);
-                }
-                ranks[n] = r;
-            }
-        }
+        let ranks = self.ranker.ranks(rule, piece.paths, piece.location);
         // Most pieces rank nothing and serve every client: their decision is the rule's.
         let plain = mask == 0 && ranks.is_empty();
         if plain && let Some(&Some(d)) = self.plain_decision.get(rule as usize) {
@@ -495,101 +401,5 @@ impl Decider<'_> {
             self.plain_decision[rule as usize] = Some(d);
         }
         d
-    }
-}
-
-/// The proximity ranks of a rule's ranked nodes for one piece of the address space, indexed
-/// by node: 0 for the shortest AS path among them, 1 for the next length, and so on; no route
-/// is [`NO_ROUTE`]. Empty when the rule ranks nothing. `paths` holds each proximity node's
-/// path length (None: no route), by position.
-fn ranks_for(ranked: &[(usize, usize)], paths: &[Option<u32>]) -> Vec<u8> {
-    let Some(&max) = ranked.iter().map(|(_, n)| n).max() else {
-        return Vec::new();
-    };
-    let mut lengths: Vec<u32> = ranked.iter().filter_map(|&(p, _)| paths[p]).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    let mut out = vec![0u8; max + 1];
-    for &(p, n) in ranked {
-        out[n] = match paths[p] {
-            Some(len) => {
-                let r = lengths.partition_point(|&l| l < len);
-                (r.min(MAX_RANK as usize)) as u8
-            }
-            None => NO_ROUTE,
-        };
-    }
-    out
-}
-
-/// The distance ranks of a rule's distance nodes for a client at `at`: (node index, rank),
-/// 0 for the nearest (nodes within [`TIE_KM`](crate::distance::TIE_KM) share a rank), and
-/// [`BEYOND`] for a member of a limited region that has `limit` or more members nearer than
-/// it. Without a location, every node ranks 0: the region ranks by weight, all members kept.
-fn distance_ranks(dr: &DistanceRule, at: Option<(f64, f64)>) -> NodeRanks {
-    let Some(at) = at else {
-        return dr.nodes.iter().map(|&(n, _)| (n, 0)).collect();
-    };
-    let km: Vec<f64> = dr
-        .nodes
-        .iter()
-        .map(|&(_, node)| crate::distance::haversine_km(at, node))
-        .collect();
-    let mut ranks: Vec<u8> = crate::distance::ranks(&km)
-        .into_iter()
-        .map(|r| r.min(MAX_RANK as usize) as u8)
-        .collect();
-    let plain = ranks.clone();
-    for (limit, members) in &dr.limits {
-        for &p in members {
-            let nearer = members.iter().filter(|&&q| plain[q] < plain[p]).count();
-            if nearer >= *limit {
-                ranks[p] = BEYOND;
-            }
-        }
-    }
-    dr.nodes
-        .iter()
-        .zip(ranks)
-        .map(|(&(n, _), r)| (n, r))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn distance_ranks_and_limit() {
-        // Nodes 3 (London), 5 (Frankfurt), 7 (Sydney); a region of all three keeps two.
-        let dr = DistanceRule {
-            nodes: vec![
-                (3, (51.5, -0.12)),
-                (5, (50.11, 8.68)),
-                (7, (-33.87, 151.21)),
-            ],
-            limits: vec![(2, vec![0, 1, 2])],
-        };
-        let london = Some((51.51, -0.13));
-        assert_eq!(
-            distance_ranks(&dr, london),
-            vec![(3, 0), (5, 1), (7, BEYOND)]
-        );
-        let sydney = Some((-33.8, 151.0));
-        assert_eq!(
-            distance_ranks(&dr, sydney),
-            vec![(3, BEYOND), (5, 1), (7, 0)]
-        );
-        // Without coordinates: one rank, nothing beyond.
-        assert_eq!(distance_ranks(&dr, None), vec![(3, 0), (5, 0), (7, 0)]);
-        // Without a limit nothing is beyond; ties within 1 km share a rank.
-        let tie = DistanceRule {
-            nodes: vec![(0, (51.5, -0.12)), (1, (51.5, -0.121))],
-            limits: vec![],
-        };
-        assert_eq!(
-            distance_ranks(&tie, Some((40.7, -74.0))),
-            vec![(0, 0), (1, 0)]
-        );
     }
 }

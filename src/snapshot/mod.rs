@@ -85,6 +85,22 @@ pub enum Ranking {
     Distance(DistanceRank),
 }
 
+impl Ranking {
+    /// How an explanation names the ranking of a region, for a client whose location is
+    /// known (`located`) or not.
+    pub fn label(&self, located: bool) -> String {
+        match (self, located) {
+            (Ranking::Proximity, _) => " (by proximity)".to_string(),
+            (Ranking::Distance(d), true) => match d.limit {
+                Some(l) => format!(" (by distance, nearest {l})"),
+                None => " (by distance)".to_string(),
+            },
+            (Ranking::Distance(_), false) => " (by weight: no client coordinates)".to_string(),
+            (Ranking::Weight, _) => String::new(),
+        }
+    }
+}
+
 impl Region {
     /// Whether [`Decision::ranks`] orders this region's members (proximity or distance).
     #[inline]
