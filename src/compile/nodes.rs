@@ -281,14 +281,25 @@ pub(super) fn regions(
                 }
             }
         }
+        // Each member's name and declared location, for the ranking's checks.
+        let located: Vec<(&str, Option<(f64, f64)>)> = m
+            .iter()
+            .map(|&(n, _)| {
+                let name = set.nodes[n].name.as_str();
+                let at = node_specs
+                    .iter()
+                    .find(|(_, _, s)| s.name == name)
+                    .and_then(|(_, _, s)| s.location)
+                    .map(|l| (l.lat, l.lon));
+                (name, at)
+            })
+            .collect();
         let rank = super::rank::ranking(
             &super::rank::Member {
                 d,
                 p,
                 r,
-                members: &m,
-                set,
-                node_specs,
+                members: &located,
             },
             errors,
         );

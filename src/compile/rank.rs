@@ -6,23 +6,29 @@
 
 use std::collections::HashMap;
 
-use super::nodes::{NodeSet, RegionSet, Sourced};
-use super::rules::Rules;
-use super::table::Locations;
-use crate::snapshot::{BEYOND, DistanceRank, MAX_RANK, NO_ROUTE, Ranking, Region};
+use crate::ranges::Range;
+use crate::snapshot::{BEYOND, DistanceRank, MAX_RANK, NO_ROUTE, Node, Ranking, Region};
 use crate::source::{Document, Errors, quote};
-use crate::spec::{NodeSpec, Rank, RegionSpec};
+use crate::spec::{Rank, RegionSpec};
 
-/// A region as its ranking is decided: where it is written, its spec, its members (node
-/// index, weight) and the nodes they are.
+/// Where the clients are: the locations of the first GeoIP database with locations, for
+/// regions that rank by distance. Computed once per build, only when one needs it.
+#[derive(Default)]
+pub(super) struct Locations {
+    /// `(latitude, longitude)` by id.
+    pub points: Vec<(f64, f64)>,
+    /// Per family (IPv4, IPv6), merged ranges of addresses with the same location id.
+    pub ranges: [Vec<Range>; 2],
+}
+
+/// A region as its ranking is decided: where it is written, its spec, and each member's name
+/// and declared location, in member order.
 pub(super) struct Member<'a> {
     pub d: &'a Document,
     /// The region's YAML path.
     pub p: &'a str,
     pub r: &'a RegionSpec,
-    pub members: &'a [(usize, u32)],
-    pub set: &'a NodeSet,
-    pub node_specs: &'a [Sourced<'a, NodeSpec>],
+    pub members: &'a [(&'a str, Option<(f64, f64)>)],
 }
 
 /// The ranking of a region: its `rank:` (weight by default) with what the mode needs, every
@@ -51,18 +57,11 @@ fn distance_rank(region: &Member<'_>, errors: &mut Errors) -> DistanceRank {
         p,
         r,
         members: m,
-        set,
-        node_specs,
     } = *region;
     let mut locations = Vec::with_capacity(m.len());
-    for &(n, _) in m {
-        let name = &set.nodes[n].name;
-        match node_specs
-            .iter()
-            .find(|(_, _, s)| &s.name == name)
-            .and_then(|(_, _, s)| s.location)
-        {
-            Some(l) => locations.push((l.lat, l.lon)),
+    for &(name, at) in m {
+        match at {
+            Some(l) => locations.push(l),
             None => {
                 let i = r
                     .nodes
@@ -101,15 +100,15 @@ pub(super) fn ranked_once(
     rp: &str,
     names: &[String],
     chain: &[usize],
-    regions: &RegionSet,
-    nodes: &NodeSet,
+    regions: &[Region],
+    nodes: &[Node],
     errors: &mut Errors,
 ) {
     let limited = |r: &Region| r.distance().is_some_and(|x| x.limit.is_some());
     for (k, &b) in chain.iter().enumerate() {
-        let rb = &regions.regions[b];
+        let rb = &regions[b];
         for &a in &chain[..k] {
-            let ra = &regions.regions[a];
+            let ra = &regions[a];
             let why = match (&ra.rank, &rb.rank) {
                 (Ranking::Proximity, Ranking::Distance(_))
                 | (Ranking::Distance(_), Ranking::Proximity) => {
@@ -132,7 +131,7 @@ pub(super) fn ranked_once(
                 &format!("{rp}.regions[{i}]"),
                 format!(
                     "node {} is in regions {} and {} of this chain, and {why}; a node can be ranked by one region of a chain only",
-                    quote(&nodes.nodes[n].name),
+                    quote(&nodes[n].name),
                     quote(&ra.name),
                     quote(&rb.name),
                 ),
@@ -167,17 +166,18 @@ pub(super) struct Ranker<'a> {
 }
 
 impl<'a> Ranker<'a> {
-    /// The ranker of `rules` over `regions`, and the nodes of proximity regions (one layer of
-    /// AS-path lengths each, in this order).
+    /// The ranker of rules whose chains are `chains` (one per rule, region indices) over
+    /// `regions`, and the nodes of proximity regions (one layer of AS-path lengths each, in
+    /// this order).
     pub(super) fn new(
-        rules: &Rules,
+        chains: &[&[usize]],
         regions: &[Region],
         locations: Option<&'a Locations>,
     ) -> (Ranker<'a>, Vec<usize>) {
-        let (prox_nodes, rule_prox) = proximity_rules(rules, regions);
+        let (prox_nodes, rule_prox) = proximity_rules(chains, regions);
         let ranker = Ranker {
             rule_prox,
-            rule_dist: distance_rules(rules, regions),
+            rule_dist: distance_rules(chains, regions),
             locations,
             dist_memo: HashMap::new(),
         };
@@ -214,14 +214,16 @@ impl<'a> Ranker<'a> {
 
 /// The nodes of proximity regions, and for each rule those its chain ranks: (position in
 /// the node list, node index).
-fn proximity_rules(rules: &Rules, regions: &[Region]) -> (Vec<usize>, Vec<Vec<(usize, usize)>>) {
+fn proximity_rules(
+    chains: &[&[usize]],
+    regions: &[Region],
+) -> (Vec<usize>, Vec<Vec<(usize, usize)>>) {
     let mut prox_nodes: Vec<usize> = Vec::new();
-    let rule_prox = rules
-        .drafts
+    let rule_prox = chains
         .iter()
-        .map(|r| {
+        .map(|chain| {
             let mut list = Vec::new();
-            for &ri in &r.chain {
+            for &ri in chain.iter() {
                 let region = &regions[ri];
                 if region.rank != Ranking::Proximity {
                     continue;
@@ -246,13 +248,12 @@ fn proximity_rules(rules: &Rules, regions: &[Region]) -> (Vec<usize>, Vec<Vec<(u
 }
 
 /// The nodes of distance regions, for each rule (empty when its chain has none).
-fn distance_rules(rules: &Rules, regions: &[Region]) -> Vec<DistanceRule> {
-    rules
-        .drafts
+fn distance_rules(chains: &[&[usize]], regions: &[Region]) -> Vec<DistanceRule> {
+    chains
         .iter()
-        .map(|r| {
+        .map(|chain| {
             let mut dr = DistanceRule::default();
-            for &ri in &r.chain {
+            for &ri in chain.iter() {
                 let region = &regions[ri];
                 let Some(rank) = region.distance() else {
                     continue;

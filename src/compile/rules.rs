@@ -211,7 +211,15 @@ impl Reader<'_> {
                 .0
                 .push(d.error(&format!("{rp}.regions"), "a rule needs at least one region"));
         }
-        super::rank::ranked_once(d, rp, names, &chain, regions, self.inputs.nodes, errors);
+        super::rank::ranked_once(
+            d,
+            rp,
+            names,
+            &chain,
+            &regions.regions,
+            &self.inputs.nodes.nodes,
+            errors,
+        );
         chain
     }
 

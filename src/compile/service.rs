@@ -6,8 +6,9 @@ use std::sync::atomic::AtomicU64;
 
 use super::live::Live;
 use super::nodes::{NodeSet, RegionSet};
+use super::rank::Locations;
 use super::rules::{self, RuleDraft, Rules};
-use super::table::{self, Locations, MAX_DECISIONS};
+use super::table::{self, MAX_DECISIONS};
 use super::{MapText, ReadFile};
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};

@@ -14,22 +14,12 @@ use ip_network::IpNetwork;
 
 use super::live::Live;
 use super::nodes::LocalNode;
-use super::rank::Ranker;
+use super::rank::{Locations, Ranker};
 use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
 use crate::snapshot::{Decision, Region, RouteTable, V6Table};
-
-/// Where the clients are: the locations of the first GeoIP database with locations, for
-/// regions that rank by distance. Computed once per build, only when one needs it.
-#[derive(Default)]
-pub(super) struct Locations {
-    /// `(latitude, longitude)` by id.
-    pub points: Vec<(f64, f64)>,
-    /// Per family (IPv4, IPv6), merged ranges of addresses with the same location id.
-    pub ranges: [Vec<Range>; 2],
-}
 
 /// Where each layer of one family's address space sits in the list given to
 /// [`ranges::overlay`], which hands back the values of each piece in that order: the GeoIP
@@ -121,7 +111,8 @@ pub(super) fn tables(rules: &mut Rules, inputs: &Inputs) -> Tables {
         .map(|d| &*d.layer)
         .collect();
     let classes = AsnClasses::new(rules, inputs, &asn_dbs);
-    let (ranker, prox_nodes) = Ranker::new(rules, inputs.regions, inputs.locations);
+    let chains: Vec<&[usize]> = rules.drafts.iter().map(|r| &r.chain[..]).collect();
+    let (ranker, prox_nodes) = Ranker::new(&chains, inputs.regions, inputs.locations);
     let [v4_prefixes, v6_prefixes] = std::mem::take(&mut rules.prefixes);
     let mut decider = Decider {
         rules,
