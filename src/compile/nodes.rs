@@ -247,6 +247,14 @@ pub(super) fn regions(
     let mut region_index: HashMap<String, usize> = HashMap::new();
     // Region default checks, given to their nodes once every region is read.
     let mut region_checks: Vec<(usize, Check)> = Vec::new();
+    // Each node's declared location, by name (what a `rank: distance` region checks); the
+    // first node of a name declared twice, as the node set keeps it.
+    let mut location_of: HashMap<&str, Option<(f64, f64)>> = HashMap::new();
+    for (_, _, s) in node_specs {
+        location_of
+            .entry(s.name.as_str())
+            .or_insert(s.location.map(|l| (l.lat, l.lon)));
+    }
     for (d, p, r) in specs {
         if region_index.contains_key(&r.name) {
             errors.0.push(d.error(
@@ -286,12 +294,7 @@ pub(super) fn regions(
             .iter()
             .map(|&(n, _)| {
                 let name = set.nodes[n].name.as_str();
-                let at = node_specs
-                    .iter()
-                    .find(|(_, _, s)| s.name == name)
-                    .and_then(|(_, _, s)| s.location)
-                    .map(|l| (l.lat, l.lon));
-                (name, at)
+                (name, location_of.get(name).copied().flatten())
             })
             .collect();
         let rank = super::rank::ranking(
