@@ -12,6 +12,7 @@
 //! arrive (it ended in between, the old process went away) is connected again as at any
 //! start.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::open::Negotiated;
@@ -95,34 +96,10 @@ pub(crate) fn fits(c: &CarriedSession, shared: &PeerShared) -> bool {
 /// The peer's table as the old process held it: fresh routes fresh, stale ones stale until
 /// `until`; at most `limit` routes per family.
 pub(crate) fn table(c: &CarriedSession, limit: usize, until: Instant) -> PeerTable {
-    let pick = |want_stale: bool| FeedTable {
+    let pick = |stale: bool| FeedTable {
         peer: c.peer.clone(),
-        v4: c
-            .v4
-            .iter()
-            .filter(|r| r.4 == want_stale)
-            .map(|&(s, l, origin, path_len, _)| {
-                let route = Route {
-                    origin,
-                    path_len,
-                    stale: false,
-                };
-                (s, l, route)
-            })
-            .collect(),
-        v6: c
-            .v6
-            .iter()
-            .filter(|r| r.4 == want_stale)
-            .map(|&(s, l, origin, path_len, _)| {
-                let route = Route {
-                    origin,
-                    path_len,
-                    stale: false,
-                };
-                (s, l, route)
-            })
-            .collect(),
+        v4: routes(&c.v4, stale),
+        v6: routes(&c.v6, stale),
     };
     // The stale routes first, made stale; then the fresh ones on top.
     let mut t = PeerTable::seeded(&pick(true), limit, until);
@@ -134,6 +111,21 @@ pub(crate) fn table(c: &CarriedSession, limit: usize, until: Instant) -> PeerTab
         let _ = t.v6.announce((s, l), r, limit);
     }
     t
+}
+
+/// The carried routes of one family that are stale (or fresh), as routes of a table.
+fn routes<K: Copy>(list: &[(K, u8, u32, u32, bool)], stale: bool) -> Arc<[(K, u8, Route)]> {
+    list.iter()
+        .filter(|r| r.4 == stale)
+        .map(|&(s, l, origin, path_len, _)| {
+            let route = Route {
+                origin,
+                path_len,
+                stale: false,
+            };
+            (s, l, route)
+        })
+        .collect()
 }
 
 #[cfg(test)]
