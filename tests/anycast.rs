@@ -65,15 +65,24 @@ anycast:
 
 /// A test's directory laid out like `testdata/` (the map and GeoIP data linked in).
 fn rig_dir() -> TempDir {
-    let dir = TempDir::new("anycast");
-    std::fs::create_dir_all(dir.path("bgp-live")).unwrap();
-    std::os::unix::fs::symlink(
-        root().join("testdata/bgp-live/maps"),
-        dir.path("bgp-live/maps"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(root().join("testdata/geoip"), dir.path("geoip")).unwrap();
-    dir
+    anycast_dir("anycast")
+}
+
+/// A port for Signpost's BGP listener on a loopback address, and a BIRD router (AS
+/// `ROUTER_ASN`) that connects to it and imports what it announces, originating `routes`.
+fn router_for_signpost(routes: &[(&str, &[u32])]) -> (SocketAddr, Speaker, Bird) {
+    let bgp = {
+        let a = IpAddr::V4(loopback_v4());
+        SocketAddr::new(a, free_port_on(a))
+    };
+    let router = Speaker::new(ROUTER_ASN);
+    let bird = Bird::start(
+        router
+            .clone()
+            .neighbor(Neighbor::active(bgp.ip(), bgp.port(), SIGNPOST_ASN).importing()),
+        routes,
+    );
+    (bgp, router, bird)
 }
 
 /// Starts signpost on the configuration in `dir`.
@@ -124,17 +133,7 @@ fn answers(udp: SocketAddr) -> bool {
 
 #[test]
 fn announced_withdrawn_by_the_operator_held_down_and_withdrawn_at_a_stop() {
-    let bgp = {
-        let a = IpAddr::V4(loopback_v4());
-        SocketAddr::new(a, free_port_on(a))
-    };
-    let router = Speaker::new(ROUTER_ASN);
-    let bird = Bird::start(
-        router
-            .clone()
-            .neighbor(Neighbor::active(bgp.ip(), bgp.port(), SIGNPOST_ASN).importing()),
-        &[],
-    );
+    let (bgp, router, bird) = router_for_signpost(&[]);
     let dir = rig_dir();
     let mut s = start(&dir, bgp, router.addr);
     let name = bird.protocol_of(bgp.ip());
@@ -259,17 +258,7 @@ fn session(s: &Server) -> serde_json::Value {
 /// prefix BIRD announces after the replace reaches its table.
 #[test]
 fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
-    let bgp = {
-        let a = IpAddr::V4(loopback_v4());
-        SocketAddr::new(a, free_port_on(a))
-    };
-    let router = Speaker::new(ROUTER_ASN);
-    let mut bird = Bird::start(
-        router
-            .clone()
-            .neighbor(Neighbor::active(bgp.ip(), bgp.port(), SIGNPOST_ASN).importing()),
-        &[("198.51.100.0/24", &[64999])],
-    );
+    let (bgp, router, mut bird) = router_for_signpost(&[("198.51.100.0/24", &[64999])]);
     let dir = rig_dir();
     let s = start(&dir, bgp, router.addr);
     let _reaper = Reaper(dir.path("ctl.sock"));
@@ -439,17 +428,7 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
 /// answering; the fixed file brings them back after the hold-down.
 #[test]
 fn a_failed_reload_withdraws_when_the_policy_says_so() {
-    let bgp = {
-        let a = IpAddr::V4(loopback_v4());
-        SocketAddr::new(a, free_port_on(a))
-    };
-    let router = Speaker::new(ROUTER_ASN);
-    let bird = Bird::start(
-        router
-            .clone()
-            .neighbor(Neighbor::active(bgp.ip(), bgp.port(), SIGNPOST_ASN).importing()),
-        &[],
-    );
+    let (bgp, router, bird) = router_for_signpost(&[]);
     let dir = rig_dir();
     let good = config(bgp, router.addr, "  on_load_failure: withdraw\n");
     let path = dir.write("bgp-live/signpost.yaml", &good);

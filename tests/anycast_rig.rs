@@ -301,14 +301,7 @@ impl Drop for Rig {
 
 #[test]
 fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped() {
-    let dir = TempDir::new("anycast-rig");
-    std::fs::create_dir_all(dir.path("bgp-live")).unwrap();
-    std::os::unix::fs::symlink(
-        root().join("testdata/bgp-live/maps"),
-        dir.path("bgp-live/maps"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(root().join("testdata/geoip"), dir.path("geoip")).unwrap();
+    let dir = anycast_dir("anycast-rig");
     let mut rig = Rig {
         tag: format!("sp{}", std::process::id() % 100_000),
         namespaces: Vec::new(),

@@ -394,3 +394,17 @@ pub fn alive(pid: u32) -> bool {
         .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
         .unwrap_or(false)
 }
+
+/// A test directory laid out like `testdata/` for the anycast tests: the live-BGP map and
+/// the GeoIP data linked in, the configuration to be written beside them.
+pub fn anycast_dir(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::create_dir_all(dir.path("bgp-live")).unwrap();
+    std::os::unix::fs::symlink(
+        root().join("testdata/bgp-live/maps"),
+        dir.path("bgp-live/maps"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(root().join("testdata/geoip"), dir.path("geoip")).unwrap();
+    dir
+}
