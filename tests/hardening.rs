@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The demo configuration from disk (its zone has `todl CNAME dl`), with a control socket and
 /// its metrics endpoint on a free port (the configured 127.0.0.1:9153 may be taken by another
-/// server; a configured address that cannot be bound stops the start).
+/// server, and the demo's endpoint is optional: it would serve without one).
 fn demo(dir: &TempDir) -> Server {
     let sock = dir.path("ctl.sock");
     Server::start(&[

@@ -52,6 +52,8 @@ pub struct Listen {
     pub udp: bool,
     /// Serve TCP.
     pub tcp: bool,
+    /// Skipped with a warning when it cannot be bound.
+    pub optional: bool,
 }
 
 /// TCP limits, ready to use.
@@ -272,6 +274,8 @@ pub struct Config {
     pub max_concurrent_checks: usize,
     /// The metrics endpoint's address.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve without the metrics endpoint when its address cannot be bound.
+    pub metrics_optional: bool,
     /// The query log.
     pub query_log: Option<QueryLog>,
     /// DNS Cookies.
@@ -433,6 +437,7 @@ impl Config {
             health_startup_wait: Duration::from_millis(spec.health.startup_wait_ms),
             max_concurrent_checks: spec.health.max_concurrent_checks,
             metrics_listen,
+            metrics_optional: spec.metrics.optional,
             query_log,
             cookies,
         };

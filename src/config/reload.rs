@@ -47,6 +47,7 @@ impl Config {
             health_startup_wait,
             max_concurrent_checks,
             metrics_listen,
+            metrics_optional,
             query_log,
         } = self;
         each("listen", *listen != next.listen);
@@ -90,6 +91,10 @@ impl Config {
             *max_concurrent_checks != next.max_concurrent_checks,
         );
         each("metrics.listen", *metrics_listen != next.metrics_listen);
+        each(
+            "metrics.optional",
+            *metrics_optional != next.metrics_optional,
+        );
         each(
             "query_log",
             match (query_log, &next.query_log) {

@@ -20,12 +20,17 @@ pub(super) fn listen(doc: &Document, specs: &[ListenSpec], errors: &mut Errors) 
     };
     let mut listen = Vec::new();
     for (i, l) in specs.iter().enumerate() {
-        let (addr, udp, tcp) = match l {
-            ListenSpec::Plain(a) => (a.as_str(), true, true),
-            ListenSpec::Detailed(d) => (d.address.as_str(), d.udp, d.tcp),
+        let (addr, udp, tcp, optional) = match l {
+            ListenSpec::Plain(a) => (a.as_str(), true, true, false),
+            ListenSpec::Detailed(d) => (d.address.as_str(), d.udp, d.tcp, d.optional),
         };
         match addr.parse::<SocketAddr>() {
-            Ok(addr) => listen.push(Listen { addr, udp, tcp }),
+            Ok(addr) => listen.push(Listen {
+                addr,
+                udp,
+                tcp,
+                optional,
+            }),
             Err(_) => errors.0.push(doc.error(
                 &format!("listen[{i}]"),
                 format!(

@@ -111,6 +111,9 @@ impl Choices for ReloadPriority {}
 pub struct MetricsSpec {
     /// `ADDRESS:PORT` of the HTTP listener serving `/metrics`; no endpoint when absent.
     pub listen: Option<String>,
+    /// When the address cannot be bound, serve without the endpoint (a warning) instead of
+    /// refusing to start.
+    pub optional: bool,
 }
 
 /// The query log: one JSON line per sampled query.
@@ -245,6 +248,10 @@ pub struct ListenDetailSpec {
     /// Serve TCP here.
     #[serde(default = "yes")]
     pub tcp: bool,
+    /// When this host cannot bind the address (no IPv6, the port taken), skip this listener
+    /// with a warning instead of refusing to start.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 fn yes() -> bool {

@@ -315,6 +315,7 @@ fn listen_addresses(
             addr,
             udp: true,
             tcp: true,
+            optional: false,
         })
         .collect()
 }

@@ -52,7 +52,7 @@ impl Wiring<'_> {
         stop: &Arc<AtomicBool>,
     ) -> Result<Listening, DaemonError> {
         let Wiring {
-            opts,
+            opts: _,
             config,
             runtime,
             serving,
@@ -71,11 +71,9 @@ impl Wiring<'_> {
         let mut threads = Vec::new();
         let mut bound = Vec::new();
         let mut accepting = Vec::new();
+        let mut skipped = None;
         for l in listen {
             let mut addr = l.addr;
-            if demo_without_ipv6(opts, addr) {
-                continue;
-            }
             let register = |kind, b: SocketAddr, fd: std::os::fd::BorrowedFd<'_>| {
                 let fd = fd.try_clone_to_owned()?;
                 let entry = Socket {
@@ -92,9 +90,16 @@ impl Wiring<'_> {
             let mut tcp_listener = taker.as_mut().and_then(|t| t.tcp(l.addr));
             let inherited = !sockets.is_empty();
             if !inherited && tcp_listener.is_none() {
-                (sockets, tcp_listener) =
-                    crate::dns::listen::bind_pair(addr, config.workers, l.udp, l.tcp)
-                        .map_err(|(kind, e)| DaemonError::Bind(kind, addr, e))?;
+                match crate::dns::listen::bind_pair(addr, config.workers, l.udp, l.tcp) {
+                    Ok(pair) => (sockets, tcp_listener) = pair,
+                    // An optional listener this host cannot have (no IPv6, the port taken).
+                    Err((kind, e)) if l.optional => {
+                        tracing::warn!(%addr, error = %e, "optional {kind} listener skipped");
+                        skipped = Some(DaemonError::Bind(kind, addr, e));
+                        continue;
+                    }
+                    Err((kind, e)) => return Err(DaemonError::Bind(kind, addr, e)),
+                }
             }
             if l.udp {
                 let bind_err = |e| DaemonError::Bind("UDP", addr, e);
@@ -142,6 +147,10 @@ impl Wiring<'_> {
                     tcp::serve(listener, limits, table, state, counters, log, open).await
                 }));
             }
+        }
+        // Every listener optional and none bound: nothing would answer.
+        if let (true, Some(e)) = (bound.is_empty(), skipped) {
+            return Err(e);
         }
         Ok(Listening {
             threads,
@@ -240,9 +249,10 @@ impl Wiring<'_> {
                     }
                     Some(m)
                 }
-                // The demo's endpoint is a convenience: a second demo still serves.
-                Err(e) if opts.config.is_none() && opts.metrics.is_none() => {
-                    tracing::warn!("{e}; the demo serves without metrics (use --metrics)");
+                // An optional endpoint (the demo's): the server still answers without it. An
+                // address given on the command line is never optional.
+                Err(e) if config.metrics_optional && opts.metrics.is_none() => {
+                    tracing::warn!("{e}; serving without metrics (metrics.optional)");
                     None
                 }
                 Err(e) => return Err(DaemonError::Metrics(e)),
@@ -401,19 +411,6 @@ pub(super) fn wait_for_signal(
             }
         }
     })
-}
-
-/// Whether `addr` is the embedded demo's IPv6 listener on a machine without IPv6: skipped,
-/// so that such a machine still gets the demo (on IPv4).
-fn demo_without_ipv6(opts: &ServeOptions, addr: SocketAddr) -> bool {
-    let skip = opts.config.is_none()
-        && opts.listen.is_empty()
-        && addr.is_ipv6()
-        && std::net::UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).is_err();
-    if skip {
-        tracing::warn!(%addr, "IPv6 loopback unavailable; the demo listens on IPv4 only");
-    }
-    skip
 }
 
 /// The UDP sockets of one listener, a worker each: those handed over (`inherited`) or bound
