@@ -27,7 +27,7 @@
 //!   [`config`], the client data [`client`] ([`geo`]: each GeoIP database walked once into
 //!   compact range lists, the file not kept; [`bgp`]) and the maps [`spec`], then
 //!   compile with [`compile`]) off the query path, and publishes the result through
-//!   [`serving::Serving::publish`], which applies the node states ([`node_state`]) *before* the
+//!   [`serving::Published::publish`], which applies the node states ([`node_state`]) *before* the
 //!   swap and tells the prober ([`probe`]) about it. A failed build keeps the old snapshot; so
 //!   does one that [`guard`] finds takes away served names or too much data, until confirmed.
 //! - **The file formats**: `signpost.yaml` is [`config::spec`] (turned into [`config::Config`],

@@ -2,8 +2,8 @@
 //! interval, timeout, jitter and rise/fall counting, bounded in concurrency.
 //!
 //! Results go into the node states ([`crate::node_state`], the check layer of the state
-//! precedence) through [`Serving::update_states`], which writes effective states into the
-//! snapshot's health table. The supervisor follows publications ([`Serving::subscribe`]): a new
+//! precedence) through [`Published::update_states`], which writes effective states into the
+//! snapshot's health table. The supervisor follows publications ([`Published::subscribe`]): a new
 //! snapshot starts, stops or changes checks at once. Checks run on the I/O runtime and never
 //! touch the query path.
 
@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::check::{Check, Kind};
 use crate::node_state::NodeStates;
-use crate::serving::Serving;
+use crate::serving::Published;
 use crate::snapshot::Snapshot;
 
 /// The most of an HTTP response a check reads.
@@ -240,13 +240,13 @@ pub async fn first_round(snap: &Snapshot, states: &mut NodeStates, wait: Duratio
 
 /// Keeps one task per checked node in step with the published snapshot, forever: woken by
 /// each publication.
-pub async fn supervise(serving: Arc<Serving>, max_concurrent: usize) {
+pub async fn supervise(applied: Arc<Published>, max_concurrent: usize) {
     let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let mut running: HashMap<String, (Check, tokio::task::JoinHandle<()>)> = HashMap::new();
-    let mut published = serving.subscribe();
+    let mut published = applied.subscribe();
     published.mark_changed();
     while published.changed().await.is_ok() {
-        let snap = serving.snapshot();
+        let snap = applied.snapshot();
         let wanted: HashMap<&str, &Check> = snap
             .nodes
             .iter()
@@ -267,7 +267,7 @@ pub async fn supervise(serving: Arc<Serving>, max_concurrent: usize) {
             let handle = tokio::spawn(poll(
                 check.clone(),
                 name.to_string(),
-                serving.clone(),
+                applied.clone(),
                 slots.clone(),
             ));
             running.insert(name.to_string(), (check.clone(), handle));
@@ -276,7 +276,7 @@ pub async fn supervise(serving: Arc<Serving>, max_concurrent: usize) {
 }
 
 /// One node's check, every interval (plus jitter), forever.
-async fn poll(c: Check, n: String, serving: Arc<Serving>, slots: Arc<Semaphore>) {
+async fn poll(c: Check, n: String, applied: Arc<Published>, slots: Arc<Semaphore>) {
     let mut k: u64 = 0;
     loop {
         k += 1;
@@ -292,9 +292,9 @@ async fn poll(c: Check, n: String, serving: Arc<Serving>, slots: Arc<Semaphore>)
             };
             let started = std::time::Instant::now();
             let r = run(&c).await.map_err(|e| e.to_string());
-            serving.counters().probe(&n, r.is_ok(), started.elapsed());
+            applied.counters().probe(&n, r.is_ok(), started.elapsed());
             r
         };
-        serving.update_states(|st, _| st.record_check(&n, c.rise, c.fall, result));
+        applied.update_states(|st, _| st.record_check(&n, c.rise, c.fall, result));
     }
 }

@@ -1,7 +1,7 @@
 //! The reload thread: every trigger (a watched file changed, SIGHUP, `signpost ctl reload`, a
 //! live BGP feed changed) arrives as a [`ReloadRequest`] on one channel; the thread coalesces
 //! them, builds the next snapshot off the query path ([`crate::load`]) and publishes it
-//! ([`Serving::publish`]: node states applied before the swap). A build that fails leaves the
+//! ([`crate::serving::Published::publish`]: node states applied before the swap). A build that fails leaves the
 //! serving snapshot in place and records the errors for `status`; a `ctl reload` caller gets
 //! the outcome.
 //!
@@ -87,7 +87,7 @@ pub fn start(
     // The settings read at start only keep these values until the next start.
     let started = config.clone();
     let watches = match config_path {
-        Some(_) => Some(Watches::start(config, serving.reload_sender())?),
+        Some(_) => Some(Watches::start(config, serving.reloads().reload_sender())?),
         None => None,
     };
     std::thread::Builder::new()
@@ -429,7 +429,7 @@ fn reload_once(
     if reread {
         crate::notify::reloading("reloading");
     }
-    let old = serving.snapshot();
+    let old = serving.published().snapshot();
     let live = serving.take_feed_tables();
     let sources_missing = sources.is_none();
     // The snapshot, and the sources it was read from when they are new.
@@ -457,11 +457,11 @@ fn reload_once(
                     if !notes.is_empty() {
                         tracing::warn!("{}", notes.join("; "));
                     }
-                    serving.set_reload_notes(notes);
+                    serving.reloads().set_reload_notes(notes);
                     *sources = Some(s);
                 }
                 let versions = snap.versions.clone();
-                serving.publish(snap);
+                serving.published().publish(snap);
                 tracing::info!(
                     ms = started.elapsed().as_millis() as u64,
                     files = reread,
@@ -484,7 +484,9 @@ fn reload_once(
             ReloadOutcome::Failed(errors.0.iter().map(|e| e.to_string()).collect())
         }
     };
-    serving.record_reload(&outcome, reread || sources_missing, started.elapsed());
+    serving
+        .reloads()
+        .record_reload(&outcome, reread || sources_missing, started.elapsed());
     if reread {
         crate::notify::ready(match &outcome {
             ReloadOutcome::Published(_) => "serving; last reload ok",

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 
 use crate::capacity::Reading;
 use crate::meter::{self, CounterMark, LoadSource, MeterError};
-use crate::serving::Serving;
+use crate::serving::Published;
 
 /// How often the controller looks whether a step is due.
 const CONTROL_TICK: Duration = Duration::from_millis(250);
@@ -68,13 +68,13 @@ async fn exchange(src: &LoadSource) -> Result<Vec<u8>, MeterError> {
 
 /// Keeps one scrape task per node with a load source in step with the published snapshot,
 /// and runs the controller, forever.
-pub async fn supervise(serving: Arc<Serving>) {
-    let control = tokio::spawn(control(serving.clone()));
+pub async fn supervise(applied: Arc<Published>) {
+    let control = tokio::spawn(control(applied.clone()));
     let mut running: HashMap<String, (LoadSource, tokio::task::JoinHandle<()>)> = HashMap::new();
-    let mut published = serving.subscribe();
+    let mut published = applied.subscribe();
     published.mark_changed();
     while published.changed().await.is_ok() {
-        let snap = serving.snapshot();
+        let snap = applied.snapshot();
         let wanted: HashMap<&str, &LoadSource> = snap
             .nodes
             .iter()
@@ -91,7 +91,7 @@ pub async fn supervise(serving: Arc<Serving>) {
             if running.contains_key(name) {
                 continue;
             }
-            let handle = tokio::spawn(poll(src.clone(), name.to_string(), serving.clone()));
+            let handle = tokio::spawn(poll(src.clone(), name.to_string(), applied.clone()));
             running.insert(name.to_string(), (src.clone(), handle));
         }
     }
@@ -99,7 +99,7 @@ pub async fn supervise(serving: Arc<Serving>) {
 }
 
 /// One node's scrapes, every interval, forever.
-async fn poll(src: LoadSource, name: String, serving: Arc<Serving>) {
+async fn poll(src: LoadSource, name: String, applied: Arc<Published>) {
     let start = Instant::now();
     let mut mark: Option<CounterMark> = None;
     let mut ticks = tokio::time::interval(src.interval);
@@ -131,15 +131,15 @@ async fn poll(src: LoadSource, name: String, serving: Arc<Serving>) {
                 since,
             })
         });
-        serving.update_capacity(|cap, _| cap.record_scrape(&name, result));
+        applied.update_capacity(|cap, _| cap.record_scrape(&name, result));
     }
 }
 
 /// The controller: every tick, the due steps of every steered service.
-async fn control(serving: Arc<Serving>) {
+async fn control(applied: Arc<Published>) {
     let mut ticks = tokio::time::interval(CONTROL_TICK);
     loop {
         ticks.tick().await;
-        serving.steer();
+        applied.steer();
     }
 }

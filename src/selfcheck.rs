@@ -16,7 +16,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::net::UdpSocket;
 
 use crate::anycast::{Announcer, Health};
-use crate::serving::Serving;
+use crate::serving::{Published, Reloads};
 
 /// How the checks run and what the data's state means.
 #[derive(Debug, Clone)]
@@ -68,22 +68,23 @@ pub fn target(bound: SocketAddr) -> SocketAddr {
 
 /// Runs the checks for ever (the task is dropped with the runtime).
 pub async fn run(
-    serving: Arc<Serving>,
+    published: Arc<Published>,
+    reloads: Arc<Reloads>,
     announcer: Arc<Announcer>,
     targets: Vec<SocketAddr>,
     settings: Settings,
 ) {
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_good_load = serving.reload_status().at;
+    let mut last_good_load = reloads.reload_status().at;
     let mut failing: Option<String> = None;
     loop {
         tick.tick().await;
-        let status = serving.reload_status();
+        let status = reloads.reload_status();
         if status.ok {
             last_good_load = status.at;
         }
-        let apex = serving
+        let apex = published
             .snapshot()
             .zones
             .first()

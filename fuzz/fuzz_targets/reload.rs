@@ -39,9 +39,9 @@ fn compile(text: &str) -> Result<Snapshot, signpost::source::Errors> {
 
 /// The invariants that must hold whatever was asked.
 fn check(serving: &Serving) {
-    let snap = serving.snapshot();
+    let snap = serving.published().snapshot();
     {
-        let st = serving.states();
+        let st = serving.published().states();
         for (i, name) in snap.health.names().iter().enumerate() {
             assert_eq!(snap.health.get(i), st.state(name), "published state of {name}");
         }
@@ -86,14 +86,14 @@ fuzz_target!(|data: &[u8]| {
     let (serving, reloads) = Serving::new(compile(BASE).expect("the base map compiles"), states, counters.clone());
     drop(reloads);
     requests(&serving, &counters, &lines);
-    let before = serving.snapshot();
+    let before = serving.published().snapshot();
     match compile(map) {
         Ok(snap) => {
-            serving.publish(snap);
+            serving.published().publish(snap);
         }
         Err(e) => {
             assert!(!e.0.is_empty());
-            assert!(Arc::ptr_eq(&before, &serving.snapshot()), "a failed build keeps the old snapshot");
+            assert!(Arc::ptr_eq(&before, &serving.published().snapshot()), "a failed build keeps the old snapshot");
         }
     }
     check(&serving);

@@ -264,6 +264,7 @@ query_log: {path: q.log}
                 "metrics.listen",
                 add("metrics: {listen: \"127.0.0.1:9999\"}"),
             ),
+            ("metrics.optional", add("metrics: {optional: true}")),
             (
                 "query_log",
                 changed("{path: q.log}", "{path: q.log, queue: 9}"),

@@ -51,7 +51,7 @@ type Outcome = Result<Response, String>;
 /// Carries out `req`.
 pub(super) fn execute(shared: &Shared, req: Request) -> Outcome {
     let serving = &shared.serving;
-    let snap = serving.snapshot();
+    let snap = serving.published().snapshot();
     match req {
         Request::Status {} => Ok(status(shared, &snap)),
         Request::Nodes {} => Ok(nodes(serving, &snap)),
@@ -95,7 +95,7 @@ fn known(snap: &Snapshot, n: &str) -> Result<(), String> {
 }
 
 fn status(shared: &Shared, snap: &Snapshot) -> Response {
-    let st = shared.serving.reload_status();
+    let st = shared.serving.reloads().reload_status();
     Response::ok(Reply::Status(StatusReply {
         version: env!("SIGNPOST_VERSION").into(),
         uptime_s: shared.started.elapsed().as_secs(),
@@ -133,8 +133,8 @@ fn anycast(serving: &Serving, action: Option<AnycastAction>) -> Outcome {
 }
 
 fn nodes(serving: &Serving, snap: &Snapshot) -> Response {
-    let st = serving.states();
-    let cap = serving.capacity();
+    let st = serving.published().states();
+    let cap = serving.published().capacity();
     let nodes = snap
         .nodes
         .iter()
@@ -187,6 +187,7 @@ fn set(
     };
     // All or nothing: the override applies only once the state file has it.
     serving
+        .published()
         .update_states(|st, _| {
             st.set_override(Override {
                 node: node.clone(),
@@ -202,6 +203,7 @@ fn set(
 fn clear(serving: &Serving, snap: &Snapshot, node: String) -> Outcome {
     // An override kept for a node the maps no longer have can still be cleared.
     serving
+        .published()
         .update_states(|st, _| st.clear_override(&node))
         .map_err(|e| match e {
             ClearError::NoOverride if known(snap, &node).is_err() => {
@@ -254,13 +256,13 @@ fn push(
         .collect();
     if !loads.is_empty() {
         let at = std::time::Instant::now();
-        serving.update_capacity(|cap, _| {
+        serving.published().update_capacity(|cap, _| {
             for (node, load, ttl) in loads {
                 cap.push(&node, load, now() + ttl, &source, at);
             }
         });
     }
-    serving.update_states(|st, _| {
+    serving.published().update_states(|st, _| {
         for (node, state, _, ttl) in parsed {
             let Some(state) = state else { continue };
             st.pushed.insert(
@@ -285,13 +287,13 @@ fn reload(serving: &Serving, confirm: bool) -> Outcome {
     } else {
         ReloadRequest::Control(tx)
     };
-    if !serving.request_reload(request) {
+    if !serving.reloads().request_reload(request) {
         return Err("the reload thread has stopped".into());
     }
     match rx.recv() {
         Ok(ReloadOutcome::Published(data)) => Ok(Response::ok(Reply::Reloaded {
             data,
-            notes: serving.reload_status().notes,
+            notes: serving.reloads().reload_status().notes,
         })),
         Ok(ReloadOutcome::Failed(errors)) => Ok(Response::failed(
             "reload failed; previous data still serving",

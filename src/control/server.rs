@@ -1,7 +1,7 @@
 //! The control socket server: accepts connections on the Unix socket, reads one request per
 //! line (at most [`MAX_LINE`] bytes, longer lines are refused without being kept), executes it
 //! off the I/O threads and writes the response. Node-state changes go through
-//! [`Serving::update_states`]; `reload` goes through the reload thread like every other
+//! [`crate::serving::Published::update_states`]; `reload` goes through the reload thread like every other
 //! trigger, and the caller gets its outcome.
 //!
 //! Opening the socket never takes it from a running server ([`bind`]), and the connections it
@@ -180,7 +180,10 @@ impl Control {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    shared.serving.update_states(|st, _| st.expire_and_save());
+                    shared
+                        .serving
+                        .published()
+                        .update_states(|st, _| st.expire_and_save());
                 }
             }));
         }

@@ -76,7 +76,8 @@ pub(super) fn start(
         withdraw_on_load_failure: config.on_load_failure == LoadFailurePolicy::Withdraw,
     };
     w.runtime.spawn(crate::selfcheck::run(
-        w.serving.clone(),
+        w.serving.published().clone(),
+        w.serving.reloads().clone(),
         announcer.clone(),
         udp_targets(bound),
         settings,

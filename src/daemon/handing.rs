@@ -84,7 +84,11 @@ pub(super) fn hand_over(ready: Ready, ending: Ending<'_>, sessions: Vec<handover
     }
     let totals = totals(serving);
     let _ = ready.carried.send(handover::Final {
-        carried: handover::carried(&serving.states(), &serving.capacity(), totals),
+        carried: handover::carried(
+            &serving.published().states(),
+            &serving.published().capacity(),
+            totals,
+        ),
         sessions,
     });
     handoff.settle(Duration::from_secs(5));
@@ -122,6 +126,7 @@ pub(super) fn pause_feeds(
 /// series (both include what this process carried over itself).
 fn totals(serving: &Serving) -> std::collections::BTreeMap<String, u64> {
     let mut all: std::collections::BTreeMap<String, u64> = serving
+        .published()
         .counters()
         .stats()
         .into_iter()
@@ -146,7 +151,11 @@ impl crate::control::server::Handover for Relay {
             || {
                 // The totals first: gathering them reads the capacity state too.
                 let totals = totals(&self.serving);
-                handover::carried(&self.serving.states(), &self.serving.capacity(), totals)
+                handover::carried(
+                    &self.serving.published().states(),
+                    &self.serving.published().capacity(),
+                    totals,
+                )
             },
             || match self.serving.feeds() {
                 Some(f) => {

@@ -141,17 +141,17 @@ fn run(
     let counters = Arc::new(Counters::new(udp_workers));
     let (serving, reload_requests) = Serving::new(snap, states, counters.clone());
     if let Some(t) = taker.as_ref() {
-        serving.update_capacity(|cap, snap| {
+        serving.published().update_capacity(|cap, snap| {
             handover::apply_capacity(cap, t.carried());
             cap.apply(snap);
         });
     }
     let query_log = start_query_log(&config, &serving)?;
     runtime.spawn(crate::probe::supervise(
-        serving.clone(),
+        serving.published().clone(),
         config.max_concurrent_checks,
     ));
-    runtime.spawn(crate::scrape::supervise(serving.clone()));
+    runtime.spawn(crate::scrape::supervise(serving.published().clone()));
 
     let (handoff, mut handed) = Handoff::new(invocation);
     let open = tcp::Open::default();
@@ -185,7 +185,7 @@ fn run(
         listening = %bound.join(", "),
         workers = config.workers,
         ms = started.elapsed().as_millis() as u64,
-        versions = %serving.snapshot().versions,
+        versions = %serving.published().snapshot().versions,
         "serving"
     );
     // Machine-readable line for tests and scripts that bind port 0.
@@ -214,7 +214,7 @@ fn run(
             ending.stop();
         }
     }
-    serving.request_reload(ReloadRequest::Stop);
+    serving.reloads().request_reload(ReloadRequest::Stop);
     drop(metrics);
     if let Some(f) = feeds {
         f.shutdown();
@@ -252,7 +252,7 @@ fn start_query_log(
             &q.path,
             q.sample_rate,
             q.queue,
-            serving.counters().clone(),
+            serving.published().counters().clone(),
         )
         .map_err(DaemonError::QueryLog)?,
     );

@@ -113,7 +113,7 @@ impl Wiring<'_> {
                     udp::spawn_on(
                         sockets,
                         config.rrl.clone(),
-                        serving.swap(),
+                        serving.published().swap(),
                         counters.clone(),
                         query_log.clone(),
                         stop.clone(),
@@ -138,7 +138,7 @@ impl Wiring<'_> {
                 let (limits, table, state, counters, log, open) = (
                     config.tcp,
                     tcp_table.clone(),
-                    serving.swap(),
+                    serving.published().swap(),
                     counters.clone(),
                     query_log.clone(),
                     open.clone(),
@@ -178,7 +178,7 @@ impl Wiring<'_> {
         // change in a feed asks the reload thread for a build (coalesced).
         let feeds = match &config.feeds {
             Some(f) => {
-                let changed = serving.clone();
+                let changed = serving.reloads().clone();
                 let inherited = crate::feed::Inherited {
                     listener: f.listen.and_then(|a| taker.as_mut().and_then(|t| t.bgp(a))),
                     tables: carried_routes,
@@ -320,13 +320,13 @@ impl Wiring<'_> {
             if let Some(last) = t.ready().map_err(DaemonError::Takeover)? {
                 let carried = last.carried;
                 sessions = last.sessions;
-                serving.update_states(|st, _| {
+                serving.published().update_states(|st, _| {
                     handover::apply(st, &carried);
                     if let Err(e) = st.save() {
                         tracing::warn!("{e}");
                     }
                 });
-                serving.update_capacity(|cap, snap| {
+                serving.published().update_capacity(|cap, snap| {
                     handover::apply_capacity(cap, &carried);
                     cap.apply(snap);
                 });
@@ -398,7 +398,7 @@ pub(super) fn wait_for_signal(
                 _ = int.recv() => break None,
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    hup.request_reload(ReloadRequest::Signal);
+                    hup.reloads().request_reload(ReloadRequest::Signal);
                 }
                 _ = usr1.recv() => {
                     match hup.reopen_logs() {

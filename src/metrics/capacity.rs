@@ -10,7 +10,7 @@ pub(super) fn families(b: &mut Builder, serving: &Serving, snap: &crate::snapsho
     if !snap.nodes.iter().any(|n| n.capacity.is_some()) {
         return;
     }
-    let cap = serving.capacity();
+    let cap = serving.published().capacity();
     let f = b.family(
         "node_capacity",
         "What each node can carry, in the maps' capacity unit.",

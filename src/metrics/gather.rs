@@ -14,8 +14,8 @@ pub use super::family::{Family, Kind, Labels, Value, carry_key};
 
 /// Every family, as of now.
 pub fn gather(serving: &Serving) -> Vec<Family> {
-    let counters = serving.counters();
-    let snap = serving.snapshot();
+    let counters = serving.published().counters();
+    let snap = serving.published().snapshot();
     let mut b = Builder {
         families: Vec::new(),
     };
@@ -264,7 +264,7 @@ fn reloads_and_data(b: &mut Builder, serving: &Serving, snap: &Snapshot, events:
     )
     .samples
     .push((Vec::new(), Value::Float(events.last_success)));
-    let status = serving.reload_status();
+    let status = serving.reloads().reload_status();
     b.family(
         "last_reload_ok",
         "1 when the last reload of the files succeeded, 0 while it failed.",
