@@ -532,6 +532,48 @@ fn the_compiler_and_the_answer_path_read_no_file() {
     assert!(bad.is_empty(), "file access:\n{}", bad.join("\n"));
 }
 
+/// Services get the part of the serving state they use (`src/serving/`): only the control
+/// socket, the metrics endpoint, the reload thread and the daemon that wires them name
+/// `Serving`, everything together; the prober, the scraper, the self-check, the feeds and the
+/// DNS workers get `Published`, `Reloads`, a callback or the snapshot swap.
+#[test]
+fn only_the_services_that_see_everything_get_serving() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed = ["serving/", "control/", "metrics/", "daemon/", "reload.rs"];
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut bad = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in files {
+        let rel = f
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(&f).expect("readable");
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let names = code
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|w| w == "Serving");
+            if names {
+                if allowed.iter().any(|a| rel.starts_with(a)) {
+                    seen.insert(allowed.iter().find(|a| rel.starts_with(*a)).copied());
+                } else {
+                    bad.push(format!("src/{rel}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "Serving named outside {allowed:?}:\n{}",
+        bad.join("\n")
+    );
+    // The check sees the type where it is used (it would not pass by finding nothing).
+    assert_eq!(seen.len(), allowed.len(), "{seen:?}");
+}
+
 /// The files of one folder module name each other one way: no cycle among them (`mod.rs`,
 /// which declares them, aside). Shared state lives in a file of its own.
 #[test]
