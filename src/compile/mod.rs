@@ -133,6 +133,10 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let nodes = node_set.nodes;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let health = HealthTable::new(names, State::Up);
+    let mut services = services;
+    for s in &mut services {
+        s.settle_usual(&nodes, &health);
+    }
     Ok(Snapshot {
         zones,
         services,

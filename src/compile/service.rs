@@ -2,7 +2,7 @@
 //! rules and its route tables, checked together.
 
 use std::cell::OnceCell;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::live::Live;
 use super::nodes::{NodeSet, RegionSet};
@@ -183,6 +183,12 @@ pub(super) fn service(
         v6: t.v6,
         rr: AtomicU64::new(0),
         steering,
+        region_up: ctx
+            .regions
+            .regions
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect(),
     })
 }
 
@@ -307,5 +313,6 @@ pub(super) fn placeholder() -> Service {
         v6: V6Table::default(),
         rr: AtomicU64::new(0),
         steering: None,
+        region_up: Box::default(),
     }
 }

@@ -19,7 +19,7 @@ use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
 use crate::ranges::{self, Range};
-use crate::snapshot::{Decision, Region, RouteTable, V6Table};
+use crate::snapshot::{Decision, Pick, Region, RouteTable, V6Table};
 
 /// Where each layer of one family's address space sits in the list given to
 /// [`ranges::overlay`], which hands back the values of each piece in that order: the GeoIP
@@ -385,6 +385,7 @@ impl Decider<'_> {
             chain: self.rules.drafts[rule as usize].chain.clone().into(),
             local_mask: mask,
             ranks: key.2.clone().into_boxed_slice(),
+            usual: [Pick::empty(); 2],
         });
         let d = (self.decisions.len() - 1) as u32;
         self.decision_of.insert(key, d);

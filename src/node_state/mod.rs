@@ -276,6 +276,9 @@ impl NodeStates {
         for (i, name) in snap.health.names().iter().enumerate() {
             snap.health.set(i, self.state(name));
         }
+        for s in &snap.services {
+            s.note_health(&snap.health);
+        }
     }
 
     /// Records one health-check result with rise and fall (the first result decides at once);

@@ -141,6 +141,11 @@ pub struct Decision {
     /// [`BEYOND`] past a distance region's limit); empty when no region of the service ranks
     /// by proximity or distance.
     pub ranks: Box<[u8]>,
+    /// For A (`[0]`) and AAAA (`[1]`): the usual pick, what [`Service::pick`] chooses while every
+    /// member of the chain's first region is up, decided when the service is compiled
+    /// ([`Service::settle_usual`]); its `count` is 0 where there is none (spread or steered
+    /// services, a first region with no node of the family).
+    pub usual: [Pick; 2],
 }
 
 /// The proximity rank of a node whose feeds have no route to the client: farthest.

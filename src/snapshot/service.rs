@@ -4,7 +4,7 @@
 //! real answers and by explanations alike.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{
     AllDown, BEYOND, Decision, MAX_ANSWERS, NO_ROUTE, Node, Region, RouteTable, RuleInfo, Steering,
@@ -47,10 +47,13 @@ pub struct Service {
     /// `spread: capacity`: the weight factors and overflow fractions the capacity controller
     /// publishes (then `spread` is true as well).
     pub steering: Option<Steering>,
+    /// Per region: every member is up. Written with the node states ([`Service::note_health`],
+    /// beside the health table), read by [`Service::pick`] to answer a decision's usual pick.
+    pub region_up: Box<[AtomicBool]>,
 }
 
 /// The result of `Service::pick`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pick {
     /// Chosen node indices.
     pub nodes: [usize; MAX_ANSWERS],
@@ -120,7 +123,8 @@ impl ServiceAnswer {
 }
 
 impl Pick {
-    fn empty() -> Pick {
+    /// No node chosen (and no usual pick, in [`Decision::usual`]).
+    pub const fn empty() -> Pick {
         Pick {
             nodes: [0; MAX_ANSWERS],
             count: 0,
@@ -191,6 +195,9 @@ impl Service {
     /// Chooses the nodes for a client with `decision`, answering `v6` (AAAA) or A.
     /// `client_key` identifies the client's /24 or /48 for `spread` (and for the capacity
     /// steering's weight factors and overflow of a `spread: capacity` service).
+    ///
+    /// While every member of the chain's first region is up, the answer is the decision's
+    /// usual pick, decided when the service was compiled (one flag read instead of choosing).
     #[inline]
     pub fn pick(
         &self,
@@ -200,6 +207,16 @@ impl Service {
         nodes: &[Node],
         health: &HealthTable,
     ) -> Pick {
+        let usual = &decision.usual[usize::from(v6)];
+        if usual.count > 0
+            && let Some(&first) = decision.chain.first()
+            && self
+                .region_up
+                .get(first)
+                .is_some_and(|up| up.load(Ordering::Relaxed))
+        {
+            return *usual;
+        }
         self.pick_with(
             decision,
             v6,
@@ -208,6 +225,40 @@ impl Service {
             health,
             self.steering.as_ref(),
         )
+    }
+
+    /// Decides each decision's usual pick ([`Decision::usual`]): what [`Service::pick_with`]
+    /// chooses for it with every node up (`all_up`), where that comes from the chain's first
+    /// region undegraded. Only a service that neither spreads clients nor is steered has one:
+    /// otherwise the answer depends on the client or on the controller's shares.
+    pub fn settle_usual(&mut self, nodes: &[Node], all_up: &HealthTable) {
+        if self.spread || self.steering.is_some() {
+            return;
+        }
+        let mut decisions = std::mem::take(&mut self.decisions);
+        for d in &mut decisions {
+            for v6 in [false, true] {
+                let p = self.pick_with(d, v6, 0, nodes, all_up, None);
+                let usual = p.count > 0
+                    && p.region == d.chain.first().copied()
+                    && !(p.degraded || p.servfail || p.all_down)
+                    && p.overflowed.is_none();
+                d.usual[usize::from(v6)] = if usual { p } else { Pick::empty() };
+            }
+        }
+        self.decisions = decisions;
+    }
+
+    /// Notes, for each region, whether every member is up in `health` (called after the node
+    /// states are written into it).
+    pub fn note_health(&self, health: &HealthTable) {
+        for (region, up) in self.regions.iter().zip(self.region_up.iter()) {
+            let all = region
+                .members
+                .iter()
+                .all(|&(n, _)| health.get(n) == State::Up);
+            up.store(all, Ordering::Relaxed);
+        }
     }
 
     /// What [`Service::pick`] would choose with static weights and no overflow: for
@@ -267,9 +318,9 @@ impl Service {
                     pick.degraded = pos > 0
                         || wanted == State::Drain
                         || region.members.iter().any(|&(n, _)| {
-                            eligible(n)
+                            health.get(n) != State::Up
+                                && eligible(n)
                                 && !beyond(region, decision, n)
-                                && health.get(n) != State::Up
                         });
                     pick.overflowed = overflowed.map(|p| decision.chain[p]);
                     return pick;

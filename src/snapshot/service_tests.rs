@@ -47,6 +47,9 @@ fn service(spread: bool, answers: usize) -> Service {
         v6: V6Table::default(),
         rr: AtomicU64::new(0),
         steering: None,
+        region_up: (0..2)
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect(),
     }
 }
 
@@ -60,6 +63,7 @@ fn heaviest_healthy_then_fall_through_then_policy() {
         chain: vec![0, 1].into(),
         local_mask: 0,
         ranks: Box::new([]),
+        usual: [Pick::empty(); 2],
     };
     let p = s.pick(&d, false, 0, &nodes, &health);
     assert_eq!(
@@ -94,6 +98,7 @@ fn spread_is_stable_and_weighted() {
         chain: vec![0].into(),
         local_mask: 0,
         ranks: Box::new([]),
+        usual: [Pick::empty(); 2],
     };
     let mut counts = [0usize; 3];
     for k in 0..20_000u64 {
@@ -140,6 +145,7 @@ fn spread_follows_node_names_not_their_positions() {
             chain: vec![0].into(),
             local_mask: 0,
             ranks: Box::new([]),
+            usual: [Pick::empty(); 2],
         };
         (0..3000u64)
             .map(|k| {
@@ -164,6 +170,7 @@ fn proximity_ranks_before_weight_and_fills_answers_nearest_first() {
         chain: vec![0, 1].into(),
         local_mask: 0,
         ranks: vec![NO_ROUTE, 1, 0].into(),
+        usual: [Pick::empty(); 2],
     };
     assert_eq!(s.pick(&d, false, 0, &nodes, &health).nodes(), &[2, 1]);
     s.answers = 1;
@@ -201,6 +208,7 @@ fn distance_limit_leaves_members_beyond_out() {
         chain: vec![0, 1].into(),
         local_mask: 0,
         ranks: vec![BEYOND, BEYOND, 0].into(),
+        usual: [Pick::empty(); 2],
     };
     let p = s.pick(&d, false, 0, &nodes, &health);
     assert_eq!((p.nodes(), p.degraded), (&[2][..], false), "the nearest");
@@ -214,4 +222,83 @@ fn distance_limit_leaves_members_beyond_out() {
     health.set(2, State::Down);
     let p = s.pick(&d, false, 0, &nodes, &health);
     assert_eq!(p.region, Some(1), "the chain's next region, not n1 beyond");
+}
+
+/// The usual pick decided at compile time is what choosing gives, for every combination of
+/// node states, every rank mode and answer count here: the flag written with the node states
+/// sends `pick` to it only while the chain's first region is all up.
+#[test]
+fn the_usual_pick_equals_choosing_in_every_state() {
+    let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
+    let names: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
+    let all_up = HealthTable::new(names.clone(), State::Up);
+    let decision = |chain: Vec<usize>, ranks: Vec<u8>| Decision {
+        rule: 0,
+        chain: chain.into(),
+        local_mask: 0,
+        ranks: ranks.into(),
+        usual: [Pick::empty(); 2],
+    };
+    let ranked = |rank: Ranking| {
+        let mut s = service(false, 2);
+        s.regions[0].rank = rank;
+        s
+    };
+    let services = [
+        (service(false, 1), decision(vec![0, 1], vec![])),
+        (service(false, 2), decision(vec![1, 0], vec![])),
+        (
+            ranked(Ranking::Proximity),
+            decision(vec![0, 1], vec![NO_ROUTE, 1, 0]),
+        ),
+        (
+            ranked(Ranking::Distance(super::super::DistanceRank {
+                locations: vec![(0.0, 0.0); 3],
+                limit: Some(1),
+            })),
+            decision(vec![0, 1], vec![BEYOND, BEYOND, 0]),
+        ),
+    ];
+    let mut used = 0;
+    for (mut s, d) in services {
+        s.decisions = vec![d];
+        s.settle_usual(&nodes, &all_up);
+        let d = &s.decisions[0];
+        assert!(d.usual[0].count > 0, "an A pick for {:?}", d.chain);
+        assert_eq!(d.usual[1].count, 0, "no AAAA records, no usual AAAA pick");
+        for states in 0..81u32 {
+            let health = HealthTable::new(names.clone(), State::Up);
+            for n in 0..4 {
+                let st =
+                    [State::Up, State::Down, State::Drain][(states / 3u32.pow(n)) as usize % 3];
+                health.set(n as usize, st);
+            }
+            s.note_health(&health);
+            for v6 in [false, true] {
+                let chosen = s.pick_with(d, v6, 7, &nodes, &health, None);
+                let picked = s.pick(d, v6, 7, &nodes, &health);
+                assert_eq!(picked, chosen, "{:?} state {states} v6 {v6}", d.chain);
+                used += usize::from(picked == d.usual[usize::from(v6)] && picked.count > 0);
+            }
+        }
+    }
+    // Some states answered with the usual pick (and the others by choosing, equal).
+    assert!(used > 0);
+}
+
+/// A spread or steered service has no usual pick: its answer depends on the client.
+#[test]
+fn a_spread_service_has_no_usual_pick() {
+    let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
+    let all_up = HealthTable::new((0..4).map(|i| format!("n{i}")).collect(), State::Up);
+    let mut s = service(true, 1);
+    s.decisions = vec![Decision {
+        rule: 0,
+        chain: vec![0].into(),
+        local_mask: 0,
+        ranks: Box::new([]),
+        usual: [Pick::empty(); 2],
+    }];
+    s.settle_usual(&nodes, &all_up);
+    assert_eq!(s.decisions[0].usual, [Pick::empty(); 2]);
 }
