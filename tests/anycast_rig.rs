@@ -8,9 +8,23 @@
 //! killed with SIGKILL loses its queries to another within 1 s of its session closing (plus
 //! the client's polling); a replica stopped with SIGSTOP within the hold time (3 s) plus that
 //! margin; a replica replaced with `ctl replace` hands its session over and keeps every query
-//! (none moves to another replica). The addresses are from 198.18.0.0/15. The test needs root and `ip netns`; where a
-//! namespace cannot be made it says so and passes without testing. It always deletes its
-//! namespaces and stops its daemons (also when it fails).
+//! (none moves to another replica).
+//!
+//! A second test, on a rig of its own, covers what a replica decides by itself, where the
+//! client's view is what matters (and not only a router's table, as in `tests/anycast.rs`):
+//! a plain restart (SIGTERM, exit, the same replica started again) loses no query; the UDP
+//! worker threads stopped alone with ptrace (the BGP session and the self-check go on, which
+//! SIGSTOP would not let them) withdraw through the self-check, and the replica comes back
+//! after the hold-down once they are released; a replica restarted with a `max_data_age_s`
+//! (whole seconds, at least 1: 5 here) withdraws by itself once its data are that old and
+//! comes back after `ctl reload` and the hold-down. The client is watched by a thread of its
+//! own throughout, one query at a time. Which replica the client reaches is fixed by the
+//! router's hash, not by the test, so the data-age limit is given to that replica by
+//! restarting it with it.
+//!
+//! The addresses are from 198.18.0.0/15. The tests need root and `ip netns`; where a
+//! namespace cannot be made they say so and pass without testing. They always delete their
+//! namespaces and stop their daemons (also when they fail).
 
 mod common;
 use common::*;
