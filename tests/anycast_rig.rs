@@ -588,7 +588,8 @@ impl Stalled {
             }
             let tid: i32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
             let tid = nix::unistd::Pid::from_raw(tid);
-            ptrace::seize(tid, ptrace::Options::empty()).expect("PTRACE_SEIZE");
+            ptrace::seize(tid, ptrace::Options::empty())
+                .expect("PTRACE_SEIZE (needs CAP_SYS_PTRACE and kernel.yama.ptrace_scope below 3)");
             stopped.0.push(tid);
             ptrace::interrupt(tid).expect("PTRACE_INTERRUPT");
             let st = waitpid(tid, Some(WaitPidFlag::__WALL)).expect("waitpid");
@@ -765,8 +766,9 @@ fn replicas_withdraw_by_themselves_and_restart_without_losing_a_query() {
         back >= HOLD_DOWN,
         "back after {back:?}, before the hold-down"
     );
+    // The reload itself (a debug build, a loaded machine) comes before the hold-down.
     assert!(
-        back < HOLD_DOWN + Duration::from_millis(1500),
+        back < HOLD_DOWN + Duration::from_millis(2500),
         "back after {back:?}"
     );
 }
