@@ -264,6 +264,8 @@ pub struct CarriedSession {
     pub announced: bool,
     /// How long the session had been established, in milliseconds.
     pub up_ms: u64,
+    /// Messages received from the peer so far (`ctl bgp`'s count goes on from it).
+    pub messages: u64,
     /// Bytes read from the socket but not yet handled (at most part of one message).
     pub unread: Vec<u8>,
     /// The peer's IPv4 routes: (start, length, origin, AS-path length, stale).

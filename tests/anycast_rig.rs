@@ -8,9 +8,23 @@
 //! killed with SIGKILL loses its queries to another within 1 s of its session closing (plus
 //! the client's polling); a replica stopped with SIGSTOP within the hold time (3 s) plus that
 //! margin; a replica replaced with `ctl replace` hands its session over and keeps every query
-//! (none moves to another replica). The addresses are from 198.18.0.0/15. The test needs root and `ip netns`; where a
-//! namespace cannot be made it says so and passes without testing. It always deletes its
-//! namespaces and stops its daemons (also when it fails).
+//! (none moves to another replica).
+//!
+//! A second test, on a rig of its own, covers what a replica decides by itself, where the
+//! client's view is what matters (and not only a router's table, as in `tests/anycast.rs`):
+//! a plain restart (SIGTERM, exit, the same replica started again) loses no query; the UDP
+//! worker threads stopped alone with ptrace (the BGP session and the self-check go on, which
+//! SIGSTOP would not let them) withdraw through the self-check, and the replica comes back
+//! after the hold-down once they are released; a replica restarted with a `max_data_age_s`
+//! (whole seconds, at least 1: 5 here) withdraws by itself once its data are that old and
+//! comes back after `ctl reload` and the hold-down. The client is watched by a thread of its
+//! own throughout, one query at a time. Which replica the client reaches is fixed by the
+//! router's hash, not by the test, so the data-age limit is given to that replica by
+//! restarting it with it.
+//!
+//! The addresses are from 198.18.0.0/15. The tests need root and `ip netns`; where a
+//! namespace cannot be made they say so and pass without testing. They always delete their
+//! namespaces and stop their daemons (also when they fail).
 
 mod common;
 use common::*;
@@ -152,6 +166,11 @@ impl Rig {
 
     /// Starts replica `i` (named `r{i}`) in its namespace.
     fn start_replica(&mut self, i: u32) {
+        self.start_replica_with(i, "");
+    }
+
+    /// Starts replica `i` with `extra` lines added to its `anycast` section.
+    fn start_replica_with(&mut self, i: u32, extra: &str) {
         let ns = self.ns(&format!("r{i}"));
         let config = format!(
             r#"workers: 1
@@ -176,7 +195,7 @@ anycast:
   drain_ms: 1000
   check_interval_ms: 200
   on_load_failure: withdraw
-"#
+{extra}"#
         );
         let path = self.dir.write(&format!("bgp-live/r{i}.yaml"), &config);
         let sock = self.dir.path(&format!("r{i}.sock"));
@@ -225,25 +244,9 @@ anycast:
         .count()
     }
 
-    /// Which replica the client reaches now (`id.server`), if any answers within 300 ms.
+    /// Which replica the client reaches now (`id.server`), if any answers within 1 s.
     fn who(&self) -> Option<String> {
-        let out = exec(
-            &self.ns("cli"),
-            &[
-                "dig",
-                "+short",
-                "+time=1",
-                "+tries=1",
-                "-p",
-                "53",
-                &format!("@{ANYCAST}"),
-                "id.server",
-                "TXT",
-                "CH",
-            ],
-        );
-        let name = out.trim().trim_matches('"').to_string();
-        (!name.is_empty() && !name.contains(';')).then_some(name)
+        who(&self.ns("cli"))
     }
 
     /// Polls [`Rig::who`] until another replica than `from` answers; returns the time and the
@@ -276,6 +279,28 @@ anycast:
     }
 }
 
+/// Which replica a client in namespace `cli` reaches now (`id.server` CH TXT at the service
+/// address), if any answers within 1 s.
+fn who(cli: &str) -> Option<String> {
+    let out = exec(
+        cli,
+        &[
+            "dig",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "-p",
+            "53",
+            &format!("@{ANYCAST}"),
+            "id.server",
+            "TXT",
+            "CH",
+        ],
+    );
+    let name = out.trim().trim_matches('"').to_string();
+    (!name.is_empty() && !name.contains(';')).then_some(name)
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
         for r in self.replicas.iter_mut().flatten() {
@@ -299,11 +324,13 @@ impl Drop for Rig {
     }
 }
 
-#[test]
-fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped() {
-    let dir = anycast_dir("anycast-rig");
+/// The rig, up: the router, three replicas announcing (a 3-way ECMP route at the router), the
+/// client. `None` when network namespaces cannot be made here. `name` tells the rigs of
+/// parallel tests apart.
+fn rig_up(name: &str) -> Option<Rig> {
+    let dir = anycast_dir(&format!("anycast-rig-{name}"));
     let mut rig = Rig {
-        tag: format!("sp{}", std::process::id() % 100_000),
+        tag: format!("sp{}{name}", std::process::id() % 100_000),
         namespaces: Vec::new(),
         bird: None,
         replicas: vec![None, None, None],
@@ -312,7 +339,7 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
     };
     let Some(rtr) = rig.add_ns("rtr") else {
         eprintln!("SKIPPED: cannot create network namespaces here (needs root and `ip netns`)");
-        return;
+        return None;
     };
     exec(&rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for i in 1..=3u32 {
@@ -340,6 +367,12 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
         exec(&rtr, &["ip", "route"]),
         std::fs::read_to_string(rig.dir.path("bird.log")).unwrap_or_default()
     );
+    Some(rig)
+}
+
+#[test]
+fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped() {
+    let Some(mut rig) = rig_up("k") else { return };
 
     // SIGKILL: the kernel closes the session at once; the router withdraws that path.
     let first = rig.who().expect("no answer through the router");
@@ -453,4 +486,289 @@ fn replicas_behind_ecmp_lose_their_queries_to_the_others_when_killed_or_stopped(
         "{stdout}"
     );
     assert!(stderr.contains(&format!("{first}.sock")), "{stderr}");
+}
+
+/// Each answer the client got (the replica's name, or none) with its time.
+type Seen = Vec<(Instant, Option<String>)>;
+
+/// The client's view over time: a thread asking [`who`] one query after another, each answer
+/// (or none) with the time it came.
+struct Watch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(cli: String) -> Watch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, v) = (stop.clone(), seen.clone());
+        // Bounded: one `dig` at a time, for at most two minutes.
+        let thread = std::thread::spawn(move || {
+            let t = Instant::now();
+            while !s.load(std::sync::atomic::Ordering::Relaxed)
+                && t.elapsed() < Duration::from_secs(120)
+            {
+                let w = who(&cli);
+                v.lock().unwrap().push((Instant::now(), w));
+            }
+        });
+        Watch {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// The answers so far.
+    fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) for the first answer after `since` that `f` accepts; its
+    /// time after `since`.
+    fn until(
+        &self,
+        since: Instant,
+        timeout: Duration,
+        f: impl Fn(&Option<String>) -> bool,
+    ) -> Option<Duration> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let hit = self
+                .seen()
+                .into_iter()
+                .find(|(t, w)| *t >= since && f(w))
+                .map(|(t, _)| t - since);
+            if hit.is_some() || Instant::now() > deadline {
+                return hit;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The queries answered by nobody between `from` and `to`, and the queries in all.
+    fn lost(&self, from: Instant, to: Instant) -> (usize, usize) {
+        let seen = self.seen();
+        let span: Vec<_> = seen
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .collect();
+        (span.iter().filter(|(_, w)| w.is_none()).count(), span.len())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The DNS worker threads of a process (named `udp-N`, `src/dns/udp.rs`) stopped with ptrace:
+/// PTRACE_SEIZE then PTRACE_INTERRUPT stops each such thread alone (no group stop: the BGP
+/// sessions, the self-check and the control socket go on). Released on drop (PTRACE_DETACH;
+/// the kernel also detaches them when the tracing thread ends). The ptrace calls are made by
+/// the thread that made this, as ptrace requires.
+struct Stalled(Vec<nix::unistd::Pid>);
+
+impl Stalled {
+    fn workers(pid: u32) -> Stalled {
+        use nix::sys::ptrace;
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        let mut stopped = Stalled(Vec::new());
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if !comm.starts_with("udp-") {
+                continue;
+            }
+            let tid: i32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            let tid = nix::unistd::Pid::from_raw(tid);
+            ptrace::seize(tid, ptrace::Options::empty())
+                .expect("PTRACE_SEIZE (needs CAP_SYS_PTRACE and kernel.yama.ptrace_scope below 3)");
+            stopped.0.push(tid);
+            ptrace::interrupt(tid).expect("PTRACE_INTERRUPT");
+            let st = waitpid(tid, Some(WaitPidFlag::__WALL)).expect("waitpid");
+            assert!(
+                matches!(st, WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..)),
+                "thread {tid} not stopped: {st:?}"
+            );
+        }
+        assert!(!stopped.0.is_empty(), "no udp-N thread in process {pid}");
+        stopped
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        for tid in self.0.drain(..) {
+            let _ = nix::sys::ptrace::detach(tid, None);
+        }
+    }
+}
+
+/// The hold-down of the rig's replicas (`hold_down_ms`).
+const HOLD_DOWN: Duration = Duration::from_millis(2000);
+/// The data-age limit of the replica restarted with one (`max_data_age_s`).
+const MAX_AGE: Duration = Duration::from_secs(5);
+
+#[test]
+fn replicas_withdraw_by_themselves_and_restart_without_losing_a_query() {
+    let Some(mut rig) = rig_up("s") else { return };
+    let cli = rig.ns("cli");
+    let x = rig.who().expect("no answer through the router");
+    let i: u32 = x[1..].parse().unwrap();
+    let is_x = |w: &Option<String>| w.as_deref() == Some(x.as_str());
+    let not_x = |w: &Option<String>| w.as_deref().is_some_and(|w| w != x);
+
+    // A plain restart: SIGTERM (withdrawn at once, answering for drain_ms, then exit), the same
+    // replica started again; it announces after its first passing self-check.
+    let watch = Watch::start(cli.clone());
+    let t0 = Instant::now();
+    let old = rig.replicas[i as usize - 1].take().unwrap();
+    let status = old.terminate();
+    let exited = t0.elapsed();
+    assert!(status.success(), "{x} exited with {status}");
+    let moved = watch
+        .until(t0, Duration::ZERO, not_x)
+        .expect("queries did not move while the replica drained");
+    let t_start = Instant::now();
+    rig.start_replica(i);
+    let up = t_start.elapsed();
+    let back = watch
+        .until(t_start, Duration::from_secs(10), is_x)
+        .unwrap_or_else(|| panic!("{x} got no query again after its restart"));
+    let end = Instant::now() + Duration::from_millis(500);
+    std::thread::sleep(Duration::from_millis(500));
+    let (lost, asked) = watch.lost(t0, end);
+    drop(watch);
+    eprintln!(
+        "plain restart of {x}: queries moved after {moved:?}, exited after {exited:?}, \
+         new process ready after {up:?}, queries back {back:?} after its start; \
+         {lost} of {asked} queries unanswered"
+    );
+    assert_eq!(lost, 0, "queries lost across a plain restart");
+    // Withdrawn before the listeners closed: the router moved the queries during the drain.
+    assert!(
+        moved < exited,
+        "moved after {moved:?}, exited after {exited:?}"
+    );
+    assert!(moved < Duration::from_millis(900), "moved after {moved:?}");
+    assert!(
+        exited >= Duration::from_millis(1000),
+        "no drain: {exited:?}"
+    );
+    assert!(back < Duration::from_secs(5), "back after {back:?}");
+
+    // Stalled DNS workers: the UDP threads stop, the process goes on (its BGP session too); the
+    // self-check fails check_failures (2) times, the replica withdraws by itself, well before
+    // the router's hold timer would.
+    let pid = rig.pid(&x).parse::<u32>().unwrap();
+    let watch = Watch::start(cli.clone());
+    let t0 = Instant::now();
+    let stalled = Stalled::workers(pid);
+    // The router's view, polled every 20 ms: the client's own view is coarser (a query to the
+    // stalled replica waits for its 1 s timeout).
+    let withdrawn = loop {
+        if rig.next_hops() == 2 {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(HOLD + 5),
+            "the stalled {x} stayed in the router's route"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let moved = watch
+        .until(t0, Duration::from_secs(HOLD + 5), not_x)
+        .unwrap_or_else(|| panic!("queries did not move from the stalled {x}"));
+    let (_, st) = rig.replica(&x).ctl(&["anycast"]);
+    assert_eq!(st["anycast"]["reason"], "self_check", "{st}");
+    assert_eq!(st["anycast"]["announced"], false, "{st}");
+    let (lost_stalled, asked_stalled) = watch.lost(t0, t0 + moved);
+    // Released: announced again after hold_down_ms of passing checks.
+    std::thread::sleep(Duration::from_millis(300));
+    let t1 = Instant::now();
+    drop(stalled);
+    let back = watch
+        .until(t1, HOLD_DOWN + Duration::from_secs(5), is_x)
+        .unwrap_or_else(|| panic!("{x} got no query again after its workers went on"));
+    let (lost_after, _) = watch.lost(t0 + moved, Instant::now());
+    drop(watch);
+    eprintln!(
+        "stalled workers of {x}: withdrawn from the router after {withdrawn:?}, queries \
+         moved after {moved:?} ({lost_stalled} of {asked_stalled} unanswered meanwhile, \
+         {lost_after} after); released, queries back after {back:?}"
+    );
+    // Two failed checks (200 ms apart, 500 ms timeout each) and the UPDATE: well under the
+    // router's hold time, which a stopped process takes.
+    assert!(
+        withdrawn < Duration::from_millis(2000),
+        "withdrawn after {withdrawn:?}"
+    );
+    assert!(
+        moved < withdrawn + Duration::from_millis(1500),
+        "moved after {moved:?}"
+    );
+    assert_eq!(lost_after, 0, "queries lost after the withdrawal");
+    assert!(
+        back >= HOLD_DOWN,
+        "back after {back:?}, before the hold-down"
+    );
+    assert!(
+        back < HOLD_DOWN + Duration::from_millis(1500),
+        "back after {back:?}"
+    );
+
+    // Data too old: the same replica restarted with max_data_age_s; it withdraws by itself once
+    // its data are older than that, and announces again after a successful reload and the
+    // hold-down.
+    let old = rig.replicas[i as usize - 1].take().unwrap();
+    assert!(old.terminate().success());
+    let t_start = Instant::now();
+    rig.start_replica_with(i, &format!("  max_data_age_s: {}\n", MAX_AGE.as_secs()));
+    let watch = Watch::start(cli.clone());
+    let announced = watch
+        .until(t_start, Duration::from_secs(5), is_x)
+        .unwrap_or_else(|| panic!("{x} not announced after its restart"));
+    let t_ann = t_start + announced;
+    let moved = watch
+        .until(t_ann, MAX_AGE + Duration::from_secs(5), not_x)
+        .unwrap_or_else(|| panic!("queries did not move from {x} with data too old"));
+    let (_, st) = rig.replica(&x).ctl(&["anycast"]);
+    assert_eq!(st["anycast"]["reason"], "data_too_old", "{st}");
+    let (lost_aged, _) = watch.lost(t_ann, t_ann + moved);
+    let t1 = Instant::now();
+    let (ok, v) = rig.replica(&x).ctl(&["reload"]);
+    assert!(ok, "{v}");
+    let back = watch
+        .until(t1, HOLD_DOWN + Duration::from_secs(5), is_x)
+        .unwrap_or_else(|| panic!("{x} got no query again after a reload"));
+    let (lost, asked) = watch.lost(t_start, Instant::now());
+    drop(watch);
+    let aged = announced + moved;
+    eprintln!(
+        "data too old on {x} (max_data_age_s {}): announced {announced:?} after its start, \
+         queries moved {aged:?} after its start ({lost_aged} unanswered); reloaded, queries \
+         back after {back:?}; {lost} of {asked} queries unanswered in all",
+        MAX_AGE.as_secs()
+    );
+    assert!(
+        aged >= MAX_AGE && aged < MAX_AGE + Duration::from_millis(1500),
+        "moved {aged:?} after the start"
+    );
+    assert_eq!(lost, 0, "queries lost to a replica whose data aged");
+    assert!(
+        back >= HOLD_DOWN,
+        "back after {back:?}, before the hold-down"
+    );
+    // The reload itself (a debug build, a loaded machine) comes before the hold-down.
+    assert!(
+        back < HOLD_DOWN + Duration::from_millis(2500),
+        "back after {back:?}"
+    );
 }
