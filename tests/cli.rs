@@ -1,5 +1,6 @@
 //! The command line and the shipped example files: `--version`, `--help`, `check` on the
-//! embedded default, and every example configuration and map file rejecting an unknown key.
+//! embedded default, every example configuration and map file rejecting an unknown key, and
+//! standard output going away (`| head`, a full disk) handled without a panic.
 
 mod common;
 use common::*;
@@ -149,4 +150,67 @@ fn ecs_ignore_policy() {
         s.short(&["TXT", "_why.dl.example.test", "+subnet=81.2.69.0/24"])
             .contains("ECS ignored by policy")
     );
+}
+
+/// `signpost lookup < many | head -1`: the reader goes away after one line; the command ends
+/// quietly with success (it panicked on EPIPE before). The output is far more than a pipe
+/// holds, so the write after the reader closed is certain.
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .arg("lookup")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..20_000u32 {
+            if writeln!(stdin, "10.{}.{}.1", i / 250 % 250, i % 250).is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("10.0.0.1"), "{first:?}");
+    // The reader is dropped here: the rest of the output meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A server whose standard output cannot be written (`/dev/full`) still starts and answers:
+/// the "ready" line is a convenience, not a condition.
+#[test]
+fn a_server_with_a_full_standard_output_still_serves() {
+    let dir = TempDir::new("stdout-full");
+    let port = speakers::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .env_remove("NOTIFY_SOCKET")
+        .env("SIGNPOST_CONTROL", dir.path("control.sock"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let answered = wait_for(30, || {
+        let out = Command::new("dig")
+            .args(["+short", "+time=1", "+tries=1", "-p", &port.to_string()])
+            .args(["@127.0.0.1", "www.example.test", "A"])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    });
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered && alive, "answered {answered}, alive {alive}");
 }

@@ -92,7 +92,7 @@ pub(super) fn ask(socket: &std::path::Path, req: Request) -> Result<(), CliError
     }
     if let Reply::Lines { lines } = resp.reply {
         for l in lines {
-            println!("{}", escape(&l));
+            outln!("{}", escape(&l));
         }
     }
     Ok(())
@@ -193,7 +193,7 @@ pub(super) fn ctl_each(
         let mut first = None;
         for socket in sockets {
             if !raw {
-                println!("== {}", escape(&socket.display().to_string()));
+                outln!("== {}", escape(&socket.display().to_string()));
             }
             if let Err(e) = ctl(socket, raw, timeout, request.clone()) {
                 eprintln!("{}: {e}", escape(&socket.display().to_string()));
@@ -217,7 +217,7 @@ pub(super) fn ctl(
     let req = ctl_request(&request)?;
     let (resp, line) = client::request(socket, &req, timeout).map_err(CliError::Unreachable)?;
     if raw {
-        println!("{}", escape_json(&line));
+        outln!("{}", escape_json(&line));
         return if resp.ok {
             Ok(())
         } else {
@@ -240,19 +240,19 @@ fn print_reply(reply: Reply) {
         Reply::Anycast { anycast } => print_anycast(&anycast),
         Reply::Stats { stats } => {
             for (k, v) in stats {
-                println!("{:<16} {v}", escape(&k));
+                outln!("{:<16} {v}", escape(&k));
             }
         }
         Reply::Reopened { reopened } if reopened.is_empty() => {
-            println!("no query log configured")
+            outln!("no query log configured")
         }
         Reply::Reopened { reopened } => {
             for path in reopened {
-                println!("reopened {}", escape(&path));
+                outln!("reopened {}", escape(&path));
             }
         }
         Reply::Bgp { sessions, .. } if sessions.is_empty() => {
-            println!("no BGP feeds configured (`feeds` in signpost.yaml)")
+            outln!("no BGP feeds configured (`feeds` in signpost.yaml)")
         }
         Reply::Bgp {
             sessions,
@@ -260,32 +260,32 @@ fn print_reply(reply: Reply) {
         } => print_bgp(&sessions, refused_connections),
         Reply::Lines { lines } => {
             for l in lines {
-                println!("{}", escape(&l));
+                outln!("{}", escape(&l));
             }
         }
         Reply::Reloaded { data, notes } => {
-            println!("reloaded: {}", escape(&data));
+            outln!("reloaded: {}", escape(&data));
             for n in notes {
-                println!("note: {}", escape(&n));
+                outln!("note: {}", escape(&n));
             }
         }
         Reply::Replaced { old_pid, new_pid } => {
-            println!("replaced: pid {old_pid} -> pid {new_pid}")
+            outln!("replaced: pid {old_pid} -> pid {new_pid}")
         }
         // Every item was accepted (a push is all or nothing): nothing more to say.
-        Reply::Pushed { accepted: _ } => println!("ok"),
+        Reply::Pushed { accepted: _ } => outln!("ok"),
         // `set` and `clear`: done, nothing more to say.
-        Reply::Done {} => println!("ok"),
+        Reply::Done {} => outln!("ok"),
     }
 }
 
 /// The lines of `ctl status`.
 fn print_status(s: StatusReply) {
-    println!("version:     {}", escape(&s.version));
-    println!("uptime:      {} s", s.uptime_s);
-    println!("data:        {}", escape(&s.data));
-    println!("generation:  {}", s.generation);
-    println!(
+    outln!("version:     {}", escape(&s.version));
+    outln!("uptime:      {} s", s.uptime_s);
+    outln!("data:        {}", escape(&s.data));
+    outln!("generation:  {}", s.generation);
+    outln!(
         "last reload: {}",
         match (s.last_reload.ok, s.last_reload.held) {
             (true, _) => "ok",
@@ -294,10 +294,10 @@ fn print_status(s: StatusReply) {
         }
     );
     for e in s.last_reload.errors {
-        println!("  {}", escape(&e));
+        outln!("  {}", escape(&e));
     }
     for n in s.last_reload.notes {
-        println!("  note: {}", escape(&n));
+        outln!("  note: {}", escape(&n));
     }
     if let Some(a) = s.anycast {
         print_anycast(&a);
@@ -306,9 +306,17 @@ fn print_status(s: StatusReply) {
 
 /// The table of `ctl bgp`.
 fn print_bgp(sessions: &[BgpSession], refused_connections: u64) {
-    println!(
+    outln!(
         "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  LAST ERROR",
-        "PEER", "ADDRESS", "STATE", "IPV4", "IPV6", "STALE", "FOR", "LAST UPDATE", "MESSAGES"
+        "PEER",
+        "ADDRESS",
+        "STATE",
+        "IPV4",
+        "IPV6",
+        "STALE",
+        "FOR",
+        "LAST UPDATE",
+        "MESSAGES"
     );
     for s in sessions {
         let age = s
@@ -320,7 +328,7 @@ fn print_bgp(sessions: &[BgpSession], refused_connections: u64) {
             .last_update_s
             .map(|t| format!("{t} s ago"))
             .unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<16} {:<24} {:<12} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9}  {}",
             escape(&s.peer),
             escape(&s.address),
@@ -335,7 +343,7 @@ fn print_bgp(sessions: &[BgpSession], refused_connections: u64) {
         );
     }
     if refused_connections > 0 {
-        println!("connections refused at the listener: {refused_connections}");
+        outln!("connections refused at the listener: {refused_connections}");
     }
 }
 
@@ -346,13 +354,13 @@ fn print_anycast(a: &AnycastStatus) {
         (false, Some(r)) => format!("WITHDRAWN ({r})"),
         (false, None) => "WITHDRAWN".to_string(),
     };
-    println!("anycast:     {state}, for {} s", a.since_ms / 1000);
-    println!("  prefixes: {}", escape(&a.prefixes.join(", ")));
+    outln!("anycast:     {state}, for {} s", a.since_ms / 1000);
+    outln!("  prefixes: {}", escape(&a.prefixes.join(", ")));
     if a.operator_withdrawn {
-        println!("  withdrawn by the operator (`ctl anycast announce` ends it)");
+        outln!("  withdrawn by the operator (`ctl anycast announce` ends it)");
     }
     if let Some(ms) = a.hold_down_left_ms {
-        println!("  hold-down: {} ms left", ms);
+        outln!("  hold-down: {} ms left", ms);
     }
 }
 
@@ -360,9 +368,9 @@ fn print_anycast(a: &AnycastStatus) {
 fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
     let steered = nodes.iter().any(|n| n.capacity.is_some());
     if !steered {
-        println!("{:<16} {:<6} WHY", "NODE", "STATE");
+        outln!("{:<16} {:<6} WHY", "NODE", "STATE");
         for n in nodes {
-            println!(
+            outln!(
                 "{:<16} {:<6} {}",
                 escape(&n.name),
                 escape(&n.state),
@@ -376,9 +384,15 @@ fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
         .find_map(|n| n.capacity.as_ref().and_then(|c| c.unit.clone()))
         .map(|u| format!(" ({})", escape(&u)))
         .unwrap_or_default();
-    println!(
+    outln!(
         "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  WHY{unit}",
-        "NODE", "STATE", "LOAD", "CAPACITY", "UTIL", "SHARE", "OVERFLOW"
+        "NODE",
+        "STATE",
+        "LOAD",
+        "CAPACITY",
+        "UTIL",
+        "SHARE",
+        "OVERFLOW"
     );
     let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     for n in nodes {
@@ -389,7 +403,7 @@ fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
             why.push_str("; load: ");
             why.push_str(&escape(&c.load_status));
         }
-        println!(
+        outln!(
             "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  {}",
             escape(&n.name),
             escape(&n.state),
@@ -402,7 +416,7 @@ fn print_nodes(nodes: &[crate::control::protocol::NodeReport]) {
             why
         );
         for s in c.map(|c| &c.shares[..]).unwrap_or_default().iter().skip(1) {
-            println!(
+            outln!(
                 "{:<16} {:<6} {:>10} {:>10} {:>6} {:>7} {:>9}  in {} of {}",
                 "",
                 "",

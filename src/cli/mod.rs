@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+#[macro_use]
+mod out;
 mod ctl;
 mod offline;
 
@@ -183,7 +185,12 @@ pub enum CliError {
 impl CliError {
     /// The process exit code for this failure: the one place that decides it.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.code())
+    }
+
+    /// The exit code's number (see [`CliError::exit_code`]).
+    fn code(&self) -> u8 {
+        match self {
             CliError::Invalid(_)
             | CliError::Daemon(_)
             | CliError::StateFile(_)
@@ -194,7 +201,7 @@ impl CliError {
             | CliError::Manual(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
-        })
+        }
     }
 }
 
@@ -279,7 +286,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     return Err(e.into());
                 }
             };
-            println!(
+            outln!(
                 "ok: {} zone(s), {} service(s), {} node(s); {}",
                 c.zones.len(),
                 snap.services.len(),

@@ -15,9 +15,9 @@ pub(super) fn lookup(config: Option<PathBuf>, addresses: Vec<String>) -> Result<
     for a in list {
         match a.parse::<IpAddr>() {
             Ok(ip) => {
-                println!("{ip}");
+                outln!("{ip}");
                 for line in data.lookup(ip).lines() {
-                    println!("  {line}");
+                    outln!("  {line}");
                 }
             }
             Err(_) => bad.push(format!("{a:?} is not an IP address")),
@@ -50,7 +50,7 @@ pub(super) fn explain(
         )));
     };
     for line in crate::explain::explain(&snap, s, address, "given on the command line", ipv6) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }
@@ -63,7 +63,7 @@ pub(super) fn diff(config: Option<PathBuf>, old: PathBuf, new: PathBuf) -> Resul
     };
     let (o, n) = (load(old)?, load(new)?);
     for line in crate::explain::diff(&o, &n) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

@@ -188,8 +188,13 @@ fn run(
         versions = %serving.published().snapshot().versions,
         "serving"
     );
-    // Machine-readable line for tests and scripts that bind port 0.
-    println!("signpost: ready; {}", bound.join("; "));
+    // Machine-readable line for tests and scripts that bind port 0. A standard output that
+    // is closed or full does not stop a server that is ready.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "signpost: ready; {}", bound.join("; ")).and_then(|()| out.flush());
+    }
     crate::notify::ready("serving");
 
     let ending = handing::Ending {
