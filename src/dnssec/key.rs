@@ -64,8 +64,10 @@ pub enum KeyError {
     Write(PathBuf, std::io::Error),
     /// A key file could not be read.
     Read(PathBuf, std::io::Error),
-    /// A key file holds no DNSKEY record in BIND's format.
+    /// A key file holds no key in BIND's format.
     Parse(PathBuf),
+    /// A private key file does not hold the private half of its public key.
+    Mismatch(PathBuf, String),
 }
 
 impl fmt::Display for KeyError {
@@ -80,6 +82,13 @@ impl fmt::Display for KeyError {
                 "{}: not a public key file (one DNSKEY record, as dnssec-keygen writes)",
                 p.display()
             ),
+            KeyError::Mismatch(p, e) => {
+                write!(
+                    f,
+                    "{}: not the private half of its .key file: {e}",
+                    p.display()
+                )
+            }
         }
     }
 }

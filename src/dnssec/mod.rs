@@ -8,12 +8,14 @@
 //! - [`key`]: [`key::Algorithm`], [`key::Role`], generating a key pair and writing its two
 //!   files, reading a public key file.
 //! - [`ds`]: the DS record (SHA-256) of a public key, as `dnssec-dsfromkey -2` prints it.
+//! - [`sign`]: a key pair read from its two files, signing one record set into an RRSIG.
 //!
 //! Nothing here is on the answer path: keys are read and made by the command line (and, when
 //! zones are signed, by the reload thread).
 
 pub mod ds;
 pub mod key;
+pub mod sign;
 
 pub use ds::Ds;
 pub use key::{Algorithm, KeyError, NewKey, PublicKey, Role};
