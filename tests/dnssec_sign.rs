@@ -1,6 +1,6 @@
 //! Record sets signed by `signpost::dnssec::sign` verify with BIND's own verifier: a small zone
 //! (SOA, NS, DNSKEY, an A set of two records, a CNAME whose target is written in mixed case,
-//! and an NSEC chain over the names, all as Signpost encodes them) is signed set by set, written
+//! all as Signpost encodes them, and the NSEC chain `dnssec::nsec::chain` makes over the names) is signed set by set, written
 //! as a zone file and handed to `dnssec-verify`, which must find it fully signed. The same zone
 //! with one signature byte changed must fail, and so must a zone signed by a key other than the
 //! DNSKEY published: the check can fail.
@@ -14,11 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use domain::base::iana::Rtype;
-use domain::base::rdata::ComposeRecordData;
 use domain::base::{Name, ParseRecordData};
 use domain::dep::octseq::Parser;
-use domain::rdata::dnssec::RtypeBitmap;
-use domain::rdata::{Nsec, ZoneRecordData};
+use domain::rdata::ZoneRecordData;
 use signpost::dnssec::sign::{Signer, Validity};
 use signpost::dnssec::{Algorithm, NewKey, Role};
 
@@ -35,20 +33,6 @@ const DNSKEY: u16 = 48;
 fn wire(name: &str) -> Vec<u8> {
     let hickory = hickory_proto::rr::Name::from_str(name).unwrap();
     signpost::zone::wire(&hickory).into_vec()
-}
-
-/// An NSEC's RDATA: the next name and the types at the owner (with RRSIG and NSEC).
-fn nsec(next: &str, types: &[u16]) -> Vec<u8> {
-    let mut bitmap = RtypeBitmap::<Vec<u8>>::builder();
-    for t in types.iter().chain(&[RRSIG, NSEC]) {
-        bitmap.add(Rtype::from_int(*t)).unwrap();
-    }
-    let next: Name<Vec<u8>> = Name::from_str(next).unwrap();
-    let mut out = Vec::new();
-    Nsec::new(next, bitmap.finalize())
-        .compose_rdata(&mut out)
-        .unwrap();
-    out
 }
 
 /// One record in presentation format, its data printed by `domain`.
@@ -82,39 +66,36 @@ fn sets(dnskey: Vec<u8>) -> Vec<(&'static str, u16, Vec<Vec<u8>>)> {
         ("example.org.", DNSKEY, vec![dnskey]),
         ("example.org.", MX, vec![mx]),
         (
-            "example.org.",
-            NSEC,
-            vec![nsec("dl.example.org.", &[NS, SOA, MX, DNSKEY])],
-        ),
-        (
             "dl.example.org.",
             A,
             vec![rdata(A, "192.0.2.10"), rdata(A, "192.0.2.11")],
         ),
-        (
-            "dl.example.org.",
-            NSEC,
-            vec![nsec("mail.example.org.", &[A])],
-        ),
         ("mail.example.org.", A, vec![rdata(A, "192.0.2.25")]),
-        (
-            "mail.example.org.",
-            NSEC,
-            vec![nsec("ns1.example.org.", &[A])],
-        ),
         ("ns1.example.org.", A, vec![rdata(A, "192.0.2.53")]),
-        (
-            "ns1.example.org.",
-            NSEC,
-            vec![nsec("www.example.org.", &[A])],
-        ),
         ("www.example.org.", CNAME, vec![rdata(CNAME, "dl")]),
-        (
-            "www.example.org.",
-            NSEC,
-            vec![nsec("example.org.", &[CNAME])],
-        ),
     ]
+}
+
+/// The sets with the NSEC chain over their names (`dnssec::nsec::chain`) added.
+fn with_chain(sets: Vec<(&'static str, u16, Vec<Vec<u8>>)>) -> Vec<(String, u16, Vec<Vec<u8>>)> {
+    let mut owners: Vec<(Vec<u8>, Vec<u16>)> = Vec::new();
+    for (owner, rtype, _) in &sets {
+        match owners.iter_mut().find(|(o, _)| *o == wire(owner)) {
+            Some((_, types)) => types.push(*rtype),
+            None => owners.push((wire(owner), vec![*rtype])),
+        }
+    }
+    let input: Vec<(&[u8], &[u16])> = owners.iter().map(|(o, t)| (&o[..], &t[..])).collect();
+    let links = signpost::dnssec::nsec::chain(&input).unwrap();
+    let mut all: Vec<(String, u16, Vec<Vec<u8>>)> = sets
+        .into_iter()
+        .map(|(o, t, r)| (o.to_string(), t, r))
+        .collect();
+    for link in links {
+        let owner = Name::from_octets(link.owner.to_vec()).unwrap();
+        all.push((format!("{owner}."), NSEC, vec![link.rdata]));
+    }
+    all
 }
 
 /// The zone file: every set with the RRSIG `sign` makes for it (changed by `tamper`).
@@ -128,7 +109,11 @@ fn zone(published: &Signer, signer: &Signer, tamper: bool) -> String {
         expiration: now + 14 * 86400,
     };
     let mut text = String::new();
-    for (i, (owner, rtype, rdatas)) in sets(published.dnskey_rdata()).into_iter().enumerate() {
+    for (i, (owner, rtype, rdatas)) in with_chain(sets(published.dnskey_rdata()))
+        .into_iter()
+        .enumerate()
+    {
+        let owner = owner.as_str();
         let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
         let mut rrsig = signer
             .sign(&wire(owner), rtype, 300, &refs, validity)

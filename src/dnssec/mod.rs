@@ -8,6 +8,7 @@
 //! - [`key`]: [`key::Algorithm`], [`key::Role`], generating a key pair and writing its two
 //!   files, reading a public key file.
 //! - [`ds`]: the DS record (SHA-256) of a public key, as `dnssec-dsfromkey -2` prints it.
+//! - [`nsec`]: the NSEC chain over a zone's names, in canonical order.
 //! - [`sign`]: a key pair read from its two files, signing one record set into an RRSIG.
 //!
 //! Nothing here is on the answer path: keys are read and made by the command line (and, when
@@ -15,6 +16,7 @@
 
 pub mod ds;
 pub mod key;
+pub mod nsec;
 pub mod sign;
 
 pub use ds::Ds;
