@@ -50,7 +50,7 @@
 //! 1. base: [`wire`], [`hash`], [`embedded`], [`source`], [`ranges`], [`health`], [`tally`]
 //!    (counter cells with a row per writer), [`distance`] (great-circle distances),
 //!    `log_limit` (rate limits for log lines others can cause);
-//! 2. formats: [`spec`], [`zone`], [`config`];
+//! 2. formats: [`spec`], [`zone`], [`config`], [`dnssec`] (DNSSEC key files and DS records);
 //! 3. data: [`geo`], [`bgp`], [`client`], [`check`] (health-check definitions), [`meter`]
 //!    (load sources: where a node's load is read, and how a scrape becomes a load), [`live`];
 //! 4. the compiled model: [`snapshot`], and [`explain`] over it;
@@ -100,6 +100,7 @@ pub mod counters;
 pub mod daemon;
 pub mod distance;
 pub mod dns;
+pub mod dnssec;
 pub mod embedded;
 pub mod explain;
 pub mod feed;

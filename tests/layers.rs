@@ -4,7 +4,7 @@
 //!
 //! - base: `wire`, `hash`, `embedded`, `source`, `ranges`, `health`, `tally`, `distance`,
 //!   `log_limit`
-//! - formats: `spec`, `zone`, `config`
+//! - formats: `spec`, `zone`, `config`, `dnssec` (key files, DS records)
 //! - data: `geo`, `bgp`, `client`, `check` (health checks), `meter` (load sources), `live`
 //! - compiled model: `snapshot`, `explain`
 //! - compiler (pure): `compile`
@@ -38,6 +38,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Formats.
     ("spec", &["source"]),
     ("zone", &["wire", "source"]),
+    // DNSSEC key files and DS records.
+    ("dnssec", &[]),
     (
         "config",
         &["source", "embedded", "spec", "zone", "wire", "health"],
@@ -200,6 +202,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "snapshot",
             "source",
             "manual",
+            "dnssec",
         ],
     ),
     ("main", &["cli"]),

@@ -31,6 +31,7 @@ const COMMANDS: &[&str] = &[
     "explain",
     "diff",
     "ctl",
+    "dnssec",
     "man",
     "completions",
 ];
@@ -38,6 +39,8 @@ const CTL: &[&str] = &[
     "status", "nodes", "set", "clear", "push", "reload", "stats", "reopen", "replace", "bgp",
     "anycast",
 ];
+
+const DNSSEC: &[&str] = &["keygen", "ds"];
 
 /// The short commit of the checkout, when this is one and git runs.
 fn git_commit() -> Option<String> {
@@ -132,6 +135,7 @@ fn man_dir_writes_one_page_per_subcommand() {
     let mut pages = vec!["signpost".to_string()];
     pages.extend(COMMANDS.iter().map(|c| format!("signpost-{c}")));
     pages.extend(CTL.iter().map(|c| format!("signpost-ctl-{c}")));
+    pages.extend(DNSSEC.iter().map(|c| format!("signpost-dnssec-{c}")));
     for p in &pages {
         let path = dir.path(&format!("{p}.1"));
         let text =

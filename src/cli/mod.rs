@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `lookup`, `explain`, `diff` and `ctl`; `man` and
+//! The command line: `serve`, `check`, `lookup`, `explain`, `diff`, `ctl` and `dnssec`; `man` and
 //! `completions` write the manual pages and shell completions generated from these same
 //! definitions.
 //!
@@ -18,10 +18,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[macro_use]
 mod out;
 mod ctl;
+mod dnssec;
 mod offline;
 
 use ctl::ask;
 pub use ctl::{AnycastArg, CtlRequest};
+pub use dnssec::{AlgorithmArg, DnssecCommand};
 use offline::{diff, explain, lookup};
 
 use crate::control::client::ClientError;
@@ -144,6 +146,12 @@ pub enum Command {
         #[command(subcommand)]
         request: CtlRequest,
     },
+    /// DNSSEC keys: make a key pair in BIND's file format, print DS records for the parent.
+    Dnssec {
+        /// What to do.
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
     /// Write the manual page (roff) to stdout, or one page per subcommand into a directory.
     Man {
         /// Write signpost.1, signpost-serve.1, ... into this directory instead.
@@ -180,6 +188,8 @@ pub enum CliError {
     Write(String, std::io::Error),
     /// A man page could not be written into the directory.
     Manual(crate::manual::ManualError),
+    /// A DNSSEC key could not be made, written or read.
+    Key(crate::dnssec::KeyError),
 }
 
 impl CliError {
@@ -198,7 +208,8 @@ impl CliError {
             | CliError::Refused(_)
             | CliError::RefusedRaw
             | CliError::Write(..)
-            | CliError::Manual(_) => 1,
+            | CliError::Manual(_)
+            | CliError::Key(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
         }
@@ -216,6 +227,7 @@ impl std::fmt::Display for CliError {
             CliError::RefusedRaw => Ok(()),
             CliError::Write(to, e) => write!(f, "cannot write {to}: {e}"),
             CliError::Manual(e) => write!(f, "{e}"),
+            CliError::Key(e) => write!(f, "{e}"),
             CliError::Refused(r) => {
                 write!(
                     f,
@@ -345,6 +357,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }));
             ctl::ctl_each(&socket, json, timeout, &request)
         }
+        Command::Dnssec { command } => dnssec::run(command),
         Command::Man { dir } => man(dir),
         Command::Completions { shell } => {
             to_stdout(&crate::manual::completions(shell, Cli::command()))
