@@ -140,7 +140,40 @@ fn an_optional_listener_that_cannot_be_bound_is_skipped_and_a_required_one_stops
         Ok(s) => panic!("started with no listener: {}", s.ready),
         Err(e) => e,
     };
-    assert!(err.contains(&unbindable), "{err}");
+    assert!(
+        err.contains("no listener could be bound") && err.contains(&unbindable),
+        "{err}"
+    );
+}
+
+/// A listener that serves neither UDP nor TCP, and an address listed twice, are refused by
+/// `check` (and so by `serve`), with their positions: either would start a server that does
+/// not serve what the configuration says.
+#[test]
+fn a_listener_serving_nothing_or_listed_twice_is_refused() {
+    let dir = TempDir::new("listen-errors");
+    let port = free_port();
+    for (listen, expected) in [
+        (
+            format!("  - {{address: \"127.0.0.1:{port}\", udp: false, tcp: false}}\n"),
+            "listen[0]: \"127.0.0.1:PORT\" serves neither UDP nor TCP",
+        ),
+        (
+            format!(
+                "  - 127.0.0.1:{port}\n  - {{address: \"127.0.0.1:{port}\", optional: true}}\n"
+            ),
+            "listen[1]: \"127.0.0.1:PORT\" is listed twice (also listen[0])",
+        ),
+    ] {
+        let path = config(&dir, &listen, "");
+        let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
+            .args(["check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).replace(&port.to_string(), "PORT");
+        assert!(!out.status.success() && err.contains(expected), "{err}");
+        assert!(serve(&dir, &path).is_err(), "serve started with {listen}");
+    }
 }
 
 #[test]

@@ -158,15 +158,7 @@ pub(super) fn service(
         ));
         return None;
     }
-    let steering = steer.map(|st| {
-        let names: Vec<&str> = ctx
-            .regions
-            .regions
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        Steering::new(st, ctx.nodes.nodes.len(), &names, &t.decisions)
-    });
+    let steering = steer.map(|st| steering(ctx, st, &t.decisions));
     Some(Service {
         names: s.names.clone(),
         ttl: s.ttl,
@@ -190,6 +182,21 @@ pub(super) fn service(
             .map(|_| AtomicBool::new(false))
             .collect(),
     })
+}
+
+/// The capacity steering of a `spread: capacity` service with `decisions`.
+fn steering(
+    ctx: &Context<'_>,
+    settings: crate::snapshot::SteerSettings,
+    decisions: &[crate::snapshot::Decision],
+) -> Steering {
+    let names: Vec<&str> = ctx
+        .regions
+        .regions
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    Steering::new(settings, ctx.nodes.nodes.len(), &names, decisions)
 }
 
 /// What the answer path does when every node of a chain is down.

@@ -19,18 +19,32 @@ pub(super) fn listen(doc: &Document, specs: &[ListenSpec], errors: &mut Errors) 
         specs
     };
     let mut listen = Vec::new();
+    let mut seen = Vec::new();
     for (i, l) in specs.iter().enumerate() {
         let (addr, udp, tcp, optional) = match l {
             ListenSpec::Plain(a) => (a.as_str(), true, true, false),
             ListenSpec::Detailed(d) => (d.address.as_str(), d.udp, d.tcp, d.optional),
         };
         match addr.parse::<SocketAddr>() {
-            Ok(addr) => listen.push(Listen {
-                addr,
-                udp,
-                tcp,
-                optional,
-            }),
+            Ok(_) if !udp && !tcp => errors.0.push(doc.error(
+                &format!("listen[{i}]"),
+                format!("{} serves neither UDP nor TCP", quote(addr)),
+            )),
+            Ok(a) if let Some(&(j, _)) = seen.iter().find(|&&(_, b)| b == a && a.port() != 0) => {
+                errors.0.push(doc.error(
+                    &format!("listen[{i}]"),
+                    format!("{} is listed twice (also listen[{j}])", quote(addr)),
+                ))
+            }
+            Ok(addr) => {
+                seen.push((i, addr));
+                listen.push(Listen {
+                    addr,
+                    udp,
+                    tcp,
+                    optional,
+                })
+            }
             Err(_) => errors.0.push(doc.error(
                 &format!("listen[{i}]"),
                 format!(

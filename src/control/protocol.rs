@@ -488,6 +488,65 @@ pub struct CheckReport {
     pub failures: u32,
 }
 
+/// One request of every command, each optional field set. The `match` has no catch-all:
+/// a new command does not compile until it is listed here, and then
+/// `fields_match_the_request_type` (in `protocol_tests.rs`) holds `FIELDS` to it. It lives
+/// here, beside `Request` and `FIELDS`, so that a new command is added in this one file.
+#[cfg(test)]
+pub(super) fn one_of_each() -> Vec<Request> {
+    let all = vec![
+        Request::Status {},
+        Request::Nodes {},
+        Request::Set {
+            node: "n".into(),
+            state: "down".into(),
+            reason: Some("r".into()),
+            expires_in: Some(1),
+        },
+        Request::Clear { node: "n".into() },
+        Request::Push {
+            source: Some("s".into()),
+            states: Vec::new(),
+        },
+        Request::Reload { confirm: true },
+        Request::Stats {},
+        Request::Reopen {},
+        Request::Bgp {},
+        Request::Anycast {
+            action: Some(AnycastAction::Withdraw),
+        },
+        Request::Lookup {
+            addresses: Vec::new(),
+        },
+        Request::Explain {
+            address: "192.0.2.1".into(),
+            name: "n".into(),
+            ipv6: true,
+        },
+        Request::Replace {},
+        Request::Takeover {},
+    ];
+    for r in &all {
+        match r {
+            Request::Status {}
+            | Request::Nodes {}
+            | Request::Set { .. }
+            | Request::Clear { .. }
+            | Request::Push { .. }
+            | Request::Reload { .. }
+            | Request::Stats {}
+            | Request::Reopen {}
+            | Request::Bgp {}
+            | Request::Anycast { .. }
+            | Request::Lookup { .. }
+            | Request::Explain { .. }
+            | Request::Replace {}
+            | Request::Takeover {} => {}
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 #[path = "protocol_tests.rs"]
 mod tests;

@@ -46,35 +46,54 @@ pub const QUERYLOG_RECORDS: Family = Family {
     help: "Query-log records written, dropped (the writer was behind), and failed (the file did not take them).",
 };
 
-/// A single counter cell of each transport, besides the question type × rcode grid. Each
-/// is declared once, in [`Cell::reading`]: its `ctl stats` name (which is also the key its
-/// count is carried under to a replacing process) and its metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cell {
-    /// Queries dropped without an answer.
-    Dropped,
-    /// Responses truncated (TC set).
-    Truncated,
-    /// Queries with an EDNS Client Subnet option (the sum of the ECS grid; never bumped).
-    EcsPresent,
-    /// Queries without one (likewise).
-    EcsAbsent,
-    /// UDP responses dropped by rate limiting.
-    RrlDropped,
-    /// UDP responses sent truncated by rate limiting (slip).
-    RrlSlipped,
-    /// TCP connections refused by the connection caps.
-    TcpRefused,
-    /// Query-log records dropped because the writer was behind.
-    QuerylogDropped,
-    /// Queries with a COOKIE option and a good server cookie.
-    CookieGood,
-    /// Queries with a COOKIE option whose server cookie is bad (tampered, foreign, expired).
-    CookieBad,
-    /// Queries with a client cookie and no server cookie.
-    CookieMissing,
-    /// UDP answers sent truncated by `cookies.max_nocookie_response`.
-    NocookieTruncated,
+/// Declares [`Cell`] and [`Cell::ALL`] from one list of variants, so that a cell cannot be
+/// declared without being in `ALL` (the index order that `index`, the tallies and the
+/// readers use).
+macro_rules! cells {
+    ($(#[$cell_doc:meta])* pub enum Cell { $($(#[$doc:meta])* $v:ident,)* }) => {
+        $(#[$cell_doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Cell {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl Cell {
+            /// Every cell, in index order.
+            pub const ALL: [Cell; [$(stringify!($v)),*].len()] = [$(Cell::$v),*];
+        }
+    };
+}
+
+cells! {
+    /// A single counter cell of each transport, besides the question type × rcode grid. Each
+    /// is declared once, in [`Cell::reading`]: its `ctl stats` name (which is also the key its
+    /// count is carried under to a replacing process) and its metric.
+    pub enum Cell {
+        /// Queries dropped without an answer.
+        Dropped,
+        /// Responses truncated (TC set).
+        Truncated,
+        /// Queries with an EDNS Client Subnet option (the sum of the ECS grid; never bumped).
+        EcsPresent,
+        /// Queries without one (likewise).
+        EcsAbsent,
+        /// UDP responses dropped by rate limiting.
+        RrlDropped,
+        /// UDP responses sent truncated by rate limiting (slip).
+        RrlSlipped,
+        /// TCP connections refused by the connection caps.
+        TcpRefused,
+        /// Query-log records dropped because the writer was behind.
+        QuerylogDropped,
+        /// Queries with a COOKIE option and a good server cookie.
+        CookieGood,
+        /// Queries with a COOKIE option whose server cookie is bad (tampered, foreign, expired).
+        CookieBad,
+        /// Queries with a client cookie and no server cookie.
+        CookieMissing,
+        /// UDP answers sent truncated by `cookies.max_nocookie_response`.
+        NocookieTruncated,
+    }
 }
 
 /// How the metrics endpoint shows a cell's transports.
@@ -100,22 +119,6 @@ pub struct Reading {
 }
 
 impl Cell {
-    /// Every cell, in index order.
-    pub const ALL: [Cell; 12] = [
-        Cell::Dropped,
-        Cell::Truncated,
-        Cell::EcsPresent,
-        Cell::EcsAbsent,
-        Cell::RrlDropped,
-        Cell::RrlSlipped,
-        Cell::TcpRefused,
-        Cell::QuerylogDropped,
-        Cell::CookieGood,
-        Cell::CookieBad,
-        Cell::CookieMissing,
-        Cell::NocookieTruncated,
-    ];
-
     /// Its index among the single cells.
     #[inline]
     pub const fn index(self) -> usize {

@@ -38,6 +38,8 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     /// A listening socket could not be bound.
     Bind(&'static str, SocketAddr, std::io::Error),
+    /// Every listener is optional and none could be bound (the last failure).
+    NoListener(Box<DaemonError>),
     /// The reload thread could not start.
     Reload(ReloadError),
     /// The control socket could not be opened.
@@ -59,6 +61,12 @@ impl std::fmt::Display for DaemonError {
             DaemonError::StateFile(e) => write!(f, "{e}"),
             DaemonError::Runtime(e) => write!(f, "cannot start runtime: {e}"),
             DaemonError::Bind(what, addr, e) => write!(f, "cannot bind {what} {addr}: {e}"),
+            DaemonError::NoListener(last) => {
+                write!(
+                    f,
+                    "no listener could be bound (all are optional; the last: {last})"
+                )
+            }
             DaemonError::Reload(e) => write!(f, "{e}"),
             DaemonError::Control(e) => write!(f, "{e}"),
             DaemonError::Feeds(e) => write!(f, "BGP feeds: {e}"),
@@ -188,13 +196,7 @@ fn run(
         versions = %serving.published().snapshot().versions,
         "serving"
     );
-    // Machine-readable line for tests and scripts that bind port 0. A standard output that
-    // is closed or full does not stop a server that is ready.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "signpost: ready; {}", bound.join("; ")).and_then(|()| out.flush());
-    }
+    say_ready(&bound);
     crate::notify::ready("serving");
 
     let ending = handing::Ending {
@@ -304,6 +306,14 @@ pub fn start_problems(config: &crate::config::Config) -> Errors {
         problems.0.push(at);
     }
     problems
+}
+
+/// The machine-readable "ready" line, for tests and scripts that bind port 0. A standard
+/// output that is closed or full does not stop a server that is ready.
+fn say_ready(bound: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "signpost: ready; {}", bound.join("; ")).and_then(|()| out.flush());
 }
 
 /// The listen addresses: the command line's (UDP and TCP each) instead of the configured ones.

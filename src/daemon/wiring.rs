@@ -94,7 +94,7 @@ impl Wiring<'_> {
                     Ok(pair) => (sockets, tcp_listener) = pair,
                     // An optional listener this host cannot have (no IPv6, the port taken).
                     Err((kind, e)) if l.optional => {
-                        tracing::warn!(%addr, error = %e, "optional {kind} listener skipped");
+                        tracing::warn!(%addr, error = %e, "optional listener skipped ({kind} cannot be bound): neither UDP nor TCP served there");
                         skipped = Some(DaemonError::Bind(kind, addr, e));
                         continue;
                     }
@@ -150,7 +150,7 @@ impl Wiring<'_> {
         }
         // Every listener optional and none bound: nothing would answer.
         if let (true, Some(e)) = (bound.is_empty(), skipped) {
-            return Err(e);
+            return Err(DaemonError::NoListener(Box::new(e)));
         }
         Ok(Listening {
             threads,

@@ -212,10 +212,7 @@ pub(crate) async fn resume(
         }
     };
     let mut conn = Conn::new(stream, FrameReader::with_unread(&carry.unread));
-    shared.set_resumed(Duration::from_millis(carry.up_ms));
-    // The count goes on: the messages this process received on the session before it was
-    // handed over (none here: this process waited for it instead of connecting).
-    shared.messages.fetch_add(carry.messages, Ordering::Relaxed);
+    shared.set_resumed(Duration::from_millis(carry.up_ms), carry.messages);
     limited!(
         shared.logs,
         info,

@@ -227,8 +227,8 @@ impl Service {
         )
     }
 
-    /// Decides each decision's usual pick ([`Decision::usual`]): what [`Service::pick_with`]
-    /// chooses for it with every node up (`all_up`), where that comes from the chain's first
+    /// Decides each decision's usual pick ([`Decision::usual`]): what choosing (`pick_with`)
+    /// gives for it with every node up (`all_up`), where that comes from the chain's first
     /// region undegraded. Only a service that neither spreads clients nor is steered has one:
     /// otherwise the answer depends on the client or on the controller's shares.
     pub fn settle_usual(&mut self, nodes: &[Node], all_up: &HealthTable) {
