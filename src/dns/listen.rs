@@ -55,6 +55,19 @@ pub fn bind_pair(
 mod tests {
     use super::*;
 
+    /// A fixed UDP port that another socket holds with `SO_REUSEPORT` (as another server of
+    /// the same user would) is refused, not joined: the two would share its queries.
+    #[test]
+    fn a_udp_port_held_with_reuseport_is_not_joined() {
+        let held = crate::dns::udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = held.local_addr().unwrap();
+        let e = bind_pair(addr, 2, true, false).unwrap_err();
+        assert_eq!((e.0, e.1.kind()), ("UDP", io::ErrorKind::AddrInUse));
+        drop(held);
+        let (sockets, _) = bind_pair(addr, 2, true, false).unwrap();
+        assert_eq!(sockets.len(), 2);
+    }
+
     /// A port-0 pair whose first UDP port is taken for TCP by someone else still binds, on
     /// another port, with UDP and TCP on the same number.
     #[test]

@@ -47,6 +47,22 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
+/// Binds one UDP socket to `addr` without `SO_REUSEPORT`: it fails when any socket holds the
+/// port.
+fn bind_plain(addr: SocketAddr) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
 /// Binds `workers` sockets on `addr` (the first one fixes the port when it is 0) and starts a
 /// thread for each. Returns the bound address and the threads.
 pub fn spawn(
@@ -68,10 +84,16 @@ pub fn spawn(
 /// another process of the same user holds with `SO_REUSEPORT`, and the two would then share
 /// its queries. A plain socket is bound to port 0 (the kernel gives it a port no one holds)
 /// and closed, and the group binds that port.
+///
+/// A fixed port is first bound the same plain way (and closed) for the same reason: that
+/// bind fails when anyone holds the port, where the group's `SO_REUSEPORT` bind would join a
+/// group another process of the same user holds. (A process taking over hands its sockets
+/// on instead: `ctl replace` never binds here.)
 pub fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
     let addr = if addr.port() == 0 {
         std::net::UdpSocket::bind(addr)?.local_addr()?
     } else {
+        drop(bind_plain(addr)?);
         addr
     };
     let first = bind(addr)?;
