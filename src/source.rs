@@ -373,6 +373,47 @@ pub trait Choices: DeserializeOwned {
     }
 }
 
+/// Decodes a value written either as a string or as a map (a listen address or its map, a
+/// node name or `{node, weight}`, a name server or `{name, addresses}`): the string builds
+/// `T` with `from_str`, the map decodes as `M` (whose unknown keys and wrong values are then
+/// reported by name, at their own path) and builds `T` with `from_map`. This stands in for
+/// serde's `untagged` enums, which accept unknown keys in a map variant and report any other
+/// problem only as "did not match any variant".
+pub fn string_or_map<'de, D, T, M>(
+    d: D,
+    expecting: &'static str,
+    from_str: fn(String) -> T,
+    from_map: fn(M) -> T,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    M: serde::Deserialize<'de>,
+{
+    struct Either<T, M> {
+        expecting: &'static str,
+        from_str: fn(String) -> T,
+        from_map: fn(M) -> T,
+    }
+    impl<'de, T, M: serde::Deserialize<'de>> serde::de::Visitor<'de> for Either<T, M> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            Ok((self.from_str)(v.to_owned()))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let m = M::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Ok((self.from_map)(m))
+        }
+    }
+    d.deserialize_any(Either {
+        expecting,
+        from_str,
+        from_map,
+    })
+}
+
 /// `names` as a message lists them: each between `mark`s, the last after "or".
 pub fn listed(names: &[&str], mark: &str) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("{mark}{n}{mark}")).collect();

@@ -211,18 +211,33 @@ pub struct LocationSpec {
 }
 
 /// A node reference inside a region or a last-resort set: a name, or a name and a weight.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum MemberSpec {
     /// The node with its own weight.
     Name(String),
     /// The node with a weight for this group.
-    Weighted {
-        /// Node name.
-        node: String,
-        /// Weight in this group.
-        weight: u32,
-    },
+    Weighted(WeightedSpec),
+}
+
+/// A node with a weight for one group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedSpec {
+    /// Node name.
+    pub node: String,
+    /// Weight in this group.
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for MemberSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::source::string_or_map(
+            d,
+            "a node name, or {node, weight}",
+            MemberSpec::Name,
+            MemberSpec::Weighted,
+        )
+    }
 }
 
 impl MemberSpec {
@@ -230,7 +245,7 @@ impl MemberSpec {
     pub fn node(&self) -> &str {
         match self {
             MemberSpec::Name(n) => n,
-            MemberSpec::Weighted { node, .. } => node,
+            MemberSpec::Weighted(w) => &w.node,
         }
     }
 
@@ -238,7 +253,7 @@ impl MemberSpec {
     pub fn weight(&self) -> Option<u32> {
         match self {
             MemberSpec::Name(_) => None,
-            MemberSpec::Weighted { weight, .. } => Some(*weight),
+            MemberSpec::Weighted(w) => Some(w.weight),
         }
     }
 }

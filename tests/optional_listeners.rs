@@ -23,6 +23,15 @@ struct Started {
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+impl Started {
+    /// Standard error once it contains `what` (the reader thread may lag behind the ready
+    /// line), or as it is after 10 s.
+    fn stderr_with(&self, what: &str) -> String {
+        wait_for(10, || self.stderr.lock().unwrap().contains(what));
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
 impl Drop for Started {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -96,7 +105,7 @@ fn an_optional_listener_that_cannot_be_bound_is_skipped_and_a_required_one_stops
         s.ready
     );
     assert!(!s.ready.contains("192.0.2.1"), "{}", s.ready);
-    let err = s.stderr.lock().unwrap().clone();
+    let err = s.stderr_with(&unbindable);
     assert!(
         err.contains("optional") && err.contains(&unbindable),
         "no warning naming the skipped listener: {err}"
@@ -164,6 +173,11 @@ fn a_listener_serving_nothing_or_listed_twice_is_refused() {
             ),
             "listen[1]: \"127.0.0.1:PORT\" is listed twice (also listen[0])",
         ),
+        // A wrong value is reported at its key, by name (not as "did not match any variant").
+        (
+            format!("  - {{address: \"127.0.0.1:{port}\", optional: \"yes\"}}\n"),
+            "listen[0].optional: invalid type: string \"yes\", expected a boolean",
+        ),
     ] {
         let path = config(&dir, &listen, "");
         let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
@@ -189,7 +203,7 @@ fn an_optional_metrics_endpoint_that_cannot_be_bound_is_skipped() {
     );
     let s = serve(&dir, &optional).expect("an optional metrics endpoint is skipped");
     assert!(!s.ready.contains("metrics"), "{}", s.ready);
-    let err = s.stderr.lock().unwrap().clone();
+    let err = s.stderr_with("serving without metrics");
     assert!(err.contains("serving without metrics"), "{err}");
     drop(s);
 

@@ -227,13 +227,23 @@ fn default_debounce() -> u64 {
 }
 
 /// A listen address: `"127.0.0.1:5353"` (UDP and TCP) or a map.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum ListenSpec {
     /// UDP and TCP on this address.
     Plain(String),
     /// Protocols chosen.
     Detailed(ListenDetailSpec),
+}
+
+impl<'de> Deserialize<'de> for ListenSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::source::string_or_map(
+            d,
+            "\"ADDRESS:PORT\" or {address, udp, tcp, optional}",
+            ListenSpec::Plain,
+            ListenSpec::Detailed,
+        )
+    }
 }
 
 /// A listen address with its protocols.
@@ -498,18 +508,33 @@ fn minimum() -> u32 {
 }
 
 /// A name server: a name, or a name with glue addresses.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum NsSpec {
     /// Just the name.
     Name(String),
     /// The name and its addresses (glue, when in the zone).
-    WithGlue {
-        /// Server name.
-        name: String,
-        /// Its IPv4 and IPv6 addresses.
-        addresses: Vec<std::net::IpAddr>,
-    },
+    WithGlue(NsGlueSpec),
+}
+
+/// A name server with its addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NsGlueSpec {
+    /// Server name.
+    pub name: String,
+    /// Its IPv4 and IPv6 addresses.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+impl<'de> Deserialize<'de> for NsSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::source::string_or_map(
+            d,
+            "a name server, or {name, addresses}",
+            NsSpec::Name,
+            NsSpec::WithGlue,
+        )
+    }
 }
 
 /// A static record.

@@ -148,7 +148,7 @@ impl Draft<'_> {
         for (i, ns) in list.iter().enumerate() {
             let (name, addrs) = match ns {
                 NsSpec::Name(n) => (n, &[][..]),
-                NsSpec::WithGlue { name, addresses } => (name, &addresses[..]),
+                NsSpec::WithGlue(g) => (&g.name, &g.addresses[..]),
             };
             let Some(n) = self.name(&format!("ns[{i}]"), name, errors) else {
                 continue;
