@@ -1,6 +1,5 @@
 //! The self-check behind the anycast announcement: every interval, a real DNS query to each
-//! listener, over UDP or TCP as it serves (the SOA of the first zone, from a socket of its
-//! own, as a client would ask),
+//! UDP listener (the SOA of the first zone, from a socket of its own, as a client would ask),
 //! answered correctly (the same id, a response, NOERROR, authoritative, the zone's SOA in the
 //! answer) within the timeout; with it, the state of the data served (the last reload failed,
 //! the data's age). Each round is one observation for the [`Announcer`], which decides.
@@ -14,8 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 use crate::anycast::{Announcer, Health};
 use crate::serving::{Published, Reloads};
@@ -59,22 +57,6 @@ impl std::fmt::Display for CheckError {
 
 impl std::error::Error for CheckError {}
 
-/// A listener the self-check asks: its address (a wildcard one on loopback) and transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listener {
-    /// Where the query goes.
-    pub addr: SocketAddr,
-    /// Over TCP (length-prefixed, RFC 1035 §4.2.2), else UDP.
-    pub tcp: bool,
-}
-
-impl std::fmt::Display for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = if self.tcp { "tcp" } else { "udp" };
-        write!(f, "{proto} {}", self.addr)
-    }
-}
-
 /// The address a check sends to: a wildcard listener is asked on loopback.
 pub fn target(bound: SocketAddr) -> SocketAddr {
     match bound.ip() {
@@ -89,7 +71,7 @@ pub async fn run(
     published: Arc<Published>,
     reloads: Arc<Reloads>,
     announcer: Arc<Announcer>,
-    targets: Vec<Listener>,
+    targets: Vec<SocketAddr>,
     settings: Settings,
 ) {
     let mut tick = tokio::time::interval(settings.interval);
@@ -107,7 +89,9 @@ pub async fn run(
             .zones
             .first()
             .map(|z| z.apex_text.clone());
-        let mut problem = targets.is_empty().then(|| "no listener to ask".to_string());
+        let mut problem = targets
+            .is_empty()
+            .then(|| "no UDP listener to ask".to_string());
         for &t in &targets {
             if let Err(e) = check(t, apex.as_deref(), settings.timeout).await {
                 problem = Some(format!("{t}: {e}"));
@@ -132,7 +116,11 @@ pub async fn run(
 }
 
 /// One query to `to` for the SOA of `apex`, and the checks on its answer.
-pub async fn check(to: Listener, apex: Option<&str>, timeout: Duration) -> Result<(), CheckError> {
+pub async fn check(
+    to: SocketAddr,
+    apex: Option<&str>,
+    timeout: Duration,
+) -> Result<(), CheckError> {
     let apex = apex.ok_or(CheckError::NoZone)?;
     let name =
         Name::from_ascii(apex).map_err(|e| CheckError::Wrong(format!("zone name {apex}: {e}")))?;
@@ -144,19 +132,6 @@ pub async fn check(to: Listener, apex: Option<&str>, timeout: Duration) -> Resul
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
     query.add_query(Query::query(name.clone(), RecordType::SOA));
     let bytes = query.to_vec().map_err(|e| CheckError::Io(e.to_string()))?;
-    let answer = if to.tcp {
-        tokio::time::timeout(timeout, ask_tcp(to.addr, &bytes))
-            .await
-            .map_err(|_| CheckError::Timeout)??
-    } else {
-        ask_udp(to.addr, &bytes, timeout).await?
-    };
-    let answer = Message::from_vec(&answer).map_err(|e| CheckError::Wrong(e.to_string()))?;
-    verify(&answer, id, &name)
-}
-
-/// Sends `query` over UDP from a socket of its own; the answer's bytes.
-async fn ask_udp(to: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, CheckError> {
     let local: SocketAddr = match to {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -164,30 +139,14 @@ async fn ask_udp(to: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<
     let io = |e: std::io::Error| CheckError::Io(e.to_string());
     let socket = UdpSocket::bind(local).await.map_err(io)?;
     socket.connect(to).await.map_err(io)?;
-    socket.send(query).await.map_err(io)?;
+    socket.send(&bytes).await.map_err(io)?;
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(timeout, socket.recv(&mut buf))
         .await
         .map_err(|_| CheckError::Timeout)?
         .map_err(io)?;
-    buf.truncate(n);
-    Ok(buf)
-}
-
-/// Sends `query` over a TCP connection of its own, with its two-byte length; the answer's
-/// bytes (the caller bounds the time).
-async fn ask_tcp(to: SocketAddr, query: &[u8]) -> Result<Vec<u8>, CheckError> {
-    let io = |e: std::io::Error| CheckError::Io(e.to_string());
-    let mut stream = TcpStream::connect(to).await.map_err(io)?;
-    let len = u16::try_from(query.len()).map_err(|_| CheckError::Io("query too long".into()))?;
-    let mut framed = len.to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).await.map_err(io)?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await.map_err(io)?;
-    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut answer).await.map_err(io)?;
-    Ok(answer)
+    let answer = Message::from_vec(&buf[..n]).map_err(|e| CheckError::Wrong(e.to_string()))?;
+    verify(&answer, id, &name)
 }
 
 /// The checks on an answer.
@@ -231,59 +190,6 @@ mod tests {
             target("192.0.2.53:53".parse().unwrap()),
             "192.0.2.53:53".parse::<SocketAddr>().unwrap()
         );
-    }
-
-    /// Over TCP: a listener that accepts and never answers is a timeout; a closed port an
-    /// I/O error; one that answers with the wrong id a wrong answer.
-    #[tokio::test]
-    async fn a_tcp_listener_must_answer_in_time_and_right() {
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let to = Listener {
-            addr: silent.local_addr().unwrap(),
-            tcp: true,
-        };
-        let held = tokio::spawn(async move {
-            let conn = silent.accept().await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            drop(conn);
-        });
-        let e = check(to, Some("example.org."), Duration::from_millis(200)).await;
-        assert_eq!(e, Err(CheckError::Timeout));
-        held.abort();
-
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = closed.local_addr().unwrap();
-        drop(closed);
-        let e = check(
-            Listener { addr, tcp: true },
-            Some("example.org."),
-            Duration::from_secs(1),
-        )
-        .await;
-        assert!(matches!(e, Err(CheckError::Io(_))), "{e:?}");
-
-        let wrong = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = wrong.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut c, _) = wrong.accept().await.unwrap();
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).await.unwrap();
-            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            c.read_exact(&mut q).await.unwrap();
-            let mut m = Message::from_vec(&q).unwrap();
-            m.metadata.id = m.metadata.id.wrapping_add(1);
-            m.metadata.message_type = MessageType::Response;
-            let b = m.to_vec().unwrap();
-            c.write_all(&(b.len() as u16).to_be_bytes()).await.unwrap();
-            c.write_all(&b).await.unwrap();
-        });
-        let e = check(
-            Listener { addr, tcp: true },
-            Some("example.org."),
-            Duration::from_secs(2),
-        )
-        .await;
-        assert!(matches!(e, Err(CheckError::Wrong(_))), "{e:?}");
     }
 
     #[test]

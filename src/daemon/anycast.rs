@@ -3,6 +3,7 @@
 //! it; and the drain at a graceful stop (withdraw, keep answering, then close). Which feed
 //! peers get the routes is part of the feed settings (`wiring.rs`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,21 +21,12 @@ fn kept_at(state_file: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-/// The DNS listeners of the "ready" line's `udp ADDRESS` and `tcp ADDRESS` entries, as the
-/// self-check asks them.
-fn listeners(bound: &[String]) -> Vec<crate::selfcheck::Listener> {
+/// The UDP listeners of the "ready" line's `udp ADDRESS` entries, as the self-check asks them.
+fn udp_targets(bound: &[String]) -> Vec<SocketAddr> {
     bound
         .iter()
-        .filter_map(|b| {
-            let (proto, addr) = b.split_once(' ')?;
-            let tcp = match proto {
-                "udp" => false,
-                "tcp" => true,
-                _ => return None,
-            };
-            let addr = crate::selfcheck::target(addr.parse().ok()?);
-            Some(crate::selfcheck::Listener { addr, tcp })
-        })
+        .filter_map(|b| b.strip_prefix("udp ")?.parse().ok())
+        .map(crate::selfcheck::target)
         .collect()
 }
 
@@ -87,7 +79,7 @@ pub(super) fn start(
         w.serving.published().clone(),
         w.serving.reloads().clone(),
         announcer.clone(),
-        listeners(bound),
+        udp_targets(bound),
         settings,
     ));
     Some(announcer)
@@ -134,20 +126,20 @@ pub(super) fn drain(announcer: Option<&Arc<Announcer>>) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn targets_come_from_the_dns_listeners() {
+    fn targets_come_from_the_udp_listeners() {
         let bound = [
             "udp 0.0.0.0:5300".to_string(),
             "tcp 0.0.0.0:5300".to_string(),
             "udp [::1]:53".to_string(),
             "bgp 127.0.0.1:179".to_string(),
         ];
-        let t: Vec<String> = super::listeners(&bound)
-            .iter()
-            .map(|l| l.to_string())
-            .collect();
+        let t = super::udp_targets(&bound);
         assert_eq!(
             t,
-            ["udp 127.0.0.1:5300", "tcp 127.0.0.1:5300", "udp [::1]:53"]
+            vec![
+                "127.0.0.1:5300".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
         );
         assert_eq!(
             super::kept_at(Some("/var/lib/s/state.json".into())),
