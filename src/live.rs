@@ -264,12 +264,6 @@ pub struct CarriedSession {
     pub announced: bool,
     /// How long the session had been established, in milliseconds.
     pub up_ms: u64,
-    /// Messages received from the peer so far (`ctl bgp`'s count goes on from it). Not in
-    /// the struct's serialized form: the hand-over appends it after the struct, so that the
-    /// frame stays readable by a process of an earlier version and one of an earlier version
-    /// can be read (`crate::handover`'s `write_session`/`read_session`).
-    #[serde(skip)]
-    pub messages: u64,
     /// Bytes read from the socket but not yet handled (at most part of one message).
     pub unread: Vec<u8>,
     /// The peer's IPv4 routes: (start, length, origin, AS-path length, stale).

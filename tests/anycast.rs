@@ -322,7 +322,6 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let messages = session(&s)["messages"].as_u64().unwrap();
     let old_pid = s.child.id();
     let replaced = Instant::now();
     let (ok, v) = s.ctl(&["replace"]);
@@ -388,13 +387,6 @@ fn a_replace_hands_the_session_over_and_nothing_is_withdrawn() {
     assert_eq!(sess["state"], "established", "{sess}");
     assert_eq!(sess["ipv4_prefixes"], 1, "{sess}");
     assert_eq!(sess["stale_prefixes"], 0, "{sess}");
-    // The message count goes on from the old process's (OPEN, KEEPALIVE, UPDATEs and
-    // KEEPALIVEs received before the replace), instead of starting from zero.
-    assert!(messages >= 3, "{messages} messages before the replace");
-    assert!(
-        sess["messages"].as_u64().unwrap() >= messages,
-        "the message count started again: {messages} before the replace, {sess} after"
-    );
 
     // Updates keep arriving on the session handed over.
     bird.set_routes(&[("198.51.100.0/24", &[64999]), ("203.0.113.0/24", &[64998])]);

@@ -51,7 +51,6 @@ pub(crate) fn carry(
         peer_id: negotiated.peer_id,
         announced,
         up_ms,
-        messages: shared.messages.load(std::sync::atomic::Ordering::Relaxed),
         unread,
         v4: v4
             .iter()
@@ -148,8 +147,6 @@ mod tests {
             peer_id: "127.0.0.1".parse().unwrap(),
             announced: true,
             up_ms: 5,
-            // Carried after the struct by the hand-over's frame (handover::wire's tests).
-            messages: 0,
             unread: vec![0xff; 3],
             v4: vec![
                 (10 << 24, 8, 64500, 2, false),

@@ -212,7 +212,7 @@ pub(crate) async fn resume(
         }
     };
     let mut conn = Conn::new(stream, FrameReader::with_unread(&carry.unread));
-    shared.set_resumed(Duration::from_millis(carry.up_ms), carry.messages);
+    shared.set_resumed(Duration::from_millis(carry.up_ms));
     limited!(
         shared.logs,
         info,

@@ -75,13 +75,7 @@ impl PeerShared {
     }
 
     /// A session taken over from another process is established, and has been for `up`.
-    ///
-    /// The received-message count goes on from `messages`, what the process that handed the
-    /// session over had received on it (this process received none: it waited for the
-    /// session instead of connecting).
-    pub fn set_resumed(&self, up: Duration, messages: u64) {
-        self.messages
-            .fetch_add(messages, std::sync::atomic::Ordering::Relaxed);
+    pub fn set_resumed(&self, up: Duration) {
         let mut s = lock(&self.status);
         let now = Instant::now();
         s.up_since = Some(now.checked_sub(up).unwrap_or(now));

@@ -219,35 +219,16 @@ pub fn read_routes(stream: &mut UnixStream) -> io::Result<FeedRoutes> {
 
 /// Writes one BGP session's state as a frame (postcard: it holds the peer's routes).
 pub fn write_session(stream: &mut UnixStream, session: &CarriedSession) -> io::Result<()> {
-    write_bytes(stream, &session_body(session)?)
+    write_bytes(
+        stream,
+        &postcard::to_stdvec(session).map_err(io::Error::other)?,
+    )
 }
 
 /// Reads one BGP session's state written by [`write_session`].
 pub fn read_session(stream: &mut UnixStream) -> io::Result<CarriedSession> {
     let body = read_bytes(stream)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-    session_from(&body)
-}
-
-/// A session frame's body: the struct, then what later versions added, in order (today the
-/// received-message count). postcard is not self-describing, so a field added inside the
-/// struct would be misread by a process of another version; bytes after the struct are
-/// ignored by an earlier reader (postcard's `from_bytes` reads what the type needs).
-fn session_body(session: &CarriedSession) -> io::Result<Vec<u8>> {
-    let mut body = postcard::to_stdvec(session).map_err(io::Error::other)?;
-    body.extend(postcard::to_stdvec(&session.messages).map_err(io::Error::other)?);
-    Ok(body)
-}
-
-/// Reads a body [`session_body`] wrote, or one an earlier version wrote (the struct alone:
-/// the count starts at 0).
-fn session_from(body: &[u8]) -> io::Result<CarriedSession> {
-    let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
-    let (mut session, rest): (CarriedSession, _) =
-        postcard::take_from_bytes(body).map_err(invalid)?;
-    if !rest.is_empty() {
-        session.messages = postcard::from_bytes(rest).map_err(invalid)?;
-    }
-    Ok(session)
+    postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Writes `body` with its length in front.
@@ -363,46 +344,6 @@ pub fn recv_fds(stream: &UnixStream, count: usize) -> io::Result<Vec<OwnedFd>> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
-
-    fn session(messages: u64) -> CarriedSession {
-        CarriedSession {
-            peer: "r1".into(),
-            address: "192.0.2.1".parse().unwrap(),
-            peer_asn: 64500,
-            local_asn: 64501,
-            hold_time: 90,
-            keepalive_ms: 30_000,
-            four_octet: true,
-            ipv4: true,
-            ipv6: false,
-            peer_id: "192.0.2.1".parse().unwrap(),
-            announced: true,
-            up_ms: 5,
-            messages,
-            unread: vec![0xff; 3],
-            v4: vec![(10 << 24, 8, 64500, 2, false)],
-            v6: vec![(1 << 120, 8, 64502, 3, true)],
-        }
-    }
-
-    /// A session frame carries the message count after the struct: read in full by this
-    /// version; a frame of the earlier layout (the struct alone) reads with the count at 0;
-    /// and a reader of the earlier layout reads this version's frame, the count aside.
-    #[test]
-    fn session_frames_cross_versions_both_ways() {
-        let s = session(12);
-        let body = session_body(&s).unwrap();
-        assert_eq!(session_from(&body).unwrap(), s);
-        let earlier = postcard::to_stdvec(&s).unwrap();
-        assert!(earlier.len() < body.len());
-        assert_eq!(session_from(&earlier).unwrap(), session(0));
-        let by_earlier: CarriedSession = postcard::from_bytes(&body).unwrap();
-        assert_eq!(by_earlier, session(0));
-        // Garbage after the struct is an error, not a count.
-        let mut bad = earlier.clone();
-        bad.push(0xff);
-        assert!(session_from(&bad).is_err());
-    }
 
     #[test]
     fn frames_and_descriptors_cross_a_socket_pair() {
