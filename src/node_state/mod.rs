@@ -273,6 +273,9 @@ impl NodeStates {
 
     /// Writes every node's effective state into the snapshot's health table.
     pub fn apply(&self, snap: &Snapshot) {
+        for s in &snap.services {
+            s.forget_health();
+        }
         for (i, name) in snap.health.names().iter().enumerate() {
             snap.health.set(i, self.state(name));
         }

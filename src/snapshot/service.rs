@@ -249,6 +249,15 @@ impl Service {
         self.decisions = decisions;
     }
 
+    /// Forgets which regions are all up (called before the node states are written, so that
+    /// no query answers a usual pick with a node already written down: until
+    /// [`Service::note_health`], queries choose).
+    pub fn forget_health(&self) {
+        for up in self.region_up.iter() {
+            up.store(false, Ordering::Release);
+        }
+    }
+
     /// Notes, for each region, whether every member is up in `health` (called after the node
     /// states are written into it).
     pub fn note_health(&self, health: &HealthTable) {

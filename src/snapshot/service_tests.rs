@@ -286,6 +286,31 @@ fn the_usual_pick_equals_choosing_in_every_state() {
     assert!(used > 0);
 }
 
+/// Between `forget_health` and `note_health` (while the node states are being written), a
+/// node written down is never answered from the usual pick.
+#[test]
+fn while_states_are_written_the_usual_pick_is_not_used() {
+    let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), 1)).collect();
+    let names: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
+    let health = HealthTable::new(names, State::Up);
+    let mut s = service(false, 1);
+    s.decisions = vec![Decision {
+        rule: 0,
+        chain: vec![0, 1].into(),
+        local_mask: 0,
+        ranks: Box::new([]),
+        usual: [Pick::empty(); 2],
+    }];
+    s.settle_usual(&nodes, &health);
+    s.note_health(&health);
+    let d = &s.decisions[0];
+    assert_eq!(s.pick(d, false, 0, &nodes, &health).nodes(), &[0]);
+    s.forget_health();
+    health.set(0, State::Down);
+    let p = s.pick(d, false, 0, &nodes, &health);
+    assert_eq!((p.nodes(), p.degraded), (&[1][..], true));
+}
+
 /// A spread or steered service has no usual pick: its answer depends on the client.
 #[test]
 fn a_spread_service_has_no_usual_pick() {
