@@ -115,7 +115,7 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
         live: &live,
         locations: Default::default(),
     };
-    let services = services(&ctx, &decoded.services, &mut zones, config, &mut errors);
+    let mut services = services(&ctx, &decoded.services, &mut zones, config, &mut errors);
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         v4_blocks = services.iter().map(|s| s.v4.len()).sum::<usize>(),
@@ -133,7 +133,6 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let nodes = node_set.nodes;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let health = HealthTable::new(names, State::Up);
-    let mut services = services;
     for s in &mut services {
         s.settle_usual(&nodes, &health);
     }

@@ -28,15 +28,7 @@ use crate::wire::MAX_NAME;
 
 /// Binds one UDP socket to `addr` with `SO_REUSEPORT` (and `IPV6_V6ONLY` for IPv6).
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
+    let s = socket_for(addr)?;
     s.set_reuse_port(true)?;
     // Absorb bursts: a few megabytes of receive buffer (the kernel caps it).
     let _ = s.set_recv_buffer_size(4 << 20);
@@ -50,6 +42,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Binds one UDP socket to `addr` without `SO_REUSEPORT`: it fails when any socket holds the
 /// port.
 fn bind_plain(addr: SocketAddr) -> io::Result<Socket> {
+    let s = socket_for(addr)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// An unbound UDP socket of `addr`'s family (IPv6 sockets IPv6-only).
+fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -59,7 +58,6 @@ fn bind_plain(addr: SocketAddr) -> io::Result<Socket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    s.bind(&addr.into())?;
     Ok(s)
 }
 
