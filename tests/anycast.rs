@@ -34,14 +34,7 @@ const DRAIN: Duration = Duration::from_millis(2500);
 /// (BIRD) that receives the anycast prefixes.
 fn config(bgp: SocketAddr, router: IpAddr, extra: &str) -> String {
     format!(
-        r#"zones:
-  - apex: example.test
-    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}
-    ns: [ns1.example.test.]
-maps: [maps/]
-geoip:
-  - path: ../geoip/GeoLite2-Country-2018-08-07.mmdb
-state_file: state.json
+        r#"{ANYCAST_ZONE}state_file: state.json
 feeds:
   asn: {SIGNPOST_ASN}
   router_id: 192.0.2.53

@@ -154,14 +154,7 @@ impl Drop for Frr {
 /// IPv4 family only).
 fn config(addr: Ipv4Addr, frr: Ipv4Addr, frr_port: u16) -> String {
     format!(
-        r#"zones:
-  - apex: example.test
-    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}
-    ns: [ns1.example.test.]
-maps: [maps/]
-geoip:
-  - path: ../geoip/GeoLite2-Country-2018-08-07.mmdb
-state_file: state.json
+        r#"{ANYCAST_ZONE}state_file: state.json
 feeds:
   asn: {SIGNPOST_ASN}
   router_id: {addr}

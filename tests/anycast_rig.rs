@@ -175,14 +175,7 @@ impl Rig {
         let config = format!(
             r#"workers: 1
 identity: {{ server_id: r{i} }}
-zones:
-  - apex: example.test
-    soa: {{ mname: ns1, rname: hostmaster, minimum: 300 }}
-    ns: [ns1.example.test.]
-maps: [maps/]
-geoip:
-  - path: ../geoip/GeoLite2-Country-2018-08-07.mmdb
-feeds:
+{ANYCAST_ZONE}feeds:
   asn: {REPLICA_AS}
   router_id: 198.18.{i}.2
   listen: "198.18.{i}.2:179"

@@ -395,6 +395,17 @@ pub fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The start of an anycast test's configuration, for a directory [`anycast_dir`] made: one
+/// zone, the live-BGP map, the GeoIP data (relative to the configuration's directory).
+pub const ANYCAST_ZONE: &str = "zones:
+  - apex: example.test
+    soa: { mname: ns1, rname: hostmaster, minimum: 300 }
+    ns: [ns1.example.test.]
+maps: [maps/]
+geoip:
+  - path: ../geoip/GeoLite2-Country-2018-08-07.mmdb
+";
+
 /// A test directory laid out like `testdata/` for the anycast tests: the live-BGP map and
 /// the GeoIP data linked in, the configuration to be written beside them.
 pub fn anycast_dir(tag: &str) -> TempDir {
