@@ -12,6 +12,14 @@ const FILES: &[(&str, &[u8])] = &[
         "testdata/demo/signpost.yaml",
         include_bytes!("../testdata/demo/signpost.yaml"),
     ),
+    (
+        "testdata/demo/keys/Kexample.test.+013+01841.key",
+        include_bytes!("../testdata/demo/keys/Kexample.test.+013+01841.key"),
+    ),
+    (
+        "testdata/demo/keys/Kexample.test.+013+01841.private",
+        include_bytes!("../testdata/demo/keys/Kexample.test.+013+01841.private"),
+    ),
     ("maps/nodes.yaml", include_bytes!("../maps/nodes.yaml")),
     ("maps/regions.yaml", include_bytes!("../maps/regions.yaml")),
     (

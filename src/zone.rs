@@ -9,11 +9,16 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
 use crate::source::quote;
 use crate::wire::{CLASS_IN, rtype};
+
+/// The record body of the HINFO that answers ANY at a name with no other set to give (RFC 8482
+/// §4.2): CPU "RFC8482", OS empty, TTL 3600.
+pub const RFC8482_HINFO: &[u8] = b"\x00\x0d\x00\x01\x00\x00\x0e\x10\x00\x09\x07RFC8482\x00";
 
 /// The most CNAME links the answer path follows inside a zone after the question's own CNAME
 /// (a longer chain is answered up to there, and the resolver follows the rest).
@@ -79,6 +84,8 @@ pub struct RecordSet {
     pub rtype: u16,
     /// Each record's body (type, class, TTL, RDLENGTH, RDATA).
     pub records: Vec<Box<[u8]>>,
+    /// In a signed zone: the RRSIG bodies covering the set (one per signing key).
+    pub sigs: Vec<Box<[u8]>>,
 }
 
 /// Everything at one name of a zone.
@@ -92,6 +99,90 @@ pub struct ZoneNode {
     pub service: Option<usize>,
     /// Set on `_why.<service name>`: the service this name explains.
     pub why: Option<usize>,
+    /// In a signed zone: this name's NSEC, by index into [`Signed::chain`].
+    pub denial: Option<u32>,
+    /// In a signed zone, at a service name: the signatures of the address sets it answers.
+    pub answers: Option<Box<AnswerSigs>>,
+}
+
+/// The signatures of a service name's address answers, by [`answer_key`].
+pub type AnswerSigs = HashMap<Box<[u32]>, Box<[Box<[u8]>]>, BuildHasherDefault<NameHasher>>;
+
+/// The key of an address answer's signatures: the family (0 for A, 1 for AAAA), then the
+/// node indices in ascending order, written into `buf`; `None` for more nodes than it holds.
+pub fn answer_key<'b>(v6: bool, nodes: &[usize], buf: &'b mut [u32; 9]) -> Option<&'b [u32]> {
+    let n = nodes.len();
+    if n + 1 > buf.len() {
+        return None;
+    }
+    buf[0] = u32::from(v6);
+    for (slot, &node) in buf[1..=n].iter_mut().zip(nodes) {
+        *slot = node as u32;
+    }
+    buf[1..=n].sort_unstable();
+    Some(&buf[..=n])
+}
+
+/// One NSEC record of a signed zone, with its signatures.
+#[derive(Clone, Debug)]
+pub struct Denial {
+    /// The owner, lowercase wire form.
+    pub owner: Box<[u8]>,
+    /// The NSEC record body.
+    pub nsec: Box<[u8]>,
+    /// Its RRSIG bodies.
+    pub sigs: Vec<Box<[u8]>>,
+}
+
+/// What signing added to a zone (the record sets' own signatures are kept beside them).
+#[derive(Clone, Debug)]
+pub struct Signed {
+    /// The SOA's RRSIG bodies.
+    pub soa_sigs: Vec<Box<[u8]>>,
+    /// The NSEC chain, in canonical order (RFC 4034 §6.1), the apex first.
+    pub chain: Vec<Denial>,
+    /// When (seconds since the epoch) the signatures should be made again.
+    pub refresh_at: u64,
+}
+
+impl Signed {
+    /// The NSEC whose owner is the last one at or before `name` in canonical order: the one
+    /// covering `name` when `name` does not exist (a binary search; no allocation).
+    pub fn covering(&self, name: &[u8]) -> &Denial {
+        let i = self
+            .chain
+            .partition_point(|d| canonical_cmp(&d.owner, name) != std::cmp::Ordering::Greater);
+        // The apex sorts first and is at or before every name of the zone.
+        &self.chain[i.saturating_sub(1)]
+    }
+}
+
+/// Compares two lowercase wire-form names in canonical order (RFC 4034 §6.1): label by label
+/// from the root, each label as a string of octets, a name before its subdomains.
+pub fn canonical_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let (mut sa, mut sb) = ([0u8; 128], [0u8; 128]);
+    let (na, nb) = (label_starts(a, &mut sa), label_starts(b, &mut sb));
+    for k in 1..=na.min(nb) {
+        let (ia, ib) = (usize::from(sa[na - k]), usize::from(sb[nb - k]));
+        let la = a.get(ia + 1..ia + 1 + usize::from(a[ia])).unwrap_or(&[]);
+        let lb = b.get(ib + 1..ib + 1 + usize::from(b[ib])).unwrap_or(&[]);
+        match la.cmp(lb) {
+            std::cmp::Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    na.cmp(&nb)
+}
+
+/// Writes where each label of `name` (not the root) starts into `starts`; returns how many.
+fn label_starts(name: &[u8], starts: &mut [u8; 128]) -> usize {
+    let (mut i, mut n) = (0usize, 0usize);
+    while i < name.len() && name[i] != 0 && n < starts.len() {
+        starts[n] = i as u8;
+        n += 1;
+        i += 1 + usize::from(name[i]);
+    }
+    n
 }
 
 impl ZoneNode {
@@ -177,6 +268,12 @@ pub struct Zone {
     pub nodes: NodeMap,
     /// Address records of in-zone name servers, for the additional section of NS answers.
     pub glue: Vec<Glue>,
+    /// The zone's default TTL (the DNSKEY set's, when signed).
+    pub ttl: u32,
+    /// The keys, when the zone is signed.
+    pub dnssec: Option<Arc<crate::dnssec::ZoneKeys>>,
+    /// What signing made, once a build has signed the zone.
+    pub signed: Option<Box<Signed>>,
 }
 
 impl Zone {

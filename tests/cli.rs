@@ -61,7 +61,8 @@ fn every_example_file_rejects_an_unknown_key() {
     let demo = demo
         .replace("../../maps/", "maps/")
         .replace("../geoip/", &format!("{}/", testdata("geoip")))
-        .replace("../bgp/", &format!("{}/", testdata("bgp")));
+        .replace("../bgp/", &format!("{}/", testdata("bgp")))
+        .replace("[keys/", &format!("[{}/", testdata("demo/keys")));
     let cfg = dir.write("signpost.yaml", &demo);
     let check = || signpost(&["check", "--config", cfg.to_str().unwrap()]);
     assert!(

@@ -37,12 +37,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("log_limit", &[]),
     // Formats.
     ("spec", &["source"]),
-    ("zone", &["wire", "source"]),
     // DNSSEC key files and DS records.
-    ("dnssec", &[]),
+    ("dnssec", &["wire"]),
+    ("zone", &["wire", "source", "dnssec"]),
     (
         "config",
-        &["source", "embedded", "spec", "zone", "wire", "health"],
+        &[
+            "source", "embedded", "spec", "zone", "wire", "health", "dnssec",
+        ],
     ),
     // Data.
     ("geo", &["ranges", "hash"]),
@@ -64,7 +66,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "compile",
         &[
             "snapshot", "client", "live", "geo", "config", "spec", "source", "zone", "wire",
-            "ranges", "health", "check", "meter", "hash", "distance",
+            "ranges", "health", "check", "meter", "hash", "distance", "dnssec",
         ],
     ),
     // Node states; the load pipeline (the only reader of storage for builds).

@@ -85,6 +85,12 @@ zones:
         value: 192.0.2.80
         ttl: 300
       - { name: "@", type: TXT, values: [one, two] }
+    dnssec:
+      keys:
+        - {file: DEMO_KEY, sign: true}
+      validity_s: 1209600
+      refresh_s: 604800
+      backdate_s: 3600
 maps: [every-table-map.yaml]
 feeds:
   asn: 64512
@@ -218,6 +224,7 @@ fn subjects() -> Vec<Subject> {
     let demo = replaced(&demo, "../../maps/", &format!("{}/", abs("maps")));
     let demo = replaced(&demo, "../geoip/", &format!("{}/", abs("testdata/geoip")));
     let demo = replaced(&demo, "../bgp/", &format!("{}/", abs("testdata/bgp")));
+    let demo = replaced(&demo, "[keys/", &format!("[{}/", abs("testdata/demo/keys")));
     out.push(Subject {
         label: "testdata/demo/signpost.yaml",
         files: vec![("signpost.yaml".into(), demo)],
@@ -311,7 +318,14 @@ fn subjects() -> Vec<Subject> {
     out.push(Subject {
         label: "every table (this test)",
         files: vec![
-            ("signpost.yaml".into(), EVERY_TABLE_CONFIG.into()),
+            (
+                "signpost.yaml".into(),
+                replaced(
+                    EVERY_TABLE_CONFIG,
+                    "DEMO_KEY",
+                    &abs("testdata/demo/keys/Kexample.test.+013+01841"),
+                ),
+            ),
             ("every-table-map.yaml".into(), EVERY_TABLE_MAP.into()),
         ],
         config: "signpost.yaml".into(),

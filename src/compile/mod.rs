@@ -8,13 +8,14 @@
 //! service's policies), `rules.rs` (its rules, by [`RuleKind`](crate::snapshot::RuleKind)),
 //! `rank.rs` (ranking inside a region: each `rank:` mode's checks and per-node ranks),
 //! `live.rs` (the live feeds as input), `table.rs` (the route tables and ECS scopes),
-//! `zones.rs` (service names in the zones).
+//! `zones.rs` (service names in the zones), `sign.rs` (signing the zones, DNSSEC).
 
 mod live;
 mod nodes;
 mod rank;
 mod rules;
 mod service;
+mod sign;
 mod table;
 mod zones;
 
@@ -135,6 +136,13 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let health = HealthTable::new(names, State::Up);
     for s in &mut services {
         s.settle_usual(&nodes, &health);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    sign::sign_zones(&mut zones, &services, &nodes, now, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(Snapshot {
         zones,

@@ -9,6 +9,8 @@
 mod anycast;
 pub mod anycast_spec;
 pub mod cookies;
+mod dnssec;
+pub mod dnssec_spec;
 mod feeds;
 pub mod feeds_spec;
 mod reload;
@@ -351,7 +353,7 @@ impl Config {
         let why_allow = networks(&doc, "why.allow", &spec.why.allow, &mut errors);
         let geoip = data_files(&doc, "geoip", &spec.geoip, resolve, &mut errors);
         let bgp = data_files(&doc, "bgp", &spec.bgp, resolve, &mut errors);
-        let zones = load_zones(&doc, &spec.zones, &mut errors);
+        let zones = load_zones(&doc, &spec.zones, resolve, &mut errors);
         let feeds = spec
             .feeds
             .as_ref()

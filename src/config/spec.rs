@@ -458,6 +458,9 @@ pub struct ZoneSpec {
     /// Static records; decoded one by one.
     #[serde(default)]
     pub records: Value,
+    /// Signing the zone (DNSSEC).
+    #[serde(default)]
+    pub dnssec: Option<super::dnssec_spec::DnssecSpec>,
 }
 
 fn default_ttl() -> u32 {

@@ -12,10 +12,15 @@ use crate::wire::rtype;
 use crate::zone::{self, Glue, RecordSet, Zone};
 
 /// Decodes and builds every zone, collecting all problems.
-pub(super) fn load_zones(doc: &Document, value: &Value, errors: &mut Errors) -> Vec<Zone> {
+pub(super) fn load_zones(
+    doc: &Document,
+    value: &Value,
+    resolve: &dyn Fn(&str) -> super::DataSource,
+    errors: &mut Errors,
+) -> Vec<Zone> {
     let mut zones: Vec<Zone> = Vec::new();
     for (path, spec) in doc.decode_each::<ZoneSpec>("zones", value, errors) {
-        if let Some(z) = build_zone(doc, &path, spec, errors) {
+        if let Some(z) = build_zone(doc, &path, spec, resolve, errors) {
             if zones.iter().any(|o| o.apex == z.apex) {
                 errors.0.push(doc.error(
                     &format!("{path}.apex"),
@@ -51,7 +56,13 @@ struct Draft<'a> {
     cname_owners: Vec<Box<[u8]>>,
 }
 
-fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -> Option<Zone> {
+fn build_zone(
+    doc: &Document,
+    path: &str,
+    spec: ZoneSpec,
+    resolve: &dyn Fn(&str) -> super::DataSource,
+    errors: &mut Errors,
+) -> Option<Zone> {
     let before = errors.0.len();
     let apex = match zone::parse_name(&spec.apex, &Name::root()) {
         Ok(n) => n,
@@ -97,6 +108,10 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         ),
     );
     let apex_text = draft.apex.to_ascii();
+    let dnssec = spec.dnssec.as_ref().and_then(|d| {
+        let at = format!("{path}.dnssec");
+        super::dnssec::load(doc, &at, d, &draft.apex_wire, resolve, errors)
+    });
     let (apex_wire, nodes, glue) = draft.finish(soa.clone(), errors);
     if errors.0.len() > before {
         return None;
@@ -108,6 +123,9 @@ fn build_zone(doc: &Document, path: &str, spec: ZoneSpec, errors: &mut Errors) -
         negative_ttl: soa_ttl.min(s.minimum),
         nodes,
         glue,
+        ttl: spec.ttl,
+        dnssec,
+        signed: None,
     })
 }
 
@@ -262,6 +280,7 @@ impl Draft<'_> {
             .push(RecordSet {
                 rtype: rtype::SOA,
                 records: vec![soa],
+                sigs: Vec::new(),
             });
         let mut ordered: Vec<_> = std::mem::take(&mut self.sets).into_iter().collect();
         ordered.sort_by_key(|(_, (o, _))| *o);
@@ -278,7 +297,11 @@ impl Draft<'_> {
                 }
                 node.cname_target = Some(records[0][10..].into());
             }
-            node.sets.push(RecordSet { rtype: rt, records });
+            node.sets.push(RecordSet {
+                rtype: rt,
+                records,
+                sigs: Vec::new(),
+            });
         }
         for (owner, node) in &nodes {
             if node.cname_target.is_some() && node.sets.len() > 1 {

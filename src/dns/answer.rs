@@ -13,7 +13,7 @@ use crate::wire::{
     self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, MAX_NAME, Query, RD, Reject, Section, Writer,
     rcode, rtype,
 };
-use crate::zone::{MAX_CNAME_LINKS, Zone, ZoneNode};
+use crate::zone::{MAX_CNAME_LINKS, RecordSet, Signed, Zone, ZoneNode};
 
 use super::client::{client_address, echoed_scope};
 
@@ -207,7 +207,9 @@ pub fn complete(
 ) -> Outcome {
     let (q, src, target) = match prepared {
         Prepared::Drop => return Outcome::Dropped,
-        Prepared::Error { echo, packet, code } => return error(snap, *echo, packet, *code, out),
+        Prepared::Error { echo, packet, code } => {
+            return super::rejected::error(snap, *echo, packet, *code, out);
+        }
         Prepared::Query { q, src, target } => (q, *src, target),
     };
     let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
@@ -224,6 +226,10 @@ pub fn complete(
                 q,
                 w: &mut w,
                 service: &mut service,
+                signed: match &zone.signed {
+                    Some(s) if q.edns.is_some_and(|e| e.dnssec_ok) => Some(s),
+                    _ => None,
+                },
             };
             lookup(&mut a, node, route, src)
         }
@@ -328,51 +334,6 @@ fn finish(
     }
 }
 
-/// A response to a query that could not be accepted.
-fn error(
-    snap: &Snapshot,
-    q: Option<wire::Echo<'_>>,
-    packet: &[u8],
-    code: u16,
-    out: &mut [u8],
-) -> Outcome {
-    let (id, flags, question) = match &q {
-        Some(q) => (q.id, q.flags, q.question),
-        None => (
-            u16::from_be_bytes([packet[0], packet[1]]),
-            u16::from_be_bytes([packet[2], packet[3]]),
-            &[][..],
-        ),
-    };
-    let mut w = Writer::new(out, id, flags & (RD | CD | 0x7800), question);
-    w.set_rcode(code);
-    if let Some(q) = &q
-        && let Some(e) = q.edns
-    {
-        // RFC 6891 §7: a query with an OPT record gets one back, errors included (a resolver
-        // that sees none may conclude that the server has no EDNS). BADVERS is carried in it
-        // (§6.1.3), with version 0. A refused ECS option is not echoed.
-        let opt_start = w.len();
-        w.opt(snap.settings.udp_payload_max, code, e.dnssec_ok, None);
-        if let Some(why) = q.why {
-            super::edns::ede(&mut w, opt_start, super::edns::OTHER, why.text());
-        }
-    }
-    let len = w.finish();
-    Outcome::Answered {
-        len,
-        rcode: code,
-        truncated: false,
-        qtype: q.filter(|q| q.question.len() >= 4).map_or(0, |q| {
-            let t = q.question.len() - 4;
-            u16::from_be_bytes([q.question[t], q.question[t + 1]])
-        }),
-        ecs: q.is_some_and(|q| q.edns.is_some_and(|e| e.ecs.is_some())),
-        service: None,
-        cookie: 0,
-    }
-}
-
 /// A compression pointer to where `suffix` (a suffix of the question name) starts.
 fn pointer_to_suffix(q: &Query<'_>, suffix_len: usize) -> [u8; 2] {
     let off = 12 + q.name.len() - suffix_len;
@@ -390,6 +351,33 @@ fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
     );
 }
 
+/// The authority section of a negative answer about `name` (lowercase wire form): the SOA,
+/// and, signed, its signatures and the NSEC proof (`node` is the name's node when it exists:
+/// NODATA; otherwise NXDOMAIN).
+fn negative(a: &mut Answering<'_, '_, '_>, name: &[u8], node: Option<&ZoneNode>) {
+    let (zone, q) = (a.zone, a.q);
+    soa_authority(zone, q, a.w);
+    if let Some(signed) = a.signed {
+        let owner = pointer_to_suffix(q, zone.apex.len());
+        let ttl = Some(zone.negative_ttl);
+        super::signed::sigs(a.w, Section::Authority, &owner, &signed.soa_sigs, ttl);
+        match node {
+            Some(node) => super::signed::no_data(a.w, signed, node),
+            None => super::signed::no_name(a.w, zone, signed, name),
+        }
+    }
+}
+
+/// Writes a static set at `owner` into the answer section, with its signatures when signed.
+fn write_set(a: &mut Answering<'_, '_, '_>, owner: &[u8], set: &RecordSet) {
+    for r in &set.records {
+        a.w.record(Section::Answer, owner, r, None);
+    }
+    if a.signed.is_some() {
+        super::signed::sigs(a.w, Section::Answer, owner, &set.sigs, None);
+    }
+}
+
 /// One answer being written for a name inside a zone: what every step of it reads and writes.
 struct Answering<'a, 'q, 'w> {
     snap: &'a Snapshot,
@@ -399,6 +387,8 @@ struct Answering<'a, 'q, 'w> {
     w: &'a mut Writer<'w>,
     /// What a service answered, for the counters and the query log.
     service: &'a mut Option<ServiceAnswer>,
+    /// The zone's signatures, when it is signed and the query has the DO bit.
+    signed: Option<&'a Signed>,
 }
 
 /// Answers a name inside the zone.
@@ -410,15 +400,14 @@ fn lookup(
     src: IpAddr,
 ) -> u16 {
     let (snap, zone, q) = (a.snap, a.zone, a.q);
-    let w = &mut *a.w;
     let Some(node) = node else {
-        soa_authority(zone, q, w);
+        negative(a, q.name(), None);
         return rcode::NXDOMAIN;
     };
     if let Some(s) = node.why
         && (q.qtype == rtype::TXT || q.qtype == rtype::ANY)
     {
-        return super::why::why_answer(snap, s, q, src, w);
+        return super::why::why_answer(snap, s, q, src, a.w);
     }
     // Before the route: for an alias, `route` is the one of the service at the chain's end.
     if let Some(target) = &node.cname_target
@@ -427,36 +416,31 @@ fn lookup(
         return cname_chain(a, node, target, route);
     }
     if let Some(route) = route {
-        return service_answer(a, route, &QNAME_PTR);
+        return service_answer(a, route, &QNAME_PTR, node);
     }
     if q.qtype == rtype::ANY {
-        // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here.
+        // RFC 8482 §4.1: answer with one RRset of the name, or HINFO when it has none here
+        // (a signed zone has the HINFO as a set of its own).
         match node.sets.first() {
-            Some(set) => {
-                for r in &set.records {
-                    w.record(Section::Answer, &QNAME_PTR, r, None);
-                }
-            }
+            Some(set) => write_set(a, &QNAME_PTR, set),
             None if node.service.is_some() => {
-                const HINFO: &[u8] = b"\x00\x0d\x00\x01\x00\x00\x0e\x10\x00\x09\x07RFC8482\x00";
-                w.record(Section::Answer, &QNAME_PTR, HINFO, None);
+                let hinfo = crate::zone::RFC8482_HINFO;
+                a.w.record(Section::Answer, &QNAME_PTR, hinfo, None);
             }
-            None => soa_authority(zone, q, w),
+            None => negative(a, q.name(), Some(node)),
         }
         return rcode::NOERROR;
     }
     match node.set(q.qtype) {
         Some(set) => {
-            for r in &set.records {
-                w.record(Section::Answer, &QNAME_PTR, r, None);
-            }
+            write_set(a, &QNAME_PTR, set);
             if q.qtype == rtype::NS && q.name() == &*zone.apex {
                 for g in &zone.glue {
-                    w.record(Section::Additional, &g.owner, &g.body, None);
+                    a.w.record(Section::Additional, &g.owner, &g.body, None);
                 }
             }
         }
-        None => soa_authority(zone, q, w),
+        None => negative(a, q.name(), Some(node)),
     }
     rcode::NOERROR
 }
@@ -473,7 +457,7 @@ fn cname_chain(
 ) -> u16 {
     let (snap, zone, q) = (a.snap, a.zone, a.q);
     if let Some(set) = first.set(rtype::CNAME) {
-        a.w.record(Section::Answer, &QNAME_PTR, &set.records[0], None);
+        write_set(a, &QNAME_PTR, set);
     }
     // The names already answered, so that a loop (refused when the zone is loaded) could
     // still never repeat a record.
@@ -492,7 +476,7 @@ fn cname_chain(
             {
                 return rcode::NOERROR;
             }
-            soa_authority(zone, q, a.w);
+            negative(a, target, None);
             return rcode::NXDOMAIN;
         };
         if seen[..link].iter().any(|n| std::ptr::eq(*n, node)) {
@@ -500,7 +484,7 @@ fn cname_chain(
         }
         seen[link] = node;
         if let Some(set) = node.set(rtype::CNAME) {
-            a.w.record(Section::Answer, target, &set.records[0], None);
+            write_set(a, target, set);
             match &node.cname_target {
                 Some(t) => target = t,
                 None => return rcode::NOERROR,
@@ -510,15 +494,11 @@ fn cname_chain(
         if let Some(route) = route
             && node.service == Some(route.service)
         {
-            return service_answer(a, route, target);
+            return service_answer(a, route, target, node);
         }
         match node.set(q.qtype) {
-            Some(set) => {
-                for r in &set.records {
-                    a.w.record(Section::Answer, target, r, None);
-                }
-            }
-            None => soa_authority(zone, q, a.w),
+            Some(set) => write_set(a, target, set),
+            None => negative(a, target, Some(node)),
         }
         return rcode::NOERROR;
     }
@@ -526,44 +506,54 @@ fn cname_chain(
 }
 
 /// A/AAAA for a service name; the records are owned by `owner` (the question name, or the
-/// name a CNAME chain led to).
+/// name a CNAME chain led to), whose node is `at`.
 #[inline(always)]
-fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8]) -> u16 {
-    let (snap, zone, q, w) = (a.snap, a.zone, a.q, &mut *a.w);
+fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at: &ZoneNode) -> u16 {
+    let (snap, q, signed) = (a.snap, a.q, a.signed);
     let answer = &mut *a.service;
     let svc = &snap.services[route.service];
     let (client, ecs_used) = (route.client, route.ecs_used);
-    let a = answer.insert(ServiceAnswer::new(route.service, ecs_used));
+    let sa = answer.insert(ServiceAnswer::new(route.service, ecs_used));
     let Some((decision, block)) = svc.route(client) else {
         return rcode::SERVFAIL;
     };
     let v6 = q.qtype == rtype::AAAA;
-    let pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
-    if ecs_used {
-        a.scope = echoed_scope(svc.scope(block, client), client, q);
+    let mut pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
+    let mut sigs: &[Box<[u8]>] = &[];
+    if signed.is_some() {
+        let (count, s) = {
+            let (sent, s) = super::signed::answer(at, v6, pick.nodes());
+            (sent.len(), s)
+        };
+        (pick.count, sigs) = (count, s);
     }
-    a.rule = Some(decision.rule);
-    a.region = pick.region;
-    a.nodes = pick.nodes;
-    a.count = pick.count;
-    a.fallback = pick.all_down
+    if ecs_used {
+        sa.scope = echoed_scope(svc.scope(block, client), client, q);
+    }
+    sa.rule = Some(decision.rule);
+    sa.region = pick.region;
+    sa.nodes = pick.nodes;
+    sa.count = pick.count;
+    sa.fallback = pick.all_down
         || pick
             .region
             .is_some_and(|r| decision.chain.first() != Some(&r));
-    a.degraded = pick.degraded && pick.count > 0;
-    a.all_down = pick.all_down;
+    sa.degraded = pick.degraded && pick.count > 0;
+    sa.all_down = pick.all_down;
     if pick.servfail {
         return rcode::SERVFAIL;
     }
     let ttl = svc.ttl(&pick);
-    a.ttl = ttl;
+    sa.ttl = ttl;
+    let w = &mut *a.w;
     for &n in pick.nodes() {
         for r in snap.nodes[n].records(v6) {
             w.record(Section::Answer, owner, r, Some(ttl));
         }
     }
+    super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
     if pick.count == 0 {
-        soa_authority(zone, q, w);
+        negative(a, owner, Some(at));
     }
     rcode::NOERROR
 }

@@ -146,16 +146,27 @@ impl PublicKey {
     pub fn read(path: &Path) -> Result<PublicKey, KeyError> {
         let path = public_path(path);
         let text = std::fs::read_to_string(&path).map_err(|e| KeyError::Read(path.clone(), e))?;
-        let record = parse_from_bind::<Vec<u8>>(&text).map_err(|_| KeyError::Parse(path))?;
+        PublicKey::parse(&path, &text)
+    }
+
+    /// Reads the text of a `.key` file (`path` names it in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<PublicKey, KeyError> {
+        let record =
+            parse_from_bind::<Vec<u8>>(text).map_err(|_| KeyError::Parse(path.to_path_buf()))?;
         Ok(PublicKey {
             owner: record.owner().clone(),
             dnskey: record.data().clone(),
         })
     }
+
+    /// True for a key-signing key (the Secure Entry Point flag, RFC 4034 §2.1.1).
+    pub fn is_key_signing(&self) -> bool {
+        self.dnskey.is_secure_entry_point()
+    }
 }
 
 /// The `.key` file a path names: itself, or with `.private` replaced or `.key` added.
-fn public_path(path: &Path) -> PathBuf {
+pub fn public_path(path: &Path) -> PathBuf {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if let Some(base) = name.strip_suffix(".private") {
         return path.with_file_name(format!("{base}.key"));

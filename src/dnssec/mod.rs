@@ -10,6 +10,7 @@
 //! - [`ds`]: the DS record (SHA-256) of a public key, as `dnssec-dsfromkey -2` prints it.
 //! - [`nsec`]: the NSEC chain over a zone's names, in canonical order.
 //! - [`sign`]: a key pair read from its two files, signing one record set into an RRSIG.
+//! - [`policy`]: a signed zone's keys (published, signing, KSK or ZSK) and signature timing.
 //!
 //! Nothing here is on the answer path: keys are read and made by the command line (and, when
 //! zones are signed, by the reload thread).
@@ -17,7 +18,10 @@
 pub mod ds;
 pub mod key;
 pub mod nsec;
+pub mod policy;
 pub mod sign;
 
 pub use ds::Ds;
 pub use key::{Algorithm, KeyError, NewKey, PublicKey, Role};
+pub use policy::{PolicyError, Timing, ZoneKey, ZoneKeys};
+pub use sign::{Signer, Validity};

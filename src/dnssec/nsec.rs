@@ -15,10 +15,7 @@ use domain::base::rdata::ComposeRecordData;
 use domain::rdata::Nsec;
 use domain::rdata::dnssec::RtypeBitmap;
 
-/// RRSIG's type code: present at every signed name.
-const RRSIG: u16 = 46;
-/// NSEC's type code.
-const NSEC: u16 = 47;
+use crate::wire::rtype::{NSEC, RRSIG};
 
 /// One NSEC record of the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]

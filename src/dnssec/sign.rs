@@ -83,7 +83,29 @@ impl Signer {
         let private_path = path.with_file_name(format!("{}.private", public.file_base()));
         let text = std::fs::read_to_string(&private_path)
             .map_err(|e| KeyError::Read(private_path.clone(), e))?;
-        let secret = SecretKeyBytes::parse_from_bind(&text)
+        Signer::pair(public, &private_path, &text)
+    }
+
+    /// A key pair from the texts of its two files (`public_path` and `private_path` name them
+    /// in messages).
+    pub fn from_texts(
+        public_path: &Path,
+        public: &str,
+        private_path: &Path,
+        private: &str,
+    ) -> Result<Signer, KeyError> {
+        Signer::pair(
+            PublicKey::parse(public_path, public)?,
+            private_path,
+            private,
+        )
+    }
+
+    /// `public` with the private key in `text` (the `.private` file at `private_path`).
+    fn pair(public: PublicKey, private_path: &Path, text: &str) -> Result<Signer, KeyError> {
+        let path = private_path;
+        let private_path = private_path.to_path_buf();
+        let secret = SecretKeyBytes::parse_from_bind(text)
             .map_err(|_| KeyError::Parse(private_path.clone()))?;
         // from_bytes checks that the private key gives the public one.
         let pair = KeyPair::from_bytes(&secret, &public.dnskey)

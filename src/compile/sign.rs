@@ -1,0 +1,258 @@
+//! Signing the zones of a build (DNSSEC), on the reload thread, so that the answer path only
+//! copies signatures: every record set it can send is signed here.
+//!
+//! - the DNSKEY set at the apex (every published key), signed by the key-signing keys;
+//! - every static set (SOA, NS, the configured records) and, at a service name, the RFC 8482
+//!   HINFO that answers ANY there;
+//! - each address set a service name can answer: each node's own set (A and AAAA), and each
+//!   decision's usual pick of several nodes (`answers: N`); an answer of several nodes that
+//!   was not signed here is sent as its first node only, whose set is;
+//! - the NSEC chain over every name of the zone (empty non-terminals and `_why` names
+//!   included), for negative answers.
+//!
+//! Signatures are made with the original TTL of the set (for a service, the longer of its
+//! `ttl` and `degraded_ttl`, so that an answer with either stays under it).
+
+use std::collections::BTreeSet;
+
+use crate::dnssec::{Signer, Validity, ZoneKeys, nsec};
+use crate::snapshot::{Node, Service};
+use crate::source::Errors;
+use crate::wire::rtype;
+use crate::zone::{self, AnswerSigs, Denial, RecordSet, Signed, Zone, ZoneNode};
+
+/// Signs every zone that has keys, as of `now` (seconds since the epoch); a zone that cannot
+/// be signed is an error of the build (the serving snapshot stays).
+pub(super) fn sign_zones(
+    zones: &mut [Zone],
+    services: &[Service],
+    nodes: &[Node],
+    now: u64,
+    errors: &mut Errors,
+) {
+    for z in zones.iter_mut() {
+        let Some(keys) = z.dnssec.clone() else {
+            continue;
+        };
+        if let Err(e) = sign_zone(z, &keys, services, nodes, now) {
+            errors.file(
+                &z.apex_text,
+                format!("zone {}: cannot sign: {e}", z.apex_text),
+            );
+        }
+    }
+}
+
+/// What one zone's signing needs at hand.
+struct Signing<'a> {
+    keys: &'a ZoneKeys,
+    validity: Validity,
+}
+
+impl Signing<'_> {
+    /// The RRSIG bodies of the set of `rt` at `owner` with `ttl` and the records `rdatas`.
+    fn sigs(
+        &self,
+        owner: &[u8],
+        rt: u16,
+        ttl: u32,
+        rdatas: &[&[u8]],
+    ) -> Result<Vec<Box<[u8]>>, String> {
+        let signers: Vec<&Signer> = self.keys.signers(rt == rtype::DNSKEY).collect();
+        signers
+            .iter()
+            .map(|s| {
+                let rrsig = s
+                    .sign(owner, rt, ttl, rdatas, self.validity)
+                    .map_err(|e| e.to_string())?;
+                Ok(zone::body(rtype::RRSIG, ttl, &rrsig))
+            })
+            .collect()
+    }
+
+    /// Signs a set of record bodies (type, class, TTL, RDLENGTH, RDATA): with the longest of
+    /// their TTLs, or `ttl` when given.
+    fn sign_bodies(
+        &self,
+        owner: &[u8],
+        rt: u16,
+        bodies: &[&[u8]],
+        ttl: Option<u32>,
+    ) -> Result<Vec<Box<[u8]>>, String> {
+        let ttl = ttl.unwrap_or_else(|| bodies.iter().map(|b| body_ttl(b)).max().unwrap_or(0));
+        let rdatas: Vec<&[u8]> = bodies.iter().map(|b| &b[10..]).collect();
+        self.sigs(owner, rt, ttl, &rdatas)
+    }
+}
+
+/// The TTL written in a record body.
+fn body_ttl(body: &[u8]) -> u32 {
+    u32::from_be_bytes([body[4], body[5], body[6], body[7]])
+}
+
+fn sign_zone(
+    z: &mut Zone,
+    keys: &ZoneKeys,
+    services: &[Service],
+    nodes: &[Node],
+    now: u64,
+) -> Result<(), String> {
+    let s = Signing {
+        keys,
+        validity: keys.timing.window(now),
+    };
+    add_published_sets(z, keys);
+    for (owner, node) in z.nodes.iter_mut() {
+        for set in &mut node.sets {
+            let bodies: Vec<&[u8]> = set.records.iter().map(|r| &r[..]).collect();
+            set.sigs = s.sign_bodies(owner, set.rtype, &bodies, None)?;
+        }
+        if let Some(svc) = node.service.and_then(|i| services.get(i)) {
+            node.answers = Some(Box::new(answer_sigs(&s, owner, svc, nodes)?));
+        }
+    }
+    let soa_sigs = z
+        .nodes
+        .get(&z.apex)
+        .and_then(|n| n.set(rtype::SOA))
+        .map(|set| set.sigs.clone())
+        .unwrap_or_default();
+    let chain = denial_chain(&s, z, services, nodes)?;
+    let timing = keys.timing;
+    z.signed = Some(Box::new(Signed {
+        soa_sigs,
+        chain,
+        refresh_at: now + u64::from(timing.validity - timing.refresh),
+    }));
+    Ok(())
+}
+
+/// Adds the DNSKEY set at the apex and the RFC 8482 HINFO at each service name.
+fn add_published_sets(z: &mut Zone, keys: &ZoneKeys) {
+    let ttl = z.ttl;
+    let dnskeys = keys
+        .keys
+        .iter()
+        .map(|k| zone::body(rtype::DNSKEY, ttl, &k.signer.dnskey_rdata()))
+        .collect();
+    let apex = z.nodes.entry(z.apex.clone()).or_default();
+    apex.sets.retain(|set| set.rtype != rtype::DNSKEY);
+    apex.sets.push(RecordSet {
+        rtype: rtype::DNSKEY,
+        records: dnskeys,
+        sigs: Vec::new(),
+    });
+    for node in z.nodes.values_mut() {
+        if node.service.is_some() && node.set(rtype::HINFO).is_none() {
+            node.sets.push(RecordSet {
+                rtype: rtype::HINFO,
+                records: vec![zone::RFC8482_HINFO.into()],
+                sigs: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Every node a service can answer with.
+fn service_nodes(svc: &Service) -> BTreeSet<usize> {
+    svc.regions
+        .iter()
+        .flat_map(|r| r.members.iter().map(|&(n, _)| n))
+        .chain(svc.last_resort.iter().map(|&(n, _)| n))
+        .collect()
+}
+
+/// The signatures of the address sets `svc` answers at `owner`: each node's own, and each
+/// decision's usual pick.
+fn answer_sigs(
+    s: &Signing<'_>,
+    owner: &[u8],
+    svc: &Service,
+    nodes: &[Node],
+) -> Result<AnswerSigs, String> {
+    let ttl = svc.ttl.max(svc.degraded_ttl);
+    let mut combos: BTreeSet<Vec<usize>> = service_nodes(svc).iter().map(|&n| vec![n]).collect();
+    for d in &svc.decisions {
+        for p in &d.usual {
+            if p.count > 1 {
+                let mut c = p.nodes().to_vec();
+                c.sort_unstable();
+                combos.insert(c);
+            }
+        }
+    }
+    let mut out = AnswerSigs::default();
+    let mut buf = [0u32; 9];
+    for combo in &combos {
+        for v6 in [false, true] {
+            let bodies: Vec<&[u8]> = combo
+                .iter()
+                .filter_map(|&n| nodes.get(n))
+                .flat_map(|n| n.records(v6).iter().map(|r| &r[..]))
+                .collect();
+            let Some(key) = zone::answer_key(v6, combo, &mut buf) else {
+                continue;
+            };
+            if bodies.is_empty() {
+                continue;
+            }
+            let sigs = s.sign_bodies(owner, family(v6), &bodies, Some(ttl))?;
+            out.insert(key.into(), sigs.into_boxed_slice());
+        }
+    }
+    Ok(out)
+}
+
+fn family(v6: bool) -> u16 {
+    if v6 { rtype::AAAA } else { rtype::A }
+}
+
+/// The types present at `node` for its NSEC.
+fn types_at(node: &ZoneNode, services: &[Service], nodes: &[Node]) -> Vec<u16> {
+    let mut types: Vec<u16> = node.sets.iter().map(|set| set.rtype).collect();
+    if let Some(svc) = node.service.and_then(|i| services.get(i)) {
+        let members = service_nodes(svc);
+        for v6 in [false, true] {
+            if members
+                .iter()
+                .any(|&n| nodes.get(n).is_some_and(|n| !n.records(v6).is_empty()))
+            {
+                types.push(family(v6));
+            }
+        }
+    }
+    if node.why.is_some() {
+        types.push(rtype::TXT);
+    }
+    types
+}
+
+/// The signed NSEC chain over every name of the zone; notes each name's place in it.
+fn denial_chain(
+    s: &Signing<'_>,
+    z: &mut Zone,
+    services: &[Service],
+    nodes: &[Node],
+) -> Result<Vec<Denial>, String> {
+    let typed: Vec<(Box<[u8]>, Vec<u16>)> = z
+        .nodes
+        .iter()
+        .map(|(owner, node)| (owner.clone(), types_at(node, services, nodes)))
+        .collect();
+    let names: Vec<(&[u8], &[u16])> = typed.iter().map(|(o, t)| (&o[..], &t[..])).collect();
+    let links = nsec::chain(&names).map_err(|e| e.to_string())?;
+    let mut chain = Vec::with_capacity(links.len());
+    for (i, link) in links.into_iter().enumerate() {
+        let ttl = z.negative_ttl;
+        let sigs = s.sigs(&link.owner, rtype::NSEC, ttl, &[&link.rdata])?;
+        if let Some(node) = z.nodes.get_mut(&link.owner) {
+            node.denial = Some(i as u32);
+        }
+        chain.push(Denial {
+            nsec: zone::body(rtype::NSEC, ttl, &link.rdata),
+            owner: link.owner,
+            sigs,
+        });
+    }
+    Ok(chain)
+}

@@ -1,0 +1,87 @@
+//! The DNSSEC part of an answer from a signed zone, to a query with the DO bit (RFC 4035
+//! §3.1): the signatures made when the snapshot was built, copied after the sets they cover,
+//! and the NSEC records (with theirs) that prove a name or a type absent.
+//!
+//! Nothing is signed here and nothing allocates: a negative answer finds its NSEC by the name's
+//! own place in the chain (NODATA) or by a binary search over the chain (NXDOMAIN, and the
+//! wildcard that does not exist either, RFC 4035 §3.1.3.2).
+
+use crate::wire::{MAX_NAME, Section, Writer};
+use crate::zone::{Denial, Signed, Zone, ZoneNode, answer_key};
+
+/// Writes the RRSIG bodies `sigs` at `owner` into `section`, with `ttl` when given.
+#[inline]
+pub fn sigs(
+    w: &mut Writer<'_>,
+    section: Section,
+    owner: &[u8],
+    sigs: &[Box<[u8]>],
+    ttl: Option<u32>,
+) {
+    for s in sigs {
+        w.record(section, owner, s, ttl);
+    }
+}
+
+/// The nodes of an address answer that can be sent signed, with their signatures: all of
+/// `nodes` when their set was signed, else the first one alone (whose own set was), else
+/// all of them unsigned (a node added since the signing, which a rebuild signs).
+pub fn answer<'n, 'z>(
+    at: &'z ZoneNode,
+    v6: bool,
+    nodes: &'n [usize],
+) -> (&'n [usize], &'z [Box<[u8]>]) {
+    let Some(table) = at.answers.as_deref() else {
+        return (nodes, &[]);
+    };
+    let mut buf = [0u32; 9];
+    if let Some(s) = answer_key(v6, nodes, &mut buf).and_then(|k| table.get(k)) {
+        return (nodes, s);
+    }
+    let first = &nodes[..nodes.len().min(1)];
+    match answer_key(v6, first, &mut buf).and_then(|k| table.get(k)) {
+        Some(s) => (first, s),
+        None => (nodes, &[]),
+    }
+}
+
+/// Writes an NSEC record of the chain and its signatures into the authority section.
+fn write_denial(w: &mut Writer<'_>, d: &Denial) {
+    w.record(Section::Authority, &d.owner, &d.nsec, None);
+    sigs(w, Section::Authority, &d.owner, &d.sigs, None);
+}
+
+/// The proof that `node` has no set of the type asked (NODATA): its own NSEC.
+pub fn no_data(w: &mut Writer<'_>, signed: &Signed, node: &ZoneNode) {
+    if let Some(d) = node.denial.and_then(|i| signed.chain.get(i as usize)) {
+        write_denial(w, d);
+    }
+}
+
+/// The proof that `name` (lowercase wire form, inside `zone`) does not exist (NXDOMAIN): the
+/// NSEC covering it, and the one covering the wildcard at its closest encloser.
+pub fn no_name(w: &mut Writer<'_>, zone: &Zone, signed: &Signed, name: &[u8]) {
+    let covering = signed.covering(name);
+    write_denial(w, covering);
+    // The closest encloser: the longest existing ancestor (the apex at least).
+    let mut i = 0;
+    let mut encloser = &zone.apex[..];
+    while i < name.len() && name[i] != 0 {
+        i += 1 + usize::from(name[i]);
+        if zone.node(&name[i..]).is_some() {
+            encloser = &name[i..];
+            break;
+        }
+    }
+    let mut wildcard = [0u8; MAX_NAME];
+    let len = 2 + encloser.len();
+    if len > MAX_NAME {
+        return;
+    }
+    wildcard[..2].copy_from_slice(b"\x01*");
+    wildcard[2..len].copy_from_slice(encloser);
+    let wild = signed.covering(&wildcard[..len]);
+    if !std::ptr::eq(wild, covering) {
+        write_denial(w, wild);
+    }
+}
