@@ -315,6 +315,7 @@ impl Batch {
                 let d = Instant::now() + timing.feed_delay;
                 self.deadline = Some(self.deadline.map_or(d, |old| old.min(d)));
             }
+            ReloadRequest::Resign => self.now = true,
             ReloadRequest::Signal => {
                 self.now = true;
                 self.reread = true;
@@ -347,7 +348,15 @@ fn run(
     // The inputs of the snapshot serving now.
     let mut sources = initial;
     loop {
-        let Ok(first) = rx.recv() else { return };
+        let first = match resign_wait(&serving) {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => rx.recv_timeout(wait),
+        };
+        let first = match first {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => ReloadRequest::Resign,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = Batch::default();
         batch.add(first, &timing);
         // Wait for the batch's deadline unless something asked for a reload now.
@@ -395,6 +404,28 @@ fn run(
         }
     }
 }
+
+/// How long until the serving snapshot's signatures are due to be made again (the earliest
+/// `refresh_at` of its signed zones); [`RESIGN_RETRY`] when they are overdue (the build that
+/// should have made them failed: it is tried again that often); `None` without a signed zone.
+fn resign_wait(serving: &Serving) -> Option<Duration> {
+    let snap = serving.published().snapshot();
+    let due = snap
+        .zones
+        .iter()
+        .filter_map(|z| z.signed.as_ref().map(|s| s.refresh_at))
+        .min()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Some(match due.checked_sub(now) {
+        Some(left) if left > 0 => Duration::from_secs(left),
+        _ => RESIGN_RETRY,
+    })
+}
+
+/// How often a failed build is tried again while the signatures are overdue.
+const RESIGN_RETRY: Duration = Duration::from_secs(30);
 
 /// What a reloaded configuration changed among the settings read at start only (`at_start`:
 /// the configuration the server started with).

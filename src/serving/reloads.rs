@@ -23,6 +23,9 @@ pub enum ReloadRequest {
     Confirm(Sender<ReloadOutcome>),
     /// A live BGP feed changed (coalesced over the feeds' update delay).
     Feeds,
+    /// A signed zone's signatures are due to be made again: the sources serving are compiled
+    /// again (the reload thread sends this to itself).
+    Resign,
     /// Stop the reload thread.
     Stop,
 }

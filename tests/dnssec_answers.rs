@@ -1,0 +1,329 @@
+//! Signed answers, checked by a real validator: BIND's `delv` (Debian's bind9-dnsutils) asks
+//! the real server, with the zone's DS as its only trust anchor, and must find every kind of
+//! answer "fully validated": addresses of service names (directly and through a CNAME), static
+//! sets, the DNSKEY set, NODATA, NXDOMAIN, an empty non-terminal, ANY. The same questions
+//! fail with the DS of another key, and through a relay that changes one byte of a signature.
+//! Also: a separate KSK and ZSK sign what each should, a published-only key signs nothing,
+//! signatures are made again on their timer, and a signed answer too large for UDP is
+//! truncated and complete over TCP.
+
+mod common;
+use common::*;
+
+use std::net::UdpSocket;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const DEMO_KEY: &str = "demo/keys/Kexample.test.+013+01841";
+
+fn signpost(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "signpost {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes a delv trust-anchor file holding the DS of the key file `key`.
+fn anchor_for(dir: &TempDir, key: &str, name: &str) -> String {
+    let ds = signpost(&["dnssec", "ds", key]);
+    let f: Vec<&str> = ds.split_whitespace().collect();
+    assert_eq!(f[2], "DS", "{ds}");
+    let text = format!(
+        "trust-anchors {{ {} static-ds {} {} {} \"{}\"; }};\n",
+        f[0], f[3], f[4], f[5], f[6]
+    );
+    dir.write(name, &text).display().to_string()
+}
+
+/// Runs delv against `port` on 127.0.0.1 with `anchor`; returns stdout and stderr together.
+fn delv(port: u16, anchor: &str, name: &str, rtype: &str) -> String {
+    let out = Command::new("delv")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "-a", anchor])
+        .args(["+root=example.test", "+nomtrace", name, rtype])
+        .output()
+        .expect("delv is installed (the test command installs bind9-dnsutils)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Questions about the demo zone, each with what delv must say.
+const QUESTIONS: &[(&str, &str, &str)] = &[
+    ("dl.example.test", "A", "; fully validated"),
+    ("dl.example.test", "AAAA", "; fully validated"),
+    ("todl.example.test", "A", "; fully validated"),
+    ("mirrors.example.test", "A", "; fully validated"),
+    ("www.example.test", "AAAA", "; fully validated"),
+    ("example.test", "DNSKEY", "; fully validated"),
+    ("example.test", "SOA", "; fully validated"),
+    ("example.test", "NS", "; fully validated"),
+    ("example.test", "MX", "; fully validated"),
+    ("example.test", "CAA", "; fully validated"),
+    ("_https._tcp.dl.example.test", "SRV", "; fully validated"),
+    ("dl.example.test", "ANY", "; fully validated"),
+    ("big.example.test", "TXT", "; fully validated"),
+    (
+        "www.example.test",
+        "TXT",
+        "; negative response, fully validated",
+    ),
+    (
+        "dl.example.test",
+        "MX",
+        "; negative response, fully validated",
+    ),
+    (
+        "nothere.example.test",
+        "A",
+        "; negative response, fully validated",
+    ),
+    (
+        "a.b.www.example.test",
+        "A",
+        "; negative response, fully validated",
+    ),
+    (
+        "zzz.example.test",
+        "AAAA",
+        "; negative response, fully validated",
+    ),
+    (
+        "_tcp.dl.example.test",
+        "A",
+        "; negative response, fully validated",
+    ),
+];
+
+#[test]
+fn delv_validates_every_kind_of_answer_and_refuses_a_foreign_key() {
+    let dir = TempDir::new("dnssec-delv");
+    let server = Server::start(&[]);
+    let port = server.udp.port();
+    let anchor = anchor_for(&dir, &testdata(DEMO_KEY), "anchor.conf");
+    for (name, rtype, expect) in QUESTIONS {
+        let out = delv(port, &anchor, name, rtype);
+        assert!(
+            out.lines().any(|l| l.trim() == *expect),
+            "{name} {rtype}: {out}"
+        );
+    }
+    // The DS of a key the zone does not publish: nothing validates.
+    let other = TempDir::new("dnssec-delv-other");
+    let base = signpost(&[
+        "dnssec",
+        "keygen",
+        "--zone",
+        "example.test",
+        "--ksk",
+        "--dir",
+        other.0.to_str().unwrap(),
+    ]);
+    let foreign = anchor_for(
+        &dir,
+        &other.path(base.trim()).display().to_string(),
+        "foreign.conf",
+    );
+    for (name, rtype, _) in &QUESTIONS[..3] {
+        let out = delv(port, &foreign, name, rtype);
+        assert!(
+            !out.contains("fully validated") && out.contains("resolution failed"),
+            "{name} {rtype} with a foreign key: {out}"
+        );
+    }
+}
+
+/// The offset of the last byte of the first RRSIG's data in the answer section of `msg`.
+fn last_signature_byte(msg: &[u8]) -> Option<usize> {
+    let skip_name = |mut i: usize| -> Option<usize> {
+        loop {
+            let len = *msg.get(i)?;
+            if len & 0xc0 == 0xc0 {
+                return Some(i + 2);
+            }
+            if len == 0 {
+                return Some(i + 1);
+            }
+            i += 1 + usize::from(len);
+        }
+    };
+    let answers = u16::from_be_bytes([msg[6], msg[7]]);
+    let mut i = skip_name(12)? + 4;
+    for _ in 0..answers {
+        i = skip_name(i)?;
+        let rtype = u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]);
+        let rdlen = usize::from(u16::from_be_bytes([*msg.get(i + 8)?, *msg.get(i + 9)?]));
+        let end = i + 10 + rdlen;
+        if rtype == 46 {
+            return Some(end - 1);
+        }
+        i = end;
+    }
+    None
+}
+
+/// A UDP relay to `server` that, while `tamper` is set, changes the last byte of the first
+/// signature in each answer section; returns its port.
+fn relay(server: std::net::SocketAddr, tamper: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> u16 {
+    let outside = UdpSocket::bind("127.0.0.1:0").unwrap();
+    outside
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = outside.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let inside = UdpSocket::bind("127.0.0.1:0").unwrap();
+        inside
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 65535];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let Ok((n, client)) = outside.recv_from(&mut buf) else {
+                continue;
+            };
+            inside.send_to(&buf[..n], server).unwrap();
+            let Ok(m) = inside.recv(&mut buf) else {
+                continue;
+            };
+            if tamper.load(Ordering::Relaxed)
+                && let Some(at) = last_signature_byte(&buf[..m])
+            {
+                buf[at] ^= 0x01;
+            }
+            let _ = outside.send_to(&buf[..m], client);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_changed_signature_byte_fails_validation() {
+    let dir = TempDir::new("dnssec-tamper");
+    let server = Server::start(&[]);
+    let anchor = anchor_for(&dir, &testdata(DEMO_KEY), "anchor.conf");
+    let (tamper, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let port = relay(server.udp, tamper.clone(), stop.clone());
+    // Through the relay unchanged: validated (the relay itself changes nothing).
+    let out = delv(port, &anchor, "dl.example.test", "A");
+    assert!(out.contains("; fully validated"), "{out}");
+    tamper.store(true, Ordering::Relaxed);
+    let out = delv(port, &anchor, "www.example.test", "A");
+    assert!(
+        !out.contains("fully validated") && out.contains("resolution failed"),
+        "a changed signature: {out}"
+    );
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// `(covered type, key tag, expiration)` of each RRSIG in dig's answer and authority sections.
+fn rrsigs(dig: &str) -> Vec<(String, u16, String)> {
+    dig.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(3) == Some(&"RRSIG"))
+                .then(|| (f[4].to_string(), f[10].parse().unwrap(), f[8].to_string()))
+        })
+        .collect()
+}
+
+fn keygen(dir: &TempDir, ksk: bool) -> (String, u16) {
+    let mut args = vec!["dnssec", "keygen", "--zone", "example.test", "--dir"];
+    let d = dir.0.display().to_string();
+    args.push(&d);
+    if ksk {
+        args.push("--ksk");
+    }
+    let base = signpost(&args).trim().to_string();
+    let tag = base.rsplit('+').next().unwrap().parse().unwrap();
+    (base, tag)
+}
+
+#[test]
+fn ksk_and_zsk_sign_their_sets_and_signatures_are_made_again_on_time() {
+    let dir = TempDir::new("dnssec-keys-timer");
+    let (ksk, ksk_tag) = keygen(&dir, true);
+    let (zsk, zsk_tag) = keygen(&dir, false);
+    let (spare, spare_tag) = keygen(&dir, false);
+    let config = demo_config(&dir, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "    records:\n",
+        &format!(
+            "    dnssec:\n      keys: [{ksk}, {zsk}, {{file: {spare}, sign: false}}]\n      validity_s: 40\n      refresh_s: 36\n      backdate_s: 60\n    records:\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let dnskey = server.dig(&["+dnssec", "example.test", "DNSKEY"]);
+    let tags: Vec<u16> = rrsigs(&dnskey).iter().map(|s| s.1).collect();
+    assert_eq!(
+        tags,
+        [ksk_tag],
+        "the DNSKEY set is signed by the KSK only: {dnskey}"
+    );
+    let published = dnskey.lines().filter(|l| l.contains("\tDNSKEY\t")).count();
+    assert_eq!(published, 3, "every key is published: {dnskey}");
+    let a = server.dig(&["+dnssec", "www.example.test", "A"]);
+    let sigs = rrsigs(&a);
+    assert_eq!(sigs.len(), 1, "{a}");
+    assert_eq!(sigs[0].1, zsk_tag, "other sets by the ZSK only: {a}");
+    let nx = server.dig(&["+dnssec", "nothere.example.test", "A"]);
+    assert!(rrsigs(&nx).iter().all(|s| s.1 == zsk_tag), "{nx}");
+    assert!(
+        !nx.contains(&spare_tag.to_string()) || spare_tag == zsk_tag,
+        "{nx}"
+    );
+    // Made again within refresh (4 s after the first build) plus a second.
+    let first = sigs[0].2.clone();
+    let again = wait_for(10, || {
+        rrsigs(&server.dig(&["+dnssec", "www.example.test", "A"]))[0].2 > first
+    });
+    assert!(
+        again,
+        "the signatures were not made again: {}",
+        server.stderr()
+    );
+    let anchor = anchor_for(&dir, &dir.path(&ksk).display().to_string(), "anchor.conf");
+    let out = delv(server.udp.port(), &anchor, "www.example.test", "A");
+    assert!(out.contains("; fully validated"), "{out}");
+}
+
+#[test]
+fn a_signed_answer_too_large_for_udp_is_truncated_and_complete_over_tcp() {
+    // NXDOMAIN with DO: the SOA, two NSEC records and three signatures, over 512 octets.
+    let server = Server::start(&[]);
+    let q = ["nothere.example.test", "A"];
+    let udp = server.dig(&[&["+dnssec", "+bufsize=512", "+ignore", "+notcp"][..], &q].concat());
+    assert!(udp.contains(" tc"), "{udp}");
+    assert!(!udp.contains("RRSIG"), "{udp}");
+    let tcp = server.dig(&[&["+dnssec", "+tcp"][..], &q].concat());
+    assert!(tcp.contains("status: NXDOMAIN"), "{tcp}");
+    assert_eq!(rrsigs(&tcp).len(), 3, "{tcp}");
+    assert_eq!(
+        tcp.lines().filter(|l| l.contains("\tNSEC\t")).count(),
+        2,
+        "{tcp}"
+    );
+    // Without DO, the same query fits and has neither signature nor NSEC.
+    let plain = server.dig(&[&["+bufsize=512", "+ignore", "+notcp"][..], &q].concat());
+    assert!(
+        !plain.contains(" tc") && !plain.contains("RRSIG"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("status: NXDOMAIN") && !plain.contains("NSEC"),
+        "{plain}"
+    );
+}
