@@ -490,6 +490,75 @@ mod tests {
         assert_eq!((txt[0], txt[256]), (255, 45));
     }
 
+    /// A wire-form name from its labels below `example.test` (written with `.`; `\x01`-style
+    /// octets allowed).
+    fn below(labels: &[u8]) -> Box<[u8]> {
+        let mut out = Vec::new();
+        if !labels.is_empty() {
+            for l in labels.split(|&b| b == b'.') {
+                out.push(l.len() as u8);
+                out.extend_from_slice(l);
+            }
+        }
+        out.extend_from_slice(b"\x07example\x04test\x00");
+        out.into_boxed_slice()
+    }
+
+    /// The answer path's canonical order is the NSEC chain's (`domain`'s): names of mixed
+    /// depths, label lengths and octets (a label that is a prefix of another, `\001`, `*`,
+    /// high octets) come out of the chain in the order `canonical_cmp` sorts them, and
+    /// `covering` finds, for names that are not there, the owner before them.
+    #[test]
+    fn canonical_order_matches_the_nsec_chain() {
+        let names: [&[u8]; 14] = [
+            b"",
+            b"a",
+            b"ab",
+            b"b.a",
+            b"z.a",
+            b"*",
+            b"\x01",
+            b"\xc8",
+            b"zz",
+            b"x.zz",
+            b"dl",
+            b"_why.dl",
+            b"_tcp.dl",
+            b"_https._tcp.dl",
+        ];
+        let wires: Vec<Box<[u8]>> = names.iter().map(|n| below(n)).collect();
+        let input: Vec<(&[u8], &[u16])> = wires.iter().map(|w| (&w[..], &[1u16][..])).collect();
+        let chain = crate::dnssec::nsec::chain(&input).unwrap();
+        let from_chain: Vec<Box<[u8]>> = chain.iter().map(|l| l.owner.clone()).collect();
+        let mut sorted = wires.clone();
+        sorted.sort_by(|a, b| canonical_cmp(a, b));
+        assert_eq!(sorted, from_chain);
+        let signed = Signed {
+            soa_sigs: Vec::new(),
+            chain: from_chain
+                .iter()
+                .map(|o| Denial {
+                    owner: o.clone(),
+                    nsec: Box::default(),
+                    sigs: Vec::new(),
+                })
+                .collect(),
+            refresh_at: 0,
+        };
+        for (missing, before) in [
+            (&b"aa"[..], &b"z.a"[..]),
+            (b"c.a", b"b.a"),
+            (b"zzz", b"x.zz"),
+            (b"b", b"ab"),
+            (b"\x00", b""),
+            (b"_a._tcp.dl", b"_tcp.dl"),
+            (b"\xff", b"\xc8"),
+        ] {
+            let got = &signed.covering(&below(missing)).owner;
+            assert_eq!(got, &below(before), "{missing:?}");
+        }
+    }
+
     #[test]
     fn within_respects_label_boundaries() {
         assert!(is_within(

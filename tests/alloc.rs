@@ -99,7 +99,34 @@ fn queries() -> Vec<Vec<u8>> {
         ),
         query("dl.example.test", 250, Some((1, 24, &[81, 2, 69]))),
         vec![0x12, 0x34, 0x01], // dropped
+        // DO=1 to the signed demo zone: addresses with their signatures (directly and through
+        // a CNAME), a static set, DNSKEY, ANY, NODATA, an empty non-terminal and NXDOMAIN
+        // with their NSEC proofs.
+        signed("dl.example.test", 1, Some((1, 24, &[81, 2, 69]))),
+        signed("dl.example.test", 28, Some((1, 24, &[8, 8, 8]))),
+        signed("todl.example.test", 1, Some((1, 24, &[81, 2, 69]))),
+        signed("www.example.test", 1, None),
+        signed("example.test", 48, None),
+        signed("dl.example.test", 255, None),
+        signed("www.example.test", 16, None),
+        signed("_tcp.dl.example.test", 1, None),
+        signed("nope.example.test", 1, None),
+        signed("a.b.nope.example.test", 28, None),
     ]
+}
+
+/// A query with the DO bit (RFC 3225) in its OPT record.
+fn signed(name: &str, qtype: u16, ecs: Option<(u16, u8, &[u8])>) -> Vec<u8> {
+    let mut p = match ecs {
+        Some(_) => query(name, qtype, ecs),
+        None => with_options(name, qtype, &[]),
+    };
+    // The OPT record starts after the question: owner, type, class, extended rcode, version,
+    // then the flags, whose top bit is DO.
+    let opt = 12 + name.len() + 2 + 4;
+    assert_eq!(p[opt..opt + 3], [0, 0, 41]);
+    p[opt + 7] = 0x80;
+    p
 }
 
 /// Queries whose options take the answer's long way; their cookies carry the time, so they
@@ -195,7 +222,7 @@ fn batched_answers_are_the_same_and_allocate_nothing() {
     let mut touched = 0u64;
     for round in 0..1000 {
         let snap = state.load();
-        let mut batch: [Option<Prepared<'_, '_>>; 20] = std::array::from_fn(|_| None);
+        let mut batch: [Option<Prepared<'_, '_>>; 32] = std::array::from_fn(|_| None);
         for ((slot, q), scratch) in batch.iter_mut().zip(&queries).zip(names.iter_mut()) {
             *slot = Some(prepare(&snap, q, src, scratch));
         }
