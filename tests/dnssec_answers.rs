@@ -10,52 +10,13 @@
 mod common;
 use common::*;
 
+use common::validators::{delv, delv_anchor, keygen};
 use std::net::UdpSocket;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const DEMO_KEY: &str = "demo/keys/Kexample.test.+013+01841";
-
-fn signpost(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "signpost {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Writes a delv trust-anchor file holding the DS of the key file `key`.
-fn anchor_for(dir: &TempDir, key: &str, name: &str) -> String {
-    let ds = signpost(&["dnssec", "ds", key]);
-    let f: Vec<&str> = ds.split_whitespace().collect();
-    assert_eq!(f[2], "DS", "{ds}");
-    let text = format!(
-        "trust-anchors {{ {} static-ds {} {} {} \"{}\"; }};\n",
-        f[0], f[3], f[4], f[5], f[6]
-    );
-    dir.write(name, &text).display().to_string()
-}
-
-/// Runs delv against `port` on 127.0.0.1 with `anchor`; returns stdout and stderr together.
-fn delv(port: u16, anchor: &str, name: &str, rtype: &str) -> String {
-    let out = Command::new("delv")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "-a", anchor])
-        .args(["+root=example.test", "+nomtrace", name, rtype])
-        .output()
-        .expect("delv is installed (the test command installs bind9-dnsutils)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Questions about the demo zone, each with what delv must say.
 const QUESTIONS: &[(&str, &str, &str)] = &[
@@ -109,7 +70,7 @@ fn delv_validates_every_kind_of_answer_and_refuses_a_foreign_key() {
     let dir = TempDir::new("dnssec-delv");
     let server = Server::start(&[]);
     let port = server.udp.port();
-    let anchor = anchor_for(&dir, &testdata(DEMO_KEY), "anchor.conf");
+    let anchor = delv_anchor(&dir, &testdata(DEMO_KEY), "anchor.conf");
     for (name, rtype, expect) in QUESTIONS {
         let out = delv(port, &anchor, name, rtype);
         assert!(
@@ -118,21 +79,8 @@ fn delv_validates_every_kind_of_answer_and_refuses_a_foreign_key() {
         );
     }
     // The DS of a key the zone does not publish: nothing validates.
-    let other = TempDir::new("dnssec-delv-other");
-    let base = signpost(&[
-        "dnssec",
-        "keygen",
-        "--zone",
-        "example.test",
-        "--ksk",
-        "--dir",
-        other.0.to_str().unwrap(),
-    ]);
-    let foreign = anchor_for(
-        &dir,
-        &other.path(base.trim()).display().to_string(),
-        "foreign.conf",
-    );
+    let (other, _) = keygen(&dir, true);
+    let foreign = delv_anchor(&dir, &other, "foreign.conf");
     for (name, rtype, _) in &QUESTIONS[..3] {
         let out = delv(port, &foreign, name, rtype);
         assert!(
@@ -209,7 +157,7 @@ fn relay(server: std::net::SocketAddr, tamper: Arc<AtomicBool>, stop: Arc<Atomic
 fn a_changed_signature_byte_fails_validation() {
     let dir = TempDir::new("dnssec-tamper");
     let server = Server::start(&[]);
-    let anchor = anchor_for(&dir, &testdata(DEMO_KEY), "anchor.conf");
+    let anchor = delv_anchor(&dir, &testdata(DEMO_KEY), "anchor.conf");
     let (tamper, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -237,18 +185,6 @@ fn rrsigs(dig: &str) -> Vec<(String, u16, String)> {
                 .then(|| (f[4].to_string(), f[10].parse().unwrap(), f[8].to_string()))
         })
         .collect()
-}
-
-fn keygen(dir: &TempDir, ksk: bool) -> (String, u16) {
-    let mut args = vec!["dnssec", "keygen", "--zone", "example.test", "--dir"];
-    let d = dir.0.display().to_string();
-    args.push(&d);
-    if ksk {
-        args.push("--ksk");
-    }
-    let base = signpost(&args).trim().to_string();
-    let tag = base.rsplit('+').next().unwrap().parse().unwrap();
-    (base, tag)
 }
 
 #[test]
@@ -295,7 +231,7 @@ fn ksk_and_zsk_sign_their_sets_and_signatures_are_made_again_on_time() {
         "the signatures were not made again: {}",
         server.stderr()
     );
-    let anchor = anchor_for(&dir, &dir.path(&ksk).display().to_string(), "anchor.conf");
+    let anchor = delv_anchor(&dir, &ksk, "anchor.conf");
     let out = delv(server.udp.port(), &anchor, "www.example.test", "A");
     assert!(out.contains("; fully validated"), "{out}");
 }

@@ -8,113 +8,7 @@
 mod common;
 use common::*;
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-
-/// An Unbound process, stopped when dropped.
-struct Unbound {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The DS line for `key`'s file, as a trust-anchor string.
-fn ds_of(key: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
-        .args(["dnssec", "ds", key])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Starts Unbound with `anchor` (a DS record) for example.test, whose servers are at
-/// 127.0.0.1:`server_port`.
-fn unbound(dir: &TempDir, anchor: &str, server_port: u16) -> Unbound {
-    let port = free_port();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: ""
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "subnetcache validator iterator"
-    send-client-subnet: 127.0.0.1
-    max-client-subnet-ipv4: 24
-    trust-anchor: "{anchor}"
-    val-log-level: 2
-    # .test is one of Unbound's default local zones (RFC 6761); the demo zone is under it.
-    local-zone: "test." nodefault
-remote-control:
-    control-enable: no
-stub-zone:
-    name: "example.test"
-    stub-addr: 127.0.0.1@{server_port}
-"#,
-        dir = dir.0.display()
-    );
-    let path = dir.write("unbound.conf", &conf);
-    let check = Command::new("unbound-checkconf")
-        .arg(&path)
-        .output()
-        .expect("unbound is installed (the test command installs it)");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let child = Command::new("unbound")
-        .args(["-d", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let u = Unbound { child, port };
-    let up = wait_for(10, || {
-        dig(
-            port,
-            &["+time=1", "+tries=1", "version.server", "CH", "TXT"],
-        )
-        .contains("status:")
-    });
-    assert!(up, "unbound did not start");
-    u
-}
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=2"])
-        .args(args)
-        .output()
-        .expect("dig is installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::validators::{Unbound, ds_of, has_flag, keygen};
 
 /// The addresses in dig's answer section, sorted.
 fn addresses(out: &str) -> Vec<String> {
@@ -126,14 +20,6 @@ fn addresses(out: &str) -> Vec<String> {
         .collect();
     a.sort();
     a
-}
-
-fn flags(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(";; flags: "))
-        .and_then(|l| l.split(';').next())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Client subnets spread over the IPv4 space (a fixed generator: the same on every run), and
@@ -163,19 +49,16 @@ fn unbound_validates_answers_for_random_client_subnets() {
     let dir = TempDir::new("dnssec-unbound");
     let server = Server::start(&[]);
     let anchor = ds_of(&testdata("demo/keys/Kexample.test.+013+01841"));
-    let resolver = unbound(&dir, &anchor, server.udp.port());
+    let resolver = Unbound::start(&dir, &anchor, server.udp.port());
     let mut compared = 0;
     let mut distinct = std::collections::BTreeSet::new();
     for subnet in subnets(30) {
         for rtype in ["A", "AAAA"] {
-            let via = dig(
-                resolver.port,
-                &[&format!("+subnet={subnet}"), "dl.example.test", rtype],
-            );
+            let via = resolver.dig(&[&format!("+subnet={subnet}"), "dl.example.test", rtype]);
             let direct = server.dig(&[&format!("+subnet={subnet}"), "dl.example.test", rtype]);
             assert!(via.contains("status: NOERROR"), "{subnet} {rtype}: {via}");
             assert!(
-                flags(&via).split_whitespace().any(|f| f == "ad"),
+                has_flag(&via, "ad"),
                 "{subnet} {rtype}: not validated: {via}"
             );
             assert!(!addresses(&via).is_empty(), "{subnet} {rtype}: {via}");
@@ -198,37 +81,21 @@ fn unbound_validates_answers_for_random_client_subnets() {
         ("todl.example.test", "A", "NOERROR"),
         ("example.test", "MX", "NOERROR"),
     ] {
-        let out = dig(resolver.port, &[name, rtype]);
+        let out = resolver.dig(&[name, rtype]);
         assert!(out.contains(&format!("status: {status}")), "{name}: {out}");
-        assert!(
-            flags(&out).split_whitespace().any(|f| f == "ad"),
-            "{name} {rtype}: not validated: {out}"
-        );
+        assert!(has_flag(&out, "ad"), "{name} {rtype}: not validated: {out}");
     }
 }
 
 #[test]
 fn unbound_refuses_answers_signed_by_another_key() {
     let dir = TempDir::new("dnssec-unbound-foreign");
-    let keys = TempDir::new("dnssec-unbound-foreign-key");
-    let out = Command::new(env!("CARGO_BIN_EXE_signpost"))
-        .args([
-            "dnssec",
-            "keygen",
-            "--zone",
-            "example.test",
-            "--ksk",
-            "--dir",
-        ])
-        .arg(&keys.0)
-        .output()
-        .unwrap();
-    let base = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let anchor = ds_of(&keys.path(&base).display().to_string());
+    let (key, _) = keygen(&dir, true);
+    let anchor = ds_of(&key);
     let server = Server::start(&[]);
-    let resolver = unbound(&dir, &anchor, server.udp.port());
+    let resolver = Unbound::start(&dir, &anchor, server.udp.port());
     for (name, rtype) in [("dl.example.test", "A"), ("nothere.example.test", "A")] {
-        let out = dig(resolver.port, &["+subnet=81.2.69.0/24", name, rtype]);
+        let out = resolver.dig(&["+subnet=81.2.69.0/24", name, rtype]);
         assert!(out.contains("status: SERVFAIL"), "{name}: {out}");
     }
 }

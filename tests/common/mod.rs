@@ -350,6 +350,7 @@ pub fn demo_config(dir: &TempDir, extra: &str) -> PathBuf {
 }
 
 pub mod speakers;
+pub mod validators;
 
 /// Stops, when the test ends, every process started to take over on the control socket `.0`
 /// (they are not the harness's children).
