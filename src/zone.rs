@@ -143,6 +143,8 @@ pub struct Signed {
     pub chain: Vec<Denial>,
     /// When (seconds since the epoch) the signatures should be made again.
     pub refresh_at: u64,
+    /// When (seconds since the epoch) the signatures expire.
+    pub expires_at: u64,
 }
 
 impl Signed {
@@ -544,6 +546,7 @@ mod tests {
                 })
                 .collect(),
             refresh_at: 0,
+            expires_at: 0,
         };
         for (missing, before) in [
             (&b"aa"[..], &b"z.a"[..]),

@@ -193,7 +193,7 @@ fn ksk_and_zsk_sign_their_sets_and_signatures_are_made_again_on_time() {
     let (ksk, ksk_tag) = keygen(&dir, true);
     let (zsk, zsk_tag) = keygen(&dir, false);
     let (spare, spare_tag) = keygen(&dir, false);
-    let config = demo_config(&dir, "");
+    let config = demo_config(&dir, "metrics:\n  listen: 127.0.0.1:0\n");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "    records:\n",
         &format!(
@@ -231,6 +231,38 @@ fn ksk_and_zsk_sign_their_sets_and_signatures_are_made_again_on_time() {
         "the signatures were not made again: {}",
         server.stderr()
     );
+    // The metrics say when the signatures expire and when they are made again.
+    let addr = server.metrics.expect("a metrics endpoint");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("http://{addr}/metrics"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let metric = |name: &str| -> f64 {
+        let key = format!(
+            "signpost_dnssec_signatures_{name}_timestamp_seconds{{zone=\"example.test.\"}} "
+        );
+        let line = text.lines().find(|l| l.starts_with(&key));
+        line.unwrap_or_else(|| panic!("{key}: {text}"))[key.len()..]
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (expires, refresh) = (metric("expiration"), metric("refresh"));
+    assert!(
+        (now + 30.0..=now + 41.0).contains(&expires),
+        "{expires} at {now}"
+    );
+    assert!(
+        (now - 1.0..=now + 5.0).contains(&refresh),
+        "{refresh} at {now}"
+    );
+    assert_eq!(expires - refresh, 36.0);
     let anchor = delv_anchor(&dir, &ksk, "anchor.conf");
     let out = delv(server.udp.port(), &anchor, "www.example.test", "A");
     assert!(out.contains("; fully validated"), "{out}");

@@ -123,6 +123,7 @@ fn sign_zone(
         soa_sigs,
         chain,
         refresh_at: now + u64::from(timing.validity - timing.refresh),
+        expires_at: now + u64::from(timing.validity),
     }));
     Ok(())
 }

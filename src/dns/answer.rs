@@ -226,10 +226,10 @@ pub fn complete(
                 q,
                 w: &mut w,
                 service: &mut service,
-                signed: match &zone.signed {
-                    Some(s) if q.edns.is_some_and(|e| e.dnssec_ok) => Some(s),
-                    _ => None,
-                },
+                signed: zone
+                    .signed
+                    .as_deref()
+                    .filter(|_| q.edns.is_some_and(|e| e.dnssec_ok)),
             };
             lookup(&mut a, node, route, src)
         }
@@ -519,14 +519,7 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
     };
     let v6 = q.qtype == rtype::AAAA;
     let mut pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
-    let mut sigs: &[Box<[u8]>] = &[];
-    if signed.is_some() {
-        let (count, s) = {
-            let (sent, s) = super::signed::answer(at, v6, pick.nodes());
-            (sent.len(), s)
-        };
-        (pick.count, sigs) = (count, s);
-    }
+    let sigs = signed.map(|_| super::signed::narrow(at, v6, &mut pick.nodes, &mut pick.count));
     if ecs_used {
         sa.scope = echoed_scope(svc.scope(block, client), client, q);
     }
@@ -551,7 +544,9 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
             w.record(Section::Answer, owner, r, Some(ttl));
         }
     }
-    super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
+    if let Some(sigs) = sigs {
+        super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
+    }
     if pick.count == 0 {
         negative(a, owner, Some(at));
     }

@@ -23,25 +23,32 @@ pub fn sigs(
     }
 }
 
-/// The nodes of an address answer that can be sent signed, with their signatures: all of
-/// `nodes` when their set was signed, else the first one alone (whose own set was), else
-/// all of them unsigned (a node added since the signing, which a rebuild signs).
-pub fn answer<'n, 'z>(
+/// Narrows an address answer (`nodes[..*count]`) to what can be sent signed, and returns the
+/// signatures: all of them when their set was signed, else the first one alone (whose own set
+/// was), else all of them unsigned (a node added since the signing, which a rebuild signs).
+#[cold]
+#[inline(never)]
+pub fn narrow<'z>(
     at: &'z ZoneNode,
     v6: bool,
-    nodes: &'n [usize],
-) -> (&'n [usize], &'z [Box<[u8]>]) {
+    nodes: &mut [usize],
+    count: &mut usize,
+) -> &'z [Box<[u8]>] {
     let Some(table) = at.answers.as_deref() else {
-        return (nodes, &[]);
+        return &[];
     };
     let mut buf = [0u32; 9];
-    if let Some(s) = answer_key(v6, nodes, &mut buf).and_then(|k| table.get(k)) {
-        return (nodes, s);
+    let all = &nodes[..*count];
+    if let Some(s) = answer_key(v6, all, &mut buf).and_then(|k| table.get(k)) {
+        return s;
     }
-    let first = &nodes[..nodes.len().min(1)];
+    let first = &all[..all.len().min(1)];
     match answer_key(v6, first, &mut buf).and_then(|k| table.get(k)) {
-        Some(s) => (first, s),
-        None => (nodes, &[]),
+        Some(s) => {
+            *count = first.len();
+            s
+        }
+        None => &[],
     }
 }
 

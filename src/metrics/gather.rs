@@ -24,6 +24,7 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
     answers(&mut b, counters, &snap);
     nodes(&mut b, &snap, &events);
     reloads_and_data(&mut b, serving, &snap, &events);
+    dnssec(&mut b, &snap);
     bgp(&mut b, serving);
     super::anycast::families(&mut b, serving);
     b.family("build_info", "The running build: its version.", Kind::Gauge)
@@ -34,6 +35,36 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
         ));
     carry(&mut b.families, &counters.carried());
     b.families
+}
+
+/// The signatures of each signed zone: when they expire, and when they are made again.
+fn dnssec(b: &mut Builder, snap: &Snapshot) {
+    let signed: Vec<(&str, &crate::zone::Signed)> = snap
+        .zones
+        .iter()
+        .filter_map(|z| Some((z.apex_text.as_str(), z.signed.as_deref()?)))
+        .collect();
+    if signed.is_empty() {
+        return;
+    }
+    for (name, help, at) in [
+        (
+            "dnssec_signatures_expiration_timestamp_seconds",
+            "When the signatures of each signed zone expire, Unix time (alert well before).",
+            (|s: &crate::zone::Signed| s.expires_at) as fn(&crate::zone::Signed) -> u64,
+        ),
+        (
+            "dnssec_signatures_refresh_timestamp_seconds",
+            "When the signatures of each signed zone are due to be made again, Unix time.",
+            |s: &crate::zone::Signed| s.refresh_at,
+        ),
+    ] {
+        let f = b.family(name, help, Kind::Gauge);
+        for (zone, s) in &signed {
+            f.samples
+                .push((labels(&[("zone", zone)]), Value::Float(at(s) as f64)));
+        }
+    }
 }
 
 /// Queries by transport, type and rcode, what the limits did, and the query log's records.
