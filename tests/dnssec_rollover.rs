@@ -26,7 +26,7 @@ fn write_config(config: &Path, base: &str, keys: &[String]) {
     let text = base.replace(
         "  - apex: example.test\n",
         &format!(
-            "  - apex: example.test\n    ttl: {TTL_S}\n    dnssec:\n      keys: [{}]\n",
+            "  - apex: example.test\n    ttl: {TTL_S}\n    dnssec:\n      cds: true\n      keys: [{}]\n",
             keys.join(", ")
         ),
     );
@@ -43,6 +43,17 @@ fn signed_by(server: &Server, name: &str, rtype: &str) -> Vec<u16> {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(3) == Some(&"RRSIG") && f.get(4) == Some(&rtype)).then(|| f[10].parse().unwrap())
         })
+        .collect();
+    tags.sort_unstable();
+    tags
+}
+
+/// The key tags of the CDS records at the apex (what a parent reading them would publish).
+fn cds_tags(server: &Server) -> Vec<u16> {
+    let mut tags: Vec<u16> = server
+        .short(&["example.test", "CDS"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
         .collect();
     tags.sort_unstable();
     tags
@@ -149,6 +160,9 @@ fn ksk_double_signature_roll_stays_validated() {
     both.sort_unstable();
     assert_eq!(signed_by(&server, "example.test", "DNSKEY"), both);
     assert_eq!(signed_by(&server, "www.example.test", "A"), [zsk_tag]);
+    // The CDS set names both KSKs, signed by both (RFC 7344 §4.1).
+    assert_eq!(cds_tags(&server), both);
+    assert_eq!(signed_by(&server, "example.test", "CDS"), both);
     green(&server, &resolver, &old_anchor, "new KSK added (old DS)");
 
     // 2. The parent publishes the new DS instead of the old (a resolver that fetches the DS
@@ -159,7 +173,18 @@ fn ksk_double_signature_roll_stays_validated() {
     // 3. Remove the old KSK.
     step(&server, &config, &base, &[new.clone(), zsk.clone()]);
     assert_eq!(signed_by(&server, "example.test", "DNSKEY"), [new_tag]);
+    assert_eq!(cds_tags(&server), [new_tag]);
     green(&server, &renewed, &new_anchor, "old KSK removed");
+    for rtype in ["CDS", "CDNSKEY"] {
+        let out = delv(server.udp.port(), &new_anchor, "example.test", rtype);
+        assert!(out.contains("; fully validated"), "{rtype}: {out}");
+    }
+    // The CDS record is the DS that `signpost dnssec ds` prints for the key.
+    let ds = ds_of(&new);
+    let cds = server.short(&["example.test", "CDS"]);
+    let want: Vec<&str> = ds.split_whitespace().skip(3).collect();
+    let got: Vec<String> = cds.split_whitespace().map(str::to_uppercase).collect();
+    assert_eq!(got.concat(), want.concat().to_uppercase(), "{cds} / {ds}");
     // The old DS names a key that is gone: a resolver still holding it fails.
     let out = delv(server.udp.port(), &old_anchor, "www.example.test", "A");
     assert!(!out.contains("fully validated"), "{out}");

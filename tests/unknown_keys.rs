@@ -91,6 +91,7 @@ zones:
       validity_s: 1209600
       refresh_s: 604800
       backdate_s: 3600
+      cds: true
 maps: [every-table-map.yaml]
 feeds:
   asn: 64512

@@ -1,7 +1,8 @@
 //! Signing the zones of a build (DNSSEC), on the reload thread, so that the answer path only
 //! copies signatures: every record set it can send is signed here.
 //!
-//! - the DNSKEY set at the apex (every published key), signed by the key-signing keys;
+//! - the DNSKEY set at the apex (every published key), and with `cds: true` the CDS and
+//!   CDNSKEY sets (the keys that sign it), signed by the key-signing keys;
 //! - every static set (SOA, NS, the configured records) and, at a service name, the RFC 8482
 //!   HINFO that answers ANY there;
 //! - each address set a service name can answer: each node's own set (A and AAAA), and each
@@ -15,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::dnssec::{Signer, Validity, ZoneKeys, nsec};
+use crate::dnssec::{Ds, Signer, Validity, ZoneKeys, nsec};
 use crate::snapshot::{Node, Service};
 use crate::source::Errors;
 use crate::wire::rtype;
@@ -58,7 +59,9 @@ impl Signing<'_> {
         ttl: u32,
         rdatas: &[&[u8]],
     ) -> Result<Vec<Box<[u8]>>, String> {
-        let signers: Vec<&Signer> = self.keys.signers(rt == rtype::DNSKEY).collect();
+        // RFC 7344 §4.1: CDS and CDNSKEY are signed like the DNSKEY set.
+        let key_set = matches!(rt, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY);
+        let signers: Vec<&Signer> = self.keys.signers(key_set).collect();
         signers
             .iter()
             .map(|s| {
@@ -136,13 +139,30 @@ fn add_published_sets(z: &mut Zone, keys: &ZoneKeys) {
         .iter()
         .map(|k| zone::body(rtype::DNSKEY, ttl, &k.signer.dnskey_rdata()))
         .collect();
+    let mut published = vec![(rtype::DNSKEY, dnskeys)];
+    if keys.cds {
+        // RFC 7344 §4.1: the keys that sign the DNSKEY set, which the parent's DS names.
+        let ksks: Vec<&Signer> = keys.signers(true).collect();
+        let cds = ksks
+            .iter()
+            .map(|k| zone::body(rtype::CDS, ttl, &Ds::sha256(k.public()).rdata()))
+            .collect();
+        let cdnskey = ksks
+            .iter()
+            .map(|k| zone::body(rtype::CDNSKEY, ttl, &k.dnskey_rdata()))
+            .collect();
+        published.push((rtype::CDS, cds));
+        published.push((rtype::CDNSKEY, cdnskey));
+    }
     let apex = z.nodes.entry(z.apex.clone()).or_default();
-    apex.sets.retain(|set| set.rtype != rtype::DNSKEY);
-    apex.sets.push(RecordSet {
-        rtype: rtype::DNSKEY,
-        records: dnskeys,
-        sigs: Vec::new(),
-    });
+    for (rt, records) in published {
+        apex.sets.retain(|set| set.rtype != rt);
+        apex.sets.push(RecordSet {
+            rtype: rt,
+            records,
+            sigs: Vec::new(),
+        });
+    }
     for node in z.nodes.values_mut() {
         if node.service.is_some() && node.set(rtype::HINFO).is_none() {
             node.sets.push(RecordSet {

@@ -73,7 +73,7 @@ pub(super) fn load(
     if errors.0.len() > before {
         return None;
     }
-    match ZoneKeys::new(keys, timing) {
+    match ZoneKeys::new(keys, timing, spec.cds) {
         Ok(k) => Some(Arc::new(k)),
         Err(e) => {
             errors.0.push(doc.error(path, e.to_string()));

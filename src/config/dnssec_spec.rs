@@ -19,6 +19,10 @@ pub struct DnssecSpec {
     /// Seconds the inception is set back, for validators whose clocks run behind.
     #[serde(default = "default_backdate")]
     pub backdate_s: u32,
+    /// Publish CDS and CDNSKEY records (RFC 7344) for the keys that sign the DNSKEY set, so
+    /// that a parent that reads them can keep its DS records in step.
+    #[serde(default)]
+    pub cds: bool,
 }
 
 fn default_validity() -> u32 {

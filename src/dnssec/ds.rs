@@ -53,6 +53,19 @@ impl Ds {
     }
 }
 
+impl Ds {
+    /// The record data in wire form (RFC 4034 §5.1): key tag, algorithm, digest type, digest;
+    /// also the data of a CDS record (RFC 7344 §3.1).
+    pub fn rdata(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.digest.len());
+        out.extend_from_slice(&self.tag.to_be_bytes());
+        out.push(self.algorithm);
+        out.push(self.digest_type);
+        out.extend_from_slice(&self.digest);
+        out
+    }
+}
+
 /// The record in presentation format, as `dnssec-dsfromkey` prints it
 /// (`example.org. IN DS 10927 13 2 11C5FB…`).
 impl fmt::Display for Ds {

@@ -46,6 +46,8 @@ pub struct ZoneKeys {
     pub keys: Vec<ZoneKey>,
     /// The signatures' timing.
     pub timing: Timing,
+    /// CDS and CDNSKEY (RFC 7344) are published for the keys that sign the DNSKEY set.
+    pub cds: bool,
 }
 
 /// Why a zone's key list cannot sign it.
@@ -70,14 +72,14 @@ impl std::error::Error for PolicyError {}
 
 impl ZoneKeys {
     /// Checks that the keys can sign the zone.
-    pub fn new(keys: Vec<ZoneKey>, timing: Timing) -> Result<ZoneKeys, PolicyError> {
+    pub fn new(keys: Vec<ZoneKey>, timing: Timing, cds: bool) -> Result<ZoneKeys, PolicyError> {
         if !keys.iter().any(|k| k.signs) {
             return Err(PolicyError::NoSigningKey);
         }
         if timing.refresh >= timing.validity {
             return Err(PolicyError::RefreshTooLong);
         }
-        Ok(ZoneKeys { keys, timing })
+        Ok(ZoneKeys { keys, timing, cds })
     }
 
     /// The keys that sign the DNSKEY set (`dnskey`) or any other set: the signing keys of the

@@ -55,6 +55,8 @@ pub mod rtype {
     pub const RRSIG: u16 = 46;
     pub const NSEC: u16 = 47;
     pub const DNSKEY: u16 = 48;
+    pub const CDS: u16 = 59;
+    pub const CDNSKEY: u16 = 60;
     pub const TKEY: u16 = 249;
     pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
