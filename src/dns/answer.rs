@@ -354,6 +354,7 @@ fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
 /// The authority section of a negative answer about `name` (lowercase wire form): the SOA,
 /// and, signed, its signatures and the NSEC proof (`node` is the name's node when it exists:
 /// NODATA; otherwise NXDOMAIN).
+#[inline(never)]
 fn negative(a: &mut Answering<'_, '_, '_>, name: &[u8], node: Option<&ZoneNode>) {
     let (zone, q) = (a.zone, a.q);
     soa_authority(zone, q, a.w);
@@ -369,6 +370,7 @@ fn negative(a: &mut Answering<'_, '_, '_>, name: &[u8], node: Option<&ZoneNode>)
 }
 
 /// Writes a static set at `owner` into the answer section, with its signatures when signed.
+#[inline(never)]
 fn write_set(a: &mut Answering<'_, '_, '_>, owner: &[u8], set: &RecordSet) {
     for r in &set.records {
         a.w.record(Section::Answer, owner, r, None);
@@ -519,7 +521,10 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
     };
     let v6 = q.qtype == rtype::AAAA;
     let mut pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
-    let sigs = signed.map(|_| super::signed::narrow(at, v6, &mut pick.nodes, &mut pick.count));
+    let mut sigs: &[Box<[u8]>] = &[];
+    if signed.is_some() {
+        (pick.count, sigs) = super::signed::narrow(at, v6, pick.nodes());
+    }
     if ecs_used {
         sa.scope = echoed_scope(svc.scope(block, client), client, q);
     }
@@ -544,9 +549,7 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
             w.record(Section::Answer, owner, r, Some(ttl));
         }
     }
-    if let Some(sigs) = sigs {
-        super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
-    }
+    super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
     if pick.count == 0 {
         negative(a, owner, Some(at));
     }

@@ -23,32 +23,23 @@ pub fn sigs(
     }
 }
 
-/// Narrows an address answer (`nodes[..*count]`) to what can be sent signed, and returns the
-/// signatures: all of them when their set was signed, else the first one alone (whose own set
+/// What of an address answer (`nodes`) can be sent signed: how many of its nodes, and their
+/// signatures. All of them when their set was signed, else the first one alone (whose own set
 /// was), else all of them unsigned (a node added since the signing, which a rebuild signs).
 #[cold]
 #[inline(never)]
-pub fn narrow<'z>(
-    at: &'z ZoneNode,
-    v6: bool,
-    nodes: &mut [usize],
-    count: &mut usize,
-) -> &'z [Box<[u8]>] {
+pub fn narrow<'z>(at: &'z ZoneNode, v6: bool, nodes: &[usize]) -> (usize, &'z [Box<[u8]>]) {
     let Some(table) = at.answers.as_deref() else {
-        return &[];
+        return (nodes.len(), &[]);
     };
     let mut buf = [0u32; 9];
-    let all = &nodes[..*count];
-    if let Some(s) = answer_key(v6, all, &mut buf).and_then(|k| table.get(k)) {
-        return s;
+    if let Some(s) = answer_key(v6, nodes, &mut buf).and_then(|k| table.get(k)) {
+        return (nodes.len(), s);
     }
-    let first = &all[..all.len().min(1)];
+    let first = &nodes[..nodes.len().min(1)];
     match answer_key(v6, first, &mut buf).and_then(|k| table.get(k)) {
-        Some(s) => {
-            *count = first.len();
-            s
-        }
-        None => &[],
+        Some(s) => (first.len(), s),
+        None => (nodes.len(), &[]),
     }
 }
 
