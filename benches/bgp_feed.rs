@@ -20,9 +20,10 @@
 //!   hop, prefixes sharing those attributes grouped into UPDATEs of at most 4096 bytes.
 //!
 //! It prints: time from session up to the whole table received (`ctl bgp`) and serving (the
-//! first `reloaded` line whose route count covers it); RSS before any feed and after each;
-//! the cost of following changes (CPU time of the server per build, build durations, the rate
-//! absorbed, steady and unthrottled); random-ECS query throughput with changes streaming, as a
+//! first `reloaded` line whose route count covers it); RSS before any feed and after each,
+//! with the peak so far (VmHWM); the cost of following changes (CPU time of the server per
+//! build, build durations, the rate absorbed, steady and unthrottled, and RSS and the peak
+//! after each); random-ECS query throughput with changes streaming, as a
 //! ratio to paired rounds without; and a differential of the live `stream` feed after all of
 //! that against the table Signpost builds from the same MRT file read as a file.
 //!
@@ -1218,6 +1219,11 @@ fn main() {
             (c1 - c0) * 1e3 / b.len().max(1) as f64,
             median(ms.clone()),
             ms.iter().cloned().fold(0.0, f64::max),
+        );
+        println!(
+            "RSS after the {label} changes: {:.1} MB; peak so far (VmHWM) {:.1} MB",
+            sp.rss_mb(),
+            sp.status_mb("VmHWM")
         );
     }
 

@@ -63,62 +63,80 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
     for p in prefixes.iter_mut() {
         p.0 = mask(p.0, p.1, bits);
     }
-    // Sort by start, shorter (enclosing) first; keep the last of equal prefixes. In place (a
-    // stable sort keeps equal prefixes in their order): with full BGP tables the list holds
-    // millions of prefixes, and a build's peak memory is what its lists hold at once.
+    // Sort by start, shorter (enclosing) first, in place; a stable sort keeps equal prefixes
+    // in their order, and [`Flat`] lets the last of them win.
     prefixes.sort_by_key(|&(start, len, _)| (start, len));
-    let mut kept = 0;
-    for i in 0..prefixes.len() {
-        let p = prefixes[i];
-        if kept > 0 && (prefixes[kept - 1].0, prefixes[kept - 1].1) == (p.0, p.1) {
-            prefixes[kept - 1] = p;
-        } else {
-            prefixes[kept] = p;
-            kept += 1;
-        }
-    }
-    prefixes.truncate(kept);
-    let dedup = prefixes;
     // Each prefix starts a range and may resume its parent's after it: between n and 2n + 1.
-    let mut out: Vec<Range> = Vec::with_capacity(dedup.len() + dedup.len() / 2);
-    // Stack of enclosing prefixes: (end, value); `cursor` is the first address not yet emitted.
-    let mut stack: Vec<(u128, u32)> = Vec::new();
-    let mut cursor: Option<u128> = Some(0);
-    let emit = |out: &mut Vec<Range>, from: u128, to: u128, v: u32| {
-        if from <= to {
-            out.push((from, to, v));
-        }
-    };
-    for (start, len, v) in dedup {
-        let end = block_end(start, len, bits);
-        // Close enclosing prefixes that end before this one starts.
-        while let Some(&(top_end, top_v)) = stack.last() {
-            if top_end >= start {
-                break;
-            }
-            if let Some(c) = cursor {
-                emit(&mut out, c, top_end, top_v);
-            }
-            cursor = top_end.checked_add(1);
-            stack.pop();
-        }
-        if let (Some(c), Some(&(_, top_v))) = (cursor, stack.last())
-            && c < start
-        {
-            emit(&mut out, c, start - 1, top_v);
-        }
-        cursor = Some(start);
-        stack.push((end, v));
-    }
-    while let Some((top_end, top_v)) = stack.pop() {
-        if let Some(c) = cursor {
-            emit(&mut out, c, top_end, top_v);
-        }
-        cursor = top_end.checked_add(1);
-    }
+    let mut out: Vec<Range> = Vec::with_capacity(prefixes.len() + prefixes.len() / 2);
+    out.extend(Flat::new(prefixes.into_iter(), bits));
     out.shrink_to_fit();
     out
 }
+
+/// [`flatten`] as it goes, for prefixes that come sorted by (start, length) with host bits
+/// clear (a live feed's table is kept so): yields the ranges in ascending order and holds
+/// only the prefixes enclosing the current one. Of a prefix given twice, the last one wins.
+/// With full BGP tables a build reads millions of prefixes this way instead of holding each
+/// table's ranges at once.
+pub struct Flat<I: Iterator> {
+    /// The prefixes not yet read.
+    prefixes: std::iter::Peekable<I>,
+    /// The family's width.
+    bits: u8,
+    /// The prefixes enclosing the last one read: (end, value).
+    stack: Vec<(u128, u32)>,
+    /// The first address not yet yielded (`None` past the end of the space).
+    cursor: Option<u128>,
+}
+
+impl<I: Iterator<Item = (u128, u8, u32)>> Flat<I> {
+    /// Flattens `prefixes` of a family of `bits`.
+    pub fn new(prefixes: I, bits: u8) -> Flat<I> {
+        Flat {
+            prefixes: prefixes.peekable(),
+            bits,
+            stack: Vec::new(),
+            cursor: Some(0),
+        }
+    }
+}
+
+impl<I: Iterator<Item = (u128, u8, u32)>> Iterator for Flat<I> {
+    type Item = Range;
+
+    fn next(&mut self) -> Option<Range> {
+        loop {
+            // Close the innermost open prefix when it ends before the next one starts.
+            if let Some(&(top_end, top_v)) = self.stack.last() {
+                let next_start = self.prefixes.peek().map(|p| p.0);
+                if next_start.is_none_or(|s| top_end < s) {
+                    self.stack.pop();
+                    let from = self.cursor;
+                    self.cursor = top_end.checked_add(1);
+                    match from {
+                        Some(c) if c <= top_end => return Some((c, top_end, top_v)),
+                        _ => continue,
+                    }
+                }
+            }
+            let (start, len, v) = self.prefixes.next()?;
+            // The enclosing prefix's part before this one.
+            let before = match (self.cursor, self.stack.last()) {
+                (Some(c), Some(&(_, top_v))) if c < start => Some((c, start - 1, top_v)),
+                _ => None,
+            };
+            self.cursor = Some(start);
+            self.stack.push((block_end(start, len, self.bits), v));
+            if before.is_some() {
+                return before;
+            }
+        }
+    }
+}
+
+/// A layer of an [`Overlay`]: sorted, non-overlapping ranges, borrowed, owned or computed as
+/// they are read.
+pub type Layer<'a> = Box<dyn Iterator<Item = Range> + 'a>;
 
 /// Overlays `layers` (each sorted and non-overlapping) over the whole space of `bits`,
 /// calling `decide` with each layer's value (None in gaps) for every elementary piece, and
@@ -127,63 +145,80 @@ pub fn flatten(mut prefixes: Vec<(u128, u8, u32)>, bits: u8) -> Vec<Range> {
 pub fn overlay<L: AsRef<[Range]>>(
     layers: &[L],
     bits: u8,
-    mut decide: impl FnMut(&[Option<u32>]) -> u32,
+    decide: impl FnMut(&[Option<u32>]) -> u32,
 ) -> Vec<Range> {
-    let top = max_addr(bits);
-    // One layer with ranges (the others empty): its ranges and the gaps between them are the
-    // pieces, no cut list needed.
-    let mut full = layers
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.as_ref().is_empty());
-    if let (Some((only, l)), None) = (full.next(), full.next()) {
-        let mut values = vec![None; layers.len()];
-        let mut out: Vec<Range> = Vec::new();
-        let mut next = Some(0u128);
-        for &(s, e, v) in l.as_ref() {
-            if let Some(gap) = next.filter(|&g| g < s) {
-                values[only] = None;
-                push_merged(&mut out, gap, s - 1, decide(&values));
-            }
-            values[only] = Some(v);
-            push_merged(&mut out, s, e, decide(&values));
-            next = e.checked_add(1).filter(|&n| n <= top);
+    let layers = layers.iter().map(|l| l.as_ref().iter().copied()).collect();
+    Overlay::new(layers, bits, decide).collect()
+}
+
+/// [`overlay`] as it goes: yields the covering ranges in ascending order, equal neighbours
+/// merged, reading each layer once. The pieces are found by walking the layers in step (a
+/// piece ends where the first layer changes after its start), so that nothing is held but one
+/// value per layer: with full BGP tables a build overlays millions of ranges, and a list of
+/// every cut (with its sort), and then of every merged range, were the largest of its
+/// temporaries.
+pub struct Overlay<L: Iterator<Item = Range>, F> {
+    /// The layers, each at its first range not ending before the current piece.
+    layers: Vec<std::iter::Peekable<L>>,
+    /// The current piece's value in each layer.
+    values: Vec<Option<u32>>,
+    /// Decides a piece from its layers' values.
+    decide: F,
+    /// The family's last address.
+    top: u128,
+    /// Where the next piece starts (`None` when the space is covered).
+    start: Option<u128>,
+    /// The merged range not yet yielded.
+    pending: Option<Range>,
+}
+
+impl<L: Iterator<Item = Range>, F: FnMut(&[Option<u32>]) -> u32> Overlay<L, F> {
+    /// Overlays `layers` over the space of `bits`, deciding each piece with `decide`.
+    pub fn new(layers: Vec<L>, bits: u8, decide: F) -> Overlay<L, F> {
+        Overlay {
+            values: vec![None; layers.len()],
+            layers: layers.into_iter().map(Iterator::peekable).collect(),
+            decide,
+            top: max_addr(bits),
+            start: Some(0),
+            pending: None,
         }
-        if let Some(gap) = next {
-            values[only] = None;
-            push_merged(&mut out, gap, top, decide(&values));
-        }
-        return out;
     }
-    let mut cuts: Vec<u128> = Vec::new();
-    for l in layers {
-        for &(s, e, _) in l.as_ref() {
-            cuts.push(s);
-            if e < top {
-                cuts.push(e + 1);
+}
+
+impl<L: Iterator<Item = Range>, F: FnMut(&[Option<u32>]) -> u32> Iterator for Overlay<L, F> {
+    type Item = Range;
+
+    fn next(&mut self) -> Option<Range> {
+        while let Some(start) = self.start {
+            let mut end = self.top;
+            for (l, value) in self.layers.iter_mut().zip(self.values.iter_mut()) {
+                while l.next_if(|r| r.1 < start).is_some() {}
+                *value = match l.peek() {
+                    Some(&(s, e, v)) if s <= start => {
+                        end = end.min(e);
+                        Some(v)
+                    }
+                    Some(&(s, _, _)) => {
+                        end = end.min(s - 1);
+                        None
+                    }
+                    None => None,
+                };
+            }
+            let v = (self.decide)(&self.values);
+            self.start = if end >= self.top { None } else { Some(end + 1) };
+            match &mut self.pending {
+                Some(p) if p.2 == v => p.1 = end,
+                _ => {
+                    if let Some(done) = self.pending.replace((start, end, v)) {
+                        return Some(done);
+                    }
+                }
             }
         }
+        self.pending.take()
     }
-    cuts.push(0);
-    // Each layer gives its cuts in order: a stable sort merges those runs.
-    cuts.sort();
-    cuts.dedup();
-    let mut idx = vec![0usize; layers.len()];
-    let mut values = vec![None; layers.len()];
-    let mut out: Vec<Range> = Vec::new();
-    for (ci, &start) in cuts.iter().enumerate() {
-        let end = cuts.get(ci + 1).map(|n| n - 1).unwrap_or(top);
-        for (li, l) in layers.iter().enumerate() {
-            let l = l.as_ref();
-            while idx[li] < l.len() && l[idx[li]].1 < start {
-                idx[li] += 1;
-            }
-            values[li] = l.get(idx[li]).filter(|r| r.0 <= start).map(|r| r.2);
-        }
-        let v = decide(&values);
-        push_merged(&mut out, start, end, v);
-    }
-    out
 }
 
 /// Cuts covering ranges into the minimal list of CIDR blocks: `(start, len, value)`.
@@ -198,30 +233,35 @@ pub fn blocks(ranges: &[Range], bits: u8) -> Vec<(u128, u8, u32)> {
 /// [`blocks`] without the list: `f` gets each block in turn.
 pub fn for_each_block(ranges: &[Range], bits: u8, mut f: impl FnMut(u128, u8, u32)) {
     for &(s, e, v) in ranges {
-        let mut cur = s;
-        loop {
-            // Largest block aligned at `cur` that fits before `e`.
-            let align = if cur == 0 {
-                bits as u32
-            } else {
-                cur.trailing_zeros().min(bits as u32)
-            };
-            // ... and the largest that fits before `e`: 2^host <= e - cur + 1.
-            let span = e - cur;
-            let fit = if span == u128::MAX {
-                128
-            } else {
-                127 - (span + 1).leading_zeros()
-            };
-            let host = align.min(fit);
-            let len = bits - host as u8;
-            f(cur, len, v);
-            let end = block_end(cur, len, bits);
-            if end >= e {
-                break;
-            }
-            cur = end + 1;
+        range_blocks((s, e, v), bits, &mut f);
+    }
+}
+
+/// The blocks of one range, in turn (see [`blocks`]).
+pub fn range_blocks((s, e, v): Range, bits: u8, mut f: impl FnMut(u128, u8, u32)) {
+    let mut cur = s;
+    loop {
+        // Largest block aligned at `cur` that fits before `e`.
+        let align = if cur == 0 {
+            bits as u32
+        } else {
+            cur.trailing_zeros().min(bits as u32)
+        };
+        // ... and the largest that fits before `e`: 2^host <= e - cur + 1.
+        let span = e - cur;
+        let fit = if span == u128::MAX {
+            128
+        } else {
+            127 - (span + 1).leading_zeros()
+        };
+        let host = align.min(fit);
+        let len = bits - host as u8;
+        f(cur, len, v);
+        let end = block_end(cur, len, bits);
+        if end >= e {
+            break;
         }
+        cur = end + 1;
     }
 }
 
@@ -250,6 +290,58 @@ mod tests {
                 (200, 255, 13)
             ]
         );
+    }
+
+    /// Random nested prefixes over a small space: [`Flat`] over the sorted list and [`overlay`]
+    /// of several such layers give every address what a point-wise look says.
+    #[test]
+    fn flat_and_overlay_agree_with_every_address() {
+        let mut x: u32 = 7;
+        let mut rand = |n: u32| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 8) % n
+        };
+        for _ in 0..200 {
+            let layers: Vec<Vec<(u128, u8, u32)>> = (0..3)
+                .map(|_| {
+                    let mut p: Vec<(u128, u8, u32)> = (0..rand(12))
+                        .map(|_| {
+                            let len = rand(9) as u8;
+                            (mask(rand(256) as u128, len, 8), len, rand(4))
+                        })
+                        .collect();
+                    p.sort_by_key(|&(s, l, _)| (s, l));
+                    p
+                })
+                .collect();
+            // The value of the longest prefix covering `a`, the last of equal ones.
+            let point = |l: &[(u128, u8, u32)], a: u128| {
+                l.iter()
+                    .filter(|&&(s, len, _)| s <= a && a <= block_end(s, len, 8))
+                    .max_by_key(|p| p.1)
+                    .map(|p| p.2)
+            };
+            let flat: Vec<Vec<Range>> = layers
+                .iter()
+                .map(|l| Flat::new(l.iter().copied(), 8).collect())
+                .collect();
+            for (l, f) in layers.iter().zip(&flat) {
+                assert_eq!(f, &flatten(l.clone(), 8));
+                assert!(f.windows(2).all(|w| w[0].1 < w[1].0));
+            }
+            let decide = |v: &[Option<u32>]| v.iter().map(|o| o.map_or(9, |x| x)).sum::<u32>();
+            let over = overlay(&flat, 8, decide);
+            assert!(
+                over.windows(2)
+                    .all(|w| w[0].1 + 1 == w[1].0 && w[0].2 != w[1].2)
+            );
+            assert_eq!((over[0].0, over[over.len() - 1].1), (0, 255));
+            for a in 0..256u128 {
+                let values: Vec<Option<u32>> = layers.iter().map(|l| point(l, a)).collect();
+                let r = over.iter().find(|r| r.0 <= a && a <= r.1).unwrap();
+                assert_eq!(r.2, decide(&values), "address {a}");
+            }
+        }
     }
 
     #[test]

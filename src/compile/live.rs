@@ -7,12 +7,18 @@
 //! ranges (every prefix of any feed with its majority origin, flattened so that the longest
 //! prefix wins; the route tables put these above the file tables). Stale routes (of a dropped
 //! session, within its stale time) count like fresh ones. A test checks that the two agree.
+//!
+//! Nothing here is computed ahead: the origins and the path lengths are read from the feeds'
+//! tables as the route tables are built ([`ranges::Flat`], [`ranges::Overlay`]), once per
+//! family and service. With full tables a list of them would hold millions of ranges for the
+//! whole build, beside the tables it is made from; reading the tables again costs a few
+//! milliseconds per million routes.
 
 use std::collections::HashMap;
 
 use crate::config::Config;
 use crate::live::{FeedTable, LiveData, LiveFeed, Route, majority};
-use crate::ranges::{self, Range};
+use crate::ranges::{self, Layer};
 use crate::source::{Errors, quote};
 
 use super::nodes::NodeSet;
@@ -20,17 +26,15 @@ use super::nodes::NodeSet;
 /// What the route-table compiler reads of the live feeds.
 #[derive(Default)]
 pub(super) struct Live {
-    /// Per family (IPv4, IPv6): (start, length, origin ASN) of every prefix of any feed.
-    pub origins: [Vec<(u128, u8, u32)>; 2],
-    /// Node index → per family, ranges of the shortest AS-path length from the node's feeds.
-    pub paths: HashMap<usize, [Vec<Range>; 2]>,
+    /// Node index → the feeds (indexes into `data.feeds`) of each node of a proximity region.
+    node_feeds: HashMap<usize, Vec<usize>>,
     /// The feeds with their nodes, for the snapshot.
     pub data: LiveData,
 }
 
 impl Live {
     /// Joins `tables` with the configured peers, reports peers naming unknown nodes, and
-    /// prepares origins and the path lengths of `proximity_nodes`.
+    /// notes the feeds of `proximity_nodes`.
     pub(super) fn prepare(
         config: &Config,
         tables: &[FeedTable],
@@ -42,13 +46,14 @@ impl Live {
         let Some(feeds) = &config.feeds else {
             return live;
         };
-        let mut node_feeds: HashMap<usize, Vec<usize>> = HashMap::new();
         for peer in &feeds.peers {
             for (name, at) in &peer.nodes {
                 match nodes.index.get(name) {
                     Some(&n) => {
-                        let feed = live.data.feeds.len();
-                        node_feeds.entry(n).or_default().push(feed);
+                        if proximity_nodes.contains(&n) {
+                            let feed = live.data.feeds.len();
+                            live.node_feeds.entry(n).or_default().push(feed);
+                        }
                     }
                     None if nodes.broken.covers(name) => {}
                     None => {
@@ -76,66 +81,80 @@ impl Live {
                 nodes: peer.nodes.iter().map(|(n, _)| n.clone()).collect(),
             });
         }
-        let v4: Vec<&[(u32, u8, Route)]> = live.data.feeds.iter().map(|f| &*f.table.v4).collect();
-        let v6: Vec<&[(u128, u8, Route)]> = live.data.feeds.iter().map(|f| &*f.table.v6).collect();
-        live.origins = [origins(&v4), origins(&v6)];
-        for &n in proximity_nodes {
-            let Some(fs) = node_feeds.get(&n) else {
-                continue;
-            };
-            let per_family = |fam: usize, bits: u8| -> Vec<Range> {
-                let layers: Vec<Vec<Range>> = fs
-                    .iter()
-                    .map(|&f| {
-                        let t = &live.data.feeds[f].table;
-                        let list: Vec<(u128, u8, u32)> = if fam == 0 {
-                            t.v4.iter()
-                                .map(|&(s, l, r)| (s as u128, l, r.path_len))
-                                .collect()
-                        } else {
-                            t.v6.iter().map(|&(s, l, r)| (s, l, r.path_len)).collect()
-                        };
-                        ranges::flatten(list, bits)
-                    })
-                    .collect();
-                if layers.len() == 1 {
-                    return layers.into_iter().next().unwrap_or_default();
-                }
-                // A node with several feeds: the shortest path any of them has.
-                let merged = ranges::overlay(&layers, bits, |v| {
-                    v.iter().flatten().min().copied().unwrap_or(u32::MAX)
-                });
-                merged.into_iter().filter(|r| r.2 != u32::MAX).collect()
-            };
-            live.paths
-                .insert(n, [per_family(0, 32), per_family(1, 128)]);
-        }
         live
+    }
+
+    /// Whether any feed has a route of family `fam` (0: IPv4, 1: IPv6).
+    pub(super) fn has_routes(&self, fam: usize) -> bool {
+        self.data.feeds.iter().any(|f| match fam {
+            0 => !f.table.v4.is_empty(),
+            _ => !f.table.v6.is_empty(),
+        })
+    }
+
+    /// Every origin ASN of every feed's routes, repeated (a superset of the origins that
+    /// [`Live::origins`] gives).
+    pub(super) fn route_origins(&self) -> impl Iterator<Item = u32> + '_ {
+        self.data.feeds.iter().flat_map(|f| {
+            let t = &f.table;
+            t.v4.iter()
+                .map(|r| r.2.origin)
+                .chain(t.v6.iter().map(|r| r.2.origin))
+        })
+    }
+
+    /// Family `fam`'s (start, length, origin ASN) of every prefix any feed has, sorted by
+    /// (start, length): the origin most feeds announce (ties: the smaller ASN).
+    pub(super) fn origins(&self, fam: usize) -> Box<dyn Iterator<Item = (u128, u8, u32)> + '_> {
+        let feeds = &self.data.feeds;
+        match fam {
+            0 => Box::new(origins(feeds.iter().map(|f| &*f.table.v4).collect())),
+            _ => Box::new(origins(feeds.iter().map(|f| &*f.table.v6).collect())),
+        }
+    }
+
+    /// Family `fam`'s shortest AS-path length from the feeds of proximity node `node` to every
+    /// address any of them covers, as ranges; `None` for a node without feeds.
+    pub(super) fn paths(&self, node: usize, fam: usize) -> Option<Layer<'_>> {
+        let feeds = self.node_feeds.get(&node)?;
+        let bits = if fam == 0 { 32 } else { 128 };
+        let flat = |f: usize| -> Layer<'_> {
+            let t = &self.data.feeds[f].table;
+            if fam == 0 {
+                let list = t.v4.iter().map(|&(s, l, r)| (s as u128, l, r.path_len));
+                Box::new(ranges::Flat::new(list, bits))
+            } else {
+                let list = t.v6.iter().map(|&(s, l, r)| (s, l, r.path_len));
+                Box::new(ranges::Flat::new(list, bits))
+            }
+        };
+        if let [one] = feeds[..] {
+            return Some(flat(one));
+        }
+        // A node with several feeds: the shortest path any of them has.
+        let layers: Vec<Layer<'_>> = feeds.iter().map(|&f| flat(f)).collect();
+        let shortest = |v: &[Option<u32>]| v.iter().flatten().min().copied().unwrap_or(u32::MAX);
+        Some(Box::new(
+            ranges::Overlay::new(layers, bits, shortest).filter(|r| r.2 != u32::MAX),
+        ))
     }
 }
 
-/// The origin of every prefix any feed has: the one most feeds announce (ties: the smaller
-/// ASN). Each feed's list is sorted by (start, length) and holds a prefix once; the lists are
-/// merged in step (a prefix's entries are at the heads of the lists that have it), so that
-/// nothing but the result is allocated: with full tables the lists hold millions of routes.
-fn origins<K: Copy + Ord + Into<u128>>(feeds: &[&[(K, u8, Route)]]) -> Vec<(u128, u8, u32)> {
-    let feeds: Vec<&[(K, u8, Route)]> = feeds.iter().copied().filter(|f| !f.is_empty()).collect();
-    if let [one] = &feeds[..] {
-        return one
-            .iter()
-            .map(|&(s, l, r)| (s.into(), l, r.origin))
-            .collect();
-    }
-    let longest = feeds.iter().map(|f| f.len()).max().unwrap_or(0);
-    let mut out = Vec::with_capacity(longest);
+/// The origin of every prefix any of `feeds` has: the one most feeds announce (ties: the
+/// smaller ASN). Each feed's list is sorted by (start, length) and holds a prefix once; the
+/// lists are merged in step (a prefix's entries are at the heads of the lists that have it),
+/// so that nothing is allocated: with full tables the lists hold millions of routes.
+fn origins<K: Copy + Ord + Into<u128>>(
+    feeds: Vec<&[(K, u8, Route)]>,
+) -> impl Iterator<Item = (u128, u8, u32)> + '_ {
     let mut at = vec![0usize; feeds.len()];
     let mut here: Vec<u32> = Vec::with_capacity(feeds.len());
-    while let Some(key) = feeds
-        .iter()
-        .zip(&at)
-        .filter_map(|(f, &i)| f.get(i).map(|e| (e.0, e.1)))
-        .min()
-    {
+    std::iter::from_fn(move || {
+        let key = feeds
+            .iter()
+            .zip(&at)
+            .filter_map(|(f, &i)| f.get(i).map(|e| (e.0, e.1)))
+            .min()?;
         here.clear();
         for (f, i) in feeds.iter().zip(at.iter_mut()) {
             if let Some(e) = f.get(*i)
@@ -147,9 +166,8 @@ fn origins<K: Copy + Ord + Into<u128>>(feeds: &[&[(K, u8, Route)]]) -> Vec<(u128
         }
         here.sort_unstable();
         let origin = majority(here.iter().copied()).expect("the key came from a head");
-        out.push((key.0.into(), key.1, origin));
-    }
-    out
+        Some((key.0.into(), key.1, origin))
+    })
 }
 
 #[cfg(test)]
@@ -198,7 +216,7 @@ mod tests {
                 .collect(),
         };
         let v4: Vec<&[(u32, u8, Route)]> = data.feeds.iter().map(|f| &*f.table.v4).collect();
-        let ranges = ranges::flatten(origins(&v4), 32);
+        let ranges = ranges::flatten(origins(v4).collect(), 32);
         let mut x: u32 = 12345;
         let mut checked = 0;
         for i in 0..20_000u32 {

@@ -7,7 +7,6 @@
 //! continent rule; else the default rule. Local-only nodes add a bit to the decision for the
 //! clients they may serve.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ip_network::IpNetwork;
@@ -18,7 +17,7 @@ use super::rank::{Locations, Ranker};
 use super::rules::Rules;
 use crate::client::ClientData;
 use crate::geo::{GeoLayer, Layout};
-use crate::ranges::{self, Range};
+use crate::ranges::{self, Layer, Range};
 use crate::snapshot::{Decision, Pick, Region, RouteTable, V6Table};
 
 /// Where each layer of one family's address space sits in the list given to
@@ -134,9 +133,11 @@ pub(super) fn tables(rules: &mut Rules, inputs: &Inputs) -> Tables {
             prox_nodes: &prox_nodes,
         }
         .family(fam, bits, prefixes);
-        // Neighbouring pieces often have the same layer values: decide those once.
+        // Neighbouring pieces often have the same layer values: decide those once. Each
+        // merged range goes into the table as it is found, its blocks being the table's
+        // entries: no list of the whole family's ranges is held beside them.
         let mut last: (Vec<Option<u32>>, u32) = (Vec::new(), u32::MAX);
-        let merged = ranges::overlay(&layers, bits, |v| {
+        let decide = |v: &[Option<u32>]| {
             if last.1 != u32::MAX && last.0 == v {
                 return last.1;
             }
@@ -145,14 +146,16 @@ pub(super) fn tables(rules: &mut Rules, inputs: &Inputs) -> Tables {
             last.0.extend_from_slice(v);
             last.1 = d;
             d
-        });
-        ranges::for_each_block(&merged, bits, |start, len, dec| {
-            if fam == 0 {
-                tables.0.push(start as u32, dec, len);
-            } else {
-                tables.1.push(start, dec, len);
-            }
-        });
+        };
+        for range in ranges::Overlay::new(layers, bits, decide) {
+            ranges::range_blocks(range, bits, |start, len, dec| {
+                if fam == 0 {
+                    tables.0.push(start as u32, dec, len);
+                } else {
+                    tables.1.push(start, dec, len);
+                }
+            });
+        }
     }
     tables.0.finish();
     tables.1.finish();
@@ -204,7 +207,7 @@ impl AsnClasses {
                     .chain(l.spans.ranges(true))
                     .map(|r| r.2)
             }))
-            .chain(inputs.live.origins.iter().flatten().map(|p| p.2));
+            .chain(inputs.live.route_origins());
         for asn in all_asns {
             if of.contains_key(&asn) {
                 continue;
@@ -243,19 +246,21 @@ impl<'a> Layers<'a> {
         fam: usize,
         bits: u8,
         prefixes: Vec<(u128, u8, u32)>,
-    ) -> (Vec<Cow<'a, [Range]>>, Positions) {
+    ) -> (Vec<Layer<'a>>, Positions) {
         let inputs = self.inputs;
         // Merge neighbours that select the same rule.
         let mut geo_ranges: Vec<Range> = Vec::new();
         for (start, end, k) in inputs.geo.spans.ranges(fam == 1) {
             ranges::push_merged(&mut geo_ranges, start, end, self.geo_rule[k as usize]);
         }
-        // Owned layers made here, borrowed ones shared by every service of the build; in the
-        // order of `Positions`.
-        let mut layers: Vec<Cow<'a, [Range]>> = vec![Cow::Owned(Vec::new()); 3];
-        layers[Positions::GEO_RULE] = Cow::Owned(geo_ranges);
-        layers[Positions::ASN_CLASS] = Cow::Owned(self.asn_ranges(fam, bits));
-        layers[Positions::PREFIX_RULE] = Cow::Owned(ranges::flatten(prefixes, bits));
+        // Owned layers made here, borrowed ones shared by every service of the build, and the
+        // live feeds' computed as they are read; in the order of `Positions`.
+        let owned = |r: Vec<Range>| -> Layer<'a> { Box::new(r.into_iter()) };
+        let mut layers: Vec<Layer<'a>> = vec![
+            owned(geo_ranges),
+            owned(self.asn_ranges(fam, bits)),
+            owned(ranges::flatten(prefixes, bits)),
+        ];
         debug_assert_eq!(layers.len(), Positions::FIRST_NODE_LAYER);
         for l in inputs.local {
             let list: Vec<(u128, u8, u32)> = l
@@ -271,7 +276,7 @@ impl<'a> Layers<'a> {
                     _ => None,
                 })
                 .collect();
-            layers.push(Cow::Owned(ranges::flatten(list, bits)));
+            layers.push(owned(ranges::flatten(list, bits)));
         }
         let local_layers = Positions::FIRST_NODE_LAYER..layers.len();
         // Proximity: one layer per node of a proximity region, its AS-path length.
@@ -280,14 +285,13 @@ impl<'a> Layers<'a> {
             layers.push(
                 inputs
                     .live
-                    .paths
-                    .get(&n)
-                    .map_or(Cow::Borrowed(&[][..]), |p| Cow::Borrowed(&p[fam][..])),
+                    .paths(n, fam)
+                    .unwrap_or_else(|| Box::new(std::iter::empty())),
             );
         }
         // Distance: one layer, the id of the client's location.
         let loc_layer = inputs.locations.map(|l| {
-            layers.push(Cow::Borrowed(&l.ranges[fam][..]));
+            layers.push(Box::new(l.ranges[fam].iter().copied()));
             layers.len() - 1
         });
         let positions = Positions {
@@ -323,18 +327,18 @@ impl<'a> Layers<'a> {
                 v.iter().flatten().next().copied().unwrap_or(0)
             });
         }
-        // Live feeds decide wherever one of them covers the address (see `live`).
-        if !inputs.live.origins[fam].is_empty() {
-            let live_ranges = ranges::flatten(
-                inputs.live.origins[fam]
-                    .iter()
-                    .map(|&(s, l, asn)| (s, l, class_of[&asn]))
-                    .collect(),
-                bits,
+        // Live feeds decide wherever one of them covers the address (see `live`). Their
+        // origins are flattened as they are read, their classes looked up on the way.
+        if inputs.live.has_routes(fam) {
+            let live: Layer = Box::new(
+                ranges::Flat::new(inputs.live.origins(fam), bits)
+                    .map(|(s, e, asn)| (s, e, class_of[&asn])),
             );
-            asn_ranges = ranges::overlay(&[live_ranges, asn_ranges], bits, |v| {
+            let file: Layer = Box::new(asn_ranges.iter().copied());
+            asn_ranges = ranges::Overlay::new(vec![live, file], bits, |v| {
                 v.iter().flatten().next().copied().unwrap_or(0)
-            });
+            })
+            .collect();
         }
         asn_ranges.retain(|r| r.2 != 0);
         asn_ranges
