@@ -132,7 +132,13 @@ pub struct Denial {
     pub nsec: Box<[u8]>,
     /// Its RRSIG bodies.
     pub sigs: Vec<Box<[u8]>>,
+    /// At a service name: the NSEC (body and RRSIG bodies) without A (`[0]`) and without
+    /// AAAA (`[1]`), for an empty address answer (no node of the family for this client).
+    pub family_gone: Option<Box<[NsecVariant; 2]>>,
 }
+
+/// A variant of a name's NSEC with fewer types: its record body and RRSIG bodies.
+pub type NsecVariant = (Box<[u8]>, Vec<Box<[u8]>>);
 
 /// What signing added to a zone (the record sets' own signatures are kept beside them).
 #[derive(Clone, Debug)]
@@ -543,6 +549,7 @@ mod tests {
                     owner: o.clone(),
                     nsec: Box::default(),
                     sigs: Vec::new(),
+                    family_gone: None,
                 })
                 .collect(),
             refresh_at: 0,

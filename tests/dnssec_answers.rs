@@ -295,3 +295,66 @@ fn a_signed_answer_too_large_for_udp_is_truncated_and_complete_over_tcp() {
         "{plain}"
     );
 }
+
+/// Answers that differ by client, and records written twice: an AAAA query whose client's
+/// region has no IPv6 node (empty, while other clients get AAAA at the same name), the A
+/// query of the same client, a node address and a static record listed twice, and NSEC
+/// queries, all validate.
+#[test]
+fn empty_family_answers_duplicates_and_nsec_queries_validate() {
+    let dir = TempDir::new("dnssec-edges");
+    dir.write(
+        "map.yaml",
+        "nodes:
+  - { name: v4only, ipv4: [192.0.2.20, 192.0.2.20] }
+  - { name: dual, ipv4: [198.51.100.20], ipv6: [\"2001:db8::20\"] }
+regions:
+  - { name: onlyv4, nodes: [v4only] }
+  - { name: dualr, nodes: [dual] }
+services:
+  - names: [dl.example.test]
+    ttl: 60
+    all_down: empty
+    rules:
+      - { prefixes: [127.0.0.0/8], regions: [onlyv4] }
+      - { default: true, regions: [dualr] }
+",
+    );
+    let config = config_with_maps(&dir, &["map.yaml"], "");
+    let key = testdata(DEMO_KEY);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "    records:\n      - { name: www, type: A, value: 192.0.2.80 }\n",
+        &format!(
+            "    dnssec:\n      keys: [{key}]\n    records:\n      - {{ name: www, type: A, value: 192.0.2.80 }}\n      - {{ name: www, type: A, value: 192.0.2.80 }}\n      - {{ name: www, type: TXT, values: [same, same] }}\n      - {{ name: todl, type: CNAME, value: dl }}\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let anchor = delv_anchor(&dir, &key, "anchor.conf");
+    let port = server.udp.port();
+    // Other clients do get AAAA at dl: the name has AAAA.
+    let other = server.dig(&["+subnet=8.8.8.0/24", "dl.example.test", "AAAA"]);
+    assert!(other.contains("2001:db8::20"), "{other}");
+    for (name, rtype, expect) in [
+        (
+            "dl.example.test",
+            "AAAA",
+            "; negative response, fully validated",
+        ),
+        // The CNAME validates, then the proof that its target has no AAAA for this client.
+        ("todl.example.test", "AAAA", "; fully validated"),
+        ("dl.example.test", "A", "; fully validated"),
+        ("www.example.test", "A", "; fully validated"),
+        ("www.example.test", "TXT", "; fully validated"),
+        ("example.test", "NSEC", "; fully validated"),
+        ("dl.example.test", "NSEC", "; fully validated"),
+    ] {
+        let out = delv(port, &anchor, name, rtype);
+        assert!(
+            out.lines().any(|l| l.trim() == expect)
+                && !out.contains("proof failed")
+                && !out.contains("broken trust chain"),
+            "{name} {rtype}: {out}"
+        );
+    }
+}

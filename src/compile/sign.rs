@@ -36,10 +36,7 @@ pub(super) fn sign_zones(
             continue;
         };
         if let Err(e) = sign_zone(z, &keys, services, nodes, now) {
-            errors.file(
-                &z.apex_text,
-                format!("zone {}: cannot sign: {e}", z.apex_text),
-            );
+            errors.file(&z.apex_text, format!("zone {}: {e}", z.apex_text));
         }
     }
 }
@@ -262,17 +259,31 @@ fn denial_chain(
         .collect();
     let names: Vec<(&[u8], &[u16])> = typed.iter().map(|(o, t)| (&o[..], &t[..])).collect();
     let links = nsec::chain(&names).map_err(|e| e.to_string())?;
+    let types: std::collections::HashMap<&[u8], &[u16]> =
+        typed.iter().map(|(o, t)| (&o[..], &t[..])).collect();
     let mut chain = Vec::with_capacity(links.len());
-    for (i, link) in links.into_iter().enumerate() {
-        let ttl = z.negative_ttl;
+    let ttl = z.negative_ttl;
+    for (i, link) in links.iter().enumerate() {
         let sigs = s.sigs(&link.owner, rtype::NSEC, ttl, &[&link.rdata])?;
+        let mut family_gone = None;
         if let Some(node) = z.nodes.get_mut(&link.owner) {
             node.denial = Some(i as u32);
+            if node.service.is_some() {
+                let here = types.get(&link.owner[..]).copied().unwrap_or_default();
+                let variant = |gone: u16| -> Result<_, String> {
+                    let kept: Vec<u16> = here.iter().copied().filter(|&t| t != gone).collect();
+                    let rdata = nsec::rdata_for(&link.next, &kept).map_err(|e| e.to_string())?;
+                    let sigs = s.sigs(&link.owner, rtype::NSEC, ttl, &[&rdata])?;
+                    Ok((zone::body(rtype::NSEC, ttl, &rdata), sigs))
+                };
+                family_gone = Some(Box::new([variant(rtype::A)?, variant(rtype::AAAA)?]));
+            }
         }
         chain.push(Denial {
             nsec: zone::body(rtype::NSEC, ttl, &link.rdata),
-            owner: link.owner,
+            owner: link.owner.clone(),
             sigs,
+            family_gone,
         });
     }
     Ok(chain)

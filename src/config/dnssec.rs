@@ -61,6 +61,14 @@ pub(super) fn load(
         refresh: spec.refresh_s,
         backdate: spec.backdate_s,
     };
+    // Signature times are 32-bit serial numbers (RFC 4034 §3.1.5): a window must stay well
+    // inside 2^31 seconds.
+    if u64::from(timing.validity) + u64::from(timing.backdate) >= 1 << 30 {
+        errors.0.push(doc.error(
+            &format!("{path}.validity_s"),
+            "validity_s + backdate_s must be under 2^30 seconds (34 years)",
+        ));
+    }
     if timing.refresh >= timing.validity {
         errors.0.push(doc.error(
             &format!("{path}.refresh_s"),

@@ -19,6 +19,7 @@ pub(super) fn load_zones(
     errors: &mut Errors,
 ) -> Vec<Zone> {
     let mut zones: Vec<Zone> = Vec::new();
+    let mut paths: Vec<String> = Vec::new();
     for (path, spec) in doc.decode_each::<ZoneSpec>("zones", value, errors) {
         if let Some(z) = build_zone(doc, &path, spec, resolve, errors) {
             if zones.iter().any(|o| o.apex == z.apex) {
@@ -29,6 +30,23 @@ pub(super) fn load_zones(
                 continue;
             }
             zones.push(z);
+            paths.push(path);
+        }
+    }
+    // A zone served below a signed one would need a signed delegation (NS and DS at the cut),
+    // which Signpost does not serve: validators would find the child's answers bogus.
+    for (z, path) in zones.iter().zip(&paths) {
+        if let Some(parent) = zones
+            .iter()
+            .find(|p| p.dnssec.is_some() && p.apex != z.apex && zone::is_within(&z.apex, &p.apex))
+        {
+            errors.0.push(doc.error(
+                &format!("{path}.apex"),
+                format!(
+                    "zone {} is inside the signed zone {}: a signed zone cannot have a zone of its own served below it",
+                    z.apex_text, parent.apex_text
+                ),
+            ));
         }
     }
     zones
@@ -54,6 +72,8 @@ struct Draft<'a> {
     cname_paths: BTreeMap<Box<[u8]>, Vec<String>>,
     /// The owners in the order of their first CNAME.
     cname_owners: Vec<Box<[u8]>>,
+    /// The zone is signed.
+    signed: bool,
 }
 
 fn build_zone(
@@ -84,6 +104,7 @@ fn build_zone(
         glue: Vec::new(),
         cname_paths: BTreeMap::new(),
         cname_owners: Vec::new(),
+        signed: spec.dnssec.is_some(),
     };
     let mname = draft.name("soa.mname", &spec.soa.mname, errors);
     let rname = draft.name("soa.rname", &spec.soa.rname, errors);
@@ -127,6 +148,18 @@ fn build_zone(
         dnssec,
         signed: None,
     })
+}
+
+/// True when a label of `name` (wire form) is `*`.
+fn has_star_label(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() && name[i] != 0 {
+        if name[i] == 1 && name.get(i + 1) == Some(&b'*') {
+            return true;
+        }
+        i += 1 + usize::from(name[i]);
+    }
+    false
 }
 
 impl Draft<'_> {
@@ -221,6 +254,13 @@ impl Draft<'_> {
             errors.0.push(doc.error(
                 &format!("{rpath}.name"),
                 format!("{} is outside the zone {}", r.name, self.apex),
+            ));
+            return;
+        }
+        if self.signed && has_star_label(&owner) {
+            errors.0.push(doc.error(
+                &format!("{rpath}.name"),
+                "a signed zone cannot have a `*` label: Signpost does not expand wildcards, and validators would expect it to",
             ));
             return;
         }

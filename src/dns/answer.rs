@@ -355,7 +355,12 @@ fn soa_authority(zone: &Zone, q: &Query<'_>, w: &mut Writer<'_>) {
 /// and, signed, its signatures and the NSEC proof (`node` is the name's node when it exists:
 /// NODATA; otherwise NXDOMAIN).
 #[inline(never)]
-fn negative(a: &mut Answering<'_, '_, '_>, name: &[u8], node: Option<&ZoneNode>) {
+fn negative(
+    a: &mut Answering<'_, '_, '_>,
+    name: &[u8],
+    node: Option<&ZoneNode>,
+    empty_family: Option<bool>,
+) {
     let (zone, q) = (a.zone, a.q);
     soa_authority(zone, q, a.w);
     if let Some(signed) = a.signed {
@@ -363,7 +368,7 @@ fn negative(a: &mut Answering<'_, '_, '_>, name: &[u8], node: Option<&ZoneNode>)
         let ttl = Some(zone.negative_ttl);
         super::signed::sigs(a.w, Section::Authority, &owner, &signed.soa_sigs, ttl);
         match node {
-            Some(node) => super::signed::no_data(a.w, signed, node),
+            Some(node) => super::signed::no_data(a.w, signed, node, empty_family),
             None => super::signed::no_name(a.w, zone, signed, name),
         }
     }
@@ -403,7 +408,7 @@ fn lookup(
 ) -> u16 {
     let (snap, zone, q) = (a.snap, a.zone, a.q);
     let Some(node) = node else {
-        negative(a, q.name(), None);
+        negative(a, q.name(), None, None);
         return rcode::NXDOMAIN;
     };
     if let Some(s) = node.why
@@ -429,8 +434,15 @@ fn lookup(
                 let hinfo = crate::zone::RFC8482_HINFO;
                 a.w.record(Section::Answer, &QNAME_PTR, hinfo, None);
             }
-            None => negative(a, q.name(), Some(node)),
+            None => negative(a, q.name(), Some(node), None),
         }
+        return rcode::NOERROR;
+    }
+    if q.qtype == rtype::NSEC
+        && let Some(signed) = &zone.signed
+    {
+        // The name's own NSEC is a set of it like any other (RFC 4035 §3.1).
+        super::signed::own_nsec(a.w, signed, node, a.signed.is_some());
         return rcode::NOERROR;
     }
     match node.set(q.qtype) {
@@ -442,7 +454,7 @@ fn lookup(
                 }
             }
         }
-        None => negative(a, q.name(), Some(node)),
+        None => negative(a, q.name(), Some(node), None),
     }
     rcode::NOERROR
 }
@@ -478,7 +490,7 @@ fn cname_chain(
             {
                 return rcode::NOERROR;
             }
-            negative(a, target, None);
+            negative(a, target, None, None);
             return rcode::NXDOMAIN;
         };
         if seen[..link].iter().any(|n| std::ptr::eq(*n, node)) {
@@ -500,7 +512,7 @@ fn cname_chain(
         }
         match node.set(q.qtype) {
             Some(set) => write_set(a, target, set),
-            None => negative(a, target, Some(node)),
+            None => negative(a, target, Some(node), None),
         }
         return rcode::NOERROR;
     }
@@ -551,7 +563,7 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
     }
     super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
     if pick.count == 0 {
-        negative(a, owner, Some(at));
+        negative(a, owner, Some(at), Some(v6));
     }
     rcode::NOERROR
 }

@@ -43,17 +43,42 @@ pub fn narrow<'z>(at: &'z ZoneNode, v6: bool, nodes: &[usize]) -> (usize, &'z [B
     }
 }
 
+/// Answers an NSEC query at `node` with its NSEC, and its signatures when `with_sigs`.
+pub fn own_nsec(w: &mut Writer<'_>, signed: &Signed, node: &ZoneNode, with_sigs: bool) {
+    if let Some(d) = node.denial.and_then(|i| signed.chain.get(i as usize)) {
+        w.record(Section::Answer, &d.owner, &d.nsec, None);
+        if with_sigs {
+            sigs(w, Section::Answer, &d.owner, &d.sigs, None);
+        }
+    }
+}
+
 /// Writes an NSEC record of the chain and its signatures into the authority section.
 fn write_denial(w: &mut Writer<'_>, d: &Denial) {
     w.record(Section::Authority, &d.owner, &d.nsec, None);
     sigs(w, Section::Authority, &d.owner, &d.sigs, None);
 }
 
-/// The proof that `node` has no set of the type asked (NODATA): its own NSEC.
-pub fn no_data(w: &mut Writer<'_>, signed: &Signed, node: &ZoneNode) {
-    if let Some(d) = node.denial.and_then(|i| signed.chain.get(i as usize)) {
-        write_denial(w, d);
+/// The proof that `node` has no set of the type asked (NODATA): its own NSEC; for an empty
+/// address answer at a service name (`empty_family`: AAAA when true), the variant of it
+/// without that family, since other clients do get addresses of it there.
+pub fn no_data(w: &mut Writer<'_>, signed: &Signed, node: &ZoneNode, empty_family: Option<bool>) {
+    let Some(d) = node.denial.and_then(|i| signed.chain.get(i as usize)) else {
+        return;
+    };
+    match (empty_family, d.family_gone.as_deref()) {
+        (Some(v6), Some(variants)) => {
+            let (nsec, sigs) = &variants[usize::from(v6)];
+            w.record(Section::Authority, &d.owner, nsec, None);
+            sigs_at(w, &d.owner, sigs);
+        }
+        _ => write_denial(w, d),
     }
+}
+
+/// RRSIG bodies at `owner` in the authority section.
+fn sigs_at(w: &mut Writer<'_>, owner: &[u8], s: &[Box<[u8]>]) {
+    sigs(w, Section::Authority, owner, s, None);
 }
 
 /// The proof that `name` (lowercase wire form, inside `zone`) does not exist (NXDOMAIN): the

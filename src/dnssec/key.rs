@@ -68,6 +68,10 @@ pub enum KeyError {
     Parse(PathBuf),
     /// A private key file does not hold the private half of its public key.
     Mismatch(PathBuf, String),
+    /// A private key file that is not one, or of an algorithm Signpost cannot sign with.
+    Private(PathBuf),
+    /// A key whose flags say it must not sign the zone (revoked, or not a zone key).
+    Flags(PathBuf, u16),
 }
 
 impl fmt::Display for KeyError {
@@ -80,6 +84,16 @@ impl fmt::Display for KeyError {
             KeyError::Parse(p) => write!(
                 f,
                 "{}: not a public key file (one DNSKEY record, as dnssec-keygen writes)",
+                p.display()
+            ),
+            KeyError::Private(p) => write!(
+                f,
+                "{}: not a private key file of a supported algorithm (BIND's Private-key-format v1.2; ECDSAP256SHA256, ED25519 and the others `domain` signs with)",
+                p.display()
+            ),
+            KeyError::Flags(p, flags) => write!(
+                f,
+                "{}: DNSKEY flags {flags}: a revoked key (RFC 5011) or one without the zone key bit cannot sign",
                 p.display()
             ),
             KeyError::Mismatch(p, e) => {

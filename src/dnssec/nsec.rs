@@ -24,6 +24,8 @@ pub struct Link {
     pub owner: Box<[u8]>,
     /// The NSEC's RDATA: the next owner and the type bitmap.
     pub rdata: Vec<u8>,
+    /// The next owner, in wire form.
+    pub next: Box<[u8]>,
 }
 
 /// Why a chain could not be made.
@@ -74,10 +76,18 @@ pub fn chain(names: &[(&[u8], &[u16])]) -> Result<Vec<Link>, NsecError> {
             Link {
                 owner: owner.as_octets().clone().into_boxed_slice(),
                 rdata: rdata(next, types),
+                next: next.as_octets().clone().into_boxed_slice(),
             }
         })
         .collect();
     Ok(links)
+}
+
+/// The RDATA of an NSEC pointing to `next` (wire form) with the bitmap of `types` (and RRSIG
+/// and NSEC): for a variant of a chain's link with fewer types.
+pub fn rdata_for(next: &[u8], types: &[u16]) -> Result<Vec<u8>, NsecError> {
+    let next = Name::from_octets(next.to_vec()).map_err(|_| NsecError::Owner)?;
+    Ok(rdata(&next, types))
 }
 
 /// An NSEC's RDATA: `next` and the bitmap of `types` with RRSIG and NSEC.

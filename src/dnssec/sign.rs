@@ -106,7 +106,12 @@ impl Signer {
         let path = private_path;
         let private_path = private_path.to_path_buf();
         let secret = SecretKeyBytes::parse_from_bind(text)
-            .map_err(|_| KeyError::Parse(private_path.clone()))?;
+            .map_err(|_| KeyError::Private(private_path.clone()))?;
+        // RFC 4034 §2.1.1: the zone key bit (256) set; RFC 5011 §3: the revoke bit (128) not.
+        let flags = public.dnskey.flags();
+        if flags & 0x0100 == 0 || flags & 0x0080 != 0 {
+            return Err(KeyError::Flags(private_path, flags));
+        }
         // from_bytes checks that the private key gives the public one.
         let pair = KeyPair::from_bytes(&secret, &public.dnskey)
             .map_err(|e| KeyError::Mismatch(private_path, e.to_string()))?;
@@ -142,6 +147,11 @@ impl Signer {
     ) -> Result<Vec<u8>, SignError> {
         let owner =
             Name::from_octets(Bytes::copy_from_slice(owner)).map_err(|_| SignError::Owner)?;
+        // A set holds each record once (RFC 2181 §5; validators drop duplicates before
+        // checking, RFC 4034 §6.3): a record given twice is signed once.
+        let mut rdatas = rdatas.to_vec();
+        rdatas.sort_unstable();
+        rdatas.dedup();
         let records = rdatas
             .iter()
             .map(|rdata| {

@@ -39,30 +39,35 @@ pub fn gather(serving: &Serving) -> Vec<Family> {
 
 /// The signatures of each signed zone: when they expire, and when they are made again.
 fn dnssec(b: &mut Builder, snap: &Snapshot) {
-    let signed: Vec<(&str, &crate::zone::Signed)> = snap
+    // (zone, expiration, refresh)
+    let signed: Vec<(&str, u64, u64)> = snap
         .zones
         .iter()
-        .filter_map(|z| Some((z.apex_text.as_str(), z.signed.as_deref()?)))
+        .filter_map(|z| {
+            let s = z.signed.as_deref()?;
+            Some((z.apex_text.as_str(), s.expires_at, s.refresh_at))
+        })
         .collect();
     if signed.is_empty() {
         return;
     }
-    for (name, help, at) in [
+    for (name, help, refresh) in [
         (
             "dnssec_signatures_expiration_timestamp_seconds",
             "When the signatures of each signed zone expire, Unix time (alert well before).",
-            (|s: &crate::zone::Signed| s.expires_at) as fn(&crate::zone::Signed) -> u64,
+            false,
         ),
         (
             "dnssec_signatures_refresh_timestamp_seconds",
             "When the signatures of each signed zone are due to be made again, Unix time.",
-            |s: &crate::zone::Signed| s.refresh_at,
+            true,
         ),
     ] {
         let f = b.family(name, help, Kind::Gauge);
-        for (zone, s) in &signed {
+        for &(zone, expires, refresh_at) in &signed {
+            let at = if refresh { refresh_at } else { expires };
             f.samples
-                .push((labels(&[("zone", zone)]), Value::Float(at(s) as f64)));
+                .push((labels(&[("zone", zone)]), Value::Float(at as f64)));
         }
     }
 }

@@ -101,8 +101,21 @@ impl Drop for Unbound {
 
 impl Unbound {
     /// Starts Unbound in `dir` with `anchor` (a DS record) for example.test, whose server is
-    /// at 127.0.0.1:`server_port`; client subnets are forwarded to it.
+    /// at 127.0.0.1:`server_port`; client subnets are forwarded to it. A start that does not
+    /// answer within 20 s (a port taken between choosing and binding it) is tried again on
+    /// another port, three times at most.
     pub fn start(dir: &TempDir, anchor: &str, server_port: u16) -> Unbound {
+        let mut logs = String::new();
+        for _ in 0..3 {
+            match Unbound::try_start(dir, anchor, server_port) {
+                Ok(u) => return u,
+                Err(log) => logs.push_str(&log),
+            }
+        }
+        panic!("unbound did not start:\n{logs}");
+    }
+
+    fn try_start(dir: &TempDir, anchor: &str, server_port: u16) -> Result<Unbound, String> {
         let port = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -150,23 +163,29 @@ stub-zone:
             "{}",
             String::from_utf8_lossy(&check.stderr)
         );
+        let log_path = dir.path(&format!("unbound-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new("unbound")
             .args(["-d", "-c"])
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let u = Unbound { child, port };
-        let up = wait_for(10, || {
+        let up = wait_for(20, || {
             dig_at(
                 port,
                 &["+time=1", "+tries=1", "version.server", "CH", "TXT"],
             )
             .contains("status:")
         });
-        assert!(up, "unbound did not start");
-        u
+        if up {
+            return Ok(u);
+        }
+        drop(u);
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        Err(format!("port {port}:\n{text}\n"))
     }
 
     /// Asks this resolver; dig's standard output.
