@@ -358,3 +358,48 @@ services:
         );
     }
 }
+
+/// An `answers: 2` service keeps answering two nodes, signed, when its usual first node is
+/// down (every combination of a region's members is signed ahead).
+#[test]
+fn degraded_answers_of_several_nodes_stay_whole_and_validate() {
+    let dir = TempDir::new("dnssec-degraded");
+    dir.write(
+        "map.yaml",
+        "nodes:
+  - { name: a, ipv4: [192.0.2.1] }
+  - { name: b, ipv4: [192.0.2.2] }
+  - { name: c, ipv4: [192.0.2.3] }
+regions:
+  - { name: r, nodes: [a, b, c] }
+services:
+  - names: [dl.example.test]
+    ttl: 60
+    answers: 2
+    rules:
+      - { default: true, regions: [r] }
+",
+    );
+    let config = config_with_maps(&dir, &["map.yaml"], "");
+    let key = testdata(DEMO_KEY);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "    records:\n",
+        &format!("    dnssec:\n      keys: [{key}]\n    records:\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::with_control(&config, &dir);
+    let anchor = delv_anchor(&dir, &key, "anchor.conf");
+    let addresses = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("\tA\t"))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+            .collect()
+    };
+    let out = delv(server.udp.port(), &anchor, "dl.example.test", "A");
+    assert!(out.contains("; fully validated"), "{out}");
+    assert_eq!(addresses(&out), ["192.0.2.1", "192.0.2.2"], "{out}");
+    assert!(server.ctl(&["set", "a", "down"]).0);
+    let out = delv(server.udp.port(), &anchor, "dl.example.test", "A");
+    assert!(out.contains("; fully validated"), "{out}");
+    assert_eq!(addresses(&out), ["192.0.2.2", "192.0.2.3"], "{out}");
+}

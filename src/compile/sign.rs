@@ -5,9 +5,10 @@
 //!   CDNSKEY sets (the keys that sign it), signed by the key-signing keys;
 //! - every static set (SOA, NS, the configured records) and, at a service name, the RFC 8482
 //!   HINFO that answers ANY there;
-//! - each address set a service name can answer: each node's own set (A and AAAA), and each
-//!   decision's usual pick of several nodes (`answers: N`); an answer of several nodes that
-//!   was not signed here is sent as its first node only, whose set is;
+//! - each address set a service name can answer: each node's own set (A and AAAA), each
+//!   decision's usual pick of several nodes (`answers: N`), and every combination of up to N
+//!   members of a region while there are at most [`COMBINATIONS`] of them; an answer of
+//!   several nodes that was not signed here is sent as its first node only, whose set is;
 //! - the NSEC chain over every name of the zone (empty non-terminals and `_why` names
 //!   included), for negative answers.
 //!
@@ -180,8 +181,43 @@ fn service_nodes(svc: &Service) -> BTreeSet<usize> {
         .collect()
 }
 
-/// The signatures of the address sets `svc` answers at `owner`: each node's own, and each
-/// decision's usual pick.
+/// The most sets of several nodes signed per service name beyond the usual picks: every
+/// combination of up to `answers` members of each region while they fit (what degraded and
+/// spread answers send), else none.
+const COMBINATIONS: usize = 4096;
+
+/// Every combination of 2 to `most` of `members` (ascending node indices), or `None` when there
+/// are more than `budget`.
+fn combinations(members: &[usize], most: usize, budget: usize) -> Option<Vec<Vec<usize>>> {
+    fn walk(
+        from: &[usize],
+        most: usize,
+        cur: &mut Vec<usize>,
+        out: &mut Vec<Vec<usize>>,
+        budget: usize,
+    ) -> bool {
+        for (i, &n) in from.iter().enumerate() {
+            cur.push(n);
+            if cur.len() >= 2 {
+                if out.len() == budget {
+                    return false;
+                }
+                out.push(cur.clone());
+            }
+            if cur.len() < most && !walk(&from[i + 1..], most, cur, out, budget) {
+                return false;
+            }
+            cur.pop();
+        }
+        true
+    }
+    let mut out = Vec::new();
+    walk(members, most, &mut Vec::new(), &mut out, budget).then_some(out)
+}
+
+/// The signatures of the address sets `svc` answers at `owner`: each node's own, each
+/// decision's usual pick, and every combination of up to `answers` members of a region while
+/// they number at most [`COMBINATIONS`].
 fn answer_sigs(
     s: &Signing<'_>,
     owner: &[u8],
@@ -190,6 +226,18 @@ fn answer_sigs(
 ) -> Result<AnswerSigs, String> {
     let ttl = svc.ttl.max(svc.degraded_ttl);
     let mut combos: BTreeSet<Vec<usize>> = service_nodes(svc).iter().map(|&n| vec![n]).collect();
+    if svc.answers > 1 {
+        let mut budget = COMBINATIONS;
+        for r in &svc.regions {
+            let mut members: Vec<usize> = r.members.iter().map(|&(n, _)| n).collect();
+            members.sort_unstable();
+            members.dedup();
+            if let Some(all) = combinations(&members, svc.answers, budget) {
+                budget -= all.len();
+                combos.extend(all);
+            }
+        }
+    }
     for d in &svc.decisions {
         for p in &d.usual {
             if p.count > 1 {
@@ -287,4 +335,20 @@ fn denial_chain(
         });
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combinations;
+
+    #[test]
+    fn combinations_of_two_to_most_within_the_budget() {
+        let all = combinations(&[1, 2, 3, 4], 3, 100).unwrap();
+        // C(4,2) + C(4,3).
+        assert_eq!(all.len(), 6 + 4);
+        assert!(all.contains(&vec![1, 3]) && all.contains(&vec![2, 3, 4]));
+        assert!(all.iter().all(|c| (2..=3).contains(&c.len())));
+        assert_eq!(combinations(&[1, 2, 3, 4], 2, 5), None);
+        assert_eq!(combinations(&[7], 2, 5), Some(vec![]));
+    }
 }
