@@ -295,16 +295,28 @@ struct Batch {
     confirm: bool,
     /// The earliest deadline a request set.
     deadline: Option<Instant>,
+    /// When the batch's first request came.
+    started: Option<Instant>,
 }
+
+/// The longest a run of file changes can hold a build back: [`DEBOUNCES`] debounces, at
+/// least [`LONGEST_DEBOUNCE`]. A file rewritten more often than the debounce, without end,
+/// would otherwise keep every build (re-signing included) from happening.
+const DEBOUNCES: u32 = 10;
+
+/// See [`DEBOUNCES`].
+const LONGEST_DEBOUNCE: Duration = Duration::from_secs(5);
 
 impl Batch {
     /// Adds a request; file changes push the deadline back (debounce), feed changes set one
     /// if none is set.
     fn add(&mut self, r: ReloadRequest, timing: &Timing) {
+        let started = *self.started.get_or_insert_with(Instant::now);
         match r {
             ReloadRequest::FileChanged => {
                 self.reread = true;
-                let d = Instant::now() + timing.debounce;
+                let latest = started + (timing.debounce * DEBOUNCES).max(LONGEST_DEBOUNCE);
+                let d = (Instant::now() + timing.debounce).min(latest);
                 self.deadline = Some(match self.deadline {
                     Some(old) if !self.now => old.max(d),
                     Some(old) => old,
@@ -528,4 +540,34 @@ fn reload_once(
         });
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file changed again and again, faster than the debounce, cannot hold the build back
+    /// longer than the longest debounce.
+    #[test]
+    fn endless_file_changes_do_not_hold_a_build_forever() {
+        let timing = Timing {
+            debounce: Duration::from_millis(100),
+            feed_delay: Duration::from_millis(100),
+            low_priority: false,
+        };
+        let mut batch = Batch::default();
+        let first = Instant::now();
+        let end = first + LONGEST_DEBOUNCE + Duration::from_millis(500);
+        while Instant::now() < end {
+            batch.add(ReloadRequest::FileChanged, &timing);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let deadline = batch.deadline.unwrap();
+        assert!(deadline <= first + LONGEST_DEBOUNCE + Duration::from_millis(5));
+        // A single change still waits its debounce.
+        let mut one = Batch::default();
+        let t = Instant::now();
+        one.add(ReloadRequest::FileChanged, &timing);
+        assert!(one.deadline.unwrap() >= t + timing.debounce);
+    }
 }
