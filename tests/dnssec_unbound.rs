@@ -22,6 +22,21 @@ fn addresses(out: &str) -> Vec<String> {
     a
 }
 
+/// The server's own answer (dig's output). Once in CI, dig got its own query back instead of
+/// an answer ("query response not set": the packet had no QR bit, the query's AD bit and
+/// cookie) while Unbound was running; where it came from is not known. Such a reply is not
+/// an answer: the question is asked again, three times at most.
+fn direct(server: &Server, args: &[&str]) -> String {
+    let mut out = String::new();
+    for _ in 0..3 {
+        out = server.dig(args);
+        if has_flag(&out, "qr") {
+            return out;
+        }
+    }
+    panic!("no answer from the server: {out}");
+}
+
 /// Client subnets spread over the IPv4 space (a fixed generator: the same on every run), and
 /// the demo's known ones.
 fn subnets(n: usize) -> Vec<String> {
@@ -55,7 +70,10 @@ fn unbound_validates_answers_for_random_client_subnets() {
     for subnet in subnets(30) {
         for rtype in ["A", "AAAA"] {
             let via = resolver.dig(&[&format!("+subnet={subnet}"), "dl.example.test", rtype]);
-            let direct = server.dig(&[&format!("+subnet={subnet}"), "dl.example.test", rtype]);
+            let direct = direct(
+                &server,
+                &[&format!("+subnet={subnet}"), "dl.example.test", rtype],
+            );
             assert!(via.contains("status: NOERROR"), "{subnet} {rtype}: {via}");
             assert!(
                 has_flag(&via, "ad"),
