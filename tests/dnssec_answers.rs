@@ -10,7 +10,7 @@
 mod common;
 use common::*;
 
-use common::validators::{delv, delv_anchor, keygen};
+use common::validators::{delv, delv_anchor, keygen, rrsigs};
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,18 +173,6 @@ fn a_changed_signature_byte_fails_validation() {
         "a changed signature: {out}"
     );
     stop.store(true, Ordering::Relaxed);
-}
-
-/// `(covered type, key tag, expiration)` of each RRSIG in dig's answer and authority sections.
-fn rrsigs(dig: &str) -> Vec<(String, u16, String)> {
-    dig.lines()
-        .filter(|l| !l.starts_with(';'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(3) == Some(&"RRSIG"))
-                .then(|| (f[4].to_string(), f[10].parse().unwrap(), f[8].to_string()))
-        })
-        .collect()
 }
 
 #[test]

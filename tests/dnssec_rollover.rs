@@ -12,7 +12,7 @@
 //!   old DS no longer validates (the test can fail).
 
 mod common;
-use common::validators::{Unbound, delv, delv_anchor, ds_of, has_flag, keygen};
+use common::validators::{Unbound, delv, delv_anchor, ds_of, has_flag, keygen, rrsigs};
 use common::*;
 
 use std::path::Path;
@@ -36,13 +36,10 @@ fn write_config(config: &Path, base: &str, keys: &[String]) {
 /// The key tags of the RRSIGs over `rtype` at `name`, from the server itself.
 fn signed_by(server: &Server, name: &str, rtype: &str) -> Vec<u16> {
     let out = server.dig(&["+dnssec", name, rtype]);
-    let mut tags: Vec<u16> = out
-        .lines()
-        .filter(|l| !l.starts_with(';'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(3) == Some(&"RRSIG") && f.get(4) == Some(&rtype)).then(|| f[10].parse().unwrap())
-        })
+    let mut tags: Vec<u16> = rrsigs(&out)
+        .into_iter()
+        .filter(|(covered, _, _)| covered == rtype)
+        .map(|(_, tag, _)| tag)
         .collect();
     tags.sort_unstable();
     tags

@@ -59,9 +59,8 @@ impl Signing<'_> {
     ) -> Result<Vec<Box<[u8]>>, String> {
         // RFC 7344 §4.1: CDS and CDNSKEY are signed like the DNSKEY set.
         let key_set = matches!(rt, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY);
-        let signers: Vec<&Signer> = self.keys.signers(key_set).collect();
-        signers
-            .iter()
+        self.keys
+            .signers(key_set)
             .map(|s| {
                 let rrsig = s
                     .sign(owner, rt, ttl, rdatas, self.validity)

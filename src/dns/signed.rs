@@ -70,15 +70,10 @@ pub fn no_data(w: &mut Writer<'_>, signed: &Signed, node: &ZoneNode, empty_famil
         (Some(v6), Some(variants)) => {
             let (nsec, sigs) = &variants[usize::from(v6)];
             w.record(Section::Authority, &d.owner, nsec, None);
-            sigs_at(w, &d.owner, sigs);
+            self::sigs(w, Section::Authority, &d.owner, sigs, None);
         }
         _ => write_denial(w, d),
     }
-}
-
-/// RRSIG bodies at `owner` in the authority section.
-fn sigs_at(w: &mut Writer<'_>, owner: &[u8], s: &[Box<[u8]>]) {
-    sigs(w, Section::Authority, owner, s, None);
 }
 
 /// The proof that `name` (lowercase wire form, inside `zone`) does not exist (NXDOMAIN): the

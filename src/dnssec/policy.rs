@@ -22,7 +22,8 @@ pub struct ZoneKey {
 pub struct Timing {
     /// Seconds from a signature's making to its expiration.
     pub validity: u32,
-    /// Seconds after which a build's signatures are made again (less than `validity`).
+    /// Signatures are made again when this many seconds of their validity remain (less than
+    /// `validity`): `validity - refresh` seconds after a build.
     pub refresh: u32,
     /// Seconds the inception is set back, for validators whose clocks run behind.
     pub backdate: u32,

@@ -77,6 +77,18 @@ pub fn dig_at(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `(covered type, key tag, expiration)` of each RRSIG in dig's answer and authority sections.
+pub fn rrsigs(dig: &str) -> Vec<(String, u16, String)> {
+    dig.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(3) == Some(&"RRSIG"))
+                .then(|| (f[4].to_string(), f[10].parse().unwrap(), f[8].to_string()))
+        })
+        .collect()
+}
+
 /// True when dig's header flags include `flag` (e.g. `ad`).
 pub fn has_flag(dig: &str, flag: &str) -> bool {
     dig.lines()
