@@ -14,7 +14,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 
 use crate::source::quote;
-use crate::wire::{CLASS_IN, rtype};
+use crate::wire::{CLASS_IN, NameHash, rtype};
 
 /// The record body of the HINFO that answers ANY at a name with no other set to give (RFC 8482
 /// §4.2): CPU "RFC8482", OS empty, TTL 3600.
@@ -214,50 +214,105 @@ pub struct Glue {
     pub body: Box<[u8]>,
 }
 
-/// Nodes by lowercase wire name.
-pub type NodeMap = HashMap<Box<[u8]>, ZoneNode, BuildHasherDefault<NameHasher>>;
+/// Nodes by lowercase wire name, in a table hashed with [`NameHash`] (the hash the decoder
+/// computes for the question name, so that the answer path looks a name up without hashing it
+/// again: [`NodeMap::get_hashed`]).
+#[derive(Clone, Debug, Default)]
+pub struct NodeMap {
+    table: hashbrown::HashTable<(Box<[u8]>, ZoneNode)>,
+}
 
-/// The hash of the node map, which every query pays: a multiply-rotate over eight bytes at a
-/// time. It is not keyed; that is safe here because the keys come from the operators' files,
-/// not from the network (a query can only look a name up, never insert one), so colliding
-/// names cannot be planted to slow lookups down.
+impl NodeMap {
+    /// The node at `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&ZoneNode> {
+        self.get_hashed(name, NameHash::of(name))
+    }
+
+    /// The node at `name`, whose [`NameHash::of`] is `hash`.
+    #[inline]
+    pub fn get_hashed(&self, name: &[u8], hash: u64) -> Option<&ZoneNode> {
+        self.table.find(hash, |(k, _)| **k == *name).map(|(_, n)| n)
+    }
+
+    /// The node at `name`, to change.
+    pub fn get_mut(&mut self, name: &[u8]) -> Option<&mut ZoneNode> {
+        let hash = NameHash::of(name);
+        self.table
+            .find_mut(hash, |(k, _)| **k == *name)
+            .map(|(_, n)| n)
+    }
+
+    /// Whether there is a node at `name`.
+    pub fn contains_key(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The node at `name`, made empty when there is none.
+    pub fn or_default(&mut self, name: &[u8]) -> &mut ZoneNode {
+        let hash = NameHash::of(name);
+        let entry = self
+            .table
+            .entry(hash, |(k, _)| **k == *name, |(k, _)| NameHash::of(k));
+        &mut entry
+            .or_insert_with(|| (name.into(), ZoneNode::default()))
+            .into_mut()
+            .1
+    }
+
+    /// Every name and its node, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &ZoneNode)> {
+        self.table.iter().map(|(k, n)| (&**k, n))
+    }
+
+    /// Every name and its node, to change, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut ZoneNode)> {
+        self.table.iter_mut().map(|(k, n)| (&**k, n))
+    }
+
+    /// Every node.
+    pub fn values(&self) -> impl Iterator<Item = &ZoneNode> {
+        self.table.iter().map(|(_, n)| n)
+    }
+
+    /// Every node, to change.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut ZoneNode> {
+        self.table.iter_mut().map(|(_, n)| n)
+    }
+
+    /// Every name.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.table.iter().map(|(k, _)| &**k)
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether there is no name.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+/// The hasher of [`AnswerSigs`]: [`NameHash`] over the bytes written.
 #[derive(Default, Clone, Copy)]
-pub struct NameHasher(u64);
+pub struct NameHasher(NameHash);
 
 impl Hasher for NameHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        // The last bytes as a little-endian word, zero-padded (no call to copy them).
-        let rest = chunks.remainder();
-        let tail = rest
-            .iter()
-            .enumerate()
-            .fold(0u64, |w, (i, &b)| w | (b as u64) << (8 * i));
-        self.add(tail ^ ((rest.len() as u64) << 56));
+        self.0 = self.0.bytes(bytes);
     }
 
     #[inline]
     fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
+        self.0 = self.0.word(n as u64);
     }
 
     #[inline]
     fn finish(&self) -> u64 {
-        // Spread the high bits (which hashbrown uses for its control bytes) downwards too.
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-impl NameHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        self.0.finish()
     }
 }
 
@@ -470,7 +525,7 @@ pub fn add_ancestors(nodes: &mut NodeMap, name: &[u8], apex: &[u8]) {
     let mut i = 0;
     while name.len() - i > apex.len() {
         i += 1 + name[i] as usize;
-        nodes.entry(name[i..].into()).or_default();
+        nodes.or_default(&name[i..]);
     }
 }
 

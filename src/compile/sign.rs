@@ -151,7 +151,7 @@ fn add_published_sets(z: &mut Zone, keys: &ZoneKeys) {
         published.push((rtype::CDS, cds));
         published.push((rtype::CDNSKEY, cdnskey));
     }
-    let apex = z.nodes.entry(z.apex.clone()).or_default();
+    let apex = z.nodes.or_default(&z.apex.clone());
     for (rt, records) in published {
         apex.sets.retain(|set| set.rtype != rt);
         apex.sets.push(RecordSet {
@@ -302,7 +302,7 @@ fn denial_chain(
     let typed: Vec<(Box<[u8]>, Vec<u16>)> = z
         .nodes
         .iter()
-        .map(|(owner, node)| (owner.clone(), types_at(node, services, nodes)))
+        .map(|(owner, node)| (owner.into(), types_at(node, services, nodes)))
         .collect();
     let names: Vec<(&[u8], &[u16])> = typed.iter().map(|(o, t)| (&o[..], &t[..])).collect();
     let links = nsec::chain(&names).map_err(|e| e.to_string())?;

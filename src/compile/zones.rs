@@ -52,7 +52,7 @@ impl Names<'_> {
                 ));
                 continue;
             };
-            let node = z.nodes.entry(n.clone()).or_default();
+            let node = z.nodes.or_default(&n);
             if node.cname_target.is_some()
                 || node.set(rtype::A).is_some()
                 || node.set(rtype::AAAA).is_some()
@@ -68,7 +68,7 @@ impl Names<'_> {
             if why_enabled {
                 let mut why = b"\x04_why".to_vec();
                 why.extend_from_slice(&n);
-                z.nodes.entry(why.into()).or_default().why = Some(idx);
+                z.nodes.or_default(&why).why = Some(idx);
             }
         }
     }

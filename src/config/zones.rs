@@ -313,20 +313,16 @@ impl Draft<'_> {
     ) -> (Box<[u8]>, zone::NodeMap, Vec<Glue>) {
         let doc = self.doc;
         let mut nodes = zone::NodeMap::default();
-        nodes
-            .entry(self.apex_wire.clone())
-            .or_default()
-            .sets
-            .push(RecordSet {
-                rtype: rtype::SOA,
-                records: vec![soa],
-                sigs: Vec::new(),
-            });
+        nodes.or_default(&self.apex_wire).sets.push(RecordSet {
+            rtype: rtype::SOA,
+            records: vec![soa],
+            sigs: Vec::new(),
+        });
         let mut ordered: Vec<_> = std::mem::take(&mut self.sets).into_iter().collect();
         ordered.sort_by_key(|(_, (o, _))| *o);
         for ((owner, rt), (_, records)) in ordered {
             zone::add_ancestors(&mut nodes, &owner, &self.apex_wire);
-            let node = nodes.entry(owner.clone()).or_default();
+            let node = nodes.or_default(&owner);
             if rt == rtype::CNAME {
                 if records.len() > 1 {
                     // At the second CNAME of the name.
@@ -343,7 +339,7 @@ impl Draft<'_> {
                 sigs: Vec::new(),
             });
         }
-        for (owner, node) in &nodes {
+        for (owner, node) in nodes.iter() {
             if node.cname_target.is_some() && node.sets.len() > 1 {
                 errors.0.push(doc.error(
                     &self.cname_at(owner, 0),

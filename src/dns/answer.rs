@@ -119,7 +119,7 @@ pub fn prepare<'s, 'p>(
         match snap.zone_for(q.name()) {
             None => Target::Refused,
             Some(zone) => {
-                let node = zone.node(q.name());
+                let node = zone.nodes.get_hashed(q.name(), q.name_hash);
                 // The service that answers A/AAAA here: the name's own, or the one at the end
                 // of its CNAME chain (the chain the answer will follow).
                 let route = match node.and_then(|n| chain_service(zone, n)) {

@@ -142,6 +142,8 @@ pub struct Query<'a> {
     pub question: &'a [u8],
     /// The question name in lowercase wire form (in the caller's scratch buffer).
     pub name: &'a [u8],
+    /// [`NameHash::of`] the lowercase name, computed while lowercasing it.
+    pub name_hash: u64,
     /// QTYPE.
     pub qtype: u16,
     /// QCLASS.
@@ -196,6 +198,7 @@ impl<'a> Query<'a> {
             flags,
             question: &[],
             name: &[],
+            name_hash: 0,
             qtype: 0,
             qclass: 0,
             edns: None,
@@ -285,7 +288,7 @@ fn read_question(
     }
     let len = end - pos;
     let wire = packet.get(pos..end)?;
-    lowercase_into(&mut name[..len], wire);
+    q.name_hash = lowercase_into(&mut name[..len], wire);
     let tail = packet.get(end..end + 4)?;
     q.qtype = u16::from_be_bytes([tail[0], tail[1]]);
     q.qclass = u16::from_be_bytes([tail[2], tail[3]]);
@@ -293,17 +296,85 @@ fn read_question(
 }
 
 /// Copies `src` into `dst` (of the same length) with ASCII letters lowercased, eight bytes at
-/// a time.
-fn lowercase_into(dst: &mut [u8], src: &[u8]) {
+/// a time; returns [`NameHash::of`] the lowercased bytes (the words are hashed as they are
+/// written).
+fn lowercase_into(dst: &mut [u8], src: &[u8]) -> u64 {
+    let mut h = NameHash::new();
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (d, s) in (&mut d).zip(&mut s) {
         let mut w = [0u8; 8];
         w.copy_from_slice(s);
-        d.copy_from_slice(&lowercase8(u64::from_le_bytes(w)).to_le_bytes());
+        let lower = lowercase8(u64::from_le_bytes(w));
+        d.copy_from_slice(&lower.to_le_bytes());
+        h = h.word(lower);
     }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+    let mut tail = 0u64;
+    let rest = d.into_remainder();
+    for (i, (d, s)) in rest.iter_mut().zip(s.remainder()).enumerate() {
         *d = s.to_ascii_lowercase();
+        tail |= (*d as u64) << (8 * i);
+    }
+    h.tail(tail, rest.len()).finish()
+}
+
+/// The hash that tables of names are keyed by ([`NameHash::of`] a lowercase wire-form name),
+/// computed by the decoder while it lowercases the question name, so that looking the name up
+/// does not read it again: a multiply-rotate over eight bytes at a time. It is not keyed; that
+/// is safe because the tables hold names from the operators' files, not from the network (a
+/// query can only look a name up, never insert one), so colliding names cannot be planted to
+/// slow lookups down.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NameHash(u64);
+
+impl NameHash {
+    /// The state before any byte.
+    #[inline]
+    pub const fn new() -> NameHash {
+        NameHash(0)
+    }
+
+    /// The hash of `name`.
+    #[inline]
+    pub fn of(name: &[u8]) -> u64 {
+        NameHash::new().bytes(name).finish()
+    }
+
+    /// Adds `bytes`: whole words, then the rest as one zero-padded word marked with its
+    /// length.
+    #[inline]
+    pub fn bytes(mut self, bytes: &[u8]) -> NameHash {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self = self.word(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let tail = rest
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | (b as u64) << (8 * i));
+        self.tail(tail, rest.len())
+    }
+
+    /// Adds one little-endian word of eight bytes.
+    #[inline]
+    pub fn word(self, w: u64) -> NameHash {
+        NameHash((self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95))
+    }
+
+    /// Adds the last `len` (< 8) bytes, zero-padded into `w`.
+    #[inline]
+    fn tail(self, w: u64, len: usize) -> NameHash {
+        self.word(w ^ ((len as u64) << 56))
+    }
+
+    /// The hash; the high bits (which hash tables use for their control bytes) are spread
+    /// downwards too.
+    #[inline]
+    pub fn finish(self) -> u64 {
+        self.0 ^ (self.0 >> 29)
     }
 }
 
@@ -380,35 +451,50 @@ fn read_additional<'a>(
         if name_end != pos + 1 || q.edns.is_some() {
             return Err(Malformed::Opt);
         }
-        let mut edns = Edns {
+        // The fixed part of the OPT record is readable: from here on, an error response
+        // carries an OPT record too (RFC 6891 §7), without the option that was refused. The
+        // options are read into it in place (no second copy of the record).
+        let edns = q.edns.insert(Edns {
             udp_size: class.max(512),
             version: (ttl >> 16) as u8,
             dnssec_ok: ttl & 0x8000 != 0,
             ecs: None,
             asks: 0,
-        };
-        // The fixed part of the OPT record is readable: from here on, an error response
-        // carries an OPT record too (RFC 6891 §7), without the option that was refused.
-        q.edns = Some(edns);
-        let mut o = 0;
-        while o < rdata.len() {
-            let head = rdata.get(o..o + 4).ok_or(Malformed::Option)?;
-            let code = u16::from_be_bytes([head[0], head[1]]);
-            let len = u16::from_be_bytes([head[2], head[3]]) as usize;
-            let body = rdata.get(o + 4..o + 4 + len).ok_or(Malformed::Option)?;
-            if code == OPT_ECS {
-                if edns.ecs.is_some() {
-                    return Err(Malformed::Ecs);
-                }
-                edns.ecs = Some(options::parse_ecs(body).map_err(|_| Malformed::Ecs)?);
-            } else if code <= options::HIGHEST_ASK {
-                edns.asks |= options::read(code, body, &mut q.cookie)?;
-            }
-            o += 4 + len;
+        });
+        if let Err(why) = read_options(rdata, edns, &mut q.cookie) {
+            // The error response carries the OPT record without the options.
+            (edns.ecs, edns.asks) = (None, 0);
+            return Err(why);
         }
-        q.edns = Some(edns);
     }
     Ok(name_end + 10 + rdlen)
+}
+
+/// Reads the options of an OPT record's `rdata` into `edns` (and the COOKIE option's body
+/// into `cookie`).
+#[inline(always)]
+fn read_options<'a>(
+    rdata: &'a [u8],
+    edns: &mut Edns,
+    cookie: &mut &'a [u8],
+) -> Result<(), Malformed> {
+    let mut o = 0;
+    while o < rdata.len() {
+        let head = rdata.get(o..o + 4).ok_or(Malformed::Option)?;
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+        let body = rdata.get(o + 4..o + 4 + len).ok_or(Malformed::Option)?;
+        if code == OPT_ECS {
+            if edns.ecs.is_some() {
+                return Err(Malformed::Ecs);
+            }
+            edns.ecs = Some(options::parse_ecs(body).map_err(|_| Malformed::Ecs)?);
+        } else if code <= options::HIGHEST_ASK {
+            edns.asks |= options::read(code, body, cookie)?;
+        }
+        o += 4 + len;
+    }
+    Ok(())
 }
 
 /// Encodes a response into a borrowed buffer; never allocates.

@@ -30,11 +30,27 @@ fn lowercasing_eight_bytes_at_a_time_matches_the_byte_rule() {
         for len in [1, 7, 8, 9, 17, 64] {
             let src = &all[start..(start + len).min(all.len())];
             let mut dst = vec![0u8; src.len()];
-            lowercase_into(&mut dst, src);
+            let hash = lowercase_into(&mut dst, src);
             let want: Vec<u8> = src.iter().map(|b| b.to_ascii_lowercase()).collect();
             assert_eq!(dst, want, "{src:?}");
+            // The hash made while lowercasing is the one the name tables are keyed by.
+            assert_eq!(hash, NameHash::of(&want), "{src:?}");
         }
     }
+}
+
+#[test]
+fn a_query_carries_the_hash_of_its_lowercase_name() {
+    let mut scratch = [0; MAX_NAME];
+    for name in [&["dl", "Example", "TEST"][..], &["a"], &[], &["x"; 40]] {
+        let packet = query(name, rtype::A, &[], 0);
+        let q = Query::parse(&packet, &mut scratch).expect("well-formed");
+        assert_eq!(q.name_hash, NameHash::of(q.name), "{name:?}");
+    }
+    assert_ne!(
+        NameHash::of(b"\x02dl\x07example\x04test\x00"),
+        NameHash::of(b"\x00")
+    );
 }
 
 #[test]
