@@ -103,36 +103,59 @@ pub fn prepare<'s, 'p>(
     src: IpAddr,
     scratch: &'p mut [u8; MAX_NAME],
 ) -> Prepared<'s, 'p> {
-    let q = match Query::parse(packet, scratch) {
-        Ok(q) => q,
-        Err((Reject::Drop, _)) => return Prepared::Drop,
-        Err((Reject::Rcode(code), echo)) => return Prepared::Error { echo, packet, code },
+    let mut slot = Prepared::Drop;
+    prepare_into(&mut slot, snap, packet, src, scratch);
+    slot
+}
+
+/// [`prepare`] into `slot`, where the caller keeps it: a batch decodes each query straight
+/// into its place, without moving the decoded query.
+#[inline]
+pub fn prepare_into<'s, 'p>(
+    slot: &mut Prepared<'s, 'p>,
+    snap: &'s Snapshot,
+    packet: &'p [u8],
+    src: IpAddr,
+    scratch: &'p mut [u8; MAX_NAME],
+) {
+    *slot = Prepared::Query {
+        q: Query::blank(),
+        src,
+        target: Target::Refused,
     };
-    let target = if q.qclass == CLASS_CH {
-        Target::Chaos
+    let Prepared::Query { q, target, .. } = slot else {
+        return;
+    };
+    if let Err(r) = q.parse_into(packet, scratch) {
+        *slot = match r.reject {
+            Reject::Drop => Prepared::Drop,
+            Reject::Rcode(code) => Prepared::Error {
+                echo: r.echo(q),
+                packet,
+                code,
+            },
+        };
+        return;
+    }
+    if q.qclass == CLASS_CH {
+        *target = Target::Chaos;
     } else if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
         || q.qtype == rtype::AXFR
         || q.qtype == rtype::IXFR
     {
-        Target::Refused
-    } else {
-        match snap.zone_for(q.name()) {
-            None => Target::Refused,
-            Some(zone) => {
-                let node = zone.nodes.get_hashed(q.name(), q.name_hash);
-                // The service that answers A/AAAA here: the name's own, or the one at the end
-                // of its CNAME chain (the chain the answer will follow).
-                let route = match node.and_then(|n| chain_service(zone, n)) {
-                    Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
-                        Some(service_route(snap, s, &q, src))
-                    }
-                    _ => None,
-                };
-                Target::Name { zone, node, route }
+        // Refused, as the slot already says.
+    } else if let Some(zone) = snap.zone_for(q.name()) {
+        let node = zone.nodes.get_hashed(q.name(), q.name_hash);
+        // The service that answers A/AAAA here: the name's own, or the one at the end of
+        // its CNAME chain (the chain the answer will follow).
+        let route = match node.and_then(|n| chain_service(zone, n)) {
+            Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
+                Some(service_route(snap, s, q, src))
             }
-        }
-    };
-    Prepared::Query { q, src, target }
+            _ => None,
+        };
+        *target = Target::Name { zone, node, route };
+    }
 }
 
 /// The route lookup service `s` makes for this query: the client address it decides by, from

@@ -20,7 +20,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::RawFd;
 
 use super::Meter;
-use super::answer::{Outcome, Prepared, Transport, complete, prepare};
+use super::answer::{Outcome, Prepared, Transport, complete, prepare_into};
 use crate::counters::{Counters, Slot, query};
 use crate::querylog::{Logger, QueryLog};
 use crate::snapshot::Snapshot;
@@ -223,7 +223,7 @@ fn worker<S: Peer>(
             }
             peers[i] = Some(peer.ip());
             let query = &inbuf[i * MAX_QUERY..i * MAX_QUERY + (*len).min(MAX_QUERY)];
-            prepared[i] = prepare(&snap, query, peer.ip(), scratch);
+            prepare_into(&mut prepared[i], &snap, query, peer.ip(), scratch);
         }
         warm(&snap, &prepared[..n]);
         let mut m = 0;

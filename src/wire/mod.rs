@@ -172,30 +172,11 @@ impl<'a> Query<'a> {
         self.name
     }
 
-    /// Decodes `packet`, writing the lowercase question name into `scratch` (which the query
-    /// then borrows: a query stays small enough to move around cheaply). On error, also
-    /// returns the question when it was readable so that the error response can echo it.
-    pub fn parse(
-        packet: &'a [u8],
-        scratch: &'a mut [u8; MAX_NAME],
-    ) -> Result<Query<'a>, (Reject, Option<Echo<'a>>)> {
-        // Stage 1: the header.
-        if packet.len() < 12 {
-            return Err((Reject::Drop, None));
-        }
-        let id = u16::from_be_bytes([packet[0], packet[1]]);
-        let flags = u16::from_be_bytes([packet[2], packet[3]]);
-        if flags & QR != 0 {
-            return Err((Reject::Drop, None));
-        }
-        let qdcount = u16::from_be_bytes([packet[4], packet[5]]);
-        let ancount = u16::from_be_bytes([packet[6], packet[7]]);
-        let nscount = u16::from_be_bytes([packet[8], packet[9]]);
-        let arcount = u16::from_be_bytes([packet[10], packet[11]]);
-        let opcode = (flags >> 11) & 0xf;
-        let mut q = Query {
-            id,
-            flags,
+    /// A query with nothing read yet, to decode into with [`Query::parse_into`].
+    pub const fn blank() -> Query<'a> {
+        Query {
+            id: 0,
+            flags: 0,
             question: &[],
             name: &[],
             name_hash: 0,
@@ -203,52 +184,110 @@ impl<'a> Query<'a> {
             qclass: 0,
             edns: None,
             cookie: &[],
-        };
+        }
+    }
+
+    /// Decodes `packet`, writing the lowercase question name into `scratch` (which the query
+    /// then borrows: a query stays small enough to move around cheaply). On error, also
+    /// returns the question when it was readable so that the error response can echo it.
+    pub fn parse(
+        packet: &'a [u8],
+        scratch: &'a mut [u8; MAX_NAME],
+    ) -> Result<Query<'a>, (Reject, Option<Echo<'a>>)> {
+        let mut q = Query::blank();
+        match q.parse_into(packet, scratch) {
+            Ok(()) => Ok(q),
+            Err(r) => Err((r.reject, r.echo(&q))),
+        }
+    }
+
+    /// [`Query::parse`] into `self` (a [`Query::blank`]), where the caller keeps it: the answer
+    /// path decodes each query straight into the slot of its batch, without moving it. On
+    /// error, `self` holds what could be read, for [`Rejection::echo`].
+    #[inline]
+    pub fn parse_into(
+        &mut self,
+        packet: &'a [u8],
+        scratch: &'a mut [u8; MAX_NAME],
+    ) -> Result<(), Rejection> {
+        let q = self;
+        let fail = |reject, echo, why| Err(Rejection { reject, echo, why });
+        // Stage 1: the header.
+        if packet.len() < 12 {
+            return fail(Reject::Drop, false, None);
+        }
+        q.id = u16::from_be_bytes([packet[0], packet[1]]);
+        q.flags = u16::from_be_bytes([packet[2], packet[3]]);
+        if q.flags & QR != 0 {
+            return fail(Reject::Drop, false, None);
+        }
+        let qdcount = u16::from_be_bytes([packet[4], packet[5]]);
+        let ancount = u16::from_be_bytes([packet[6], packet[7]]);
+        let nscount = u16::from_be_bytes([packet[8], packet[9]]);
+        let arcount = u16::from_be_bytes([packet[10], packet[11]]);
+        let opcode = (q.flags >> 11) & 0xf;
         if qdcount != 1 {
             let code = if opcode != 0 {
                 rcode::NOTIMP
             } else {
                 rcode::FORMERR
             };
-            return Err((Reject::Rcode(code), Some(q.echo())));
+            return fail(Reject::Rcode(code), true, None);
         }
         // Stage 2: the question.
-        let Some((end, name_len)) = read_question(packet, 12, &mut q, scratch) else {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
+        let Some((end, name_len)) = read_question(packet, 12, q, scratch) else {
+            return fail(Reject::Rcode(rcode::FORMERR), true, None);
         };
         let scratch: &'a [u8; MAX_NAME] = scratch;
         q.name = &scratch[..name_len];
         q.question = &packet[12..end];
         if opcode != 0 {
-            return Err((Reject::Rcode(rcode::NOTIMP), Some(q.echo())));
+            return fail(Reject::Rcode(rcode::NOTIMP), true, None);
         }
         if ancount != 0 || nscount != 0 {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
+            return fail(Reject::Rcode(rcode::FORMERR), true, None);
         }
         // Stage 3: the additional section (EDNS).
         let mut pos = end;
         for _ in 0..arcount {
-            match read_additional(packet, pos, &mut q) {
+            match read_additional(packet, pos, q) {
                 Ok(next) => pos = next,
-                Err(why) => {
-                    let mut echo = q.echo();
-                    echo.why = Some(why);
-                    return Err((Reject::Rcode(rcode::FORMERR), Some(echo)));
-                }
+                Err(why) => return fail(Reject::Rcode(rcode::FORMERR), true, Some(why)),
             }
         }
         if pos != packet.len() {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
+            return fail(Reject::Rcode(rcode::FORMERR), true, None);
         }
         if let Some(e) = q.edns
             && e.version > 0
         {
-            return Err((Reject::Rcode(rcode::BADVERS), Some(q.echo())));
+            return fail(Reject::Rcode(rcode::BADVERS), true, None);
         }
         if is_meta_qtype(q.qtype) {
-            return Err((Reject::Rcode(rcode::FORMERR), Some(q.echo())));
+            return fail(Reject::Rcode(rcode::FORMERR), true, None);
         }
-        Ok(q)
+        Ok(())
+    }
+}
+
+/// Why [`Query::parse_into`] did not accept a query.
+#[derive(Clone, Copy, Debug)]
+pub struct Rejection {
+    /// What to do.
+    pub reject: Reject,
+    /// Whether the error response echoes what was read (the header at least).
+    echo: bool,
+    /// Why a FORMERR, when the decoder can say.
+    why: Option<Malformed>,
+}
+
+impl Rejection {
+    /// What the error response echoes from `q`, the query the decoder left.
+    pub fn echo<'a>(&self, q: &Query<'a>) -> Option<Echo<'a>> {
+        self.echo.then(|| Echo {
+            why: self.why,
+            ..q.echo()
+        })
     }
 }
 
@@ -262,6 +301,7 @@ fn is_meta_qtype(qtype: u16) -> bool {
 
 /// Reads the question at `pos` into `q` and its lowercase name into `name`; returns the
 /// offset after it and the name's length.
+#[inline(always)]
 fn read_question(
     packet: &[u8],
     pos: usize,
@@ -430,6 +470,7 @@ fn skip_name(packet: &[u8], pos: usize) -> Option<usize> {
 }
 
 /// Reads one additional record; OPT is decoded, anything else skipped.
+#[inline(always)]
 fn read_additional<'a>(
     packet: &'a [u8],
     pos: usize,

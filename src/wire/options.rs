@@ -67,7 +67,7 @@ impl Malformed {
 }
 
 /// Decodes and validates an ECS option body (RFC 7871 §6 and §7.1.1).
-#[inline]
+#[inline(always)]
 pub(super) fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
     let head = body.get(..4).ok_or(rcode::FORMERR)?;
     let family = u16::from_be_bytes([head[0], head[1]]);
