@@ -407,6 +407,7 @@ pub fn parse_name(text: &str, origin: &Name) -> Result<Name, RecordError> {
 }
 
 /// True when `name` is `apex` or below it (both lowercase wire form).
+#[inline]
 pub fn is_within(name: &[u8], apex: &[u8]) -> bool {
     if name.len() < apex.len() || !same_bytes(&name[name.len() - apex.len()..], apex) {
         return false;

@@ -228,16 +228,46 @@ pub fn complete(
     transport: Transport,
     out: &mut [u8],
 ) -> Outcome {
+    let mut outcome = Outcome::Dropped;
+    complete_into(&mut outcome, snap, prepared, transport, out);
+    outcome
+}
+
+/// [`complete`] into `outcome`, where the caller keeps it: what a service decided is written
+/// there once, not built aside and moved.
+#[inline]
+pub fn complete_into(
+    outcome: &mut Outcome,
+    snap: &Snapshot,
+    prepared: &Prepared<'_, '_>,
+    transport: Transport,
+    out: &mut [u8],
+) {
     let (q, src, target) = match prepared {
-        Prepared::Drop => return Outcome::Dropped,
+        Prepared::Drop => {
+            *outcome = Outcome::Dropped;
+            return;
+        }
         Prepared::Error { echo, packet, code } => {
-            return super::rejected::error(snap, *echo, packet, *code, out);
+            *outcome = super::rejected::error(snap, *echo, packet, *code, out);
+            return;
         }
         Prepared::Query { q, src, target } => (q, *src, target),
     };
+    *outcome = Outcome::Answered {
+        len: 0,
+        rcode: 0,
+        truncated: false,
+        qtype: q.qtype,
+        ecs: q.edns.is_some_and(|e| e.ecs.is_some()),
+        service: None,
+        cookie: 0,
+    };
+    let Outcome::Answered { service, .. } = outcome else {
+        return;
+    };
     let mut w = Writer::new(out, q.id, q.flags & (RD | CD | 0x7800), q.question);
     let question_end = w.len();
-    let mut service = None;
     let code = match *target {
         Target::Chaos => super::chaos::chaos(snap, q, &mut w),
         Target::Refused => rcode::REFUSED,
@@ -248,7 +278,7 @@ pub fn complete(
                 zone,
                 q,
                 w: &mut w,
-                service: &mut service,
+                service,
                 signed: zone
                     .signed
                     .as_deref()
@@ -264,9 +294,10 @@ pub fn complete(
     if let Some(e) = q.edns
         && (e.asks != 0 || (1u32 << (code & 31)) & EXPLAINED != 0)
     {
-        return long_way(snap, prepared, question_end, code, &service, transport, w);
+        *outcome = long_way(snap, prepared, question_end, code, service, transport, w);
+        return;
     }
-    finish(snap, q, w, question_end, code, service, transport)
+    finish(snap, q, w, question_end, code, outcome, transport);
 }
 
 /// The end of an answer that [`super::edns`] completes.
@@ -300,17 +331,30 @@ fn long_way(
     super::edns::finish(snap, &done, w)
 }
 
-/// Adds OPT, applies the size limit, and completes the message.
+/// Adds OPT, applies the size limit, and completes the message; fills in `outcome` (an
+/// [`Outcome::Answered`] whose service part is already written).
+#[inline(always)]
 fn finish(
     snap: &Snapshot,
     q: &Query<'_>,
     mut w: Writer<'_>,
     question_end: usize,
     code: u16,
-    service: Option<ServiceAnswer>,
+    outcome: &mut Outcome,
     transport: Transport,
-) -> Outcome {
-    let scope = service.map_or(0, |s| s.scope);
+) {
+    let Outcome::Answered {
+        len,
+        rcode,
+        truncated,
+        service,
+        cookie,
+        ..
+    } = outcome
+    else {
+        return;
+    };
+    let scope = service.as_ref().map_or(0, |s| s.scope);
     let limit = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
         (Transport::Udp, Some(e)) => {
@@ -327,15 +371,13 @@ fn finish(
                 .unwrap_or(0)
         })
         .unwrap_or(0);
-    let mut truncated = false;
-    let mut cookie = 0;
     if w.overflow || w.len() + opt_len > limit {
         // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
-        cookie =
+        *cookie =
             super::edns::nocookie_truncation(snap, q, transport, w.len() + opt_len, w.overflow);
         w.truncate_to_question(question_end);
         w.set_flags(wire::TC);
-        truncated = true;
+        *truncated = true;
     }
     if let Some(e) = q.edns {
         w.opt(
@@ -345,16 +387,8 @@ fn finish(
             e.ecs.map(|s| (s, scope)),
         );
     }
-    let len = w.finish();
-    Outcome::Answered {
-        len,
-        rcode: code,
-        truncated,
-        qtype: q.qtype,
-        ecs: q.edns.is_some_and(|e| e.ecs.is_some()),
-        service,
-        cookie,
-    }
+    *len = w.finish();
+    *rcode = code;
 }
 
 /// A compression pointer to where `suffix` (a suffix of the question name) starts.

@@ -20,7 +20,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::RawFd;
 
 use super::Meter;
-use super::answer::{Outcome, Prepared, Transport, complete, prepare_into};
+use super::answer::{Outcome, Prepared, Transport, complete_into, prepare_into};
 use crate::counters::{Counters, Slot, query};
 use crate::querylog::{Logger, QueryLog};
 use crate::snapshot::Snapshot;
@@ -228,12 +228,13 @@ fn worker<S: Peer>(
         warm(&snap, &prepared[..n]);
         let mut m = 0;
         let mut compacted = false;
+        let mut outcome = Outcome::Dropped;
         for (i, p) in prepared[..n].iter().enumerate() {
             let Some(peer) = peers[i] else {
                 continue;
             };
             let out = &mut outbuf[m * out_size..(m + 1) * out_size];
-            let outcome = complete(&snap, p, Transport::Udp, out);
+            complete_into(&mut outcome, &snap, p, Transport::Udp, out);
             meter.count_in(answers, &snap, &outcome);
             if let Some(log) = &mut log
                 && log.sample()

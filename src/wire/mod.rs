@@ -437,6 +437,7 @@ fn lowercase8(x: u64) -> u64 {
 /// 63 octets or less, no extended label types, at most 255 octets once expanded, and every
 /// pointer pointing back, before the labels that led to it, and past the header (so that a
 /// chain of pointers always ends). A name that breaks any of these is malformed (FORMERR).
+#[inline]
 fn skip_name(packet: &[u8], pos: usize) -> Option<usize> {
     let mut total = 0;
     let mut at = pos;
