@@ -589,10 +589,19 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
         return rcode::SERVFAIL;
     };
     let v6 = q.qtype == rtype::AAAA;
-    let mut pick = svc.pick(decision, v6, client_key(client), &snap.nodes, &snap.health);
+    let mut chosen = None;
+    let pick = svc.pick_in(
+        decision,
+        v6,
+        client_key(client),
+        &snap.nodes,
+        &snap.health,
+        &mut chosen,
+    );
+    let mut count = pick.count;
     let mut sigs: &[Box<[u8]>] = &[];
     if signed.is_some() {
-        (pick.count, sigs) = super::signed::narrow(at, v6, pick.nodes());
+        (count, sigs) = super::signed::narrow(at, v6, pick.nodes());
     }
     if ecs_used {
         sa.scope = echoed_scope(svc.scope(block, client), client, q);
@@ -600,26 +609,26 @@ fn service_answer(a: &mut Answering<'_, '_, '_>, route: Route, owner: &[u8], at:
     sa.rule = Some(decision.rule);
     sa.region = pick.region;
     sa.nodes = pick.nodes;
-    sa.count = pick.count;
+    sa.count = count;
     sa.fallback = pick.all_down
         || pick
             .region
             .is_some_and(|r| decision.chain.first() != Some(&r));
-    sa.degraded = pick.degraded && pick.count > 0;
+    sa.degraded = pick.degraded && count > 0;
     sa.all_down = pick.all_down;
     if pick.servfail {
         return rcode::SERVFAIL;
     }
-    let ttl = svc.ttl(&pick);
+    let ttl = svc.ttl(pick);
     sa.ttl = ttl;
     let w = &mut *a.w;
-    for &n in pick.nodes() {
+    for &n in &pick.nodes[..count] {
         for r in snap.nodes[n].records(v6) {
             w.record(Section::Answer, owner, r, Some(ttl));
         }
     }
     super::signed::sigs(w, Section::Answer, owner, sigs, Some(ttl));
-    if pick.count == 0 {
+    if count == 0 {
         negative(a, owner, Some(at), Some(v6));
     }
     rcode::NOERROR

@@ -85,6 +85,7 @@ pub(super) fn echoed_scope(scope: u8, client: IpAddr, q: &Query<'_>) -> u8 {
 
 /// The address a service decides by, how it was chosen, and whether the ECS scope applies.
 /// An IPv4-mapped ECS subnet decides as the IPv4 subnet it holds.
+#[inline]
 pub(super) fn client_address(
     use_ecs: bool,
     ecs: Option<ClientSubnet>,

@@ -207,6 +207,22 @@ impl Service {
         nodes: &[Node],
         health: &HealthTable,
     ) -> Pick {
+        let mut chosen = None;
+        *self.pick_in(decision, v6, client_key, nodes, health, &mut chosen)
+    }
+
+    /// [`Service::pick`] without copying the usual pick: it is answered by reference, and a
+    /// pick that has to be made is made into `chosen`.
+    #[inline]
+    pub fn pick_in<'a>(
+        &self,
+        decision: &'a Decision,
+        v6: bool,
+        client_key: u64,
+        nodes: &[Node],
+        health: &HealthTable,
+        chosen: &'a mut Option<Pick>,
+    ) -> &'a Pick {
         let usual = &decision.usual[usize::from(v6)];
         if usual.count > 0
             && let Some(&first) = decision.chain.first()
@@ -215,16 +231,16 @@ impl Service {
                 .get(first)
                 .is_some_and(|up| up.load(Ordering::Relaxed))
         {
-            return *usual;
+            return usual;
         }
-        self.pick_with(
+        chosen.insert(self.pick_with(
             decision,
             v6,
             client_key,
             nodes,
             health,
             self.steering.as_ref(),
-        )
+        ))
     }
 
     /// Decides each decision's usual pick ([`Decision::usual`]): what choosing (`pick_with`)

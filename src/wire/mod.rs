@@ -634,9 +634,15 @@ impl<'b> Writer<'b> {
         let n = ecs.map_or(0, |(s, _)| (s.source_prefix as usize).div_ceil(8));
         let len = if ecs.is_some() { 19 + n } else { 11 };
         // Written in place: at most 11 bytes of record, 8 of option header and 16 of address.
-        let Some(rec) = self.buf.get_mut(self.len..self.len + len) else {
-            self.overflow = true;
-            return;
+        // The address is written whole when the buffer has room past the record (the bytes
+        // after its first `n` are zero, and past the end of the message): a fixed-size copy.
+        let whole = match ecs {
+            Some((s, _)) if s.addr.is_ipv4() => 19 + 4,
+            Some(_) => 19 + 16,
+            None => 11,
+        };
+        let Some(rec) = self.buf.get_mut(self.len..self.len + len.max(whole)) else {
+            return self.opt_exact(udp_size, ext_rcode, dnssec_ok, ecs);
         };
         let ttl: u32 = ((ext_rcode as u32 >> 4) << 24) | if dnssec_ok { 0x8000 } else { 0 };
         rec[0] = 0;
@@ -653,14 +659,43 @@ impl<'b> Writer<'b> {
                 rec[17] = s.source_prefix;
                 rec[18] = scope;
                 match s.addr {
-                    IpAddr::V4(a) => rec[19..].copy_from_slice(&a.octets()[..n]),
-                    IpAddr::V6(a) => rec[19..].copy_from_slice(&a.octets()[..n]),
+                    IpAddr::V4(a) => rec[19..23].copy_from_slice(&a.octets()),
+                    IpAddr::V6(a) => rec[19..35].copy_from_slice(&a.octets()),
                 }
             }
             None => rec[9..11].fill(0),
         }
         self.len += len;
         self.counts[Section::Additional as usize] += 1;
+    }
+
+    /// [`Writer::opt`] at the very end of the buffer: the address copied to its length.
+    #[cold]
+    fn opt_exact(
+        &mut self,
+        udp_size: u16,
+        ext_rcode: u16,
+        dnssec_ok: bool,
+        ecs: Option<(ClientSubnet, u8)>,
+    ) {
+        let n = ecs.map_or(0, |(s, _)| (s.source_prefix as usize).div_ceil(8));
+        let len = if ecs.is_some() { 19 + n } else { 11 };
+        let mut rec = [0u8; 19 + 16];
+        let mut scratch = Writer {
+            buf: &mut rec,
+            len: 0,
+            counts: [0; 3],
+            overflow: false,
+        };
+        scratch.opt(udp_size, ext_rcode, dnssec_ok, ecs);
+        match self.buf.get_mut(self.len..self.len + len) {
+            Some(out) => {
+                out.copy_from_slice(&rec[..len]);
+                self.len += len;
+                self.counts[Section::Additional as usize] += 1;
+            }
+            None => self.overflow = true,
+        }
     }
 
     /// Drops every record after the question, for a truncated (TC) response.

@@ -206,3 +206,37 @@ fn malformed_packets() {
         Reject::Rcode(rcode::BADVERS)
     );
 }
+
+#[test]
+fn an_opt_record_at_the_end_of_the_buffer_is_the_same_as_anywhere() {
+    let question = [0u8, 0, 1, 0, 1];
+    for (addr, prefix) in [
+        ("192.0.2.0", 24u8),
+        ("10.0.0.0", 8),
+        ("2001:db8::", 48),
+        ("::", 0),
+    ] {
+        let s = ClientSubnet {
+            addr: addr.parse().unwrap(),
+            source_prefix: prefix,
+        };
+        for ecs in [Some((s, prefix)), None] {
+            let mut roomy = [0u8; 512];
+            let mut w = Writer::new(&mut roomy, 7, 0, &question);
+            w.opt(1232, 0, true, ecs);
+            let len = w.finish();
+            // The same record with not one byte to spare after it.
+            let mut tight = vec![0u8; len];
+            let mut w = Writer::new(&mut tight, 7, 0, &question);
+            w.opt(1232, 0, true, ecs);
+            assert!(!w.overflow, "{addr}/{prefix}");
+            assert_eq!(w.finish(), len);
+            assert_eq!(tight[..], roomy[..len], "{addr}/{prefix}");
+            // One byte short: the record does not fit.
+            let mut short = vec![0u8; len - 1];
+            let mut w = Writer::new(&mut short, 7, 0, &question);
+            w.opt(1232, 0, true, ecs);
+            assert!(w.overflow, "{addr}/{prefix}");
+        }
+    }
+}
