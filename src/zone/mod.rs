@@ -7,14 +7,17 @@
 //! the body. Parsing record values from their presentation form lives here too.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
 use crate::source::quote;
-use crate::wire::{CLASS_IN, NameHash, rtype};
+use crate::wire::{CLASS_IN, rtype};
+
+mod names;
+pub use names::{NameHasher, NodeMap, same_bytes};
 
 /// The record body of the HINFO that answers ANY at a name with no other set to give (RFC 8482
 /// §4.2): CPU "RFC8482", OS empty, TTL 3600.
@@ -214,110 +217,6 @@ pub struct Glue {
     pub body: Box<[u8]>,
 }
 
-/// Nodes by lowercase wire name, in a table hashed with [`NameHash`] (the hash the decoder
-/// computes for the question name, so that the answer path looks a name up without hashing it
-/// again: [`NodeMap::get_hashed`]).
-#[derive(Clone, Debug, Default)]
-pub struct NodeMap {
-    table: hashbrown::HashTable<(Box<[u8]>, ZoneNode)>,
-}
-
-impl NodeMap {
-    /// The node at `name`.
-    pub fn get(&self, name: &[u8]) -> Option<&ZoneNode> {
-        self.get_hashed(name, NameHash::of(name))
-    }
-
-    /// The node at `name`, whose [`NameHash::of`] is `hash`.
-    #[inline]
-    pub fn get_hashed(&self, name: &[u8], hash: u64) -> Option<&ZoneNode> {
-        self.table
-            .find(hash, |(k, _)| same_bytes(k, name))
-            .map(|(_, n)| n)
-    }
-
-    /// The node at `name`, to change.
-    pub fn get_mut(&mut self, name: &[u8]) -> Option<&mut ZoneNode> {
-        let hash = NameHash::of(name);
-        self.table
-            .find_mut(hash, |(k, _)| **k == *name)
-            .map(|(_, n)| n)
-    }
-
-    /// Whether there is a node at `name`.
-    pub fn contains_key(&self, name: &[u8]) -> bool {
-        self.get(name).is_some()
-    }
-
-    /// The node at `name`, made empty when there is none.
-    pub fn or_default(&mut self, name: &[u8]) -> &mut ZoneNode {
-        let hash = NameHash::of(name);
-        let entry = self
-            .table
-            .entry(hash, |(k, _)| **k == *name, |(k, _)| NameHash::of(k));
-        &mut entry
-            .or_insert_with(|| (name.into(), ZoneNode::default()))
-            .into_mut()
-            .1
-    }
-
-    /// Every name and its node, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &ZoneNode)> {
-        self.table.iter().map(|(k, n)| (&**k, n))
-    }
-
-    /// Every name and its node, to change, in no particular order.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut ZoneNode)> {
-        self.table.iter_mut().map(|(k, n)| (&**k, n))
-    }
-
-    /// Every node.
-    pub fn values(&self) -> impl Iterator<Item = &ZoneNode> {
-        self.table.iter().map(|(_, n)| n)
-    }
-
-    /// Every node, to change.
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut ZoneNode> {
-        self.table.iter_mut().map(|(_, n)| n)
-    }
-
-    /// Every name.
-    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.table.iter().map(|(k, _)| &**k)
-    }
-
-    /// How many names.
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    /// Whether there is no name.
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-}
-
-/// The hasher of [`AnswerSigs`]: [`NameHash`] over the bytes written.
-#[derive(Default, Clone, Copy)]
-pub struct NameHasher(NameHash);
-
-impl Hasher for NameHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = self.0.bytes(bytes);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.0 = self.0.word(n as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
-}
-
 /// A served zone.
 #[derive(Clone, Debug)]
 pub struct Zone {
@@ -346,34 +245,6 @@ impl Zone {
     pub fn node(&self, name: &[u8]) -> Option<&ZoneNode> {
         self.nodes.get(name)
     }
-}
-
-/// Whether `a` and `b` are the same bytes, compared eight at a time in line: names are short,
-/// and a call to the C library's comparison costs more than comparing them here (the answer
-/// path compares a name with a table's key and with a zone's apex).
-#[inline(always)]
-pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let word = |s: &[u8], i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        u64::from_ne_bytes(w)
-    };
-    // Whole words from the start, then the last eight bytes (overlapping the last word).
-    let mut i = 0;
-    while i + 8 < n {
-        if word(a, i) != word(b, i) {
-            return false;
-        }
-        i += 8;
-    }
-    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Lowercase wire form of `name` (which must be fully qualified).
@@ -563,20 +434,6 @@ pub fn add_ancestors(nodes: &mut NodeMap, name: &[u8], apex: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_bytes_finds_every_difference() {
-        for n in 0..40usize {
-            let a: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
-            assert!(same_bytes(&a, &a.clone()));
-            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
-            for i in 0..n {
-                let mut b = a.clone();
-                b[i] ^= 0x20;
-                assert!(!same_bytes(&a, &b), "length {n}, byte {i}");
-            }
-        }
-    }
 
     #[test]
     fn names_and_rdata() {
