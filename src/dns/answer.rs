@@ -9,15 +9,13 @@ use std::net::IpAddr;
 
 pub use crate::snapshot::ServiceAnswer;
 use crate::snapshot::{Snapshot, client_key};
-use crate::wire::{
-    self, AA, CD, CLASS_ANY, CLASS_CH, CLASS_IN, MAX_NAME, Query, RD, Reject, Section, Writer,
-    rcode, rtype,
-};
+use crate::wire::{self, AA, CD, MAX_NAME, Query, RD, Section, Writer, rcode, rtype};
 use crate::zone::{MAX_CNAME_LINKS, RecordSet, Signed, Zone, ZoneNode};
 
-use super::client::{client_address, echoed_scope};
+use super::client::echoed_scope;
 
 pub use super::outcome::{Outcome, Transport};
+pub use super::prepared::{Prepared, Route, Target, prepare, prepare_into};
 use crate::wire::QNAME_PTR;
 
 /// Answers `packet` from `src` into `out` (which should hold 65535 bytes).
@@ -35,190 +33,6 @@ pub fn respond(
         transport,
         out,
     )
-}
-
-/// A query decoded and placed in the snapshot, not yet answered: the first half of
-/// [`respond`]. A transport that holds a batch of queries prepares them all, calls
-/// [`Prepared::directory_entry`] and [`Prepared::warm_blocks`] on each, then completes them, so that the batch's cache misses on the
-/// route tables overlap instead of coming one after the other.
-#[derive(Debug)]
-pub enum Prepared<'s, 'p> {
-    /// Not answered at all.
-    Drop,
-    /// Answered with an error rcode, echoing what could be read.
-    Error {
-        /// The parts of the query that could be read.
-        echo: Option<wire::Echo<'p>>,
-        /// The packet (for the header when nothing else could be read).
-        packet: &'p [u8],
-        /// The rcode.
-        code: u16,
-    },
-    /// A well-formed query.
-    Query {
-        /// The decoded query.
-        q: Query<'p>,
-        /// Where it was sent from.
-        src: IpAddr,
-        /// What it asks for.
-        target: Target<'s>,
-    },
-}
-
-/// What a well-formed query is about.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'s> {
-    /// CHAOS identity.
-    Chaos,
-    /// Not ours, not a class we serve, or a zone transfer.
-    Refused,
-    /// A name (that may not exist) in one of our zones.
-    Name {
-        /// The zone.
-        zone: &'s Zone,
-        /// The name, when it exists.
-        node: Option<&'s ZoneNode>,
-        /// For A/AAAA of a service name: the service and the client it decides for.
-        route: Option<Route>,
-    },
-}
-
-/// The route-table lookup an A/AAAA query of a service name will make.
-#[derive(Debug, Clone, Copy)]
-pub struct Route {
-    /// Index of the service in the snapshot.
-    pub service: usize,
-    /// The address it decides by.
-    pub client: IpAddr,
-    /// Whether that address came from ECS (the answer then carries a scope).
-    pub ecs_used: bool,
-}
-
-/// Decodes `packet` and finds what it asks for (the first half of [`respond`]); `scratch`
-/// receives the lowercase question name.
-#[inline]
-pub fn prepare<'s, 'p>(
-    snap: &'s Snapshot,
-    packet: &'p [u8],
-    src: IpAddr,
-    scratch: &'p mut [u8; MAX_NAME],
-) -> Prepared<'s, 'p> {
-    let mut slot = Prepared::Drop;
-    prepare_into(&mut slot, snap, packet, src, scratch);
-    slot
-}
-
-/// [`prepare`] into `slot`, where the caller keeps it: a batch decodes each query straight
-/// into its place, without moving the decoded query.
-#[inline]
-pub fn prepare_into<'s, 'p>(
-    slot: &mut Prepared<'s, 'p>,
-    snap: &'s Snapshot,
-    packet: &'p [u8],
-    src: IpAddr,
-    scratch: &'p mut [u8; MAX_NAME],
-) {
-    *slot = Prepared::Query {
-        q: Query::blank(),
-        src,
-        target: Target::Refused,
-    };
-    let Prepared::Query { q, target, .. } = slot else {
-        return;
-    };
-    if let Err(r) = q.parse_into(packet, scratch) {
-        *slot = match r.reject {
-            Reject::Drop => Prepared::Drop,
-            Reject::Rcode(code) => Prepared::Error {
-                echo: r.echo(q),
-                packet,
-                code,
-            },
-        };
-        return;
-    }
-    if q.qclass == CLASS_CH {
-        *target = Target::Chaos;
-    } else if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
-        || q.qtype == rtype::AXFR
-        || q.qtype == rtype::IXFR
-    {
-        // Refused, as the slot already says.
-    } else if let Some(zone) = snap.zone_for(q.name()) {
-        let node = zone.nodes.get_hashed(q.name(), q.name_hash);
-        // The service that answers A/AAAA here: the name's own, or the one at the end of
-        // its CNAME chain (the chain the answer will follow).
-        let route = match node.and_then(|n| chain_service(zone, n)) {
-            Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
-                Some(service_route(snap, s, q, src))
-            }
-            _ => None,
-        };
-        *target = Target::Name { zone, node, route };
-    }
-}
-
-/// The route lookup service `s` makes for this query: the client address it decides by, from
-/// the query's ECS option or its source address.
-#[inline]
-fn service_route(snap: &Snapshot, s: usize, q: &Query<'_>, src: IpAddr) -> Route {
-    let svc = &snap.services[s];
-    let (client, _, ecs_used) = client_address(svc.use_ecs, q.edns.and_then(|e| e.ecs), src);
-    Route {
-        service: s,
-        client,
-        ecs_used,
-    }
-}
-
-/// The service answering address queries at `node`: its own, or, for an alias, the service of
-/// the name its CNAME chain ends at inside `zone` (following the links [`cname_chain`]
-/// follows, no more).
-#[inline]
-fn chain_service(zone: &Zone, node: &ZoneNode) -> Option<usize> {
-    let mut node = node;
-    for _ in 0..=MAX_CNAME_LINKS {
-        let Some(target) = &node.cname_target else {
-            return node.service;
-        };
-        if !crate::zone::is_within(target, &zone.apex) {
-            return None;
-        }
-        node = zone.node(target)?;
-    }
-    None
-}
-
-impl<'s> Prepared<'s, '_> {
-    /// The route lookup this query will make, if any.
-    #[inline]
-    pub fn route(&self) -> Option<Route> {
-        match self {
-            Prepared::Query {
-                target: Target::Name { route, .. },
-                ..
-            } => *route,
-            _ => None,
-        }
-    }
-
-    /// The route-table directory word the answer will read first, if any. A batch reads
-    /// these for all its queries in a tight loop, then calls [`warm_blocks`](Self::warm_blocks)
-    /// on each, before completing them: the cache misses of the batch then overlap.
-    #[inline]
-    pub fn directory_entry(&self, snap: &'s Snapshot) -> Option<&'s u64> {
-        let r = self.route()?;
-        snap.services.get(r.service)?.directory_entry(r.client)
-    }
-
-    /// Reads the first route-table block the answer will search; returns a value derived
-    /// from it (for `std::hint::black_box`).
-    #[inline]
-    pub fn warm_blocks(&self, snap: &Snapshot) -> u64 {
-        self.route()
-            .and_then(|r| Some(snap.services.get(r.service)?.warm_blocks(r.client)))
-            .unwrap_or(0)
-    }
 }
 
 /// Writes the response to a prepared query into `out` (the second half of [`respond`]).

@@ -11,6 +11,7 @@ pub mod cookie;
 mod edns;
 pub mod listen;
 mod outcome;
+mod prepared;
 mod rejected;
 pub mod rrl;
 mod signed;
