@@ -9,6 +9,7 @@ use crate::wire::{ClientSubnet, Query};
 /// False for addresses that may not stand for a client on the Internet (private, loopback,
 /// link-local, unspecified, broadcast, documentation, shared (100.64/10), reserved (240/4),
 /// unique-local and documentation IPv6): true for the rest.
+#[inline]
 fn is_global(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {

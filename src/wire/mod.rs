@@ -539,6 +539,7 @@ fn read_options<'a>(
     Ok(())
 }
 
+mod copy;
 mod writer;
 pub use writer::{Section, Writer};
 

@@ -99,11 +99,11 @@ pub(super) fn parse_ecs(body: &[u8]) -> Result<ClientSubnet, u16> {
     }
     let addr = if family == 1 {
         let mut b = [0u8; 4];
-        b[..needed].copy_from_slice(addr);
+        super::copy::copy(&mut b[..needed], addr);
         IpAddr::from(b)
     } else {
         let mut b = [0u8; 16];
-        b[..needed].copy_from_slice(addr);
+        super::copy::copy(&mut b[..needed], addr);
         IpAddr::from(b)
     };
     Ok(ClientSubnet {

@@ -76,7 +76,14 @@ impl<'b> Writer<'b> {
     /// (type, class, TTL, RDLENGTH, RDATA), with the TTL replaced by `ttl` when given.
     pub fn record(&mut self, section: Section, owner: &[u8], body: &[u8], ttl: Option<u32>) {
         let start = self.len;
-        self.put(owner);
+        match (owner, self.buf.get_mut(start..start + 2)) {
+            // A compression pointer (most owners): two bytes, not a call to copy them.
+            (&[a, b], Some(dst)) => {
+                dst.copy_from_slice(&[a, b]);
+                self.len += 2;
+            }
+            _ => self.put(owner),
+        }
         let body_start = self.len;
         self.put(body);
         if self.overflow {
@@ -185,9 +192,8 @@ impl<'b> Writer<'b> {
 
     /// Writes the section counts and returns the length of the message.
     pub fn finish(self) -> usize {
-        for (i, c) in self.counts.iter().enumerate() {
-            self.buf[6 + 2 * i..8 + 2 * i].copy_from_slice(&c.to_be_bytes());
-        }
+        let [an, ns, ar] = self.counts.map(u16::to_be_bytes);
+        self.buf[6..12].copy_from_slice(&[an[0], an[1], ns[0], ns[1], ar[0], ar[1]]);
         self.len
     }
 }
