@@ -151,7 +151,7 @@ fn add_published_sets(z: &mut Zone, keys: &ZoneKeys) {
         published.push((rtype::CDS, cds));
         published.push((rtype::CDNSKEY, cdnskey));
     }
-    let apex = z.nodes.or_default(&z.apex.clone());
+    let apex = z.nodes.or_default(&z.apex);
     for (rt, records) in published {
         apex.sets.retain(|set| set.rtype != rt);
         apex.sets.push(RecordSet {

@@ -176,15 +176,7 @@ fn finish(
         }
         (Transport::Udp, None) => 512,
     };
-    let opt_len = q
-        .edns
-        .map(|e| {
-            11 + e
-                .ecs
-                .map(|s| 8 + (s.source_prefix as usize).div_ceil(8))
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
+    let opt_len = q.edns.map_or(0, |e| wire::opt_len(e.ecs));
     if w.overflow || w.len() + opt_len > limit {
         // RFC 2181 §9: drop the sections, set TC; the client retries over TCP.
         *cookie =

@@ -116,17 +116,13 @@ mod tests {
                 [16, 0, 1],
                 [31, 255, 255],
                 [51, 100, 9],
-            ]
-            .into_iter()
-            .chain([
                 [64, 0, 1],
                 [113, 0, 0],
                 [127, 255, 255],
                 [168, 1, 1],
                 [254, 3, 4],
-            ])
-            .chain([[255, 255, 255]])
-            {
+                [255, 255, 255],
+            ] {
                 let a = Ipv4Addr::new(first, rest[0], rest[1], rest[2]);
                 assert_eq!(is_global(IpAddr::V4(a)), !special_v4(a), "{a}");
             }

@@ -146,14 +146,11 @@ pub(super) fn finish(snap: &Snapshot, d: &Done<'_>, mut w: Writer<'_>) -> Outcom
         .as_deref()
         .filter(|_| e.asks & ask::NSID != 0);
     let keepalive = e.asks & ask::KEEPALIVE != 0 && d.transport == Transport::Tcp;
-    let ecs_len = e
-        .ecs
-        .map_or(0, |s| 8 + (s.source_prefix as usize).div_ceil(8));
     let extra_len = cookie_answer.map_or(0, |a| 4 + a.len())
         + nsid.map_or(0, |n| 4 + n.len().min(255))
         + if keepalive { 6 } else { 0 }
         + why.map_or(0, |(_, t)| 6 + t.len().min(200));
-    let opt_len = 11 + ecs_len + extra_len;
+    let opt_len = crate::wire::opt_len(e.ecs) + extra_len;
     let cap = if cookie_status == status::GOOD {
         snap.settings.udp_payload_max
     } else {

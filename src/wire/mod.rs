@@ -541,7 +541,7 @@ fn read_options<'a>(
 
 mod copy;
 mod writer;
-pub use writer::{Section, Writer};
+pub use writer::{Section, Writer, opt_len};
 
 mod options;
 pub use options::{Malformed, ask};

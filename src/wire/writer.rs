@@ -19,6 +19,13 @@ pub struct Writer<'b> {
     pub overflow: bool,
 }
 
+/// The length of the OPT record [`Writer::opt`] writes: 11 bytes, and the ECS option (8 bytes
+/// and the address cut to its source prefix) when there is one; more options come on top.
+#[inline]
+pub fn opt_len(ecs: Option<ClientSubnet>) -> usize {
+    11 + ecs.map_or(0, |s| 8 + usize::from(s.source_prefix).div_ceil(8))
+}
+
 /// Response sections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
@@ -105,8 +112,7 @@ impl<'b> Writer<'b> {
         dnssec_ok: bool,
         ecs: Option<(ClientSubnet, u8)>,
     ) {
-        let n = ecs.map_or(0, |(s, _)| (s.source_prefix as usize).div_ceil(8));
-        let len = if ecs.is_some() { 19 + n } else { 11 };
+        let len = opt_len(ecs.map(|(s, _)| s));
         // Written in place: at most 11 bytes of record, 8 of option header and 16 of address.
         // The address is written whole when the buffer has room past the record (the bytes
         // after its first `n` are zero, and past the end of the message): a fixed-size copy.
@@ -125,9 +131,11 @@ impl<'b> Writer<'b> {
         rec[5..9].copy_from_slice(&ttl.to_be_bytes());
         match ecs {
             Some((s, scope)) => {
-                rec[9..11].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+                // RDLENGTH: everything after the record's fixed part; OPTION-LENGTH: after
+                // the option's header.
+                rec[9..11].copy_from_slice(&((len - 11) as u16).to_be_bytes());
                 rec[11..13].copy_from_slice(&OPT_ECS.to_be_bytes());
-                rec[13..15].copy_from_slice(&((4 + n) as u16).to_be_bytes());
+                rec[13..15].copy_from_slice(&((len - 15) as u16).to_be_bytes());
                 let family: u16 = if s.addr.is_ipv4() { 1 } else { 2 };
                 rec[15..17].copy_from_slice(&family.to_be_bytes());
                 rec[17] = s.source_prefix;
@@ -152,8 +160,7 @@ impl<'b> Writer<'b> {
         dnssec_ok: bool,
         ecs: Option<(ClientSubnet, u8)>,
     ) {
-        let n = ecs.map_or(0, |(s, _)| (s.source_prefix as usize).div_ceil(8));
-        let len = if ecs.is_some() { 19 + n } else { 11 };
+        let len = opt_len(ecs.map(|(s, _)| s));
         let mut rec = [0u8; 19 + 16];
         let mut scratch = Writer {
             buf: &mut rec,

@@ -75,11 +75,6 @@ impl NodeMap {
         self.table.iter_mut().map(|(_, n)| n)
     }
 
-    /// Every name.
-    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.table.iter().map(|(k, _)| &**k)
-    }
-
     /// How many names.
     pub fn len(&self) -> usize {
         self.table.len()
