@@ -78,12 +78,28 @@ pub fn prepare<'s, 'p>(
     scratch: &'p mut [u8; MAX_NAME],
 ) -> Prepared<'s, 'p> {
     let mut slot = Prepared::Drop;
-    prepare_into(&mut slot, snap, packet, src, scratch);
+    prepare_into(&mut slot, snap, packet, src, scratch, &mut None);
     slot
 }
 
+/// The last query of a batch that was found in a zone, and where: the next query that asks the
+/// same question, byte for byte, is placed without decoding its name or looking it up again
+/// (most of a busy batch asks for the same download name, from different clients). It lives
+/// for one batch, answered from one snapshot, so what it holds is still true.
+#[derive(Clone, Copy, Debug)]
+pub struct Recent<'s, 'p> {
+    /// The query.
+    q: Query<'p>,
+    /// Its zone and name.
+    zone: &'s Zone,
+    node: Option<&'s ZoneNode>,
+    /// The service answering address queries at the name ([`chain_service`]).
+    service: Option<usize>,
+}
+
 /// [`prepare`] into `slot`, where the caller keeps it: a batch decodes each query straight
-/// into its place, without moving the decoded query.
+/// into its place, without moving the decoded query, and keeps `recent` from one query to the
+/// next (`None` before the first).
 #[inline]
 pub fn prepare_into<'s, 'p>(
     slot: &mut Prepared<'s, 'p>,
@@ -91,6 +107,7 @@ pub fn prepare_into<'s, 'p>(
     packet: &'p [u8],
     src: IpAddr,
     scratch: &'p mut [u8; MAX_NAME],
+    recent: &mut Option<Recent<'s, 'p>>,
 ) {
     *slot = Prepared::Query {
         q: Query::blank(),
@@ -100,36 +117,78 @@ pub fn prepare_into<'s, 'p>(
     let Prepared::Query { q, target, .. } = slot else {
         return;
     };
-    if let Err(r) = q.parse_into(packet, scratch) {
-        *slot = match r.reject {
-            Reject::Drop => Prepared::Drop,
-            Reject::Rcode(code) => Prepared::Error {
-                echo: r.echo(q),
-                packet,
-                code,
-            },
-        };
+    let decoded = match recent {
+        Some(r) => q.parse_after(packet, scratch, &r.q),
+        None => q.parse_into(packet, scratch).map(|()| false),
+    };
+    let same = match decoded {
+        Ok(same) => same,
+        Err(r) => {
+            *slot = match r.reject {
+                Reject::Drop => Prepared::Drop,
+                Reject::Rcode(code) => Prepared::Error {
+                    echo: r.echo(q),
+                    packet,
+                    code,
+                },
+            };
+            return;
+        }
+    };
+    // The same question as the last one found in a zone is in the same place.
+    if !same && let Some(elsewhere) = place(snap, q, recent) {
+        *target = elsewhere;
         return;
     }
+    let Some(Recent {
+        zone,
+        node,
+        service,
+        ..
+    }) = *recent
+    else {
+        return;
+    };
+    let route = match service {
+        Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
+            Some(service_route(snap, s, q, src))
+        }
+        _ => None,
+    };
+    *target = Target::Name { zone, node, route };
+}
+
+/// Finds where `q` (not the batch's recent question) is: its zone, name and service, written
+/// to `recent`; or, for a query that is not about a name in a zone, what it is about.
+#[inline(never)]
+fn place<'s, 'p>(
+    snap: &'s Snapshot,
+    q: &Query<'p>,
+    recent: &mut Option<Recent<'s, 'p>>,
+) -> Option<Target<'s>> {
     if q.qclass == CLASS_CH {
-        *target = Target::Chaos;
-    } else if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
+        return Some(Target::Chaos);
+    }
+    if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
         || q.qtype == rtype::AXFR
         || q.qtype == rtype::IXFR
     {
-        // Refused, as the slot already says.
-    } else if let Some(zone) = snap.zone_for(q.name()) {
-        let node = zone.nodes.get_hashed(q.name(), q.name_hash);
-        // The service that answers A/AAAA here: the name's own, or the one at the end of
-        // its CNAME chain (the chain the answer will follow).
-        let route = match node.and_then(|n| chain_service(zone, n)) {
-            Some(s) if q.qtype == rtype::A || q.qtype == rtype::AAAA => {
-                Some(service_route(snap, s, q, src))
-            }
-            _ => None,
-        };
-        *target = Target::Name { zone, node, route };
+        return Some(Target::Refused);
     }
+    let Some(zone) = snap.zone_for(q.name()) else {
+        return Some(Target::Refused);
+    };
+    let node = zone.nodes.get_hashed(q.name(), q.name_hash);
+    // The service that answers A/AAAA here: the name's own, or the one at the end of its
+    // CNAME chain (the chain the answer will follow).
+    let service = node.and_then(|n| chain_service(zone, n));
+    *recent = Some(Recent {
+        q: *q,
+        zone,
+        node,
+        service,
+    });
+    None
 }
 
 /// The route lookup service `s` makes for this query: the client address it decides by, from

@@ -204,6 +204,7 @@ fn worker<S: Peer>(
         let now = started.elapsed().as_secs() as u32;
         let mut peers: [Option<IpAddr>; BATCH] = [None; BATCH];
         let mut prepared: [Prepared<'_, '_>; BATCH] = std::array::from_fn(|_| Prepared::Drop);
+        let mut recent = None;
         for (i, ((len, addr), scratch)) in lens[..n]
             .iter()
             .zip(&senders[..n])
@@ -223,7 +224,14 @@ fn worker<S: Peer>(
             }
             peers[i] = Some(peer.ip());
             let query = &inbuf[i * MAX_QUERY..i * MAX_QUERY + (*len).min(MAX_QUERY)];
-            prepare_into(&mut prepared[i], &snap, query, peer.ip(), scratch);
+            prepare_into(
+                &mut prepared[i],
+                &snap,
+                query,
+                peer.ip(),
+                scratch,
+                &mut recent,
+            );
         }
         warm(&snap, &prepared[..n]);
         let mut m = 0;

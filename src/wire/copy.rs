@@ -1,9 +1,10 @@
-//! Copies of a few bytes without a call: for a length known only at run time,
+//! Copies and comparisons of a few bytes without a call. For a length known only at run time,
 //! `copy_from_slice` calls the C library's `memcpy`, which costs more than the copy when the
 //! run is short. Two fixed-size copies that overlap in the middle cover any length from the
 //! size of one to twice it, in a handful of instructions. The decoder copies the ECS address
 //! (0 to 16 bytes) this way; the encoder's copies (the question, record bodies) were measured
-//! no cheaper with it and keep `copy_from_slice` (docs/benchmarks.md).
+//! no cheaper with it and keep `copy_from_slice` (docs/benchmarks.md). [`same_bytes`] compares
+//! names eight bytes at a time, for the same reason.
 
 /// Copies `src` into `dst`, which must have the same length (else it panics, as
 /// `copy_from_slice` does).
@@ -36,9 +37,37 @@ pub fn copy(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// Whether `a` and `b` are the same bytes, compared eight at a time in line: names are short,
+/// and a call to the C library's comparison costs more than comparing them here (the answer
+/// path compares a name with a table's key and with a zone's apex).
+#[inline(always)]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    // Whole words from the start, then the last eight bytes (overlapping the last word).
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::copy;
+    use super::{copy, same_bytes};
 
     #[test]
     fn every_length_up_to_a_hundred_copies_exactly() {
@@ -60,5 +89,19 @@ mod tests {
         let mut dst = [0u8; 4];
         copy(&mut dst, &[1, 2, 3]);
         unreachable!("{dst:?}");
+    }
+
+    #[test]
+    fn same_bytes_finds_every_difference() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, byte {i}");
+            }
+        }
     }
 }

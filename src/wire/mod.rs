@@ -204,11 +204,55 @@ impl<'a> Query<'a> {
     /// [`Query::parse`] into `self` (a [`Query::blank`]), where the caller keeps it: the answer
     /// path decodes each query straight into the slot of its batch, without moving it. On
     /// error, `self` holds what could be read, for [`Rejection::echo`].
-    #[inline]
+    #[inline(never)]
     pub fn parse_into(
         &mut self,
         packet: &'a [u8],
         scratch: &'a mut [u8; MAX_NAME],
+    ) -> Result<(), Rejection> {
+        self.decode(packet, |q| {
+            let (end, name_len) = read_question(packet, 12, q, scratch)?;
+            let scratch: &'a [u8; MAX_NAME] = scratch;
+            q.name = &scratch[..name_len];
+            Some(end)
+        })
+    }
+
+    /// [`Query::parse_into`], given `before`, a query decoded without error earlier in the same
+    /// batch: when this query's question section is byte for byte `before`'s, its name, hash,
+    /// type and class are taken from `before` instead of being read, lowercased and hashed
+    /// again (they are a function of those bytes alone). Returns whether they were.
+    #[inline(always)]
+    pub fn parse_after(
+        &mut self,
+        packet: &'a [u8],
+        scratch: &'a mut [u8; MAX_NAME],
+        before: &Query<'a>,
+    ) -> Result<bool, Rejection> {
+        let asked = before.question;
+        let again = !asked.is_empty()
+            && packet
+                .get(12..12 + asked.len())
+                .is_some_and(|p| same_bytes(p, asked));
+        if !again {
+            return self.parse_into(packet, scratch).map(|()| false);
+        }
+        self.decode(packet, |q| {
+            (q.name, q.name_hash) = (before.name, before.name_hash);
+            (q.qtype, q.qclass) = (before.qtype, before.qclass);
+            Some(12 + asked.len())
+        })
+        .map(|()| true)
+    }
+
+    /// The decoder, with `question` reading the question section into the query (its name,
+    /// hash, type and class) and returning the offset after it, or `None` when it is
+    /// malformed.
+    #[inline(always)]
+    fn decode(
+        &mut self,
+        packet: &'a [u8],
+        question: impl FnOnce(&mut Query<'a>) -> Option<usize>,
     ) -> Result<(), Rejection> {
         let q = self;
         let fail = |reject, echo, why| Err(Rejection { reject, echo, why });
@@ -235,11 +279,9 @@ impl<'a> Query<'a> {
             return fail(Reject::Rcode(code), true, None);
         }
         // Stage 2: the question.
-        let Some((end, name_len)) = read_question(packet, 12, q, scratch) else {
+        let Some(end) = question(q) else {
             return fail(Reject::Rcode(rcode::FORMERR), true, None);
         };
-        let scratch: &'a [u8; MAX_NAME] = scratch;
-        q.name = &scratch[..name_len];
         q.question = &packet[12..end];
         if opcode != 0 {
             return fail(Reject::Rcode(rcode::NOTIMP), true, None);
@@ -540,6 +582,7 @@ fn read_options<'a>(
 }
 
 mod copy;
+pub use copy::same_bytes;
 mod writer;
 pub use writer::{Section, Writer, opt_len};
 

@@ -240,3 +240,49 @@ fn an_opt_record_at_the_end_of_the_buffer_is_the_same_as_anywhere() {
         }
     }
 }
+
+#[test]
+fn a_question_asked_again_is_taken_from_the_query_before() {
+    let first = query(&["dl", "Example", "test"], rtype::A, &[], 0);
+    let mut s1 = [0; MAX_NAME];
+    let before = Query::parse(&first, &mut s1).expect("well-formed");
+    let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69];
+    let cases: [(Vec<u8>, bool); 5] = [
+        // The same question (with an OPT record after it): taken over.
+        (
+            query(&["dl", "Example", "test"], rtype::A, &opt(&ecs, 0), 1),
+            true,
+        ),
+        // Another letter case, another type, another name: read again.
+        (query(&["dl", "example", "test"], rtype::A, &[], 0), false),
+        (
+            query(&["dl", "Example", "test"], rtype::AAAA, &[], 0),
+            false,
+        ),
+        (query(&["dl", "Example"], rtype::A, &[], 0), false),
+        // The question before is longer than this packet.
+        (first[..first.len() - 2].to_vec(), false),
+    ];
+    for (packet, same) in cases {
+        let (mut s2, mut s3) = ([0; MAX_NAME], [0; MAX_NAME]);
+        let mut after = Query::blank();
+        let got = after.parse_after(&packet, &mut s2, &before);
+        let mut alone = Query::blank();
+        let want = alone.parse_into(&packet, &mut s3);
+        assert_eq!(
+            got.as_ref().ok(),
+            want.as_ref().ok().map(|()| &same),
+            "{packet:?}"
+        );
+        if want.is_err() {
+            continue;
+        }
+        // Either way, the query is the one decoded without help.
+        assert_eq!(after.name, alone.name);
+        assert_eq!(after.name_hash, alone.name_hash);
+        assert_eq!((after.qtype, after.qclass), (alone.qtype, alone.qclass));
+        assert_eq!(after.question, alone.question);
+        assert_eq!(after.question.as_ptr(), packet[12..].as_ptr());
+        assert_eq!(after.edns.map(|e| e.ecs), alone.edns.map(|e| e.ecs));
+    }
+}

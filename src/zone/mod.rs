@@ -14,10 +14,10 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 
 use crate::source::quote;
-use crate::wire::{CLASS_IN, rtype};
+use crate::wire::{CLASS_IN, rtype, same_bytes};
 
 mod names;
-pub use names::{NameHasher, NodeMap, same_bytes};
+pub use names::{NameHasher, NodeMap};
 
 /// The record body of the HINFO that answers ANY at a name with no other set to give (RFC 8482
 /// §4.2): CPU "RFC8482", OS empty, TTL 3600.

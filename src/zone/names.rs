@@ -1,12 +1,12 @@
 //! The zones' name tables: [`NodeMap`], nodes by lowercase wire name, looked up on the answer
 //! path with the hash the decoder computed while lowercasing the question name
-//! ([`NameHash`]), so that a lookup does not hash the name again; and [`same_bytes`], the
-//! in-line comparison of names.
+//! ([`NameHash`]), so that a lookup does not hash the name again, and compared in line
+//! ([`same_bytes`]).
 
 use std::hash::Hasher;
 
 use super::ZoneNode;
-use crate::wire::NameHash;
+use crate::wire::{NameHash, same_bytes};
 
 /// Nodes by lowercase wire name, in a hash table keyed by [`NameHash::of`] the name, so that
 /// the answer path looks a name up with the hash the decoder computed
@@ -107,34 +107,6 @@ impl Hasher for NameHasher {
     }
 }
 
-/// Whether `a` and `b` are the same bytes, compared eight at a time in line: names are short,
-/// and a call to the C library's comparison costs more than comparing them here (the answer
-/// path compares a name with a table's key and with a zone's apex).
-#[inline(always)]
-pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let word = |s: &[u8], i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        u64::from_ne_bytes(w)
-    };
-    // Whole words from the start, then the last eight bytes (overlapping the last word).
-    let mut i = 0;
-    while i + 8 < n {
-        if word(a, i) != word(b, i) {
-            return false;
-        }
-        i += 8;
-    }
-    word(a, n - 8) == word(b, n - 8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,19 +139,5 @@ mod tests {
         }
         assert!(map.get(b"\x05n1000\x04test\x00").is_none());
         assert!(map.get(b"\x02n1\x04tesT\x00").is_none());
-    }
-
-    #[test]
-    fn same_bytes_finds_every_difference() {
-        for n in 0..40usize {
-            let a: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
-            assert!(same_bytes(&a, &a.clone()));
-            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
-            for i in 0..n {
-                let mut b = a.clone();
-                b[i] ^= 0x20;
-                assert!(!same_bytes(&a, &b), "length {n}, byte {i}");
-            }
-        }
     }
 }
