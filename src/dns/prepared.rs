@@ -82,9 +82,10 @@ pub fn prepare<'s, 'p>(
     slot
 }
 
-/// The last query of a batch that was found in a zone, and where: the next query that asks the
-/// same question, byte for byte, is placed without decoding its name or looking it up again
-/// (most of a busy batch asks for the same download name, from different clients). It lives
+/// The last query of a batch that was found in a zone, and where: the next query that asks
+/// about the same name in the same class, byte for byte, is placed without decoding its name or
+/// looking it up again (most of a busy batch asks for the same download name, A and AAAA, from
+/// different clients). It lives
 /// for one batch, answered from one snapshot, so what it holds is still true.
 #[derive(Clone, Copy, Debug)]
 pub struct Recent<'s, 'p> {
@@ -135,7 +136,12 @@ pub fn prepare_into<'s, 'p>(
             return;
         }
     };
-    // The same question as the last one found in a zone is in the same place.
+    // The same name and class as the last one found in a zone is in the same place (the
+    // type may differ, and is checked here as `place` checks it).
+    if same && is_transfer(q.qtype) {
+        // Refused, as the slot already says.
+        return;
+    }
     if !same && let Some(elsewhere) = place(snap, q, recent) {
         *target = elsewhere;
         return;
@@ -169,10 +175,7 @@ fn place<'s, 'p>(
     if q.qclass == CLASS_CH {
         return Some(Target::Chaos);
     }
-    if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY)
-        || q.qtype == rtype::AXFR
-        || q.qtype == rtype::IXFR
-    {
+    if (q.qclass != CLASS_IN && q.qclass != CLASS_ANY) || is_transfer(q.qtype) {
         return Some(Target::Refused);
     }
     let Some(zone) = snap.zone_for(q.name()) else {
@@ -189,6 +192,12 @@ fn place<'s, 'p>(
         service,
     });
     None
+}
+
+/// Zone transfers, refused whatever the name (Signpost serves answers, not zones).
+#[inline]
+fn is_transfer(qtype: u16) -> bool {
+    qtype == rtype::AXFR || qtype == rtype::IXFR
 }
 
 /// The route lookup service `s` makes for this query: the client address it decides by, from

@@ -219,9 +219,10 @@ impl<'a> Query<'a> {
     }
 
     /// [`Query::parse_into`], given `before`, a query decoded without error earlier in the same
-    /// batch: when this query's question section is byte for byte `before`'s, its name, hash,
-    /// type and class are taken from `before` instead of being read, lowercased and hashed
-    /// again (they are a function of those bytes alone). Returns whether they were.
+    /// batch: when this query's question asks about the same name in the same class, byte for
+    /// byte (the type may differ: resolvers ask A and AAAA together), the name and its hash are
+    /// taken from `before` instead of being read, lowercased and hashed again (they are a
+    /// function of those bytes alone). Returns whether they were.
     #[inline(always)]
     pub fn parse_after(
         &mut self,
@@ -229,18 +230,20 @@ impl<'a> Query<'a> {
         scratch: &'a mut [u8; MAX_NAME],
         before: &Query<'a>,
     ) -> Result<bool, Rejection> {
+        // The question section: the name, then type and class (two bytes each).
         let asked = before.question;
-        let again = !asked.is_empty()
-            && packet
-                .get(12..12 + asked.len())
-                .is_some_and(|p| same_bytes(p, asked));
-        if !again {
+        let n = asked.len();
+        let again = packet.get(12..12 + n).filter(|p| {
+            n > 4 && same_bytes(&p[..n - 4], &asked[..n - 4]) && p[n - 2..] == asked[n - 2..]
+        });
+        let Some(question) = again else {
             return self.parse_into(packet, scratch).map(|()| false);
-        }
+        };
+        let qtype = u16::from_be_bytes([question[n - 4], question[n - 3]]);
         self.decode(packet, |q| {
             (q.name, q.name_hash) = (before.name, before.name_hash);
-            (q.qtype, q.qclass) = (before.qtype, before.qclass);
-            Some(12 + asked.len())
+            (q.qtype, q.qclass) = (qtype, before.qclass);
+            Some(12 + n)
         })
         .map(|()| true)
     }

@@ -247,21 +247,24 @@ fn a_question_asked_again_is_taken_from_the_query_before() {
     let mut s1 = [0; MAX_NAME];
     let before = Query::parse(&first, &mut s1).expect("well-formed");
     let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69];
-    let cases: [(Vec<u8>, bool); 5] = [
-        // The same question (with an OPT record after it): taken over.
+    let mut chaos = query(&["dl", "Example", "test"], rtype::A, &[], 0);
+    let class = chaos.len() - 2;
+    chaos[class..].copy_from_slice(&CLASS_CH.to_be_bytes());
+    let cases: [(Vec<u8>, bool); 7] = [
+        // The same question (with an OPT record after it), or the same name and class with
+        // another type: taken over (the type is read).
         (
             query(&["dl", "Example", "test"], rtype::A, &opt(&ecs, 0), 1),
             true,
         ),
-        // Another letter case, another type, another name: read again.
+        (query(&["dl", "Example", "test"], rtype::AAAA, &[], 0), true),
+        // Another letter case, another class, another name: read again.
         (query(&["dl", "example", "test"], rtype::A, &[], 0), false),
-        (
-            query(&["dl", "Example", "test"], rtype::AAAA, &[], 0),
-            false,
-        ),
+        (chaos, false),
         (query(&["dl", "Example"], rtype::A, &[], 0), false),
-        // The question before is longer than this packet.
+        // The question before is longer than this packet; a meta type (FORMERR).
         (first[..first.len() - 2].to_vec(), false),
+        (query(&["dl", "Example", "test"], rtype::OPT, &[], 0), false),
     ];
     for (packet, same) in cases {
         let (mut s2, mut s3) = ([0; MAX_NAME], [0; MAX_NAME]);
