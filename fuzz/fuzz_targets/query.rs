@@ -8,6 +8,10 @@
 //! explanation's `answer:` line, its TTL the explanation's `ttl`, and the echoed ECS scope the
 //! explanation's `scope:` (for an IPv4 option; an IPv6 one counts the same scope from the
 //! start of the IPv6 address when it maps IPv4).
+//!
+//! The batched form a UDP worker uses (`prepare_into` with the batch's recent question, then
+//! `complete`) must answer byte for byte as `respond` does, whatever came before in the batch:
+//! the bytes are prepared after a real query for the service name, and after themselves.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -18,7 +22,8 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, RecordType};
 use libfuzzer_sys::fuzz_target;
-use signpost::dns::answer::{Outcome, Transport, respond};
+use signpost::dns::answer::{Outcome, Prepared, Transport, complete, prepare_into, respond};
+use signpost::wire::MAX_NAME;
 use signpost::snapshot::Snapshot;
 
 fn snapshot() -> &'static Snapshot {
@@ -45,7 +50,40 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    batched_as_alone(snap, data);
 });
+
+/// An A query for `dl.example.test` with ECS 81.2.69.0/24 (the seed of a batch).
+const FIRST: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\x02dl\x07example\x04test\x00\
+    \x00\x01\x00\x01\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x0b\x00\x08\x00\x07\x00\x01\x18\x00\x51\x02\x45";
+
+/// `data` answered in a batch, after [`FIRST`] and after itself, as `respond` answers it alone.
+fn batched_as_alone(snap: &Snapshot, data: &[u8]) {
+    let src: IpAddr = "192.0.2.1".parse().unwrap();
+    let alone = |out: &mut Vec<u8>| match respond(snap, data, src, Transport::Udp, out) {
+        Outcome::Answered { len, .. } => Some(out[..len].to_vec()),
+        Outcome::Dropped => None,
+    };
+    let mut out = vec![0u8; 65535];
+    let want = alone(&mut out);
+    let packets = [FIRST, data, data];
+    let mut names = [[0u8; MAX_NAME]; 3];
+    let mut batch: [Prepared<'_, '_>; 3] = std::array::from_fn(|_| Prepared::Drop);
+    let mut recent = None;
+    for ((slot, p), scratch) in batch.iter_mut().zip(packets).zip(&mut names) {
+        prepare_into(slot, snap, p, src, scratch, &mut recent);
+    }
+    for p in &batch[1..] {
+        let got = match complete(snap, p, Transport::Udp, &mut out) {
+            Outcome::Answered { len, .. } => Some(out[..len].to_vec()),
+            Outcome::Dropped => None,
+        };
+        // A server cookie carries the time: on a difference, answer alone once more.
+        if got != want {
+            assert_eq!(got, alone(&mut vec![0u8; 65535]), "batched answer differs");
+        }
+    }
+}
 
 /// For an A answer of a service name (addresses only, no CNAME), checks it against the
 /// explanation of the same query.
