@@ -85,8 +85,8 @@ pub fn prepare<'s, 'p>(
 /// The last query of a batch that was found in a zone, and where: the next query that asks
 /// about the same name in the same class, byte for byte, is placed without decoding its name or
 /// looking it up again (most of a busy batch asks for the same download name, A and AAAA, from
-/// different clients). It lives
-/// for one batch, answered from one snapshot, so what it holds is still true.
+/// different clients). It lives for one batch, answered from one snapshot, so what it holds is
+/// still true.
 #[derive(Clone, Copy, Debug)]
 pub struct Recent<'s, 'p> {
     /// The query.
