@@ -186,3 +186,58 @@ fn ksk_double_signature_roll_stays_validated() {
     let out = delv(server.udp.port(), &old_anchor, "www.example.test", "A");
     assert!(!out.contains("fully validated"), "{out}");
 }
+
+/// The key files are watched like the other inputs: a key pair replaced on disk under the same
+/// name (here by another key) signs the zone after the automatic reload, without
+/// `signpost ctl reload`, and the zone stays served throughout.
+#[test]
+fn a_key_file_replaced_on_disk_is_picked_up() {
+    let keys = TempDir::new("dnssec-key-files");
+    let (first, first_tag) = keygen(&keys, true);
+    let (second, second_tag) = keygen(&keys, true);
+    let current = keys.path("current").display().to_string();
+    let copy = |from: &str| {
+        for ext in ["key", "private"] {
+            let text = std::fs::read(format!("{from}.{ext}")).unwrap();
+            // Written aside, then renamed over: the way an editor or a deploy tool replaces it.
+            let aside = format!("{current}.{ext}.new");
+            std::fs::write(&aside, text).unwrap();
+            std::fs::rename(&aside, format!("{current}.{ext}")).unwrap();
+        }
+    };
+    copy(&first);
+    let (_dir, server, _config, _base) = start("dnssec-key-files", std::slice::from_ref(&current));
+    assert_eq!(signed_by(&server, "example.test", "DNSKEY"), [first_tag]);
+    copy(&second);
+    let mut seen = Vec::new();
+    let picked_up = speakers::wait_until(Duration::from_secs(20), || {
+        seen = signed_by(&server, "example.test", "DNSKEY");
+        assert!(
+            !seen.is_empty(),
+            "the zone stays signed while the key changes"
+        );
+        seen == [second_tag]
+    });
+    assert!(picked_up, "still signed by {seen:?}, not {second_tag}");
+    let (_, status) = server.ctl(&["status"]);
+    assert_eq!(status["last_reload"]["ok"], true, "{status}");
+    // A broken replacement: reported, the zone signed as it was; fixed: picked up.
+    std::fs::write(format!("{current}.private"), "not a key\n").unwrap();
+    let reported = speakers::wait_until(Duration::from_secs(20), || {
+        server.ctl(&["status"]).1["last_reload"]["ok"] == false
+    });
+    let (_, status) = server.ctl(&["status"]);
+    assert!(reported, "the broken key file is not reported: {status}");
+    assert!(
+        status["last_reload"]["errors"]
+            .to_string()
+            .contains("current.private"),
+        "{status}"
+    );
+    assert_eq!(signed_by(&server, "example.test", "DNSKEY"), [second_tag]);
+    copy(&first);
+    let fixed = speakers::wait_until(Duration::from_secs(20), || {
+        signed_by(&server, "example.test", "DNSKEY") == [first_tag]
+    });
+    assert!(fixed, "the fixed key file is not picked up");
+}

@@ -10,7 +10,8 @@ use crate::dnssec::{Signer, Timing, ZoneKey, ZoneKeys};
 use crate::source::{Document, Errors};
 
 /// The keys of the zone with apex `apex` (lowercase wire form), or `None` after reporting
-/// every problem at its path (`path` is the `dnssec` section's).
+/// every problem at its path (`path` is the `dnssec` section's). Both files of every key are
+/// added to `files` (read or not: a key file that appears or changes asks for a reload).
 pub(super) fn load(
     doc: &Document,
     path: &str,
@@ -18,6 +19,7 @@ pub(super) fn load(
     apex: &[u8],
     resolve: &dyn Fn(&str) -> DataSource,
     errors: &mut Errors,
+    files: &mut Vec<DataSource>,
 ) -> Option<Arc<ZoneKeys>> {
     let before = errors.0.len();
     if spec.keys.is_empty() {
@@ -28,7 +30,7 @@ pub(super) fn load(
     let mut keys = Vec::new();
     for (i, k) in spec.keys.iter().enumerate() {
         let at = format!("{path}.keys[{i}]");
-        match read_pair(&k.file, resolve) {
+        match read_pair(&k.file, resolve, files) {
             Ok(signer) => {
                 let owner = signer.public().owner.as_slice().to_ascii_lowercase();
                 if owner[..] != *apex {
@@ -90,13 +92,19 @@ pub(super) fn load(
     }
 }
 
-/// Reads the key pair `file` names: its `.key` file, its base name, or its `.private` file.
-fn read_pair(file: &str, resolve: &dyn Fn(&str) -> DataSource) -> Result<Signer, String> {
+/// Reads the key pair `file` names: its `.key` file, its base name, or its `.private` file;
+/// adds both files to `files`.
+fn read_pair(
+    file: &str,
+    resolve: &dyn Fn(&str) -> DataSource,
+    files: &mut Vec<DataSource>,
+) -> Result<Signer, String> {
     let base = file
         .strip_suffix(".key")
         .or_else(|| file.strip_suffix(".private"))
         .unwrap_or(file);
     let (public, private) = (format!("{base}.key"), format!("{base}.private"));
+    files.extend([resolve(&public), resolve(&private)]);
     let read = |name: &str| -> Result<(DataSource, String), String> {
         let source = resolve(name);
         let bytes = source

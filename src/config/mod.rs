@@ -242,6 +242,8 @@ pub struct Config {
     pub rrl: Option<Rrl>,
     /// Zones, in configuration order.
     pub zones: Vec<Zone>,
+    /// The key files of the signed zones (both files of each key; watched).
+    pub key_files: Vec<DataSource>,
     /// Map files (directories expanded at load time).
     pub maps: Vec<DataSource>,
     /// GeoIP databases.
@@ -353,7 +355,8 @@ impl Config {
         let why_allow = networks(&doc, "why.allow", &spec.why.allow, &mut errors);
         let geoip = data_files(&doc, "geoip", &spec.geoip, resolve, &mut errors);
         let bgp = data_files(&doc, "bgp", &spec.bgp, resolve, &mut errors);
-        let zones = load_zones(&doc, &spec.zones, resolve, &mut errors);
+        let mut key_files = Vec::new();
+        let zones = load_zones(&doc, &spec.zones, resolve, &mut errors, &mut key_files);
         let feeds = spec
             .feeds
             .as_ref()
@@ -419,6 +422,7 @@ impl Config {
             why_allow,
             rrl,
             zones,
+            key_files,
             maps: spec.maps.iter().map(|m| resolve(m)).collect(),
             geoip,
             bgp,
@@ -459,6 +463,7 @@ impl Config {
         self.geoip.iter().for_each(|d| push(&d.source));
         self.bgp.iter().for_each(|d| push(&d.source));
         self.cookies.secret_file.iter().for_each(&mut push);
+        self.key_files.iter().for_each(&mut push);
         out
     }
 }

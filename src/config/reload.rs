@@ -24,6 +24,7 @@ impl Config {
             why_enabled: _,
             why_allow: _,
             zones: _,
+            key_files: _,
             maps: _,
             geoip: _,
             bgp: _,

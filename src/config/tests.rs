@@ -47,3 +47,18 @@ fn unknown_top_level_key_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn key_files_are_watched() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo/signpost.yaml");
+    let config = Config::load(&demo).expect("the demo configuration loads");
+    let watched = config.watched_files();
+    for ext in ["key", "private"] {
+        let file = demo.with_file_name(format!("keys/Kexample.test.+013+01841.{ext}"));
+        assert!(
+            watched.contains(&file),
+            "{} not in {watched:?}",
+            file.display()
+        );
+    }
+}

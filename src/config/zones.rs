@@ -11,17 +11,19 @@ use crate::source::{Document, Errors, quote};
 use crate::wire::rtype;
 use crate::zone::{self, Glue, RecordSet, Zone};
 
-/// Decodes and builds every zone, collecting all problems.
+/// Decodes and builds every zone, collecting all problems; the key files of signed zones are
+/// added to `key_files` (for the reload's watch).
 pub(super) fn load_zones(
     doc: &Document,
     value: &Value,
     resolve: &dyn Fn(&str) -> super::DataSource,
     errors: &mut Errors,
+    key_files: &mut Vec<super::DataSource>,
 ) -> Vec<Zone> {
     let mut zones: Vec<Zone> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     for (path, spec) in doc.decode_each::<ZoneSpec>("zones", value, errors) {
-        if let Some(z) = build_zone(doc, &path, spec, resolve, errors) {
+        if let Some(z) = build_zone(doc, &path, spec, resolve, errors, key_files) {
             if zones.iter().any(|o| o.apex == z.apex) {
                 errors.0.push(doc.error(
                     &format!("{path}.apex"),
@@ -82,6 +84,7 @@ fn build_zone(
     spec: ZoneSpec,
     resolve: &dyn Fn(&str) -> super::DataSource,
     errors: &mut Errors,
+    key_files: &mut Vec<super::DataSource>,
 ) -> Option<Zone> {
     let before = errors.0.len();
     let apex = match zone::parse_name(&spec.apex, &Name::root()) {
@@ -131,7 +134,7 @@ fn build_zone(
     let apex_text = draft.apex.to_ascii();
     let dnssec = spec.dnssec.as_ref().and_then(|d| {
         let at = format!("{path}.dnssec");
-        super::dnssec::load(doc, &at, d, &draft.apex_wire, resolve, errors)
+        super::dnssec::load(doc, &at, d, &draft.apex_wire, resolve, errors, key_files)
     });
     let (apex_wire, nodes, glue) = draft.finish(soa.clone(), errors);
     if errors.0.len() > before {
