@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::client::ClientData;
-use crate::compile::{self, Inputs, MapText};
+use crate::compile::{self, Inputs, MapText, SignatureCache};
 use crate::config::{Config, DataSource};
 use crate::live::FeedTable;
 use crate::snapshot::Snapshot;
@@ -51,6 +51,7 @@ fn compile_maps(
             maps,
             files: &|s: &DataSource| s.read(),
             live,
+            signatures: None,
         },
     )
 }
@@ -91,6 +92,8 @@ pub struct Sources {
     maps: Vec<MapText>,
     /// The files the maps refer to, as read by the first build from these sources.
     files: Mutex<HashMap<DataSource, Vec<u8>>>,
+    /// The signatures of the last build from these sources, reused by the next while fresh.
+    signatures: SignatureCache,
 }
 
 impl Sources {
@@ -108,6 +111,7 @@ impl Sources {
             client,
             maps,
             files: Mutex::new(HashMap::new()),
+            signatures: SignatureCache::default(),
         })
     }
 
@@ -130,8 +134,20 @@ impl Sources {
                 maps: &self.maps,
                 files: &read,
                 live,
+                signatures: Some(&self.signatures),
             },
         )
+    }
+
+    /// Takes over the signatures `previous` (the sources these replace) kept, for the first
+    /// build from these: a reload of the files signs only what changed.
+    pub fn keep_signatures(&mut self, previous: &Sources) {
+        self.signatures = previous.signatures.copy();
+    }
+
+    /// Signatures made and reused by the last build from these sources.
+    pub fn signatures_made(&self) -> (usize, usize) {
+        self.signatures.last_build()
     }
 }
 

@@ -479,8 +479,12 @@ fn reload_once(
     let result = match sources.as_ref() {
         Some(s) if !reread => s.build(&live).map(|snap| (snap, None)),
         // Read the files; the last good sources stay for feed changes if this fails or is held.
-        _ => Sources::read(config_path, Some(&old.client))
-            .and_then(|s| s.build(&live).map(|snap| (snap, Some(s)))),
+        _ => Sources::read(config_path, Some(&old.client)).and_then(|mut s| {
+            if let Some(previous) = sources.as_ref() {
+                s.keep_signatures(previous);
+            }
+            s.build(&live).map(|snap| (snap, Some(s)))
+        }),
     };
     let outcome = match result {
         Ok((snap, fresh)) => {

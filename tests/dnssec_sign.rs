@@ -4,6 +4,9 @@
 //! as a zone file and handed to `dnssec-verify`, which must find it fully signed. The same zone
 //! with one signature byte changed must fail, and so must a zone signed by a key other than the
 //! DNSKEY published: the check can fail.
+//!
+//! Builds from the same sources (a feed change, the re-sign timer) reuse the signatures of the
+//! build before while they are fresh, and serve exactly them.
 
 mod common;
 use common::*;
@@ -184,4 +187,26 @@ fn a_private_key_that_is_not_the_public_ones_half_is_refused() {
     std::fs::copy(&other, &private).unwrap();
     let e = Signer::load(&public).unwrap_err();
     assert!(e.to_string().contains("not the private half"), "{e}");
+}
+
+#[test]
+fn a_second_build_from_the_same_sources_reuses_every_signature() {
+    let sources = signpost::load::Sources::read(None, None).expect("the demo reads");
+    let first = sources.build(&[]).expect("the demo builds");
+    let (made, reused) = sources.signatures_made();
+    assert!(made > 10 && reused == 0, "made {made}, reused {reused}");
+    let second = sources.build(&[]).expect("the demo builds again");
+    assert_eq!(sources.signatures_made(), (0, made));
+    let signed = |snap: &signpost::snapshot::Snapshot| {
+        let z = &snap.zones[0];
+        let s = z.signed.as_ref().expect("the demo zone is signed");
+        let sets: Vec<Vec<Box<[u8]>>> = z
+            .nodes
+            .values()
+            .flat_map(|n| n.sets.iter().map(|set| set.sigs.clone()))
+            .collect();
+        (s.soa_sigs.clone(), s.refresh_at, s.expires_at, sets)
+    };
+    // The same signatures, due when the first build's are.
+    assert!(signed(&first) == signed(&second));
 }

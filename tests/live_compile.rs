@@ -199,6 +199,7 @@ fn snapshot(feeds: &[FeedTable]) -> Snapshot {
             maps: &maps,
             files: &|_| Err(signpost::config::ReadError::NotEmbedded),
             live: feeds,
+            signatures: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -363,6 +364,7 @@ fn proximity_follows_health_and_a_peer_naming_an_unknown_node_is_refused() {
             maps: &maps,
             files: &|_| Err(signpost::config::ReadError::NotEmbedded),
             live: &feeds,
+            signatures: None,
         },
     )
     .map(|_| ())

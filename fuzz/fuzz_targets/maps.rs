@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let client = Arc::new(ClientData::default());
     // No file exists for the compiler: a prefix file is refused like a missing one.
     let files = |_: &DataSource| Err(signpost::config::ReadError::NotEmbedded);
-    match build(config(), Inputs { client, maps: &maps, files: &files, live: &[] }) {
+    match build(config(), Inputs { client, maps: &maps, files: &files, live: &[], signatures: None }) {
         Ok(snap) => {
             // Every compiled table answers every address.
             for s in &snap.services {

@@ -34,7 +34,7 @@ fn config() -> &'static Config {
 fn compile(text: &str) -> Result<Snapshot, signpost::source::Errors> {
     let maps = [MapText { source: DataSource::Embedded("maps/fuzz.yaml".into()), text: text.to_string() }];
     let files = |_: &DataSource| Err(signpost::config::ReadError::NotEmbedded);
-    build(config(), Inputs { client: Arc::new(ClientData::default()), maps: &maps, files: &files, live: &[] })
+    build(config(), Inputs { client: Arc::new(ClientData::default()), maps: &maps, files: &files, live: &[], signatures: None })
 }
 
 /// The invariants that must hold whatever was asked.

@@ -8,7 +8,8 @@
 //! service's policies), `rules.rs` (its rules, by [`RuleKind`](crate::snapshot::RuleKind)),
 //! `rank.rs` (ranking inside a region: each `rank:` mode's checks and per-node ranks),
 //! `live.rs` (the live feeds as input), `table.rs` (the route tables and ECS scopes),
-//! `zones.rs` (service names in the zones), `sign.rs` (signing the zones, DNSSEC).
+//! `zones.rs` (service names in the zones), `sign.rs` (signing the zones, DNSSEC) and
+//! `sign_cache.rs` (the signatures kept from one build to the next).
 
 mod live;
 mod nodes;
@@ -16,6 +17,7 @@ mod rank;
 mod rules;
 mod service;
 mod sign;
+mod sign_cache;
 mod table;
 mod zones;
 
@@ -30,6 +32,8 @@ use crate::live::FeedTable;
 use crate::snapshot::{Ranking, Settings, Snapshot};
 use crate::source::{Document, Errors, quote};
 use crate::spec::{MapFileSpec, NodeSpec, Rank, RegionSpec, ServiceSpec};
+
+pub use sign_cache::SignatureCache;
 
 /// A map file's text and where it came from.
 pub struct MapText {
@@ -53,6 +57,9 @@ pub struct Inputs<'a> {
     pub files: &'a ReadFile<'a>,
     /// The live BGP feeds' tables (none offline).
     pub live: &'a [FeedTable],
+    /// The signatures of earlier builds of the same sources, to reuse while fresh (none: every
+    /// set is signed).
+    pub signatures: Option<&'a SignatureCache>,
 }
 
 /// Whether a region of `maps` ranks by distance: the client data must then keep the GeoIP
@@ -140,7 +147,14 @@ pub fn build(config: &Config, inputs: Inputs<'_>) -> Result<Snapshot, Errors> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    sign::sign_zones(&mut zones, &services, &nodes, now, &mut errors);
+    sign::sign_zones(
+        &mut zones,
+        &services,
+        &nodes,
+        now,
+        inputs.signatures,
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(errors);
     }

@@ -13,39 +13,59 @@
 //!   included), for negative answers.
 //!
 //! Signatures are made with the original TTL of the set (for a service, the longer of its
-//! `ttl` and `degraded_ttl`, so that an answer with either stays under it).
+//! `ttl` and `degraded_ttl`, so that an answer with either stays under it). With a
+//! [`SignatureCache`], a set signed by an earlier build that has not changed keeps its
+//! signature while it is fresh (`sign_cache.rs`).
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
+use super::sign_cache::{SetKey, SignatureCache};
 use crate::dnssec::{Ds, Signer, Validity, ZoneKeys, nsec};
 use crate::snapshot::{Node, Service};
 use crate::source::Errors;
 use crate::wire::rtype;
 use crate::zone::{self, AnswerSigs, Denial, RecordSet, Signed, Zone, ZoneNode};
 
-/// Signs every zone that has keys, as of `now` (seconds since the epoch); a zone that cannot
-/// be signed is an error of the build (the serving snapshot stays).
+/// Signs every zone that has keys, as of `now` (seconds since the epoch), reusing the fresh
+/// signatures of `cache` when there is one; a zone that cannot be signed is an error of the
+/// build (the serving snapshot stays).
 pub(super) fn sign_zones(
     zones: &mut [Zone],
     services: &[Service],
     nodes: &[Node],
     now: u64,
+    cache: Option<&SignatureCache>,
     errors: &mut Errors,
 ) {
+    if let Some(c) = cache {
+        c.begin();
+    }
+    let before = errors.0.len();
     for z in zones.iter_mut() {
         let Some(keys) = z.dnssec.clone() else {
             continue;
         };
-        if let Err(e) = sign_zone(z, &keys, services, nodes, now) {
+        if let Err(e) = sign_zone(z, &keys, services, nodes, now, cache) {
             errors.file(&z.apex_text, format!("zone {}: {e}", z.apex_text));
         }
+    }
+    if let Some(c) = cache
+        && errors.0.len() == before
+    {
+        c.finish();
     }
 }
 
 /// What one zone's signing needs at hand.
 struct Signing<'a> {
     keys: &'a ZoneKeys,
+    /// When (seconds since the epoch), and the validity of a signature made now.
+    now: u64,
     validity: Validity,
+    cache: Option<&'a SignatureCache>,
+    /// When the oldest signature of the zone was made (`now` unless one was reused).
+    oldest: Cell<u64>,
 }
 
 impl Signing<'_> {
@@ -59,13 +79,33 @@ impl Signing<'_> {
     ) -> Result<Vec<Box<[u8]>>, String> {
         // RFC 7344 §4.1: CDS and CDNSKEY are signed like the DNSKEY set.
         let key_set = matches!(rt, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY);
+        let canonical = self.cache.map(|_| SetKey::rdatas(rdatas));
+        let timing = self.keys.timing;
         self.keys
             .signers(key_set)
             .map(|s| {
-                let rrsig = s
-                    .sign(owner, rt, ttl, rdatas, self.validity)
-                    .map_err(|e| e.to_string())?;
-                Ok(zone::body(rtype::RRSIG, ttl, &rrsig))
+                let sign = || {
+                    let rrsig = s
+                        .sign(owner, rt, ttl, rdatas, self.validity)
+                        .map_err(|e| e.to_string())?;
+                    Ok(zone::body(rtype::RRSIG, ttl, &rrsig))
+                };
+                let (Some(cache), Some(rdatas)) = (self.cache, &canonical) else {
+                    return sign();
+                };
+                let key = SetKey {
+                    signer: s.public().owner.as_slice().into(),
+                    dnskey: s.dnskey_rdata().into(),
+                    owner: owner.into(),
+                    rtype: rt,
+                    ttl,
+                    rdatas: rdatas.clone(),
+                    timing: [timing.validity, timing.refresh, timing.backdate],
+                };
+                let fresh_for = u64::from(timing.validity - timing.refresh);
+                let (body, at) = cache.get_or_sign(key, self.now, fresh_for, sign)?;
+                self.oldest.set(self.oldest.get().min(at));
+                Ok(body)
             })
             .collect()
     }
@@ -96,10 +136,14 @@ fn sign_zone(
     services: &[Service],
     nodes: &[Node],
     now: u64,
+    cache: Option<&SignatureCache>,
 ) -> Result<(), String> {
     let s = Signing {
         keys,
+        now,
         validity: keys.timing.window(now),
+        cache,
+        oldest: Cell::new(now),
     };
     add_published_sets(z, keys);
     for (owner, node) in z.nodes.iter_mut() {
@@ -119,11 +163,13 @@ fn sign_zone(
         .unwrap_or_default();
     let chain = denial_chain(&s, z, services, nodes)?;
     let timing = keys.timing;
+    // Due when the oldest signature is (every signature is made at once without a cache).
+    let oldest = s.oldest.get();
     z.signed = Some(Box::new(Signed {
         soa_sigs,
         chain,
-        refresh_at: now + u64::from(timing.validity - timing.refresh),
-        expires_at: now + u64::from(timing.validity),
+        refresh_at: oldest + u64::from(timing.validity - timing.refresh),
+        expires_at: oldest + u64::from(timing.validity),
     }));
     Ok(())
 }

@@ -224,14 +224,8 @@ fn worker<S: Peer>(
             }
             peers[i] = Some(peer.ip());
             let query = &inbuf[i * MAX_QUERY..i * MAX_QUERY + (*len).min(MAX_QUERY)];
-            prepare_into(
-                &mut prepared[i],
-                &snap,
-                query,
-                peer.ip(),
-                scratch,
-                &mut recent,
-            );
+            let slot = &mut prepared[i];
+            prepare_into(slot, &snap, query, peer.ip(), scratch, &mut recent);
         }
         warm(&snap, &prepared[..n]);
         let mut m = 0;
