@@ -11,7 +11,8 @@ use crate::source::{Document, Errors};
 
 /// The keys of the zone with apex `apex` (lowercase wire form), or `None` after reporting
 /// every problem at its path (`path` is the `dnssec` section's). Both files of every key are
-/// added to `files` (read or not: a key file that appears or changes asks for a reload).
+/// added to `files`, for the reload's watch (which follows the configuration in force: a key
+/// file that it names and that is replaced or edited asks for a reload).
 pub(super) fn load(
     doc: &Document,
     path: &str,
