@@ -209,12 +209,17 @@ fn instructions_per_query_stay_under_the_ceiling() {
             "signpost did not answer under callgrind within 150 s"
         );
     }
+    let queries: Vec<Vec<u8>> = subnets()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| query(i as u16 + 1, s))
+        .collect();
     // One at a time.
     control("-z", pid);
     let load = Instant::now();
     let mut answered = [0u64; 2];
-    for (i, s) in subnets().into_iter().enumerate() {
-        if ask(&sock, server, &query(i as u16 + 1, s)) {
+    for q in &queries {
+        if ask(&sock, server, q) {
             answered[0] += 1;
         }
         assert!(
@@ -225,11 +230,6 @@ fn instructions_per_query_stay_under_the_ceiling() {
     }
     control("-d", pid);
     // In bursts.
-    let queries: Vec<Vec<u8>> = subnets()
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| query(i as u16 + 1, s))
-        .collect();
     control("-z", pid);
     let load = Instant::now();
     for burst in queries.chunks(BURST) {

@@ -19,6 +19,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::sign_cache::{SetKey, SignatureCache};
 use crate::dnssec::{Ds, Signer, Validity, ZoneKeys, nsec};
@@ -64,8 +65,31 @@ struct Signing<'a> {
     now: u64,
     validity: Validity,
     cache: Option<&'a SignatureCache>,
+    /// Each key's identity in the cache ([`SetKey::signer`]), made once per zone.
+    identities: Vec<(&'a Signer, Arc<[u8]>)>,
     /// When the oldest signature of the zone was made (`now` unless one was reused).
     oldest: Cell<u64>,
+}
+
+impl<'a> Signing<'a> {
+    fn new(keys: &'a ZoneKeys, now: u64, cache: Option<&'a SignatureCache>) -> Signing<'a> {
+        let identities = match cache {
+            Some(_) => keys
+                .keys
+                .iter()
+                .map(|k| (&k.signer, SetKey::signer(&k.signer)))
+                .collect(),
+            None => Vec::new(),
+        };
+        Signing {
+            keys,
+            now,
+            validity: keys.timing.window(now),
+            cache,
+            identities,
+            oldest: Cell::new(now),
+        }
+    }
 }
 
 impl Signing<'_> {
@@ -90,12 +114,14 @@ impl Signing<'_> {
                         .map_err(|e| e.to_string())?;
                     Ok(zone::body(rtype::RRSIG, ttl, &rrsig))
                 };
-                let (Some(cache), Some(rdatas)) = (self.cache, &canonical) else {
+                let identity = self.identities.iter().find(|(k, _)| std::ptr::eq(*k, s));
+                let (Some(cache), Some(rdatas), Some((_, signer))) =
+                    (self.cache, &canonical, identity)
+                else {
                     return sign();
                 };
                 let key = SetKey {
-                    signer: s.public().owner.as_slice().into(),
-                    dnskey: s.dnskey_rdata().into(),
+                    signer: signer.clone(),
                     owner: owner.into(),
                     rtype: rt,
                     ttl,
@@ -138,13 +164,7 @@ fn sign_zone(
     now: u64,
     cache: Option<&SignatureCache>,
 ) -> Result<(), String> {
-    let s = Signing {
-        keys,
-        now,
-        validity: keys.timing.window(now),
-        cache,
-        oldest: Cell::new(now),
-    };
+    let s = Signing::new(keys, now, cache);
     add_published_sets(z, keys);
     for (owner, node) in z.nodes.iter_mut() {
         for set in &mut node.sets {

@@ -12,6 +12,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::dnssec::Signer;
 
 /// How long before it is due a signature is made again anyway, with the others a build
 /// makes: a sixteenth of its fresh time, at most an hour. Signatures made at many different
@@ -41,9 +44,8 @@ struct Inner {
 /// Everything a signature depends on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct SetKey {
-    /// The signing key: its owner (the zone, the RRSIG's signer name) and DNSKEY RDATA.
-    pub signer: Box<[u8]>,
-    pub dnskey: Box<[u8]>,
+    /// The signing key ([`SetKey::signer`]): shared by every set it signs.
+    pub signer: Arc<[u8]>,
     /// The owner (lowercase wire form), type and original TTL of the set.
     pub owner: Box<[u8]>,
     pub rtype: u16,
@@ -55,6 +57,14 @@ pub(super) struct SetKey {
 }
 
 impl SetKey {
+    /// A key's identity: its owner (the zone, the RRSIG's signer name) in wire form, then its
+    /// DNSKEY RDATA (flags, protocol, algorithm, public key).
+    pub fn signer(key: &Signer) -> Arc<[u8]> {
+        let mut id = key.public().owner.as_slice().to_vec();
+        id.extend_from_slice(&key.dnskey_rdata());
+        id.into()
+    }
+
     /// The canonical form of a set's RDATA for [`SetKey::rdatas`].
     pub fn rdatas(rdatas: &[&[u8]]) -> Box<[u8]> {
         let mut sorted = rdatas.to_vec();
@@ -179,8 +189,7 @@ mod tests {
 
     fn key(rdata: &[u8]) -> SetKey {
         SetKey {
-            signer: b"\x07example\x04test\x00".as_slice().into(),
-            dnskey: [1, 2, 3].as_slice().into(),
+            signer: b"\x07example\x04test\x00\x01\x02\x03".as_slice().into(),
             owner: b"\x02dl\x07example\x04test\x00".as_slice().into(),
             rtype: 1,
             ttl: 60,
